@@ -1,0 +1,1 @@
+"""The jobd command line: typer commands and the rich views."""

@@ -1,0 +1,1 @@
+"""Per-tenant schema migrations: registry, steps, snapshots, runner."""
