@@ -1,4 +1,331 @@
+"""The `jobd` command: thin typer commands over library functions."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
 import typer
-app = typer.Typer()
+from rich.table import Table
+
+from jobd import api, runner
+from jobd.config import JobdConfig, load_config
+from jobd.control import client
+from jobd.errors import ExitCode, InvalidArgs, JobdError
+from jobd.inventory import load_inventory
+from jobd.states import FINAL, JobState
+from jobd.store import open_store
+
+from .output import ago, console, duration, print_json, reports_errors, when
+
+app = typer.Typer(
+    name="jobd",
+    help="jobd — a background job daemon supervisor that replaces cron.\n\n"
+    "Reads jobd.toml (--config, $JOBD_CONFIG, or ./jobd.toml).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOption = Annotated[
+    Optional[Path],
+    typer.Option("--config", "-c", help="Path to jobd.toml (default: $JOBD_CONFIG, then ./jobd.toml)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for programs instead of a table.")]
+
+
+def _config(path: Path | None) -> JobdConfig:
+    return load_config(path)
+
+
+@app.command()
+@reports_errors
+def check(config: ConfigOption = None) -> None:
+    """Validate jobd.toml and import every task; exit non-zero on any error.
+
+    Example: jobd check --config /etc/jobd/jobd.toml
+    Prints each daemon with its tasks, or the file, key and reason of the first problem.
+    """
+    settings = _config(config)
+    inventory = load_inventory(settings)
+    console.print(f"[green]ok[/] {settings.source}")
+    for daemon, tasks in inventory.items():
+        names = ", ".join(sorted(tasks)) or "[yellow]no tasks[/]"
+        console.print(f"  {daemon} ({settings.daemons[daemon].workers} workers): {names}")
+
+
+@app.command()
+@reports_errors
+def init(config: ConfigOption = None) -> None:
+    """Create or upgrade the store's tables (idempotent; `jobd start` does it too).
+
+    Example: jobd init
+    """
+    settings = _config(config)
+    store = open_store(settings.store)
+    version = store.initialise()
+    console.print(f"store {store.url} is at schema v{version}")
+
+
+@app.command()
+@reports_errors
+def start(
+    config: ConfigOption = None,
+    foreground: Annotated[bool, typer.Option("--foreground", "-f", help="Stay attached (for systemd and debugging).")] = False,
+) -> None:
+    """Start the master: validates config, task code and store, then runs the worker pools.
+
+    Example: jobd start            (detaches; prints the master's pid when it is ready)
+             jobd start --foreground
+    """
+    settings = _config(config)
+    inventory = runner.preflight(settings)
+    if foreground:
+        raise typer.Exit(runner.run_foreground(settings, inventory))
+    pid = runner.start_daemon(settings, inventory)
+    console.print(f"jobd master started (pid {pid}); control socket {settings.socket}")
+
+
+@app.command()
+@reports_errors
+def stop(
+    config: ConfigOption = None,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Send the signal and return at once.")] = False,
+    timeout: Annotated[Optional[float], typer.Option(help="Seconds to wait for the master to exit.")] = None,
+) -> None:
+    """Stop the master gracefully: no new jobs, running ones finish (up to the drain timeout).
+
+    Example: jobd stop
+    Jobs still running at the drain timeout go back to the queue.
+    """
+    settings = _config(config)
+    pid = runner.stop_master(settings, wait=not no_wait, timeout=timeout)
+    console.print(f"jobd master (pid {pid}) {'is stopping' if no_wait else 'stopped'}")
+
+
+@app.command()
+@reports_errors
+def reload(config: ConfigOption = None) -> None:
+    """Re-read jobd.toml in the running master (like SIGHUP); an invalid file changes nothing."""
+    settings = _config(config)
+    result = client.call(settings.socket, "reload", timeout=180)
+    console.print(f"reloaded; daemons: {', '.join(result['daemons'])}")
+
+
+@app.command()
+@reports_errors
+def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Show daemons, workers (busy/idle) and job counts; works from the store when the master is down.
+
+    Example: jobd status --json
+    """
+    settings = _config(config)
+    report = status_report(settings)
+    if as_json:
+        print_json(report)
+        return
+    master = report["master"]
+    if master["running"]:
+        console.print(f"master [green]running[/] pid {master['pid']} on {master['host']}, up {duration(master['uptime'])}")
+    else:
+        console.print("master [red]not running[/] (counts below come from the store)")
+    table = Table("daemon", "workers", "busy", "idle", "queued", "running", "retrying", "succeeded", "failed/dead", "cancelled")
+    for name, daemon in report["daemons"].items():
+        counts = daemon["counts"]
+        table.add_row(
+            name, str(daemon.get("size", "-")), str(daemon.get("busy", "-")), str(daemon.get("idle", "-")),
+            str(counts.get("queued", 0) + counts.get("scheduled", 0)), str(counts.get("running", 0)),
+            str(counts.get("retrying", 0)), str(counts.get("succeeded", 0)), str(counts.get("dead", 0)),
+            str(counts.get("cancelled", 0)),
+        )
+    console.print(table)
+
+
+def status_report(settings: JobdConfig) -> dict[str, Any]:
+    """The status as plain data: from the master if it answers, else from the store."""
+    live = runner.master_status(settings)
+    if live is not None:
+        daemons = {}
+        for name, pool in live["daemons"].items():
+            workers = pool["workers"]
+            daemons[name] = {
+                "size": pool["size"],
+                "busy": sum(1 for w in workers if w["state"] == "busy"),
+                "idle": sum(1 for w in workers if w["state"] == "idle"),
+                "workers": workers,
+                "restarts": pool["restarts"],
+                "counts": pool["counts"],
+            }
+        return {"master": {"running": True, **live["master"]}, "daemons": daemons}
+    store = open_store(settings.store)
+    counts = store.jobs.counts() if store.version() is not None else {}
+    names = sorted(set(settings.daemons) | set(counts))
+    return {
+        "master": {"running": False},
+        "daemons": {name: {"size": settings.daemons[name].workers if name in settings.daemons else 0, "counts": counts.get(name, {})} for name in names},
+    }
+
+
+@app.command()
+@reports_errors
+def jobs(
+    config: ConfigOption = None,
+    state: Annotated[Optional[list[str]], typer.Option("--state", "-s", help="Filter by state (repeatable).")] = None,
+    daemon: Annotated[Optional[str], typer.Option("--daemon", "-d")] = None,
+    task: Annotated[Optional[str], typer.Option("--task", "-t")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10000)] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """List recent jobs, newest first.
+
+    Example: jobd jobs --state dead --daemon mailing
+    """
+    settings = _config(config)
+    try:
+        states = [JobState(value) for value in state or []]
+    except ValueError:
+        raise InvalidArgs(f"unknown state in {state}; states are: {', '.join(s.value for s in JobState)}") from None
+    found = open_store(settings.store).jobs.list(states=states, daemon=daemon, task=task, limit=limit)
+    if as_json:
+        print_json([job.to_dict() for job in found])
+        return
+    now = time.time()
+    table = Table("id", "daemon", "task", "state", "attempts", "created", "error")
+    for job in found:
+        table.add_row(str(job.id), job.daemon, job.task, str(job.state), str(job.attempts), ago(job.created_at, now), (job.error or "")[:60])
+    console.print(table)
+
+
+@app.command("job")
+@reports_errors
+def job_detail(job_id: int, config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Everything about one job: args, state, attempts, progress, checkpoint, error and traceback.
+
+    Example: jobd job 42
+    """
+    settings = _config(config)
+    job = open_store(settings.store).jobs.get(job_id)
+    if as_json:
+        print_json(job.to_dict())
+        return
+    data = job.to_dict()
+    traceback = data.pop("traceback")
+    for key in ("created_at", "started_at", "finished_at", "updated_at", "run_at"):
+        data[key] = when(data[key])
+    for key, value in data.items():
+        if value is not None and value != "-":
+            console.print(f"[bold]{key}[/]: {json.dumps(value) if isinstance(value, (dict, list)) else value}", highlight=False)
+    if traceback:
+        console.print("[bold]traceback[/]:")
+        console.print(traceback, highlight=False, markup=False)
+
+
+@app.command()
+@reports_errors
+def trigger(
+    daemon: Annotated[str, typer.Argument(help="Daemon that runs the task, e.g. mailing.")],
+    task: Annotated[str, typer.Argument(help="Registered task name, e.g. mailing.send_campaign.")],
+    arg: Annotated[Optional[list[str]], typer.Option("--arg", "-a", help="k=v argument (v parsed as JSON if it can be). Repeatable.")] = None,
+    json_args: Annotated[Optional[str], typer.Option("--json", help="All args as one JSON object.")] = None,
+    priority: Annotated[int, typer.Option(help="Higher runs first.")] = 0,
+    delay: Annotated[Optional[float], typer.Option(help="Run no earlier than this many seconds from now.")] = None,
+    unique_key: Annotated[Optional[str], typer.Option(help="Do nothing if an unfinished job has this key.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", "-w", help="Wait for the job and exit with its outcome.")] = False,
+    timeout: Annotated[float, typer.Option(help="With --wait: give up after this many seconds.")] = 3600.0,
+    config: ConfigOption = None,
+) -> None:
+    """Submit an intent: run TASK on DAEMON now (or after --delay). Prints the job id.
+
+    Example: jobd trigger mailing mailing.send_campaign --arg campaign_id=42
+             jobd trigger reports reports.build --json '{"kind": "sales"}' --wait
+    With --wait, exits 0 if the job succeeded and 1 if it ended dead or cancelled.
+    """
+    settings = _config(config)
+    args = parse_trigger_args(arg or [], json_args)
+    run_at = time.time() + delay if delay else None
+    job_id = api.submit(daemon, task, args, run_at=run_at, priority=priority, unique_key=unique_key, config=settings)
+    print(job_id, flush=True)
+    if not wait:
+        return
+    job = wait_for_job(settings, job_id, timeout)
+    if job.state is JobState.SUCCEEDED:
+        if job.result is not None:
+            print(json.dumps(job.result))
+        return
+    console.print(f"job {job_id} ended {job.state}: {job.error}", highlight=False)
+    raise typer.Exit(int(ExitCode.FAILURE))
+
+
+def parse_trigger_args(pairs: list[str], json_args: str | None) -> dict[str, Any]:
+    """Args from ``--json`` and ``--arg k=v`` (k=v wins); InvalidArgs on anything malformed."""
+    args: dict[str, Any] = {}
+    if json_args is not None:
+        try:
+            parsed = json.loads(json_args)
+        except ValueError as error:
+            raise InvalidArgs(f"--json is not valid JSON: {error}") from None
+        if not isinstance(parsed, dict):
+            raise InvalidArgs("--json must be a JSON object such as '{\"campaign_id\": 42}'")
+        args.update(parsed)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidArgs(f"--arg {pair!r} must look like key=value")
+        try:
+            args[key] = json.loads(value)
+        except ValueError:
+            args[key] = value
+    return args
+
+
+def wait_for_job(settings: JobdConfig, job_id: int, timeout: float):  # type: ignore[no-untyped-def]
+    store = open_store(settings.store)
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while True:
+        job = store.jobs.get(job_id)
+        if job.state in FINAL:
+            return job
+        if time.monotonic() > deadline:
+            raise JobdError(f"job {job_id} is still {job.state} after {timeout:g}s")
+        time.sleep(delay)
+        delay = min(0.5, delay * 1.5)
+
+
+@app.command()
+@reports_errors
+def cancel(job_id: int, config: ConfigOption = None) -> None:
+    """Cancel a job: a waiting one at once; a running one is asked to stop (ctx.cancelled).
+
+    Example: jobd cancel 42
+    """
+    settings = _config(config)
+    job = open_store(settings.store).jobs.cancel(job_id)
+    api.wake_master(settings.socket)
+    if job.state is JobState.CANCELLED:
+        console.print(f"job {job_id} cancelled")
+    else:
+        console.print(f"job {job_id} is {job.state}; its master was asked to cancel it")
+
+
+@app.command()
+@reports_errors
+def retry(job_id: int, config: ConfigOption = None) -> None:
+    """Queue a dead or cancelled job again with a fresh set of attempts.
+
+    Example: jobd retry 42
+    """
+    settings = _config(config)
+    job = open_store(settings.store).jobs.retry(job_id)
+    api.wake_master(settings.socket)
+    console.print(f"job {job_id} is {job.state} again")
+
+
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""The durable store: the source of truth for jobs and masters.
+
+``open_store(url)`` gives a ``Store`` over SQLite (embedded default) or
+MySQL/MariaDB through PyMySQL. The same operations, and the same test
+suite, hold for both.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from ..errors import StoreUnavailable
+from .engine import READ_ONLY, make_engine
+from .jobs import JobQueue, NewJob
+from .masters import MasterRecord, MasterRegistry
+from .schema import SCHEMA_VERSION, build_tables
+
+__all__ = ["Store", "open_store", "NewJob", "MasterRecord", "SCHEMA_VERSION"]
+
+
+class Store:
+    """One store: its engine, tables, job queue and master registry."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.metadata, self.tables = build_tables(engine.dialect.name)
+        self.jobs = JobQueue(engine, self.tables["jobs"])
+        self.masters = MasterRegistry(engine, self.tables["masters"])
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def initialise(self) -> int:
+        """Create or upgrade the schema to ``SCHEMA_VERSION``; idempotent. Returns the version."""
+        try:
+            with self.engine.begin() as connection:
+                if self.engine.dialect.name == "mysql":
+                    # Two masters starting together must not race on CREATE TABLE.
+                    connection.exec_driver_sql("SELECT GET_LOCK('jobd_schema', 30)")
+                version = self._version_on(connection)
+                if version is not None and version > SCHEMA_VERSION:
+                    raise StoreUnavailable(
+                        f"the store at {self.url} has schema v{version}, newer than this jobd "
+                        f"(v{SCHEMA_VERSION}); upgrade jobd"
+                    )
+                self.metadata.create_all(connection, checkfirst=True)
+                if version is None:
+                    connection.execute(
+                        self.tables["meta"].insert().values(key="schema_version", value=str(SCHEMA_VERSION))
+                    )
+                if self.engine.dialect.name == "mysql":
+                    connection.exec_driver_sql("SELECT RELEASE_LOCK('jobd_schema')")
+        except sa.exc.OperationalError as error:
+            raise StoreUnavailable(f"cannot reach the store at {self.url}: {error.orig}") from None
+        return SCHEMA_VERSION
+
+    def version(self) -> int | None:
+        """The schema version in the store, or None if it was never initialised."""
+        try:
+            with self.engine.connect().execution_options(**READ_ONLY) as connection:
+                return self._version_on(connection)
+        except sa.exc.OperationalError as error:
+            raise StoreUnavailable(f"cannot reach the store at {self.url}: {error.orig}") from None
+
+    def _version_on(self, connection: sa.Connection) -> int | None:
+        if not sa.inspect(connection).has_table(self.tables["meta"].name):
+            return None
+        value = connection.execute(
+            sa.select(self.tables["meta"].c.value).where(self.tables["meta"].c.key == "schema_version")
+        ).scalar()
+        return int(value) if value is not None else None
+
+    def require_schema(self) -> None:
+        """Raise ``StoreUnavailable`` unless the store is initialised at our version."""
+        version = self.version()
+        if version is None:
+            raise StoreUnavailable(f"the store at {self.url} is not initialised; run `jobd init`")
+        if version != SCHEMA_VERSION:
+            raise StoreUnavailable(
+                f"the store at {self.url} has schema v{version}, this jobd needs v{SCHEMA_VERSION}"
+            )
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def open_store(url: str) -> Store:
+    return Store(make_engine(url))

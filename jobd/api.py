@@ -1,0 +1,122 @@
+"""The application-facing API: submit an intent, look at a job.
+
+``submit`` writes the job durably and returns its id; it works whether or not
+a master is running (the job waits in the store). Given ``connection=``, the
+job is inserted inside the caller's own transaction, so it exists if and only
+if the caller's transaction commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from .config import JobdConfig, find_config_path, load_config
+from .control.protocol import Request
+from .errors import InvalidArgs, UnknownTask
+from .inventory import load_daemon_tasks
+from .job import Job, encode_json
+from .store import NewJob, Store, open_store
+from .tasks import TaskDefinition
+
+
+@lru_cache(maxsize=8)
+def _config_at(path: str) -> JobdConfig:
+    return load_config(path)
+
+
+@lru_cache(maxsize=8)
+def _store_for(url: str) -> Store:
+    return open_store(url)
+
+
+@lru_cache(maxsize=64)
+def _tasks_of(path: str, daemon: str) -> dict[str, TaskDefinition]:
+    return load_daemon_tasks(_config_at(path), daemon)
+
+
+def resolve_config(config: JobdConfig | str | os.PathLike[str] | None) -> JobdConfig:
+    if isinstance(config, JobdConfig):
+        return config
+    return _config_at(str(find_config_path(config)))
+
+
+def validate_intent(config: JobdConfig, daemon: str, task: str, args: Any) -> dict[str, Any]:
+    """Check an intent against the config and the task's signature; return the args."""
+    config.daemon(daemon)  # UnknownDaemon naming the known ones
+    if not isinstance(args, dict):
+        raise InvalidArgs("args must be a JSON object such as {\"campaign_id\": 42}")
+    try:
+        encode_json(args)
+    except (TypeError, ValueError) as error:
+        raise InvalidArgs(f"args are not JSON-serialisable: {error}") from None
+    tasks = _tasks_of(str(config.source), daemon) if config.source.exists() else load_daemon_tasks(config, daemon)
+    definition = tasks.get(task)
+    if definition is None:
+        known = ", ".join(sorted(tasks)) or "none"
+        raise UnknownTask(f"daemon {daemon!r} has no task {task!r} (its tasks: {known})")
+    definition.check_args(args)
+    return args
+
+
+def submit(
+    daemon: str,
+    task: str,
+    args: dict[str, Any] | None = None,
+    *,
+    run_at: dt.datetime | float | None = None,
+    priority: int = 0,
+    unique_key: str | None = None,
+    max_attempts: int | None = None,
+    connection: sa.Connection | None = None,
+    config: JobdConfig | str | os.PathLike[str] | None = None,
+) -> int:
+    """Submit an intent: a job for ``task`` on ``daemon`` with JSON ``args``. Returns the job id.
+
+    ``run_at`` delays the job (an aware datetime or epoch seconds).
+    ``unique_key`` makes the submit idempotent while a job with that key is
+    unfinished: the existing job's id is returned. ``connection`` (a
+    SQLAlchemy Connection in an open transaction on the jobd store's
+    database) enqueues as part of the caller's transaction.
+    """
+    settings = resolve_config(config)
+    arguments = validate_intent(settings, daemon, task, args if args is not None else {})
+    if isinstance(run_at, dt.datetime):
+        if run_at.tzinfo is None:
+            raise InvalidArgs("run_at must be timezone-aware (e.g. datetime.now(timezone.utc))")
+        run_at = run_at.timestamp()
+    new_job = NewJob(
+        daemon=daemon, task=task, args=arguments, priority=priority, run_at=run_at,
+        unique_key=unique_key, max_attempts=max_attempts,
+    )
+    store = _store_for(settings.store)
+    job_id = store.jobs.insert(new_job, connection=connection)
+    if connection is None:
+        wake_master(settings.socket)
+    return job_id
+
+
+def get_job(job_id: int, *, config: JobdConfig | str | os.PathLike[str] | None = None) -> Job:
+    return _store_for(resolve_config(config).store).jobs.get(job_id)
+
+
+def wake_master(socket_path: Path) -> None:
+    """Tell a local master a job is waiting, so it does not wait for its next poll.
+
+    Fire-and-forget: no master, or a busy one, costs nothing but the poll delay.
+    """
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.settimeout(0.2)
+    try:
+        client.connect(str(socket_path))
+        client.sendall(Request("wake").encode())
+    except OSError:
+        pass
+    finally:
+        client.close()

@@ -1,0 +1,236 @@
+"""jobd.toml: where it is found, what it may contain, and how it is validated.
+
+The whole file is validated before anything starts. Every problem is
+reported with the file, the dotted key and the reason, and an invalid file
+changes nothing — the same rule for ``jobd check``, ``jobd start`` and a
+reload.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+import zoneinfo
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from . import defaults
+from .durations import parse_duration
+from .errors import ConfigError
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+TASK_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,189}$")
+CALLABLE_PATH_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+MODULE_PATH_PATTERN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class DaemonConfig(_Strict):
+    """One ``[daemons.NAME]`` table: a worker pool and the tasks it serves."""
+
+    workers: int = Field(defaults.DEFAULT_WORKERS, ge=0, le=512)
+    modules: list[str] = Field(
+        default_factory=list,
+        description="modules imported by the workers; their @jobd.task functions are served",
+    )
+    tasks: dict[str, str] = Field(
+        default_factory=dict, description="task name → 'package.module:function' of a plain callable"
+    )
+    timeout: Duration = defaults.DEFAULT_TIMEOUT_SECONDS
+    max_attempts: int = Field(defaults.DEFAULT_MAX_ATTEMPTS, ge=1, le=1000)
+    backoff_base: Duration = defaults.DEFAULT_BACKOFF_BASE_SECONDS
+    backoff_max: Duration = defaults.DEFAULT_BACKOFF_MAX_SECONDS
+    max_tasks_per_worker: int = Field(defaults.DEFAULT_MAX_TASKS_PER_WORKER, ge=0)
+    drain_timeout: Duration | None = None
+    enabled: bool = True
+
+    @field_validator("modules")
+    @classmethod
+    def _modules_are_module_paths(cls, modules: list[str]) -> list[str]:
+        for module in modules:
+            if not MODULE_PATH_PATTERN.match(module):
+                raise ValueError(f"{module!r} is not a module path such as 'myapp.tasks'")
+        return modules
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks_are_callable_paths(cls, tasks: dict[str, str]) -> dict[str, str]:
+        for name, path in tasks.items():
+            if not TASK_NAME_PATTERN.match(name):
+                raise ValueError(f"{name!r} is not a valid task name")
+            if not CALLABLE_PATH_PATTERN.match(path):
+                raise ValueError(
+                    f"task {name!r}: {path!r} is not a callable path such as 'myapp.tasks:send'"
+                )
+        return tasks
+
+
+class JobdConfig(_Strict):
+    """The validated contents of a jobd.toml. Paths are absolute."""
+
+    store: str = defaults.DEFAULT_STORE_URL
+    memcached: list[str] = Field(default_factory=list)
+    socket: Path = Path(defaults.DEFAULT_SOCKET_NAME)
+    pid_file: Path = Path(defaults.DEFAULT_PID_FILE_NAME)
+    log_file: Path | None = None
+    log_level: str = "INFO"
+    timezone: str = "UTC"
+    drain_timeout: Duration = defaults.DEFAULT_DRAIN_TIMEOUT_SECONDS
+    poll_interval: Duration = defaults.DEFAULT_POLL_INTERVAL_SECONDS
+    heartbeat_interval: Duration = defaults.HEARTBEAT_INTERVAL_SECONDS
+    heartbeat_lease: Duration = defaults.HEARTBEAT_LEASE_SECONDS
+    python_path: list[Path] = Field(
+        default_factory=list, description="directories added to sys.path to import task modules"
+    )
+    daemons: dict[str, DaemonConfig] = Field(default_factory=dict)
+
+    # Where this config came from; set by load_config, not by the file.
+    source: Path = Field(default=Path("<memory>"), exclude=True)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, level: str) -> str:
+        level = level.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, name: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{name!r} is not an IANA time zone such as 'Europe/Warsaw'") from None
+        return name
+
+    @field_validator("memcached")
+    @classmethod
+    def _host_ports(cls, servers: list[str]) -> list[str]:
+        for server in servers:
+            host, _, port = server.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{server!r} is not host:port")
+        return servers
+
+    @field_validator("daemons")
+    @classmethod
+    def _daemon_names(cls, daemons: dict[str, DaemonConfig]) -> dict[str, DaemonConfig]:
+        for name in daemons:
+            if not NAME_PATTERN.match(name):
+                raise ValueError(
+                    f"daemon name {name!r} must be lower-case letters, digits, '-' or '_'"
+                )
+        return daemons
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source.parent
+
+    def daemon(self, name: str) -> DaemonConfig:
+        from .errors import UnknownDaemon
+
+        try:
+            return self.daemons[name]
+        except KeyError:
+            known = ", ".join(sorted(self.daemons)) or "none"
+            raise UnknownDaemon(f"unknown daemon {name!r} (known daemons: {known})") from None
+
+    def drain_timeout_for(self, daemon: str) -> float:
+        own = self.daemons[daemon].drain_timeout
+        return self.drain_timeout if own is None else own
+
+
+def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The config file to use: ``--config``, else ``$JOBD_CONFIG``, else ``./jobd.toml``."""
+    if explicit:
+        return Path(explicit).resolve()
+    from_env = os.environ.get(defaults.CONFIG_ENV_VAR)
+    if from_env:
+        return Path(from_env).resolve()
+    return (Path.cwd() / defaults.CONFIG_FILE_NAME).resolve()
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> JobdConfig:
+    """Read and validate a jobd.toml; raise ``ConfigError`` naming file, key and reason."""
+    config_path = find_config_path(path)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            str(config_path), None, "no such file (pass --config or set JOBD_CONFIG)"
+        ) from None
+    except OSError as error:
+        raise ConfigError(str(config_path), None, f"cannot read: {error.strerror}") from None
+    return parse_config(text, config_path)
+
+
+def parse_config(text: str, config_path: Path) -> JobdConfig:
+    """Validate the TOML ``text`` of ``config_path`` (pure apart from the time-zone database)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(str(config_path), None, f"not valid TOML: {error}") from None
+    try:
+        config = JobdConfig.model_validate({**data, "source": config_path})
+    except ValidationError as error:
+        raise _config_error(config_path, error) from None
+    return _resolve_paths(config)
+
+
+def _config_error(config_path: Path, error: ValidationError) -> ConfigError:
+    problems = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        reason = item["msg"]
+        if item["type"] == "extra_forbidden":
+            reason = "unknown key"
+        reason = reason.removeprefix("Value error, ")
+        problems.append((key, reason))
+    first_key, first_reason = problems[0]
+    if len(problems) > 1:
+        rest = "; ".join(f"{key}: {reason}" for key, reason in problems[1:])
+        first_reason = f"{first_reason} (also: {rest})"
+    return ConfigError(str(config_path), first_key, first_reason)
+
+
+def _resolve_paths(config: JobdConfig) -> JobdConfig:
+    """Make every path absolute relative to the config file's directory."""
+    base = config.base_dir
+
+    def absolute(path: Path) -> Path:
+        return path if path.is_absolute() else (base / path).resolve()
+
+    return config.model_copy(
+        update={
+            "store": _resolve_sqlite_url(config.store, base),
+            "socket": absolute(config.socket),
+            "pid_file": absolute(config.pid_file),
+            "log_file": absolute(config.log_file) if config.log_file else None,
+            "python_path": [absolute(path) for path in config.python_path],
+        }
+    )
+
+
+def _resolve_sqlite_url(url: str, base: Path) -> str:
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+        return prefix + str((base / url[len(prefix) :]).resolve())
+    return url
+
+
+def config_from_dict(data: dict[str, Any], source: Path) -> JobdConfig:
+    """Build a validated config from already-parsed data (used by tests and tools)."""
+    try:
+        config = JobdConfig.model_validate({**data, "source": source})
+    except ValidationError as error:
+        raise _config_error(source, error) from None
+    return _resolve_paths(config)

@@ -1,0 +1,124 @@
+"""What a running task sees of jobd: its ``ctx``.
+
+A task is called as ``function(ctx, **args)``. Through ``ctx`` it reports
+progress (cheap: throttled), saves checkpoints (durable: in the store when
+the call returns, so a retry after any crash resumes from there), logs with
+its job id attached, and notices when an operator cancelled it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from . import defaults
+from .errors import JobdError
+from .throttle import Throttle
+
+
+class Cancelled(JobdError):
+    """Raised by ``ctx.raise_if_cancelled()`` when an operator cancelled the job."""
+
+
+class ProgressSink(Protocol):
+    def report(self, job_id: int, progress: dict[str, Any]) -> None: ...
+
+
+class CheckpointSink(Protocol):
+    def save(self, job_id: int, attempt: int, state: Any) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress report of a running job (display data)."""
+
+    done: float
+    total: float | None
+    message: str | None
+    started_at: float
+    updated_at: float
+
+    @property
+    def percent(self) -> float | None:
+        if not self.total:
+            return None
+        return max(0.0, min(100.0, 100.0 * self.done / self.total))
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the average rate so far; None until there is a rate."""
+        if not self.total or self.done <= 0 or self.done >= self.total:
+            return None
+        elapsed = self.updated_at - self.started_at
+        return elapsed / self.done * (self.total - self.done)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "done": self.done,
+            "total": self.total,
+            "percent": self.percent,
+            "message": self.message,
+            "started_at": self.started_at,
+            "updated_at": self.updated_at,
+            "eta_seconds": self.eta_seconds,
+        }
+
+
+class TaskContext:
+    """The ``ctx`` argument of every task."""
+
+    def __init__(
+        self,
+        *,
+        job_id: int,
+        attempt: int,
+        daemon: str,
+        task: str,
+        last_checkpoint: Any,
+        progress_sink: ProgressSink,
+        checkpoint_sink: CheckpointSink,
+        is_cancelled: Callable[[], bool],
+        clock: Callable[[], float] = time.time,
+        progress_interval: float = defaults.PROGRESS_SEND_INTERVAL_SECONDS,
+    ) -> None:
+        self.job_id = job_id
+        self.attempt = attempt
+        self.daemon = daemon
+        self.task = task
+        self.last_checkpoint = last_checkpoint
+        self.logger = logging.getLogger(f"jobd.task.{task}")
+        self._progress_sink = progress_sink
+        self._checkpoint_sink = checkpoint_sink
+        self._is_cancelled = is_cancelled
+        self._clock = clock
+        self._started_at = clock()
+        self._throttle = Throttle(progress_interval, clock)
+
+    def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
+        """Report how far the job has got. Call it as often as you like; it is throttled."""
+        finished = total is not None and done >= total
+        if not (self._throttle.ready() or finished):
+            return
+        report = Progress(done, total, message, self._started_at, self._clock())
+        try:
+            self._progress_sink.report(self.job_id, report.to_dict())
+        except Exception:  # progress is display data: never fail a job over it
+            self.logger.debug("progress report dropped", exc_info=True)
+
+    def checkpoint(self, state: Any) -> None:
+        """Durably save ``state`` (JSON); a retry of this job gets it as ``ctx.last_checkpoint``."""
+        if not self._checkpoint_sink.save(self.job_id, self.attempt, state):
+            raise Cancelled(f"job {self.job_id} attempt {self.attempt} no longer runs here")
+        self.last_checkpoint = state
+
+    @property
+    def cancelled(self) -> bool:
+        """True once an operator cancelled this job; stop soon and return."""
+        return self._is_cancelled()
+
+    def raise_if_cancelled(self) -> None:
+        if self._is_cancelled():
+            raise Cancelled(f"job {self.job_id} was cancelled")

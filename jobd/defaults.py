@@ -1,0 +1,45 @@
+"""Every default and limit of jobd, in one place."""
+
+from __future__ import annotations
+
+CONFIG_FILE_NAME = "jobd.toml"
+CONFIG_ENV_VAR = "JOBD_CONFIG"
+
+# Store
+DEFAULT_STORE_URL = "sqlite:///jobd.db"  # relative paths resolve next to the config file
+STORE_SCHEMA_VERSION = 1
+TABLE_PREFIX = "jobd_"
+
+# Daemons
+DEFAULT_WORKERS = 2
+DEFAULT_TIMEOUT_SECONDS = 3600.0
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_BACKOFF_BASE_SECONDS = 2.0
+DEFAULT_BACKOFF_MAX_SECONDS = 600.0
+DEFAULT_BACKOFF_JITTER = 0.2  # +/- fraction of the computed delay
+DEFAULT_MAX_TASKS_PER_WORKER = 0  # 0: never recycle on count
+DEFAULT_DRAIN_TIMEOUT_SECONDS = 30.0
+
+# Master
+DEFAULT_SOCKET_NAME = "jobd.sock"
+DEFAULT_PID_FILE_NAME = "jobd.pid"
+DEFAULT_POLL_INTERVAL_SECONDS = 0.5  # how often the store is asked for due jobs when nothing woke us
+HEARTBEAT_INTERVAL_SECONDS = 5.0
+HEARTBEAT_LEASE_SECONDS = 30.0
+TIMEOUT_KILL_GRACE_SECONDS = 5.0  # SIGTERM → SIGKILL for a worker past its job's timeout
+CANCEL_GRACE_SECONDS = 10.0  # a cancelled job that ignores ctx.cancelled is killed after this
+WORKER_RESTART_BACKOFF_BASE_SECONDS = 0.5
+WORKER_RESTART_BACKOFF_MAX_SECONDS = 30.0
+WORKER_STABLE_AFTER_SECONDS = 10.0  # a worker alive this long resets its pool's crash streak
+PROGRESS_FLUSH_INTERVAL_SECONDS = 2.0  # latest progress is persisted to the store at most this often
+PROGRESS_SEND_INTERVAL_SECONDS = 0.2  # a worker reports progress at most this often
+
+# Control socket
+CONTROL_MAX_REQUEST_BYTES = 64 * 1024
+CONTROL_REQUEST_TIMEOUT_SECONDS = 10.0
+CONTROL_SOCKET_MODE = 0o660
+CONTROL_PROTOCOL_VERSION = 1
+
+# Job limits
+MAX_ARGS_BYTES = 1024 * 1024
+MAX_NAME_LENGTH = 190  # fits a MySQL utf8mb4 unique index

@@ -1,0 +1,128 @@
+"""Which tasks each daemon serves, found by importing its task code.
+
+Workers and the CLI import task modules in-process. The master never runs
+task code, not even a module's top level, so it asks a short-lived
+subprocess for the same inventory (``python -m jobd.inventory CONFIG``),
+which also proves every task path imports before anything starts.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import JobdConfig, load_config
+from .errors import ConfigError, UnknownTask
+from .tasks import TaskDefinition, TaskOptions, definition_for_callable, registered
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What the master needs to know of a task without importing it."""
+
+    name: str
+    options: TaskOptions
+
+
+Inventory = dict[str, dict[str, TaskInfo]]  # daemon → task name → info
+
+
+def add_python_path(config: JobdConfig) -> None:
+    for path in reversed(config.python_path):
+        if str(path) not in sys.path:
+            sys.path.insert(0, str(path))
+
+
+def load_daemon_tasks(config: JobdConfig, daemon: str) -> dict[str, TaskDefinition]:
+    """Import a daemon's task code and return its tasks by name; ConfigError if it fails."""
+    add_python_path(config)
+    settings = config.daemon(daemon)
+    modules = []
+    for index, module_name in enumerate(settings.modules):
+        modules.append(_import(config, f"daemons.{daemon}.modules[{index}]", module_name))
+    module_names = {module.__name__ for module in modules}
+    served = {name: definition for name, definition in registered().items() if definition.module in module_names}
+    for task_name, path in settings.tasks.items():
+        module_name, _, attribute = path.partition(":")
+        module = _import(config, f"daemons.{daemon}.tasks.{task_name}", module_name)
+        target: Any = module
+        for part in attribute.split("."):
+            target = getattr(target, part, None)
+        if not callable(target):
+            raise ConfigError(
+                str(config.source), f"daemons.{daemon}.tasks.{task_name}",
+                f"{path!r}: module {module_name!r} has no callable {attribute!r}",
+            )
+        served[task_name] = definition_for_callable(task_name, target)
+    return served
+
+
+def _import(config: JobdConfig, key: str, module_name: str) -> Any:
+    try:
+        return importlib.import_module(module_name)
+    except Exception as error:  # any import-time failure of user code
+        last = traceback.format_exception_only(error)[-1].strip()
+        raise ConfigError(str(config.source), key, f"cannot import {module_name!r}: {last}") from None
+
+
+def load_inventory(config: JobdConfig) -> Inventory:
+    """The inventory of every daemon, importing task code in this process."""
+    return {
+        daemon: {name: TaskInfo(name, definition.options) for name, definition in load_daemon_tasks(config, daemon).items()}
+        for daemon in config.daemons
+    }
+
+
+def inventory_in_subprocess(config_path: Path, timeout: float = 120.0) -> Inventory:
+    """The inventory, computed by importing task code in a throwaway interpreter."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "jobd.inventory", str(config_path)],
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )
+    if completed.returncode != 0:
+        try:
+            problem = json.loads(_last_line(completed.stdout))
+        except ValueError:
+            raise ConfigError(str(config_path), None, f"task code failed to load: {completed.stderr.strip()[-2000:]}") from None
+        raise ConfigError(problem["source"], problem["key"], problem["reason"])
+    data = json.loads(_last_line(completed.stdout))
+    return {
+        daemon: {name: TaskInfo(name, TaskOptions(**options)) for name, options in tasks.items()}
+        for daemon, tasks in data.items()
+    }
+
+
+def require_task(inventory: Inventory, daemon: str, task: str) -> TaskInfo:
+    """The task's info, or ``UnknownTask`` naming what the daemon does serve."""
+    tasks = inventory.get(daemon, {})
+    if task not in tasks:
+        known = ", ".join(sorted(tasks)) or "none"
+        raise UnknownTask(f"daemon {daemon!r} has no task {task!r} (its tasks: {known})")
+    return tasks[task]
+
+
+def _main(argv: list[str]) -> int:
+    try:
+        config = load_config(argv[1])
+        inventory = load_inventory(config)
+    except ConfigError as error:
+        print(json.dumps({"source": error.source, "key": error.key, "reason": error.reason}))
+        return 2
+    print(json.dumps({daemon: {name: info.options.to_dict() for name, info in tasks.items()} for daemon, tasks in inventory.items()}))
+    return 0
+
+
+def _last_line(output: str) -> str:
+    """The JSON answer is the last line: task modules may print while they import."""
+    lines = output.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv))

@@ -1,0 +1,56 @@
+"""The job record as it crosses boundaries (store → master → CLI)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .states import JobState
+
+
+@dataclass(frozen=True)
+class Job:
+    """One execution request of a task: a row of the jobs table, decoded."""
+
+    id: int
+    daemon: str
+    task: str
+    args: dict[str, Any]
+    state: JobState
+    priority: int = 0
+    attempts: int = 0
+    max_attempts: int | None = None
+    run_at: float | None = None
+    unique_key: str | None = None
+    fire_key: str | None = None
+    origin: str = "intent"
+    owner: str | None = None
+    worker_pid: int | None = None
+    checkpoint: Any = None
+    progress: dict[str, Any] | None = None
+    error: str | None = None
+    traceback: str | None = None
+    result: Any = None
+    cancel_requested: bool = False
+    created_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    updated_at: float | None = None
+    args_problem: str | None = None  # set when a row's args are not a JSON object
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = str(self.state)
+        return data
+
+
+def encode_json(value: Any) -> str:
+    """Canonical JSON text for the store (sorted keys, no spaces: stable for cache keys)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def decode_json(text: str | None) -> Any:
+    if text is None or text == "":
+        return None
+    return json.loads(text)

@@ -1,0 +1,427 @@
+"""The master: one supervising process per host.
+
+Its loop is poll → read worker messages → reap → check timeouts → serve
+control requests → act on signals → tick (claim due jobs, heartbeat,
+recover orphans, flush progress). It never runs task code: tasks run in
+worker pools, and the master only learns their names (``jobd.inventory``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from multiprocessing.connection import wait
+from typing import Any
+
+from . import __version__
+from .config import JobdConfig, load_config
+from .control.protocol import Request
+from .control.server import ControlServer, Inbox
+from .errors import JobdError, UnknownDaemon
+from .inventory import Inventory, inventory_in_subprocess
+from .job import Job
+from .outcomes import Limits, record_failure, record_finished
+from .signals import SignalReceiver, WakePipe
+from .states import JobState
+from .store import Store, open_store
+from .throttle import Throttle
+from .workers import protocol
+from .workers.pool import Pool, Worker, WorkerExit
+from .workers.processes import ProcessLauncher
+from .workers.worker import WorkerSpec
+
+log = logging.getLogger("jobd.master")
+
+ReadyCallback = Callable[[str | None], None]  # None: ready; a string: why it could not start
+
+
+class Master:
+    def __init__(
+        self,
+        config: JobdConfig,
+        inventory: Inventory,
+        *,
+        log_queues: list[Any] | None = None,
+        launcher: ProcessLauncher | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.inventory = inventory
+        self.log_queues = log_queues or []
+        self.launcher = launcher or ProcessLauncher()
+        self.clock = clock
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.store: Store = open_store(config.store)
+        self.pools: dict[str, Pool] = {}
+        self.wake_pipe = WakePipe()
+        self.signals = SignalReceiver(self.wake_pipe)
+        self.inbox = Inbox(self.wake_pipe.wake)
+        self.control = ControlServer(config.socket, self.inbox)
+        self.draining = False
+        self.drain_started_at: float | None = None
+        self.finished = False
+        self.started_at = time.time()
+        self.claim_requested = True
+        self.jobs_finished = 0
+        self._poll = Throttle(config.poll_interval, clock)
+        self._heartbeat = Throttle(config.heartbeat_interval, clock)
+        self._progress_flush = Throttle(2.0, clock)
+        self._operations: dict[str, Callable[[dict[str, Any]], Any]] = {
+            "ping": lambda _args: {"pong": True, "master": self.id},
+            "status": lambda _args: self.status(),
+            "wake": self._op_wake,
+            "stop": self._op_stop,
+            "reload": lambda _args: self.reload(),
+        }
+
+    # -- lifecycle --------------------------------------------------------
+
+    def run(self, ready: ReadyCallback | None = None) -> int:
+        """Run until stopped; return the exit code."""
+        try:
+            self._start()
+        except JobdError as error:
+            if ready:
+                ready(str(error))
+            raise
+        if ready:
+            ready(None)
+        log.info("master %s ready: daemons %s", self.id, ", ".join(self.pools) or "none")
+        try:
+            while not self.finished:
+                self._step()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _start(self) -> None:
+        self.store.initialise()
+        self.store.masters.register(
+            self.id, pid=os.getpid(), version=__version__, daemons=sorted(self.config.daemons),
+            control_socket=str(self.config.socket),
+        )
+        self._recover_orphans()
+        self.control.start()
+        self.signals.install()
+        for name, settings in self.config.daemons.items():
+            self._create_pool(name, settings)
+        for pool in self.pools.values():
+            pool.maintain()
+
+    def _create_pool(self, name: str, settings: Any) -> Pool:
+        spec = WorkerSpec(config=self.config, daemon=name, log_queues=self.log_queues)
+        pool = Pool(name, settings, spec, self.launcher, self.clock)
+        self.pools[name] = pool
+        return pool
+
+    def _shutdown(self) -> None:
+        for pool in self.pools.values():
+            pool.stop_all(kill=True)
+        deadline = self.clock() + 10
+        while any(pool.live_workers() for pool in self.pools.values()) and self.clock() < deadline:
+            for pool in self.pools.values():
+                self._handle_exits(pool, pool.reap())
+                pool.check_timeouts()
+            time.sleep(0.05)
+        self.control.stop()
+        self.signals.uninstall()
+        try:
+            self.store.masters.mark_stopped(self.id)
+        except Exception:
+            log.exception("could not mark master %s stopped in the store", self.id)
+        self.store.dispose()
+        self.wake_pipe.close()
+        log.info("master %s stopped", self.id)
+
+    # -- the loop ---------------------------------------------------------
+
+    def _step(self) -> None:
+        self._wait(self._wait_timeout())
+        self._act_on_signals()
+        self._read_messages()
+        for pool in list(self.pools.values()):
+            self._handle_exits(pool, pool.reap())
+            pool.check_timeouts()
+        self._serve_requests()
+        self._tick()
+
+    def _wait_timeout(self) -> float:
+        if self.claim_requested and not self.draining:
+            return 0.0
+        return min(self.config.poll_interval, 0.25)
+
+    def _wait(self, timeout: float) -> None:
+        waitables: list[Any] = [self.wake_pipe.read_fd]
+        for pool in self.pools.values():
+            for worker in pool.live_workers():
+                waitables.append(worker.connection)
+                waitables.append(worker.spawned.process.sentinel)
+        wait(waitables, timeout)
+        self.wake_pipe.clear()
+
+    def _act_on_signals(self) -> None:
+        for signum in self.signals.take():
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                if self.draining:
+                    log.warning("second stop signal: stopping now; unfinished jobs go back to the queue")
+                    self._end_drain_now()
+                else:
+                    self.begin_drain(f"received {signal.Signals(signum).name}")
+            elif signum == signal.SIGHUP:
+                try:
+                    self.reload()
+                except JobdError as error:
+                    log.error("reload refused; keeping the running config: %s", error)
+
+    def _read_messages(self) -> None:
+        for pool in self.pools.values():
+            for worker in pool.live_workers():
+                while self._poll_connection(worker):
+                    try:
+                        data = worker.connection.recv()
+                    except (EOFError, OSError):
+                        break
+                    self._on_worker_message(pool, worker, protocol.decode(data))
+
+    @staticmethod
+    def _poll_connection(worker: Worker) -> bool:
+        try:
+            return bool(worker.connection.poll())
+        except (EOFError, OSError):
+            return False
+
+    def _on_worker_message(self, pool: Pool, worker: Worker, message: protocol.Message) -> None:
+        if isinstance(message, protocol.WorkerReady):
+            self.claim_requested = True
+        ended = pool.on_message(worker, message)
+        if ended is None:
+            return
+        assignment, finished = ended
+        job = assignment.job
+        if assignment.cancel_sent_at is not None and finished.outcome != "succeeded":
+            finished = protocol.JobFinished(job.id, job.attempts, "cancelled", error="cancelled by an operator")
+        limits = self._limits(pool.daemon, job)
+        record_finished(self.store.jobs, self.id, job, finished, limits, time.time())
+        self.jobs_finished += 1
+        self.claim_requested = True
+
+    def _handle_exits(self, pool: Pool, exits: list[WorkerExit]) -> None:
+        for exit in exits:
+            assignment = exit.assignment
+            if assignment is None:
+                continue
+            job = assignment.job
+            if self.draining and exit.reason in ("drain timeout", "master stopping"):
+                self.store.jobs.requeue([job.id], self.id, refund_attempt=True)
+                log.info("job %s returned to the queue (drain)", job.id)
+            elif assignment.cancel_sent_at is not None:
+                self.store.jobs.cancelled(job.id, job.attempts, self.id, error=exit.reason)
+            else:
+                record_failure(self.store.jobs, self.id, job, exit.reason, None, self._limits(pool.daemon, job), time.time())
+        if exits and not self.draining:
+            pool.maintain()
+
+    def _serve_requests(self) -> None:
+        for request, future in self.inbox.drain():
+            self._answer(request, future)
+
+    def _answer(self, request: Request, future: Future[Any]) -> None:
+        operation = self._operations.get(request.op)
+        try:
+            if operation is None:
+                known = ", ".join(sorted(self._operations))
+                raise JobdError(f"unknown operation {request.op!r} (known: {known})")
+            future.set_result(operation(request.args))
+        except Exception as error:
+            future.set_exception(error)
+
+    # -- periodic work ----------------------------------------------------
+
+    def _tick(self) -> None:
+        if self._heartbeat.ready():
+            self._beat()
+        if self.draining:
+            self._continue_drain()
+            return
+        for pool in self.pools.values():
+            pool.maintain()
+        if self._poll.ready():
+            self.claim_requested = True
+            self._apply_cancel_requests()
+        if self.claim_requested:
+            self.claim_requested = False
+            self._dispatch()
+        if self._progress_flush.ready():
+            self._flush_progress()
+
+    def _dispatch(self) -> None:
+        """Claim due jobs for every pool with idle workers and hand them out."""
+        for pool in self.pools.values():
+            idle = pool.idle_workers()
+            if not idle:
+                continue
+            jobs = self.store.jobs.claim(pool.daemon, len(idle), self.id, now=time.time())
+            for worker, job in zip(idle, jobs):
+                self._start_job(pool, worker, job)
+            if len(jobs) == len(idle):
+                self.claim_requested = True  # there may be more waiting
+
+    def _start_job(self, pool: Pool, worker: Worker, job: Job) -> None:
+        problem = job.args_problem
+        if problem is None and job.task not in self.inventory.get(pool.daemon, {}):
+            known = ", ".join(sorted(self.inventory.get(pool.daemon, {}))) or "none"
+            problem = f"daemon {pool.daemon!r} has no task {job.task!r} (its tasks: {known})"
+        if problem is not None:
+            log.error("job %s cannot run: %s", job.id, problem)
+            self.store.jobs.mark_dead_unrunnable(job.id, job.attempts, self.id, problem)
+            return
+        pool.assign(worker, job, self._limits(pool.daemon, job).timeout)
+
+    def _limits(self, daemon: str, job: Job) -> Limits:
+        settings = self.config.daemons.get(daemon) or self.pools[daemon].settings
+        return Limits.for_job(job, settings, self.inventory.get(daemon, {}).get(job.task))
+
+    def _beat(self) -> None:
+        state = "draining" if self.draining else "running"
+        try:
+            alive = self.store.masters.heartbeat(self.id, state=state, daemons=sorted(self.pools))
+        except Exception:
+            log.exception("heartbeat failed")
+            return
+        if not alive:
+            log.critical("master %s lost its lease (declared dead by another master); stopping", self.id)
+            self.begin_drain("lease lost")
+            return
+        self._recover_orphans()
+
+    def _recover_orphans(self) -> None:
+        dead = [master for master in self.store.masters.dead_ids(lease=self.config.heartbeat_lease) if master != self.id]
+        recovered = self.store.jobs.requeue_owned_by(dead)
+        if recovered:
+            log.warning("re-queued %s job(s) of dead master(s): %s", len(recovered), recovered[:20])
+            self.claim_requested = True
+
+    def _apply_cancel_requests(self) -> None:
+        for job_id in self.store.jobs.cancel_requests(self.id):
+            for pool in self.pools.values():
+                pool.cancel(job_id)
+
+    def _flush_progress(self) -> None:
+        progress = {
+            worker.assignment.job.id: worker.current_progress
+            for pool in self.pools.values()
+            for worker in pool.busy_workers()
+            if worker.assignment and worker.current_progress
+        }
+        try:
+            self.store.jobs.save_progress(progress)
+        except Exception:
+            log.warning("could not persist progress", exc_info=True)
+
+    # -- draining ---------------------------------------------------------
+
+    def begin_drain(self, reason: str) -> None:
+        """Stop claiming; let running jobs finish up to the drain timeout."""
+        if self.draining:
+            return
+        log.info("draining (%s): no new jobs; waiting for running ones", reason)
+        self.draining = True
+        self.drain_started_at = self.clock()
+        for pool in self.pools.values():
+            for worker in pool.live_workers():
+                if worker.assignment is None:
+                    pool.retire(worker)
+
+    def _continue_drain(self) -> None:
+        assert self.drain_started_at is not None
+        elapsed = self.clock() - self.drain_started_at
+        busy = False
+        for pool in self.pools.values():
+            timeout = self.config.drain_timeout_for(pool.daemon) if pool.daemon in self.config.daemons else self.config.drain_timeout
+            for worker in pool.live_workers():
+                if worker.assignment is None:
+                    pool.retire(worker)
+                elif elapsed > timeout:
+                    pool.kill(worker, "drain timeout")
+                busy = True
+        if not busy:
+            self.finished = True
+
+    def _end_drain_now(self) -> None:
+        for pool in self.pools.values():
+            for worker in pool.live_workers():
+                if worker.assignment is not None:
+                    pool.kill(worker, "drain timeout")
+                else:
+                    pool.retire(worker)
+
+    # -- operations -------------------------------------------------------
+
+    def _op_wake(self, _args: dict[str, Any]) -> dict[str, Any]:
+        self.claim_requested = True
+        self._apply_cancel_requests()
+        return {"woken": True}
+
+    def _op_stop(self, _args: dict[str, Any]) -> dict[str, Any]:
+        self.begin_drain("stop requested")
+        return {"stopping": True, "pid": os.getpid()}
+
+    def reload(self) -> dict[str, Any]:
+        """Re-read the config; apply it only if all of it is valid, without dropping jobs."""
+        config = load_config(self.config.source)
+        inventory = inventory_in_subprocess(config.source)
+        if config.store != self.config.store or config.socket != self.config.socket:
+            raise JobdError("store and socket cannot change on reload; restart the master")
+        old = self.config
+        self.config, self.inventory = config, inventory
+        for name, settings in config.daemons.items():
+            pool = self.pools.get(name)
+            if pool is None:
+                self._create_pool(name, settings).maintain()
+                continue
+            pool.settings = settings
+            pool.size = settings.workers if settings.enabled else 0
+            pool.spec = WorkerSpec(config=config, daemon=name, log_queues=self.log_queues)
+            if old.daemons.get(name) != settings or old.python_path != config.python_path:
+                pool.replace_all()
+        for name, pool in self.pools.items():
+            if name not in config.daemons:
+                pool.size = 0
+        log.info("config reloaded from %s", config.source)
+        self.claim_requested = True
+        return {"reloaded": True, "daemons": sorted(config.daemons)}
+
+    def status(self) -> dict[str, Any]:
+        counts = self.store.jobs.counts()
+        return {
+            "master": {
+                "id": self.id,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "version": __version__,
+                "state": "draining" if self.draining else "running",
+                "started_at": self.started_at,
+                "uptime": round(time.time() - self.started_at, 1),
+                "config": str(self.config.source),
+                "jobs_finished": self.jobs_finished,
+            },
+            "daemons": {
+                name: {**pool.snapshot(), "counts": counts.get(name, {})}
+                for name, pool in self.pools.items()
+            },
+        }
+
+    def pool(self, daemon: str) -> Pool:
+        try:
+            return self.pools[daemon]
+        except KeyError:
+            raise UnknownDaemon(f"unknown daemon {daemon!r} (known daemons: {', '.join(sorted(self.pools))})") from None
+
+
+__all__ = ["Master", "JobState"]

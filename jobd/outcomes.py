@@ -1,0 +1,66 @@
+"""What happens to a job after an attempt: the pure decision, then the store write."""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+
+from .backoff import backoff_delay
+from .config import DaemonConfig
+from .inventory import TaskInfo
+from .job import Job
+from .store.jobs import JobQueue
+from .workers.protocol import JobFinished
+
+log = logging.getLogger("jobd.outcomes")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits in force for one job: the job's own, else its task's, else its daemon's."""
+
+    timeout: float
+    max_attempts: int
+    backoff_base: float
+    backoff_max: float
+
+    @classmethod
+    def for_job(cls, job: Job, daemon: DaemonConfig, task: TaskInfo | None) -> "Limits":
+        options = task.options if task else None
+        return cls(
+            timeout=(options.timeout if options and options.timeout else daemon.timeout),
+            max_attempts=job.max_attempts or (options.max_attempts if options and options.max_attempts else daemon.max_attempts),
+            backoff_base=daemon.backoff_base,
+            backoff_max=daemon.backoff_max,
+        )
+
+
+def retry_at(attempt: int, limits: Limits, now: float, *, permanent: bool = False, rng: random.Random | None = None) -> float | None:
+    """When to try again after failed ``attempt``, or None: the job is dead."""
+    if permanent or attempt >= limits.max_attempts:
+        return None
+    return now + backoff_delay(attempt, base=limits.backoff_base, maximum=limits.backoff_max, jitter=0.2, rng=rng)
+
+
+def record_finished(queue: JobQueue, owner: str, job: Job, finished: JobFinished, limits: Limits, now: float) -> str:
+    """Write an attempt's outcome; return the state the job is now in."""
+    if finished.outcome == "succeeded":
+        queue.succeed(job.id, job.attempts, owner, finished.result, now=now)
+        return "succeeded"
+    if finished.outcome == "cancelled":
+        queue.cancelled(job.id, job.attempts, owner, error=finished.error or "cancelled", now=now)
+        return "cancelled"
+    return record_failure(queue, owner, job, finished.error or "failed", finished.traceback, limits, now, permanent=finished.permanent)
+
+
+def record_failure(
+    queue: JobQueue, owner: str, job: Job, error: str, traceback: str | None, limits: Limits, now: float, *, permanent: bool = False
+) -> str:
+    when = retry_at(job.attempts, limits, now, permanent=permanent)
+    queue.fail(job.id, job.attempts, owner, error=error, traceback=traceback, retry_at=when, now=now)
+    if when is None:
+        log.error("job %s (%s) is dead after %s attempt(s): %s", job.id, job.task, job.attempts, error)
+        return "dead"
+    log.warning("job %s (%s) attempt %s failed: %s; retrying in %.1fs", job.id, job.task, job.attempts, error, when - now)
+    return "retrying"

@@ -1,0 +1,155 @@
+"""Starting and stopping a master: foreground, daemonized, or by signal.
+
+``jobd start`` validates everything (config, task imports, store) in the
+terminal the operator is looking at, then detaches; it returns only when
+the master says it is up, or prints why it is not.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from .config import JobdConfig
+from .control import client
+from .errors import JobdError, MasterAlreadyRunning, MasterNotRunning
+from .inventory import Inventory, inventory_in_subprocess
+from .logs import configure_master_logging, shutdown_logging
+from .master import Master
+from .pidfile import PidFile, running_pid
+from .store import open_store
+
+log = logging.getLogger("jobd.runner")
+
+
+def preflight(config: JobdConfig) -> Inventory:
+    """Everything that must hold before a master starts; raises a JobdError naming the problem."""
+    pid = running_pid(config.pid_file)
+    if pid is not None:
+        raise MasterAlreadyRunning(f"a master is already running (pid {pid}, pid file {config.pid_file})")
+    inventory = inventory_in_subprocess(config.source)
+    store = open_store(config.store)
+    try:
+        store.initialise()
+    finally:
+        store.dispose()
+    return inventory
+
+
+def run_foreground(config: JobdConfig, inventory: Inventory, *, ready_fd: int | None = None) -> int:
+    """Run the master in this process until it stops; return its exit code."""
+    pid_file = PidFile(config.pid_file)
+
+    def report(problem: str | None) -> None:
+        if ready_fd is None:
+            return
+        try:
+            os.write(ready_fd, (f"error: {problem}\n" if problem else "ok\n").encode())
+            os.close(ready_fd)
+        except OSError:
+            pass
+
+    try:
+        pid_file.acquire()
+    except JobdError as error:
+        report(str(error))
+        raise
+    log_queues = configure_master_logging(config, to_stderr=ready_fd is None)
+    try:
+        return Master(config, inventory, log_queues=log_queues).run(ready=report)
+    finally:
+        pid_file.release()
+        shutdown_logging()
+
+
+def start_daemon(config: JobdConfig, inventory: Inventory, *, timeout: float = 60.0) -> int:
+    """Detach a master (double fork, new session); return its pid once it is ready."""
+    read_fd, write_fd = os.pipe()
+    first = os.fork()
+    if first == 0:  # pragma: no cover - runs in the detached child
+        os.close(read_fd)
+        os.setsid()
+        if os.fork() != 0:
+            os._exit(0)
+        _detach_stdio(config)
+        code = 1
+        try:
+            code = run_foreground(config, inventory, ready_fd=write_fd)
+        except BaseException:
+            logging.getLogger("jobd").exception("master failed")
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    os.waitpid(first, 0)
+    answer = _read_answer(read_fd, timeout)
+    if answer != "ok":
+        raise JobdError(answer.removeprefix("error: ") or "the master exited before it was ready (see its log)")
+    pid = running_pid(config.pid_file)
+    return pid or 0
+
+
+def _read_answer(fd: int, timeout: float) -> str:
+    import select
+
+    deadline = time.monotonic() + timeout
+    chunks = b""
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            chunks += chunk
+            if chunks.endswith(b"\n"):
+                break
+    finally:
+        os.close(fd)
+    return chunks.decode(errors="replace").strip()
+
+
+def _detach_stdio(config: JobdConfig) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    if config.log_file is not None:
+        config.log_file.parent.mkdir(parents=True, exist_ok=True)
+        out = os.open(config.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    else:
+        out = devnull
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+
+
+def stop_master(config: JobdConfig, *, wait: bool = True, timeout: float | None = None) -> int:
+    """Ask the master to drain and stop (SIGTERM); wait for it to exit. Returns its pid."""
+    pid = running_pid(config.pid_file)
+    if pid is None:
+        raise MasterNotRunning(f"no master is running (pid file {config.pid_file} is not held)")
+    os.kill(pid, signal.SIGTERM)
+    if not wait:
+        return pid
+    limit = timeout if timeout is not None else max(config.drain_timeout_for(d) for d in config.daemons) + 30 if config.daemons else 60
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if running_pid(config.pid_file) is None:
+            return pid
+        time.sleep(0.05)
+    raise JobdError(f"master {pid} did not stop within {limit:.0f}s")
+
+
+def master_status(config: JobdConfig) -> dict | None:
+    """The running master's status, or None if none answers."""
+    try:
+        return client.call(config.socket, "status")
+    except MasterNotRunning:
+        return None
+
+
+__all__ = ["preflight", "run_foreground", "start_daemon", "stop_master", "master_status", "Path"]

@@ -1,0 +1,429 @@
+"""The jobs table as a queue: insert, claim, finish, retry, cancel, inspect.
+
+Every state written here comes from ``jobd.states.transition`` and every
+UPDATE is guarded by the state it leaves (and, for a running job, by the
+attempt and owner that claimed it), so a late message from a worker or a
+master that lost its job can never overwrite newer truth.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from .. import defaults
+from ..errors import InvalidArgs, InvalidTransition, UnknownJob
+from ..job import Job, decode_json, encode_json
+from ..states import ACTIVE, CLAIMABLE, FINAL, JobState, sources_of, transition
+from .engine import READ_ONLY
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """What a submitter asks for; validated before it reaches the store."""
+
+    daemon: str
+    task: str
+    args: dict[str, Any]
+    priority: int = 0
+    run_at: float | None = None
+    unique_key: str | None = None
+    fire_key: str | None = None
+    origin: str = "intent"
+    max_attempts: int | None = None
+
+    def row(self, now: float) -> dict[str, Any]:
+        encoded = encode_json(self.args)
+        if len(encoded.encode()) > defaults.MAX_ARGS_BYTES:
+            raise InvalidArgs(f"args of {self.task!r} exceed {defaults.MAX_ARGS_BYTES} bytes")
+        due_later = self.run_at is not None and self.run_at > now
+        return {
+            "daemon": self.daemon,
+            "task": self.task,
+            "args": encoded,
+            "state": str(JobState.SCHEDULED if due_later else JobState.QUEUED),
+            "priority": self.priority,
+            "attempts": 0,
+            "max_attempts": self.max_attempts,
+            "run_at": self.run_at,
+            "unique_key": self.unique_key,
+            "fire_key": self.fire_key,
+            "origin": self.origin,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+
+class JobQueue:
+    """Queue operations over the jobs table of one store."""
+
+    def __init__(self, engine: sa.Engine, table: sa.Table) -> None:
+        self.engine = engine
+        self.table = table
+        self.is_mysql = engine.dialect.name == "mysql"
+
+    # -- submitting -------------------------------------------------------
+
+    def insert(self, job: NewJob, *, connection: sa.Connection | None = None, now: float | None = None) -> int:
+        """Commit ``job`` (or add it to the caller's transaction) and return its id.
+
+        With a ``unique_key`` already held by an unfinished job, the existing
+        job's id is returned and nothing is written.
+        """
+        now = time.time() if now is None else now
+        row = job.row(now)
+        if connection is not None:
+            return self._insert_on(connection, job, row)
+        with self.engine.begin() as own:
+            return self._insert_on(own, job, row)
+
+    def _insert_on(self, connection: sa.Connection, job: NewJob, row: dict[str, Any]) -> int:
+        if job.unique_key is not None:
+            existing = connection.execute(
+                sa.select(self.table.c.id).where(self.table.c.unique_key == job.unique_key)
+            ).scalar()
+            if existing is not None:
+                return int(existing)
+        result = connection.execute(self.table.insert().values(**row))
+        primary_key = result.inserted_primary_key
+        assert primary_key is not None
+        return int(primary_key[0])
+
+    def insert_many(self, jobs: Sequence[NewJob], *, now: float | None = None) -> int:
+        """Commit many jobs in one transaction (no unique keys); return how many."""
+        now = time.time() if now is None else now
+        rows = [job.row(now) for job in jobs]
+        if any(job.unique_key for job in jobs):
+            raise ValueError("insert_many does not take unique keys; use insert")
+        with self.engine.begin() as connection:
+            for start in range(0, len(rows), 1000):
+                connection.execute(self.table.insert(), rows[start : start + 1000])
+        return len(rows)
+
+    # -- claiming ---------------------------------------------------------
+
+    def claim(self, daemon: str, limit: int, owner: str, *, now: float | None = None) -> list[Job]:
+        """Take up to ``limit`` due jobs of ``daemon`` for ``owner``; highest priority first.
+
+        The claimed jobs are ``running`` with their attempt counted before this
+        returns, so a crash after the claim is recovered as an orphan, never lost.
+        """
+        if limit <= 0:
+            return []
+        now = time.time() if now is None else now
+        jobs = self.table
+        due = sa.and_(
+            jobs.c.daemon == daemon,
+            jobs.c.state.in_([str(state) for state in CLAIMABLE]),
+            sa.or_(jobs.c.run_at.is_(None), jobs.c.run_at <= now),
+        )
+        order = (jobs.c.priority.desc(), jobs.c.id)
+        claimed_values = {
+            "state": str(JobState.RUNNING),
+            "attempts": jobs.c.attempts + 1,
+            "owner": owner,
+            "started_at": now,
+            "updated_at": now,
+            "worker_pid": None,
+            "cancel_requested": False,
+        }
+        with self.engine.begin() as connection:
+            if self.is_mysql:
+                ids = list(
+                    connection.execute(
+                        sa.select(jobs.c.id).where(due).order_by(*order).limit(limit).with_for_update(skip_locked=True)
+                    ).scalars()
+                )
+                if not ids:
+                    return []
+                connection.execute(jobs.update().where(jobs.c.id.in_(ids)).values(**claimed_values))
+                rows = connection.execute(sa.select(jobs).where(jobs.c.id.in_(ids))).mappings().all()
+            else:
+                chosen = sa.select(jobs.c.id).where(due).order_by(*order).limit(limit).scalar_subquery()
+                rows = (
+                    connection.execute(
+                        jobs.update().where(jobs.c.id.in_(chosen)).values(**claimed_values).returning(*jobs.c)
+                    )
+                    .mappings()
+                    .all()
+                )
+        claimed = [row_to_job(row) for row in rows]
+        claimed.sort(key=lambda job: (-job.priority, job.id))
+        return claimed
+
+    # -- finishing --------------------------------------------------------
+
+    def succeed(self, job_id: int, attempt: int, owner: str, result: Any, *, now: float | None = None) -> bool:
+        """Record a successful attempt; False if the job is no longer this owner's."""
+        return self._finish(job_id, attempt, owner, JobState.SUCCEEDED, now, result=encode_json(result))
+
+    def fail(
+        self,
+        job_id: int,
+        attempt: int,
+        owner: str,
+        *,
+        error: str,
+        traceback: str | None,
+        retry_at: float | None,
+        now: float | None = None,
+    ) -> bool:
+        """Record a failed attempt: ``retrying`` until ``retry_at``, or ``dead`` if None."""
+        target = JobState.RETRYING if retry_at is not None else JobState.DEAD
+        return self._finish(job_id, attempt, owner, target, now, error=error, traceback=traceback, run_at=retry_at)
+
+    def cancelled(self, job_id: int, attempt: int, owner: str, *, error: str, now: float | None = None) -> bool:
+        """Record that a running job ended because it was cancelled."""
+        return self._finish(job_id, attempt, owner, JobState.CANCELLED, now, error=error)
+
+    def _finish(self, job_id: int, attempt: int, owner: str, target: JobState, now: float | None, **values: Any) -> bool:
+        now = time.time() if now is None else now
+        transition(JobState.RUNNING, target)
+        jobs = self.table
+        values.update(state=str(target), updated_at=now, worker_pid=None)
+        if target in FINAL:
+            values.update(finished_at=now, unique_key=None)
+        if target is JobState.RETRYING:
+            values.update(owner=None)
+        with self.engine.begin() as connection:
+            updated = connection.execute(
+                jobs.update()
+                .where(
+                    jobs.c.id == job_id,
+                    jobs.c.state == str(JobState.RUNNING),
+                    jobs.c.attempts == attempt,
+                    jobs.c.owner == owner,
+                )
+                .values(**values)
+            ).rowcount
+        return bool(updated)
+
+    def set_worker(self, job_id: int, attempt: int, owner: str, pid: int) -> None:
+        """Note which worker process runs a claimed job (for `jobd job` and recovery)."""
+        jobs = self.table
+        with self.engine.begin() as connection:
+            connection.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.attempts == attempt, jobs.c.owner == owner)
+                .values(worker_pid=pid)
+            )
+
+    def save_checkpoint(self, job_id: int, attempt: int, checkpoint: Any) -> bool:
+        """Persist a running job's checkpoint; False if that attempt no longer runs."""
+        jobs = self.table
+        with self.engine.begin() as connection:
+            updated = connection.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.attempts == attempt, jobs.c.state == str(JobState.RUNNING))
+                .values(checkpoint=encode_json(checkpoint), updated_at=time.time())
+            ).rowcount
+        return bool(updated)
+
+    def save_progress(self, progress_by_job: dict[int, dict[str, Any]]) -> None:
+        """Persist the latest progress of running jobs (display data; best effort)."""
+        if not progress_by_job:
+            return
+        jobs = self.table
+        with self.engine.begin() as connection:
+            for job_id, progress in progress_by_job.items():
+                connection.execute(
+                    jobs.update()
+                    .where(jobs.c.id == job_id, jobs.c.state == str(JobState.RUNNING))
+                    .values(progress=encode_json(progress))
+                )
+
+    def requeue(self, job_ids: Iterable[int], owner: str | None, *, refund_attempt: bool, now: float | None = None) -> int:
+        """Put running jobs back in the queue (drain, or recovery of a dead master's jobs).
+
+        ``refund_attempt`` gives back the attempt a drain interrupted, so a
+        graceful stop never uses up a job's retries; recovery after a crash
+        keeps it counted. The checkpoint is kept either way.
+        """
+        ids = list(job_ids)
+        if not ids:
+            return 0
+        now = time.time() if now is None else now
+        transition(JobState.RUNNING, JobState.QUEUED)
+        jobs = self.table
+        conditions = [jobs.c.id.in_(ids), jobs.c.state == str(JobState.RUNNING)]
+        if owner is not None:
+            conditions.append(jobs.c.owner == owner)
+        values: dict[str, Any] = {
+            "state": str(JobState.QUEUED),
+            "owner": None,
+            "worker_pid": None,
+            "updated_at": now,
+        }
+        if refund_attempt:
+            values["attempts"] = sa.case((jobs.c.attempts > 0, jobs.c.attempts - 1), else_=0)
+        with self.engine.begin() as connection:
+            return int(connection.execute(jobs.update().where(*conditions).values(**values)).rowcount)
+
+    def requeue_owned_by(self, owners: Sequence[str], *, now: float | None = None) -> list[int]:
+        """Re-queue every running job of the given (dead) masters; return their ids."""
+        if not owners:
+            return []
+        jobs = self.table
+        with self.engine.begin() as connection:
+            query = sa.select(jobs.c.id).where(jobs.c.owner.in_(owners), jobs.c.state == str(JobState.RUNNING))
+            if self.is_mysql:
+                query = query.with_for_update(skip_locked=True)
+            ids = list(connection.execute(query).scalars())
+        self.requeue(ids, None, refund_attempt=False, now=now)
+        return ids
+
+    # -- operator actions -------------------------------------------------
+
+    def cancel(self, job_id: int, *, now: float | None = None) -> Job:
+        """Cancel a waiting job at once, or flag a running one for its master to stop."""
+        now = time.time() if now is None else now
+        jobs = self.table
+        with self.engine.begin() as connection:
+            job = self._get_on(connection, job_id, lock=True)
+            if job.state is JobState.RUNNING:
+                connection.execute(jobs.update().where(jobs.c.id == job_id).values(cancel_requested=True, updated_at=now))
+            else:
+                target = transition(job.state, JobState.CANCELLED)
+                connection.execute(
+                    jobs.update()
+                    .where(jobs.c.id == job_id, jobs.c.state == str(job.state))
+                    .values(state=str(target), finished_at=now, updated_at=now, unique_key=None)
+                )
+            return self._get_on(connection, job_id)
+
+    def retry(self, job_id: int, *, now: float | None = None) -> Job:
+        """Queue a dead or cancelled job again, with a fresh set of attempts."""
+        now = time.time() if now is None else now
+        jobs = self.table
+        with self.engine.begin() as connection:
+            job = self._get_on(connection, job_id, lock=True)
+            if job.state not in sources_of(JobState.QUEUED) - {JobState.RUNNING, JobState.RETRYING, JobState.SCHEDULED}:
+                raise InvalidTransition(f"job {job_id} is {job.state}; only dead or cancelled jobs can be retried")
+            connection.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.state == str(job.state))
+                .values(
+                    state=str(JobState.QUEUED), attempts=0, run_at=None, finished_at=None,
+                    cancel_requested=False, updated_at=now,
+                )
+            )
+            return self._get_on(connection, job_id)
+
+    def cancel_requests(self, owner: str) -> list[int]:
+        """Running jobs of ``owner`` that an operator asked to cancel."""
+        jobs = self.table
+        with self.engine.connect().execution_options(**READ_ONLY) as connection:
+            return list(
+                connection.execute(
+                    sa.select(jobs.c.id).where(
+                        jobs.c.owner == owner, jobs.c.state == str(JobState.RUNNING), jobs.c.cancel_requested.is_(True)
+                    )
+                ).scalars()
+            )
+
+    def mark_dead_unrunnable(self, job_id: int, attempt: int, owner: str, reason: str) -> bool:
+        """A claimed job that can never run (unknown task, args not JSON): dead at once."""
+        return self.fail(job_id, attempt, owner, error=reason, traceback=None, retry_at=None)
+
+    # -- inspecting -------------------------------------------------------
+
+    def get(self, job_id: int) -> Job:
+        with self.engine.connect().execution_options(**READ_ONLY) as connection:
+            return self._get_on(connection, job_id)
+
+    def _get_on(self, connection: sa.Connection, job_id: int, *, lock: bool = False) -> Job:
+        query = sa.select(self.table).where(self.table.c.id == job_id)
+        if lock and self.is_mysql:
+            query = query.with_for_update()
+        row = connection.execute(query).mappings().first()
+        if row is None:
+            raise UnknownJob(f"no job with id {job_id}")
+        return row_to_job(row)
+
+    def list(
+        self,
+        *,
+        states: Sequence[JobState] = (),
+        daemon: str | None = None,
+        task: str | None = None,
+        limit: int = 50,
+    ) -> list[Job]:
+        """Most recent jobs first, filtered."""
+        jobs = self.table
+        query = sa.select(jobs).order_by(jobs.c.id.desc()).limit(limit)
+        if states:
+            query = query.where(jobs.c.state.in_([str(state) for state in states]))
+        if daemon:
+            query = query.where(jobs.c.daemon == daemon)
+        if task:
+            query = query.where(jobs.c.task == task)
+        with self.engine.connect().execution_options(**READ_ONLY) as connection:
+            return [row_to_job(row) for row in connection.execute(query).mappings()]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Number of jobs per daemon and state: ``{daemon: {state: n}}``."""
+        jobs = self.table
+        query = sa.select(jobs.c.daemon, jobs.c.state, sa.func.count()).group_by(jobs.c.daemon, jobs.c.state)
+        result: dict[str, dict[str, int]] = {}
+        with self.engine.connect().execution_options(**READ_ONLY) as connection:
+            for daemon, state, count in connection.execute(query):
+                result.setdefault(daemon, {})[state] = int(count)
+        return result
+
+    def active_exists(self, **where: Any) -> bool:
+        """Whether an unfinished job matches the given column values."""
+        jobs = self.table
+        query = sa.select(jobs.c.id).where(jobs.c.state.in_([str(s) for s in ACTIVE])).limit(1)
+        for column, value in where.items():
+            query = query.where(jobs.c[column] == value)
+        with self.engine.connect().execution_options(**READ_ONLY) as connection:
+            return connection.execute(query).first() is not None
+
+
+def row_to_job(row: Any) -> Job:
+    """Decode a jobs row. A row whose JSON is broken still decodes (args → {})."""
+    args_problem = None
+    try:
+        args = decode_json(row["args"])
+    except ValueError as error:
+        args, args_problem = {}, f"args are not valid JSON ({error})"
+    if not isinstance(args, dict):
+        args, args_problem = {}, args_problem or "args must be a JSON object such as {\"id\": 42}"
+    return Job(
+        id=int(row["id"]),
+        daemon=row["daemon"],
+        task=row["task"],
+        args=args,
+        args_problem=args_problem,
+        state=JobState(row["state"]),
+        priority=int(row["priority"] or 0),
+        attempts=int(row["attempts"] or 0),
+        max_attempts=row["max_attempts"],
+        run_at=row["run_at"],
+        unique_key=row["unique_key"],
+        fire_key=row["fire_key"],
+        origin=row["origin"],
+        owner=row["owner"],
+        worker_pid=row["worker_pid"],
+        checkpoint=_decode_or_text(row["checkpoint"]),
+        progress=_decode_or_text(row["progress"]),
+        error=row["error"],
+        traceback=row["traceback"],
+        result=_decode_or_text(row["result"]),
+        cancel_requested=bool(row["cancel_requested"]),
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _decode_or_text(text: str | None) -> Any:
+    try:
+        return decode_json(text)
+    except ValueError:
+        return text

@@ -1,0 +1,125 @@
+"""Masters in the store: registration, heartbeats, and who is alive.
+
+A master is alive while its heartbeat is younger than the lease. A master on
+this host whose process is gone is dead at once (no need to wait out the
+lease after a ``kill -9`` and restart on the same machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from .engine import READ_ONLY
+
+
+@dataclass(frozen=True)
+class MasterRecord:
+    id: str
+    host: str
+    pid: int
+    version: str
+    state: str
+    daemons: list[str]
+    control_socket: str | None
+    started_at: float
+    heartbeat_at: float
+    stopped_at: float | None
+
+    def is_alive(self, now: float, lease: float) -> bool:
+        if self.state == "stopped":
+            return False
+        if self.host == socket.gethostname() and not pid_exists(self.pid):
+            return False
+        return now - self.heartbeat_at <= lease
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class MasterRegistry:
+    def __init__(self, engine: sa.Engine, table: sa.Table) -> None:
+        self.engine = engine
+        self.table = table
+
+    def register(self, master_id: str, *, pid: int, version: str, daemons: list[str], control_socket: str | None, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self.engine.begin() as connection:
+            connection.execute(
+                self.table.insert().values(
+                    id=master_id,
+                    host=socket.gethostname(),
+                    pid=pid,
+                    version=version,
+                    state="running",
+                    daemons=json.dumps(daemons),
+                    control_socket=control_socket,
+                    started_at=now,
+                    heartbeat_at=now,
+                )
+            )
+
+    def heartbeat(self, master_id: str, *, state: str, daemons: list[str] | None = None, now: float | None = None) -> bool:
+        """Renew the lease; False if this master's row is gone or marked stopped by another."""
+        now = time.time() if now is None else now
+        values: dict[str, Any] = {"heartbeat_at": now, "state": state}
+        if daemons is not None:
+            values["daemons"] = json.dumps(daemons)
+        with self.engine.begin() as connection:
+            updated = connection.execute(
+                self.table.update()
+                .where(self.table.c.id == master_id, self.table.c.state != "stopped")
+                .values(**values)
+            ).rowcount
+        return bool(updated)
+
+    def mark_stopped(self, master_id: str, *, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self.engine.begin() as connection:
+            connection.execute(
+                self.table.update().where(self.table.c.id == master_id).values(state="stopped", stopped_at=now)
+            )
+
+    def all(self) -> list[MasterRecord]:
+        with self.engine.connect().execution_options(**READ_ONLY) as connection:
+            rows = connection.execute(sa.select(self.table).order_by(self.table.c.started_at.desc())).mappings().all()
+        return [
+            MasterRecord(
+                id=row["id"],
+                host=row["host"],
+                pid=int(row["pid"]),
+                version=row["version"],
+                state=row["state"],
+                daemons=json.loads(row["daemons"] or "[]"),
+                control_socket=row["control_socket"],
+                started_at=row["started_at"],
+                heartbeat_at=row["heartbeat_at"],
+                stopped_at=row["stopped_at"],
+            )
+            for row in rows
+        ]
+
+    def dead_ids(self, *, lease: float, now: float | None = None) -> list[str]:
+        """Ids of masters that are not alive (stopped, crashed on this host, or lease expired)."""
+        now = time.time() if now is None else now
+        return [record.id for record in self.all() if not record.is_alive(now, lease)]
+
+    def live(self, *, lease: float, now: float | None = None) -> list[MasterRecord]:
+        now = time.time() if now is None else now
+        return [record for record in self.all() if record.is_alive(now, lease)]

@@ -1,0 +1,90 @@
+"""The store's tables, and the versioned steps that create and upgrade them.
+
+Times are stored as seconds since the epoch (DOUBLE): the same on SQLite and
+MySQL, free of time-zone conversions, and easy to write from any language
+(``UNIX_TIMESTAMP()`` in an app's own INSERT).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+from .. import defaults
+
+SCHEMA_VERSION = defaults.STORE_SCHEMA_VERSION
+P = defaults.TABLE_PREFIX
+
+
+def _now_default(dialect: str) -> sa.TextClause:
+    """A server-side "now, in epoch seconds" default, so a plain INSERT needs no timestamps."""
+    if dialect == "mysql":
+        return sa.text("(UNIX_TIMESTAMP(CURRENT_TIMESTAMP(6)))")
+    return sa.text("((julianday('now') - 2440587.5) * 86400.0)")
+
+
+def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
+    """The tables of schema ``SCHEMA_VERSION`` for the given SQLAlchemy dialect name."""
+    metadata = sa.MetaData()
+    text_type = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql")
+    epoch = sa.Double()
+    name = sa.String(defaults.MAX_NAME_LENGTH)
+
+    meta = sa.Table(
+        f"{P}meta",
+        metadata,
+        sa.Column("key", sa.String(64), primary_key=True),
+        sa.Column("value", sa.String(255), nullable=False),
+    )
+    jobs = sa.Table(
+        f"{P}jobs",
+        metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column("daemon", sa.String(64), nullable=False),
+        sa.Column("task", name, nullable=False),
+        sa.Column("args", text_type, nullable=False),
+        sa.Column("state", sa.String(16), nullable=False, server_default="queued"),
+        sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("max_attempts", sa.Integer, nullable=True),
+        sa.Column("run_at", epoch, nullable=True),  # NULL: due now
+        sa.Column("unique_key", name, nullable=True),
+        sa.Column("fire_key", name, nullable=True),
+        sa.Column("origin", sa.String(16), nullable=False, server_default="intent"),
+        sa.Column("owner", sa.String(64), nullable=True),
+        sa.Column("worker_pid", sa.Integer, nullable=True),
+        sa.Column("checkpoint", text_type, nullable=True),
+        sa.Column("progress", sa.Text, nullable=True),
+        sa.Column("error", sa.Text, nullable=True),
+        sa.Column("traceback", text_type, nullable=True),
+        sa.Column("result", text_type, nullable=True),
+        sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("created_at", epoch, nullable=True, server_default=_now_default(dialect)),
+        sa.Column("started_at", epoch, nullable=True),
+        sa.Column("finished_at", epoch, nullable=True),
+        sa.Column("updated_at", epoch, nullable=True),
+        sa.UniqueConstraint("unique_key", name=f"{P}jobs_unique_key"),
+        sa.UniqueConstraint("fire_key", name=f"{P}jobs_fire_key"),
+        sa.Index(f"{P}jobs_due", "daemon", "state", "run_at"),
+        sa.Index(f"{P}jobs_owner", "owner", "state"),
+        sa.Index(f"{P}jobs_state_finished", "state", "finished_at"),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+    masters = sa.Table(
+        f"{P}masters",
+        metadata,
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("host", sa.String(255), nullable=False),
+        sa.Column("pid", sa.Integer, nullable=False),
+        sa.Column("version", sa.String(32), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("daemons", sa.Text, nullable=False),
+        sa.Column("control_socket", sa.String(1024), nullable=True),
+        sa.Column("started_at", epoch, nullable=False),
+        sa.Column("heartbeat_at", epoch, nullable=False),
+        sa.Column("stopped_at", epoch, nullable=True),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+    return metadata, {"meta": meta, "jobs": jobs, "masters": masters}

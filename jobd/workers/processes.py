@@ -1,0 +1,67 @@
+"""The one seam through which jobd starts and signals worker processes.
+
+Workers are started with the ``forkserver`` method: the master runs threads
+(control socket, log receivers), and forking a threaded process can copy a
+lock held by another thread. The fork server is a clean single-threaded
+process that forks workers on request, with jobd's own modules preloaded so a
+worker starts in milliseconds. Tests of the supervision logic can swap this
+object for a double; other tests use it for real.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from .worker import WorkerSpec, worker_main
+
+_context = multiprocessing.get_context("forkserver")
+_context.set_forkserver_preload(["jobd.workers.worker"])
+
+
+@dataclass
+class SpawnedProcess:
+    process: BaseProcess
+    connection: Connection
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None
+        return self.process.pid
+
+
+class ProcessLauncher:
+    """Starts, signals and reaps worker processes."""
+
+    def spawn(self, spec: WorkerSpec, name: str) -> SpawnedProcess:
+        parent_end, child_end = _context.Pipe(duplex=True)
+        process = _context.Process(target=worker_main, args=(spec, child_end), name=name, daemon=False)
+        process.start()
+        child_end.close()
+        return SpawnedProcess(process, parent_end)
+
+    def send_signal(self, pid: int, signum: int) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def terminate(self, pid: int) -> None:
+        self.send_signal(pid, signal.SIGTERM)
+
+    def kill(self, pid: int) -> None:
+        self.send_signal(pid, signal.SIGKILL)
+
+    def reap(self, spawned: SpawnedProcess) -> int | None:
+        """The exit code if the process ended (negative: killed by that signal), else None."""
+        process = spawned.process
+        if process.is_alive():
+            return None
+        process.join(0)
+        code: Any = process.exitcode
+        return code if code is not None else None

@@ -1,0 +1,168 @@
+"""A worker: a long-running child process that imports task code once and runs many jobs.
+
+The loop is: receive ``RunJob`` → run the task with its ``ctx`` → send
+``JobFinished``. Everything a task can do wrong (raise, return something
+that is not JSON, ignore args) becomes a failed outcome; only a crash of the
+process itself is left to the master to notice. A worker dies with its
+master (``PR_SET_PDEATHSIG`` plus pipe EOF), so a ``kill -9`` of the master
+never leaves orphan workers finishing jobs that a restarted master runs again.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import time
+import traceback
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from ..config import JobdConfig
+from ..context import Cancelled, TaskContext
+from ..errors import ConfigError, InvalidArgs
+from ..inventory import load_daemon_tasks
+from ..job import encode_json
+from ..logs import configure_worker_logging, current_job_id
+from ..store import open_store
+from ..tasks import TaskDefinition
+from . import protocol
+
+log = logging.getLogger("jobd.worker")
+
+EXIT_TASK_CODE_FAILED = 3
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs to start; pickled once at spawn."""
+
+    config: JobdConfig
+    daemon: str
+    log_queues: list[Any]
+
+
+class _CancelFlag:
+    """Set by SIGUSR1 from the master; read by ``ctx.cancelled``."""
+
+    def __init__(self) -> None:
+        self.is_set = False
+
+    def on_signal(self, _signum: int, _frame: Any) -> None:
+        self.is_set = True
+
+
+class _PipeProgress:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def report(self, job_id: int, progress: dict[str, Any]) -> None:
+        self.connection.send(protocol.encode(protocol.ProgressReport(job_id, progress)))
+
+
+class _StoreCheckpoints:
+    """Checkpoints go straight to the store: durable when ``ctx.checkpoint`` returns."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._store: Any = None
+
+    def save(self, job_id: int, attempt: int, state: Any) -> bool:
+        if self._store is None:
+            self._store = open_store(self.url)
+        return bool(self._store.jobs.save_checkpoint(job_id, attempt, state))
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass  # not Linux: the pipe EOF still ends the worker between jobs
+
+
+def worker_main(spec: WorkerSpec, connection: Connection) -> None:
+    """Entry point of a worker process (runs in the child)."""
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the master, which drains
+    cancel = _CancelFlag()
+    signal.signal(signal.SIGUSR1, cancel.on_signal)
+    configure_worker_logging(spec.log_queues, spec.config.log_level)
+    try:
+        tasks = load_daemon_tasks(spec.config, spec.daemon)
+    except ConfigError as error:
+        connection.send(protocol.encode(protocol.WorkerFailed(str(error))))
+        os._exit(EXIT_TASK_CODE_FAILED)
+    progress = _PipeProgress(connection)
+    checkpoints = _StoreCheckpoints(spec.config.store)
+    connection.send(protocol.encode(protocol.WorkerReady(os.getpid())))
+    while True:
+        try:
+            message = protocol.decode(connection.recv())
+        except (EOFError, OSError):
+            break  # the master is gone
+        if isinstance(message, protocol.StopWorker):
+            break
+        if isinstance(message, protocol.RunJob):
+            cancel.is_set = False
+            finished = run_job(message, tasks, spec.daemon, progress, checkpoints, cancel)
+            connection.send(protocol.encode(finished))
+    logging.shutdown()
+
+
+def run_job(
+    message: protocol.RunJob,
+    tasks: dict[str, TaskDefinition],
+    daemon: str,
+    progress: Any,
+    checkpoints: Any,
+    cancel: _CancelFlag,
+) -> protocol.JobFinished:
+    """Run one attempt and describe how it ended; never raises."""
+    started = time.monotonic()
+    token = current_job_id.set(message.job_id)
+
+    def finished(outcome: str, **details: Any) -> protocol.JobFinished:
+        return protocol.JobFinished(
+            job_id=message.job_id, attempt=message.attempt, outcome=outcome,
+            duration=time.monotonic() - started, **details,
+        )
+
+    try:
+        definition = tasks.get(message.task)
+        if definition is None:
+            return finished("failed", error=f"daemon {daemon!r} has no task {message.task!r}", permanent=True)
+        try:
+            definition.check_args(message.args)
+        except InvalidArgs as error:
+            return finished("failed", error=str(error), permanent=True)
+        ctx = TaskContext(
+            job_id=message.job_id, attempt=message.attempt, daemon=daemon, task=message.task,
+            last_checkpoint=message.checkpoint, progress_sink=progress, checkpoint_sink=checkpoints,
+            is_cancelled=lambda: cancel.is_set,
+        )
+        log.info("job %s attempt %s: %s started", message.job_id, message.attempt, message.task)
+        try:
+            result = definition.function(ctx, **message.args)
+        except Cancelled as error:
+            log.info("job %s cancelled: %s", message.job_id, error)
+            return finished("cancelled", error=str(error))
+        except BaseException as error:  # a task's failure, whatever it is, is the job's failure
+            if isinstance(error, KeyboardInterrupt):
+                raise
+            error_line = traceback.format_exception_only(error)[-1].strip()
+            log.error("job %s failed: %s", message.job_id, error_line, exc_info=True)
+            return finished("failed", error=error_line, traceback=traceback.format_exc())
+        try:
+            encode_json(result)
+        except (TypeError, ValueError) as error:
+            return finished("failed", error=f"task returned a value that is not JSON: {error}")
+        if cancel.is_set:
+            return finished("cancelled", error="cancelled by an operator", result=result)
+        log.info("job %s succeeded in %.3fs", message.job_id, time.monotonic() - started)
+        return finished("succeeded", result=result)
+    finally:
+        current_job_id.reset(token)
