@@ -333,6 +333,10 @@ class Master:
         log.info("draining (%s): no new jobs; waiting for running ones", reason)
         self.draining = True
         self.drain_started_at = self.clock()
+        try:  # say so at once: `jobd status` and other masters see "draining"
+            self.store.masters.heartbeat(self.id, state="draining")
+        except Exception:
+            log.warning("could not record the drain in the store", exc_info=True)
         for pool in self.pools.values():
             for worker in pool.live_workers():
                 if worker.assignment is None:

@@ -1,0 +1,99 @@
+"""Fixtures: real MariaDB databases, real masters and workers, cleaned up by pid."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+
+from jobd.store import Store, open_store
+from support import Deployment
+
+MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
+
+
+# -- MariaDB ------------------------------------------------------------------
+
+
+def _mariadb_available() -> bool:
+    try:
+        pymysql.connect(**MARIADB, connect_timeout=3).close()
+    except pymysql.MySQLError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> dict[str, Any]:
+    if not _mariadb_available():
+        if os.environ.get("CI"):
+            pytest.fail("MariaDB is not reachable on 127.0.0.1:3306 (CI needs it)")
+        pytest.skip("MariaDB is not reachable on 127.0.0.1:3306")
+    return MARIADB
+
+
+@pytest.fixture
+def mariadb_url(mariadb: dict[str, Any]) -> Iterator[str]:
+    """A fresh, empty database on the local MariaDB, dropped afterwards."""
+    name = f"jobdt_{secrets.token_hex(4)}"
+    connection = pymysql.connect(**mariadb)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        yield f"mysql+pymysql://root@127.0.0.1:3306/{name}"
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        connection.close()
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'jobd.db'}"
+    return str(request.getfixturevalue("mariadb_url"))
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    opened = open_store(store_url)
+    opened.initialise()
+    yield opened
+    opened.dispose()
+
+
+# -- deployments: a config, task code and real master processes ---------------
+
+
+@pytest.fixture
+def deployment_factory() -> Iterator[Callable[[str], Deployment]]:
+    created: list[Deployment] = []
+
+    def make(store_url: str | None = None) -> Deployment:
+        root = Path(tempfile.mkdtemp(prefix="jobd-", dir="/tmp"))  # short: Unix socket paths are capped
+        url = store_url or f"sqlite:///{root / 'jobd.db'}"
+        deployment = Deployment(root, url)
+        created.append(deployment)
+        return deployment
+
+    yield make
+    for deployment in created:
+        deployment.kill_everything()
+        shutil.rmtree(deployment.root, ignore_errors=True)
+
+
+@pytest.fixture
+def deployment(deployment_factory: Callable[[str | None], Deployment]) -> Deployment:
+    return deployment_factory(None)

@@ -1,0 +1,203 @@
+"""The store contract: every backend (SQLite, MariaDB) must pass this same module."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from jobd.errors import InvalidTransition, UnknownJob
+from jobd.states import JobState
+from jobd.store import NewJob, Store, open_store
+
+
+def new(task: str = "t.record", **kwargs) -> NewJob:  # type: ignore[no-untyped-def]
+    return NewJob(daemon=kwargs.pop("daemon", "main"), task=task, args=kwargs.pop("args", {}), **kwargs)
+
+
+def test_initialise_is_idempotent_and_versioned(store: Store) -> None:
+    assert store.initialise() == store.initialise() == 1
+    assert store.version() == 1
+    store.require_schema()
+
+
+def test_uninitialised_store_says_to_run_init(store_url: str) -> None:
+    fresh = open_store(store_url)
+    with pytest.raises(Exception, match="jobd init"):
+        fresh.require_schema()
+
+
+def test_insert_commits_a_queued_job_with_its_args(store: Store) -> None:
+    job_id = store.jobs.insert(new(args={"campaign": 42, "name": "żółw"}))
+    job = store.jobs.get(job_id)
+    assert job.state is JobState.QUEUED
+    assert job.args == {"campaign": 42, "name": "żółw"}
+    assert job.attempts == 0
+
+
+def test_a_job_due_later_is_scheduled_and_not_claimed_early(store: Store) -> None:
+    job_id = store.jobs.insert(new(run_at=2_000.0), now=1_000.0)
+    assert store.jobs.get(job_id).state is JobState.SCHEDULED
+    assert store.jobs.claim("main", 10, "m1", now=1_500.0) == []
+    assert [job.id for job in store.jobs.claim("main", 10, "m1", now=2_000.0)] == [job_id]
+
+
+def test_claim_takes_highest_priority_first_then_oldest(store: Store) -> None:
+    low = store.jobs.insert(new(priority=0))
+    high = store.jobs.insert(new(priority=5))
+    low2 = store.jobs.insert(new(priority=0))
+    claimed = store.jobs.claim("main", 2, "m1")
+    assert [job.id for job in claimed] == [high, low]
+    assert all(job.state is JobState.RUNNING and job.attempts == 1 and job.owner == "m1" for job in claimed)
+    assert [job.id for job in store.jobs.claim("main", 5, "m1")] == [low2]
+
+
+def test_claim_only_takes_the_named_daemons_jobs(store: Store) -> None:
+    store.jobs.insert(new(daemon="sms"))
+    assert store.jobs.claim("mailing", 5, "m1") == []
+    assert len(store.jobs.claim("sms", 5, "m1")) == 1
+
+
+def test_concurrent_claims_never_hand_out_a_job_twice(store: Store) -> None:
+    store.jobs.insert_many([new() for _ in range(200)])
+    claimed: list[int] = []
+    lock = threading.Lock()
+
+    def claimer(owner: str) -> None:
+        while True:
+            jobs = store.jobs.claim("main", 7, owner)
+            if not jobs:
+                return
+            with lock:
+                claimed.extend(job.id for job in jobs)
+
+    threads = [threading.Thread(target=claimer, args=(f"m{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(claimed) == 200
+    assert len(set(claimed)) == 200
+
+
+def test_success_is_recorded_only_by_the_owner_of_that_attempt(store: Store) -> None:
+    job_id = store.jobs.insert(new())
+    (job,) = store.jobs.claim("main", 1, "m1")
+    assert not store.jobs.succeed(job_id, job.attempts, "someone-else", {"x": 1})
+    assert not store.jobs.succeed(job_id, job.attempts + 1, "m1", {"x": 1})
+    assert store.jobs.succeed(job_id, job.attempts, "m1", {"x": 1})
+    done = store.jobs.get(job_id)
+    assert done.state is JobState.SUCCEEDED and done.result == {"x": 1} and done.finished_at
+    assert not store.jobs.succeed(job_id, job.attempts, "m1", {"x": 2}), "a finished job cannot finish twice"
+
+
+def test_failure_retries_at_the_given_time_then_dies_with_its_traceback(store: Store) -> None:
+    job_id = store.jobs.insert(new())
+    (job,) = store.jobs.claim("main", 1, "m1", now=100.0)
+    store.jobs.fail(job_id, job.attempts, "m1", error="boom", traceback="Traceback…", retry_at=160.0, now=100.0)
+    retrying = store.jobs.get(job_id)
+    assert retrying.state is JobState.RETRYING and retrying.run_at == 160.0
+    assert store.jobs.claim("main", 1, "m1", now=150.0) == []
+    (again,) = store.jobs.claim("main", 1, "m1", now=160.0)
+    assert again.attempts == 2
+    store.jobs.fail(job_id, again.attempts, "m1", error="boom again", traceback="Traceback 2", retry_at=None)
+    dead = store.jobs.get(job_id)
+    assert dead.state is JobState.DEAD and dead.error == "boom again" and dead.traceback == "Traceback 2"
+
+
+def test_requeue_returns_running_jobs_and_keeps_the_checkpoint(store: Store) -> None:
+    job_id = store.jobs.insert(new())
+    (job,) = store.jobs.claim("main", 1, "m1")
+    assert store.jobs.save_checkpoint(job_id, job.attempts, {"sent": 500})
+    assert store.jobs.requeue([job_id], "m1", refund_attempt=True) == 1
+    back = store.jobs.get(job_id)
+    assert back.state is JobState.QUEUED and back.attempts == 0 and back.checkpoint == {"sent": 500}
+    (again,) = store.jobs.claim("main", 1, "m2")
+    assert again.checkpoint == {"sent": 500}
+
+
+def test_checkpoint_of_a_stale_attempt_is_refused(store: Store) -> None:
+    job_id = store.jobs.insert(new())
+    (job,) = store.jobs.claim("main", 1, "m1")
+    store.jobs.requeue_owned_by(["m1"])
+    store.jobs.claim("main", 1, "m2")
+    assert not store.jobs.save_checkpoint(job_id, job.attempts, {"stale": True})
+
+
+def test_unique_key_dedupes_while_unfinished_only(store: Store) -> None:
+    first = store.jobs.insert(new(unique_key="report:2026-11-21"))
+    assert store.jobs.insert(new(unique_key="report:2026-11-21")) == first
+    (job,) = store.jobs.claim("main", 1, "m1")
+    store.jobs.succeed(first, job.attempts, "m1", None)
+    assert store.jobs.insert(new(unique_key="report:2026-11-21")) != first
+
+
+def test_cancel_a_queued_job_at_once_and_flag_a_running_one(store: Store) -> None:
+    waiting = store.jobs.insert(new())
+    running = store.jobs.insert(new())
+    store.jobs.claim("main", 1, "m1")  # takes `waiting` (older)
+    store.jobs.insert(new())
+    assert store.jobs.cancel(running).state is JobState.CANCELLED
+    flagged = store.jobs.cancel(waiting)
+    assert flagged.state is JobState.RUNNING and flagged.cancel_requested
+    assert store.jobs.cancel_requests("m1") == [waiting]
+
+
+def test_retry_requeues_dead_jobs_only(store: Store) -> None:
+    job_id = store.jobs.insert(new())
+    with pytest.raises(InvalidTransition):
+        store.jobs.retry(job_id)
+    (job,) = store.jobs.claim("main", 1, "m1")
+    store.jobs.fail(job_id, job.attempts, "m1", error="x", traceback=None, retry_at=None)
+    again = store.jobs.retry(job_id)
+    assert again.state is JobState.QUEUED and again.attempts == 0
+
+
+def test_unknown_job_is_a_clear_error(store: Store) -> None:
+    with pytest.raises(UnknownJob, match="no job with id 999999"):
+        store.jobs.get(999999)
+
+
+def test_a_plain_sql_insert_from_another_language_is_a_valid_job(store: Store) -> None:
+    """What a PHP app does (README: "Submitting from any language")."""
+    with store.engine.begin() as connection:
+        connection.execute(
+            sa.text("INSERT INTO jobd_jobs (daemon, task, args) VALUES (:daemon, :task, :args)"),
+            {"daemon": "main", "task": "t.record", "args": '{"n": 7}'},
+        )
+    (job,) = store.jobs.claim("main", 1, "m1")
+    assert job.args == {"n": 7} and job.created_at and job.args_problem is None
+
+
+def test_a_row_with_broken_args_decodes_with_the_problem_named(store: Store) -> None:
+    with store.engine.begin() as connection:
+        connection.execute(
+            sa.text("INSERT INTO jobd_jobs (daemon, task, args) VALUES ('main', 't.record', 'not json')")
+        )
+    (job,) = store.jobs.claim("main", 1, "m1")
+    assert job.args == {} and "not valid JSON" in (job.args_problem or "")
+
+
+def test_counts_by_daemon_and_state(store: Store) -> None:
+    store.jobs.insert_many([new(), new(), new(daemon="sms")])
+    store.jobs.claim("main", 1, "m1")
+    assert store.jobs.counts() == {"main": {"queued": 1, "running": 1}, "sms": {"queued": 1}}
+
+
+def test_masters_register_heartbeat_and_expire(store: Store) -> None:
+    store.masters.register("other-host:1:x", pid=1, version="0", daemons=["main"], control_socket=None, now=1000.0)
+    with store.engine.begin() as connection:  # pretend it runs on another host
+        connection.execute(store.tables["masters"].update().values(host="elsewhere"))
+    assert store.masters.dead_ids(lease=30, now=1010.0) == []
+    assert store.masters.heartbeat("other-host:1:x", state="running", now=1020.0)
+    assert store.masters.dead_ids(lease=30, now=1049.0) == []
+    assert store.masters.dead_ids(lease=30, now=1051.0) == ["other-host:1:x"]
+
+
+def test_jobs_of_a_dead_master_are_requeued_with_the_attempt_counted(store: Store) -> None:
+    job_id = store.jobs.insert(new())
+    store.jobs.claim("main", 1, "dead-master")
+    assert store.jobs.requeue_owned_by(["dead-master"]) == [job_id]
+    job = store.jobs.get(job_id)
+    assert job.state is JobState.QUEUED and job.attempts == 1 and job.owner is None
