@@ -34,6 +34,15 @@ def wait_until(condition: Callable[[], Any], timeout: float = 30.0, interval: fl
 
 
 
+def toml_value(value: Any) -> str:
+    """A TOML literal for the simple values test configs use."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    return json.dumps(value)
+
+
 class Deployment:
     """A jobd deployment in a short temporary folder, with masters started as real processes."""
 
@@ -54,11 +63,11 @@ class Deployment:
             "heartbeat_interval = 1",
             "poll_interval = 0.2",
         ]
-        lines += [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+        lines += [f"{key} = {toml_value(value)}" for key, value in settings.items()]
         for name, options in daemons.items():
             lines.append(f"[daemons.{name}]")
             options = {"modules": ["testtasks"], **options}
-            lines += [f"{key} = {json.dumps(value)}" for key, value in options.items()]
+            lines += [f"{key} = {toml_value(value)}" for key, value in options.items()]
         self.config_path.write_text("\n".join(lines) + "\n")
         return self.config_path
 

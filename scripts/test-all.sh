@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs (memcached, tmux, a venv with jobd
+# and its test extras), make sure MariaDB answers, and run the whole suite.
+# This is what `.ci/run` runs; the README documents it as the test command.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$repo"
+
+as_root() { if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v memcached >/dev/null || missing+=(memcached)
+command -v tmux >/dev/null || missing+=(tmux)
+if ((${#missing[@]})); then
+    echo "installing ${missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# MariaDB: the suite uses the local server (127.0.0.1:3306, root, no password).
+if ! mariadb -h 127.0.0.1 -uroot -e 'SELECT 1' >/dev/null 2>&1; then
+    echo "MariaDB does not answer on 127.0.0.1:3306; trying to start it"
+    as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
+    for _ in $(seq 1 30); do
+        mariadb -h 127.0.0.1 -uroot -e 'SELECT 1' >/dev/null 2>&1 && break
+        sleep 1
+    done
+    mariadb -h 127.0.0.1 -uroot -e 'SELECT 1' >/dev/null
+fi
+
+[[ -x .venv/bin/python ]] || python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+
+status=0
+.venv/bin/python -m pytest "$@" || status=$?
+if [[ $status == 5 ]]; then
+    echo "pytest collected no tests: that is a failure" >&2
+    exit 1
+fi
+exit $status

@@ -1,0 +1,61 @@
+"""jobd.toml validation: every problem names the file, the key and the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jobd.config import load_config, parse_config
+from jobd.errors import ConfigError
+
+SOURCE = Path("/etc/jobd/jobd.toml")
+
+
+def test_defaults_give_a_runnable_embedded_config() -> None:
+    config = parse_config("[daemons.mailing]\nmodules = ['app.mail']\n", SOURCE)
+    assert config.store == "sqlite:////etc/jobd/jobd.db"
+    assert config.socket == Path("/etc/jobd/jobd.sock")
+    assert config.daemons["mailing"].workers == 2
+
+
+def test_relative_paths_resolve_next_to_the_config_file() -> None:
+    config = parse_config('socket = "run/j.sock"\npython_path = ["src"]\nstore = "sqlite:///var/j.db"\n', SOURCE)
+    assert config.socket == Path("/etc/jobd/run/j.sock")
+    assert config.python_path == [Path("/etc/jobd/src")]
+    assert config.store == "sqlite:////etc/jobd/var/j.db"
+
+
+@pytest.mark.parametrize(
+    "text, key, reason",
+    [
+        ("[daemons.mailing]\nworkrs = 2\n", "daemons.mailing.workrs", "unknown key"),
+        ("[daemons.mailing]\nworkers = 'two'\n", "daemons.mailing.workers", "valid integer"),
+        ("[daemons.mailing]\nworkers = -1\n", "daemons.mailing.workers", "greater than or equal to 0"),
+        ("[daemons.mailing]\ntimeout = '5 minutes'\n", "daemons.mailing.timeout", "not a duration"),
+        ("[daemons.Mailing]\n", "daemons", "lower-case"),
+        ("timezone = 'Mars/Olympus'\n", "timezone", "IANA time zone"),
+        ("memcached = ['localhost']\n", "memcached", "host:port"),
+        ("[daemons.m]\nmodules = ['not a module']\n", "daemons.m.modules", "module path"),
+        ("[daemons.m]\ntasks = { 'x' = 'nocolon' }\n", "daemons.m.tasks", "callable path"),
+        ("log_level = 'LOUD'\n", "log_level", "DEBUG, INFO"),
+    ],
+)
+def test_invalid_values_name_file_key_and_reason(text: str, key: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text, SOURCE)
+    assert raised.value.source == str(SOURCE)
+    assert raised.value.key == key
+    assert reason in str(raised.value)
+
+
+def test_a_missing_config_file_says_how_to_point_at_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="pass --config or set JOBD_CONFIG"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_config_is_found_through_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "custom.toml"
+    path.write_text("[daemons.a]\n")
+    monkeypatch.setenv("JOBD_CONFIG", str(path))
+    assert load_config().source == path
