@@ -164,7 +164,12 @@ def build_entry(
     if model.shell is not None and model.args:
         raise fail("args", "shell entries take no args: the command is fixed in config")
 
-    zone = _zone(model.timezone, source, f"entry '{name}'.timezone") if model.timezone else default_zone
+    zone = default_zone
+    if model.timezone is not None:
+        try:
+            zone = _zone(model.timezone, source, "timezone")
+        except ConfigError as error:
+            raise fail("timezone", error.reason) from None
     try:
         rule: Rule
         if model.cron is not None:
