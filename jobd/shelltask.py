@@ -95,13 +95,15 @@ class ShellResult:
 class ShellTaskFailed(JobdError):
     """The command exited non-zero, timed out or was cancelled.
 
-    ``exit_code`` is negative when the process was killed by a signal
-    (``-15`` SIGTERM, ``-9`` SIGKILL), as ``subprocess`` reports it.
+    ``returncode`` is the command's exit status, negative when the process
+    was killed by a signal (``-15`` SIGTERM, ``-9`` SIGKILL), as
+    ``subprocess`` reports it. (``exit_code`` stays the ``jobd`` CLI's exit
+    code, as for every ``JobdError``.)
     """
 
-    def __init__(self, command: str, exit_code: int, last_lines: tuple[str, ...], reason: str) -> None:
+    def __init__(self, command: str, returncode: int, last_lines: tuple[str, ...], reason: str) -> None:
         self.command = command
-        self.exit_code = exit_code
+        self.returncode = returncode
         self.last_lines = last_lines
         self.reason = reason
         tail = "\n".join(last_lines[-5:])

@@ -63,7 +63,8 @@ class CronCalendar:
         ]
         if not candidates:
             return None
-        return min(candidates).replace(tzinfo=None)
+        earliest: datetime = min(candidates)
+        return earliest.replace(tzinfo=None)
 
 
 def compile_cron(expression: str) -> CronCalendar:
@@ -100,6 +101,7 @@ def compile_cron(expression: str) -> CronCalendar:
         except ValueError as error:
             raise ValueError(f"invalid cron expression {expression!r}: {error}") from None
 
+    calendars: tuple[CronTrigger, ...]
     if day_restricted and weekday_restricted:
         calendars = (calendar(day, "*"), calendar("*", scheduler_weekdays))
     else:

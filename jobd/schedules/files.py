@@ -39,11 +39,13 @@ from jobd.schedules.triggers import Rule, at_rule, cron_rule, every_rule
 from jobd.shelltask import ShellTaskSpec
 
 #: Defaults, in one place (docs/schedules.md quotes them).
-DEFAULT_MISFIRE = "run_once"
+MisfireName = Literal["skip", "run_once", "catch_up"]
+OverlapName = Literal["forbid", "allow", "replace"]
+DEFAULT_MISFIRE: MisfireName = "run_once"
 DEFAULT_MISFIRE_GRACE = "5s"
 DEFAULT_MAX_CATCH_UP = 10
 MAX_CATCH_UP_LIMIT = 1000
-DEFAULT_OVERLAP = "forbid"
+DEFAULT_OVERLAP: OverlapName = "forbid"
 
 #: Entry names end up in fire keys (``NAME@TIME``), CLI arguments and log lines.
 ENTRY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
@@ -63,10 +65,10 @@ class EntryModel(BaseModel):
     every: str | int | None = None
     at: datetime | str | None = None
     timezone: str | None = None
-    misfire: Literal["skip", "run_once", "catch_up"] = DEFAULT_MISFIRE
+    misfire: MisfireName = DEFAULT_MISFIRE
     misfire_grace: str | int = DEFAULT_MISFIRE_GRACE
     max_catch_up: int = Field(default=DEFAULT_MAX_CATCH_UP, ge=1, le=MAX_CATCH_UP_LIMIT)
-    overlap: Literal["forbid", "allow", "replace"] = DEFAULT_OVERLAP
+    overlap: OverlapName = DEFAULT_OVERLAP
     jitter: str | int = 0
     enabled: bool = True
 

@@ -21,13 +21,13 @@ def make_entry(name: str = "job", *, timezone: str = "UTC", **fields: Any) -> Sc
     return build_entry(name, raw, source="test.toml", default_zone=ZoneInfo(timezone))
 
 
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, microsecond: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=UTC)
 
 
-def local(zone: str, *parts: int, fold: int = 0) -> datetime:
+def local(zone: str, year: int, month: int, day: int, hour: int = 0, minute: int = 0, *, fold: int = 0) -> datetime:
     """A wall-clock time in ``zone``, as an instant (UTC)."""
-    return datetime(*parts, tzinfo=ZoneInfo(zone), fold=fold).astimezone(UTC)  # type: ignore[misc]
+    return datetime(year, month, day, hour, minute, tzinfo=ZoneInfo(zone), fold=fold).astimezone(UTC)
 
 
 @pytest.fixture

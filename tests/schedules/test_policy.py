@@ -1,6 +1,6 @@
 """Misfire and overlap decisions and fire keys, with an injected clock."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -61,7 +61,8 @@ def test_skip_still_fires_a_tick_due_within_the_grace_window() -> None:
 def test_skip_never_loses_a_tick_when_the_master_ticks_within_the_grace(loop_period: float) -> None:
     entry = make_entry(cron="* * * * * *", misfire="skip")  # every second: the hardest case
     start = utc(2025, 6, 1, 10)
-    cursor, now, fired = start, start, []
+    cursor, now = start, start
+    fired: list[datetime] = []
     while now < start + timedelta(seconds=30):
         now += timedelta(seconds=loop_period)
         plan = plan_ticks(entry, cursor, now)
@@ -80,7 +81,8 @@ def test_skip_drops_exactly_the_ticks_older_than_the_grace() -> None:
 def test_on_time_ticking_fires_every_tick_once_under_every_policy() -> None:
     for misfire in ("skip", "run_once", "catch_up"):
         entry = make_entry(cron="*/5 * * * *", misfire=misfire)
-        start, fired = utc(2025, 6, 1), []
+        start = utc(2025, 6, 1)
+        fired: list[datetime] = []
         cursor = plan_ticks(entry, None, start).cursor
         now = start
         while now < start + timedelta(hours=1):

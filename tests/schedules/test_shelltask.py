@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from jobd.errors import JobdError
+from jobd.errors import ExitCode, JobdError
 from jobd.shelltask import (
     ShellTaskCancelled,
     ShellTaskFailed,
@@ -63,7 +63,8 @@ def test_exit_3_raises_shell_task_failed_with_the_exit_code_and_last_output(capl
     with pytest.raises(ShellTaskFailed) as failure:
         run_shell("echo working; echo 'disk full' >&2; exit 3", logger=logging.getLogger(LOGGER))
     assert isinstance(failure.value, JobdError)
-    assert failure.value.exit_code == 3
+    assert failure.value.exit_code == ExitCode.FAILURE  # the CLI's code is untouched by the command's
+    assert failure.value.returncode == 3
     assert "[stderr] disk full" in failure.value.last_lines
     assert "exited with code 3" in str(failure.value) and "disk full" in str(failure.value)
     assert "[stdout] working" in caplog.text
@@ -88,7 +89,7 @@ def test_a_hang_past_the_timeout_kills_the_whole_process_group(tmp_path: Path) -
     assert time.monotonic() - started < 10
     grandchild, child = pids_from(pid_file, 2)
     assert process_gone(child) and process_gone(grandchild)
-    assert failure.value.exit_code < 0  # killed by a signal
+    assert failure.value.returncode < 0  # killed by a signal
     assert "timed out after 0.5s" in str(failure.value)
 
 
@@ -99,7 +100,7 @@ def test_a_command_ignoring_sigterm_is_killed_after_the_grace(tmp_path: Path) ->
         run_shell(command, timeout=timedelta(seconds=0.3), kill_grace=0.5, logger=logging.getLogger(LOGGER))
     (child,) = pids_from(pid_file, 1)
     assert process_gone(child)
-    assert failure.value.exit_code == -9
+    assert failure.value.returncode == -9
 
 
 def test_cancellation_kills_the_running_command(tmp_path: Path) -> None:
