@@ -141,15 +141,18 @@ def run_shell(
     timeout_seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
     child_env = {**os.environ, **(env or {})}
     started = time.monotonic()
-    process = subprocess.Popen(  # noqa: S603 - the command comes from operator config
-        argv,
-        cwd=cwd,
-        env=child_env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    try:
+        process = subprocess.Popen(  # noqa: S603 - the command comes from operator config
+            argv,
+            cwd=cwd,
+            env=child_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    except OSError as error:  # no such program or cwd, not executable: like a shell's 127
+        raise ShellTaskFailed(shown, 127, (), f"could not be started: {error.strerror}: {error.filename}") from None
     last_lines: deque[str] = deque(maxlen=LAST_LINES_KEPT)
     assert process.stdout is not None and process.stderr is not None
     readers = [

@@ -153,3 +153,12 @@ def test_the_runner_does_not_leak_file_descriptors() -> None:
     for _ in range(5):
         run_shell("echo hi", logger=logging.getLogger(LOGGER))
     assert len(os.listdir("/proc/self/fd")) <= before
+
+
+@pytest.mark.parametrize(
+    ("command", "cwd"), [(["/nonexistent/program"], None), (["true"], "/nonexistent/dir")]
+)
+def test_a_command_that_cannot_start_fails_like_a_shell_would(command: list[str], cwd: str | None) -> None:
+    with pytest.raises(ShellTaskFailed) as failure:
+        run_shell(command, cwd=cwd, logger=logging.getLogger(LOGGER))
+    assert failure.value.returncode == 127 and "could not be started" in str(failure.value)
