@@ -22,7 +22,7 @@ time zone is the job of ``localtime`` and ``triggers``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from apscheduler.triggers.cron import CronTrigger
@@ -45,8 +45,8 @@ class CronCalendar:
     """
 
     expression: str
-    calendars: tuple[CronTrigger, ...]
-    every_hour: bool
+    calendars: tuple[CronTrigger, ...] = field(compare=False)  # derived from the expression
+    every_hour: bool = field(compare=False)
 
     def next_wall_time(self, wall: datetime, *, inclusive: bool = False) -> datetime | None:
         """The first wall-clock time the expression names after ``wall`` (naive).

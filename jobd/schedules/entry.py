@@ -46,6 +46,8 @@ class ScheduleEntry:
     ``name`` is the entry's stable id: fire keys, persisted last fire times
     and ``jobd pause NAME`` refer to it. ``source``/``line`` say where it was
     declared, for error messages raised after loading (unknown task).
+    Two entries are equal when they are defined alike (where they were
+    written aside), so a reload can tell changed entries from unchanged ones.
     """
 
     name: str
@@ -61,7 +63,7 @@ class ScheduleEntry:
     jitter: timedelta
     enabled: bool
     shell: ShellTaskSpec | None = None
-    source: str = "<memory>"
+    source: str = field(default="<memory>", compare=False)
     line: int | None = field(default=None, compare=False)
 
     @property

@@ -30,7 +30,7 @@ this module pins down what APScheduler leaves loose (verified against 3.11):
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
@@ -74,7 +74,7 @@ class EveryRule:
     """Fire every ``interval`` of elapsed time, on a grid anchored at the Unix epoch."""
 
     interval: timedelta
-    trigger: IntervalTrigger
+    trigger: IntervalTrigger = field(compare=False)  # derived from the interval
 
     def describe(self) -> str:
         from jobd.schedules.durations import format_duration
@@ -87,7 +87,7 @@ class AtRule:
     """Fire once, at ``instant`` (UTC)."""
 
     instant: datetime
-    trigger: DateTrigger
+    trigger: DateTrigger = field(compare=False)  # derived from the instant
 
     def describe(self) -> str:
         return f"at {self.instant.isoformat()}"

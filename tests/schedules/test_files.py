@@ -194,3 +194,12 @@ def test_merging_schedules_refuses_duplicate_names() -> None:
     with pytest.raises(ConfigError, match="already used"):
         one.merged_with(parse_schedule_text(ENTRY + 'every = "2m"\n', "b.toml", "UTC"))
     assert len(Schedule()) == 0
+
+
+def test_entries_compare_by_definition_so_a_reload_can_spot_what_changed() -> None:
+    first = parse_schedule_text(FULL, "s.toml", "UTC")
+    again = parse_schedule_text("\n\n" + FULL, "moved.toml", "UTC")
+    assert dict(first) == dict(again)
+    changed = parse_schedule_text(FULL.replace('cron = "0 3 * * *"', 'cron = "0 4 * * *"'), "s.toml", "UTC")
+    assert changed["nightly-report"] != first["nightly-report"]
+    assert changed["poll-inbox"] == first["poll-inbox"]
