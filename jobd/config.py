@@ -13,13 +13,17 @@ import re
 import tomllib
 import zoneinfo
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from . import defaults
 from .durations import parse_duration
 from .errors import ConfigError
+from .shelltask import ShellTaskSpec
+
+if TYPE_CHECKING:
+    from .schedules import Schedule
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 TASK_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,189}$")
@@ -51,6 +55,9 @@ class DaemonConfig(_Strict):
     max_tasks_per_worker: int = Field(defaults.DEFAULT_MAX_TASKS_PER_WORKER, ge=0)
     drain_timeout: Duration | None = None
     enabled: bool = True
+    shell: dict[str, ShellTaskSpec] = Field(
+        default_factory=dict, description="task name → a command line run as a supervised subprocess"
+    )
 
     @field_validator("modules")
     @classmethod
@@ -91,6 +98,10 @@ class JobdConfig(_Strict):
         default_factory=list, description="directories added to sys.path to import task modules"
     )
     daemons: dict[str, DaemonConfig] = Field(default_factory=dict)
+    schedule_dir: Path | None = Field(
+        default=Path("schedules"), description="folder of schedule files (*.toml); ignored if absent"
+    )
+    schedules: dict[str, Any] = Field(default_factory=dict, description="inline [schedules.entries.NAME] tables")
 
     # Where this config came from; set by load_config, not by the file.
     source: Path = Field(default=Path("<memory>"), exclude=True)
@@ -183,7 +194,9 @@ def parse_config(text: str, config_path: Path) -> JobdConfig:
         config = JobdConfig.model_validate({**data, "source": config_path})
     except ValidationError as error:
         raise _config_error(config_path, error) from None
-    return _resolve_paths(config)
+    config = _resolve_paths(config)
+    load_schedule(config, text)  # an invalid schedule refuses the whole config
+    return config
 
 
 def _config_error(config_path: Path, error: ValidationError) -> ConfigError:
@@ -202,6 +215,32 @@ def _config_error(config_path: Path, error: ValidationError) -> ConfigError:
     return ConfigError(str(config_path), first_key, first_reason)
 
 
+def load_schedule(config: JobdConfig, text: str | None = None) -> "Schedule":
+    """Every schedule entry of a config: its ``schedule_dir`` files plus inline ``[schedules]``.
+
+    Raises ``ConfigError`` (file, line, entry, key, reason) for the first
+    invalid entry, an entry name used twice, or an entry naming a daemon the
+    config does not define. Task names are checked against the inventory by
+    the caller, once task code has been imported.
+    """
+    from .schedules import Schedule, load_schedule_files, parse_schedule_table
+
+    schedule = Schedule()
+    if config.schedules:
+        if text is None and config.source.exists():
+            text = config.source.read_text(encoding="utf-8")
+        schedule = parse_schedule_table(
+            config.schedules, str(config.source), default_timezone=config.timezone, text=text, table_path="schedules"
+        )
+    if config.schedule_dir is not None and config.schedule_dir.is_dir():
+        schedule = schedule.merged_with(load_schedule_files(config.schedule_dir, config.timezone))
+    for entry in schedule.values():
+        if entry.daemon not in config.daemons:
+            known = ", ".join(sorted(config.daemons)) or "none"
+            raise ConfigError(entry.location, f"entry '{entry.name}'.daemon", f"no daemon named '{entry.daemon}' is configured (known: {known})")
+    return schedule
+
+
 def _resolve_paths(config: JobdConfig) -> JobdConfig:
     """Make every path absolute relative to the config file's directory."""
     base = config.base_dir
@@ -216,6 +255,7 @@ def _resolve_paths(config: JobdConfig) -> JobdConfig:
             "pid_file": absolute(config.pid_file),
             "log_file": absolute(config.log_file) if config.log_file else None,
             "python_path": [absolute(path) for path in config.python_path],
+            "schedule_dir": absolute(config.schedule_dir) if config.schedule_dir else None,
         }
     )
 

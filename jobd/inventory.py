@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import JobdConfig, load_config
+from .config import JobdConfig, load_config, load_schedule
 from .errors import ConfigError, UnknownTask
+from .shelltask import ShellTaskSpec, run_shell_task
 from .tasks import TaskDefinition, TaskOptions, definition_for_callable, registered
 
 
@@ -60,7 +61,22 @@ def load_daemon_tasks(config: JobdConfig, daemon: str) -> dict[str, TaskDefiniti
                 f"{path!r}: module {module_name!r} has no callable {attribute!r}",
             )
         served[task_name] = definition_for_callable(task_name, target)
+    for task_name, spec in settings.shell.items():
+        served[task_name] = shell_task_definition(task_name, spec)
+    for task_name, (shell_daemon, spec) in load_schedule(config).shell_tasks().items():
+        if shell_daemon == daemon and spec is not None:
+            served[task_name] = shell_task_definition(task_name, spec)
     return served
+
+
+def shell_task_definition(name: str, spec: ShellTaskSpec) -> TaskDefinition:
+    """A built-in task that runs an operator-configured command line (never one from job args)."""
+
+    def run_command(ctx: Any) -> dict[str, Any]:
+        result = run_shell_task(spec, logger=ctx.logger, cancelled=lambda: ctx.cancelled)
+        return {"exit_code": result.exit_code, "duration": round(result.duration, 3)}
+
+    return TaskDefinition(name, run_command, TaskOptions(timeout=(spec.timeout.total_seconds() + 10) if spec.timeout else None))
 
 
 def _import(config: JobdConfig, key: str, module_name: str) -> Any:
@@ -72,11 +88,16 @@ def _import(config: JobdConfig, key: str, module_name: str) -> Any:
 
 
 def load_inventory(config: JobdConfig) -> Inventory:
-    """The inventory of every daemon, importing task code in this process."""
-    return {
+    """The inventory of every daemon, importing task code in this process.
+
+    Also proves every schedule entry names a task its daemon serves.
+    """
+    inventory = {
         daemon: {name: TaskInfo(name, definition.options) for name, definition in load_daemon_tasks(config, daemon).items()}
         for daemon in config.daemons
     }
+    load_schedule(config).check_references({daemon: set(tasks) for daemon, tasks in inventory.items()})
+    return inventory
 
 
 def inventory_in_subprocess(config_path: Path, timeout: float = 120.0) -> Inventory:

@@ -20,7 +20,7 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from . import __version__
-from .config import JobdConfig, load_config
+from .config import JobdConfig, load_config, load_schedule
 from .control.protocol import Request
 from .control.server import ControlServer, Inbox
 from .errors import JobdError, UnknownDaemon
@@ -31,6 +31,7 @@ from .signals import SignalReceiver, WakePipe
 from .states import JobState
 from .store import Store, open_store
 from .throttle import Throttle
+from .ticker import Ticker
 from .workers import protocol
 from .workers.pool import Pool, Worker, WorkerExit
 from .workers.processes import ProcessLauncher
@@ -72,12 +73,14 @@ class Master:
         self._poll = Throttle(config.poll_interval, clock)
         self._heartbeat = Throttle(config.heartbeat_interval, clock)
         self._progress_flush = Throttle(2.0, clock)
+        self.ticker = Ticker(self.store, load_schedule(config))
         self._operations: dict[str, Callable[[dict[str, Any]], Any]] = {
             "ping": lambda _args: {"pong": True, "master": self.id},
             "status": lambda _args: self.status(),
             "wake": self._op_wake,
             "stop": self._op_stop,
             "reload": lambda _args: self.reload(),
+            "schedules": lambda _args: self.ticker.describe(),
         }
 
     # -- lifecycle --------------------------------------------------------
@@ -154,7 +157,9 @@ class Master:
     def _wait_timeout(self) -> float:
         if self.claim_requested and not self.draining:
             return 0.0
-        return min(self.config.poll_interval, 0.25)
+        timeout = min(self.config.poll_interval, 0.25)
+        due = None if self.draining else self.ticker.seconds_until_due()
+        return timeout if due is None else min(timeout, due)
 
     def _wait(self, timeout: float) -> None:
         waitables: list[Any] = [self.wake_pipe.read_fd]
@@ -254,6 +259,9 @@ class Master:
         if self._poll.ready():
             self.claim_requested = True
             self._apply_cancel_requests()
+            self.ticker.refresh_pauses()
+        if self.ticker.run_due():
+            self.claim_requested = True
         if self.claim_requested:
             self.claim_requested = False
             self._dispatch()
@@ -382,8 +390,10 @@ class Master:
         inventory = inventory_in_subprocess(config.source)
         if config.store != self.config.store or config.socket != self.config.socket:
             raise JobdError("store and socket cannot change on reload; restart the master")
+        schedule = load_schedule(config)
         old = self.config
         self.config, self.inventory = config, inventory
+        self.ticker.set_schedule(schedule)
         for name, settings in config.daemons.items():
             pool = self.pools.get(name)
             if pool is None:
@@ -399,7 +409,7 @@ class Master:
                 pool.size = 0
         log.info("config reloaded from %s", config.source)
         self.claim_requested = True
-        return {"reloaded": True, "daemons": sorted(config.daemons)}
+        return {"reloaded": True, "daemons": sorted(config.daemons), "schedules": sorted(schedule)}
 
     def status(self) -> dict[str, Any]:
         counts = self.store.jobs.counts()
@@ -419,6 +429,7 @@ class Master:
                 name: {**pool.snapshot(), "counts": counts.get(name, {})}
                 for name, pool in self.pools.items()
             },
+            "schedules": self.ticker.describe(),
         }
 
     def pool(self, daemon: str) -> Pool:

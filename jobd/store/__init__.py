@@ -13,6 +13,7 @@ from ..errors import StoreUnavailable
 from .engine import READ_ONLY, make_engine
 from .jobs import JobQueue, NewJob
 from .masters import MasterRecord, MasterRegistry
+from .schedules import ScheduleBook
 from .schema import SCHEMA_VERSION, build_tables
 
 __all__ = ["Store", "open_store", "NewJob", "MasterRecord", "SCHEMA_VERSION"]
@@ -26,6 +27,7 @@ class Store:
         self.metadata, self.tables = build_tables(engine.dialect.name)
         self.jobs = JobQueue(engine, self.tables["jobs"])
         self.masters = MasterRegistry(engine, self.tables["masters"])
+        self.schedules = ScheduleBook(engine, self.tables["schedules"], self.tables["schedule_pauses"], self.tables["jobs"])
 
     @property
     def url(self) -> str:

@@ -87,4 +87,28 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )
-    return metadata, {"meta": meta, "jobs": jobs, "masters": masters}
+    schedules = sa.Table(
+        f"{P}schedules",
+        metadata,
+        sa.Column("entry", name, primary_key=True),
+        sa.Column("last_fire", epoch, nullable=True),  # every tick at or before it is decided
+        sa.Column("last_job_id", sa.BigInteger, nullable=True),
+        sa.Column("fired", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("skipped", sa.Integer, nullable=False, server_default="0"),  # overlap `forbid` skips
+        sa.Column("last_skipped_at", epoch, nullable=True),
+        sa.Column("updated_at", epoch, nullable=True),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+    schedule_pauses = sa.Table(
+        f"{P}schedule_pauses",
+        metadata,
+        sa.Column("target", name, primary_key=True),  # "daemon:NAME" or "entry:NAME"
+        sa.Column("paused_at", epoch, nullable=False),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+    return metadata, {
+        "meta": meta, "jobs": jobs, "masters": masters,
+        "schedules": schedules, "schedule_pauses": schedule_pauses,
+    }

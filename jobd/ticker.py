@@ -1,0 +1,100 @@
+"""The master's schedule ticker: fires due entries through the store, exactly once per tick.
+
+It keeps each entry's next due time in memory so the store is only asked
+when something is due; the store transaction decides (and so two masters,
+or a restarted one, never fire a tick twice).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from .schedules import Schedule, ScheduleEntry, next_fire_time, next_fire_times
+from .store import Store
+
+log = logging.getLogger("jobd.schedules")
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Ticker:
+    def __init__(self, store: Store, schedule: Schedule, clock: Callable[[], dt.datetime] = utc_now) -> None:
+        self.store = store
+        self.clock = clock
+        self.schedule = schedule
+        self.next_due: dict[str, dt.datetime | None] = {}
+        self.paused: set[str] = set()
+        self.fired = 0
+
+    def set_schedule(self, schedule: Schedule) -> None:
+        """Apply a reloaded schedule: removed entries stop at once, changed ones are re-planned."""
+        for name in list(self.next_due):
+            if name not in schedule or schedule[name] != self.schedule.get(name):
+                del self.next_due[name]
+        self.schedule = schedule
+
+    def refresh_pauses(self) -> None:
+        self.paused = self.store.schedules.paused_targets()
+
+    def is_paused(self, entry: ScheduleEntry) -> bool:
+        return f"entry:{entry.name}" in self.paused or f"daemon:{entry.daemon}" in self.paused
+
+    def seconds_until_due(self) -> float | None:
+        now = self.clock()
+        pending = [due for due in self.next_due.values() if due is not None]
+        if len(self.next_due) < len(self.schedule):
+            return 0.0
+        if not pending:
+            return None
+        return max(0.0, (min(pending) - now).total_seconds())
+
+    def run_due(self) -> list[int]:
+        """Tick every entry that is due (or never ticked); return the ids of the jobs fired."""
+        now = self.clock()
+        fired: list[int] = []
+        for name, entry in self.schedule.items():
+            if name in self.next_due:
+                due = self.next_due[name]
+                if due is None or due > now:
+                    continue
+            try:
+                result = self.store.schedules.tick(entry, now, paused=self.is_paused(entry))
+            except Exception:
+                log.exception("schedule entry %s could not tick; will retry", name)
+                continue
+            if result.fired:
+                log.info("schedule %s fired job(s) %s", name, result.fired)
+            if result.skipped:
+                log.warning("schedule %s skipped %s tick(s): its previous job is still active (overlap=forbid)", name, result.skipped)
+            fired.extend(result.fired)
+            self.next_due[name] = next_fire_time(entry, result.cursor)
+        self.fired += len(fired)
+        return fired
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Plain data for status and `jobd top`: each entry with its next ticks."""
+        now = self.clock()
+        states = self.store.schedules.states()
+        rows = []
+        for name, entry in sorted(self.schedule.items()):
+            state = states.get(name)
+            rows.append({
+                "name": name,
+                "daemon": entry.daemon,
+                "task": entry.task,
+                "trigger": entry.rule.describe(),
+                "timezone": entry.zone.key,
+                "paused": self.is_paused(entry),
+                "enabled": entry.enabled,
+                "next": [tick.timestamp() for tick in next_fire_times(entry, now, 3)],
+                "last_fire": state.last_fire if state else None,
+                "last_job_id": state.last_job_id if state else None,
+                "fired": state.fired if state else 0,
+                "skipped": state.skipped if state else 0,
+            })
+        return rows
