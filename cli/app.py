@@ -18,6 +18,7 @@ from jobd.inventory import load_inventory
 from jobd.states import FINAL, JobState
 from jobd.store import open_store
 
+from .options import ConfigOption, JsonOption
 from .output import ago, console, duration, print_json, reports_errors, when
 
 app = typer.Typer(
@@ -29,11 +30,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-ConfigOption = Annotated[
-    Optional[Path],
-    typer.Option("--config", "-c", help="Path to jobd.toml (default: $JOBD_CONFIG, then ./jobd.toml)."),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for programs instead of a table.")]
 
 
 def _config(path: Path | None) -> JobdConfig:
@@ -321,6 +317,11 @@ def retry(job_id: int, config: ConfigOption = None) -> None:
     job = open_store(settings.store).jobs.retry(job_id)
     api.wake_master(settings.socket)
     console.print(f"job {job_id} is {job.state} again")
+
+
+from . import schedules as _schedule_commands  # noqa: E402
+
+_schedule_commands.register(app)
 
 
 def main() -> None:
