@@ -176,12 +176,17 @@ def _apply(
         report(done, total, f"applying {step.label}")
         set_in_flight(session, run_id, step.label)
         step_started = time.monotonic()
-        for statement in step.statements:
+        for position, statement in enumerate(step.statements):
             try:
                 session.run_raw(statement)
             except (DBAPIError, pymysql.err.MySQLError) as error:
-                _fail(session, settings, run_id, snapshot_database, snapshot_plan, step, statement, error, outcome, clock)
-                if outcome.restored:
+                # MariaDB's DDL is atomic per statement: if the very first
+                # statement of the run failed, nothing changed and nothing
+                # needs restoring (a restore would contend for the same locks).
+                untouched = done == 0 and position == 0
+                _fail(session, settings, run_id, None if untouched else snapshot_database, snapshot_plan,
+                      step, statement, error, outcome, clock, untouched=untouched)
+                if outcome.restored or untouched:
                     outcome.current = plan.current
                 report(done, total, f"failed at {step.label}")
                 return
@@ -210,12 +215,18 @@ def _fail(
     error: BaseException,
     outcome: TenantOutcome,
     clock: Clock,
+    *,
+    untouched: bool = False,
 ) -> None:
     """Record the failing step and put the tenant back as it was before the run."""
     session.rollback()
     message = describe_database_error(error, lock_wait_timeout=settings.lock_wait_timeout)
     outcome.status = OutcomeStatus.FAILED
     outcome.failed_step, outcome.failed_statement = step.label, statement
+    if untouched:
+        outcome.error = f"{message}; nothing was changed (it was the run's first statement)"
+        finish_run(session, run_id, RunState.ABORTED, now=clock(), failed_step=step.label, failed_statement=statement, error=message)
+        return
     if snapshot_database is None:
         outcome.current = None  # unknown: the step may be half-applied
         outcome.error = f"{message} (no snapshot: the tenant is blocked until `jobd migrate repair`)"

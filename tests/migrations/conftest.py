@@ -60,6 +60,10 @@ class Fleet:
         finally:
             connection.close()
 
+    def databases(self) -> list[str]:
+        """Every database of this fleet, snapshots included."""
+        return sorted(name for (name,) in self.sql(None, "SHOW DATABASES") if name.startswith(self.prefix))
+
     def fingerprint(self, tenant: str) -> dict[str, tuple[int, str]]:
         """CHECKSUM TABLE and SHOW CREATE TABLE of every table of the tenant (runs table aside)."""
         database = self.database(tenant)
@@ -99,10 +103,12 @@ class Fleet:
             capture_output=True, text=True, timeout=timeout, env={**os.environ, "COLUMNS": "200"},
         )
 
-    def popen_cli(self, *args: str) -> subprocess.Popen[str]:
+    def popen_cli(self, *args: str, capture: bool = True) -> subprocess.Popen[str]:
+        """A runner process; without ``capture`` its output is discarded (for kill tests)."""
+        output = subprocess.PIPE if capture else subprocess.DEVNULL
         return subprocess.Popen(
             [sys.executable, "-m", "jobd.cli.migrate", *args, "--config", str(self.config_path)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"},
+            stdout=output, stderr=output, text=True, env={**os.environ, "COLUMNS": "200"},
         )
 
 
