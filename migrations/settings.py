@@ -30,6 +30,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from jobd.errors import ConfigError
+from jobd.migrations.errors import UnsafeIdentifier
 from jobd.migrations.identifiers import validate_identifier, validate_tenant_name
 
 DEFAULT_PARALLEL = 4
@@ -56,12 +57,18 @@ class StaticTenant(BaseModel):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: str) -> str:
-        return validate_tenant_name(value)
+        try:
+            return validate_tenant_name(value)
+        except UnsafeIdentifier as error:
+            raise ValueError(str(error)) from None
 
     @field_validator("database")
     @classmethod
     def _safe_database(cls, value: str) -> str:
-        return validate_identifier(value, what="database")
+        try:
+            return validate_identifier(value, what="database")
+        except UnsafeIdentifier as error:
+            raise ValueError(str(error)) from None
 
 
 class MigrationsSettings(BaseModel):

@@ -20,6 +20,7 @@ from jobd.migrations.errors import MigrationFolderError
 _RENAME_PATTERN = re.compile(r"^\s*RENAME\s+TABLES?\s+(?P<pairs>.+)$", re.I | re.S)
 _IDENT = r"`?([A-Za-z0-9_]+)`?(?:\s*\.\s*`?([A-Za-z0-9_]+)`?)?"
 _PAIR_PATTERN = re.compile(rf"^\s*{_IDENT}\s+TO\s+{_IDENT}\s*$", re.I)
+_TABLE_KINDS = frozenset({"TABLE", "INDEX"})
 # Statements that touch no table.
 _HARMLESS_PATTERN = re.compile(r"^\s*(DO|SET|SELECT\s+SLEEP)\b", re.I)
 
@@ -60,6 +61,8 @@ def _tables_of(statement: str) -> set[str] | None:
         return None
     if parsed is None or isinstance(parsed, exp.Command):
         return None
+    if isinstance(parsed, (exp.Create, exp.Drop)) and str(parsed.args.get("kind") or "").upper() not in _TABLE_KINDS:
+        return None  # routines, views, triggers, events: not tables a snapshot copies
     names: set[str] = set()
     for table in parsed.find_all(exp.Table):
         if table.args.get("db") is not None or table.args.get("catalog") is not None:
