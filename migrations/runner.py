@@ -64,7 +64,7 @@ def utc_now() -> datetime:
 def describe_database_error(error: BaseException, *, lock_wait_timeout: int | None = None) -> str:
     """A one-line description of a driver error, with a hint where one helps."""
     original = error.orig if isinstance(error, DBAPIError) else error
-    args = getattr(original, "args", ())
+    args: tuple[object, ...] = tuple(getattr(original, "args", ()))
     if len(args) >= 2 and isinstance(args[0], int):
         code, message = args[0], args[1]
         text = f"MariaDB error {code}: {message}"

@@ -109,7 +109,7 @@ _COLUMNS = (
 )
 
 
-def _record(row: tuple) -> RunRecord:  # type: ignore[type-arg]
+def _record(row: tuple) -> RunRecord:
     values = list(row)
     values[3] = RunState(values[3])
     values[8] = SnapshotState(values[8])
