@@ -1,0 +1,162 @@
+"""Snapshots of a tenant before its pending steps, and their atomic restore.
+
+MariaDB commits every DDL statement on its own, so a failed step cannot be
+rolled back: the snapshot is the way back. It lives in a database of its own
+(``<tenant>__snap_<run>``) so the tenant's schema never shows jobd's copies.
+
+* take: ``CREATE TABLE … LIKE`` for every table (indexes, options, the
+  AUTO_INCREMENT counter), then one consistent-read transaction copies the
+  rows, so the copied tables agree with each other.
+* restore: ONE ``RENAME TABLE`` statement moves the current tables aside
+  into the snapshot database (as ``failed_NNN``, kept for inspection until
+  pruned) and the copies into their place. MariaDB applies a multi-table
+  rename atomically, so readers see the old tables or the restored ones,
+  never a mix. Tables the steps created are moved aside as well.
+
+Foreign keys are not copied by ``CREATE TABLE … LIKE`` and would follow a
+renamed table, so tables involved in foreign keys are refused up front.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from jobd.migrations.database import TenantConnection
+from jobd.migrations.errors import SnapshotError
+from jobd.migrations.identifiers import quote
+from jobd.migrations.runs import RUNS_TABLE
+from jobd.migrations.settings import SnapshotMode
+from jobd.migrations.touched import Touched
+from jobd.migrations.tracking import TRACKING_TABLE
+
+SNAPSHOT_MARKER = "__snap_"
+_AUTO_INCREMENT = re.compile(r"\bAUTO_INCREMENT=(\d+)")
+
+
+@dataclass(frozen=True)
+class SnapshotPlan:
+    """The tables to copy (they exist now) and those to remove on restore (they do not)."""
+
+    copy: tuple[str, ...]
+    absent: tuple[str, ...]
+    reason: str
+
+    def as_json(self) -> dict[str, list[str]]:
+        return {"copy": list(self.copy), "absent": list(self.absent)}
+
+
+def snapshot_database_name(tenant_database: str, run_id: str) -> str:
+    """Where a run's snapshot lives; readable when the tenant name allows, always ≤ 64 chars."""
+    name = f"{tenant_database}{SNAPSHOT_MARKER}{run_id[:12]}"
+    if len(name) <= 64:
+        return name
+    digest = hashlib.sha1(tenant_database.encode()).hexdigest()[:10]
+    return f"{tenant_database[:64 - 30]}_{digest}{SNAPSHOT_MARKER}{run_id[:12]}"
+
+
+def choose_tables(mode: SnapshotMode, touched: Touched, existing: Iterable[str]) -> SnapshotPlan:
+    """Which tables a snapshot in ``mode`` must hold (pure).
+
+    The tracking table is always included so a restore also restores which
+    steps the tenant had; the runs table never is.
+    """
+    existing_tables = set(existing) - {RUNS_TABLE}
+    if mode is SnapshotMode.NONE:
+        return SnapshotPlan((), (), "snapshot disabled (--snapshot none)")
+    if mode is SnapshotMode.SCHEMA or not touched.complete:
+        reason = "whole schema" if mode is SnapshotMode.SCHEMA else f"whole schema: {touched.reason}"
+        wanted = existing_tables | set(touched.tables)
+    else:
+        reason = "tables the pending steps touch"
+        wanted = set(touched.tables)
+    wanted = (wanted - {RUNS_TABLE}) | {TRACKING_TABLE}
+    copy = tuple(sorted(table for table in wanted if table in existing_tables))
+    absent = tuple(sorted(table for table in wanted if table not in existing_tables))
+    return SnapshotPlan(copy, absent, reason)
+
+
+def check_no_foreign_keys(session: TenantConnection, tables: Iterable[str]) -> None:
+    """Refuse to snapshot tables that reference or are referenced by a foreign key."""
+    names = sorted(set(tables))
+    if not names:
+        return
+    rows = session.execute(
+        "SELECT TABLE_NAME, REFERENCED_TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS "
+        "WHERE CONSTRAINT_SCHEMA = :db",
+        db=session.tenant.database,
+    )
+    involved = sorted({name for row in rows for name in row if name in names})
+    if involved:
+        raise SnapshotError(
+            f"tenant {session.tenant.name}: tables {', '.join(involved)} take part in foreign keys, "
+            "which a snapshot cannot restore exactly; migrate with --snapshot none after a backup"
+        )
+
+
+def take_snapshot(session: TenantConnection, snapshot_database: str, tables: Iterable[str]) -> None:
+    """Copy ``tables`` of the tenant into a new snapshot database."""
+    tenant_database = session.tenant.database
+    session.run_raw(f"CREATE DATABASE {quote(snapshot_database)}")
+    names = list(tables)
+    for table in names:
+        session.run_raw(f"CREATE TABLE {quote(snapshot_database, table)} LIKE {quote(tenant_database, table)}")
+        counter = _auto_increment(session, tenant_database, table)
+        if counter is not None:
+            session.run_raw(f"ALTER TABLE {quote(snapshot_database, table)} AUTO_INCREMENT = {int(counter)}")
+    session.run_raw("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+    for table in names:
+        columns = ", ".join(quote(column) for column in _copyable_columns(session, table))
+        session.run_raw(
+            f"INSERT INTO {quote(snapshot_database, table)} ({columns}) "
+            f"SELECT {columns} FROM {quote(tenant_database, table)}"
+        )
+    session.run_raw("COMMIT")
+
+
+def restore_snapshot(session: TenantConnection, snapshot_database: str, plan: SnapshotPlan) -> None:
+    """Put the snapshot's tables back in one atomic RENAME TABLE."""
+    tenant_database = session.tenant.database
+    present_in_snapshot = set(session.base_tables(snapshot_database))
+    missing = [table for table in plan.copy if table not in present_in_snapshot]
+    if missing:
+        raise SnapshotError(
+            f"tenant {session.tenant.name}: snapshot {snapshot_database} lacks {', '.join(missing)}; "
+            "it was already restored or is incomplete"
+        )
+    current = set(session.base_tables())
+    taken = {name for name in present_in_snapshot if name.startswith("failed_")}
+    renames: list[str] = []
+    counter = len(taken)
+    for table in sorted(set(plan.copy) | set(plan.absent)):
+        if table in current:
+            counter += 1
+            aside = f"failed_{counter:03d}_{table}"[:64]
+            renames.append(f"{quote(tenant_database, table)} TO {quote(snapshot_database, aside)}")
+        if table in plan.copy:
+            renames.append(f"{quote(snapshot_database, table)} TO {quote(tenant_database, table)}")
+    if renames:
+        session.run_raw("RENAME TABLE " + ", ".join(renames))
+
+
+def drop_snapshot(session: TenantConnection, snapshot_database: str) -> None:
+    session.run_raw(f"DROP DATABASE IF EXISTS {quote(snapshot_database)}")
+
+
+def _auto_increment(session: TenantConnection, database: str, table: str) -> int | None:
+    row = session.execute(f"SHOW CREATE TABLE {quote(database, table)}").first()
+    match = _AUTO_INCREMENT.search(row[1]) if row else None
+    return int(match.group(1)) if match else None
+
+
+def _copyable_columns(session: TenantConnection, table: str) -> list[str]:
+    """Columns whose values can be inserted: generated columns are recomputed instead."""
+    rows = session.execute(
+        "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = :db AND TABLE_NAME = :table "
+        "AND EXTRA NOT LIKE '%GENERATED%' ORDER BY ORDINAL_POSITION",
+        db=session.tenant.database,
+        table=table,
+    )
+    return [row[0] for row in rows]
