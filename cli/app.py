@@ -323,6 +323,10 @@ from . import schedules as _schedule_commands  # noqa: E402
 
 _schedule_commands.register(app)
 
+from .migrate import migrate_app  # noqa: E402
+
+app.add_typer(migrate_app, name="migrate", help="Per-tenant schema migrations behind snapshots (see docs/migrations.md).")
+
 
 def main() -> None:
     app()

@@ -21,6 +21,7 @@ from . import defaults
 from .durations import parse_duration
 from .errors import ConfigError
 from .shelltask import ShellTaskSpec
+from .migrations.settings import MigrationsSettings
 
 if TYPE_CHECKING:
     from .schedules import Schedule
@@ -102,6 +103,7 @@ class JobdConfig(_Strict):
         default=Path("schedules"), description="folder of schedule files (*.toml); ignored if absent"
     )
     schedules: dict[str, Any] = Field(default_factory=dict, description="inline [schedules.entries.NAME] tables")
+    migrations: MigrationsSettings | None = Field(default=None, description="per-tenant schema migrations")
 
     # Where this config came from; set by load_config, not by the file.
     source: Path = Field(default=Path("<memory>"), exclude=True)
@@ -256,6 +258,11 @@ def _resolve_paths(config: JobdConfig) -> JobdConfig:
             "log_file": absolute(config.log_file) if config.log_file else None,
             "python_path": [absolute(path) for path in config.python_path],
             "schedule_dir": absolute(config.schedule_dir) if config.schedule_dir else None,
+            "migrations": (
+                config.migrations.model_copy(update={"folder": absolute(config.migrations.folder)})
+                if config.migrations is not None
+                else None
+            ),
         }
     )
 
