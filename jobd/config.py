@@ -15,7 +15,7 @@ import zoneinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import defaults
 from .durations import parse_duration
@@ -56,6 +56,12 @@ class DaemonConfig(_Strict):
     max_tasks_per_worker: int = Field(defaults.DEFAULT_MAX_TASKS_PER_WORKER, ge=0)
     drain_timeout: Duration | None = None
     enabled: bool = True
+    concurrency: int | None = Field(
+        default=None, ge=1, description="most jobs of this daemon running at once across all hosts"
+    )
+    task_concurrency: dict[str, int] = Field(
+        default_factory=dict, description="task name → most of its jobs running at once across all hosts"
+    )
     shell: dict[str, ShellTaskSpec] = Field(
         default_factory=dict, description="task name → a command line run as a supervised subprocess"
     )
@@ -95,6 +101,12 @@ class JobdConfig(_Strict):
     poll_interval: Duration = defaults.DEFAULT_POLL_INTERVAL_SECONDS
     heartbeat_interval: Duration = defaults.HEARTBEAT_INTERVAL_SECONDS
     heartbeat_lease: Duration = defaults.HEARTBEAT_LEASE_SECONDS
+    run_daemons: list[str] | None = Field(
+        default=None,
+        description="daemons whose pools run on this host (default: all); $JOBD_RUN_DAEMONS overrides",
+    )
+    retention: Duration = Field(default=7 * 86400.0, description="finished jobs older than this are pruned")
+    prune_interval: Duration = 300.0
     python_path: list[Path] = Field(
         default_factory=list, description="directories added to sys.path to import task modules"
     )
@@ -143,6 +155,24 @@ class JobdConfig(_Strict):
                     f"daemon name {name!r} must be lower-case letters, digits, '-' or '_'"
                 )
         return daemons
+
+    @model_validator(mode="after")
+    def _run_daemons_known(self) -> "JobdConfig":
+        for name in self.run_daemons or []:
+            if name not in self.daemons:
+                known = ", ".join(sorted(self.daemons)) or "none"
+                raise ValueError(f"run_daemons: no daemon named {name!r} is configured (known: {known})")
+        return self
+
+    def daemons_here(self) -> list[str]:
+        """The daemons whose worker pools run on this host (placement)."""
+        from_env = os.environ.get("JOBD_RUN_DAEMONS")
+        if from_env:
+            wanted = [name.strip() for name in from_env.split(",") if name.strip()]
+            for name in wanted:
+                self.daemon(name)
+            return wanted
+        return list(self.run_daemons) if self.run_daemons is not None else list(self.daemons)
 
     @property
     def base_dir(self) -> Path:

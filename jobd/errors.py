@@ -19,6 +19,7 @@ class ExitCode(IntEnum):
     BAD_INPUT = 2  # the request was invalid; nothing was changed
     UNAVAILABLE = 3  # a service jobd needs (store, master, memcached) is unreachable
     NOT_RUNNING = 4  # the master is not running (e.g. `jobd stop` with nothing to stop)
+    LEASE_LOST = 5  # the master was declared dead by another master (frozen past its lease) and exited
 
 
 class JobdError(Exception):

@@ -23,9 +23,10 @@ from . import __version__
 from .config import JobdConfig, load_config, load_schedule
 from .control.protocol import Request
 from .control.server import ControlServer, Inbox
-from .errors import JobdError, UnknownDaemon
+from .errors import ExitCode, JobdError, UnknownDaemon
 from .inventory import Inventory, inventory_in_subprocess
 from .job import Job
+from .limits import ConcurrencyCaps
 from .outcomes import Limits, record_failure, record_finished
 from .signals import SignalReceiver, WakePipe
 from .states import JobState
@@ -73,6 +74,9 @@ class Master:
         self._poll = Throttle(config.poll_interval, clock)
         self._heartbeat = Throttle(config.heartbeat_interval, clock)
         self._progress_flush = Throttle(2.0, clock)
+        self._prune = Throttle(config.prune_interval, clock)
+        self._last_beat = clock()
+        self.lease_lost = False
         self.ticker = Ticker(self.store, load_schedule(config))
         self._operations: dict[str, Callable[[dict[str, Any]], Any]] = {
             "ping": lambda _args: {"pong": True, "master": self.id},
@@ -101,7 +105,7 @@ class Master:
                 self._step()
         finally:
             self._shutdown()
-        return 0
+        return int(ExitCode.LEASE_LOST) if self.lease_lost else 0
 
     def _start(self) -> None:
         self.store.initialise()
@@ -112,8 +116,8 @@ class Master:
         self._recover_orphans()
         self.control.start()
         self.signals.install()
-        for name, settings in self.config.daemons.items():
-            self._create_pool(name, settings)
+        for name in self.config.daemons_here():
+            self._create_pool(name, self.config.daemons[name])
         for pool in self.pools.values():
             pool.maintain()
 
@@ -274,7 +278,11 @@ class Master:
             idle = pool.idle_workers()
             if not idle:
                 continue
-            jobs = self.store.jobs.claim(pool.daemon, len(idle), self.id, now=time.time())
+            if not self._lease_valid():
+                return
+            settings = pool.settings
+            caps = ConcurrencyCaps(settings.concurrency, settings.task_concurrency)
+            jobs = self.store.jobs.claim(pool.daemon, len(idle), self.id, now=time.time(), caps=caps)
             for worker, job in zip(idle, jobs):
                 self._start_job(pool, worker, job)
             if len(jobs) == len(idle):
@@ -295,25 +303,69 @@ class Master:
         settings = self.config.daemons.get(daemon) or self.pools[daemon].settings
         return Limits.for_job(job, settings, self.inventory.get(daemon, {}).get(job.task))
 
-    def _beat(self) -> None:
+    def _beat(self) -> bool:
+        """Renew this master's lease; on losing it, stop at once. True if the lease holds."""
         state = "draining" if self.draining else "running"
         try:
             alive = self.store.masters.heartbeat(self.id, state=state, daemons=sorted(self.pools))
         except Exception:
             log.exception("heartbeat failed")
-            return
+            return False
         if not alive:
-            log.critical("master %s lost its lease (declared dead by another master); stopping", self.id)
-            self.begin_drain("lease lost")
-            return
+            self._lose_lease()
+            return False
+        self._last_beat = self.clock()
         self._recover_orphans()
+        if self._prune.ready():
+            self._prune_finished()
+        return True
+
+    def _lease_valid(self) -> bool:
+        """Whether this master may claim: its lease is fresh, or a heartbeat now renews it.
+
+        A master that was frozen (SIGSTOP, a VM pause) past its lease must not
+        claim before it learns whether another master declared it dead.
+        """
+        if self.lease_lost:
+            return False
+        if self.clock() - self._last_beat < self.config.heartbeat_lease * 0.5:
+            return True
+        return self._beat()
+
+    def _lose_lease(self) -> None:
+        """Another master declared us dead and took our jobs: stop now, own nothing, exit."""
+        if self.lease_lost:
+            return
+        log.critical("master %s lost its lease (declared dead by another master); its jobs belong to others now: exiting", self.id)
+        self.lease_lost = True
+        self.draining = True
+        self.drain_started_at = self.clock()
+        self.finished = True  # _shutdown kills the workers; their late results are refused by the store guards
 
     def _recover_orphans(self) -> None:
-        dead = [master for master in self.store.masters.dead_ids(lease=self.config.heartbeat_lease) if master != self.id]
-        recovered = self.store.jobs.requeue_owned_by(dead)
+        lease = self.config.heartbeat_lease
+        for record in self.store.masters.silent(lease=lease):
+            if record.id != self.id and self.store.masters.declare_dead(record, lease=lease):
+                log.warning("master %s on %s is dead (no heartbeat for %.0fs)", record.id, record.host, time.time() - record.heartbeat_at)
+        recovered = self.store.jobs.requeue_orphans(self.store.masters.live_ids_query())
         if recovered:
             log.warning("re-queued %s job(s) of dead master(s): %s", len(recovered), recovered[:20])
             self.claim_requested = True
+
+    def _prune_finished(self) -> None:
+        """Delete old finished jobs in small batches; one master at a time holds the lease."""
+        if not self.store.leases.acquire("prune", self.id, ttl=self.config.prune_interval):
+            return
+        older_than = time.time() - self.config.retention
+        deleted = 0
+        for _ in range(20):  # bounded per round; the next round continues
+            batch = self.store.jobs.prune_finished(older_than=older_than, batch=500)
+            deleted += batch
+            if batch < 500:
+                break
+        self.store.masters.prune(older_than=older_than)
+        if deleted:
+            log.info("pruned %s finished job(s) older than %s", deleted, self.config.retention)
 
     def _apply_cancel_requests(self) -> None:
         for job_id in self.store.jobs.cancel_requests(self.id):
@@ -394,7 +446,10 @@ class Master:
         old = self.config
         self.config, self.inventory = config, inventory
         self.ticker.set_schedule(schedule)
+        here = set(config.daemons_here())
         for name, settings in config.daemons.items():
+            if name not in here:
+                continue
             pool = self.pools.get(name)
             if pool is None:
                 self._create_pool(name, settings).maintain()
@@ -405,7 +460,7 @@ class Master:
             if old.daemons.get(name) != settings or old.python_path != config.python_path:
                 pool.replace_all()
         for name, pool in self.pools.items():
-            if name not in config.daemons:
+            if name not in here:
                 pool.size = 0
         log.info("config reloaded from %s", config.source)
         self.claim_requested = True

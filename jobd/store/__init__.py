@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from ..errors import StoreUnavailable
 from .engine import READ_ONLY, make_engine
 from .jobs import JobQueue, NewJob
+from .leases import Leases
 from .masters import MasterRecord, MasterRegistry
 from .schedules import ScheduleBook
 from .schema import SCHEMA_VERSION, build_tables
@@ -25,7 +26,8 @@ class Store:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self.metadata, self.tables = build_tables(engine.dialect.name)
-        self.jobs = JobQueue(engine, self.tables["jobs"])
+        self.jobs = JobQueue(engine, self.tables["jobs"], self.tables["locks"])
+        self.leases = Leases(engine, self.tables["locks"])
         self.masters = MasterRegistry(engine, self.tables["masters"])
         self.schedules = ScheduleBook(engine, self.tables["schedules"], self.tables["schedule_pauses"], self.tables["jobs"])
 

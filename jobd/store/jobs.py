@@ -19,6 +19,7 @@ from .. import defaults
 from ..errors import InvalidArgs, InvalidTransition, UnknownJob
 from ..job import Job, decode_json, encode_json
 from ..states import ACTIVE, CLAIMABLE, FINAL, JobState, sources_of, transition
+from ..limits import ConcurrencyCaps
 from .engine import READ_ONLY
 
 
@@ -61,9 +62,10 @@ class NewJob:
 class JobQueue:
     """Queue operations over the jobs table of one store."""
 
-    def __init__(self, engine: sa.Engine, table: sa.Table) -> None:
+    def __init__(self, engine: sa.Engine, table: sa.Table, locks: sa.Table) -> None:
         self.engine = engine
         self.table = table
+        self.locks = locks
         self.is_mysql = engine.dialect.name == "mysql"
 
     # -- submitting -------------------------------------------------------
@@ -106,15 +108,21 @@ class JobQueue:
 
     # -- claiming ---------------------------------------------------------
 
-    def claim(self, daemon: str, limit: int, owner: str, *, now: float | None = None) -> list[Job]:
+    def claim(
+        self, daemon: str, limit: int, owner: str, *, now: float | None = None, caps: ConcurrencyCaps | None = None
+    ) -> list[Job]:
         """Take up to ``limit`` due jobs of ``daemon`` for ``owner``; highest priority first.
 
         The claimed jobs are ``running`` with their attempt counted before this
         returns, so a crash after the claim is recovered as an orphan, never lost.
+        With ``caps``, no more of the daemon's (or a task's) jobs run at once
+        across all masters than the caps allow.
         """
         if limit <= 0:
             return []
         now = time.time() if now is None else now
+        if caps is not None and caps.active:
+            return self._claim_capped(daemon, limit, owner, now, caps)
         jobs = self.table
         due = sa.and_(
             jobs.c.daemon == daemon,
@@ -154,6 +162,63 @@ class JobQueue:
         claimed = [row_to_job(row) for row in rows]
         claimed.sort(key=lambda job: (-job.priority, job.id))
         return claimed
+
+    def _claim_capped(self, daemon: str, limit: int, owner: str, now: float, caps: ConcurrencyCaps) -> list[Job]:
+        """Claim under global caps: claimers of this daemon serialise on a mutex row.
+
+        Counting running jobs and claiming new ones happen under one lock, so
+        two masters can never both see "one slot free" and both take it.
+        """
+        jobs = self.table
+        with self.engine.begin() as connection:
+            self._lock_mutex(connection, f"claim:{daemon}")
+            running = dict(
+                connection.execute(
+                    sa.select(jobs.c.task, sa.func.count())
+                    .where(jobs.c.daemon == daemon, jobs.c.state == str(JobState.RUNNING))
+                    .group_by(jobs.c.task)
+                ).all()
+            )
+            budget = caps.slots(limit, {task: int(count) for task, count in running.items()})
+            if budget.total <= 0:
+                return []
+            candidates = connection.execute(
+                sa.select(jobs.c.id, jobs.c.task)
+                .where(
+                    jobs.c.daemon == daemon,
+                    jobs.c.state.in_([str(state) for state in CLAIMABLE]),
+                    sa.or_(jobs.c.run_at.is_(None), jobs.c.run_at <= now),
+                )
+                .order_by(jobs.c.priority.desc(), jobs.c.id)
+                .limit(max(budget.total * 4, 50))
+            ).all()
+            ids = budget.choose([(int(row[0]), str(row[1])) for row in candidates])
+            if not ids:
+                return []
+            connection.execute(
+                jobs.update().where(jobs.c.id.in_(ids)).values(
+                    state=str(JobState.RUNNING), attempts=jobs.c.attempts + 1, owner=owner, started_at=now,
+                    updated_at=now, worker_pid=None, cancel_requested=False,
+                )
+            )
+            rows = connection.execute(sa.select(jobs).where(jobs.c.id.in_(ids))).mappings().all()
+        claimed = [row_to_job(row) for row in rows]
+        claimed.sort(key=lambda job: (-job.priority, job.id))
+        return claimed
+
+    def _lock_mutex(self, connection: sa.Connection, name: str) -> None:
+        """Hold the row ``name`` of the locks table until the transaction ends."""
+        locks = self.locks
+        query = sa.select(locks.c.name).where(locks.c.name == name)
+        if self.is_mysql:
+            query = query.with_for_update()
+        if connection.execute(query).first() is None:
+            try:
+                with connection.begin_nested():
+                    connection.execute(locks.insert().values(name=name))
+            except sa.exc.IntegrityError:
+                pass
+            connection.execute(query)
 
     # -- finishing --------------------------------------------------------
 
@@ -275,6 +340,39 @@ class JobQueue:
             ids = list(connection.execute(query).scalars())
         self.requeue(ids, None, refund_attempt=False, now=now)
         return ids
+
+    def requeue_orphans(self, live_masters: sa.Select, *, now: float | None = None) -> list[int]:  # type: ignore[type-arg]
+        """Re-queue running jobs whose owner is not a live master (attempt stays counted).
+
+        One query covers a master another master just declared dead, one whose
+        recovery was interrupted, and a row whose master was pruned.
+        """
+        jobs = self.table
+        query = sa.select(jobs.c.id).where(
+            jobs.c.state == str(JobState.RUNNING),
+            sa.or_(jobs.c.owner.is_(None), jobs.c.owner.not_in(live_masters)),
+        )
+        with self.engine.begin() as connection:
+            if self.is_mysql:
+                query = query.with_for_update(skip_locked=True)
+            ids = list(connection.execute(query).scalars())
+        if ids:
+            self.requeue(ids, None, refund_attempt=False, now=now)
+        return ids
+
+    def prune_finished(self, *, older_than: float, batch: int = 1000) -> int:
+        """Delete one batch of finished jobs that ended before ``older_than``; return how many."""
+        jobs = self.table
+        with self.engine.begin() as connection:
+            ids = list(connection.execute(
+                sa.select(jobs.c.id)
+                .where(jobs.c.state.in_([str(state) for state in FINAL]), jobs.c.finished_at < older_than)
+                .order_by(jobs.c.id)
+                .limit(batch)
+            ).scalars())
+            if ids:
+                connection.execute(jobs.delete().where(jobs.c.id.in_(ids)))
+        return len(ids)
 
     # -- operator actions -------------------------------------------------
 

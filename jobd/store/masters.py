@@ -18,6 +18,8 @@ import sqlalchemy as sa
 
 from .engine import READ_ONLY
 
+LIVE_STATES = ("running", "draining")
+
 
 @dataclass(frozen=True)
 class MasterRecord:
@@ -33,7 +35,7 @@ class MasterRecord:
     stopped_at: float | None
 
     def is_alive(self, now: float, lease: float) -> bool:
-        if self.state == "stopped":
+        if self.state in ("stopped", "dead"):
             return False
         if self.host == socket.gethostname() and not pid_exists(self.pid):
             return False
@@ -84,10 +86,36 @@ class MasterRegistry:
         with self.engine.begin() as connection:
             updated = connection.execute(
                 self.table.update()
-                .where(self.table.c.id == master_id, self.table.c.state != "stopped")
+                .where(self.table.c.id == master_id, self.table.c.state.in_(LIVE_STATES))
                 .values(**values)
             ).rowcount
         return bool(updated)
+
+    def declare_dead(self, record: MasterRecord, *, lease: float, now: float | None = None) -> bool:
+        """Mark a silent master dead, unless it beat in the meantime. True if this call did it.
+
+        The guard on the heartbeat makes this race-free against the master's
+        own heartbeat: exactly one of the two UPDATEs wins the row, so a master
+        is never both alive in its own eyes and dead in another's.
+        """
+        now = time.time() if now is None else now
+        conditions = [self.table.c.id == record.id, self.table.c.state.in_(LIVE_STATES)]
+        if record.host != socket.gethostname() or pid_exists(record.pid):
+            conditions.append(self.table.c.heartbeat_at < now - lease)
+        with self.engine.begin() as connection:
+            updated = connection.execute(self.table.update().where(*conditions).values(state="dead", stopped_at=now)).rowcount
+        return bool(updated)
+
+    def live_ids_query(self) -> sa.Select:  # type: ignore[type-arg]
+        """SELECT of the ids of masters that may own jobs (running or draining)."""
+        return sa.select(self.table.c.id).where(self.table.c.state.in_(LIVE_STATES))
+
+    def prune(self, *, older_than: float) -> int:
+        """Forget stopped and dead masters that ended before ``older_than``."""
+        with self.engine.begin() as connection:
+            return int(connection.execute(
+                self.table.delete().where(self.table.c.state.in_(["stopped", "dead"]), self.table.c.stopped_at < older_than)
+            ).rowcount)
 
     def mark_stopped(self, master_id: str, *, now: float | None = None) -> None:
         now = time.time() if now is None else now
@@ -119,6 +147,11 @@ class MasterRegistry:
         """Ids of masters that are not alive (stopped, crashed on this host, or lease expired)."""
         now = time.time() if now is None else now
         return [record.id for record in self.all() if not record.is_alive(now, lease)]
+
+    def silent(self, *, lease: float, now: float | None = None) -> list[MasterRecord]:
+        """Masters still marked live whose lease expired (or whose local process is gone)."""
+        now = time.time() if now is None else now
+        return [record for record in self.all() if record.state in LIVE_STATES and not record.is_alive(now, lease)]
 
     def live(self, *, lease: float, now: float | None = None) -> list[MasterRecord]:
         now = time.time() if now is None else now

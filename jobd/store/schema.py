@@ -108,7 +108,17 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )
+    locks = sa.Table(
+        f"{P}locks",
+        metadata,
+        sa.Column("name", name, primary_key=True),  # mutex rows and leases ("claim:mailing", "prune")
+        sa.Column("owner", sa.String(64), nullable=True),
+        sa.Column("expires_at", epoch, nullable=True),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
     return metadata, {
+        "locks": locks,
         "meta": meta, "jobs": jobs, "masters": masters,
         "schedules": schedules, "schedule_pauses": schedule_pauses,
     }
