@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from ..errors import StoreUnavailable
 from .engine import READ_ONLY, make_engine
+from .job_logs import JobLogTable
 from .jobs import JobQueue, NewJob
 from .masters import MasterRecord, MasterRegistry
 from .schema import SCHEMA_VERSION, build_tables
@@ -26,6 +27,7 @@ class Store:
         self.metadata, self.tables = build_tables(engine.dialect.name)
         self.jobs = JobQueue(engine, self.tables["jobs"])
         self.masters = MasterRegistry(engine, self.tables["masters"])
+        self.job_logs = JobLogTable(engine, self.tables["job_logs"])
 
     @property
     def url(self) -> str:
@@ -48,6 +50,13 @@ class Store:
                 if version is None:
                     connection.execute(
                         self.tables["meta"].insert().values(key="schema_version", value=str(SCHEMA_VERSION))
+                    )
+                elif version < SCHEMA_VERSION:
+                    # Upgrade in place: every step so far only adds tables, which
+                    # create_all above has just done; record the new version.
+                    meta = self.tables["meta"]
+                    connection.execute(
+                        meta.update().where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
                     )
                 if self.engine.dialect.name == "mysql":
                     connection.exec_driver_sql("SELECT RELEASE_LOCK('jobd_schema')")
