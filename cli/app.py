@@ -19,6 +19,7 @@ from jobd.states import FINAL, JobState
 from jobd.store import open_store
 
 from .output import ago, console, duration, print_json, reports_errors, when
+from . import logs_command, systemd_command
 
 app = typer.Typer(
     name="jobd",
@@ -321,6 +322,11 @@ def retry(job_id: int, config: ConfigOption = None) -> None:
     job = open_store(settings.store).jobs.retry(job_id)
     api.wake_master(settings.socket)
     console.print(f"job {job_id} is {job.state} again")
+
+
+# Issue 7 (production): job logs and systemd units, each in its own module.
+app.command("logs")(logs_command.logs)
+app.add_typer(systemd_command.app, name="systemd")
 
 
 def main() -> None:
