@@ -20,6 +20,7 @@ from jobd.store import open_store
 
 from .options import ConfigOption, JsonOption
 from .output import ago, console, duration, print_json, reports_errors, when
+from . import logs_command, systemd_command
 
 app = typer.Typer(
     name="jobd",
@@ -326,6 +327,9 @@ _schedule_commands.register(app)
 from .migrate import migrate_app  # noqa: E402
 
 app.add_typer(migrate_app, name="migrate", help="Per-tenant schema migrations behind snapshots (see docs/migrations.md).")
+# Issue 7 (production): job logs and systemd units, each in its own module.
+app.command("logs")(logs_command.logs)
+app.add_typer(systemd_command.app, name="systemd")
 
 
 def main() -> None:

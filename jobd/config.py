@@ -13,7 +13,7 @@ import re
 import tomllib
 import zoneinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -65,6 +65,9 @@ class DaemonConfig(_Strict):
     shell: dict[str, ShellTaskSpec] = Field(
         default_factory=dict, description="task name → a command line run as a supervised subprocess"
     )
+    # Memory recycling (jobd.workers.memory): RSS checked after each job, and during one.
+    max_memory_mb: int = Field(defaults.DEFAULT_MAX_MEMORY_MB, ge=0, description="recycle a worker whose RSS passed this after a job (0: never)")
+    max_memory_hard_mb: int = Field(defaults.DEFAULT_MAX_MEMORY_HARD_MB, ge=0, description="kill a worker whose RSS passes this during a job; the job is retried (0: never)")
 
     @field_validator("modules")
     @classmethod
@@ -116,6 +119,12 @@ class JobdConfig(_Strict):
     )
     schedules: dict[str, Any] = Field(default_factory=dict, description="inline [schedules.entries.NAME] tables")
     migrations: MigrationsSettings | None = Field(default=None, description="per-tenant schema migrations")
+    # Production (issue 7): metrics endpoint, log format, alert hook.
+    metrics: str | None = Field(None, description="host:port of the Prometheus endpoint, e.g. 127.0.0.1:9187")
+    log_format: Literal["text", "json"] = "text"
+    job_log_max_lines: int = Field(defaults.DEFAULT_JOB_LOG_MAX_LINES, ge=0, description="log lines kept per job attempt (0: none)")
+    alert_command: str | None = Field(None, description="shell command run with a JSON event on stdin")
+    alert_timeout: Duration = defaults.DEFAULT_ALERT_TIMEOUT_SECONDS
 
     # Where this config came from; set by load_config, not by the file.
     source: Path = Field(default=Path("<memory>"), exclude=True)
@@ -145,6 +154,16 @@ class JobdConfig(_Strict):
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"{server!r} is not host:port")
         return servers
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_address(cls, address: str | None) -> str | None:
+        if address is None:
+            return None
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{address!r} is not host:port such as '127.0.0.1:9187'")
+        return address
 
     @field_validator("daemons")
     @classmethod

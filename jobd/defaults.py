@@ -7,7 +7,7 @@ CONFIG_ENV_VAR = "JOBD_CONFIG"
 
 # Store
 DEFAULT_STORE_URL = "sqlite:///jobd.db"  # relative paths resolve next to the config file
-STORE_SCHEMA_VERSION = 1
+STORE_SCHEMA_VERSION = 2  # v2 (issue 7): jobd_job_logs
 TABLE_PREFIX = "jobd_"
 
 # Daemons
@@ -19,6 +19,9 @@ DEFAULT_BACKOFF_MAX_SECONDS = 600.0
 DEFAULT_BACKOFF_JITTER = 0.2  # +/- fraction of the computed delay
 DEFAULT_MAX_TASKS_PER_WORKER = 0  # 0: never recycle on count
 DEFAULT_DRAIN_TIMEOUT_SECONDS = 30.0
+DEFAULT_MAX_MEMORY_MB = 0  # 0: never recycle on memory
+DEFAULT_MAX_MEMORY_HARD_MB = 0  # 0: never kill a job over memory
+MEMORY_CHECK_INTERVAL_SECONDS = 0.5  # how often busy workers' RSS is read for the hard limit
 
 # Master
 DEFAULT_SOCKET_NAME = "jobd.sock"
@@ -43,3 +46,13 @@ CONTROL_PROTOCOL_VERSION = 1
 # Job limits
 MAX_ARGS_BYTES = 1024 * 1024
 MAX_NAME_LENGTH = 190  # fits a MySQL utf8mb4 unique index
+
+# Production: systemd, metrics, job logs, alerts
+DEFAULT_JOB_LOG_MAX_LINES = 500  # per job attempt; a chatty task cannot fill the store
+JOB_LOG_MAX_LINE_BYTES = 16 * 1024  # a longer record (e.g. a huge traceback) is cut
+JOB_LOG_FLUSH_INTERVAL_SECONDS = 0.5  # captured job log lines are written to the store this often
+METRICS_REFRESH_INTERVAL_SECONDS = 1.0  # queue depth and pool gauges are refreshed this often
+DEFAULT_ALERT_TIMEOUT_SECONDS = 30.0
+MAX_RUNNING_ALERTS = 8  # more at once are dropped (and logged): an alert storm must not fork-bomb the host
+CRASH_LOOP_ALERT_STREAK = 5  # consecutive quick worker crashes that make a daemon "crash-looping"
+STATUS_INTERVAL_SECONDS = 5.0  # how often STATUS= is sent to systemd when no watchdog is set

@@ -27,6 +27,8 @@ from .errors import ExitCode, JobdError, UnknownDaemon
 from .inventory import Inventory, inventory_in_subprocess
 from .job import Job
 from .limits import ConcurrencyCaps
+from .joblogs import JobLogCapture
+from .observers import Observers
 from .outcomes import Limits, record_failure, record_finished
 from .signals import SignalReceiver, WakePipe
 from .states import JobState
@@ -52,6 +54,7 @@ class Master:
         log_queues: list[Any] | None = None,
         launcher: ProcessLauncher | None = None,
         clock: Callable[[], float] = time.monotonic,
+        job_logs: JobLogCapture | None = None,
     ) -> None:
         self.config = config
         self.inventory = inventory
@@ -78,6 +81,7 @@ class Master:
         self._last_beat = clock()
         self.lease_lost = False
         self.ticker = Ticker(self.store, load_schedule(config))
+        self.observers = Observers(config, job_logs=job_logs, clock=clock)  # systemd, metrics, job logs, alerts
         self._operations: dict[str, Callable[[dict[str, Any]], Any]] = {
             "ping": lambda _args: {"pong": True, "master": self.id},
             "status": lambda _args: self.status(),
@@ -99,6 +103,7 @@ class Master:
             raise
         if ready:
             ready(None)
+        self.observers.ready(self)
         log.info("master %s ready: daemons %s", self.id, ", ".join(self.pools) or "none")
         try:
             while not self.finished:
@@ -120,6 +125,7 @@ class Master:
             self._create_pool(name, self.config.daemons[name])
         for pool in self.pools.values():
             pool.maintain()
+        self.observers.start(self)
 
     def _create_pool(self, name: str, settings: Any) -> Pool:
         spec = WorkerSpec(config=self.config, daemon=name, log_queues=self.log_queues)
@@ -136,6 +142,7 @@ class Master:
                 self._handle_exits(pool, pool.reap())
                 pool.check_timeouts()
             time.sleep(0.05)
+        self.observers.stopped(self)
         self.control.stop()
         self.signals.uninstall()
         try:
@@ -216,7 +223,8 @@ class Master:
         if assignment.cancel_sent_at is not None and finished.outcome != "succeeded":
             finished = protocol.JobFinished(job.id, job.attempts, "cancelled", error="cancelled by an operator")
         limits = self._limits(pool.daemon, job)
-        record_finished(self.store.jobs, self.id, job, finished, limits, time.time())
+        state = record_finished(self.store.jobs, self.id, job, finished, limits, time.time())
+        self.observers.job_ended(self, job, state, finished.duration, finished.error, finished.traceback)
         self.jobs_finished += 1
         self.claim_requested = True
 
@@ -231,8 +239,11 @@ class Master:
                 log.info("job %s returned to the queue (drain)", job.id)
             elif assignment.cancel_sent_at is not None:
                 self.store.jobs.cancelled(job.id, job.attempts, self.id, error=exit.reason)
+                self.observers.job_ended(self, job, "cancelled", self.clock() - assignment.started_at)
             else:
-                record_failure(self.store.jobs, self.id, job, exit.reason, None, self._limits(pool.daemon, job), time.time())
+                state = record_failure(self.store.jobs, self.id, job, exit.reason, None, self._limits(pool.daemon, job), time.time())
+                self.observers.job_ended(self, job, state, self.clock() - assignment.started_at, exit.reason)
+        self.observers.workers_exited(self, pool, exits)
         if exits and not self.draining:
             pool.maintain()
 
@@ -253,6 +264,7 @@ class Master:
     # -- periodic work ----------------------------------------------------
 
     def _tick(self) -> None:
+        self.observers.tick(self)
         if self._heartbeat.ready():
             self._beat()
         if self.draining:
@@ -296,6 +308,7 @@ class Master:
         if problem is not None:
             log.error("job %s cannot run: %s", job.id, problem)
             self.store.jobs.mark_dead_unrunnable(job.id, job.attempts, self.id, problem)
+            self.observers.job_ended(self, job, "dead", None, problem)
             return
         pool.assign(worker, job, self._limits(pool.daemon, job).timeout)
 
@@ -310,6 +323,7 @@ class Master:
             alive = self.store.masters.heartbeat(self.id, state=state, daemons=sorted(self.pools))
         except Exception:
             log.exception("heartbeat failed")
+            self.observers.store_error("heartbeat")
             return False
         if not alive:
             self._lose_lease()
@@ -383,6 +397,7 @@ class Master:
             self.store.jobs.save_progress(progress)
         except Exception:
             log.warning("could not persist progress", exc_info=True)
+            self.observers.store_error("progress")
 
     # -- draining ---------------------------------------------------------
 
@@ -391,6 +406,7 @@ class Master:
         if self.draining:
             return
         log.info("draining (%s): no new jobs; waiting for running ones", reason)
+        self.observers.draining(reason)
         self.draining = True
         self.drain_started_at = self.clock()
         try:  # say so at once: `jobd status` and other masters see "draining"
@@ -438,6 +454,13 @@ class Master:
 
     def reload(self) -> dict[str, Any]:
         """Re-read the config; apply it only if all of it is valid, without dropping jobs."""
+        self.observers.reloading()
+        try:
+            return self._reload()
+        finally:
+            self.observers.reloaded(self, self.config)
+
+    def _reload(self) -> dict[str, Any]:
         config = load_config(self.config.source)
         inventory = inventory_in_subprocess(config.source)
         if config.store != self.config.store or config.socket != self.config.socket:

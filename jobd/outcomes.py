@@ -10,6 +10,7 @@ from .backoff import backoff_delay
 from .config import DaemonConfig
 from .inventory import TaskInfo
 from .job import Job
+from .joblogs import job_extra
 from .store.jobs import JobQueue
 from .workers.protocol import JobFinished
 
@@ -59,8 +60,11 @@ def record_failure(
 ) -> str:
     when = retry_at(job.attempts, limits, now, permanent=permanent)
     queue.fail(job.id, job.attempts, owner, error=error, traceback=traceback, retry_at=when, now=now)
+    extra = job_extra(job.id, job.attempts, daemon=job.daemon, task=job.task)  # lands in the job's own log
     if when is None:
-        log.error("job %s (%s) is dead after %s attempt(s): %s", job.id, job.task, job.attempts, error)
+        log.error("job %s (%s) is dead after %s attempt(s): %s", job.id, job.task, job.attempts, error, extra=extra)
         return "dead"
-    log.warning("job %s (%s) attempt %s failed: %s; retrying in %.1fs", job.id, job.task, job.attempts, error, when - now)
+    log.warning(
+        "job %s (%s) attempt %s failed: %s; retrying in %.1fs", job.id, job.task, job.attempts, error, when - now, extra=extra
+    )
     return "retrying"

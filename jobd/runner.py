@@ -18,6 +18,7 @@ from .config import JobdConfig
 from .control import client
 from .errors import JobdError, MasterAlreadyRunning, MasterNotRunning
 from .inventory import Inventory, inventory_in_subprocess
+from .joblogs import JobLogCapture
 from .logs import configure_master_logging, shutdown_logging
 from .master import Master
 from .pidfile import PidFile, running_pid
@@ -58,9 +59,10 @@ def run_foreground(config: JobdConfig, inventory: Inventory, *, ready_fd: int | 
     except JobdError as error:
         report(str(error))
         raise
-    log_queues = configure_master_logging(config, to_stderr=ready_fd is None)
+    job_logs = JobLogCapture(config.job_log_max_lines)
+    log_queues = configure_master_logging(config, to_stderr=ready_fd is None, extra_handlers=[job_logs])
     try:
-        return Master(config, inventory, log_queues=log_queues).run(ready=report)
+        return Master(config, inventory, log_queues=log_queues, job_logs=job_logs).run(ready=report)
     finally:
         pid_file.release()
         shutdown_logging()

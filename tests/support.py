@@ -91,12 +91,12 @@ class Deployment:
             capture_output=True, text=True, timeout=timeout, check=check,
         )
 
-    def start_master(self, *extra: str) -> subprocess.Popen[bytes]:
+    def start_master(self, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Start a master in the foreground as its own process group; wait until it answers."""
         with open(self.root / f"master-{len(self.masters)}.out", "ab") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "jobd.cli.app", "start", "--foreground", *extra],
-                env=self.env(), cwd=self.root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**self.env(), **(env or {})}, cwd=self.root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         self.masters.append(process)
         wait_until(lambda: process.poll() is not None or self.answers(), timeout=60, message="the master to answer")

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from jobd.errors import InvalidTransition, UnknownJob
 from jobd.states import JobState
-from jobd.store import NewJob, Store, open_store
+from jobd.store import SCHEMA_VERSION, NewJob, Store, open_store
 
 
 def new(task: str = "t.record", **kwargs) -> NewJob:  # type: ignore[no-untyped-def]
@@ -17,8 +17,8 @@ def new(task: str = "t.record", **kwargs) -> NewJob:  # type: ignore[no-untyped-
 
 
 def test_initialise_is_idempotent_and_versioned(store: Store) -> None:
-    assert store.initialise() == store.initialise() == 1
-    assert store.version() == 1
+    assert store.initialise() == store.initialise() == SCHEMA_VERSION
+    assert store.version() == SCHEMA_VERSION
     store.require_schema()
 
 

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from ..errors import StoreUnavailable
 from .engine import READ_ONLY, make_engine
+from .job_logs import JobLogTable
 from .jobs import JobQueue, NewJob
 from .leases import Leases
 from .masters import MasterRecord, MasterRegistry
@@ -30,6 +31,7 @@ class Store:
         self.leases = Leases(engine, self.tables["locks"])
         self.masters = MasterRegistry(engine, self.tables["masters"])
         self.schedules = ScheduleBook(engine, self.tables["schedules"], self.tables["schedule_pauses"], self.tables["jobs"])
+        self.job_logs = JobLogTable(engine, self.tables["job_logs"])
 
     @property
     def url(self) -> str:
@@ -52,6 +54,13 @@ class Store:
                 if version is None:
                     connection.execute(
                         self.tables["meta"].insert().values(key="schema_version", value=str(SCHEMA_VERSION))
+                    )
+                elif version < SCHEMA_VERSION:
+                    # Upgrade in place: every step so far only adds tables, which
+                    # create_all above has just done; record the new version.
+                    meta = self.tables["meta"]
+                    connection.execute(
+                        meta.update().where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
                     )
                 if self.engine.dialect.name == "mysql":
                     connection.exec_driver_sql("SELECT RELEASE_LOCK('jobd_schema')")

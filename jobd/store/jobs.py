@@ -472,6 +472,22 @@ class JobQueue:
                 result.setdefault(daemon, {})[state] = int(count)
         return result
 
+    def due_stats(self, *, now: float | None = None) -> dict[str, tuple[int, float | None]]:
+        """Per daemon: how many jobs are due and waiting, and since when the oldest is due (metrics)."""
+        now = time.time() if now is None else now
+        jobs = self.table
+        due_since = sa.func.coalesce(jobs.c.run_at, jobs.c.created_at)
+        query = (
+            sa.select(jobs.c.daemon, sa.func.count(), sa.func.min(due_since))
+            .where(
+                jobs.c.state.in_([str(state) for state in CLAIMABLE]),
+                sa.or_(jobs.c.run_at.is_(None), jobs.c.run_at <= now),
+            )
+            .group_by(jobs.c.daemon)
+        )
+        with self.engine.connect().execution_options(**READ_ONLY) as connection:
+            return {daemon: (int(count), oldest) for daemon, count, oldest in connection.execute(query)}
+
     def active_exists(self, **where: Any) -> bool:
         """Whether an unfinished job matches the given column values."""
         jobs = self.table

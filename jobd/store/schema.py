@@ -117,8 +117,32 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )
+    # v2: each job's own log lines (jobd.joblogs), so `jobd logs ID` needs no grep.
+    job_logs = sa.Table(
+        f"{P}job_logs",
+        metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column("job_id", sa.BigInteger, nullable=False),
+        sa.Column("attempt", sa.Integer, nullable=True),
+        sa.Column("created_at", epoch, nullable=False),
+        sa.Column("level", sa.String(16), nullable=False),
+        sa.Column("logger", name, nullable=False),
+        sa.Column("worker_pid", sa.Integer, nullable=True),
+        sa.Column("message", text_type, nullable=False),
+        sa.Index(f"{P}job_logs_job", "job_id", "id"),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
     return metadata, {
-        "locks": locks,
-        "meta": meta, "jobs": jobs, "masters": masters,
-        "schedules": schedules, "schedule_pauses": schedule_pauses,
+        "meta": meta, "jobs": jobs, "masters": masters, "job_logs": job_logs,
+        "schedules": schedules, "schedule_pauses": schedule_pauses, "locks": locks,
+    }
+
+
+def upgrade_steps() -> dict[int, str]:
+    """What each schema version added, in order. Every step is additive (new tables only),
+    so ``create_all`` performs it and an older jobd still reading the store is unaffected."""
+    return {
+        1: "jobs, masters, meta",
+        2: "job_logs: each job's own log lines; schedules, schedule_pauses, locks",
     }

@@ -21,7 +21,8 @@ from .. import defaults
 from ..backoff import backoff_delay
 from ..config import DaemonConfig
 from ..job import Job
-from . import protocol
+from . import memory, protocol
+from .memory import Recycle
 from .processes import ProcessLauncher, SpawnedProcess
 from .states import WorkerState, change_worker_state
 from .worker import WorkerSpec
@@ -54,6 +55,7 @@ class Worker:
     exit_reason: str | None = None
     current_progress: dict[str, Any] | None = None
     outdated: bool = False  # to be replaced once its current job ends (reload, restart)
+    rss_bytes: int | None = None  # last measured resident set size
     wall_started_at: float = field(default_factory=time.time)
 
     @property
@@ -97,6 +99,8 @@ class Pool:
         self.crash_streak = 0
         self.next_spawn_at = 0.0
         self.restarts = 0
+        self.recycles: dict[Recycle, int] = {reason: 0 for reason in Recycle}
+        self.next_memory_check_at = 0.0
         self.fatal_error: str | None = None
 
     # -- size -------------------------------------------------------------
@@ -220,11 +224,45 @@ class Pool:
                     self.retire(worker)
                 elif limit and worker.jobs_done >= limit:
                     log.info("daemon %s: recycling worker %s after %s jobs", self.daemon, worker.pid, worker.jobs_done)
+                    self.recycles[Recycle.MAX_TASKS] += 1
                     self.retire(worker)
+                else:
+                    self._recycle_if_grown(worker)
             if assignment is None or assignment.job.id != message.job_id:
                 return None
             return assignment, message
         return None
+
+    def _recycle_if_grown(self, worker: Worker) -> None:
+        """Between jobs: retire a worker whose RSS passed ``max_memory_mb``; no job is interrupted."""
+        if not self.settings.max_memory_mb:
+            return
+        worker.rss_bytes = self.launcher.rss_bytes(worker.pid)
+        if memory.over_limit(worker.rss_bytes, self.settings.max_memory_mb):
+            assert worker.rss_bytes is not None
+            log.warning(
+                "daemon %s: recycling worker %s after %s jobs: %s", self.daemon, worker.pid, worker.jobs_done,
+                memory.describe(worker.rss_bytes, self.settings.max_memory_mb, "max_memory_mb"),
+            )
+            self.recycles[Recycle.MAX_MEMORY] += 1
+            self.retire(worker)
+
+    def check_memory(self) -> None:
+        """During jobs: kill a worker past ``max_memory_hard_mb``; its job is retried like after a crash."""
+        limit = self.settings.max_memory_hard_mb
+        now = self.clock()
+        if not limit or now < self.next_memory_check_at:
+            return
+        self.next_memory_check_at = now + defaults.MEMORY_CHECK_INTERVAL_SECONDS
+        for worker in self.busy_workers():
+            worker.rss_bytes = self.launcher.rss_bytes(worker.pid)
+            if memory.over_limit(worker.rss_bytes, limit):
+                assert worker.rss_bytes is not None
+                reason = f"killed: {memory.describe(worker.rss_bytes, limit, 'max_memory_hard_mb')}"
+                job_id = worker.assignment.job.id if worker.assignment else None
+                log.warning("daemon %s: worker %s running job %s %s", self.daemon, worker.pid, job_id, reason)
+                self.recycles[Recycle.MEMORY_HARD_LIMIT] += 1
+                self.kill(worker, reason)
 
     # -- supervision ------------------------------------------------------
 
@@ -262,7 +300,8 @@ class Pool:
         self.next_spawn_at = max(self.next_spawn_at, now + delay)
 
     def check_timeouts(self) -> None:
-        """Kill workers whose job outran its timeout or ignored a cancel; SIGKILL after the grace."""
+        """Kill workers whose job outran its timeout, its memory or ignored a cancel; SIGKILL after the grace."""
+        self.check_memory()
         now = self.clock()
         for worker in self.live_workers():
             assignment = worker.assignment
@@ -305,10 +344,12 @@ class Pool:
                     "task": worker.assignment.job.task if worker.assignment else None,
                     "progress": worker.current_progress,
                     "running_for": round(now - worker.assignment.started_at, 1) if worker.assignment else None,
+                    "rss_mb": round(worker.rss_bytes / memory.MB, 1) if worker.rss_bytes else None,
                 }
                 for worker in self.live_workers()
             ],
             "restarts": self.restarts,
+            "recycles": {str(reason): count for reason, count in self.recycles.items()},
             "error": self.fatal_error,
         }
 

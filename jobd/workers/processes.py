@@ -18,6 +18,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from .memory import rss_bytes
 from .worker import WorkerSpec, worker_main
 
 _context = multiprocessing.get_context("forkserver")
@@ -56,6 +57,10 @@ class ProcessLauncher:
 
     def kill(self, pid: int) -> None:
         self.send_signal(pid, signal.SIGKILL)
+
+    def rss_bytes(self, pid: int) -> int | None:
+        """The resident set size of a worker, in bytes (None if it is gone)."""
+        return rss_bytes(pid)
 
     def reap(self, spawned: SpawnedProcess) -> int | None:
         """The exit code if the process ended (negative: killed by that signal), else None."""

@@ -1,0 +1,62 @@
+"""`jobd logs [JOB_ID] [--follow]`: a job's own log lines, from the store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from jobd.config import load_config
+from jobd.states import FINAL
+from jobd.store import open_store
+from jobd.store.job_logs import JobLogLine
+
+from .output import reports_errors
+
+FOLLOW_POLL_SECONDS = 0.5
+
+
+@reports_errors
+def logs(
+    job_id: Annotated[Optional[int], typer.Argument(help="Job id; without it, the latest lines of all jobs.")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines (until the job ends).")] = False,
+    lines: Annotated[int, typer.Option("--lines", "-n", min=1, help="Without JOB_ID: how many recent lines.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Path to jobd.toml.")] = None,
+) -> None:
+    """Show a job's own log lines (every attempt, tracebacks included), kept in the store.
+
+    Example: jobd logs 42            (why did job 42 fail?)
+             jobd logs 42 --follow   (watch it run)
+    """
+    store = open_store(load_config(config).store)
+    if job_id is not None:
+        store.jobs.get(job_id)  # an unknown id is an error (exit 2), not an empty log
+        found = store.job_logs.lines(job_id)
+    else:
+        found = store.job_logs.recent(lines)
+    last = _print(found, as_json, show_job=job_id is None)
+    while follow:
+        if job_id is not None and store.jobs.get(job_id).state in FINAL:
+            _print(store.job_logs.lines(job_id, after_id=last), as_json, show_job=False)  # the last lines
+            return
+        time.sleep(FOLLOW_POLL_SECONDS)
+        last = max(last, _print(store.job_logs.lines(job_id, after_id=last), as_json, show_job=job_id is None))
+
+
+def _print(found: list[JobLogLine], as_json: bool, *, show_job: bool) -> int:
+    """Print lines; return the id of the last one (0 if none)."""
+    last = 0
+    for line in found:
+        last = max(last, line.id or 0)
+        if as_json:
+            print(json.dumps(line.to_dict()), flush=True)
+            continue
+        stamp = dt.datetime.fromtimestamp(line.created_at).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        where = f"job={line.job_id} " if show_job else ""
+        print(f"{stamp} {line.level} [pid {line.worker_pid}] {where}attempt={line.attempt} {line.logger}: {line.message}", flush=True)
+    return last

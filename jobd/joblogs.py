@@ -1,0 +1,105 @@
+"""Capturing each job's own log lines for the store, without slowing the master.
+
+A ``JobLogCapture`` is one more handler behind the master's
+``multiprocessing-logging`` receiver: it sees every record of the master and
+of every worker, keeps those stamped with a job id, and hands them to the
+master loop, which writes them in one batch per flush
+(``JobLogCapture.flush``). The handler runs in the receiver thread and only
+appends to a bounded deque; the store is only touched from the loop.
+
+Bounds, because a task that logs in a tight loop must not fill the store or
+the master's memory: at most ``job_log_max_lines`` lines per job attempt
+(one extra line announces the cut), each at most ``JOB_LOG_MAX_LINE_BYTES``.
+The full stream still goes to the log file or journald.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from typing import Any
+
+from . import defaults
+from .store.job_logs import JobLogLine, JobLogTable
+
+log = logging.getLogger("jobd.joblogs")
+
+_PENDING_LIMIT = 100_000  # lines waiting for the store (e.g. while it is down); older ones are dropped
+_TRACKED_ATTEMPTS = 10_000  # per-attempt line counters kept (least recently used are forgotten)
+
+
+class JobLogCapture(logging.Handler):
+    """Collects job records (from any process) for the master to store."""
+
+    def __init__(self, max_lines_per_attempt: int) -> None:
+        super().__init__()
+        self.max_lines_per_attempt = max_lines_per_attempt
+        self._pending: deque[JobLogLine] = deque(maxlen=_PENDING_LIMIT)
+        self._counts: OrderedDict[tuple[int, int | None], int] = OrderedDict()
+        self._lock_counts = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        job_id = getattr(record, "job_id", None)
+        if not isinstance(job_id, int) or self.max_lines_per_attempt <= 0:
+            return
+        attempt = getattr(record, "attempt", None)
+        attempt = attempt if isinstance(attempt, int) else None
+        if not self._admit(job_id, attempt):
+            return
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            message = f"{message}\n{record.exc_text}"
+        encoded = message.encode("utf-8", errors="replace")
+        if len(encoded) > defaults.JOB_LOG_MAX_LINE_BYTES:
+            message = encoded[: defaults.JOB_LOG_MAX_LINE_BYTES].decode("utf-8", errors="ignore") + " …[cut]"
+        self._pending.append(
+            JobLogLine(
+                job_id=job_id, attempt=attempt, created_at=record.created, level=record.levelname,
+                logger=record.name[: defaults.MAX_NAME_LENGTH], worker_pid=record.process, message=message,
+            )
+        )
+
+    def _admit(self, job_id: int, attempt: int | None) -> bool:
+        key = (job_id, attempt)
+        with self._lock_counts:
+            count = self._counts.pop(key, 0) + 1
+            self._counts[key] = count
+            while len(self._counts) > _TRACKED_ATTEMPTS:
+                self._counts.popitem(last=False)
+        if count == self.max_lines_per_attempt + 1:
+            self._pending.append(
+                JobLogLine(
+                    job_id=job_id, attempt=attempt, created_at=time.time(), level="WARNING", logger="jobd.joblogs",
+                    worker_pid=None, message=f"more than {self.max_lines_per_attempt} lines: the rest of this attempt's log is not kept here (see the log file)",
+                )
+            )
+        return count <= self.max_lines_per_attempt
+
+    def take(self) -> list[JobLogLine]:
+        lines = []
+        while True:
+            try:
+                lines.append(self._pending.popleft())
+            except IndexError:
+                return lines
+
+    def flush_to(self, table: JobLogTable) -> int:
+        """Write what was captured; on a store error put it back for the next flush. Returns lines written."""
+        lines = self.take()
+        if not lines:
+            return 0
+        try:
+            table.append(lines)
+        except Exception:
+            self._pending.extendleft(reversed(lines))
+            raise
+        return len(lines)
+
+
+def job_extra(job_id: int, attempt: int | None = None, **fields: Any) -> dict[str, Any]:
+    """``extra=`` for a master record about a job, so it lands in that job's log."""
+    return {"job_id": job_id, "attempt": attempt, **fields}
