@@ -128,6 +128,12 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         console.print(f"master [green]running[/] pid {master['pid']} on {master['host']}, up {duration(master['uptime'])}")
     else:
         console.print("master [red]not running[/] (counts below come from the store)")
+    if len(report["masters"]) > 1 or any(not m["alive"] for m in report["masters"]):
+        hosts = Table("master", "host", "pid", "state", "daemons", "heartbeat")
+        for record in report["masters"]:
+            state = record["state"] if record["alive"] or record["state"] in ("stopped", "dead") else "silent"
+            hosts.add_row(record["id"], record["host"], str(record["pid"]), state, ", ".join(record["daemons"]), f"{record['heartbeat_age']:.0f}s ago")
+        console.print(hosts)
     table = Table("daemon", "workers", "busy", "idle", "queued", "running", "retrying", "succeeded", "failed/dead", "cancelled")
     for name, daemon in report["daemons"].items():
         counts = daemon["counts"]
@@ -155,14 +161,32 @@ def status_report(settings: JobdConfig) -> dict[str, Any]:
                 "restarts": pool["restarts"],
                 "counts": pool["counts"],
             }
-        return {"master": {"running": True, **live["master"]}, "daemons": daemons}
+        return {"master": {"running": True, **live["master"]}, "daemons": daemons, "masters": masters_report(settings)}
     store = open_store(settings.store)
     counts = store.jobs.counts() if store.version() is not None else {}
     names = sorted(set(settings.daemons) | set(counts))
     return {
+        "masters": masters_report(settings, store),
         "master": {"running": False},
         "daemons": {name: {"size": settings.daemons[name].workers if name in settings.daemons else 0, "counts": counts.get(name, {})} for name in names},
     }
+
+
+def masters_report(settings: JobdConfig, store: Any = None) -> list[dict[str, Any]]:
+    """Every master known to the store (all hosts), newest first, with heartbeat age and liveness."""
+    store = store or open_store(settings.store)
+    if store.version() is None:
+        return []
+    now = time.time()
+    return [
+        {
+            **record.to_dict(),
+            "heartbeat_age": round(now - record.heartbeat_at, 1),
+            "alive": record.is_alive(now, settings.heartbeat_lease),
+        }
+        for record in store.masters.all()
+        if record.state in ("running", "draining") or now - (record.stopped_at or now) < 3600
+    ]
 
 
 @app.command()

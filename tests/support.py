@@ -54,16 +54,17 @@ class Deployment:
         self._store: Store | None = None
 
     def write_config(self, daemons: dict[str, dict[str, Any]], **settings: Any) -> Path:
-        lines = [
-            f"store = {json.dumps(self.store_url)}",
-            'socket = "jobd.sock"',
-            'pid_file = "jobd.pid"',
-            'log_file = "jobd.log"',
-            f"python_path = [{json.dumps(str(FIXTURES))}]",
-            "heartbeat_interval = 1",
-            "poll_interval = 0.2",
-        ]
-        lines += [f"{key} = {toml_value(value)}" for key, value in settings.items()]
+        top = {
+            "store": self.store_url,
+            "socket": "jobd.sock",
+            "pid_file": "jobd.pid",
+            "log_file": "jobd.log",
+            "python_path": [str(FIXTURES)],
+            "heartbeat_interval": 1,
+            "poll_interval": 0.2,
+            **settings,
+        }
+        lines = [f"{key} = {toml_value(value)}" for key, value in top.items()]
         for name, options in daemons.items():
             lines.append(f"[daemons.{name}]")
             options = {"modules": ["testtasks"], **options}

@@ -120,8 +120,10 @@ class MasterRegistry:
     def mark_stopped(self, master_id: str, *, now: float | None = None) -> None:
         now = time.time() if now is None else now
         with self.engine.begin() as connection:
-            connection.execute(
-                self.table.update().where(self.table.c.id == master_id).values(state="stopped", stopped_at=now)
+            connection.execute(  # a master already declared dead stays dead
+                self.table.update()
+                .where(self.table.c.id == master_id, self.table.c.state.in_(LIVE_STATES))
+                .values(state="stopped", stopped_at=now)
             )
 
     def all(self) -> list[MasterRecord]:
