@@ -20,6 +20,8 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from . import __version__
+from .activity import shared_activity
+from .activity.recorder import ActivityRecorder
 from .config import JobdConfig, load_config
 from .control.protocol import Request
 from .control.server import ControlServer, Inbox
@@ -78,7 +80,10 @@ class Master:
             "wake": self._op_wake,
             "stop": self._op_stop,
             "reload": lambda _args: self.reload(),
+            "activity": lambda _args: self.activity.view(),
+            "cached_result": lambda args: self.activity.local.get_result(str(args.get("key", ""))),
         }
+        self.activity = ActivityRecorder(self.id, shared_activity(config))
 
     # -- lifecycle --------------------------------------------------------
 
@@ -131,6 +136,7 @@ class Master:
             time.sleep(0.05)
         self.control.stop()
         self.signals.uninstall()
+        self.activity.stop()
         try:
             self.store.masters.mark_stopped(self.id)
         except Exception:
@@ -199,6 +205,9 @@ class Master:
     def _on_worker_message(self, pool: Pool, worker: Worker, message: protocol.Message) -> None:
         if isinstance(message, protocol.WorkerReady):
             self.claim_requested = True
+        if isinstance(message, protocol.ProgressReport) and worker.assignment is not None:
+            running = worker.assignment.job
+            self.activity.progress(pool.daemon, running.id, running.task, running.attempts, worker.pid, message.progress)
         ended = pool.on_message(worker, message)
         if ended is None:
             return
@@ -207,7 +216,11 @@ class Master:
         if assignment.cancel_sent_at is not None and finished.outcome != "succeeded":
             finished = protocol.JobFinished(job.id, job.attempts, "cancelled", error="cancelled by an operator")
         limits = self._limits(pool.daemon, job)
-        record_finished(self.store.jobs, self.id, job, finished, limits, time.time())
+        state = record_finished(self.store.jobs, self.id, job, finished, limits, time.time())
+        self.activity.job_ended(pool.daemon, job.id, job.task, job.attempts, state, finished.error)
+        if state == "succeeded":
+            info = self.inventory.get(pool.daemon, {}).get(job.task)
+            self.activity.remember_result(job, finished.result, info.options.cache_ttl if info else None)
         self.jobs_finished += 1
         self.claim_requested = True
 
@@ -222,8 +235,10 @@ class Master:
                 log.info("job %s returned to the queue (drain)", job.id)
             elif assignment.cancel_sent_at is not None:
                 self.store.jobs.cancelled(job.id, job.attempts, self.id, error=exit.reason)
+                self.activity.job_ended(pool.daemon, job.id, job.task, job.attempts, "cancelled", exit.reason)
             else:
-                record_failure(self.store.jobs, self.id, job, exit.reason, None, self._limits(pool.daemon, job), time.time())
+                state = record_failure(self.store.jobs, self.id, job, exit.reason, None, self._limits(pool.daemon, job), time.time())
+                self.activity.job_ended(pool.daemon, job.id, job.task, job.attempts, state, exit.reason)
         if exits and not self.draining:
             pool.maintain()
 
@@ -246,6 +261,8 @@ class Master:
     def _tick(self) -> None:
         if self._heartbeat.ready():
             self._beat()
+        if self.activity.due():
+            self._publish_activity()
         if self.draining:
             self._continue_drain()
             return
@@ -282,6 +299,7 @@ class Master:
             self.store.jobs.mark_dead_unrunnable(job.id, job.attempts, self.id, problem)
             return
         pool.assign(worker, job, self._limits(pool.daemon, job).timeout)
+        self.activity.job_started(pool.daemon, job.id, job.task, job.attempts, worker.pid)
 
     def _limits(self, daemon: str, job: Job) -> Limits:
         settings = self.config.daemons.get(daemon) or self.pools[daemon].settings
@@ -323,6 +341,15 @@ class Master:
             self.store.jobs.save_progress(progress)
         except Exception:
             log.warning("could not persist progress", exc_info=True)
+
+    def _publish_activity(self) -> None:
+        try:
+            snapshot = self.status()
+        except Exception:
+            log.debug("no status snapshot for live activity this time", exc_info=True)
+            snapshot = None
+        if snapshot is not None:
+            self.activity.publish(snapshot)
 
     # -- draining ---------------------------------------------------------
 
