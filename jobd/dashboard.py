@@ -17,7 +17,7 @@ from .activity import shared_activity
 from .activity.view import VIEW_VERSION, Record, recent_failures, read_view
 from .config import JobdConfig
 from .control import client
-from .errors import JobdError, StoreUnavailable
+from .errors import JobdError
 from .states import JobState
 from .store import Store, open_store
 
@@ -54,8 +54,9 @@ class Dashboard:
             if self._store is None:
                 self._store = open_store(self.config.store)
             return view_from_store(self._store, self.config, daemon=daemon)
-        except (StoreUnavailable, Exception) as error:  # the dashboard keeps drawing whatever fails
-            return _empty_view(f"no master answers and the store is unreachable: {error}")
+        except Exception as error:  # the dashboard keeps drawing whatever fails
+            first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+            return _empty_view(f"no master answers and the store is unreachable: {first_line}")
 
     def close(self) -> None:
         if self.shared is not None:
@@ -67,7 +68,9 @@ class Dashboard:
 def view_from_store(store: Store, config: JobdConfig, *, daemon: str | None = None, now: float | None = None) -> Record:
     """What the durable store alone can say (no live progress, no worker states)."""
     now = time.time() if now is None else now
-    counts = store.jobs.counts() if store.version() is not None else {}
+    if store.version() is None:
+        return _empty_view(f"no master answers and the store {store.url} has no jobd tables yet (jobd init)")
+    counts = store.jobs.counts()
     names = sorted(set(config.daemons) | set(counts))
     if daemon is not None:
         names = [name for name in names if name == daemon]
