@@ -65,7 +65,7 @@ def header(view: dict[str, Any], width: int) -> Text:
 
 def daemons_table(view: dict[str, Any], width: int) -> Table:
     wide = width >= 100
-    table = Table(box=box.SIMPLE_HEAD, expand=True, pad_edge=False, padding=(0, 1), title_justify="left")
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, expand=True, pad_edge=False, padding=(0, 1), title_justify="left")
     table.add_column("daemon", style="bold cyan", no_wrap=True, ratio=2)
     table.add_column("busy/workers", justify="right", no_wrap=True)
     table.add_column("queued", justify="right")
@@ -94,10 +94,10 @@ def daemons_table(view: dict[str, Any], width: int) -> Table:
 
 def running_table(jobs: list[dict[str, Any]], width: int, limit: int) -> Table:
     wide = width >= 100
-    table = Table(box=box.SIMPLE_HEAD, expand=True, pad_edge=False, padding=(0, 1))
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, expand=True, pad_edge=False, padding=(0, 1))
     table.add_column("job", justify="right", no_wrap=True)
-    table.add_column("task", no_wrap=True, max_width=28 if wide else 18, overflow="ellipsis")
-    table.add_column("progress", no_wrap=True, width=max(10, width // 6))
+    table.add_column("task", no_wrap=True, max_width=30 if wide else 24, overflow="ellipsis")
+    table.add_column("progress", no_wrap=True, width=max(10, width // 8))
     table.add_column("%", justify="right", no_wrap=True, width=4)
     table.add_column("eta", justify="right", no_wrap=True)
     table.add_column("elapsed", justify="right", no_wrap=True)
@@ -123,7 +123,7 @@ def running_table(jobs: list[dict[str, Any]], width: int, limit: int) -> Table:
 
 
 def failures_table(failures: list[dict[str, Any]], width: int, limit: int) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, expand=True, pad_edge=False, padding=(0, 1))
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, expand=True, pad_edge=False, padding=(0, 1))
     table.add_column("at", no_wrap=True)
     table.add_column("job", justify="right", no_wrap=True)
     table.add_column("task", no_wrap=True, max_width=28 if width >= 100 else 18, overflow="ellipsis")
@@ -139,7 +139,7 @@ def failures_table(failures: list[dict[str, Any]], width: int, limit: int) -> Ta
 
 
 def schedules_table(entries: list[dict[str, Any]], now: float, limit: int) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, expand=True, pad_edge=False, padding=(0, 1))
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, expand=True, pad_edge=False, padding=(0, 1))
     table.add_column("next", no_wrap=True)
     table.add_column("daemon", no_wrap=True)
     table.add_column("schedule", no_wrap=True, overflow="ellipsis", ratio=1)
@@ -163,8 +163,10 @@ def render(view: dict[str, Any], width: int = 80, height: int = 24, *, interacti
     running = view.get("running") or []
     failures = view.get("failures") or []
     schedules = view.get("schedules") or []
-    # Rows left once the fixed parts are drawn (titles, table headers, footer).
-    spare = max(3, height - len(parts) - len(daemons) - 3 - 10 - (1 if interactive else 0))
+    # Rows left once the fixed lines are drawn: titles, table headers (2 lines
+    # each, or 1 for a "none" line), a possible "… more" caption, the footer.
+    fixed = len(parts) + 1 + 2 + len(daemons) + 1 + 3 + 1 + (2 if failures else 1) + 1 + (2 if schedules else 1)
+    spare = max(3, height - fixed - (1 if interactive else 0))
     failure_rows = min(len(failures), max(1, spare // 4))
     schedule_rows = min(len(schedules), max(1, spare // 5))
     running_rows = max(1, spare - failure_rows - schedule_rows)
