@@ -16,6 +16,7 @@ from jobd.control import client
 from jobd.errors import ExitCode, InvalidArgs, JobdError
 from jobd.inventory import load_inventory
 from jobd.states import FINAL, JobState
+from jobd.status import complete_status
 from jobd.store import open_store
 
 from .options import ConfigOption, JsonOption
@@ -121,7 +122,7 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     settings = _config(config)
     report = status_report(settings)
     if as_json:
-        print_json(report)
+        print_json(complete_status(report, settings))  # the documented shape: docs/status-json.md
         return
     master = report["master"]
     if master["running"]:
@@ -254,6 +255,7 @@ def trigger(
     delay: Annotated[Optional[float], typer.Option(help="Run no earlier than this many seconds from now.")] = None,
     unique_key: Annotated[Optional[str], typer.Option(help="Do nothing if an unfinished job has this key.")] = None,
     wait: Annotated[bool, typer.Option("--wait", "-w", help="Wait for the job and exit with its outcome.")] = False,
+    reuse_cached: Annotated[bool, typer.Option("--reuse-cached", help="Print the id of a fresh cached run (cache_ttl tasks) instead of running again.")] = False,
     timeout: Annotated[float, typer.Option(help="With --wait: give up after this many seconds.")] = 3600.0,
     config: ConfigOption = None,
 ) -> None:
@@ -266,7 +268,8 @@ def trigger(
     settings = _config(config)
     args = parse_trigger_args(arg or [], json_args)
     run_at = time.time() + delay if delay else None
-    job_id = api.submit(daemon, task, args, run_at=run_at, priority=priority, unique_key=unique_key, config=settings)
+    job_id = api.submit(daemon, task, args, run_at=run_at, priority=priority, unique_key=unique_key, config=settings,
+                        reuse_cached=reuse_cached)
     print(job_id, flush=True)
     if not wait:
         return
@@ -342,6 +345,36 @@ def retry(job_id: int, config: ConfigOption = None) -> None:
     job = open_store(settings.store).jobs.retry(job_id)
     api.wake_master(settings.socket)
     console.print(f"job {job_id} is {job.state} again")
+
+
+@app.command()
+@reports_errors
+def top(
+    config: ConfigOption = None,
+    once: Annotated[bool, typer.Option("--once", help="Print one frame and exit (for scripts).")] = False,
+    daemon: Annotated[Optional[str], typer.Option("--daemon", "-d", help="Show only this daemon.")] = None,
+) -> None:
+    """Live dashboard: daemons, running jobs with progress and ETA, recent failures. `q` quits.
+
+    Example: jobd top
+             jobd top --once --daemon mailing
+    Reads memcached when configured (every host), else the master; the store when no master answers.
+    """
+    from jobd.dashboard import Dashboard
+
+    from . import top as dashboard_view
+
+    settings = _config(config)
+    if daemon is not None:
+        settings.daemon(daemon)  # UnknownDaemon naming the known ones
+    dashboard = Dashboard(settings)
+    try:
+        if once:
+            dashboard_view.once(dashboard, console, daemon)
+        else:
+            dashboard_view.run(dashboard, console, daemon)
+    finally:
+        dashboard.close()
 
 
 from . import schedules as _schedule_commands  # noqa: E402

@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from .activity.results import find_cached, unique_key_for
 from .config import JobdConfig, find_config_path, load_config
 from .control.protocol import Request
 from .errors import InvalidArgs, UnknownTask
@@ -76,6 +77,7 @@ def submit(
     max_attempts: int | None = None,
     connection: sa.Connection | None = None,
     config: JobdConfig | str | os.PathLike[str] | None = None,
+    reuse_cached: bool = False,
 ) -> int:
     """Submit an intent: a job for ``task`` on ``daemon`` with JSON ``args``. Returns the job id.
 
@@ -84,9 +86,21 @@ def submit(
     unfinished: the existing job's id is returned. ``connection`` (a
     SQLAlchemy Connection in an open transaction on the jobd store's
     database) enqueues as part of the caller's transaction.
+
+    ``reuse_cached=True`` (for tasks declaring ``cache_ttl``): if a job of
+    this task with equal args succeeded within its ``cache_ttl``, nothing
+    runs and the id of *that* job is returned (its result:
+    ``get_job(id).result``); an equal request still waiting or running is
+    joined instead of started twice (its id is returned). See
+    ``jobd.activity.results``.
     """
     settings = resolve_config(config)
     arguments = validate_intent(settings, daemon, task, args if args is not None else {})
+    if reuse_cached:
+        cached = find_cached(settings, task, arguments)
+        if cached is not None and isinstance(cached.get("job_id"), int):
+            return int(cached["job_id"])
+        unique_key = unique_key or unique_key_for(task, arguments)
     if isinstance(run_at, dt.datetime):
         if run_at.tzinfo is None:
             raise InvalidArgs("run_at must be timezone-aware (e.g. datetime.now(timezone.utc))")

@@ -96,12 +96,16 @@ class TaskContext:
         self._clock = clock
         self._started_at = clock()
         self._throttle = Throttle(progress_interval, clock)
+        self._finished_sent = False
 
     def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
         """Report how far the job has got. Call it as often as you like; it is throttled."""
-        finished = total is not None and done >= total
+        # The final report always goes out (a finished bar must not stick at
+        # 99%), but only once: a loop calling progress(n, n) is throttled too.
+        finished = total is not None and done >= total and not self._finished_sent
         if not (self._throttle.ready() or finished):
             return
+        self._finished_sent = total is not None and done >= total
         report = Progress(done, total, message, self._started_at, self._clock())
         try:
             self._progress_sink.report(self.job_id, report.to_dict())

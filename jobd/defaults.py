@@ -43,6 +43,25 @@ CONTROL_REQUEST_TIMEOUT_SECONDS = 10.0
 CONTROL_SOCKET_MODE = 0o660
 CONTROL_PROTOCOL_VERSION = 1
 
+# Activity: live display data in memcached (or the master's memory). It is a
+# cache: losing any of it loses no job.
+ACTIVITY_SNAPSHOT_INTERVAL_SECONDS = 1.0  # a master republishes its status this often
+ACTIVITY_SNAPSHOT_MIN_INTERVAL_SECONDS = 0.25  # ...or this soon after a job started or ended
+ACTIVITY_MASTER_TTL_SECONDS = 10  # a master's snapshot vanishes this long after it stops refreshing
+ACTIVITY_MASTER_INDEX_REFRESH_SECONDS = 30.0  # a master re-adds itself to the index (evictions)
+ACTIVITY_INDEX_TTL_SECONDS = 24 * 3600
+ACTIVITY_PROGRESS_TTL_SECONDS = 600  # a running job's progress outlives its worker by at most this
+ACTIVITY_EVENTS_KEPT = 50  # the ring of recent events per daemon
+ACTIVITY_EVENTS_TTL_SECONDS = 24 * 3600
+ACTIVITY_COUNTER_BUCKET_SECONDS = 60  # throughput counters: one bucket per minute...
+ACTIVITY_COUNTER_TTL_SECONDS = 2 * 3600  # ...kept two hours (the dashboard shows the last hour)
+MEMCACHED_CONNECT_TIMEOUT_SECONDS = 0.25  # loopback or LAN: a slower server counts as down
+MEMCACHED_TIMEOUT_SECONDS = 0.5
+MEMCACHED_RETRY_AFTER_SECONDS = 1.0  # after a failure, skip memcached this long (doubling)...
+MEMCACHED_RETRY_AFTER_MAX_SECONDS = 8.0  # ...up to this: a dead server never slows a task much
+MEMCACHED_WARNING_INTERVAL_SECONDS = 60.0  # "memcached unavailable" is logged at most this often
+RESULT_CACHE_MAX_BYTES = 900 * 1024  # memcached's default item limit is 1 MiB
+
 # Job limits
 MAX_ARGS_BYTES = 1024 * 1024
 MAX_NAME_LENGTH = 190  # fits a MySQL utf8mb4 unique index

@@ -20,6 +20,8 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from . import __version__
+from .activity import shared_activity
+from .activity.recorder import ActivityRecorder
 from .config import JobdConfig, load_config, load_schedule
 from .control.protocol import Request
 from .control.server import ControlServer, Inbox
@@ -89,7 +91,10 @@ class Master:
             "stop": self._op_stop,
             "reload": lambda _args: self.reload(),
             "schedules": lambda _args: self.ticker.describe(),
+            "activity": lambda _args: self.activity.view(),
+            "cached_result": lambda args: self.activity.local.get_result(str(args.get("key", ""))),
         }
+        self.activity = ActivityRecorder(self.id, shared_activity(config))
 
     # -- lifecycle --------------------------------------------------------
 
@@ -145,6 +150,7 @@ class Master:
         self.observers.stopped(self)
         self.control.stop()
         self.signals.uninstall()
+        self.activity.stop()
         try:
             self.store.masters.mark_stopped(self.id)
         except Exception:
@@ -215,6 +221,9 @@ class Master:
     def _on_worker_message(self, pool: Pool, worker: Worker, message: protocol.Message) -> None:
         if isinstance(message, protocol.WorkerReady):
             self.claim_requested = True
+        if isinstance(message, protocol.ProgressReport) and worker.assignment is not None:
+            running = worker.assignment.job
+            self.activity.progress(pool.daemon, running.id, running.task, running.attempts, worker.pid, message.progress)
         ended = pool.on_message(worker, message)
         if ended is None:
             return
@@ -225,6 +234,10 @@ class Master:
         limits = self._limits(pool.daemon, job)
         state = record_finished(self.store.jobs, self.id, job, finished, limits, time.time())
         self.observers.job_ended(self, job, state, finished.duration, finished.error, finished.traceback)
+        self.activity.job_ended(pool.daemon, job.id, job.task, job.attempts, state, finished.error)
+        if state == "succeeded":
+            info = self.inventory.get(pool.daemon, {}).get(job.task)
+            self.activity.remember_result(job, finished.result, info.options.cache_ttl if info else None)
         self.jobs_finished += 1
         self.claim_requested = True
 
@@ -240,9 +253,11 @@ class Master:
             elif assignment.cancel_sent_at is not None:
                 self.store.jobs.cancelled(job.id, job.attempts, self.id, error=exit.reason)
                 self.observers.job_ended(self, job, "cancelled", self.clock() - assignment.started_at)
+                self.activity.job_ended(pool.daemon, job.id, job.task, job.attempts, "cancelled", exit.reason)
             else:
                 state = record_failure(self.store.jobs, self.id, job, exit.reason, None, self._limits(pool.daemon, job), time.time())
                 self.observers.job_ended(self, job, state, self.clock() - assignment.started_at, exit.reason)
+                self.activity.job_ended(pool.daemon, job.id, job.task, job.attempts, state, exit.reason)
         self.observers.workers_exited(self, pool, exits)
         if exits and not self.draining:
             pool.maintain()
@@ -267,6 +282,8 @@ class Master:
         self.observers.tick(self)
         if self._heartbeat.ready():
             self._beat()
+        if self.activity.due():
+            self._publish_activity()
         if self.draining:
             self._continue_drain()
             return
@@ -311,6 +328,7 @@ class Master:
             self.observers.job_ended(self, job, "dead", None, problem)
             return
         pool.assign(worker, job, self._limits(pool.daemon, job).timeout)
+        self.activity.job_started(pool.daemon, job.id, job.task, job.attempts, worker.pid)
 
     def _limits(self, daemon: str, job: Job) -> Limits:
         settings = self.config.daemons.get(daemon) or self.pools[daemon].settings
@@ -398,6 +416,15 @@ class Master:
         except Exception:
             log.warning("could not persist progress", exc_info=True)
             self.observers.store_error("progress")
+
+    def _publish_activity(self) -> None:
+        try:
+            snapshot = self.status()
+        except Exception:
+            log.debug("no status snapshot for live activity this time", exc_info=True)
+            snapshot = None
+        if snapshot is not None:
+            self.activity.publish(snapshot)
 
     # -- draining ---------------------------------------------------------
 

@@ -19,7 +19,7 @@ import pymysql
 import pytest
 
 from jobd.store import Store, open_store
-from support import Deployment
+from support import Deployment, MemcachedServer
 
 MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 
@@ -72,6 +72,17 @@ def store(store_url: str) -> Iterator[Store]:
     opened.initialise()
     yield opened
     opened.dispose()
+
+
+# -- memcached ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def memcached() -> Iterator[MemcachedServer]:
+    """The suite's own memcached on a free loopback port (never a user's), killed by pid."""
+    server = MemcachedServer().start()
+    yield server
+    server.stop()
 
 
 # -- deployments: a config, task code and real master processes ---------------

@@ -143,3 +143,79 @@ class Deployment:
                 pass
         if self._store is not None:
             self._store.dispose()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class MemcachedServer:
+    """A memcached of the test's own on a free loopback port; stopped (and restarted) by pid."""
+
+    BINARY = "/usr/bin/memcached"
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> "MemcachedServer":
+        import shutil
+        import socket
+
+        binary = self.BINARY if os.path.exists(self.BINARY) else shutil.which("memcached")
+        if binary is None:
+            pytest.skip("memcached is not installed")
+        user = ["-u", "root"] if os.geteuid() == 0 else []  # memcached refuses root without -u
+        self.process = subprocess.Popen(
+            [binary, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "64", *user],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        process = self.process
+
+        def listening() -> bool:
+            if process.poll() is not None:
+                pytest.fail(f"memcached exited: {process.stderr.read().decode() if process.stderr else ''}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            except OSError:
+                return False
+            return True
+
+        wait_until(listening, timeout=10, message=f"memcached on port {self.port}")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            if self.process.poll() is None:
+                os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+            if self.process.stderr is not None:
+                self.process.stderr.close()
+        self.process = None
+
+    def stats(self) -> dict[str, int]:
+        """memcached's own counters (``stats``), e.g. ``cmd_set``."""
+        import socket
+
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as connection:
+            connection.sendall(b"stats\r\n")
+            data = b""
+            while not data.endswith(b"END\r\n"):
+                chunk = connection.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        stats = {}
+        for line in data.decode().splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == "STAT" and parts[2].isdigit():
+                stats[parts[1]] = int(parts[2])
+        return stats

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from ..activity import shared_activity
+from ..activity.progress import JobProgress
 from ..config import JobdConfig
 from ..context import Cancelled, TaskContext
 from ..errors import ConfigError, InvalidArgs
@@ -96,7 +98,7 @@ def worker_main(spec: WorkerSpec, connection: Connection) -> None:
     except ConfigError as error:
         connection.send(protocol.encode(protocol.WorkerFailed(str(error))))
         os._exit(EXIT_TASK_CODE_FAILED)
-    progress = _PipeProgress(connection)
+    progress = JobProgress(_PipeProgress(connection), shared_activity(spec.config), spec.daemon)
     checkpoints = _StoreCheckpoints(spec.config.store)
     connection.send(protocol.encode(protocol.WorkerReady(os.getpid())))
     while True:
@@ -108,7 +110,9 @@ def worker_main(spec: WorkerSpec, connection: Connection) -> None:
             break
         if isinstance(message, protocol.RunJob):
             cancel.is_set = False
+            progress.job_started(message.job_id, message.task, message.attempt)
             finished = run_job(message, tasks, spec.daemon, progress, checkpoints, cancel)
+            progress.job_ended(message.job_id)
             connection.send(protocol.encode(finished))
     logging.shutdown()
 

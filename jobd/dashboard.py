@@ -1,0 +1,126 @@
+"""Where ``jobd top`` gets its data: memcached, else the master, else the store.
+
+With memcached configured, live data comes from there (every master on
+every host publishes to it). Otherwise, or while memcached has nothing (it
+is down or was just restarted), the local master answers over its control
+socket from its own memory. With no master answering either, the durable
+store still says what is queued, what was running and what failed — the
+view then says so in its ``note``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .activity import shared_activity
+from .activity.view import VIEW_VERSION, Record, recent_failures, read_view
+from .config import JobdConfig
+from .control import client
+from .errors import JobdError
+from .states import JobState
+from .store import Store, open_store
+
+
+class Dashboard:
+    """Reads the dashboard's view over and over (``jobd top`` refreshes several times a second)."""
+
+    def __init__(self, config: JobdConfig) -> None:
+        self.config = config
+        self.shared = shared_activity(config)
+        self._store: Store | None = None
+
+    def view(self, daemon: str | None = None) -> Record:
+        if self.shared is not None:
+            view = read_view(self.shared, source="memcached", daemon=daemon)
+            if view["masters"]:
+                return view
+        answer: Any = None
+        try:
+            answer = client.call(self.config.socket, "activity", timeout=2.0)
+        except (JobdError, OSError):
+            pass
+        if isinstance(answer, dict):
+            view = answer
+            if daemon is not None:
+                view = _only_daemon(view, daemon)
+            if self.shared is not None:
+                view["note"] = "memcached has no live data; showing the local master's view"
+            return view
+        return self._from_store(daemon)
+
+    def _from_store(self, daemon: str | None) -> Record:
+        try:
+            if self._store is None:
+                self._store = open_store(self.config.store)
+            return view_from_store(self._store, self.config, daemon=daemon)
+        except Exception as error:  # the dashboard keeps drawing whatever fails
+            first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+            return _empty_view(f"no master answers and the store is unreachable: {first_line}")
+
+    def close(self) -> None:
+        if self.shared is not None:
+            self.shared.close()
+        if self._store is not None:
+            self._store.dispose()
+
+
+def view_from_store(store: Store, config: JobdConfig, *, daemon: str | None = None, now: float | None = None) -> Record:
+    """What the durable store alone can say (no live progress, no worker states)."""
+    now = time.time() if now is None else now
+    if store.version() is None:
+        return _empty_view(f"no master answers and the store {store.url} has no jobd tables yet (jobd init)")
+    counts = store.jobs.counts()
+    names = sorted(set(config.daemons) | set(counts))
+    if daemon is not None:
+        names = [name for name in names if name == daemon]
+    running = []
+    for job in store.jobs.list(states=[JobState.RUNNING], daemon=daemon, limit=100):
+        progress: dict[str, Any] = dict(job.progress or {})
+        running.append({
+            "job_id": job.id, "daemon": job.daemon, "task": job.task, "attempt": job.attempts, "host": None,
+            "worker_pid": job.worker_pid, "done": progress.get("done"), "total": progress.get("total"),
+            "percent": progress.get("percent"), "message": progress.get("message"),
+            "eta_seconds": progress.get("eta_seconds"), "started_at": job.started_at,
+            "elapsed": now - job.started_at if job.started_at else None, "updated_at": progress.get("updated_at"),
+        })
+    failed = store.jobs.list(states=[JobState.RETRYING, JobState.DEAD], daemon=daemon, limit=20)
+    failures = recent_failures({
+        "at": job.finished_at or job.updated_at, "daemon": job.daemon, "job_id": job.id, "task": job.task,
+        "attempt": job.attempts, "kind": "dead" if job.state is JobState.DEAD else "failed", "error": job.error, "host": None,
+    } for job in failed)
+    daemons = {}
+    for name in names:
+        own = counts.get(name, {})
+        daemons[name] = {
+            "workers": config.daemons[name].workers if name in config.daemons else 0, "busy": None, "idle": None,
+            "queued": own.get("queued", 0) + own.get("scheduled", 0), "running": own.get("running", 0),
+            "retrying": own.get("retrying", 0), "succeeded_last_hour": None, "failed_last_hour": None,
+            "dead_last_hour": None, "jobs_per_minute": None, "next_run": None,
+        }
+    masters = [
+        {"id": record.id, "host": record.host, "pid": record.pid, "state": record.state, "started_at": record.started_at,
+         "uptime": now - record.started_at, "version": record.version}
+        for record in store.masters.live(lease=config.heartbeat_lease, now=now)
+    ]
+    return {
+        "version": VIEW_VERSION, "source": "store", "generated_at": now,
+        "note": "no master answers: showing the store (no live progress)",
+        "masters": masters, "daemons": daemons, "running": running, "failures": failures,
+        "schedules": [], "jobs_per_minute": None,
+    }
+
+
+def _only_daemon(view: Record, daemon: str) -> Record:
+    view = dict(view)
+    view["daemons"] = {name: row for name, row in view.get("daemons", {}).items() if name == daemon}
+    for key in ("running", "failures", "schedules"):
+        view[key] = [item for item in view.get(key, []) if item.get("daemon") == daemon]
+    return view
+
+
+def _empty_view(note: str) -> Record:
+    return {
+        "version": VIEW_VERSION, "source": "none", "generated_at": time.time(), "note": note, "masters": [],
+        "daemons": {}, "running": [], "failures": [], "schedules": [], "jobs_per_minute": None,
+    }
