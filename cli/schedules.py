@@ -71,12 +71,7 @@ def register(app: typer.Typer) -> None:
 
         Example: jobd pause mailing      (ticks while paused are skipped, not replayed on resume)
         """
-        settings = load_config(config)
-        key = _target(settings, target)
-        store = open_store(settings.store)
-        store.initialise()
-        changed = store.schedules.pause(key)
-        console.print(f"{target}: {'paused' if changed else 'was already paused'}")
+        _set_paused(config, target, paused=True)
 
     @app.command()
     @reports_errors
@@ -85,12 +80,7 @@ def register(app: typer.Typer) -> None:
 
         Example: jobd resume mailing
         """
-        settings = load_config(config)
-        key = _target(settings, target)
-        store = open_store(settings.store)
-        store.initialise()
-        changed = store.schedules.resume(key)
-        console.print(f"{target}: {'resumed' if changed else 'was not paused'}")
+        _set_paused(config, target, paused=False)
 
     @app.command("import-crontab")
     @reports_errors
@@ -118,6 +108,19 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{crontab}:{line.line}: not converted: {line.reason}: {line.text}", err=True)
         if result.unconverted:
             raise typer.Exit(1)
+
+
+def _set_paused(config: Path | None, target: str, *, paused: bool) -> None:
+    """Persist a pause (or its end) for a daemon or entry and say what changed."""
+    settings = load_config(config)
+    key = _target(settings, target)
+    store = open_store(settings.store)
+    store.initialise()
+    if paused:
+        outcome = "paused" if store.schedules.pause(key) else "was already paused"
+    else:
+        outcome = "resumed" if store.schedules.resume(key) else "was not paused"
+    console.print(f"{target}: {outcome}")
 
 
 def _target(settings: JobdConfig, name: str) -> str:
