@@ -15,6 +15,7 @@ from jobd.config import JobdConfig, load_config
 from jobd.control import client
 from jobd.errors import ExitCode, InvalidArgs, JobdError
 from jobd.inventory import load_inventory
+from jobd.job import Job
 from jobd.states import FINAL, JobState
 from jobd.status import complete_status
 from jobd.store import open_store
@@ -304,7 +305,8 @@ def parse_trigger_args(pairs: list[str], json_args: str | None) -> dict[str, Any
     return args
 
 
-def wait_for_job(settings: JobdConfig, job_id: int, timeout: float):  # type: ignore[no-untyped-def]
+def wait_for_job(settings: JobdConfig, job_id: int, timeout: float) -> Job:
+    """Poll the store until the job reaches a final state; JobdError at the deadline."""
     store = open_store(settings.store)
     deadline = time.monotonic() + timeout
     delay = 0.02

@@ -31,6 +31,9 @@ fi
 [[ -x .venv/bin/python ]] || python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
+echo "type-checking (mypy)"
+.venv/bin/python -m mypy
+
 status=0
 .venv/bin/python -m pytest "$@" || status=$?
 if [[ $status == 5 ]]; then

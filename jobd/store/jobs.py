@@ -172,7 +172,7 @@ class JobQueue:
         jobs = self.table
         with self.engine.begin() as connection:
             self._lock_mutex(connection, f"claim:{daemon}")
-            running = dict(
+            running: dict[str, int] = dict(
                 connection.execute(
                     sa.select(jobs.c.task, sa.func.count())
                     .where(jobs.c.daemon == daemon, jobs.c.state == str(JobState.RUNNING))
@@ -341,7 +341,7 @@ class JobQueue:
         self.requeue(ids, None, refund_attempt=False, now=now)
         return ids
 
-    def requeue_orphans(self, live_masters: sa.Select, *, now: float | None = None) -> list[int]:  # type: ignore[type-arg]
+    def requeue_orphans(self, live_masters: sa.Select[tuple[str]], *, now: float | None = None) -> list[int]:
         """Re-queue running jobs whose owner is not a live master (attempt stays counted).
 
         One query covers a master another master just declared dead, one whose

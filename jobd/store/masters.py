@@ -106,7 +106,7 @@ class MasterRegistry:
             updated = connection.execute(self.table.update().where(*conditions).values(state="dead", stopped_at=now)).rowcount
         return bool(updated)
 
-    def live_ids_query(self) -> sa.Select:  # type: ignore[type-arg]
+    def live_ids_query(self) -> sa.Select[tuple[str]]:
         """SELECT of the ids of masters that may own jobs (running or draining)."""
         return sa.select(self.table.c.id).where(self.table.c.state.in_(LIVE_STATES))
 

@@ -27,7 +27,7 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
     """The tables of schema ``SCHEMA_VERSION`` for the given SQLAlchemy dialect name."""
     metadata = sa.MetaData()
     text_type = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql")
-    epoch = sa.Double()
+    epoch: sa.Double[float] = sa.Double()
     name = sa.String(defaults.MAX_NAME_LENGTH)
 
     meta = sa.Table(
