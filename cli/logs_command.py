@@ -18,6 +18,7 @@ from jobd.store.job_logs import JobLogLine
 from .output import reports_errors
 
 FOLLOW_POLL_SECONDS = 0.5
+FINAL_LINES_WAIT_SECONDS = 1.5  # > the master's log flush interval (0.5 s) plus the log queue's delay
 
 
 @reports_errors
@@ -42,7 +43,15 @@ def logs(
     last = _print(found, as_json, show_job=job_id is None)
     while follow:
         if job_id is not None and store.jobs.get(job_id).state in FINAL:
-            _print(store.job_logs.lines(job_id, after_id=last), as_json, show_job=False)  # the last lines
+            # The master writes log lines in batches, so the job's last lines can
+            # land just after its final state: read until they stop coming.
+            quiet_since = time.monotonic()
+            deadline = quiet_since + FINAL_LINES_WAIT_SECONDS * 4
+            while time.monotonic() - quiet_since < FINAL_LINES_WAIT_SECONDS and time.monotonic() < deadline:
+                newest = _print(store.job_logs.lines(job_id, after_id=last), as_json, show_job=False)
+                if newest > last:
+                    last, quiet_since = newest, time.monotonic()
+                time.sleep(FOLLOW_POLL_SECONDS / 2)
             return
         time.sleep(FOLLOW_POLL_SECONDS)
         last = max(last, _print(store.job_logs.lines(job_id, after_id=last), as_json, show_job=job_id is None))
