@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from ..errors import StoreUnavailable
+from .daemons import DesiredStates
 from .engine import READ_ONLY, make_engine
 from .jobs import JobQueue, NewJob
 from .masters import MasterRecord, MasterRegistry
@@ -26,6 +27,7 @@ class Store:
         self.metadata, self.tables = build_tables(engine.dialect.name)
         self.jobs = JobQueue(engine, self.tables["jobs"])
         self.masters = MasterRegistry(engine, self.tables["masters"])
+        self.daemon_states = DesiredStates(engine, self.tables["daemon_states"])
 
     @property
     def url(self) -> str:

@@ -87,4 +87,16 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )
-    return metadata, {"meta": meta, "jobs": jobs, "masters": masters}
+    # Added without a version bump: create_all(checkfirst=True) adds it to older stores.
+    daemon_states = sa.Table(
+        f"{P}daemon_states",
+        metadata,
+        sa.Column("host", sa.String(255), primary_key=True),
+        sa.Column("daemon", sa.String(64), primary_key=True),
+        sa.Column("running", sa.Boolean, nullable=False),
+        sa.Column("workers", sa.Integer, nullable=True),  # NULL: the config's `workers`
+        sa.Column("updated_at", epoch, nullable=False),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+    return metadata, {"meta": meta, "jobs": jobs, "masters": masters, "daemon_states": daemon_states}
