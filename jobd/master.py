@@ -23,6 +23,7 @@ from . import __version__
 from .config import JobdConfig, load_config
 from .control.protocol import Request
 from .control.server import ControlServer, Inbox
+from .daemon_control import DaemonControls
 from .errors import JobdError, UnknownDaemon
 from .inventory import Inventory, inventory_in_subprocess
 from .job import Job
@@ -59,6 +60,7 @@ class Master:
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.store: Store = open_store(config.store)
         self.pools: dict[str, Pool] = {}
+        self.daemons = DaemonControls(self.store, clock)
         self.wake_pipe = WakePipe()
         self.signals = SignalReceiver(self.wake_pipe)
         self.inbox = Inbox(self.wake_pipe.wake)
@@ -78,6 +80,11 @@ class Master:
             "wake": self._op_wake,
             "stop": self._op_stop,
             "reload": lambda _args: self.reload(),
+            "start_daemons": self._claiming_after(self.daemons.start),
+            "stop_daemons": self.daemons.stop,
+            "restart_daemons": self._claiming_after(self.daemons.restart),
+            "scale_daemon": self._claiming_after(self.daemons.scale),
+            "daemon_status": self._op_daemon_status,
         }
 
     # -- lifecycle --------------------------------------------------------
@@ -111,6 +118,7 @@ class Master:
         self.signals.install()
         for name, settings in self.config.daemons.items():
             self._create_pool(name, settings)
+        self.daemons.sync(self.config, self.pools)  # operators' start/stop/scale outlive the master
         for pool in self.pools.values():
             pool.maintain()
 
@@ -217,7 +225,8 @@ class Master:
             if assignment is None:
                 continue
             job = assignment.job
-            if self.draining and exit.reason in ("drain timeout", "master stopping"):
+            drained = self.draining or self.daemons.stopping(pool.daemon)
+            if drained and exit.reason in ("drain timeout", "master stopping"):
                 self.store.jobs.requeue([job.id], self.id, refund_attempt=True)
                 log.info("job %s returned to the queue (drain)", job.id)
             elif assignment.cancel_sent_at is not None:
@@ -249,6 +258,7 @@ class Master:
         if self.draining:
             self._continue_drain()
             return
+        self.daemons.tick()
         for pool in self.pools.values():
             pool.maintain()
         if self._poll.ready():
@@ -264,7 +274,7 @@ class Master:
         """Claim due jobs for every pool with idle workers and hand them out."""
         for pool in self.pools.values():
             idle = pool.idle_workers()
-            if not idle:
+            if not idle or not self.daemons.accepts_jobs(pool.daemon):
                 continue
             jobs = self.store.jobs.claim(pool.daemon, len(idle), self.id, now=time.time())
             for worker, job in zip(idle, jobs):
@@ -376,6 +386,24 @@ class Master:
         self.begin_drain("stop requested")
         return {"stopping": True, "pid": os.getpid()}
 
+    def _claiming_after(self, operation: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+        """An operation after which the dispatcher looks for jobs at once (new workers, started pool)."""
+
+        def run(args: dict[str, Any]) -> Any:
+            result = operation(args)
+            self.claim_requested = True
+            return result
+
+        return run
+
+    def _op_daemon_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        """`jobd status DAEMON`: the daemon's status plus its queue and recent failures."""
+        pool = self.pool(str(args.get("daemon")))
+        counts = self.store.jobs.counts().get(pool.daemon, {})
+        status = self.daemons.status(pool.daemon, {**pool.snapshot(), "counts": counts})
+        master = {"running": True, **self.status()["master"]}
+        return {"master": master, "daemon": {**status, **self.daemons.detail(pool.daemon)}}
+
     def reload(self) -> dict[str, Any]:
         """Re-read the config; apply it only if all of it is valid, without dropping jobs."""
         config = load_config(self.config.source)
@@ -397,6 +425,7 @@ class Master:
         for name, pool in self.pools.items():
             if name not in config.daemons:
                 pool.size = 0
+        self.daemons.sync(config, self.pools)
         log.info("config reloaded from %s", config.source)
         self.claim_requested = True
         return {"reloaded": True, "daemons": sorted(config.daemons)}
@@ -416,7 +445,7 @@ class Master:
                 "jobs_finished": self.jobs_finished,
             },
             "daemons": {
-                name: {**pool.snapshot(), "counts": counts.get(name, {})}
+                name: self.daemons.status(name, {**pool.snapshot(), "counts": counts.get(name, {})})
                 for name, pool in self.pools.items()
             },
         }

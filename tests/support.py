@@ -54,12 +54,13 @@ class Deployment:
         self._store: Store | None = None
 
     def write_config(self, daemons: dict[str, dict[str, Any]], **settings: Any) -> Path:
+        python_path = [str(FIXTURES), *settings.pop("python_path", [])]
         lines = [
             f"store = {json.dumps(self.store_url)}",
             'socket = "jobd.sock"',
             'pid_file = "jobd.pid"',
             'log_file = "jobd.log"',
-            f"python_path = [{json.dumps(str(FIXTURES))}]",
+            f"python_path = {toml_value(python_path)}",
             "heartbeat_interval = 1",
             "poll_interval = 0.2",
         ]
