@@ -223,11 +223,9 @@ def status(
     else:
         console.print("master [red]not running[/] (counts below come from the store)")
     # busy/idle per worker are in the workers table below; this one fits 80 columns
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for header in ("daemon", "desired", "actual"):
-        table.add_column(header, overflow="fold", min_width=len(header) + 1)
-    for header in ("queued", "running", "retry", "done", "dead", "cancel"):
-        table.add_column(header)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for header in ("daemon", "desired", "actual", "queued", "running", "retry", "done", "dead", "cancel"):
+        table.add_column(header, no_wrap=True, min_width=len(header))
     for name, daemon in report["daemons"].items():
         counts = daemon["counts"]
         table.add_row(
