@@ -15,7 +15,7 @@ def desired_text(daemon: dict[str, Any]) -> str:
     desired = daemon.get("desired")
     if not desired:
         return "-"
-    if not desired["running"]:
+    if desired["state"] != "started":
         return "stopped"
     return f"started/{desired.get('size', desired.get('workers') or '?')}"
 

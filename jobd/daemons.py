@@ -61,7 +61,9 @@ class Desired:
         return settings.workers if self.workers is None else self.workers
 
     def to_dict(self, settings: DaemonConfig | None = None) -> dict[str, object]:
-        data: dict[str, object] = {"running": self.running, "workers": self.workers}
+        """Plain data in the run states' words ("started"/"stopped"), as status shows it."""
+        state = DaemonState.STARTED if self.running else DaemonState.STOPPED
+        data: dict[str, object] = {"state": str(state), "workers": self.workers}
         if settings is not None:
             data["size"] = self.size(settings)
         return data

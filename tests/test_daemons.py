@@ -148,11 +148,11 @@ def test_a_master_restart_and_a_reload_keep_sms_stopped_and_scaled_counts(deploy
     assert deployment.jobd("reload").returncode == 0
     time.sleep(1.0)  # five poll intervals: a started sms would have claimed the job
     sms = deployment.status()["daemons"]["sms"]
-    assert sms["state"] == "stopped" and sms["workers"] == [] and sms["desired"]["running"] is False
+    assert sms["state"] == "stopped" and sms["workers"] == [] and sms["desired"]["state"] == "stopped"
     assert deployment.store.jobs.get(job_id).state is JobState.QUEUED
     report = json.loads(deployment.jobd("status", "--json").stdout)
-    assert report["daemons"]["sms"]["desired"] == {"running": False, "workers": None, "size": 0}
-    assert report["daemons"]["mailing"]["desired"] == {"running": True, "workers": 3, "size": 3}
+    assert report["daemons"]["sms"]["desired"] == {"state": "stopped", "workers": None, "size": 0}
+    assert report["daemons"]["mailing"]["desired"] == {"state": "started", "workers": 3, "size": 3}
 
 
 def test_an_unknown_daemon_exits_2_naming_the_known_ones_with_or_without_a_master(deployment: Deployment) -> None:
@@ -171,7 +171,7 @@ def test_start_with_names_runs_only_those_and_status_shows_desired_versus_actual
     deployment.write_config({"mailing": {"workers": 2}, "sms": {"workers": 1}})
     deployment.start_master("mailing")
     status = deployment.status()["daemons"]
-    assert status["sms"]["state"] == "stopped" and status["sms"]["desired"]["running"] is False
+    assert status["sms"]["state"] == "stopped" and status["sms"]["desired"]["state"] == "stopped"
     wait_until(lambda: len(deployment.worker_pids("mailing", "idle")) == 2, message="mailing's workers")
     submit(deployment, "sms", "t.record", count=2)
 
