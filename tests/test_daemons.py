@@ -186,3 +186,14 @@ def test_start_with_names_runs_only_those_and_status_shows_desired_versus_actual
     detail = deployment.jobd("status", "sms").stdout
     assert "desired stopped, actual stopped" in detail
     assert "queue: 2 queued, oldest" in detail and "next schedule ticks: -" in detail
+
+
+def test_desired_state_is_kept_per_host_and_daemon_on_every_backend(store) -> None:  # type: ignore[no-untyped-def]
+    from jobd.daemons import Desired
+
+    store.daemon_states.save("sms", Desired(running=False), host="a")
+    store.daemon_states.save("sms", Desired(running=True, workers=4), host="a")
+    store.daemon_states.save("sms", Desired(running=False), host="b")
+    assert store.daemon_states.load("a") == {"sms": Desired(running=True, workers=4)}
+    assert store.daemon_states.load("b") == {"sms": Desired(running=False)}
+    assert store.daemon_states.load("c") == {}
