@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich import box
 from rich.table import Table
 
-from jobd import api, runner
+from jobd import api, daemon_client, runner
 from jobd.config import JobdConfig, load_config
 from jobd.control import client
-from jobd.errors import ExitCode, InvalidArgs, JobdError
+from jobd.daemons import default_desired
+from jobd.errors import ExitCode, InvalidArgs, JobdError, MasterNotRunning
 from jobd.inventory import load_inventory
 from jobd.job import Job
 from jobd.states import FINAL, JobState
@@ -21,6 +23,7 @@ from jobd.status import complete_status
 from jobd.store import open_store
 
 from .options import ConfigOption, JsonOption
+from . import daemons as daemon_output
 from .output import ago, console, duration, print_json, reports_errors, when
 from . import logs_command, systemd_command
 
@@ -33,6 +36,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+DaemonsArgument = Annotated[Optional[list[str]], typer.Argument(help="Daemon names, e.g. mailing sms.", show_default=False)]
+NoWaitOption = Annotated[bool, typer.Option("--no-wait", help="Return once the master accepted the request.")]
 
 
 def _config(path: Path | None) -> JobdConfig:
@@ -71,16 +76,26 @@ def init(config: ConfigOption = None) -> None:
 @app.command()
 @reports_errors
 def start(
+    daemons: DaemonsArgument = None,
     config: ConfigOption = None,
     foreground: Annotated[bool, typer.Option("--foreground", "-f", help="Stay attached (for systemd and debugging).")] = False,
 ) -> None:
-    """Start the master: validates config, task code and store, then runs the worker pools.
+    """Start the master (all enabled daemons, or only those named), or start daemons on a running master.
 
     Example: jobd start            (detaches; prints the master's pid when it is ready)
+             jobd start mailing sms (no master: starts one running just these; else starts their pools)
              jobd start --foreground
     """
     settings = _config(config)
+    names = list(daemons or [])
+    if names:
+        started = daemon_client.start_running(settings, names)
+        if started is not None:
+            daemon_output.print_changes(started, "started")
+            return
     inventory = runner.preflight(settings)
+    if names:
+        daemon_client.choose_daemons_for_start(settings, names)
     if foreground:
         raise typer.Exit(runner.run_foreground(settings, inventory))
     pid = runner.start_daemon(settings, inventory)
@@ -90,18 +105,79 @@ def start(
 @app.command()
 @reports_errors
 def stop(
+    daemons: DaemonsArgument = None,
     config: ConfigOption = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Send the signal and return at once.")] = False,
-    timeout: Annotated[Optional[float], typer.Option(help="Seconds to wait for the master to exit.")] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="Seconds to wait for the master (or the daemons) to stop.")] = None,
 ) -> None:
-    """Stop the master gracefully: no new jobs, running ones finish (up to the drain timeout).
+    """Stop the master gracefully, or only the named daemons (the master and other daemons go on).
 
-    Example: jobd stop
+    Example: jobd stop             (the master: no new jobs, running ones finish up to the drain timeout)
+             jobd stop sms         (sms only: same drain; its queued jobs wait for `jobd start sms`)
     Jobs still running at the drain timeout go back to the queue.
     """
     settings = _config(config)
+    names = list(daemons or [])
+    if names:
+        results = daemon_client.call_for_daemons(settings, "stop_daemons", {"daemons": names}, names)
+        if not no_wait:
+            limit = timeout if timeout is not None else daemon_client.stop_timeout(settings, names)
+            daemon_client.wait_for(settings, names, daemon_client.is_stopped, limit, "stop")
+            results = {name: {**result, "state": "stopped"} for name, result in results.items()}
+        daemon_output.print_changes(results, "stopped" if not no_wait else "stopping")
+        return
     pid = runner.stop_master(settings, wait=not no_wait, timeout=timeout)
     console.print(f"jobd master (pid {pid}) {'is stopping' if no_wait else 'stopped'}")
+
+
+@app.command()
+@reports_errors
+def restart(
+    daemons: Annotated[list[str], typer.Argument(help="Daemon names, e.g. mailing.", show_default=False)],
+    config: ConfigOption = None,
+    no_wait: NoWaitOption = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for every old worker to be replaced.")] = 600.0,
+) -> None:
+    """Rolling restart: replace each worker of DAEMON one by one, so new task code is imported.
+
+    Example: jobd restart mailing
+    A new worker starts first; an old one is retired only when it is idle, so
+    the daemon keeps serving and no job is interrupted. A stopped daemon is started.
+    """
+    settings = _config(config)
+    results = daemon_client.call_for_daemons(settings, "restart_daemons", {"daemons": daemons}, daemons)
+    if no_wait:
+        for name in results:
+            console.print(f"{name}: restarting", highlight=False)
+        return
+    after = daemon_client.wait_for(settings, daemons, daemon_client.is_restarted, timeout, "restart")
+    for name, result in results.items():
+        old = " ".join(str(pid) for pid in result["old_pids"]) or "-"
+        new = " ".join(str(worker["pid"]) for worker in after[name]["workers"] if worker["state"] != "stopping") or "-"
+        console.print(f"{name}: restarted (pids {old} → {new})", highlight=False)
+
+
+@app.command()
+@reports_errors
+def scale(
+    daemon: Annotated[str, typer.Argument(help="Daemon name, e.g. reports.")],
+    workers: Annotated[int, typer.Argument(help="Number of workers (0-512).", min=0, max=512)],
+    config: ConfigOption = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the pool has exactly WORKERS workers.")] = False,
+    timeout: Annotated[float, typer.Option(help="With --wait: give up after this many seconds.")] = 600.0,
+) -> None:
+    """Change the number of DAEMON's workers live; kept across master restarts and reloads.
+
+    Example: jobd scale reports 4
+    Growing starts workers at once; shrinking retires idle workers first and
+    busy ones only after their job, so no running job is killed.
+    """
+    settings = _config(config)
+    result = daemon_client.call_for_daemons(settings, "scale_daemon", {"daemon": daemon, "workers": workers}, [daemon])[daemon]
+    if wait and result["state"] == "started":
+        daemon_client.wait_for(settings, [daemon], daemon_client.is_scaled, timeout, "scaling")
+    note = "" if result["state"] == "started" else f" (it is {result['state']}: applies at `jobd start {daemon}`)"
+    console.print(f"{daemon}: {result['was_size']} → {workers} workers{note}", highlight=False)
 
 
 @app.command()
@@ -115,12 +191,27 @@ def reload(config: ConfigOption = None) -> None:
 
 @app.command()
 @reports_errors
-def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """Show daemons, workers (busy/idle) and job counts; works from the store when the master is down.
+def status(
+    daemon: Annotated[Optional[str], typer.Argument(help="One daemon, shown in detail.", show_default=False)] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show daemons (desired vs actual), workers and job counts; from the store when the master is down.
 
     Example: jobd status --json
+             jobd status mailing    (workers, running jobs, queue, recent failures, next ticks)
     """
     settings = _config(config)
+    if daemon is not None:
+        try:
+            detail = client.call(settings.socket, "daemon_status", {"daemon": daemon})
+        except MasterNotRunning:
+            detail = daemon_client.status_from_store(settings, daemon)
+        if as_json:
+            print_json(detail)
+        else:
+            daemon_output.print_daemon_detail(detail)
+        return
     report = status_report(settings)
     if as_json:
         print_json(complete_status(report, settings))  # the documented shape: docs/status-json.md
@@ -136,16 +227,22 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
             state = record["state"] if record["alive"] or record["state"] in ("stopped", "dead") else "silent"
             hosts.add_row(record["id"], record["host"], str(record["pid"]), state, ", ".join(record["daemons"]), f"{record['heartbeat_age']:.0f}s ago")
         console.print(hosts)
-    table = Table("daemon", "workers", "busy", "idle", "queued", "running", "retrying", "succeeded", "failed/dead", "cancelled")
-    for name, daemon in report["daemons"].items():
-        counts = daemon["counts"]
+    # busy/idle per worker are in the workers table below; this one fits 80 columns
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for header in ("daemon", "desired", "actual", "queued", "running", "retry", "done", "dead", "cancel"):
+        table.add_column(header, no_wrap=True, min_width=len(header))
+    for name, row in report["daemons"].items():
+        counts = row["counts"]
         table.add_row(
-            name, str(daemon.get("size", "-")), str(daemon.get("busy", "-")), str(daemon.get("idle", "-")),
+            name, daemon_output.desired_text(row), daemon_output.actual_text(row),
             str(counts.get("queued", 0) + counts.get("scheduled", 0)), str(counts.get("running", 0)),
             str(counts.get("retrying", 0)), str(counts.get("succeeded", 0)), str(counts.get("dead", 0)),
             str(counts.get("cancelled", 0)),
         )
     console.print(table)
+    workers = daemon_output.workers_table(report["daemons"])
+    if workers is not None:
+        console.print(workers)
 
 
 def status_report(settings: JobdConfig) -> dict[str, Any]:
@@ -162,15 +259,28 @@ def status_report(settings: JobdConfig) -> dict[str, Any]:
                 "workers": workers,
                 "restarts": pool["restarts"],
                 "counts": pool["counts"],
+                "desired": pool.get("desired"),
+                "state": pool.get("state"),
+                "restart": pool.get("restart"),
             }
         return {"master": {"running": True, **live["master"]}, "daemons": daemons, "masters": masters_report(settings)}
     store = open_store(settings.store)
-    counts = store.jobs.counts() if store.version() is not None else {}
+    initialised = store.version() is not None
+    counts = store.jobs.counts() if initialised else {}
+    desired = store.daemon_states.load() if initialised else {}
     names = sorted(set(settings.daemons) | set(counts))
     return {
         "masters": masters_report(settings, store),
         "master": {"running": False},
-        "daemons": {name: {"size": settings.daemons[name].workers if name in settings.daemons else 0, "counts": counts.get(name, {})} for name in names},
+        "daemons": {
+            name: {
+                "size": settings.daemons[name].workers if name in settings.daemons else 0,
+                "counts": counts.get(name, {}),
+                "desired": daemon_desired(settings, desired, name),
+                "state": "stopped",
+            }
+            for name in names
+        },
     }
 
 
@@ -189,6 +299,14 @@ def masters_report(settings: JobdConfig, store: Any = None) -> list[dict[str, An
         for record in store.masters.all()
         if record.state in ("running", "draining") or now - (record.stopped_at or now) < 3600
     ]
+
+
+def daemon_desired(settings: JobdConfig, stored: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """A daemon's desired state as the next master would apply it (None: not in the config)."""
+    if name not in settings.daemons:
+        return None
+    choice = stored.get(name) or default_desired(settings.daemons[name])
+    return dict(choice.to_dict(settings.daemons[name]))
 
 
 @app.command()

@@ -8,6 +8,7 @@ worker pools, and the master only learns their names (``jobd.inventory``).
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import signal
@@ -25,6 +26,7 @@ from .activity.recorder import ActivityRecorder
 from .config import JobdConfig, load_config, load_schedule
 from .control.protocol import Request
 from .control.server import ControlServer, Inbox
+from .daemon_control import DaemonControls
 from .errors import ExitCode, JobdError, UnknownDaemon
 from .inventory import Inventory, inventory_in_subprocess
 from .job import Job
@@ -66,6 +68,7 @@ class Master:
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.store: Store = open_store(config.store)
         self.pools: dict[str, Pool] = {}
+        self.daemons = DaemonControls(self.store, clock)
         self.wake_pipe = WakePipe()
         self.signals = SignalReceiver(self.wake_pipe)
         self.inbox = Inbox(self.wake_pipe.wake)
@@ -93,6 +96,11 @@ class Master:
             "schedules": lambda _args: self.ticker.describe(),
             "activity": lambda _args: self.activity.view(),
             "cached_result": lambda args: self.activity.local.get_result(str(args.get("key", ""))),
+            "start_daemons": self._claiming_after(self.daemons.start),
+            "stop_daemons": self.daemons.stop,
+            "restart_daemons": self._claiming_after(self.daemons.restart),
+            "scale_daemon": self._claiming_after(self.daemons.scale),
+            "daemon_status": self._op_daemon_status,
         }
         self.activity = ActivityRecorder(self.id, shared_activity(config))
 
@@ -128,6 +136,7 @@ class Master:
         self.signals.install()
         for name in self.config.daemons_here():
             self._create_pool(name, self.config.daemons[name])
+        self.daemons.sync(self.config, self.pools)  # operators' start/stop/scale outlive the master
         for pool in self.pools.values():
             pool.maintain()
         self.observers.start(self)
@@ -247,7 +256,8 @@ class Master:
             if assignment is None:
                 continue
             job = assignment.job
-            if self.draining and exit.reason in ("drain timeout", "master stopping"):
+            drained = self.draining or self.daemons.stopping(pool.daemon)
+            if drained and exit.reason in ("drain timeout", "master stopping"):
                 self.store.jobs.requeue([job.id], self.id, refund_attempt=True)
                 log.info("job %s returned to the queue (drain)", job.id)
             elif assignment.cancel_sent_at is not None:
@@ -287,6 +297,7 @@ class Master:
         if self.draining:
             self._continue_drain()
             return
+        self.daemons.tick()
         for pool in self.pools.values():
             pool.maintain()
         if self._poll.ready():
@@ -305,7 +316,7 @@ class Master:
         """Claim due jobs for every pool with idle workers and hand them out."""
         for pool in self.pools.values():
             idle = pool.idle_workers()
-            if not idle:
+            if not idle or not self.daemons.accepts_jobs(pool.daemon):
                 continue
             if not self._lease_valid():
                 return
@@ -479,6 +490,29 @@ class Master:
         self.begin_drain("stop requested")
         return {"stopping": True, "pid": os.getpid()}
 
+    def _claiming_after(self, operation: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+        """An operation after which the dispatcher looks for jobs at once (new workers, started pool)."""
+
+        def run(args: dict[str, Any]) -> Any:
+            result = operation(args)
+            self.claim_requested = True
+            return result
+
+        return run
+
+    def _op_daemon_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        """`jobd status DAEMON`: the daemon's status plus its queue and recent failures."""
+        pool = self.pool(str(args.get("daemon")))
+        counts = self.store.jobs.counts().get(pool.daemon, {})
+        status = self.daemons.status(pool.daemon, {**pool.snapshot(), "counts": counts})
+        master = {"running": True, **self.status()["master"]}
+        ticks = [
+            {"entry": row["name"], "next": datetime.datetime.fromtimestamp(row["next"][0]).strftime("%Y-%m-%d %H:%M:%S")}
+            for row in self.ticker.describe()
+            if row["daemon"] == pool.daemon and row["next"] and not row["paused"]
+        ]
+        return {"master": master, "daemon": {**status, **self.daemons.detail(pool.daemon), "next_ticks": ticks}}
+
     def reload(self) -> dict[str, Any]:
         """Re-read the config; apply it only if all of it is valid, without dropping jobs."""
         self.observers.reloading()
@@ -512,6 +546,7 @@ class Master:
         for name, pool in self.pools.items():
             if name not in here:
                 pool.size = 0
+        self.daemons.sync(config, self.pools)
         log.info("config reloaded from %s", config.source)
         self.claim_requested = True
         return {"reloaded": True, "daemons": sorted(config.daemons), "schedules": sorted(schedule)}
@@ -531,7 +566,7 @@ class Master:
                 "jobs_finished": self.jobs_finished,
             },
             "daemons": {
-                name: {**pool.snapshot(), "counts": counts.get(name, {})}
+                name: self.daemons.status(name, {**pool.snapshot(), "counts": counts.get(name, {})})
                 for name, pool in self.pools.items()
             },
             "schedules": self.ticker.describe(),

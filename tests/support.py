@@ -59,7 +59,7 @@ class Deployment:
             "socket": "jobd.sock",
             "pid_file": "jobd.pid",
             "log_file": "jobd.log",
-            "python_path": [str(FIXTURES)],
+            "python_path": [str(FIXTURES), *settings.pop("python_path", [])],
             "heartbeat_interval": 1,
             "poll_interval": 0.2,
             **settings,

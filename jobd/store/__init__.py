@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from ..errors import StoreUnavailable
+from .daemons import DesiredStates
 from .engine import READ_ONLY, make_engine
 from .job_logs import JobLogTable
 from .jobs import JobQueue, NewJob
@@ -32,6 +33,7 @@ class Store:
         self.masters = MasterRegistry(engine, self.tables["masters"])
         self.schedules = ScheduleBook(engine, self.tables["schedules"], self.tables["schedule_pauses"], self.tables["jobs"])
         self.job_logs = JobLogTable(engine, self.tables["job_logs"])
+        self.daemon_states = DesiredStates(engine, self.tables["daemon_states"])
 
     @property
     def url(self) -> str:

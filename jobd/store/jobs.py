@@ -488,6 +488,16 @@ class JobQueue:
         with self.engine.connect().execution_options(**READ_ONLY) as connection:
             return {daemon: (int(count), oldest) for daemon, count, oldest in connection.execute(query)}
 
+    def queue_depth(self, daemon: str) -> tuple[int, float | None]:
+        """How many of ``daemon``'s jobs are queued (due, waiting for a worker), and since when the oldest."""
+        jobs = self.table
+        query = sa.select(sa.func.count(), sa.func.min(jobs.c.created_at)).where(
+            jobs.c.daemon == daemon, jobs.c.state == str(JobState.QUEUED)
+        )
+        with self.engine.connect().execution_options(**READ_ONLY) as connection:
+            count, oldest = connection.execute(query).one()
+        return int(count), oldest
+
     def active_exists(self, **where: Any) -> bool:
         """Whether an unfinished job matches the given column values."""
         jobs = self.table

@@ -133,9 +133,22 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )
+    # Operators' desired state per host and daemon (jobd start/stop/scale DAEMON).
+    daemon_states = sa.Table(
+        f"{P}daemon_states",
+        metadata,
+        sa.Column("host", sa.String(255), primary_key=True),
+        sa.Column("daemon", sa.String(64), primary_key=True),
+        sa.Column("running", sa.Boolean, nullable=False),
+        sa.Column("workers", sa.Integer, nullable=True),  # NULL: the config's `workers`
+        sa.Column("updated_at", epoch, nullable=False),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
     return metadata, {
         "meta": meta, "jobs": jobs, "masters": masters, "job_logs": job_logs,
         "schedules": schedules, "schedule_pauses": schedule_pauses, "locks": locks,
+        "daemon_states": daemon_states,
     }
 
 
@@ -144,5 +157,5 @@ def upgrade_steps() -> dict[int, str]:
     so ``create_all`` performs it and an older jobd still reading the store is unaffected."""
     return {
         1: "jobs, masters, meta",
-        2: "job_logs: each job's own log lines; schedules, schedule_pauses, locks",
+        2: "job_logs: each job's own log lines; schedules, schedule_pauses, locks, daemon_states",
     }

@@ -1,0 +1,45 @@
+"""Operators' desired state of each daemon, per host: what `jobd start/stop/scale` asked for.
+
+Keyed by (host, daemon): pools belong to the one master of a host, so
+stopping ``sms`` on one host leaves it running on the others that share the
+store. The master reads this at start and after a reload; it is written
+before an operation is acknowledged, so a restart of the master (or of the
+host) brings the daemon back as the operator left it.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import sqlalchemy as sa
+
+from ..daemons import Desired
+from .engine import READ_ONLY
+
+
+class DesiredStates:
+    def __init__(self, engine: sa.Engine, table: sa.Table) -> None:
+        self.engine = engine
+        self.table = table
+
+    def load(self, host: str | None = None) -> dict[str, Desired]:
+        """Every daemon's desired state recorded for ``host`` (this host by default)."""
+        host = host or socket.gethostname()
+        query = sa.select(self.table).where(self.table.c.host == host)
+        with self.engine.connect().execution_options(**READ_ONLY) as connection:
+            rows = connection.execute(query).mappings().all()
+        return {row["daemon"]: Desired(running=bool(row["running"]), workers=row["workers"]) for row in rows}
+
+    def save(self, daemon: str, desired: Desired, *, host: str | None = None, now: float | None = None) -> None:
+        """Record ``desired`` for ``daemon`` on ``host``; committed when this returns."""
+        values = {"running": desired.running, "workers": desired.workers, "updated_at": time.time() if now is None else now}
+        key = (self.table.c.host == (host or socket.gethostname())) & (self.table.c.daemon == daemon)
+        with self.engine.begin() as connection:
+            if connection.execute(self.table.update().where(key).values(**values)).rowcount:
+                return
+            try:
+                with connection.begin_nested():
+                    connection.execute(self.table.insert().values(host=host or socket.gethostname(), daemon=daemon, **values))
+            except sa.exc.IntegrityError:  # another writer inserted the row first: ours is newer
+                connection.execute(self.table.update().where(key).values(**values))
