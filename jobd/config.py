@@ -56,6 +56,10 @@ class DaemonConfig(_Strict):
     max_tasks_per_worker: int = Field(defaults.DEFAULT_MAX_TASKS_PER_WORKER, ge=0)
     drain_timeout: Duration | None = None
     enabled: bool = True
+    prefetch: int | None = Field(
+        default=None, ge=0, le=1000,
+        description="jobs claimed ahead of free workers (default: one per worker; none under concurrency caps)",
+    )
     concurrency: int | None = Field(
         default=None, ge=1, description="most jobs of this daemon running at once across all hosts"
     )

@@ -35,7 +35,9 @@ WORKER_RESTART_BACKOFF_BASE_SECONDS = 0.5
 WORKER_RESTART_BACKOFF_MAX_SECONDS = 30.0
 WORKER_STABLE_AFTER_SECONDS = 10.0  # a worker alive this long resets its pool's crash streak
 PROGRESS_FLUSH_INTERVAL_SECONDS = 2.0  # latest progress is persisted to the store at most this often
-PROGRESS_SEND_INTERVAL_SECONDS = 0.2  # a worker reports progress at most this often
+PROGRESS_SEND_INTERVAL_SECONDS = 0.2
+OUTCOME_BATCH_SECONDS = 0.005  # finished attempts are written together within this window (group commit)
+OUTCOME_BATCH_MAX = 200  # a worker reports progress at most this often
 
 # Control socket
 CONTROL_MAX_REQUEST_BYTES = 64 * 1024

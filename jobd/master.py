@@ -20,7 +20,9 @@ from concurrent.futures import Future
 from multiprocessing.connection import wait
 from typing import Any
 
-from . import __version__
+import sqlalchemy as sa
+
+from . import __version__, defaults
 from .activity import shared_activity
 from .activity.recorder import ActivityRecorder
 from .config import JobdConfig, load_config, load_schedule
@@ -33,20 +35,26 @@ from .job import Job
 from .limits import ConcurrencyCaps
 from .joblogs import JobLogCapture
 from .observers import Observers
-from .outcomes import Limits, record_failure, record_finished
+from .outcomes import Limits, log_outcome, plan_outcome, record_failure
 from .signals import SignalReceiver, WakePipe
 from .states import JobState
 from .store import Store, open_store
 from .throttle import Throttle
 from .ticker import Ticker
 from .workers import protocol
-from .workers.pool import Pool, Worker, WorkerExit
+from .workers.pool import Assignment, Pool, Worker, WorkerExit
 from .workers.processes import ProcessLauncher
 from .workers.worker import WorkerSpec
 
 log = logging.getLogger("jobd.master")
 
 ReadyCallback = Callable[[str | None], None]  # None: ready; a string: why it could not start
+
+
+def default_prefetch(workers: int) -> int:
+    """Jobs claimed ahead of free workers: enough that a claim serves a burst, few enough
+    that other masters are not starved of short jobs."""
+    return max(4, 2 * workers) if workers else 0
 
 
 class Master:
@@ -84,6 +92,13 @@ class Master:
         self._progress_flush = Throttle(2.0, clock)
         self._prune = Throttle(config.prune_interval, clock)
         self._last_beat = clock()
+        # Finished attempts wait a few milliseconds to be written together: their
+        # workers already run the next job, and one commit serves the burst.
+        self._pending_outcomes: list[tuple[Pool, Assignment, protocol.JobFinished]] = []
+        self._outcomes_since = 0.0
+        self._lost_exits: list[tuple[Pool, WorkerExit]] = []  # exited workers whose job is not yet recorded
+        self._store_retry_at = 0.0
+        self._store_warned_at = float("-inf")
         self.lease_lost = False
         self.ticker = Ticker(self.store, load_schedule(config))
         self.observers = Observers(config, job_logs=job_logs, clock=clock)  # systemd, metrics, job logs, alerts
@@ -148,12 +163,17 @@ class Master:
         return pool
 
     def _shutdown(self) -> None:
+        self._store_guarded(self._flush_outcomes)
+        self._store_guarded(self._settle_exits)
         for pool in self.pools.values():
+            if not self.lease_lost:
+                self._return_backlog(pool)
             pool.stop_all(kill=True)
         deadline = self.clock() + 10
         while any(pool.live_workers() for pool in self.pools.values()) and self.clock() < deadline:
             for pool in self.pools.values():
-                self._handle_exits(pool, pool.reap())
+                exits = pool.reap()
+                self._store_guarded(lambda: self._handle_exits(pool, exits))
                 pool.check_timeouts()
             time.sleep(0.05)
         self.observers.stopped(self)
@@ -173,16 +193,40 @@ class Master:
     def _step(self) -> None:
         self._wait(self._wait_timeout())
         self._act_on_signals()
-        self._read_messages()
+        self._store_guarded(self._read_messages)
         for pool in list(self.pools.values()):
-            self._handle_exits(pool, pool.reap())
+            exits = pool.reap()
+            self._lost_exits.extend((pool, exit) for exit in exits)
+            if exits and not self.draining:
+                pool.maintain()  # replacing workers does not wait for the store
             pool.check_timeouts()
+        self._store_guarded(self._settle_exits)
         self._serve_requests()
-        self._tick()
+        if self.clock() >= self._store_retry_at:
+            self._store_guarded(self._tick)
+
+    def _store_guarded(self, step: Callable[[], None]) -> None:
+        """Run a step that talks to the store; if the store is down, say so (rarely) and go on.
+
+        Workers keep running their jobs meanwhile; what could not be written
+        stays pending (finished attempts, exited workers) and is written once
+        the store answers again.
+        """
+        try:
+            step()
+        except sa.exc.DBAPIError as error:
+            now = self.clock()
+            self._store_retry_at = now + 1.0
+            self.observers.store_error("loop")
+            if now - self._store_warned_at > 30:
+                self._store_warned_at = now
+                log.error("the store is unavailable (%s); retrying every second, workers keep running", error.orig)
 
     def _wait_timeout(self) -> float:
         if self.claim_requested and not self.draining:
             return 0.0
+        if self._pending_outcomes:
+            return max(0.0, defaults.OUTCOME_BATCH_SECONDS - (self.clock() - self._outcomes_since))
         timeout = min(self.config.poll_interval, 0.25)
         due = None if self.draining else self.ticker.seconds_until_due()
         return timeout if due is None else min(timeout, due)
@@ -211,6 +255,7 @@ class Master:
                     log.error("reload refused; keeping the running config: %s", error)
 
     def _read_messages(self) -> None:
+        ended: list[tuple[Pool, Assignment, protocol.JobFinished]] = []
         for pool in self.pools.values():
             for worker in pool.live_workers():
                 while self._poll_connection(worker):
@@ -218,7 +263,29 @@ class Master:
                         data = worker.connection.recv()
                     except (EOFError, OSError):
                         break
-                    self._on_worker_message(pool, worker, protocol.decode(data))
+                    finished = self._on_worker_message(pool, worker, protocol.decode(data))
+                    if finished is not None:
+                        ended.append((pool, *finished))
+        if ended:
+            if not self._pending_outcomes:
+                self._outcomes_since = self.clock()
+            self._pending_outcomes.extend(ended)
+        if self._pending_outcomes and (
+            self.draining
+            or len(self._pending_outcomes) >= defaults.OUTCOME_BATCH_MAX
+            or self.clock() - self._outcomes_since >= defaults.OUTCOME_BATCH_SECONDS
+        ):
+            self._flush_outcomes()
+
+    def _flush_outcomes(self) -> None:
+        """Write the finished attempts gathered so far (a group commit: one transaction)."""
+        if self._pending_outcomes:
+            ended, self._pending_outcomes = self._pending_outcomes, []
+            try:
+                self._record_finished(ended)
+            except sa.exc.DBAPIError:
+                self._pending_outcomes = ended + self._pending_outcomes  # written on the next try
+                raise
 
     @staticmethod
     def _poll_connection(worker: Worker) -> bool:
@@ -227,7 +294,9 @@ class Master:
         except (EOFError, OSError):
             return False
 
-    def _on_worker_message(self, pool: Pool, worker: Worker, message: protocol.Message) -> None:
+    def _on_worker_message(
+        self, pool: Pool, worker: Worker, message: protocol.Message
+    ) -> tuple[Assignment, protocol.JobFinished] | None:
         if isinstance(message, protocol.WorkerReady):
             self.claim_requested = True
         if isinstance(message, protocol.ProgressReport) and worker.assignment is not None:
@@ -235,20 +304,37 @@ class Master:
             self.activity.progress(pool.daemon, running.id, running.task, running.attempts, worker.pid, message.progress)
         ended = pool.on_message(worker, message)
         if ended is None:
-            return
-        assignment, finished = ended
-        job = assignment.job
-        if assignment.cancel_sent_at is not None and finished.outcome != "succeeded":
-            finished = protocol.JobFinished(job.id, job.attempts, "cancelled", error="cancelled by an operator")
-        limits = self._limits(pool.daemon, job)
-        state = record_finished(self.store.jobs, self.id, job, finished, limits, time.time())
-        self.observers.job_ended(self, job, state, finished.duration, finished.error, finished.traceback)
-        self.activity.job_ended(pool.daemon, job.id, job.task, job.attempts, state, finished.error)
-        if state == "succeeded":
-            info = self.inventory.get(pool.daemon, {}).get(job.task)
-            self.activity.remember_result(job, finished.result, info.options.cache_ttl if info else None)
-        self.jobs_finished += 1
+            return None
+        self._feed(pool)  # the worker is free: hand it a prefetched job before any store round trip
         self.claim_requested = True
+        return ended
+
+    def _record_finished(self, ended: list[tuple[Pool, Assignment, protocol.JobFinished]]) -> None:
+        """Write a burst of finished attempts in one transaction, then tell the observers."""
+        now = time.time()
+        planned = []
+        for pool, assignment, finished in ended:
+            job = assignment.job
+            if assignment.cancel_sent_at is not None and finished.outcome != "succeeded":
+                finished = protocol.JobFinished(job.id, job.attempts, "cancelled", error="cancelled by an operator")
+            planned.append((pool, job, finished, plan_outcome(job, finished, self._limits(pool.daemon, job), now)))
+        self.store.jobs.apply_outcomes(self.id, [outcome for *_, outcome in planned], now=now)  # may raise: nothing below ran
+        for pool, job, finished, outcome in planned:
+            state = str(outcome.state)
+            log_outcome(job, outcome, now)
+            self.observers.job_ended(self, job, state, finished.duration, finished.error, finished.traceback)
+            self.activity.job_ended(pool.daemon, job.id, job.task, job.attempts, state, finished.error)
+            if state == "succeeded":
+                info = self.inventory.get(pool.daemon, {}).get(job.task)
+                self.activity.remember_result(job, finished.result, info.options.cache_ttl if info else None)
+            self.jobs_finished += 1
+
+    def _settle_exits(self) -> None:
+        """Record what exited workers were running (kept pending while the store is down)."""
+        while self._lost_exits:
+            pool, exit = self._lost_exits[0]
+            self._handle_exits(pool, [exit])
+            self._lost_exits.pop(0)
 
     def _handle_exits(self, pool: Pool, exits: list[WorkerExit]) -> None:
         for exit in exits:
@@ -269,8 +355,6 @@ class Master:
                 self.observers.job_ended(self, job, state, self.clock() - assignment.started_at, exit.reason)
                 self.activity.job_ended(pool.daemon, job.id, job.task, job.attempts, state, exit.reason)
         self.observers.workers_exited(self, pool, exits)
-        if exits and not self.draining:
-            pool.maintain()
 
     def _serve_requests(self) -> None:
         for request, future in self.inbox.drain():
@@ -313,20 +397,51 @@ class Master:
             self._flush_progress()
 
     def _dispatch(self) -> None:
-        """Claim due jobs for every pool with idle workers and hand them out."""
+        """Claim due jobs for every pool (its idle workers plus a prefetch) and hand them out.
+
+        Prefetched jobs wait in the pool's backlog, already claimed (running,
+        owned by this master): a worker that finishes gets the next one at once,
+        without waiting for a store round trip. They go back to the queue on a
+        drain, a daemon stop or a cancel; after a crash they are recovered like
+        any running job of a dead master.
+        """
         for pool in self.pools.values():
-            idle = pool.idle_workers()
-            if not idle or not self.daemons.accepts_jobs(pool.daemon):
+            if not self.daemons.accepts_jobs(pool.daemon):
+                self._return_backlog(pool)
+                continue
+            self._feed(pool)
+            settings = pool.settings
+            caps = ConcurrencyCaps(settings.concurrency, settings.task_concurrency)
+            prefetch = 0 if caps.active else (settings.prefetch if settings.prefetch is not None else default_prefetch(pool.size))
+            wanted = len(pool.idle_workers()) + prefetch - len(pool.backlog)
+            if wanted <= 0 or pool.size == 0:
                 continue
             if not self._lease_valid():
                 return
-            settings = pool.settings
-            caps = ConcurrencyCaps(settings.concurrency, settings.task_concurrency)
-            jobs = self.store.jobs.claim(pool.daemon, len(idle), self.id, now=time.time(), caps=caps)
-            for worker, job in zip(idle, jobs):
-                self._start_job(pool, worker, job)
-            if len(jobs) == len(idle):
+            jobs = self.store.jobs.claim(pool.daemon, wanted, self.id, now=time.time(), caps=caps)
+            pool.backlog.extend(jobs)
+            self._feed(pool)
+            if len(jobs) == wanted:
                 self.claim_requested = True  # there may be more waiting
+
+    def _feed(self, pool: Pool) -> None:
+        """Give idle workers the pool's prefetched jobs."""
+        while pool.backlog:
+            idle = pool.idle_workers()
+            if not idle:
+                return
+            self._start_job(pool, idle[0], pool.backlog.popleft())
+
+    def _return_backlog(self, pool: Pool) -> None:
+        """Hand prefetched, unstarted jobs back to the queue (their attempt refunded)."""
+        if not pool.backlog:
+            return
+        jobs = list(pool.backlog)
+        pool.backlog.clear()
+        try:
+            self.store.jobs.requeue([job.id for job in jobs], self.id, refund_attempt=True)
+        except Exception:
+            log.exception("could not return %s prefetched job(s); they are recovered as orphans", len(jobs))
 
     def _start_job(self, pool: Pool, worker: Worker, job: Job) -> None:
         problem = job.args_problem
@@ -413,6 +528,10 @@ class Master:
     def _apply_cancel_requests(self) -> None:
         for job_id in self.store.jobs.cancel_requests(self.id):
             for pool in self.pools.values():
+                waiting = [job for job in pool.backlog if job.id == job_id]
+                if waiting:
+                    pool.backlog.remove(waiting[0])
+                    self.store.jobs.cancelled(job_id, waiting[0].attempts, self.id, error="cancelled by an operator")
                 pool.cancel(job_id)
 
     def _flush_progress(self) -> None:
@@ -452,6 +571,7 @@ class Master:
         except Exception:
             log.warning("could not record the drain in the store", exc_info=True)
         for pool in self.pools.values():
+            self._return_backlog(pool)
             for worker in pool.live_workers():
                 if worker.assignment is None:
                     pool.retire(worker)

@@ -11,7 +11,9 @@ from .config import DaemonConfig
 from .inventory import TaskInfo
 from .job import Job
 from .joblogs import job_extra
-from .store.jobs import JobQueue
+from .job import encode_json
+from .states import JobState
+from .store.jobs import JobQueue, Outcome
 from .workers.protocol import JobFinished
 
 log = logging.getLogger("jobd.outcomes")
@@ -42,6 +44,28 @@ def retry_at(attempt: int, limits: Limits, now: float, *, permanent: bool = Fals
     if permanent or attempt >= limits.max_attempts:
         return None
     return now + backoff_delay(attempt, base=limits.backoff_base, maximum=limits.backoff_max, jitter=0.2, rng=rng)
+
+
+def plan_outcome(job: Job, finished: JobFinished, limits: Limits, now: float) -> Outcome:
+    """The state and stored values an attempt's end leads to (pure)."""
+    if finished.outcome == "succeeded":
+        return Outcome(job.id, job.attempts, JobState.SUCCEEDED, {"result": encode_json(finished.result)})
+    if finished.outcome == "cancelled":
+        return Outcome(job.id, job.attempts, JobState.CANCELLED, {"error": finished.error or "cancelled"})
+    when = retry_at(job.attempts, limits, now, permanent=finished.permanent)
+    values = {"error": finished.error or "failed", "traceback": finished.traceback, "run_at": when}
+    return Outcome(job.id, job.attempts, JobState.RETRYING if when is not None else JobState.DEAD, values)
+
+
+def log_outcome(job: Job, outcome: Outcome, now: float) -> None:
+    """The master's line about a failed attempt (it lands in the job's own log too)."""
+    extra = job_extra(job.id, job.attempts, daemon=job.daemon, task=job.task)
+    error = outcome.values.get("error")
+    if outcome.state is JobState.DEAD:
+        log.error("job %s (%s) is dead after %s attempt(s): %s", job.id, job.task, job.attempts, error, extra=extra)
+    elif outcome.state is JobState.RETRYING:
+        delay = (outcome.values["run_at"] or now) - now
+        log.warning("job %s (%s) attempt %s failed: %s; retrying in %.1fs", job.id, job.task, job.attempts, error, delay, extra=extra)
 
 
 def record_finished(queue: JobQueue, owner: str, job: Job, finished: JobFinished, limits: Limits, now: float) -> str:

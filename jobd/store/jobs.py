@@ -23,6 +23,19 @@ from ..limits import ConcurrencyCaps
 from .engine import READ_ONLY
 
 
+PROMOTE_INTERVAL_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one running attempt ended, ready to be written (see ``JobQueue.apply_outcomes``)."""
+
+    job_id: int
+    attempt: int
+    state: JobState
+    values: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class NewJob:
     """What a submitter asks for; validated before it reaches the store."""
@@ -67,6 +80,7 @@ class JobQueue:
         self.table = table
         self.locks = locks
         self.is_mysql = engine.dialect.name == "mysql"
+        self._next_promotion = float("-inf")
 
     # -- submitting -------------------------------------------------------
 
@@ -126,7 +140,7 @@ class JobQueue:
         jobs = self.table
         due = sa.and_(
             jobs.c.daemon == daemon,
-            jobs.c.state.in_([str(state) for state in CLAIMABLE]),
+            jobs.c.state == str(JobState.QUEUED),
             sa.or_(jobs.c.run_at.is_(None), jobs.c.run_at <= now),
         )
         order = (jobs.c.priority.desc(), jobs.c.id)
@@ -140,25 +154,28 @@ class JobQueue:
             "cancel_requested": False,
         }
         with self.engine.begin() as connection:
+            self._promote_due(connection, now)
             if self.is_mysql:
-                ids = list(
-                    connection.execute(
-                        sa.select(jobs.c.id).where(due).order_by(*order).limit(limit).with_for_update(skip_locked=True)
-                    ).scalars()
-                )
-                if not ids:
+                # Two round trips: lock the rows we take (skipping rows other
+                # masters hold), then mark them; the claimed values are known.
+                locked = connection.execute(
+                    sa.select(jobs).where(due).order_by(*order).limit(limit).with_for_update(skip_locked=True)
+                ).mappings().all()
+                if not locked:
                     return []
-                connection.execute(jobs.update().where(jobs.c.id.in_(ids)).values(**claimed_values))
-                rows = connection.execute(sa.select(jobs).where(jobs.c.id.in_(ids))).mappings().all()
+                connection.execute(jobs.update().where(jobs.c.id.in_([row["id"] for row in locked])).values(**claimed_values))
+                rows: list[dict[str, Any]] = [
+                    {**row, **claimed_values, "attempts": int(row["attempts"] or 0) + 1}
+                    for row in locked
+                ]
             else:
                 chosen = sa.select(jobs.c.id).where(due).order_by(*order).limit(limit).scalar_subquery()
-                rows = (
-                    connection.execute(
+                rows = [
+                    dict(row)
+                    for row in connection.execute(
                         jobs.update().where(jobs.c.id.in_(chosen)).values(**claimed_values).returning(*jobs.c)
-                    )
-                    .mappings()
-                    .all()
-                )
+                    ).mappings()
+                ]
         claimed = [row_to_job(row) for row in rows]
         claimed.sort(key=lambda job: (-job.priority, job.id))
         return claimed
@@ -171,6 +188,7 @@ class JobQueue:
         """
         jobs = self.table
         with self.engine.begin() as connection:
+            self._promote_due(connection, now)
             self._lock_mutex(connection, f"claim:{daemon}")
             running: dict[str, int] = dict(
                 connection.execute(
@@ -186,7 +204,7 @@ class JobQueue:
                 sa.select(jobs.c.id, jobs.c.task)
                 .where(
                     jobs.c.daemon == daemon,
-                    jobs.c.state.in_([str(state) for state in CLAIMABLE]),
+                    jobs.c.state == str(JobState.QUEUED),
                     sa.or_(jobs.c.run_at.is_(None), jobs.c.run_at <= now),
                 )
                 .order_by(jobs.c.priority.desc(), jobs.c.id)
@@ -205,6 +223,25 @@ class JobQueue:
         claimed = [row_to_job(row) for row in rows]
         claimed.sort(key=lambda job: (-job.priority, job.id))
         return claimed
+
+    def _promote_due(self, connection: sa.Connection, now: float) -> None:
+        """Move scheduled and retrying jobs whose time has come to ``queued``.
+
+        Claims then read one state in index order (daemon, state, priority,
+        id) and stop after LIMIT rows, instead of sorting every waiting job.
+        Done at most every ``PROMOTE_INTERVAL`` seconds of ``now`` per process.
+        """
+        if now < self._next_promotion:
+            return
+        self._next_promotion = now + PROMOTE_INTERVAL_SECONDS
+        jobs = self.table
+        for waiting in (JobState.SCHEDULED, JobState.RETRYING):
+            transition(waiting, JobState.QUEUED)
+            connection.execute(
+                jobs.update()
+                .where(jobs.c.state == str(waiting), jobs.c.run_at <= now)
+                .values(state=str(JobState.QUEUED))
+            )
 
     def _lock_mutex(self, connection: sa.Connection, name: str) -> None:
         """Hold the row ``name`` of the locks table until the transaction ends."""
@@ -266,6 +303,38 @@ class JobQueue:
                 .values(**values)
             ).rowcount
         return bool(updated)
+
+    def apply_outcomes(self, owner: str, outcomes: Sequence[Outcome], *, now: float | None = None) -> int:
+        """Write many attempts' outcomes in one transaction; return how many were written.
+
+        Outcomes with the same state and values (a burst of successes returning
+        nothing, say) share one UPDATE. Each row is guarded like ``succeed``/
+        ``fail``: only an attempt this owner still holds is changed.
+        """
+        now = time.time() if now is None else now
+        jobs = self.table
+        groups: dict[tuple[JobState, str], list[Outcome]] = {}
+        for outcome in outcomes:
+            transition(JobState.RUNNING, outcome.state)
+            groups.setdefault((outcome.state, encode_json(outcome.values)), []).append(outcome)
+        written = 0
+        with self.engine.begin() as connection:
+            for (target, _), members in groups.items():
+                values = {**members[0].values, "state": str(target), "updated_at": now, "worker_pid": None}
+                if target in FINAL:
+                    values.update(finished_at=now, unique_key=None)
+                if target is JobState.RETRYING:
+                    values.update(owner=None)
+                written += int(connection.execute(
+                    jobs.update()
+                    .where(
+                        sa.tuple_(jobs.c.id, jobs.c.attempts).in_([(o.job_id, o.attempt) for o in members]),
+                        jobs.c.state == str(JobState.RUNNING),
+                        jobs.c.owner == owner,
+                    )
+                    .values(**values)
+                ).rowcount)
+        return written
 
     def set_worker(self, job_id: int, attempt: int, owner: str, pid: int) -> None:
         """Note which worker process runs a claimed job (for `jobd job` and recovery)."""

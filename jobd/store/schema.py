@@ -65,7 +65,10 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
         sa.Column("updated_at", epoch, nullable=True),
         sa.UniqueConstraint("unique_key", name=f"{P}jobs_unique_key"),
         sa.UniqueConstraint("fire_key", name=f"{P}jobs_fire_key"),
-        sa.Index(f"{P}jobs_due", "daemon", "state", "run_at"),
+        # Claims read this index in order and stop after LIMIT rows (no filesort).
+        sa.Index(f"{P}jobs_ready", "daemon", "state", sa.text("priority DESC"), "id"),
+        # Promotion of scheduled/retrying jobs whose time has come.
+        sa.Index(f"{P}jobs_waiting", "state", "run_at"),
         sa.Index(f"{P}jobs_owner", "owner", "state"),
         sa.Index(f"{P}jobs_state_finished", "state", "finished_at"),
         mysql_engine="InnoDB",

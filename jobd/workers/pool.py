@@ -10,6 +10,7 @@ records outcomes.
 from __future__ import annotations
 
 import logging
+from collections import deque
 import signal
 import time
 from collections.abc import Callable
@@ -102,6 +103,7 @@ class Pool:
         self.recycles: dict[Recycle, int] = {reason: 0 for reason in Recycle}
         self.next_memory_check_at = 0.0
         self.fatal_error: str | None = None
+        self.backlog: deque[Job] = deque()  # claimed ahead of free workers (see Master._dispatch)
 
     # -- size -------------------------------------------------------------
 
