@@ -11,6 +11,9 @@ object for a double; other tests use it for real.
 from __future__ import annotations
 
 import multiprocessing
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 import os
 import signal
 from dataclasses import dataclass
@@ -23,6 +26,27 @@ from .worker import WorkerSpec, worker_main
 
 _context = multiprocessing.get_context("forkserver")
 _context.set_forkserver_preload(["jobd.workers.worker"])
+
+
+@contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Start a worker without it re-importing the master's ``__main__``.
+
+    multiprocessing makes a forkserver child import the parent's main module
+    (here the whole CLI: typer, rich, the migration engine) so pickled
+    references to it resolve. Workers need none of it: their entry point is
+    ``jobd.workers.worker``. Hiding the main module's name and path while the
+    child is prepared saves every worker that import time and memory.
+    """
+    main = sys.modules["__main__"]
+    saved: dict[str, Any] = {key: main.__dict__[key] for key in ("__spec__", "__file__") if key in main.__dict__}
+    main.__dict__["__spec__"] = None
+    main.__dict__.pop("__file__", None)
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
 
 
 @dataclass
@@ -42,7 +66,8 @@ class ProcessLauncher:
     def spawn(self, spec: WorkerSpec, name: str) -> SpawnedProcess:
         parent_end, child_end = _context.Pipe(duplex=True)
         process = _context.Process(target=worker_main, args=(spec, child_end), name=name, daemon=False)
-        process.start()
+        with _main_module_hidden():
+            process.start()
         child_end.close()
         return SpawnedProcess(process, parent_end)
 
