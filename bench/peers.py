@@ -73,7 +73,7 @@ class Sizes:
     rounds: int
 
 
-FULL = Sizes(throughput_jobs=20_000, sleep_jobs=2_000, latency_jobs=500, latency_rate=50, run_deadline=90, rounds=3)
+FULL = Sizes(throughput_jobs=20_000, sleep_jobs=2_000, latency_jobs=500, latency_rate=50, run_deadline=60, rounds=3)
 QUICK = Sizes(throughput_jobs=1_000, sleep_jobs=100, latency_jobs=50, latency_rate=50, run_deadline=15, rounds=1)
 
 

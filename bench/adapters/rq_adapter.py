@@ -7,6 +7,7 @@ there, and only there.
 
 from __future__ import annotations
 
+import processes
 import stamps
 from base import WORKERS, Adapter, delete_redis_keys
 
@@ -42,6 +43,11 @@ class RQAdapter(Adapter):
             self.executable("rq"), "worker-pool", "--num-workers", str(WORKERS), "--url", self.redis_url,
             "--logging-level", "WARNING", self.prefix,
         ]
+
+    def roles(self) -> tuple[list[int], list[int]]:
+        """The pool process and its 2 workers; the work horse a worker forks per job is neither."""
+        supervisor, workers = super().roles()
+        return [pid for pid in supervisor if processes.parent_of(pid) not in workers], workers
 
     def teardown(self) -> None:
         if hasattr(self, "connection"):
