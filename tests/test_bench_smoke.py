@@ -1,0 +1,57 @@
+"""The benchmarks still run: tiny versions of bench/peers.py (jobd only) and bench/cron.py.
+
+They need none of the bench extras (Celery, RQ, Huey, Dramatiq): peers whose
+package is missing are skipped, jobd always runs. Numbers are not checked
+here, only that each benchmark completes and prints its table.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def run_bench(*args: str) -> str:
+    finished = subprocess.run(
+        [sys.executable, str(BENCH / args[0]), *args[1:]], capture_output=True, text=True, timeout=90,
+    )
+    assert finished.returncode == 0, finished.stdout[-2000:] + finished.stderr[-3000:]
+    return finished.stdout
+
+
+@pytest.mark.timeout(120)
+def test_peer_benchmark_runs_jobd_on_sqlite_and_prints_its_row() -> None:
+    output = run_bench("peers.py", "--quick", "--only", "jobd-sqlite", "--throughput-jobs", "300")
+    row = next(line for line in output.splitlines() if line.startswith("| jobd-sqlite"))
+    throughput = row.split("|")[2].strip()
+    assert re.fullmatch(r"[\d,]+", throughput), row
+    assert "versions: " in output and "jobd " in output
+
+
+@pytest.mark.timeout(120)
+def test_cron_benchmark_compares_a_fresh_interpreter_with_a_warm_worker() -> None:
+    output = run_bench("cron.py", "--tiny", "--runs", "2", "--batch", "4")
+    assert "| cron: fresh interpreter" in output
+    assert "| jobd: warm worker" in output
+    assert "cron ÷ jobd" in output
+
+
+def test_peer_benchmark_skips_systems_whose_package_is_missing(tmp_path: Path) -> None:
+    sys.path.insert(0, str(BENCH / "adapters"))
+    try:
+        import base
+    finally:
+        sys.path.remove(str(BENCH / "adapters"))
+        for name in ("base", "processes"):  # generic names: leave nothing behind for other tests
+            sys.modules.pop(name, None)
+
+    class Missing(base.Adapter):
+        packages = ("no-such-distribution-for-jobd-bench",)
+
+    assert "is not installed" in (Missing.missing() or "")
