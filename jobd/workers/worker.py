@@ -22,7 +22,7 @@ from typing import Any
 
 from ..config import JobdConfig
 from ..context import Cancelled, TaskContext
-from ..errors import ConfigError, InvalidArgs
+from ..errors import ConfigError, InvalidArgs, PermanentFailure
 from ..inventory import load_daemon_tasks
 from ..job import encode_json
 from ..logs import configure_worker_logging, current_job_id
@@ -150,6 +150,9 @@ def run_job(
         except Cancelled as error:
             log.info("job %s cancelled: %s", message.job_id, error)
             return finished("cancelled", error=str(error))
+        except PermanentFailure as error:
+            log.error("job %s failed for good: %s", message.job_id, error)
+            return finished("failed", error=str(error), permanent=True)
         except BaseException as error:  # a task's failure, whatever it is, is the job's failure
             if isinstance(error, KeyboardInterrupt):
                 raise
