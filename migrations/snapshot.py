@@ -110,23 +110,35 @@ def check_no_foreign_keys(session: TenantConnection, tables: Iterable[str]) -> N
 
 
 def take_snapshot(session: TenantConnection, snapshot_database: str, tables: Iterable[str]) -> None:
-    """Copy ``tables`` of the tenant into a new snapshot database."""
+    """Copy ``tables`` of the tenant into a new snapshot database.
+
+    The copy is the snapshot's whole cost (rows × tables), so it takes
+    InnoDB's bulk-load path: fresh empty tables, filled in one transaction
+    with unique and foreign-key checks off. Both checks are redundant here:
+    the rows come from a table that already satisfied them, and tables in
+    foreign keys are refused before a snapshot is taken.
+    """
     tenant_database = session.tenant.database
     session.run_raw(f"CREATE DATABASE {quote(snapshot_database)}")
     names = list(tables)
+    columns_of = _copyable_columns(session, names)
     for table in names:
         session.run_raw(f"CREATE TABLE {quote(snapshot_database, table)} LIKE {quote(tenant_database, table)}")
         counter = _auto_increment(session, tenant_database, table)
         if counter is not None:
             session.run_raw(f"ALTER TABLE {quote(snapshot_database, table)} AUTO_INCREMENT = {int(counter)}")
-    session.run_raw("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-    for table in names:
-        columns = ", ".join(quote(column) for column in _copyable_columns(session, table))
-        session.run_raw(
-            f"INSERT INTO {quote(snapshot_database, table)} ({columns}) "
-            f"SELECT {columns} FROM {quote(tenant_database, table)}"
-        )
-    session.run_raw("COMMIT")
+    session.run_raw("SET SESSION unique_checks = 0, foreign_key_checks = 0")
+    try:
+        session.run_raw("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        for table in names:
+            columns = ", ".join(quote(column) for column in columns_of[table])
+            session.run_raw(
+                f"INSERT INTO {quote(snapshot_database, table)} ({columns}) "
+                f"SELECT {columns} FROM {quote(tenant_database, table)}"
+            )
+        session.run_raw("COMMIT")
+    finally:
+        session.run_raw("SET SESSION unique_checks = 1, foreign_key_checks = 1")
 
 
 def restore_snapshot(session: TenantConnection, snapshot_database: str, plan: SnapshotPlan) -> None:
@@ -185,12 +197,17 @@ def _auto_increment(session: TenantConnection, database: str, table: str) -> int
     return int(match.group(1)) if match else None
 
 
-def _copyable_columns(session: TenantConnection, table: str) -> list[str]:
-    """Columns whose values can be inserted: generated columns are recomputed instead."""
+def _copyable_columns(session: TenantConnection, tables: list[str]) -> dict[str, list[str]]:
+    """Each table's columns whose values can be inserted (generated ones are recomputed), in one query."""
+    found: dict[str, list[str]] = {table: [] for table in tables}
+    if not tables:
+        return found
     rows = session.execute(
-        "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = :db AND TABLE_NAME = :table "
-        "AND EXTRA NOT LIKE '%GENERATED%' ORDER BY ORDINAL_POSITION",
+        "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = :db "
+        "AND EXTRA NOT LIKE '%GENERATED%' ORDER BY TABLE_NAME, ORDINAL_POSITION",
         db=session.tenant.database,
-        table=table,
     )
-    return [row[0] for row in rows]
+    for table, column in rows:
+        if table in found:
+            found[table].append(column)
+    return found
