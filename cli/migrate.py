@@ -19,13 +19,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.syntax import Syntax
 from rich.table import Table
 
+from jobd.config import load_config
 from jobd.errors import ExitCode, JobdError, exit_code_for
+from jobd.job import Job
 from jobd.migrations.catalog import list_snapshots, prune_all, repair_tenants, restore_tenant
 from jobd.migrations.fleet import FleetSummary, run_migrations
+from jobd.migrations.jobs import JobMode, job_mode, run_as_jobs
 from jobd.migrations.outcome import OutcomeStatus, TenantOutcome
 from jobd.migrations.settings import MigrationsSettings, SnapshotMode, load_migrations_settings
 from jobd.migrations.status import FleetStatus, fleet_status
 from jobd.migrations.tenants import Tenant
+from jobd.states import FINAL, JobState
 
 migrate_app = typer.Typer(
     help="Migrate every tenant database: in parallel, behind snapshots, resumable.",
@@ -98,8 +102,14 @@ def migrate(
     snapshot: Annotated[SnapshotMode | None, typer.Option("--snapshot", help="touched | schema | none (default: migrations.snapshot)")] = None,
     lock_wait: LockWaitOption = 0.0,
     as_json: JsonOption = False,
+    foreground: Annotated[bool, typer.Option("--foreground", help="Migrate in this process even when a master is running")] = False,
 ) -> None:
-    """Bring every tenant to the last step of the migrations folder."""
+    """Bring every tenant to the last step of the migrations folder.
+
+    With a master running and a `migrate` daemon configured, each tenant
+    becomes a job of that daemon (see `jobd top`); otherwise, or with
+    --foreground, the tenants are migrated in this process.
+    """
     ctx.obj = {"config": config}
     if ctx.invoked_subcommand is not None:
         return
@@ -109,7 +119,13 @@ def migrate(
         preview = _guard(lambda: fleet_status(settings, tenant_names=_names(tenants), snapshot_mode=mode))
         _print_json(preview.to_json()) if as_json else _render_preview(preview)
         return
-    summary = _guard(lambda: _run_with_display(settings, _names(tenants), parallel, canary, mode, lock_wait, as_json))
+    jobs = None if foreground else _guard(lambda: job_mode(load_config(_config_path(config, ctx)), note=_note))
+    if jobs is not None:
+        if parallel is not None:
+            _note(f"--parallel is ignored: the {jobs.daemon!r} daemon's workers set how many tenants run at once")
+        summary = _guard(lambda: _run_jobs_with_display(jobs, _names(tenants), canary, mode, lock_wait, as_json))
+    else:
+        summary = _guard(lambda: _run_with_display(settings, _names(tenants), parallel, canary, mode, lock_wait, as_json))
     if as_json:
         _print_json(summary.to_json())
     else:
@@ -150,6 +166,57 @@ def _run_with_display(
 
         return run_migrations(settings, tenant_names=names, parallel=parallel, canary=canary, snapshot_mode=mode,
                               lock_wait=lock_wait, on_progress=on_progress, on_outcome=on_outcome)
+
+
+def _note(message: str) -> None:
+    errors.print(f"[dim]note: {message}[/]", highlight=False)
+
+
+def _run_jobs_with_display(
+    jobs: JobMode, names: list[str] | None, canary: int, mode: SnapshotMode, lock_wait: float, as_json: bool,
+) -> FleetSummary:
+    """Submit the tenants as jobs and show each one's progress as the master records it."""
+    live = console.is_terminal and not as_json
+    finished: set[str] = set()
+    rows: dict[str, TaskID] = {}
+
+    def run(on_update: Callable[[Tenant, Job], None]) -> FleetSummary:
+        return run_as_jobs(jobs, tenant_names=names, canary=canary, snapshot_mode=mode, lock_wait=lock_wait, on_update=on_update)
+
+    def ended(tenant: Tenant, job: Job, printer: Console) -> bool:
+        """Print a tenant's job once, when it ends; True once it has."""
+        if tenant.name in finished or job.state not in FINAL:
+            return tenant.name in finished
+        finished.add(tenant.name)
+        if not as_json:
+            style = "green" if job.state is JobState.SUCCEEDED else "bold red"
+            printer.print(f"[{style}]{job.state:<10}[/] {tenant.name}  job #{job.id}", highlight=False)
+        return True
+
+    if not live:
+        def on_line(tenant: Tenant, job: Job) -> None:
+            ended(tenant, job, console)
+
+        return run(on_line)
+    _note(f"migrating as jobs of the {jobs.daemon!r} daemon; Ctrl-C stops watching, not the jobs (`jobd top` shows them too)")
+    with Progress(
+        TextColumn("[bold]{task.fields[tenant]:<20}"), TextColumn("{task.fields[job]:>8}"), BarColumn(),
+        MofNCompleteColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True,
+    ) as progress:
+        def on_update(tenant: Tenant, job: Job) -> None:
+            if ended(tenant, job, progress.console):
+                if tenant.name in rows:
+                    progress.remove_task(rows.pop(tenant.name))
+                return
+            if tenant.name not in rows:
+                rows[tenant.name] = progress.add_task(str(job.state), total=1, tenant=tenant.name, job=f"#{job.id}")
+            report = job.progress or {}
+            message = report.get("message") or str(job.state)
+            if job.state is JobState.RETRYING and job.error:
+                message = f"retrying: {job.error}"
+            progress.update(rows[tenant.name], completed=report.get("done") or 0, total=report.get("total") or 1, description=message)
+
+        return run(on_update)
 
 
 def _render_summary(summary: FleetSummary) -> None:

@@ -65,6 +65,14 @@ class InvalidTransition(JobdError):
     """A job or worker was asked to move to a state it cannot reach from its current one."""
 
 
+class PermanentFailure(JobdError):
+    """Raised by a task when a retry cannot help: the job ends dead at once, with this message.
+
+    For failures that need a person (a migration step that fails on the
+    tenant's data), so the backoff does not retry them into a storm.
+    """
+
+
 class StoreUnavailable(JobdError):
     """The durable store cannot be reached or is not initialised."""
 

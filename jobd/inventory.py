@@ -19,6 +19,7 @@ from typing import Any
 
 from .config import JobdConfig, load_config, load_schedule
 from .errors import ConfigError, UnknownTask
+from .migrations.task import MIGRATE_TASK, migrate_task_definition
 from .shelltask import ShellTaskSpec, run_shell_task
 from .tasks import TaskDefinition, TaskOptions, definition_for_callable, registered
 
@@ -66,6 +67,8 @@ def load_daemon_tasks(config: JobdConfig, daemon: str) -> dict[str, TaskDefiniti
     for task_name, (shell_daemon, spec) in load_schedule(config).shell_tasks().items():
         if shell_daemon == daemon and spec is not None:
             served[task_name] = shell_task_definition(task_name, spec)
+    if config.migrations is not None and config.migrations.daemon == daemon:
+        served[MIGRATE_TASK] = migrate_task_definition(config)
     return served
 
 

@@ -101,7 +101,7 @@ def restore_tenant(settings: MigrationsSettings, tenant_name: str, *, run_id: st
                     f"tenant {tenant.name}: its latest run {latest.run_id[:12]} has no restorable snapshot "
                     f"(snapshot {latest.snapshot_state.value})"
                 )
-            plan = SnapshotPlan(tuple(latest.snapshot_tables.get("copy", [])), tuple(latest.snapshot_tables.get("absent", [])), "")
+            plan = SnapshotPlan.from_json(latest.snapshot_tables)
             restore_snapshot(session, latest.snapshot_database, plan)
             set_snapshot(session, latest.run_id, database=latest.snapshot_database, state=SnapshotState.RESTORED)
             finish_run(session, latest, RunState.RESTORED, now=clock(), error="restored by hand (jobd migrate restore)", restored=True)

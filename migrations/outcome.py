@@ -49,3 +49,10 @@ class TenantOutcome:
         data["status"] = self.status.value
         data["seconds"] = round(self.seconds, 3)
         return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TenantOutcome:
+        """The outcome a migrate job recorded (its result or checkpoint); unknown keys are ignored."""
+        known = {key: value for key, value in data.items() if key in cls.__dataclass_fields__}
+        known["status"] = OutcomeStatus(known["status"])
+        return cls(**known)

@@ -9,6 +9,7 @@ are in progress are never pruned.
 
 from __future__ import annotations
 
+from jobd.migrations.crashpoints import crash_point
 from jobd.migrations.database import TenantConnection
 from jobd.migrations.runs import RunState, SnapshotState, read_runs, set_snapshot
 from jobd.migrations.snapshot import drop_snapshot
@@ -27,6 +28,7 @@ def prune_snapshots(session: TenantConnection, *, keep: int) -> list[str]:
             kept += run.state not in _PROTECTED
             continue
         drop_snapshot(session, run.snapshot_database)
+        crash_point(session.tenant.name, "pruned")
         set_snapshot(session, run.run_id, database=run.snapshot_database, state=SnapshotState.PRUNED)
         dropped.append(run.snapshot_database)
     return dropped

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from jobd.errors import JobdError
+from jobd.migrations.crashpoints import crash_point
 from jobd.migrations.database import TenantConnection, open_tenant, server_engine
 from jobd.migrations.errors import SnapshotError, TenantBlocked, TenantBusy
 from jobd.migrations.outcome import OutcomeStatus, TenantOutcome
@@ -25,6 +26,7 @@ from jobd.migrations.plan import TenantPlan, plan_tenant
 from jobd.migrations.retention import prune_snapshots
 from jobd.migrations.runs import (
     RUNS_DDL,
+    RUNS_TABLE,
     RunRecord,
     RunState,
     SnapshotState,
@@ -42,12 +44,13 @@ from jobd.migrations.snapshot import (
     drop_snapshot,
     restore_snapshot,
     snapshot_database_name,
+    snapshot_restored,
     take_snapshot,
 )
 from jobd.migrations.steps import Step, load_steps
 from jobd.migrations.tenants import Tenant
 from jobd.migrations.touched import touched_tables
-from jobd.migrations.tracking import TRACKING_DDL, read_applied, record_step
+from jobd.migrations.tracking import TRACKING_DDL, TRACKING_TABLE, read_applied, record_step
 
 ProgressCallback = Callable[[int, int, str], None]
 """``(done_steps, total_steps, message)``: the shape a job task's progress takes."""
@@ -104,9 +107,8 @@ def migrate_tenant(
         all_steps = list(steps) if steps is not None else load_steps(settings.folder)
         with open_tenant(active_engine, tenant, lock_wait_timeout=settings.lock_wait_timeout) as session:
             session.acquire_lock(lock_wait)
-            session.execute(TRACKING_DDL)
-            session.execute(RUNS_DDL)
-            session.commit()
+            _create_jobd_tables(session)
+            crash_point(tenant.name, "locked")
             _recover_previous_runs(session, outcome, clock)
             plan = plan_tenant(all_steps, read_applied(session))
             outcome.pending = [step.label for step in plan.pending]
@@ -139,6 +141,21 @@ def migrate_tenant(
     return outcome
 
 
+def _create_jobd_tables(session: TenantConnection) -> None:
+    """Create the tracking and runs tables on a tenant's first run only.
+
+    ``CREATE TABLE IF NOT EXISTS`` still takes a metadata lock and a round
+    trip per table; on a fleet that is mostly up to date, looking first is
+    cheaper.
+    """
+    existing = set(session.base_tables())
+    if TRACKING_TABLE not in existing:
+        session.execute(TRACKING_DDL)
+    if RUNS_TABLE not in existing:
+        session.execute(RUNS_DDL)
+    session.commit()
+
+
 def _apply(
     session: TenantConnection,
     settings: MigrationsSettings,
@@ -156,11 +173,14 @@ def _apply(
     run_id = uuid.uuid4().hex
     outcome.run_id = run_id
     start_run(session, run_id=run_id, now=clock(), snapshot_mode=mode.value)
+    name = session.tenant.name
+    crash_point(name, "run_started")
     snapshot_database: str | None = None
     if mode is not SnapshotMode.NONE:
         snapshot_database = snapshot_database_name(session.tenant.database, run_id)
         report(0, total, f"snapshot of {len(snapshot_plan.copy)} table(s): {snapshot_plan.reason}")
         set_snapshot(session, run_id, database=snapshot_database, state=SnapshotState.TAKING, tables=snapshot_plan.as_json())
+        crash_point(name, "snapshot_taking")
         try:
             take_snapshot(session, snapshot_database, snapshot_plan.copy)
         except (DBAPIError, pymysql.err.MySQLError) as error:
@@ -170,11 +190,14 @@ def _apply(
             message = f"snapshot failed, nothing was changed: {describe_database_error(error)}"
             finish_run(session, run_id, RunState.ABORTED, now=clock(), error=message)
             raise SnapshotError(f"tenant {session.tenant.name}: {message}") from None
+        crash_point(name, "snapshot_copied")
         set_snapshot(session, run_id, database=snapshot_database, state=SnapshotState.READY)
+        crash_point(name, "snapshot_ready")
         outcome.snapshot_database = snapshot_database
     for done, step in enumerate(plan.pending):
         report(done, total, f"applying {step.label}")
         set_in_flight(session, run_id, step.label)
+        crash_point(name, "step_started", step.label)
         step_started = time.monotonic()
         for position, statement in enumerate(step.statements):
             try:
@@ -190,15 +213,18 @@ def _apply(
                     outcome.current = plan.current
                 report(done, total, f"failed at {step.label}")
                 return
+            crash_point(name, "statement_done", step.label, str(position))
         duration_ms = int((time.monotonic() - step_started) * 1000)
         # Recorded in one transaction with clearing the in-flight marker:
         # a crash leaves either both (step done) or neither (step in flight).
         record_step(session, step, run_id=run_id, applied_at=clock(), duration_ms=duration_ms)
         set_in_flight(session, run_id, None, commit=False)
         session.commit()
+        crash_point(name, "step_recorded", step.label)
         outcome.applied.append(step.label)
         outcome.current = step.label
     finish_run(session, run_id, RunState.SUCCEEDED, now=clock())
+    crash_point(name, "run_finished")
     outcome.status = OutcomeStatus.MIGRATED
     outcome.pending = []
     report(total, total, f"at {outcome.current}")
@@ -242,7 +268,9 @@ def _fail(
         )
         finish_run(session, run_id, RunState.FAILED, now=clock(), failed_step=step.label, failed_statement=statement, error=outcome.error)
         return
+    crash_point(session.tenant.name, "failure_restored")
     set_snapshot(session, run_id, database=snapshot_database, state=SnapshotState.RESTORED)
+    crash_point(session.tenant.name, "failure_marked")
     finish_run(
         session, run_id, RunState.RESTORED, now=clock(), failed_step=step.label,
         failed_statement=statement, error=message, restored=True,
@@ -272,20 +300,33 @@ def _recover_previous_runs(session: TenantConnection, outcome: TenantOutcome, cl
 
 
 def _settle_dead_run(session: TenantConnection, run: RunRecord, outcome: TenantOutcome, clock: Clock) -> None:
+    """Settle one RUNNING run whose runner died, wherever it died.
+
+    Every write below can itself be cut short by a crash, so each branch
+    accepts the state a previous settling left half-way: a partial snapshot
+    already dropped, a snapshot already renamed back but not yet recorded
+    (``snapshot_restored``), or recorded RESTORED but the run not finished.
+    """
+    name = session.tenant.name
     if run.snapshot_state is SnapshotState.TAKING and run.snapshot_database:
         drop_snapshot(session, run.snapshot_database)
+        crash_point(name, "recovery_dropped_partial")
         set_snapshot(session, run.run_id, database=run.snapshot_database, state=SnapshotState.PRUNED)
     if run.step_in_flight is None:
         finish_run(session, run, RunState.INTERRUPTED, now=clock(), error="runner stopped between steps; resumed")
         outcome.notes.append(f"resumed after run {run.run_id[:12]} stopped between steps")
         return
     if run.snapshot_state is SnapshotState.READY and run.snapshot_database:
-        plan = SnapshotPlan(tuple(run.snapshot_tables.get("copy", [])), tuple(run.snapshot_tables.get("absent", [])), "")
-        restore_snapshot(session, run.snapshot_database, plan)
+        plan = SnapshotPlan.from_json(run.snapshot_tables)
+        if not snapshot_restored(session, run.snapshot_database, plan):
+            restore_snapshot(session, run.snapshot_database, plan)
+        crash_point(name, "recovery_restored")
         set_snapshot(session, run.run_id, database=run.snapshot_database, state=SnapshotState.RESTORED)
+        crash_point(name, "recovery_marked")
+    if run.snapshot_state in (SnapshotState.READY, SnapshotState.RESTORED) and run.snapshot_database:
         finish_run(
-            session, run, RunState.RESTORED, now=clock(), failed_step=run.step_in_flight,
-            error="runner died during this step; restored from the snapshot", restored=True,
+            session, run, RunState.RESTORED, now=clock(), failed_step=run.failed_step or run.step_in_flight,
+            error=run.error or "runner died during this step; restored from the snapshot", restored=True,
         )
         outcome.notes.append(f"restored after run {run.run_id[:12]} died during {run.step_in_flight}")
         return

@@ -18,6 +18,7 @@ import socket
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from typing import Any
 
 from jobd import __version__
 from jobd.errors import InvalidTransition
@@ -96,7 +97,7 @@ class RunRecord:
     snapshot_mode: str
     snapshot_database: str | None
     snapshot_state: SnapshotState
-    snapshot_tables: dict[str, list[str]]
+    snapshot_tables: dict[str, Any]
     step_in_flight: str | None
     failed_step: str | None
     failed_statement: str | None
@@ -147,7 +148,7 @@ def start_run(session: TenantConnection, *, run_id: str, now: datetime, snapshot
 
 
 def set_snapshot(
-    session: TenantConnection, run_id: str, *, database: str | None, state: SnapshotState, tables: dict[str, list[str]] | None = None
+    session: TenantConnection, run_id: str, *, database: str | None, state: SnapshotState, tables: dict[str, Any] | None = None
 ) -> None:
     session.execute(
         f"UPDATE `{RUNS_TABLE}` SET snapshot_database = :database, snapshot_state = :state, "

@@ -16,6 +16,7 @@ Example::
     snapshot = "touched"                    # "touched" | "schema" | "none"
     snapshot_retention = 3                  # snapshots kept per tenant
     lock_wait_timeout = 30                  # seconds a DDL waits for a metadata lock
+    daemon = "migrate"                      # the daemon whose jobs migrate tenants when a master runs
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from jobd.migrations.identifiers import validate_identifier, validate_tenant_nam
 DEFAULT_PARALLEL = 4
 DEFAULT_SNAPSHOT_RETENTION = 3
 DEFAULT_LOCK_WAIT_TIMEOUT = 30
+DEFAULT_DAEMON = "migrate"
 
 
 class SnapshotMode(str, Enum):
@@ -85,6 +87,7 @@ class MigrationsSettings(BaseModel):
     snapshot: SnapshotMode = SnapshotMode.TOUCHED
     snapshot_retention: int = Field(default=DEFAULT_SNAPSHOT_RETENTION, ge=1)
     lock_wait_timeout: int = Field(default=DEFAULT_LOCK_WAIT_TIMEOUT, ge=1, le=86400)
+    daemon: str = Field(default=DEFAULT_DAEMON, pattern=r"^[a-z][a-z0-9_-]{0,63}$")
 
     @field_validator("registry_url", "tenant_url")
     @classmethod

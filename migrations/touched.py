@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError
 
 from jobd.migrations.errors import MigrationFolderError
@@ -23,6 +24,12 @@ _PAIR_PATTERN = re.compile(rf"^\s*{_IDENT}\s+TO\s+{_IDENT}\s*$", re.I)
 _TABLE_KINDS = frozenset({"TABLE", "INDEX"})
 # Statements that touch no table.
 _HARMLESS_PATTERN = re.compile(r"^\s*(DO|SET|SELECT\s+SLEEP)\b", re.I)
+# Built once, here, under the import lock. sqlglot loads a dialect lazily and
+# registers its class before the class is fully built, so two runner threads
+# asking for "mysql" at the same first moment could get a half-built dialect
+# that fails to parse plain MySQL DDL: the tenant's snapshot plan then missed
+# the tables of every later statement (a CI failure, reproduced).
+_MYSQL = Dialect.get_or_raise("mysql")
 
 
 @dataclass(frozen=True)
@@ -37,16 +44,20 @@ class Touched:
 def touched_tables(statements: Iterable[str]) -> Touched:
     """The unqualified table names the statements reference.
 
-    A statement that names another database is refused: a tenant migration
-    must stay inside its tenant.
+    Every statement is read even after one is not understood, so the names
+    of the others are still known (a restore must move aside the tables the
+    later statements create). A statement that names another database is
+    refused: a tenant migration must stay inside its tenant.
     """
     tables: set[str] = set()
+    not_understood: str | None = None
     for statement in statements:
         found = _tables_of(statement)
         if found is None:
-            return Touched(frozenset(tables), False, f"not understood: {statement[:60]!r}")
+            not_understood = not_understood or f"not understood: {statement[:60]!r}"
+            continue
         tables |= found
-    return Touched(frozenset(tables), True)
+    return Touched(frozenset(tables), not_understood is None, not_understood or "")
 
 
 def _tables_of(statement: str) -> set[str] | None:
@@ -56,7 +67,7 @@ def _tables_of(statement: str) -> set[str] | None:
     if rename:
         return _rename_tables(statement, rename["pairs"])
     try:
-        parsed = sqlglot.parse_one(statement, read="mysql")
+        parsed = sqlglot.parse_one(statement, read=_MYSQL)
     except ParseError:
         return None
     if parsed is None or isinstance(parsed, exp.Command):

@@ -24,7 +24,7 @@ from ..activity import shared_activity
 from ..activity.progress import JobProgress
 from ..config import JobdConfig
 from ..context import Cancelled, TaskContext
-from ..errors import ConfigError, InvalidArgs
+from ..errors import ConfigError, InvalidArgs, PermanentFailure
 from ..inventory import load_daemon_tasks
 from ..job import encode_json
 from ..logs import JobLogContext, configure_worker_logging, job_logging_context
@@ -157,6 +157,9 @@ def run_job(
         except Cancelled as error:
             log.info("job %s cancelled: %s", message.job_id, error)
             return finished("cancelled", error=str(error))
+        except PermanentFailure as error:
+            log.error("job %s failed for good: %s", message.job_id, error)
+            return finished("failed", error=str(error), permanent=True)
         except BaseException as error:  # a task's failure, whatever it is, is the job's failure
             if isinstance(error, KeyboardInterrupt):
                 raise

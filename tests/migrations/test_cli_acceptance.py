@@ -58,6 +58,19 @@ def half_migrated_tenant(fleet: Fleet) -> str | None:
     return None
 
 
+def died_inside_a_step(fleet: Fleet) -> list[str]:
+    """Tenants whose runner died with a step in flight (those the next run must restore)."""
+    rows = fleet.sql(
+        None,
+        "SELECT TABLE_SCHEMA FROM information_schema.TABLES WHERE TABLE_SCHEMA LIKE %s AND TABLE_NAME = 'jobd_migration_runs'",
+        fleet.prefix.replace("_", r"\_") + "%",
+    )
+    return sorted(
+        database.removeprefix(fleet.prefix) for (database,) in rows
+        if fleet.sql(database, "SELECT COUNT(*) FROM jobd_migration_runs WHERE state = 'running' AND step_in_flight IS NOT NULL")[0][0]
+    )
+
+
 def structure(fleet: Fleet, tenant: str) -> dict[str, str]:
     return {
         table: re.sub(r" AUTO_INCREMENT=\d+", "", create)
@@ -66,10 +79,12 @@ def structure(fleet: Fleet, tenant: str) -> dict[str, str]:
 
 
 def test_kill_9_mid_step_then_rerun_converges_every_tenant(fleet: Fleet) -> None:
-    add_slow_step(fleet)
+    # A longer pause than SLOW_FILE's: the kill must land inside the step
+    # even when a loaded machine is slow to notice the tenant is half-way.
+    (fleet.folder / "0004_slow.sql").write_text(SLOW_FILE.replace("SLEEP(0.4)", "SLEEP(1.5)"))
     runner = fleet.popen_cli("--parallel", "2", capture=False)
     try:
-        victim = wait_for(lambda: half_migrated_tenant(fleet), timeout=60, what="a tenant half-way through the slow step")
+        wait_for(lambda: half_migrated_tenant(fleet), timeout=60, what="a tenant half-way through the slow step")
         os.kill(runner.pid, signal.SIGKILL)
         runner.wait(timeout=10)
     finally:
@@ -77,14 +92,20 @@ def test_kill_9_mid_step_then_rerun_converges_every_tenant(fleet: Fleet) -> None
             os.kill(runner.pid, signal.SIGKILL)
             runner.wait(timeout=10)
     assert runner.returncode == -signal.SIGKILL
+    victims = died_inside_a_step(fleet)  # read after the kill: a dead runner's marker never changes
+    assert victims, "the kill landed between steps everywhere"
 
-    rerun = fleet.run_cli("--parallel", "4", "--json")
+    # The dead runner's server session finishes its statement before the
+    # server notices the client is gone, and holds the tenant's lock until
+    # then: wait for it rather than report the tenant busy.
+    rerun = fleet.run_cli("--parallel", "8", "--lock-wait", "30", "--json")
 
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    summary = json.loads(rerun.stdout)
-    victim_name = victim.removeprefix(fleet.prefix)
-    [victim_outcome] = [item for item in summary["tenants"] if item["tenant"] == victim_name]
-    assert any("restored after run" in note for note in victim_outcome["notes"])
+    outcomes = {item["tenant"]: item for item in json.loads(rerun.stdout)["tenants"]}
+    for victim in victims:
+        assert any("restored after run" in note for note in outcomes[victim]["notes"]), outcomes[victim]
+        states = fleet.sql(fleet.database(victim), "SELECT state FROM jobd_migration_runs ORDER BY started_at")
+        assert [state for (state,) in states] == ["restored", "succeeded"]
     expected = [step.label for step in load_steps(fleet.folder)]
     reference = structure(fleet, fleet.tenants[0])
     for tenant in fleet.tenants:
@@ -93,8 +114,6 @@ def test_kill_9_mid_step_then_rerun_converges_every_tenant(fleet: Fleet) -> None
         assert {k: v for k, v in structure(fleet, tenant).items() if k != "jobd_migrations"} == {
             k: v for k, v in reference.items() if k != "jobd_migrations"
         }, tenant
-    unresolved = fleet.sql(fleet.database(victim_name), "SELECT state FROM jobd_migration_runs ORDER BY started_at")
-    assert [state for (state,) in unresolved] == ["restored", "succeeded"]
 
 
 def test_two_runners_at_once_never_migrate_a_tenant_twice(fleet: Fleet) -> None:

@@ -60,3 +60,20 @@ def test_old_snapshots_are_pruned_beyond_the_retention_count(small_fleet: Fleet)
     assert len(snapshots) == 1
     states = small_fleet.sql(tenant.database, "SELECT snapshot_state FROM jobd_migration_runs ORDER BY started_at")
     assert [state for (state,) in states] == ["pruned", "pruned", "ready"]
+
+
+def test_a_whole_schema_restore_also_removes_tables_no_understood_statement_named(small_fleet: Fleet) -> None:
+    # sqlglot cannot read EXECUTE IMMEDIATE, so the snapshot is the whole
+    # schema; the table it creates is named nowhere the plan could see.
+    (small_fleet.folder / "0000_sneaky.sql").write_text("EXECUTE IMMEDIATE 'CREATE TABLE sneaky (id INT PRIMARY KEY)';\n")
+    small_fleet.seed_duplicates("t01")
+    before = small_fleet.fingerprint("t01")
+
+    outcome = migrate_tenant(small_fleet.settings, Tenant("t01", small_fleet.database("t01")))
+
+    assert outcome.status is OutcomeStatus.FAILED and outcome.restored, outcome.error
+    after = small_fleet.fingerprint("t01")
+    assert after.pop("jobd_migrations")[0] == 0
+    assert after == before  # neither sneaky nor audit_log is left behind
+    aside = small_fleet.sql(outcome.snapshot_database, "SHOW TABLES LIKE 'failed\\_%'")
+    assert any(name.endswith("_sneaky") for (name,) in aside)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from jobd.migrations.fleet import order_largest_first, split_canaries
 from jobd.migrations.identifiers import quote, validate_tenant_name
 from jobd.migrations.plan import AppliedStep, plan_tenant
 from jobd.migrations.settings import SnapshotMode, load_migrations_settings
-from jobd.migrations.snapshot import choose_tables, snapshot_database_name
+from jobd.migrations.snapshot import SnapshotPlan, choose_tables, snapshot_database_name
 from jobd.migrations.steps import order_steps, parse_migration_file, split_statements
 from jobd.migrations.tenants import Tenant, tenants_from_rows
 from jobd.migrations.touched import Touched, touched_tables
@@ -74,6 +76,37 @@ def test_touched_tables_found_by_sqlglot_and_unknown_statements_say_so() -> None
     assert not touched_tables(["CREATE PROCEDURE p() SELECT 1"]).complete
 
 
+def test_statements_after_one_not_understood_still_name_their_tables() -> None:
+    touched = touched_tables(["CREATE PROCEDURE p() SELECT 1", "CREATE TABLE audit (id INT)", "ALTER TABLE contacts ADD x INT"])
+    assert not touched.complete and "not understood" in touched.reason
+    assert touched.tables == {"audit", "contacts"}
+
+
+# sqlglot registers a lazily loaded dialect before it is fully built; made
+# slow here so the window is certain, two threads ask for it at once.
+_FIRST_USE_FROM_THREADS = """
+import threading, time
+import sqlglot.dialects.dialect as dialect
+build_trie = dialect.new_trie
+dialect.new_trie = lambda *args, **kwargs: (time.sleep(0.05), build_trie(*args, **kwargs))[1]
+from jobd.migrations.touched import touched_tables
+statement = "CREATE TABLE audit_log (id BIGINT NOT NULL PRIMARY KEY, KEY t (id)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+results = []
+def parse(delay):
+    time.sleep(delay)
+    results.append(touched_tables([statement]))
+threads = [threading.Thread(target=parse, args=(delay,)) for delay in (0, 0.02)]
+[thread.start() for thread in threads]
+[thread.join() for thread in threads]
+print(sorted((sorted(result.tables), result.complete) for result in results))
+"""
+
+
+def test_touched_tables_understands_mysql_in_threads_at_their_very_first_use() -> None:
+    result = subprocess.run([sys.executable, "-c", _FIRST_USE_FROM_THREADS], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "[(['audit_log'], True), (['audit_log'], True)]", result.stdout + result.stderr
+
+
 def test_a_step_naming_another_database_is_refused() -> None:
     with pytest.raises(MigrationFolderError, match="another database"):
         touched_tables(["ALTER TABLE registry.tenants ADD COLUMN x INT"])
@@ -85,6 +118,8 @@ def test_snapshot_covers_touched_tables_plus_tracking_and_the_whole_schema_when_
     assert touched.copy == ("contacts", "jobd_migrations") and touched.absent == ("audit",)
     unsure = choose_tables(SnapshotMode.TOUCHED, Touched(frozenset(), False, "not understood"), existing)
     assert unsure.copy == ("contacts", "jobd_migrations", "orders") and "whole schema" in unsure.reason
+    assert unsure.whole_schema and not touched.whole_schema
+    assert SnapshotPlan.from_json(unsure.as_json()) == SnapshotPlan(unsure.copy, unsure.absent, "", True)
     assert choose_tables(SnapshotMode.NONE, Touched(frozenset({"contacts"}), True), existing).copy == ()
     assert len(snapshot_database_name("x" * 64, "f" * 32)) <= 64
 
