@@ -54,7 +54,7 @@ ReadyCallback = Callable[[str | None], None]  # None: ready; a string: why it co
 def default_prefetch(workers: int) -> int:
     """Jobs claimed ahead of free workers: enough that a claim serves a burst, few enough
     that other masters are not starved of short jobs."""
-    return max(4, 2 * workers) if workers else 0
+    return max(8, 4 * workers) if workers else 0
 
 
 class Master:
@@ -413,8 +413,11 @@ class Master:
             settings = pool.settings
             caps = ConcurrencyCaps(settings.concurrency, settings.task_concurrency)
             prefetch = 0 if caps.active else (settings.prefetch if settings.prefetch is not None else default_prefetch(pool.size))
-            wanted = len(pool.idle_workers()) + prefetch - len(pool.backlog)
-            if wanted <= 0 or pool.size == 0:
+            idle = len(pool.idle_workers())
+            if pool.size == 0 or (idle == 0 and len(pool.backlog) > prefetch // 2):
+                continue  # enough waiting: refill in batches, not one claim per finished job
+            wanted = idle + prefetch - len(pool.backlog)
+            if wanted <= 0:
                 continue
             if not self._lease_valid():
                 return

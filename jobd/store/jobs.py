@@ -26,6 +26,39 @@ from .engine import READ_ONLY
 PROMOTE_INTERVAL_SECONDS = 0.1
 
 
+class _ClaimStatements:
+    """The claim's statements, built once with bound parameters.
+
+    Claims run many times a second; building SQLAlchemy expressions each time
+    was most of the master's CPU. Parameters: claim_daemon, claim_now,
+    claim_limit, claim_owner (and claim_ids for MySQL's second step).
+    """
+
+    def __init__(self, jobs: sa.Table) -> None:
+        now: sa.BindParameter[float] = sa.bindparam("claim_now", type_=sa.Double())
+        due = sa.and_(
+            jobs.c.daemon == sa.bindparam("claim_daemon"),
+            jobs.c.state == str(JobState.QUEUED),
+            sa.or_(jobs.c.run_at.is_(None), jobs.c.run_at <= now),
+        )
+        limit = sa.bindparam("claim_limit", type_=sa.Integer())
+        choose = sa.select(jobs.c.id).where(due).order_by(jobs.c.priority.desc(), jobs.c.id).limit(limit)
+        claimed = {
+            "state": str(JobState.RUNNING),
+            "attempts": jobs.c.attempts + 1,
+            "owner": sa.bindparam("claim_owner"),
+            "started_at": now,
+            "updated_at": now,
+            "worker_pid": None,
+            "cancel_requested": False,
+        }
+        self.claim_returning = jobs.update().where(jobs.c.id.in_(choose.scalar_subquery())).values(**claimed).returning(*jobs.c)
+        self.lock_due = (
+            sa.select(jobs).where(due).order_by(jobs.c.priority.desc(), jobs.c.id).limit(limit).with_for_update(skip_locked=True)
+        )
+        self.mark_claimed = jobs.update().where(jobs.c.id.in_(sa.bindparam("claim_ids", expanding=True))).values(**claimed)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """How one running attempt ended, ready to be written (see ``JobQueue.apply_outcomes``)."""
@@ -81,6 +114,7 @@ class JobQueue:
         self.locks = locks
         self.is_mysql = engine.dialect.name == "mysql"
         self._next_promotion = float("-inf")
+        self._claim_statements = _ClaimStatements(table)
 
     # -- submitting -------------------------------------------------------
 
@@ -137,45 +171,24 @@ class JobQueue:
         now = time.time() if now is None else now
         if caps is not None and caps.active:
             return self._claim_capped(daemon, limit, owner, now, caps)
-        jobs = self.table
-        due = sa.and_(
-            jobs.c.daemon == daemon,
-            jobs.c.state == str(JobState.QUEUED),
-            sa.or_(jobs.c.run_at.is_(None), jobs.c.run_at <= now),
-        )
-        order = (jobs.c.priority.desc(), jobs.c.id)
-        claimed_values = {
-            "state": str(JobState.RUNNING),
-            "attempts": jobs.c.attempts + 1,
-            "owner": owner,
-            "started_at": now,
-            "updated_at": now,
-            "worker_pid": None,
-            "cancel_requested": False,
-        }
+        params = {"claim_daemon": daemon, "claim_now": now, "claim_limit": limit, "claim_owner": owner}
+        statements = self._claim_statements
         with self.engine.begin() as connection:
             self._promote_due(connection, now)
             if self.is_mysql:
                 # Two round trips: lock the rows we take (skipping rows other
                 # masters hold), then mark them; the claimed values are known.
-                locked = connection.execute(
-                    sa.select(jobs).where(due).order_by(*order).limit(limit).with_for_update(skip_locked=True)
-                ).mappings().all()
+                locked = connection.execute(statements.lock_due, params).mappings().all()
                 if not locked:
                     return []
-                connection.execute(jobs.update().where(jobs.c.id.in_([row["id"] for row in locked])).values(**claimed_values))
+                connection.execute(statements.mark_claimed, {**params, "claim_ids": [row["id"] for row in locked]})
                 rows: list[dict[str, Any]] = [
-                    {**row, **claimed_values, "attempts": int(row["attempts"] or 0) + 1}
+                    {**row, "state": str(JobState.RUNNING), "attempts": int(row["attempts"] or 0) + 1, "owner": owner,
+                     "started_at": now, "updated_at": now, "worker_pid": None, "cancel_requested": False}
                     for row in locked
                 ]
             else:
-                chosen = sa.select(jobs.c.id).where(due).order_by(*order).limit(limit).scalar_subquery()
-                rows = [
-                    dict(row)
-                    for row in connection.execute(
-                        jobs.update().where(jobs.c.id.in_(chosen)).values(**claimed_values).returning(*jobs.c)
-                    ).mappings()
-                ]
+                rows = [dict(row) for row in connection.execute(statements.claim_returning, params).mappings()]
         claimed = [row_to_job(row) for row in rows]
         claimed.sort(key=lambda job: (-job.priority, job.id))
         return claimed
