@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich import box
 from rich.table import Table
 
 from jobd.config import JobdConfig, load_config, load_schedule
@@ -53,13 +54,19 @@ def register(app: typer.Typer) -> None:
             print_json(rows)
             return
         now = time.time()
-        table = Table("entry", "daemon", "task", "trigger", "tz", "last fire", "outcome", "skipped", "next ticks")
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("entry", overflow="fold", min_width=14)
+        table.add_column("daemon", no_wrap=True)
+        table.add_column("trigger", no_wrap=True)
+        table.add_column("last fire", no_wrap=True)
+        table.add_column("skips", justify="right", no_wrap=True)
+        table.add_column("next ticks", no_wrap=True)
         for row in rows:
-            status = " (paused)" if row["paused"] else ("" if row["enabled"] else " (disabled)")
-            upcoming = ", ".join(dt.datetime.fromtimestamp(tick).strftime("%m-%d %H:%M:%S") for tick in row["next"]) or "-"
+            status = "\n(paused)" if row["paused"] else ("" if row["enabled"] else "\n(disabled)")
+            upcoming = "\n".join(_moment(tick, now) for tick in row["next"]) or "-"
+            last = f"{ago(row['last_fire'], now)}\n{row['last_outcome'] or '-'}" if row["fired"] else "-"
             table.add_row(
-                row["name"] + status, row["daemon"], row["task"], row["trigger"], row["timezone"],
-                ago(row["last_fire"], now) if row["fired"] else "-", row["last_outcome"] or "-",
+                row["name"] + status, row["daemon"], f"{row['trigger']}\n{row['timezone']}", last,
                 str(row["skipped"]), upcoming,
             )
         console.print(table)
@@ -108,6 +115,13 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{crontab}:{line.line}: not converted: {line.reason}: {line.text}", err=True)
         if result.unconverted:
             raise typer.Exit(1)
+
+
+def _moment(epoch: float, now: float) -> str:
+    """A tick in local time: the time alone today, with the date otherwise."""
+    moment = dt.datetime.fromtimestamp(epoch)
+    same_day = moment.date() == dt.datetime.fromtimestamp(now).date()
+    return moment.strftime("%H:%M:%S" if same_day else "%m-%d %H:%M")
 
 
 def _set_paused(config: Path | None, target: str, *, paused: bool) -> None:

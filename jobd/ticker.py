@@ -83,6 +83,7 @@ class Ticker:
         rows = []
         for name, entry in sorted(self.schedule.items()):
             state = states.get(name)
+            upcoming = next_fire_times(entry, now, 3) if entry.enabled else []
             rows.append({
                 "name": name,
                 "daemon": entry.daemon,
@@ -91,7 +92,8 @@ class Ticker:
                 "timezone": entry.zone.key,
                 "paused": self.is_paused(entry),
                 "enabled": entry.enabled,
-                "next": [tick.timestamp() for tick in next_fire_times(entry, now, 3)],
+                "next": [tick.timestamp() for tick in upcoming],
+                "next_run": upcoming[0].timestamp() if upcoming and not self.is_paused(entry) else None,
                 "last_fire": state.last_fire if state else None,
                 "last_job_id": state.last_job_id if state else None,
                 "fired": state.fired if state else 0,
