@@ -30,8 +30,8 @@ def scheduled_jobs(deployment: Deployment, entry: str) -> list[tuple[int, str]]:
 
 
 @pytest.mark.slow
-def test_two_masters_on_one_mariadb_store_fire_every_tick_exactly_once(deployment_factory, mariadb_url: str) -> None:  # type: ignore[no-untyped-def]
-    masters = [deployment_factory(mariadb_url) for _ in range(2)]
+def test_three_masters_on_one_mariadb_store_fire_every_tick_exactly_once(deployment_factory, mariadb_url: str) -> None:  # type: ignore[no-untyped-def]
+    masters = [deployment_factory(mariadb_url) for _ in range(3)]
     for deployment in masters:
         deployment.write_config({"main": {"workers": 2}})
         schedule_file(deployment, '[entries.heartbeat]\ndaemon = "main"\ntask = "t.tick"\nevery = "1s"\nmisfire = "skip"\noverlap = "allow"\n')
