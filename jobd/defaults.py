@@ -37,7 +37,8 @@ WORKER_STABLE_AFTER_SECONDS = 10.0  # a worker alive this long resets its pool's
 PROGRESS_FLUSH_INTERVAL_SECONDS = 2.0  # latest progress is persisted to the store at most this often
 PROGRESS_SEND_INTERVAL_SECONDS = 0.2
 OUTCOME_BATCH_SECONDS = 0.005  # finished attempts are written together within this window (group commit)
-OUTCOME_BATCH_MAX = 200  # a worker reports progress at most this often
+OUTCOME_BATCH_MAX = 200
+SNAPSHOT_COUNTS_MAX_AGE_SECONDS = 5.0  # job counts in the live snapshot (a table scan) are refreshed this often  # a worker reports progress at most this often
 
 # Control socket
 CONTROL_MAX_REQUEST_BYTES = 64 * 1024

@@ -98,6 +98,7 @@ class Master:
         self._outcomes_since = 0.0
         self._lost_exits: list[tuple[Pool, WorkerExit]] = []  # exited workers whose job is not yet recorded
         self._store_retry_at = 0.0
+        self._counts: tuple[float, dict[str, dict[str, int]]] | None = None
         self._store_warned_at = float("-inf")
         self.lease_lost = False
         self.ticker = Ticker(self.store, load_schedule(config))
@@ -552,7 +553,7 @@ class Master:
 
     def _publish_activity(self) -> None:
         try:
-            snapshot = self.status()
+            snapshot = self.status(counts_max_age=defaults.SNAPSHOT_COUNTS_MAX_AGE_SECONDS)
         except Exception:
             log.debug("no status snapshot for live activity this time", exc_info=True)
             snapshot = None
@@ -674,8 +675,16 @@ class Master:
         self.claim_requested = True
         return {"reloaded": True, "daemons": sorted(config.daemons), "schedules": sorted(schedule)}
 
-    def status(self) -> dict[str, Any]:
-        counts = self.store.jobs.counts()
+    def status(self, *, counts_max_age: float = 0.0) -> dict[str, Any]:
+        """This master's status; job counts may be up to ``counts_max_age`` seconds old.
+
+        Counting jobs scans the jobs table, so the live snapshot published
+        every second reuses a count for a few seconds; `jobd status` asks fresh.
+        """
+        now = self.clock()
+        if self._counts is None or now - self._counts[0] > counts_max_age:
+            self._counts = (now, self.store.jobs.counts())
+        counts = self._counts[1]
         return {
             "master": {
                 "id": self.id,

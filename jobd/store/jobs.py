@@ -54,7 +54,14 @@ class _ClaimStatements:
         }
         self.claim_returning = jobs.update().where(jobs.c.id.in_(choose.scalar_subquery())).values(**claimed).returning(*jobs.c)
         self.lock_due = (
-            sa.select(jobs).where(due).order_by(jobs.c.priority.desc(), jobs.c.id).limit(limit).with_for_update(skip_locked=True)
+            sa.select(jobs)
+            # Right after a bulk insert InnoDB's statistics can steer the
+            # optimizer to a filesort of every queued job: name the index.
+            .with_hint(jobs, f"FORCE INDEX ({jobs.name}_ready)", "mysql")
+            .where(due)
+            .order_by(jobs.c.priority.desc(), jobs.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
         )
         self.mark_claimed = jobs.update().where(jobs.c.id.in_(sa.bindparam("claim_ids", expanding=True))).values(**claimed)
 
