@@ -54,25 +54,29 @@ class Ticker:
         return max(0.0, (min(pending) - now).total_seconds())
 
     def run_due(self) -> list[int]:
-        """Tick every entry that is due (or never ticked); return the ids of the jobs fired."""
+        """Tick every entry that is due (or never ticked), in one transaction; return the job ids fired."""
         now = self.clock()
+        due = [
+            (entry, self.is_paused(entry))
+            for name, entry in self.schedule.items()
+            if name not in self.next_due or (self.next_due[name] is not None and self.next_due[name] <= now)  # type: ignore[operator]
+        ]
+        if not due:
+            return []
+        try:
+            results = self.store.schedules.tick_many(due, now)
+        except Exception:
+            log.exception("%s schedule entr(ies) could not tick; will retry", len(due))
+            return []
         fired: list[int] = []
-        for name, entry in self.schedule.items():
-            if name in self.next_due:
-                due = self.next_due[name]
-                if due is None or due > now:
-                    continue
-            try:
-                result = self.store.schedules.tick(entry, now, paused=self.is_paused(entry))
-            except Exception:
-                log.exception("schedule entry %s could not tick; will retry", name)
-                continue
+        for entry, _paused in due:
+            result = results[entry.name]
             if result.fired:
-                log.info("schedule %s fired job(s) %s", name, result.fired)
+                log.info("schedule %s fired job(s) %s", entry.name, result.fired)
             if result.skipped:
-                log.warning("schedule %s skipped %s tick(s): its previous job is still active (overlap=forbid)", name, result.skipped)
+                log.warning("schedule %s skipped %s tick(s): its previous job is still active (overlap=forbid)", entry.name, result.skipped)
             fired.extend(result.fired)
-            self.next_due[name] = next_fire_time(entry, result.cursor)
+            self.next_due[entry.name] = next_fire_time(entry, result.cursor)
         self.fired += len(fired)
         return fired
 

@@ -54,37 +54,53 @@ class ScheduleBook:
 
     def tick(self, entry: ScheduleEntry, now: dt.datetime, *, paused: bool = False, rng: random.Random | None = None) -> TickResult:
         """Decide and fire the entry's due ticks at ``now``; create their jobs."""
+        return self.tick_many([(entry, paused)], now, rng=rng)[entry.name]
+
+    def tick_many(
+        self, entries: list[tuple[ScheduleEntry, bool]], now: dt.datetime, *, rng: random.Random | None = None
+    ) -> dict[str, TickResult]:
+        """Tick several due entries (each with its paused flag) in one transaction.
+
+        Rows are locked in name order, so masters ticking overlapping sets of
+        entries never deadlock; one commit serves every entry due at ``now``.
+        """
         rng = rng or random.Random()
+        results: dict[str, TickResult] = {}
         with self.engine.begin() as connection:
-            row = self._locked_row(connection, entry.name)
-            last_fire = _utc(row["last_fire"])
-            plan = plan_ticks(entry, last_fire, now)
-            fire = () if paused else plan.fire
-            fired: list[int] = []
-            skipped = 0
-            last_job_id = row["last_job_id"]
-            if fire:
-                decision = overlap_decision(entry, self._is_active(connection, last_job_id))
-                if decision == "skip":
-                    skipped = len(fire)
-                else:
-                    if decision == "replace":
-                        self._cancel(connection, last_job_id, now.timestamp())
-                    for tick in fire:
-                        job_id = self._insert_job(connection, entry, tick, apply_jitter(tick, entry.jitter.total_seconds(), rng))
-                        if job_id is not None:
-                            fired.append(job_id)
-            values: dict[str, Any] = {
-                "last_fire": plan.cursor.timestamp(),
-                "fired": self.table.c.fired + len(fired),
-                "updated_at": time.time(),
-            }
-            if fired:
-                values["last_job_id"] = fired[-1]
-            if skipped:
-                values["skipped"] = self.table.c.skipped + skipped
-                values["last_skipped_at"] = now.timestamp()
-            connection.execute(self.table.update().where(self.table.c.entry == entry.name).values(**values))
+            for entry, paused in sorted(entries, key=lambda item: item[0].name):
+                results[entry.name] = self._tick_on(connection, entry, now, paused, rng)
+        return results
+
+    def _tick_on(self, connection: sa.Connection, entry: ScheduleEntry, now: dt.datetime, paused: bool, rng: random.Random) -> TickResult:
+        row = self._locked_row(connection, entry.name)
+        last_fire = _utc(row["last_fire"])
+        plan = plan_ticks(entry, last_fire, now)
+        fire = () if paused else plan.fire
+        fired: list[int] = []
+        skipped = 0
+        last_job_id = row["last_job_id"]
+        if fire:
+            decision = overlap_decision(entry, self._is_active(connection, last_job_id))
+            if decision == "skip":
+                skipped = len(fire)
+            else:
+                if decision == "replace":
+                    self._cancel(connection, last_job_id, now.timestamp())
+                for tick in fire:
+                    job_id = self._insert_job(connection, entry, tick, apply_jitter(tick, entry.jitter.total_seconds(), rng))
+                    if job_id is not None:
+                        fired.append(job_id)
+        values: dict[str, Any] = {
+            "last_fire": plan.cursor.timestamp(),
+            "fired": self.table.c.fired + len(fired),
+            "updated_at": time.time(),
+        }
+        if fired:
+            values["last_job_id"] = fired[-1]
+        if skipped:
+            values["skipped"] = self.table.c.skipped + skipped
+            values["last_skipped_at"] = now.timestamp()
+        connection.execute(self.table.update().where(self.table.c.entry == entry.name).values(**values))
         return TickResult(fired=fired, skipped=skipped, cursor=plan.cursor)
 
     def _locked_row(self, connection: sa.Connection, name: str) -> Any:
