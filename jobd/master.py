@@ -521,9 +521,10 @@ class Master:
         older_than = time.time() - self.config.retention
         deleted = 0
         for _ in range(20):  # bounded per round; the next round continues
-            batch = self.store.jobs.prune_finished(older_than=older_than, batch=500)
-            deleted += batch
-            if batch < 500:
+            pruned = self.store.jobs.prune_finished(older_than=older_than, batch=500)
+            self.store.job_logs.delete_for(pruned)  # a pruned job's own log lines go with it
+            deleted += len(pruned)
+            if len(pruned) < 500:
                 break
         self.store.masters.prune(older_than=older_than)
         if deleted:

@@ -201,3 +201,25 @@ def test_jobs_of_a_dead_master_are_requeued_with_the_attempt_counted(store: Stor
     assert store.jobs.requeue_owned_by(["dead-master"]) == [job_id]
     job = store.jobs.get(job_id)
     assert job.state is JobState.QUEUED and job.attempts == 1 and job.owner is None
+
+
+def test_pruning_deletes_only_old_finished_jobs_in_batches(store: Store) -> None:
+    old_done = store.jobs.insert(new(), now=100.0)
+    store.jobs.claim("main", 1, "m1", now=100.0)
+    store.jobs.succeed(old_done, 1, "m1", None, now=100.0)
+    still_queued = store.jobs.insert(new(), now=100.0)
+    recent_ids = [store.jobs.insert(new(), now=1000.0) for _ in range(3)]
+    for job in store.jobs.claim("main", 10, "m1", now=1000.0):
+        if job.id in recent_ids:
+            store.jobs.succeed(job.id, job.attempts, "m1", None, now=1000.0)
+    assert store.jobs.prune_finished(older_than=500.0, batch=1) == [old_done]
+    assert store.jobs.prune_finished(older_than=500.0, batch=1) == []
+    remaining = {job.id for job in store.jobs.list(limit=100)}
+    assert old_done not in remaining and still_queued in remaining and set(recent_ids) <= remaining
+
+
+def test_a_lease_is_held_by_one_owner_until_it_expires(store: Store) -> None:
+    assert store.leases.acquire("prune", "m1", ttl=60, now=1000.0)
+    assert not store.leases.acquire("prune", "m2", ttl=60, now=1030.0)
+    assert store.leases.acquire("prune", "m1", ttl=60, now=1030.0), "the holder renews"
+    assert store.leases.acquire("prune", "m2", ttl=60, now=1100.0), "an expired lease can be taken"

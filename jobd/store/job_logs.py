@@ -49,6 +49,13 @@ class JobLogTable:
         with self.engine.begin() as connection:
             connection.execute(self.table.insert(), rows)
 
+    def delete_for(self, job_ids: Sequence[int]) -> int:
+        """Forget the log lines of jobs that were pruned."""
+        if not job_ids:
+            return 0
+        with self.engine.begin() as connection:
+            return int(connection.execute(self.table.delete().where(self.table.c.job_id.in_(list(job_ids)))).rowcount)
+
     def lines(self, job_id: int | None = None, *, after_id: int = 0, limit: int = 10_000) -> list[JobLogLine]:
         """Lines of ``job_id`` (or of every job) with an id above ``after_id``, oldest first."""
         table = self.table

@@ -449,8 +449,8 @@ class JobQueue:
             self.requeue(ids, None, refund_attempt=False, now=now)
         return ids
 
-    def prune_finished(self, *, older_than: float, batch: int = 1000) -> int:
-        """Delete one batch of finished jobs that ended before ``older_than``; return how many."""
+    def prune_finished(self, *, older_than: float, batch: int = 1000) -> list[int]:
+        """Delete one batch of finished jobs that ended before ``older_than``; return their ids."""
         jobs = self.table
         with self.engine.begin() as connection:
             ids = list(connection.execute(
@@ -461,7 +461,7 @@ class JobQueue:
             ).scalars())
             if ids:
                 connection.execute(jobs.delete().where(jobs.c.id.in_(ids)))
-        return len(ids)
+        return ids
 
     # -- operator actions -------------------------------------------------
 
