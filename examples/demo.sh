@@ -41,4 +41,6 @@ sleep 4
 echo
 echo "the mailing campaign checkpoints as it goes: kill -9 the master and start it again,"
 echo "and it resumes where it stopped. Look at one job with:  $jobd job $campaign"
+echo "watch it live:  $jobd top -c examples/jobd.toml     (q quits)"
+echo "its schedule:   $jobd schedules -c examples/jobd.toml"
 echo "the master keeps running; stop it with:  $jobd stop -c examples/jobd.toml"
