@@ -63,11 +63,12 @@ def test_three_masters_run_20000_jobs_exactly_once_and_share_the_work(deployment
 
 def test_kill_9_of_a_master_requeues_its_jobs_for_the_others_within_the_lease(deployment_factory, mariadb_url: str) -> None:  # type: ignore[no-untyped-def]
     members = cluster(deployment_factory, mariadb_url, 3, {"main": {"workers": 2}}, **LEASE)
-    for member in members:
-        member.start_master()
+    members[0].start_master()  # the victim first, so it surely owns running and prefetched jobs
     ids = [members[0].store.jobs.insert(NewJob("main", "t.sleep", {"seconds": 2})) for _ in range(12)]
     victim_id = master_id_of(members[0])
     wait_until(lambda: victim_id in owners(members[0], ids).values(), message="the victim to own a job")
+    for member in members[1:]:
+        member.start_master()
     victim_jobs = [job for job, owner in owners(members[0], ids).items() if owner == victim_id]
     os.killpg(members[0].masters[0].pid, signal.SIGKILL)
     killed_at = time.time()
