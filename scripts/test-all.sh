@@ -11,6 +11,7 @@ as_root() { if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v memcached >/dev/null || missing+=(memcached)
 command -v tmux >/dev/null || missing+=(tmux)
+command -v systemd-analyze >/dev/null || missing+=(systemd)   # `systemd-analyze verify` of our units
 if ((${#missing[@]})); then
     echo "installing ${missing[*]}"
     as_root apt-get update -qq
