@@ -20,6 +20,7 @@ from typing import Any
 from .config import JobdConfig, load_config, load_schedule
 from .errors import ConfigError, UnknownTask
 from .migrations.task import MIGRATE_TASK, migrate_task_definition
+from .schedules import Schedule
 from .shelltask import ShellTaskSpec, run_shell_task
 from .tasks import TaskDefinition, TaskOptions, definition_for_callable, registered
 
@@ -41,7 +42,7 @@ def add_python_path(config: JobdConfig) -> None:
             sys.path.insert(0, str(path))
 
 
-def load_daemon_tasks(config: JobdConfig, daemon: str) -> dict[str, TaskDefinition]:
+def load_daemon_tasks(config: JobdConfig, daemon: str, schedule: Schedule | None = None) -> dict[str, TaskDefinition]:
     """Import a daemon's task code and return its tasks by name; ConfigError if it fails."""
     add_python_path(config)
     settings = config.daemon(daemon)
@@ -64,7 +65,8 @@ def load_daemon_tasks(config: JobdConfig, daemon: str) -> dict[str, TaskDefiniti
         served[task_name] = definition_for_callable(task_name, target)
     for task_name, spec in settings.shell.items():
         served[task_name] = shell_task_definition(task_name, spec)
-    for task_name, (shell_daemon, spec) in load_schedule(config).shell_tasks().items():
+    schedule = load_schedule(config) if schedule is None else schedule
+    for task_name, (shell_daemon, spec) in schedule.shell_tasks().items():
         if shell_daemon == daemon and spec is not None:
             served[task_name] = shell_task_definition(task_name, spec)
     if config.migrations is not None and config.migrations.daemon == daemon:
@@ -95,11 +97,12 @@ def load_inventory(config: JobdConfig) -> Inventory:
 
     Also proves every schedule entry names a task its daemon serves.
     """
+    schedule = load_schedule(config)  # read the schedule files once, not once per daemon
     inventory = {
-        daemon: {name: TaskInfo(name, definition.options) for name, definition in load_daemon_tasks(config, daemon).items()}
+        daemon: {name: TaskInfo(name, definition.options) for name, definition in load_daemon_tasks(config, daemon, schedule).items()}
         for daemon in config.daemons
     }
-    load_schedule(config).check_references({daemon: set(tasks) for daemon, tasks in inventory.items()})
+    schedule.check_references({daemon: set(tasks) for daemon, tasks in inventory.items()})
     return inventory
 
 

@@ -68,17 +68,6 @@ def log_outcome(job: Job, outcome: Outcome, now: float) -> None:
         log.warning("job %s (%s) attempt %s failed: %s; retrying in %.1fs", job.id, job.task, job.attempts, error, delay, extra=extra)
 
 
-def record_finished(queue: JobQueue, owner: str, job: Job, finished: JobFinished, limits: Limits, now: float) -> str:
-    """Write an attempt's outcome; return the state the job is now in."""
-    if finished.outcome == "succeeded":
-        queue.succeed(job.id, job.attempts, owner, finished.result, now=now)
-        return "succeeded"
-    if finished.outcome == "cancelled":
-        queue.cancelled(job.id, job.attempts, owner, error=finished.error or "cancelled", now=now)
-        return "cancelled"
-    return record_failure(queue, owner, job, finished.error or "failed", finished.traceback, limits, now, permanent=finished.permanent)
-
-
 def record_failure(
     queue: JobQueue, owner: str, job: Job, error: str, traceback: str | None, limits: Limits, now: float, *, permanent: bool = False
 ) -> str:

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +13,7 @@ import pymysql
 import pytest
 
 from jobd.store import Store, open_store
-from support import Deployment, MemcachedServer
+from support import Deployment, MemcachedServer, require
 
 MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 
@@ -37,10 +31,7 @@ def _mariadb_available() -> bool:
 
 @pytest.fixture(scope="session")
 def mariadb() -> dict[str, Any]:
-    if not _mariadb_available():
-        if os.environ.get("CI"):
-            pytest.fail("MariaDB is not reachable on 127.0.0.1:3306 (CI needs it)")
-        pytest.skip("MariaDB is not reachable on 127.0.0.1:3306")
+    require(_mariadb_available(), "MariaDB is not reachable on 127.0.0.1:3306")
     return MARIADB
 
 

@@ -18,7 +18,7 @@ from rich.console import Console
 from jobd.store import NewJob
 
 from jobd.cli.top import render
-from support import Deployment, wait_until
+from support import Deployment, require, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -76,8 +76,7 @@ def _tmux(server: str, *args: str) -> str:
 
 
 def test_top_draws_in_a_real_terminal_and_q_restores_it(deployment: Deployment) -> None:
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed")
+    require(shutil.which("tmux") is not None, "tmux is not installed")
     deployment.write_config({"main": {"workers": 2}, "other": {"workers": 1}})
     deployment.start_master()
     job_id = deployment.store.jobs.insert(NewJob("main", "t.progress", {"steps": 600, "step_seconds": 0.05}))

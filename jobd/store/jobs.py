@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from .. import defaults
 from ..errors import InvalidArgs, InvalidTransition, UnknownJob
 from ..job import Job, decode_json, encode_json
-from ..states import ACTIVE, CLAIMABLE, FINAL, JobState, sources_of, transition
+from ..states import CLAIMABLE, FINAL, JobState, sources_of, transition
 from ..limits import ConcurrencyCaps
 from .engine import READ_ONLY
 
@@ -356,16 +356,6 @@ class JobQueue:
                 ).rowcount)
         return written
 
-    def set_worker(self, job_id: int, attempt: int, owner: str, pid: int) -> None:
-        """Note which worker process runs a claimed job (for `jobd job` and recovery)."""
-        jobs = self.table
-        with self.engine.begin() as connection:
-            connection.execute(
-                jobs.update()
-                .where(jobs.c.id == job_id, jobs.c.attempts == attempt, jobs.c.owner == owner)
-                .values(worker_pid=pid)
-            )
-
     def save_checkpoint(self, job_id: int, attempt: int, checkpoint: Any) -> bool:
         """Persist a running job's checkpoint; False if that attempt no longer runs."""
         jobs = self.table
@@ -586,15 +576,6 @@ class JobQueue:
         with self.engine.connect().execution_options(**READ_ONLY) as connection:
             count, oldest = connection.execute(query).one()
         return int(count), oldest
-
-    def active_exists(self, **where: Any) -> bool:
-        """Whether an unfinished job matches the given column values."""
-        jobs = self.table
-        query = sa.select(jobs.c.id).where(jobs.c.state.in_([str(s) for s in ACTIVE])).limit(1)
-        for column, value in where.items():
-            query = query.where(jobs.c[column] == value)
-        with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            return connection.execute(query).first() is not None
 
 
 def row_to_job(row: Any) -> Job:
