@@ -58,7 +58,10 @@ class DaemonConfig(_Strict):
     enabled: bool = True
     prefetch: int | None = Field(
         default=None, ge=0, le=1000,
-        description="jobs claimed ahead of free workers (default: one per worker; none under concurrency caps)",
+        description=(
+            "jobs claimed ahead of free workers (default: 4 per worker, more for short jobs; none under "
+            "concurrency caps); 0 also stops handing short jobs to a worker ahead of time"
+        ),
     )
     concurrency: int | None = Field(
         default=None, ge=1, description="most jobs of this daemon running at once across all hosts"

@@ -16,8 +16,8 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+import heapq
 from concurrent.futures import Future
-from multiprocessing.connection import wait
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,6 +36,7 @@ from .limits import ConcurrencyCaps
 from .joblogs import JobLogCapture
 from .observers import Observers
 from .outcomes import Limits, log_outcome, plan_outcome, record_failure
+from .readiness import Readiness
 from .signals import SignalReceiver, WakePipe
 from .states import JobState
 from .store import Store, open_store
@@ -51,10 +52,13 @@ log = logging.getLogger("jobd.master")
 ReadyCallback = Callable[[str | None], None]  # None: ready; a string: why it could not start
 
 
-def default_prefetch(workers: int) -> int:
-    """Jobs claimed ahead of free workers: enough that a claim serves a burst, few enough
-    that other masters are not starved of short jobs."""
-    return max(8, 4 * workers) if workers else 0
+REAP_INTERVAL_SECONDS = 0.5  # workers are reaped when their sentinel fires, and at least this often
+
+
+def default_prefetch(workers: int, depth: int = 1) -> int:
+    """Jobs claimed ahead of free workers: enough that a claim serves a burst (two rounds of
+    every worker's pipeline for short jobs), few enough that other masters are not starved."""
+    return max(8, 4 * workers, 2 * depth * workers) if workers else 0
 
 
 class Master:
@@ -88,6 +92,10 @@ class Master:
         self.claim_requested = True
         self.jobs_finished = 0
         self._poll = Throttle(config.poll_interval, clock)
+        self._reap = Throttle(REAP_INTERVAL_SECONDS, clock)
+        self._readiness = Readiness()
+        self._ready: set[int] = set()
+        self._sentinels: set[int] = set()
         self._heartbeat = Throttle(config.heartbeat_interval, clock)
         self._progress_flush = Throttle(2.0, clock)
         self._prune = Throttle(config.prune_interval, clock)
@@ -187,6 +195,7 @@ class Master:
             log.exception("could not mark master %s stopped in the store", self.id)
         self.store.dispose()
         self.wake_pipe.close()
+        self._readiness.close()
         log.info("master %s stopped", self.id)
 
     # -- the loop ---------------------------------------------------------
@@ -195,8 +204,9 @@ class Master:
         self._wait(self._wait_timeout())
         self._act_on_signals()
         self._store_guarded(self._read_messages)
+        reap = self._reap.ready() or not self._sentinels.isdisjoint(self._ready)
         for pool in list(self.pools.values()):
-            exits = pool.reap()
+            exits = pool.reap() if reap else []
             self._lost_exits.extend((pool, exit) for exit in exits)
             if exits and not self.draining:
                 pool.maintain()  # replacing workers does not wait for the store
@@ -233,13 +243,20 @@ class Master:
         return timeout if due is None else min(timeout, due)
 
     def _wait(self, timeout: float) -> None:
-        waitables: list[Any] = [self.wake_pipe.read_fd]
+        """Sleep until a worker writes or exits, a wake-up, or ``timeout``; remember what is ready."""
+        watched: dict[int, int] = {self.wake_pipe.read_fd: 0}
+        sentinels = set()
         for pool in self.pools.values():
             for worker in pool.live_workers():
-                waitables.append(worker.connection)
-                waitables.append(worker.spawned.process.sentinel)
-        wait(waitables, timeout)
-        self.wake_pipe.clear()
+                if not worker.pipe_closed:
+                    watched[worker.reader.fd] = worker.pid
+                sentinel = worker.spawned.process.sentinel
+                watched[sentinel] = worker.pid
+                sentinels.add(sentinel)
+        self._sentinels = sentinels
+        self._ready = self._readiness.wait(watched, timeout)
+        if self.wake_pipe.read_fd in self._ready:
+            self.wake_pipe.clear()
 
     def _act_on_signals(self) -> None:
         for signum in self.signals.take():
@@ -256,17 +273,21 @@ class Master:
                     log.error("reload refused; keeping the running config: %s", error)
 
     def _read_messages(self) -> None:
+        """Read what every ready worker wrote (all of it, in one read each); hand out freed slots."""
         ended: list[tuple[Pool, Assignment, protocol.JobFinished]] = []
         for pool in self.pools.values():
+            freed = False
             for worker in pool.live_workers():
-                while self._poll_connection(worker):
-                    try:
-                        data = worker.connection.recv()
-                    except (EOFError, OSError):
-                        break
-                    finished = self._on_worker_message(pool, worker, protocol.decode(data))
+                if worker.pipe_closed or worker.reader.fd not in self._ready:
+                    continue
+                for message in self._messages_from(pool, worker):
+                    finished = self._on_worker_message(pool, worker, message)
                     if finished is not None:
                         ended.append((pool, *finished))
+                        freed = True
+            if freed:
+                self._feed(pool)  # workers with room get prefetched jobs before any store round trip
+                self.claim_requested = True
         if ended:
             if not self._pending_outcomes:
                 self._outcomes_since = self.clock()
@@ -289,11 +310,22 @@ class Master:
                 raise
 
     @staticmethod
-    def _poll_connection(worker: Worker) -> bool:
+    def _messages_from(pool: Pool, worker: Worker) -> list[protocol.Message]:
+        """The messages in what ``worker`` wrote since the last read (its pipe is readable)."""
         try:
-            return bool(worker.connection.poll())
+            frames = worker.reader.read()
         except (EOFError, OSError):
-            return False
+            worker.pipe_closed = True  # its exit is noticed through its sentinel
+            return []
+        messages: list[protocol.Message] = []
+        for frame in frames:
+            try:
+                messages.extend(protocol.decode(frame))
+            except ValueError as error:
+                log.error("daemon %s: worker %s sent an unreadable message (%s); stopping it", pool.daemon, worker.pid, error)
+                pool.kill(worker, f"unreadable message from the worker: {error}")
+                break
+        return messages
 
     def _on_worker_message(
         self, pool: Pool, worker: Worker, message: protocol.Message
@@ -303,12 +335,7 @@ class Master:
         if isinstance(message, protocol.ProgressReport) and worker.assignment is not None:
             running = worker.assignment.job
             self.activity.progress(pool.daemon, running.id, running.task, running.attempts, worker.pid, message.progress)
-        ended = pool.on_message(worker, message)
-        if ended is None:
-            return None
-        self._feed(pool)  # the worker is free: hand it a prefetched job before any store round trip
-        self.claim_requested = True
-        return ended
+        return pool.on_message(worker, message)
 
     def _record_finished(self, ended: list[tuple[Pool, Assignment, protocol.JobFinished]]) -> None:
         """Write a burst of finished attempts in one transaction, then tell the observers."""
@@ -339,6 +366,9 @@ class Master:
 
     def _handle_exits(self, pool: Pool, exits: list[WorkerExit]) -> None:
         for exit in exits:
+            if exit.unstarted:  # handed to the worker, never begun: back to the queue as they were
+                self.store.jobs.requeue([held.job.id for held in exit.unstarted], self.id, refund_attempt=True)
+                self.claim_requested = True
             assignment = exit.assignment
             if assignment is None:
                 continue
@@ -413,11 +443,12 @@ class Master:
             self._feed(pool)
             settings = pool.settings
             caps = ConcurrencyCaps(settings.concurrency, settings.task_concurrency)
-            prefetch = 0 if caps.active else (settings.prefetch if settings.prefetch is not None else default_prefetch(pool.size))
-            idle = len(pool.idle_workers())
-            if pool.size == 0 or (idle == 0 and len(pool.backlog) > prefetch // 2):
+            depth = pool.depth()
+            prefetch = 0 if caps.active else (settings.prefetch if settings.prefetch is not None else default_prefetch(pool.size, depth))
+            room = sum(pool.free_slots(worker, depth) for worker in pool.workers)
+            if pool.size == 0 or (room == 0 and len(pool.backlog) > prefetch // 2):
                 continue  # enough waiting: refill in batches, not one claim per finished job
-            wanted = idle + prefetch - len(pool.backlog)
+            wanted = room + prefetch - len(pool.backlog)
             if wanted <= 0:
                 continue
             if not self._lease_valid():
@@ -429,12 +460,31 @@ class Master:
                 self.claim_requested = True  # there may be more waiting
 
     def _feed(self, pool: Pool) -> None:
-        """Give idle workers the pool's prefetched jobs."""
-        while pool.backlog:
-            idle = pool.idle_workers()
-            if not idle:
-                return
-            self._start_job(pool, idle[0], pool.backlog.popleft())
+        """Give workers with room the pool's prefetched jobs, the least loaded worker first.
+
+        Each worker gets its share in one write (see ``Pool.depth``: one job
+        at a time unless the pool's jobs are short).
+        """
+        if not pool.backlog:
+            return
+        depth = pool.depth()
+        room = [(len(w.assignments), index, w) for index, w in enumerate(pool.workers) if pool.free_slots(w, depth) > 0]
+        heapq.heapify(room)
+        handed: dict[int, list[tuple[Job, float]]] = {}
+        while room and pool.backlog:
+            load, index, worker = heapq.heappop(room)
+            job = pool.backlog.popleft()
+            if not self._runnable(pool, job):
+                heapq.heappush(room, (load, index, worker))
+                continue
+            handed.setdefault(index, []).append((job, self._limits(pool.daemon, job).timeout))
+            if pool.pipeline.is_short(job.task) and pool.free_slots(worker, depth) > len(handed[index]):
+                heapq.heappush(room, (load + 1, index, worker))  # more may wait behind this one
+        for index, jobs in handed.items():
+            worker = pool.workers[index]
+            pool.assign(worker, jobs)
+            for job, _timeout in jobs:
+                self.activity.job_started(pool.daemon, job.id, job.task, job.attempts, worker.pid)
 
     def _return_backlog(self, pool: Pool) -> None:
         """Hand prefetched, unstarted jobs back to the queue (their attempt refunded)."""
@@ -447,18 +497,18 @@ class Master:
         except Exception:
             log.exception("could not return %s prefetched job(s); they are recovered as orphans", len(jobs))
 
-    def _start_job(self, pool: Pool, worker: Worker, job: Job) -> None:
+    def _runnable(self, pool: Pool, job: Job) -> bool:
+        """Whether a claimed job can run at all; if not, it is dead now, with the reason."""
         problem = job.args_problem
         if problem is None and job.task not in self.inventory.get(pool.daemon, {}):
             known = ", ".join(sorted(self.inventory.get(pool.daemon, {}))) or "none"
             problem = f"daemon {pool.daemon!r} has no task {job.task!r} (its tasks: {known})"
-        if problem is not None:
-            log.error("job %s cannot run: %s", job.id, problem)
-            self.store.jobs.mark_dead_unrunnable(job.id, job.attempts, self.id, problem)
-            self.observers.job_ended(self, job, "dead", None, problem)
-            return
-        pool.assign(worker, job, self._limits(pool.daemon, job).timeout)
-        self.activity.job_started(pool.daemon, job.id, job.task, job.attempts, worker.pid)
+        if problem is None:
+            return True
+        log.error("job %s cannot run: %s", job.id, problem)
+        self.store.jobs.mark_dead_unrunnable(job.id, job.attempts, self.id, problem)
+        self.observers.job_ended(self, job, "dead", None, problem)
+        return False
 
     def _limits(self, daemon: str, job: Job) -> Limits:
         settings = self.config.daemons.get(daemon) or self.pools[daemon].settings
@@ -588,10 +638,10 @@ class Master:
         for pool in self.pools.values():
             timeout = self.config.drain_timeout_for(pool.daemon) if pool.daemon in self.config.daemons else self.config.drain_timeout
             for worker in pool.live_workers():
-                if worker.assignment is None:
-                    pool.retire(worker)
-                elif elapsed > timeout:
+                if worker.assignment is not None and elapsed > timeout:
                     pool.kill(worker, "drain timeout")
+                else:
+                    pool.retire(worker)  # a busy one ends its running job first and starts none it holds
                 busy = True
         if not busy:
             self.finished = True

@@ -1,17 +1,18 @@
 """A daemon's pool of long-running workers, supervised by the master.
 
-The pool keeps ``size`` workers alive, hands jobs to idle ones, notices
-workers that exit or hang, restarts them with backoff (so a crash-looping
-task cannot spin the CPU), and recycles workers after a number of jobs. It
-knows nothing of the store: it reports what happened to the master, which
-records outcomes.
+The pool keeps ``size`` workers alive, hands jobs to workers with room
+(short jobs several at a time, see ``pipelining``), notices workers that
+exit or hang, restarts them with backoff (so a crash-looping task cannot
+spin the CPU), and recycles workers after a number of jobs. It knows nothing
+of the store: it reports what happened to the master, which records
+outcomes.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import deque
 import signal
+from collections import deque
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from ..config import DaemonConfig
 from ..job import Job
 from . import memory, protocol
 from .memory import Recycle
+from .pipelining import Pipeline
 from .processes import ProcessLauncher, SpawnedProcess
 from .states import WorkerState, change_worker_state
 from .worker import WorkerSpec
@@ -37,7 +39,7 @@ class Assignment:
 
     job: Job
     timeout: float
-    started_at: float  # monotonic
+    started_at: float  # monotonic; when it became the worker's running job
     cancel_sent_at: float | None = None
 
     @property
@@ -51,17 +53,29 @@ class Worker:
     started_at: float  # monotonic
     state: WorkerState = WorkerState.STARTING
     jobs_done: int = 0
-    assignment: Assignment | None = None
+    # Handed to the worker and not finished, in the order it runs them: the
+    # first is running, the others wait in the worker's pipe.
+    assignments: deque[Assignment] = field(default_factory=deque)
     terminate_sent_at: float | None = None
     exit_reason: str | None = None
     current_progress: dict[str, Any] | None = None
     outdated: bool = False  # to be replaced once its current job ends (reload, restart)
     rss_bytes: int | None = None  # last measured resident set size
+    pipe_closed: bool = False  # the worker's end is closed: nothing more to read
     wall_started_at: float = field(default_factory=time.time)
+    reader: protocol.FrameReader = field(init=False)  # the master reads this worker's frames through it
+
+    def __post_init__(self) -> None:
+        self.reader = protocol.FrameReader(self.spawned.connection.fileno())
 
     @property
     def pid(self) -> int:
         return self.spawned.pid
+
+    @property
+    def assignment(self) -> Assignment | None:
+        """The job the worker is running now, if any."""
+        return self.assignments[0] if self.assignments else None
 
     @property
     def connection(self) -> Connection:
@@ -73,12 +87,13 @@ class Worker:
 
 @dataclass(frozen=True)
 class WorkerExit:
-    """A worker is gone; ``assignment`` is the job it was running, if any."""
+    """A worker is gone; ``assignment`` is the job it was running, ``unstarted`` those it never began."""
 
     worker: Worker
     exit_code: int | None
     assignment: Assignment | None
     reason: str
+    unstarted: tuple[Assignment, ...] = ()
 
 
 class Pool:
@@ -104,6 +119,7 @@ class Pool:
         self.next_memory_check_at = 0.0
         self.fatal_error: str | None = None
         self.backlog: deque[Job] = deque()  # claimed ahead of free workers (see Master._dispatch)
+        self.pipeline = Pipeline()
 
     # -- size -------------------------------------------------------------
 
@@ -116,6 +132,23 @@ class Pool:
 
     def idle_workers(self) -> list[Worker]:
         return [worker for worker in self.workers if worker.state is WorkerState.IDLE]
+
+    def depth(self) -> int:
+        """How many jobs one worker may hold at once (1 when prefetching is off or caps count running jobs)."""
+        if self.settings.prefetch == 0 or self.settings.concurrency or self.settings.task_concurrency:
+            return 1
+        return self.pipeline.depth()
+
+    def free_slots(self, worker: Worker, depth: int) -> int:
+        """How many more jobs ``worker`` may be handed now (none behind a job that may be long)."""
+        if worker.state not in (WorkerState.IDLE, WorkerState.BUSY) or worker.outdated:
+            return 0
+        held = worker.assignments
+        slots = self.pipeline.room([held_job.job.task for held_job in held], depth) if held else depth
+        limit = self.settings.max_tasks_per_worker
+        if limit:
+            slots = min(slots, limit - worker.jobs_done - len(held))
+        return max(0, slots)
 
     def busy_workers(self) -> list[Worker]:
         return [worker for worker in self.workers if worker.state is WorkerState.BUSY]
@@ -142,15 +175,16 @@ class Pool:
         return worker
 
     def retire(self, worker: Worker) -> None:
-        """Ask an idle or starting worker to exit cleanly."""
+        """Ask a worker to exit cleanly: a busy one after its running job, starting none it holds."""
         if worker.state in (WorkerState.STOPPING, WorkerState.EXITED):
             return
         worker.move_to(WorkerState.STOPPING)
         try:
-            worker.connection.send(protocol.encode(protocol.StopWorker()))
+            worker.connection.send_bytes(protocol.encode([protocol.StopWorker()]))
         except (OSError, ValueError):
             self.launcher.kill(worker.pid)
-        worker.terminate_sent_at = self.clock()
+        if not worker.assignments:
+            worker.terminate_sent_at = self.clock()  # else: once its running job ends (see _on_finished)
 
     def replace_all(self) -> None:
         """Replace every worker (new code, new settings) without interrupting a job.
@@ -176,23 +210,38 @@ class Pool:
 
     # -- jobs -------------------------------------------------------------
 
-    def assign(self, worker: Worker, job: Job, timeout: float) -> None:
-        worker.move_to(WorkerState.BUSY)
-        worker.assignment = Assignment(job=job, timeout=timeout, started_at=self.clock())
-        worker.current_progress = None
-        worker.connection.send(
-            protocol.encode(protocol.RunJob(job.id, job.attempts, job.task, job.args, job.checkpoint))
+    def assign(self, worker: Worker, jobs: list[tuple[Job, float]]) -> None:
+        """Hand ``worker`` these (job, timeout) pairs in one write; it runs them after those it holds."""
+        if not jobs:
+            return
+        now = self.clock()
+        if worker.state is WorkerState.IDLE:
+            worker.move_to(WorkerState.BUSY)
+            worker.current_progress = None
+        worker.assignments.extend(Assignment(job=job, timeout=timeout, started_at=now) for job, timeout in jobs)
+        worker.connection.send_bytes(
+            protocol.encode([protocol.RunJob(job.id, job.attempts, job.task, job.args, job.checkpoint) for job, _ in jobs])
         )
 
     def cancel(self, job_id: int) -> bool:
-        """Tell the worker running ``job_id`` to cancel (SIGUSR1 → ``ctx.cancelled``)."""
+        """Cancel ``job_id`` in its worker: SIGUSR1 (→ ``ctx.cancelled``) if it runs, else a message not to start it."""
         for worker in self.busy_workers():
-            assignment = worker.assignment
-            if assignment and assignment.job.id == job_id and assignment.cancel_sent_at is None:
+            for position, assignment in enumerate(worker.assignments):
+                if assignment.job.id != job_id or assignment.cancel_sent_at is not None:
+                    continue
                 assignment.cancel_sent_at = self.clock()
-                self.launcher.send_signal(worker.pid, signal.SIGUSR1)
+                if position == 0:
+                    self.launcher.send_signal(worker.pid, signal.SIGUSR1)
+                else:
+                    self._send(worker, protocol.CancelJob(job_id))
                 return True
         return False
+
+    def _send(self, worker: Worker, message: protocol.Message) -> None:
+        try:
+            worker.connection.send_bytes(protocol.encode([message]))
+        except (OSError, ValueError):
+            pass  # the worker is gone; reap() will say so
 
     def worker_for_job(self, job_id: int) -> Worker | None:
         for worker in self.busy_workers():
@@ -215,39 +264,59 @@ class Pool:
             worker.current_progress = message.progress
             return None
         if isinstance(message, protocol.JobFinished):
-            assignment = worker.assignment
-            worker.assignment = None
-            worker.current_progress = None
-            worker.jobs_done += 1
-            if worker.state is WorkerState.BUSY:
-                worker.move_to(WorkerState.IDLE)
-                limit = self.settings.max_tasks_per_worker
-                if worker.outdated:
-                    self.retire(worker)
-                elif limit and worker.jobs_done >= limit:
-                    log.info("daemon %s: recycling worker %s after %s jobs", self.daemon, worker.pid, worker.jobs_done)
-                    self.recycles[Recycle.MAX_TASKS] += 1
-                    self.retire(worker)
-                else:
-                    self._recycle_if_grown(worker)
-            if assignment is None or assignment.job.id != message.job_id:
-                return None
-            return assignment, message
+            return self._on_finished(worker, message)
         return None
 
-    def _recycle_if_grown(self, worker: Worker) -> None:
-        """Between jobs: retire a worker whose RSS passed ``max_memory_mb``; no job is interrupted."""
-        if not self.settings.max_memory_mb:
+    def _on_finished(self, worker: Worker, message: protocol.JobFinished) -> tuple[Assignment, protocol.JobFinished] | None:
+        """A worker ends its jobs in the order it was handed them: the first one ended, the next one starts."""
+        if not worker.assignments or worker.assignments[0].job.id != message.job_id:
+            log.warning("daemon %s: worker %s reported job %s, which it was not running", self.daemon, worker.pid, message.job_id)
+            return None
+        assignment = worker.assignments.popleft()
+        worker.current_progress = None
+        worker.jobs_done += 1
+        self.pipeline.record(assignment.job.task, message.duration)
+        if worker.assignments:
+            following = worker.assignments[0]
+            following.started_at = self.clock()
+            if following.cancel_sent_at is not None:
+                following.cancel_sent_at = following.started_at  # its grace counts from its start
+        elif worker.state is WorkerState.BUSY:
+            worker.move_to(WorkerState.IDLE)
+        if worker.state is WorkerState.STOPPING and worker.terminate_sent_at is None:
+            worker.terminate_sent_at = self.clock()  # retired while busy: it exits now
+        if worker.state in (WorkerState.IDLE, WorkerState.BUSY):
+            self._recycle_if_due(worker)
+            if worker.outdated and not worker.assignments:
+                self.retire(worker)
+        return assignment, message
+
+    def _recycle_if_due(self, worker: Worker) -> None:
+        """Between jobs: stop handing jobs to a worker that did its share or grew; it is retired once it holds none."""
+        if worker.outdated:
             return
-        worker.rss_bytes = self.launcher.rss_bytes(worker.pid)
-        if memory.over_limit(worker.rss_bytes, self.settings.max_memory_mb):
-            assert worker.rss_bytes is not None
-            log.warning(
-                "daemon %s: recycling worker %s after %s jobs: %s", self.daemon, worker.pid, worker.jobs_done,
-                memory.describe(worker.rss_bytes, self.settings.max_memory_mb, "max_memory_mb"),
-            )
+        limit = self.settings.max_tasks_per_worker
+        if limit and worker.jobs_done >= limit:
+            log.info("daemon %s: recycling worker %s after %s jobs", self.daemon, worker.pid, worker.jobs_done)
+            self.recycles[Recycle.MAX_TASKS] += 1
+            worker.outdated = True
+        elif self._grown(worker):
             self.recycles[Recycle.MAX_MEMORY] += 1
-            self.retire(worker)
+            worker.outdated = True
+
+    def _grown(self, worker: Worker) -> bool:
+        """Whether the worker's RSS passed ``max_memory_mb`` (no job is interrupted for it)."""
+        if not self.settings.max_memory_mb:
+            return False
+        worker.rss_bytes = self.launcher.rss_bytes(worker.pid)
+        if not memory.over_limit(worker.rss_bytes, self.settings.max_memory_mb):
+            return False
+        assert worker.rss_bytes is not None
+        log.warning(
+            "daemon %s: recycling worker %s after %s jobs: %s", self.daemon, worker.pid, worker.jobs_done,
+            memory.describe(worker.rss_bytes, self.settings.max_memory_mb, "max_memory_mb"),
+        )
+        return True
 
     def check_memory(self) -> None:
         """During jobs: kill a worker past ``max_memory_hard_mb``; its job is retried like after a crash."""
@@ -277,15 +346,18 @@ class Pool:
             if code is None:
                 continue
             expected = worker.state is WorkerState.STOPPING and worker.exit_reason is None
-            assignment = worker.assignment
-            worker.assignment = None
+            held = list(worker.assignments)
+            worker.assignments.clear()
             worker.move_to(WorkerState.EXITED)
             worker.connection.close()
             reason = worker.exit_reason or _describe_exit(code)
             if not expected:
                 self._note_crash(worker, now)
                 log.warning("daemon %s: worker %s exited: %s", self.daemon, worker.pid, reason)
-            exits.append(WorkerExit(worker, code, assignment, reason))
+            # A worker told to stop reports its running job before it exits: what
+            # it still holds then, it never started. Otherwise the first was running.
+            running = None if (expected and code == 0) or not held else held.pop(0)
+            exits.append(WorkerExit(worker, code, running, reason, tuple(held)))
         self.workers = [worker for worker in self.workers if worker.state is not WorkerState.EXITED]
         return exits
 
@@ -307,7 +379,7 @@ class Pool:
         now = self.clock()
         for worker in self.live_workers():
             assignment = worker.assignment
-            if worker.state is WorkerState.BUSY and assignment is not None:
+            if assignment is not None and worker.exit_reason is None and worker.state in (WorkerState.BUSY, WorkerState.STOPPING):
                 if now - assignment.started_at > assignment.timeout:
                     log.warning(
                         "daemon %s: job %s exceeded its timeout of %.0fs; killing worker %s",
@@ -346,6 +418,7 @@ class Pool:
                     "task": worker.assignment.job.task if worker.assignment else None,
                     "progress": worker.current_progress,
                     "running_for": round(now - worker.assignment.started_at, 1) if worker.assignment else None,
+                    "waiting": max(0, len(worker.assignments) - 1),
                     "rss_mb": round(worker.rss_bytes / memory.MB, 1) if worker.rss_bytes else None,
                 }
                 for worker in self.live_workers()

@@ -1,7 +1,7 @@
 """A worker: a long-running child process that imports task code once and runs many jobs.
 
-The loop is: receive ``RunJob`` → run the task with its ``ctx`` → send
-``JobFinished``. Everything a task can do wrong (raise, return something
+The loop is: take the next ``RunJob`` (the master may have sent several
+ahead) → run the task with its ``ctx`` → send ``JobFinished``. Everything a task can do wrong (raise, return something
 that is not JSON, ignore args) becomes a failed outcome; only a crash of the
 process itself is left to the master to notice. A worker dies with its
 master (``PR_SET_PDEATHSIG`` plus pipe EOF), so a ``kill -9`` of the master
@@ -16,6 +16,7 @@ import os
 import signal
 import time
 import traceback
+from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -62,7 +63,7 @@ class _PipeProgress:
         self.connection = connection
 
     def report(self, job_id: int, progress: dict[str, Any]) -> None:
-        self.connection.send(protocol.encode(protocol.ProgressReport(job_id, progress)))
+        _send(self.connection, protocol.ProgressReport(job_id, progress))
 
 
 class _StoreCheckpoints:
@@ -96,25 +97,65 @@ def worker_main(spec: WorkerSpec, connection: Connection) -> None:
     try:
         tasks = load_daemon_tasks(spec.config, spec.daemon)
     except ConfigError as error:
-        connection.send(protocol.encode(protocol.WorkerFailed(str(error))))
+        _send(connection, protocol.WorkerFailed(str(error)))
         os._exit(EXIT_TASK_CODE_FAILED)
     progress = JobProgress(_PipeProgress(connection), shared_activity(spec.config), spec.daemon)
     checkpoints = _StoreCheckpoints(spec.config.store)
-    connection.send(protocol.encode(protocol.WorkerReady(os.getpid())))
-    while True:
-        try:
-            message = protocol.decode(connection.recv())
-        except (EOFError, OSError):
-            break  # the master is gone
-        if isinstance(message, protocol.StopWorker):
-            break
-        if isinstance(message, protocol.RunJob):
-            cancel.is_set = False
-            progress.job_started(message.job_id, message.task, message.attempt)
-            finished = run_job(message, tasks, spec.daemon, progress, checkpoints, cancel)
-            progress.job_ended(message.job_id)
-            connection.send(protocol.encode(finished))
+    _send(connection, protocol.WorkerReady(os.getpid()))
+    inbox = _Inbox(connection)
+    while (message := inbox.next_job()) is not None:
+        if message.job_id in inbox.cancelled:
+            inbox.cancelled.discard(message.job_id)
+            _send(connection, protocol.JobFinished(message.job_id, message.attempt, "cancelled", error="cancelled by an operator"))
+            continue
+        cancel.is_set = False
+        progress.job_started(message.job_id, message.task, message.attempt)
+        finished = run_job(message, tasks, spec.daemon, progress, checkpoints, cancel)
+        progress.job_ended(message.job_id)
+        inbox.cancelled.discard(message.job_id)  # a cancel that came too late
+        _send(connection, finished)
     logging.shutdown()
+
+
+def _send(connection: Connection, message: protocol.Message) -> None:
+    connection.send_bytes(protocol.encode([message]))
+
+
+class _Inbox:
+    """The jobs the master has handed this worker, in order, and what it said about them since.
+
+    The master may send several short jobs ahead (see ``Pool.depth``), so the
+    worker never waits for a round trip between them. Before starting each
+    one it reads whatever else arrived: a cancel for a job still waiting here,
+    or a stop, which leaves every waiting job unstarted (the master hands them
+    back to the queue when this process exits).
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.waiting: deque[protocol.RunJob] = deque()
+        self.cancelled: set[int] = set()
+        self.stopping = False
+
+    def next_job(self) -> protocol.RunJob | None:
+        """The next job to run, or None: stop (told to, or the master is gone)."""
+        try:
+            while not self.stopping and (not self.waiting or self.connection.poll()):
+                self._take(protocol.decode(self.connection.recv_bytes()))
+        except (EOFError, OSError):
+            return None  # the master is gone
+        if self.stopping:
+            return None
+        return self.waiting.popleft()
+
+    def _take(self, messages: list[protocol.Message]) -> None:
+        for message in messages:
+            if isinstance(message, protocol.RunJob):
+                self.waiting.append(message)
+            elif isinstance(message, protocol.CancelJob):
+                self.cancelled.add(message.job_id)
+            elif isinstance(message, protocol.StopWorker):
+                self.stopping = True
 
 
 def run_job(
