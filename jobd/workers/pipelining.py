@@ -25,7 +25,7 @@ from __future__ import annotations
 
 SHORT_JOB_SECONDS = 0.05
 AHEAD_SECONDS = 0.005
-MAX_DEPTH = 32
+MAX_DEPTH = 128
 MEAN_WEIGHT = 0.1  # exponential moving average: the newest duration's weight
 MAX_DECAY = 0.95
 
