@@ -86,10 +86,10 @@ class DaemonControl:
         assert self.stop_started_at is not None
         overdue = now - self.stop_started_at > self.drain_timeout
         for worker in self.pool.live_workers():
-            if worker.assignment is None:
-                self.pool.retire(worker)
-            elif overdue:
+            if worker.assignment is not None and overdue:
                 self.pool.kill(worker, "drain timeout")
+            else:
+                self.pool.retire(worker)  # a busy one ends its running job first and starts none it holds
         if not self.pool.live_workers():
             self._move_to(DaemonState.STOPPED)
             log.info("daemon %s stopped", self.name)
