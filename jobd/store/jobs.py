@@ -333,10 +333,10 @@ class JobQueue:
         """
         now = time.time() if now is None else now
         jobs = self.table
-        groups: dict[tuple[JobState, str], list[Outcome]] = {}
+        groups: dict[tuple[JobState, Any], list[Outcome]] = {}
         for outcome in outcomes:
             transition(JobState.RUNNING, outcome.state)
-            groups.setdefault((outcome.state, encode_json(outcome.values)), []).append(outcome)
+            groups.setdefault((outcome.state, _group_key(outcome.values)), []).append(outcome)
         written = 0
         with self.engine.begin() as connection:
             for (target, _), members in groups.items():
@@ -348,6 +348,9 @@ class JobQueue:
                 written += int(connection.execute(
                     jobs.update()
                     .where(
+                        # The id list first: SQLite then looks rows up by rowid instead of
+                        # scanning every job this owner runs for the (id, attempt) pairs.
+                        jobs.c.id.in_([o.job_id for o in members]),
                         sa.tuple_(jobs.c.id, jobs.c.attempts).in_([(o.job_id, o.attempt) for o in members]),
                         jobs.c.state == str(JobState.RUNNING),
                         jobs.c.owner == owner,
@@ -614,6 +617,16 @@ def row_to_job(row: Any) -> Job:
         finished_at=row["finished_at"],
         updated_at=row["updated_at"],
     )
+
+
+def _group_key(values: dict[str, Any]) -> Any:
+    """Outcomes writing equal values share one UPDATE; the values are strings, numbers or None."""
+    key = tuple(sorted(values.items()))
+    try:
+        hash(key)
+        return key
+    except TypeError:  # an unhashable value: group by its JSON instead
+        return encode_json(values)
 
 
 def _decode_or_text(text: str | None) -> Any:
