@@ -25,6 +25,7 @@ from .inventory import load_daemon_tasks
 from .job import Job, encode_json
 from .store import NewJob, Store, open_store
 from .tasks import TaskDefinition
+from .wakeup import announce
 
 
 @lru_cache(maxsize=8)
@@ -112,7 +113,7 @@ def submit(
     store = _store_for(settings.store)
     job_id = store.jobs.insert(new_job, connection=connection)
     if connection is None:
-        wake_master(settings.socket)
+        announce(settings.socket, daemon)  # the master claims at once instead of at its next poll
     return job_id
 
 
@@ -121,8 +122,11 @@ def get_job(job_id: int, *, config: JobdConfig | str | os.PathLike[str] | None =
 
 
 def wake_master(socket_path: Path) -> None:
-    """Tell a local master a job is waiting, so it does not wait for its next poll.
+    """Ask a local master to look at the store now: waiting jobs of every daemon and cancel requests.
 
+    A request over the control socket, answered by the master loop (``jobd
+    cancel`` needs that: the running job is stopped on the master's side).
+    A plain submit only needs ``jobd.wakeup.announce``, which is much cheaper.
     Fire-and-forget: no master, or a busy one, costs nothing but the poll delay.
     """
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

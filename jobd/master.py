@@ -15,7 +15,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from multiprocessing.connection import wait
 from typing import Any
@@ -41,6 +41,7 @@ from .states import JobState
 from .store import Store, open_store
 from .throttle import Throttle
 from .ticker import Ticker
+from .wakeup import WakeSocket
 from .workers import protocol
 from .workers.pool import Assignment, Pool, Worker, WorkerExit
 from .workers.processes import ProcessLauncher
@@ -81,6 +82,8 @@ class Master:
         self.signals = SignalReceiver(self.wake_pipe)
         self.inbox = Inbox(self.wake_pipe.wake)
         self.control = ControlServer(config.socket, self.inbox)
+        self.wakeups = WakeSocket(config.socket)
+        self.woken: set[str] = set()  # daemons a submit announced a job for: claimed for first in _tick
         self.draining = False
         self.drain_started_at: float | None = None
         self.finished = False
@@ -149,6 +152,7 @@ class Master:
         )
         self._recover_orphans()
         self.control.start()
+        self.wakeups.open()
         self.signals.install()
         for name in self.config.daemons_here():
             self._create_pool(name, self.config.daemons[name])
@@ -179,6 +183,7 @@ class Master:
             time.sleep(0.05)
         self.observers.stopped(self)
         self.control.stop()
+        self.wakeups.close()
         self.signals.uninstall()
         self.activity.stop()
         try:
@@ -224,7 +229,7 @@ class Master:
                 log.error("the store is unavailable (%s); retrying every second, workers keep running", error.orig)
 
     def _wait_timeout(self) -> float:
-        if self.claim_requested and not self.draining:
+        if (self.claim_requested or self.woken) and not self.draining and self.clock() >= self._store_retry_at:
             return 0.0
         if self._pending_outcomes:
             return max(0.0, defaults.OUTCOME_BATCH_SECONDS - (self.clock() - self._outcomes_since))
@@ -233,13 +238,14 @@ class Master:
         return timeout if due is None else min(timeout, due)
 
     def _wait(self, timeout: float) -> None:
-        waitables: list[Any] = [self.wake_pipe.read_fd]
+        waitables: list[Any] = [self.wake_pipe.read_fd, self.wakeups]
         for pool in self.pools.values():
             for worker in pool.live_workers():
                 waitables.append(worker.connection)
                 waitables.append(worker.spawned.process.sentinel)
         wait(waitables, timeout)
         self.wake_pipe.clear()
+        self.woken |= self.wakeups.take()
 
     def _act_on_signals(self) -> None:
         for signum in self.signals.take():
@@ -374,6 +380,10 @@ class Master:
     # -- periodic work ----------------------------------------------------
 
     def _tick(self) -> None:
+        if self.woken and not self.draining:
+            # A submitter is waiting for its job to start: claim before the periodic chores below.
+            woken, self.woken = self.woken, set()
+            self._dispatch(woken)
         self.observers.tick(self)
         if self._heartbeat.ready():
             self._beat()
@@ -397,8 +407,8 @@ class Master:
         if self._progress_flush.ready():
             self._flush_progress()
 
-    def _dispatch(self) -> None:
-        """Claim due jobs for every pool (its idle workers plus a prefetch) and hand them out.
+    def _dispatch(self, daemons: Collection[str] | None = None) -> None:
+        """Claim due jobs for every pool, or only those of ``daemons``, (its idle workers plus a prefetch) and hand them out.
 
         Prefetched jobs wait in the pool's backlog, already claimed (running,
         owned by this master): a worker that finishes gets the next one at once,
@@ -407,6 +417,8 @@ class Master:
         any running job of a dead master.
         """
         for pool in self.pools.values():
+            if daemons is not None and pool.daemon not in daemons:
+                continue
             if not self.daemons.accepts_jobs(pool.daemon):
                 self._return_backlog(pool)
                 continue
