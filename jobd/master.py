@@ -434,7 +434,7 @@ class Master:
                 continue
             if not self._lease_valid():
                 return
-            jobs = self.store.jobs.claim(pool.daemon, wanted, self.id, now=time.time(), caps=caps)
+            jobs = self.store.jobs.claim(pool.daemon, wanted, self.id, now=time.time(), caps=caps, promote=daemons is None)
             pool.backlog.extend(jobs)
             self._feed(pool)
             if len(jobs) == wanted:

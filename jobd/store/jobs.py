@@ -20,6 +20,7 @@ from ..errors import InvalidArgs, InvalidTransition, UnknownJob
 from ..job import Job, decode_json, encode_json
 from ..states import CLAIMABLE, FINAL, JobState, sources_of, transition
 from ..limits import ConcurrencyCaps
+from .direct import DirectStatement, direct_transaction
 from .engine import READ_ONLY
 
 
@@ -64,6 +65,38 @@ class _ClaimStatements:
             .with_for_update(skip_locked=True)
         )
         self.mark_claimed = jobs.update().where(jobs.c.id.in_(sa.bindparam("claim_ids", expanding=True))).values(**claimed)
+        # Scheduled and retrying jobs whose time has come become queued (see JobQueue._promote_due).
+        self.promotions = [
+            jobs.update().where(jobs.c.state == str(waiting), jobs.c.run_at <= now).values(state=str(transition(waiting, JobState.QUEUED)))
+            for waiting in (JobState.SCHEDULED, JobState.RETRYING)
+        ]
+
+
+class _DirectStatements:
+    """The submit's and the claim's statements, compiled for direct execution (``direct.py``).
+
+    They sit on the submit-to-start path; everything else goes through
+    SQLAlchemy connections as usual.
+    """
+
+    def __init__(self, engine: sa.Engine, jobs: sa.Table, claim: _ClaimStatements) -> None:
+        self.engine = engine
+        self.jobs = jobs
+        self._inserts: dict[tuple[str, ...], DirectStatement] = {}
+        self.find_unique = DirectStatement(engine, sa.select(jobs.c.id).where(jobs.c.unique_key == sa.bindparam("unique_key")))
+        self.promotions = [DirectStatement(engine, statement) for statement in claim.promotions]
+        if engine.dialect.name == "mysql":
+            self.lock_due = DirectStatement(engine, claim.lock_due, returns=jobs.c)
+            self.mark_claimed = DirectStatement(engine, claim.mark_claimed)
+        else:
+            self.claim_returning = DirectStatement(engine, claim.claim_returning, returns=jobs.c)
+
+    def insert(self, columns: tuple[str, ...]) -> DirectStatement:
+        """The INSERT of a row with these columns (``NewJob.row`` always has the same ones)."""
+        statement = self._inserts.get(columns)
+        if statement is None:
+            statement = self._inserts[columns] = DirectStatement(self.engine, self.jobs.insert(), column_keys=columns)
+        return statement
 
 
 @dataclass(frozen=True)
@@ -122,12 +155,19 @@ class JobQueue:
         self.is_mysql = engine.dialect.name == "mysql"
         self._next_promotion = float("-inf")
         self._claim_statements = _ClaimStatements(table)
-        # Built once, executed with the row as parameters: a submit is on the
-        # submit-to-start latency path, and ``insert().values(**row)`` spent
-        # more time building and cache-keying the expression than SQLite
+        # Built once, executed with the row as parameters: ``insert().values(**row)``
+        # spent more time building and cache-keying the expression than SQLite
         # spent writing the row.
         self._insert_row = table.insert()
         self._find_unique = sa.select(table.c.id).where(table.c.unique_key == sa.bindparam("unique_key"))
+        self._direct_statements: _DirectStatements | None = None
+
+    @property
+    def _direct(self) -> _DirectStatements:
+        """Compiled on first use: most processes that open a store never submit or claim."""
+        if self._direct_statements is None:
+            self._direct_statements = _DirectStatements(self.engine, self.table, self._claim_statements)
+        return self._direct_statements
 
     # -- submitting -------------------------------------------------------
 
@@ -141,8 +181,13 @@ class JobQueue:
         row = job.row(now)
         if connection is not None:
             return self._insert_on(connection, job, row)
-        with self.engine.begin() as own:
-            return self._insert_on(own, job, row)
+        direct = self._direct
+        with direct_transaction(self.engine) as own:  # a submit's own transaction: the fast path
+            if job.unique_key is not None:
+                found = own.execute(direct.find_unique, {"unique_key": job.unique_key}).fetchone()
+                if found is not None:
+                    return int(found[0])
+            return int(own.execute(direct.insert(tuple(row)), row).lastrowid)
 
     def _insert_on(self, connection: sa.Connection, job: NewJob, row: dict[str, Any]) -> int:
         if job.unique_key is not None:
@@ -168,14 +213,17 @@ class JobQueue:
     # -- claiming ---------------------------------------------------------
 
     def claim(
-        self, daemon: str, limit: int, owner: str, *, now: float | None = None, caps: ConcurrencyCaps | None = None
+        self, daemon: str, limit: int, owner: str, *, now: float | None = None, caps: ConcurrencyCaps | None = None,
+        promote: bool = True,
     ) -> list[Job]:
         """Take up to ``limit`` due jobs of ``daemon`` for ``owner``; highest priority first.
 
         The claimed jobs are ``running`` with their attempt counted before this
         returns, so a crash after the claim is recovered as an orphan, never lost.
         With ``caps``, no more of the daemon's (or a task's) jobs run at once
-        across all masters than the caps allow.
+        across all masters than the caps allow. ``promote=False`` leaves the
+        promotion of scheduled and retrying jobs that came due to a later claim
+        (a claim for a job just submitted, which is queued already).
         """
         if limit <= 0:
             return []
@@ -183,23 +231,25 @@ class JobQueue:
         if caps is not None and caps.active:
             return self._claim_capped(daemon, limit, owner, now, caps)
         params = {"claim_daemon": daemon, "claim_now": now, "claim_limit": limit, "claim_owner": owner}
-        statements = self._claim_statements
-        with self.engine.begin() as connection:
-            self._promote_due(connection, now)
+        statements = self._direct
+        with direct_transaction(self.engine) as transaction:
+            if promote and self._promotion_due(now):
+                for promotion in statements.promotions:
+                    transaction.execute(promotion, {"claim_now": now})
             if self.is_mysql:
                 # Two round trips: lock the rows we take (skipping rows other
                 # masters hold), then mark them; the claimed values are known.
-                locked = connection.execute(statements.lock_due, params).mappings().all()
+                locked = statements.lock_due.rows(transaction.execute(statements.lock_due, params))
                 if not locked:
                     return []
-                connection.execute(statements.mark_claimed, {**params, "claim_ids": [row["id"] for row in locked]})
+                transaction.execute(statements.mark_claimed, {**params, "claim_ids": [row["id"] for row in locked]})
                 rows: list[dict[str, Any]] = [
                     {**row, "state": str(JobState.RUNNING), "attempts": int(row["attempts"] or 0) + 1, "owner": owner,
                      "started_at": now, "updated_at": now, "worker_pid": None, "cancel_requested": False}
                     for row in locked
                 ]
             else:
-                rows = [dict(row) for row in connection.execute(statements.claim_returning, params).mappings()]
+                rows = statements.claim_returning.rows(transaction.execute(statements.claim_returning, params))
         claimed = [row_to_job(row) for row in rows]
         claimed.sort(key=lambda job: (-job.priority, job.id))
         return claimed
@@ -255,17 +305,15 @@ class JobQueue:
         id) and stop after LIMIT rows, instead of sorting every waiting job.
         Done at most every ``PROMOTE_INTERVAL`` seconds of ``now`` per process.
         """
+        if self._promotion_due(now):
+            for promotion in self._claim_statements.promotions:
+                connection.execute(promotion, {"claim_now": now})
+
+    def _promotion_due(self, now: float) -> bool:
         if now < self._next_promotion:
-            return
+            return False
         self._next_promotion = now + PROMOTE_INTERVAL_SECONDS
-        jobs = self.table
-        for waiting in (JobState.SCHEDULED, JobState.RETRYING):
-            transition(waiting, JobState.QUEUED)
-            connection.execute(
-                jobs.update()
-                .where(jobs.c.state == str(waiting), jobs.c.run_at <= now)
-                .values(state=str(JobState.QUEUED))
-            )
+        return True
 
     def _lock_mutex(self, connection: sa.Connection, name: str) -> None:
         """Hold the row ``name`` of the locks table until the transaction ends."""
