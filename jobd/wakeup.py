@@ -16,6 +16,7 @@ when they do not fit. The socket is born with the control socket's mode
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import socket
@@ -58,14 +59,20 @@ def announce(control_socket: Path, daemon: str) -> None:
     Fire-and-forget and never blocking: with no master, a master that cannot
     keep up, or no permission, the job simply waits for the next poll.
     """
-    sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    global _sender
     try:
-        sender.setblocking(False)
-        sender.sendto(encode(daemon), str(wake_socket_path(control_socket)))
+        if _sender is None:
+            _sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            _sender.setblocking(False)
+            atexit.register(_sender.close)
+        _sender.sendto(encode(daemon), str(wake_socket_path(control_socket)))
     except (OSError, UnicodeEncodeError):
         pass
-    finally:
-        sender.close()
+
+
+# One unbound datagram socket serves every announce of a process (and of its
+# forked children: each datagram is sent whole, so sharing it is safe).
+_sender: socket.socket | None = None
 
 
 class WakeSocket:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from .. import defaults
 from ..errors import InvalidArgs, InvalidTransition, UnknownJob
-from ..job import Job, decode_json, encode_json
+from ..job import Job, decode_json, encode_args, encode_json
 from ..states import CLAIMABLE, FINAL, JobState, sources_of, transition
 from ..limits import ConcurrencyCaps
 from .direct import DirectStatement, direct_transaction
@@ -124,7 +124,7 @@ class NewJob:
     max_attempts: int | None = None
 
     def row(self, now: float) -> dict[str, Any]:
-        encoded = encode_json(self.args)
+        encoded = encode_args(self.args)
         if len(encoded.encode()) > defaults.MAX_ARGS_BYTES:
             raise InvalidArgs(f"args of {self.task!r} exceed {defaults.MAX_ARGS_BYTES} bytes")
         due_later = self.run_at is not None and self.run_at > now
