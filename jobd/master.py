@@ -39,6 +39,7 @@ from .outcomes import Limits, log_outcome, plan_outcome, record_failure
 from .signals import SignalReceiver, WakePipe
 from .states import JobState
 from .store import Store, open_store
+from .store.checkpoints import WalCheckpointer
 from .throttle import Throttle
 from .ticker import Ticker
 from .wakeup import WakeSocket
@@ -75,7 +76,8 @@ class Master:
         self.launcher = launcher or ProcessLauncher()
         self.clock = clock
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.store: Store = open_store(config.store)
+        self.store: Store = open_store(config.store, checkpoint_on_commit=False)  # no fsyncs inside a claim
+        self.wal_checkpoints = WalCheckpointer(self.store.engine, defaults.WAL_CHECKPOINT_INTERVAL_SECONDS)
         self.pools: dict[str, Pool] = {}
         self.daemons = DaemonControls(self.store, clock)
         self.wake_pipe = WakePipe()
@@ -146,6 +148,7 @@ class Master:
 
     def _start(self) -> None:
         self.store.initialise()
+        self.wal_checkpoints.start()
         self.store.masters.register(
             self.id, pid=os.getpid(), version=__version__, daemons=sorted(self.config.daemons),
             control_socket=str(self.config.socket),
@@ -190,6 +193,7 @@ class Master:
             self.store.masters.mark_stopped(self.id)
         except Exception:
             log.exception("could not mark master %s stopped in the store", self.id)
+        self.wal_checkpoints.stop()
         self.store.dispose()
         self.wake_pipe.close()
         log.info("master %s stopped", self.id)
@@ -384,6 +388,7 @@ class Master:
             # A submitter is waiting for its job to start: claim before the periodic chores below.
             woken, self.woken = self.woken, set()
             self._dispatch(woken)
+            self.wal_checkpoints.nudge()  # now, rather than while the next submit commits
         self.observers.tick(self)
         if self._heartbeat.ready():
             self._beat()

@@ -100,5 +100,6 @@ class Store:
         self.engine.dispose()
 
 
-def open_store(url: str) -> Store:
-    return Store(make_engine(url))
+def open_store(url: str, *, checkpoint_on_commit: bool = True) -> Store:
+    """The store at ``url``; see ``make_engine`` for ``checkpoint_on_commit`` (the master's is False)."""
+    return Store(make_engine(url, checkpoint_on_commit=checkpoint_on_commit))

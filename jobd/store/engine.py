@@ -22,14 +22,18 @@ SERVER_STATUS_IN_TRANS = 0x0001  # MySQL protocol: a transaction is open on this
 READ_ONLY = {"jobd_read_only": True}
 
 
-def make_engine(url: str) -> sa.Engine:
-    """An engine for ``url`` (``sqlite:///path`` or ``mysql+pymysql://…``)."""
+def make_engine(url: str, *, checkpoint_on_commit: bool = True) -> sa.Engine:
+    """An engine for ``url`` (``sqlite:///path`` or ``mysql+pymysql://…``).
+
+    ``checkpoint_on_commit=False``: SQLite commits never checkpoint the WAL;
+    the caller runs checkpoints itself (``checkpoints.WalCheckpointer``).
+    """
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
         raise StoreUnavailable(f"store URL {url!r} is not a database URL") from None
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(parsed)
+        return _sqlite_engine(parsed, checkpoint_on_commit)
     if parsed.get_backend_name() in {"mysql", "mariadb"}:
         if parsed.get_driver_name() not in {"pymysql"}:
             raise StoreUnavailable(f"store URL {url!r}: use the mysql+pymysql:// driver")
@@ -72,7 +76,7 @@ def _roll_back_if_in_transaction(dbapi_connection: Any, _record: Any, reset_stat
         dbapi_connection.rollback()
 
 
-def _sqlite_engine(url: sa.URL) -> sa.Engine:
+def _sqlite_engine(url: sa.URL, checkpoint_on_commit: bool) -> sa.Engine:
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
@@ -87,6 +91,8 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        if not checkpoint_on_commit:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
