@@ -48,7 +48,11 @@ class Job:
 
 def encode_json(value: Any) -> str:
     """Canonical JSON text for the store (sorted keys, no spaces: stable for cache keys)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(value)
+
+
+# json.dumps with options builds a new encoder per call; every submit encodes.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def encode_args(args: dict[str, Any]) -> str:

@@ -63,7 +63,8 @@ class WalCheckpointer:
 
     def nudge(self) -> None:
         """A good moment for a checkpoint (the master just handed a job over); never blocks."""
-        self._nudged.set()
+        if time.monotonic() - self._last >= self.interval:  # else the thread would only go back to sleep
+            self._nudged.set()
 
     def checkpoint(self) -> None:
         """One PASSIVE checkpoint: copy what no reader still needs; wait for nobody."""
