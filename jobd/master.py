@@ -201,7 +201,8 @@ class Master:
     # -- the loop ---------------------------------------------------------
 
     def _step(self) -> None:
-        self._wait(self._wait_timeout())
+        if self._wait(self._wait_timeout()):
+            self._claim_woken()  # only a submit's wake-up arrived: its job first, the rest of the turn after
         self._act_on_signals()
         self._store_guarded(self._read_messages)
         for pool in list(self.pools.values()):
@@ -241,15 +242,24 @@ class Master:
         due = None if self.draining else self.ticker.seconds_until_due()
         return timeout if due is None else min(timeout, due)
 
-    def _wait(self, timeout: float) -> None:
+    def _wait(self, timeout: float) -> bool:
+        """Wait for anything to do; True if a submit's wake-up is all that arrived."""
         waitables: list[Any] = [self.wake_pipe.read_fd, self.wakeups]
         for pool in self.pools.values():
             for worker in pool.live_workers():
                 waitables.append(worker.connection)
                 waitables.append(worker.spawned.process.sentinel)
-        wait(waitables, timeout)
+        ready = wait(waitables, timeout)
         self.wake_pipe.clear()
         self.woken |= self.wakeups.take()
+        return len(ready) == 1 and ready[0] is self.wakeups
+
+    def _claim_woken(self) -> None:
+        """Claim for the daemons submits woke us for (no signal, worker message or exit is pending)."""
+        if self.woken and not self.draining and self.clock() >= self._store_retry_at:
+            woken, self.woken = self.woken, set()
+            self._store_guarded(lambda: self._dispatch(woken))
+            self.wal_checkpoints.nudge()  # now, rather than while the next submit commits
 
     def _act_on_signals(self) -> None:
         for signum in self.signals.take():
@@ -384,11 +394,7 @@ class Master:
     # -- periodic work ----------------------------------------------------
 
     def _tick(self) -> None:
-        if self.woken and not self.draining:
-            # A submitter is waiting for its job to start: claim before the periodic chores below.
-            woken, self.woken = self.woken, set()
-            self._dispatch(woken)
-            self.wal_checkpoints.nudge()  # now, rather than while the next submit commits
+        self._claim_woken()  # a submitter is waiting for its job to start: before the periodic chores below
         self.observers.tick(self)
         if self._heartbeat.ready():
             self._beat()
