@@ -256,3 +256,15 @@ def test_a_unique_key_submit_in_its_own_transaction_and_in_the_callers_agree(sto
     with store.engine.begin() as connection:
         assert store.jobs.insert(new(unique_key="k"), connection=connection) == first
     assert store.jobs.insert(new(unique_key="k")) == first
+
+
+def test_a_submitted_job_is_committed_when_insert_returns(store: Store, store_url: str) -> None:
+    """MySQL submits through autocommit connections (no COMMIT round trip): still committed on return."""
+    job_id = store.jobs.insert(new(unique_key="visible"))
+    elsewhere = open_store(store_url)
+    try:
+        assert elsewhere.jobs.get(job_id).state is JobState.QUEUED
+        assert elsewhere.jobs.insert(new(unique_key="visible")) == job_id
+        assert [job.id for job in elsewhere.jobs.claim("main", 5, "m2")] == [job_id]
+    finally:
+        elsewhere.dispose()

@@ -104,12 +104,14 @@ class DirectTransaction:
 
 
 @contextmanager
-def direct_transaction(engine: sa.Engine) -> Iterator[DirectTransaction]:
+def direct_transaction(engine: sa.Engine, *, autocommit: bool = False) -> Iterator[DirectTransaction]:
     """Open a writing transaction on a pooled connection; commit if the block ends normally.
 
     On SQLite the transaction starts with ``BEGIN IMMEDIATE`` like every
     writing transaction of the store (see ``engine.py``); MySQL starts one
-    implicitly (autocommit is off).
+    implicitly (autocommit is off). ``autocommit=True``: the engine's
+    connections commit each statement as it runs (``make_engine(url,
+    autocommit=True)``), so there is no transaction and no COMMIT to send.
     """
     dialect = engine.dialect
     driver_error: type[Exception] = dialect.loaded_dbapi.Error
@@ -121,8 +123,9 @@ def direct_transaction(engine: sa.Engine) -> Iterator[DirectTransaction]:
             transaction.last_sql = "BEGIN IMMEDIATE"
             cursor.execute(transaction.last_sql)
         yield transaction
-        transaction.last_sql = "COMMIT"
-        raw.commit()
+        if not autocommit:
+            transaction.last_sql = "COMMIT"
+            raw.commit()
     except driver_error as error:
         lost = dialect.is_disconnect(error, raw.dbapi_connection, cursor)  # type: ignore[arg-type]
         if lost:

@@ -22,24 +22,28 @@ SERVER_STATUS_IN_TRANS = 0x0001  # MySQL protocol: a transaction is open on this
 READ_ONLY = {"jobd_read_only": True}
 
 
-def make_engine(url: str, *, checkpoint_on_commit: bool = True) -> sa.Engine:
+def make_engine(url: str, *, checkpoint_on_commit: bool = True, autocommit: bool = False) -> sa.Engine:
     """An engine for ``url`` (``sqlite:///path`` or ``mysql+pymysql://…``).
 
     ``checkpoint_on_commit=False``: SQLite commits never checkpoint the WAL;
     the caller runs checkpoints itself (``checkpoints.WalCheckpointer``).
+    ``autocommit=True`` (MySQL only): every statement commits as it runs,
+    for single-statement writes that need no COMMIT round trip.
     """
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
         raise StoreUnavailable(f"store URL {url!r} is not a database URL") from None
     if parsed.get_backend_name() == "sqlite":
+        if autocommit:
+            raise ValueError("SQLite writes begin with BEGIN IMMEDIATE: no autocommit engine")
         return _sqlite_engine(parsed, checkpoint_on_commit)
     if parsed.get_backend_name() in {"mysql", "mariadb"}:
         if parsed.get_driver_name() not in {"pymysql"}:
             raise StoreUnavailable(f"store URL {url!r}: use the mysql+pymysql:// driver")
         engine = sa.create_engine(
             parsed,
-            isolation_level="READ COMMITTED",
+            isolation_level="AUTOCOMMIT" if autocommit else "READ COMMITTED",
             # No ping before every checkout (a round trip per transaction on the
             # hot path): connections are recycled well inside the server's
             # wait_timeout, and a connection lost anyway (server restart) is

@@ -148,8 +148,9 @@ class NewJob:
 class JobQueue:
     """Queue operations over the jobs table of one store."""
 
-    def __init__(self, engine: sa.Engine, table: sa.Table, locks: sa.Table) -> None:
+    def __init__(self, engine: sa.Engine, table: sa.Table, locks: sa.Table, *, submit_engine: sa.Engine | None = None) -> None:
         self.engine = engine
+        self.submit_engine = submit_engine  # autocommit connections for a submit's own statements (MySQL)
         self.table = table
         self.locks = locks
         self.is_mysql = engine.dialect.name == "mysql"
@@ -182,7 +183,10 @@ class JobQueue:
         if connection is not None:
             return self._insert_on(connection, job, row)
         direct = self._direct
-        with direct_transaction(self.engine) as own:  # a submit's own transaction: the fast path
+        # A submit's own statements: the fast path. The INSERT is the only write
+        # (a unique key's lookup only reads; the unique index catches a race).
+        engine = self.submit_engine or self.engine
+        with direct_transaction(engine, autocommit=self.submit_engine is not None) as own:
             if job.unique_key is not None:
                 found = own.execute(direct.find_unique, {"unique_key": job.unique_key}).fetchone()
                 if found is not None:
