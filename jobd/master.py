@@ -85,7 +85,7 @@ class Master:
         self.inbox = Inbox(self.wake_pipe.wake)
         self.control = ControlServer(config.socket, self.inbox)
         self.wakeups = WakeSocket(config.socket)
-        self.woken: set[str] = set()  # daemons a submit announced a job for: claimed for first in _tick
+        self.woken: set[str] = set()  # daemons a submit announced a job for (see _claim_woken)
         self.draining = False
         self.drain_started_at: float | None = None
         self.finished = False
@@ -419,7 +419,7 @@ class Master:
             self._flush_progress()
 
     def _dispatch(self, daemons: Collection[str] | None = None) -> None:
-        """Claim due jobs for every pool, or only those of ``daemons``, (its idle workers plus a prefetch) and hand them out.
+        """Claim due jobs for every pool (or the pools of ``daemons``): its idle workers plus a prefetch.
 
         Prefetched jobs wait in the pool's backlog, already claimed (running,
         owned by this master): a worker that finishes gets the next one at once,

@@ -156,9 +156,9 @@ class JobQueue:
         self.is_mysql = engine.dialect.name == "mysql"
         self._next_promotion = float("-inf")
         self._claim_statements = _ClaimStatements(table)
-        # Built once, executed with the row as parameters: ``insert().values(**row)``
-        # spent more time building and cache-keying the expression than SQLite
-        # spent writing the row.
+        # A submit in the caller's transaction: built once, executed with the row
+        # as parameters (``insert().values(**row)`` spent more time building and
+        # cache-keying the expression than SQLite spent writing the row).
         self._insert_row = table.insert()
         self._find_unique = sa.select(table.c.id).where(table.c.unique_key == sa.bindparam("unique_key"))
         self._direct_statements: _DirectStatements | None = None
@@ -167,6 +167,9 @@ class JobQueue:
     def _direct(self) -> _DirectStatements:
         """Compiled on first use: most processes that open a store never submit or claim."""
         if self._direct_statements is None:
+            # The dialect learns the server (MariaDB or MySQL, its version) on the
+            # first connection: compile after it, as SQLAlchemy's own cache does.
+            self.engine.connect().close()
             self._direct_statements = _DirectStatements(self.engine, self.table, self._claim_statements)
         return self._direct_statements
 
