@@ -17,14 +17,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from . import defaults
 from .activity.results import find_cached, unique_key_for
 from .config import JobdConfig, find_config_path, load_config
 from .control.protocol import Request
 from .errors import InvalidArgs, UnknownTask
 from .inventory import load_daemon_tasks
-from .job import Job, encode_json
+from .job import Job, encode_args
 from .store import NewJob, Store, open_store
 from .tasks import TaskDefinition
+from .wakeup import announce
 
 
 @lru_cache(maxsize=8)
@@ -42,22 +44,37 @@ def _tasks_of(path: str, daemon: str) -> dict[str, TaskDefinition]:
     return load_daemon_tasks(_config_at(path), daemon)
 
 
+@lru_cache(maxsize=8)
+def _config_found(explicit: str | None, from_env: str | None, cwd: str) -> JobdConfig:
+    return _config_at(str(find_config_path(explicit)))
+
+
+_task_sources: set[str] = set()  # config files whose tasks _tasks_of holds: no need to look for them again
+
+
 def resolve_config(config: JobdConfig | str | os.PathLike[str] | None) -> JobdConfig:
     if isinstance(config, JobdConfig):
         return config
-    return _config_at(str(find_config_path(config)))
+    # Resolving the path asks the file system about every folder on it; an
+    # application submitting all day asks for the same config every time.
+    explicit = os.fspath(config) if config else None
+    return _config_found(explicit, os.environ.get(defaults.CONFIG_ENV_VAR), os.getcwd())
 
 
 def validate_intent(config: JobdConfig, daemon: str, task: str, args: Any) -> dict[str, Any]:
-    """Check an intent against the config and the task's signature; return the args."""
+    """Check an intent against the config and the task's signature; return the args.
+
+    That the args are JSON is checked when the job's row is made (``NewJob.row``).
+    """
     config.daemon(daemon)  # UnknownDaemon naming the known ones
     if not isinstance(args, dict):
         raise InvalidArgs("args must be a JSON object such as {\"campaign_id\": 42}")
-    try:
-        encode_json(args)
-    except (TypeError, ValueError) as error:
-        raise InvalidArgs(f"args are not JSON-serialisable: {error}") from None
-    tasks = _tasks_of(str(config.source), daemon) if config.source.exists() else load_daemon_tasks(config, daemon)
+    source = str(config.source)
+    if source in _task_sources or config.source.exists():
+        _task_sources.add(source)
+        tasks = _tasks_of(source, daemon)
+    else:
+        tasks = load_daemon_tasks(config, daemon)
     definition = tasks.get(task)
     if definition is None:
         known = ", ".join(sorted(tasks)) or "none"
@@ -97,6 +114,7 @@ def submit(
     settings = resolve_config(config)
     arguments = validate_intent(settings, daemon, task, args if args is not None else {})
     if reuse_cached:
+        encode_args(arguments)  # InvalidArgs before they are made into a cache key
         cached = find_cached(settings, task, arguments)
         if cached is not None and isinstance(cached.get("job_id"), int):
             return int(cached["job_id"])
@@ -112,7 +130,7 @@ def submit(
     store = _store_for(settings.store)
     job_id = store.jobs.insert(new_job, connection=connection)
     if connection is None:
-        wake_master(settings.socket)
+        announce(settings.socket, daemon)  # the master claims at once instead of at its next poll
     return job_id
 
 
@@ -121,8 +139,11 @@ def get_job(job_id: int, *, config: JobdConfig | str | os.PathLike[str] | None =
 
 
 def wake_master(socket_path: Path) -> None:
-    """Tell a local master a job is waiting, so it does not wait for its next poll.
+    """Ask a local master to look at the store now: waiting jobs of every daemon and cancel requests.
 
+    A request over the control socket, answered by the master loop (``jobd
+    cancel`` needs that: the running job is stopped on the master's side).
+    A plain submit only needs ``jobd.wakeup.announce``, which is much cheaper.
     Fire-and-forget: no master, or a busy one, costs nothing but the poll delay.
     """
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

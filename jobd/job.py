@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .errors import InvalidArgs
 from .states import JobState
 
 
@@ -47,7 +48,19 @@ class Job:
 
 def encode_json(value: Any) -> str:
     """Canonical JSON text for the store (sorted keys, no spaces: stable for cache keys)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(value)
+
+
+# json.dumps with options builds a new encoder per call; every submit encodes.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode_args(args: dict[str, Any]) -> str:
+    """A job's args as stored; ``InvalidArgs`` if they are not JSON."""
+    try:
+        return encode_json(args)
+    except (TypeError, ValueError) as error:
+        raise InvalidArgs(f"args are not JSON-serialisable: {error}") from None
 
 
 def decode_json(text: str | None) -> Any:

@@ -15,8 +15,8 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Callable
 import heapq
+from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from typing import Any
 
@@ -40,8 +40,10 @@ from .readiness import Readiness
 from .signals import SignalReceiver, WakePipe
 from .states import JobState
 from .store import Store, open_store
+from .store.checkpoints import WalCheckpointer
 from .throttle import Throttle
 from .ticker import Ticker
+from .wakeup import WakeSocket
 from .workers import protocol
 from .workers.pool import Assignment, Pool, Worker, WorkerExit
 from .workers.processes import ProcessLauncher
@@ -78,13 +80,16 @@ class Master:
         self.launcher = launcher or ProcessLauncher()
         self.clock = clock
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.store: Store = open_store(config.store)
+        self.store: Store = open_store(config.store, checkpoint_on_commit=False)  # no fsyncs inside a claim
+        self.wal_checkpoints = WalCheckpointer(self.store.engine, defaults.WAL_CHECKPOINT_INTERVAL_SECONDS)
         self.pools: dict[str, Pool] = {}
         self.daemons = DaemonControls(self.store, clock)
         self.wake_pipe = WakePipe()
         self.signals = SignalReceiver(self.wake_pipe)
         self.inbox = Inbox(self.wake_pipe.wake)
         self.control = ControlServer(config.socket, self.inbox)
+        self.wakeups = WakeSocket(config.socket)
+        self.woken: set[str] = set()  # daemons a submit announced a job for (see _claim_woken)
         self.draining = False
         self.drain_started_at: float | None = None
         self.finished = False
@@ -151,12 +156,14 @@ class Master:
 
     def _start(self) -> None:
         self.store.initialise()
+        self.wal_checkpoints.start()
         self.store.masters.register(
             self.id, pid=os.getpid(), version=__version__, daemons=sorted(self.config.daemons),
             control_socket=str(self.config.socket),
         )
         self._recover_orphans()
         self.control.start()
+        self.wakeups.open()
         self.signals.install()
         for name in self.config.daemons_here():
             self._create_pool(name, self.config.daemons[name])
@@ -187,12 +194,14 @@ class Master:
             time.sleep(0.05)
         self.observers.stopped(self)
         self.control.stop()
+        self.wakeups.close()
         self.signals.uninstall()
         self.activity.stop()
         try:
             self.store.masters.mark_stopped(self.id)
         except Exception:
             log.exception("could not mark master %s stopped in the store", self.id)
+        self.wal_checkpoints.stop()
         self.store.dispose()
         self.wake_pipe.close()
         self._readiness.close()
@@ -201,7 +210,8 @@ class Master:
     # -- the loop ---------------------------------------------------------
 
     def _step(self) -> None:
-        self._wait(self._wait_timeout())
+        if self._wait(self._wait_timeout()):
+            self._claim_woken()  # only a submit's wake-up arrived: its job first, the rest of the turn after
         self._act_on_signals()
         self._store_guarded(self._read_messages)
         reap = self._reap.ready() or not self._sentinels.isdisjoint(self._ready)
@@ -234,7 +244,7 @@ class Master:
                 log.error("the store is unavailable (%s); retrying every second, workers keep running", error.orig)
 
     def _wait_timeout(self) -> float:
-        if self.claim_requested and not self.draining:
+        if (self.claim_requested or self.woken) and not self.draining and self.clock() >= self._store_retry_at:
             return 0.0
         if self._pending_outcomes:
             return max(0.0, defaults.OUTCOME_BATCH_SECONDS - (self.clock() - self._outcomes_since))
@@ -242,9 +252,13 @@ class Master:
         due = None if self.draining else self.ticker.seconds_until_due()
         return timeout if due is None else min(timeout, due)
 
-    def _wait(self, timeout: float) -> None:
-        """Sleep until a worker writes or exits, a wake-up, or ``timeout``; remember what is ready."""
-        watched: dict[int, int] = {self.wake_pipe.read_fd: 0}
+    def _wait(self, timeout: float) -> bool:
+        """Sleep until a worker writes or exits, a wake-up, or ``timeout``; remember what is ready.
+
+        True if a submit's wake-up is all that arrived.
+        """
+        wake_fd = self.wakeups.fileno()
+        watched: dict[int, int] = {self.wake_pipe.read_fd: 0, wake_fd: 0}
         sentinels = set()
         for pool in self.pools.values():
             for worker in pool.live_workers():
@@ -257,6 +271,17 @@ class Master:
         self._ready = self._readiness.wait(watched, timeout)
         if self.wake_pipe.read_fd in self._ready:
             self.wake_pipe.clear()
+        if wake_fd not in self._ready:
+            return False
+        self.woken |= self.wakeups.take()
+        return len(self._ready) == 1
+
+    def _claim_woken(self) -> None:
+        """Claim for the daemons submits woke us for (no signal, worker message or exit is pending)."""
+        if self.woken and not self.draining and self.clock() >= self._store_retry_at:
+            woken, self.woken = self.woken, set()
+            self._store_guarded(lambda: self._dispatch(woken))
+            self.wal_checkpoints.nudge()  # now, rather than while the next submit commits
 
     def _act_on_signals(self) -> None:
         for signum in self.signals.take():
@@ -404,6 +429,7 @@ class Master:
     # -- periodic work ----------------------------------------------------
 
     def _tick(self) -> None:
+        self._claim_woken()  # a submitter is waiting for its job to start: before the periodic chores below
         self.observers.tick(self)
         if self._heartbeat.ready():
             self._beat()
@@ -427,8 +453,8 @@ class Master:
         if self._progress_flush.ready():
             self._flush_progress()
 
-    def _dispatch(self) -> None:
-        """Claim due jobs for every pool (its idle workers plus a prefetch) and hand them out.
+    def _dispatch(self, daemons: Collection[str] | None = None) -> None:
+        """Claim due jobs for every pool (or the pools of ``daemons``): its idle workers plus a prefetch.
 
         Prefetched jobs wait in the pool's backlog, already claimed (running,
         owned by this master): a worker that finishes gets the next one at once,
@@ -437,6 +463,8 @@ class Master:
         any running job of a dead master.
         """
         for pool in self.pools.values():
+            if daemons is not None and pool.daemon not in daemons:
+                continue
             if not self.daemons.accepts_jobs(pool.daemon):
                 self._return_backlog(pool)
                 continue
@@ -453,7 +481,7 @@ class Master:
                 continue
             if not self._lease_valid():
                 return
-            jobs = self.store.jobs.claim(pool.daemon, wanted, self.id, now=time.time(), caps=caps)
+            jobs = self.store.jobs.claim(pool.daemon, wanted, self.id, now=time.time(), caps=caps, promote=daemons is None)
             pool.backlog.extend(jobs)
             self._feed(pool)
             if len(jobs) == wanted:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from .config import TASK_NAME_PATTERN
@@ -42,10 +43,15 @@ class TaskDefinition:
     def module(self) -> str:
         return str(getattr(self.function, "__module__", ""))
 
+    @cached_property
+    def signature(self) -> inspect.Signature:
+        """The function's signature, read once: every submit and every attempt checks args against it."""
+        return inspect.signature(self.function)
+
     def check_args(self, args: dict[str, Any]) -> None:
         """Raise ``InvalidArgs`` unless ``args`` fit the function's keyword parameters."""
         try:
-            inspect.signature(self.function).bind(None, **args)
+            self.signature.bind(None, **args)
         except TypeError as error:
             raise InvalidArgs(f"task {self.name!r} does not accept these args: {error}") from None
 

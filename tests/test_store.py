@@ -223,3 +223,48 @@ def test_a_lease_is_held_by_one_owner_until_it_expires(store: Store) -> None:
     assert not store.leases.acquire("prune", "m2", ttl=60, now=1030.0)
     assert store.leases.acquire("prune", "m1", ttl=60, now=1030.0), "the holder renews"
     assert store.leases.acquire("prune", "m2", ttl=60, now=1100.0), "an expired lease can be taken"
+
+
+def test_a_claimed_job_reads_exactly_as_the_store_has_it(store: Store) -> None:
+    """The claim's rows come from the driver directly (store/direct.py): same types as any read."""
+    job_id = store.jobs.insert(new(args={"n": 1, "name": "żółw"}, priority=3, max_attempts=4, run_at=1_000.0), now=1_000.0)
+    (claimed,) = store.jobs.claim("main", 5, "m1", now=1_000.5)
+    assert claimed == store.jobs.get(job_id)
+    assert claimed.cancel_requested is False and claimed.run_at == 1_000.0 and claimed.started_at == 1_000.5
+
+
+def test_a_failed_submit_or_claim_raises_the_usual_error_and_leaves_the_store_usable(store: Store) -> None:
+    store.jobs.insert(new())
+    store.engine.dispose()
+    with store.engine.begin() as connection:
+        connection.execute(sa.text("ALTER TABLE jobd_jobs RENAME TO jobd_jobs_away"))
+    try:
+        with pytest.raises(sa.exc.DBAPIError):
+            store.jobs.insert(new())
+        with pytest.raises(sa.exc.DBAPIError):
+            store.jobs.claim("main", 5, "m1")
+    finally:
+        with store.engine.begin() as connection:
+            connection.execute(sa.text("ALTER TABLE jobd_jobs_away RENAME TO jobd_jobs"))
+    # No transaction was left open on a pooled connection: writers and claimers go on.
+    job_id = store.jobs.insert(new())
+    assert {job.id for job in store.jobs.claim("main", 5, "m1")} >= {job_id}
+
+
+def test_a_unique_key_submit_in_its_own_transaction_and_in_the_callers_agree(store: Store) -> None:
+    first = store.jobs.insert(new(unique_key="k"))
+    with store.engine.begin() as connection:
+        assert store.jobs.insert(new(unique_key="k"), connection=connection) == first
+    assert store.jobs.insert(new(unique_key="k")) == first
+
+
+def test_a_submitted_job_is_committed_when_insert_returns(store: Store, store_url: str) -> None:
+    """MySQL submits through autocommit connections (no COMMIT round trip): still committed on return."""
+    job_id = store.jobs.insert(new(unique_key="visible"))
+    elsewhere = open_store(store_url)
+    try:
+        assert elsewhere.jobs.get(job_id).state is JobState.QUEUED
+        assert elsewhere.jobs.insert(new(unique_key="visible")) == job_id
+        assert [job.id for job in elsewhere.jobs.claim("main", 5, "m2")] == [job_id]
+    finally:
+        elsewhere.dispose()

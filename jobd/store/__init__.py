@@ -25,10 +25,11 @@ __all__ = ["Store", "open_store", "NewJob", "MasterRecord", "SCHEMA_VERSION"]
 class Store:
     """One store: its engine, tables, job queue and master registry."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, *, submit_engine: sa.Engine | None = None) -> None:
         self.engine = engine
+        self.submit_engine = submit_engine
         self.metadata, self.tables = build_tables(engine.dialect.name)
-        self.jobs = JobQueue(engine, self.tables["jobs"], self.tables["locks"])
+        self.jobs = JobQueue(engine, self.tables["jobs"], self.tables["locks"], submit_engine=submit_engine)
         self.leases = Leases(engine, self.tables["locks"])
         self.masters = MasterRegistry(engine, self.tables["masters"])
         self.schedules = ScheduleBook(engine, self.tables["schedules"], self.tables["schedule_pauses"], self.tables["jobs"])
@@ -98,7 +99,14 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.submit_engine is not None:
+            self.submit_engine.dispose()
 
 
-def open_store(url: str) -> Store:
-    return Store(make_engine(url))
+def open_store(url: str, *, checkpoint_on_commit: bool = True) -> Store:
+    """The store at ``url``; see ``make_engine`` for ``checkpoint_on_commit`` (the master's is False)."""
+    engine = make_engine(url, checkpoint_on_commit=checkpoint_on_commit)
+    # MySQL: a submit's INSERT commits as it runs, one round trip less than
+    # INSERT + COMMIT (no connection is made until a submit needs one).
+    submit_engine = make_engine(url, autocommit=True) if engine.dialect.name == "mysql" else None
+    return Store(engine, submit_engine=submit_engine)

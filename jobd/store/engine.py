@@ -3,8 +3,9 @@
 SQLite: WAL so readers never block the writer, a busy timeout instead of
 instant "database is locked" errors, and ``BEGIN IMMEDIATE`` for writing
 transactions so two processes never deadlock upgrading a read lock.
-MySQL/MariaDB: READ COMMITTED (fewer gap locks under ``SKIP LOCKED``) and
-connections recycled inside the server's idle timeout.
+MySQL/MariaDB: READ COMMITTED (fewer gap locks under ``SKIP LOCKED``),
+connections recycled inside the server's idle timeout, and no ROLLBACK round
+trip when a connection that ended its transaction goes back to the pool.
 """
 
 from __future__ import annotations
@@ -17,36 +18,69 @@ import sqlalchemy as sa
 from ..errors import StoreUnavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SERVER_STATUS_IN_TRANS = 0x0001  # MySQL protocol: a transaction is open on this connection
 READ_ONLY = {"jobd_read_only": True}
 
 
-def make_engine(url: str) -> sa.Engine:
-    """An engine for ``url`` (``sqlite:///path`` or ``mysql+pymysql://…``)."""
+def make_engine(url: str, *, checkpoint_on_commit: bool = True, autocommit: bool = False) -> sa.Engine:
+    """An engine for ``url`` (``sqlite:///path`` or ``mysql+pymysql://…``).
+
+    ``checkpoint_on_commit=False``: SQLite commits never checkpoint the WAL;
+    the caller runs checkpoints itself (``checkpoints.WalCheckpointer``).
+    ``autocommit=True`` (MySQL only): every statement commits as it runs,
+    for single-statement writes that need no COMMIT round trip.
+    """
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
         raise StoreUnavailable(f"store URL {url!r} is not a database URL") from None
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(parsed)
+        if autocommit:
+            raise ValueError("SQLite writes begin with BEGIN IMMEDIATE: no autocommit engine")
+        return _sqlite_engine(parsed, checkpoint_on_commit)
     if parsed.get_backend_name() in {"mysql", "mariadb"}:
         if parsed.get_driver_name() not in {"pymysql"}:
             raise StoreUnavailable(f"store URL {url!r}: use the mysql+pymysql:// driver")
-        return sa.create_engine(
+        engine = sa.create_engine(
             parsed,
-            isolation_level="READ COMMITTED",
+            isolation_level="AUTOCOMMIT" if autocommit else "READ COMMITTED",
             # No ping before every checkout (a round trip per transaction on the
             # hot path): connections are recycled well inside the server's
             # wait_timeout, and a connection lost anyway (server restart) is
             # dropped by the pool on its first error; the master loop retries.
             pool_recycle=1800,
+            pool_reset_on_return=None,  # see _roll_back_if_in_transaction
             connect_args={"charset": "utf8mb4", "connect_timeout": 10},
         )
+        sa.event.listen(engine, "reset", _roll_back_if_in_transaction)
+        return engine
     raise StoreUnavailable(
         f"store URL {url!r}: only sqlite:/// and mysql+pymysql:// stores are supported"
     )
 
 
-def _sqlite_engine(url: sa.URL) -> sa.Engine:
+def _roll_back_if_in_transaction(dbapi_connection: Any, _record: Any, reset_state: Any) -> None:
+    """The pool's reset of a MySQL connection: ROLLBACK only if a transaction is still open.
+
+    The pool's default rolls back every connection it gets back, which is one
+    more round trip per transaction, after the COMMIT that already ended it:
+    on the submit-to-start path it delayed both the submit's wake-up and the
+    claimed job's hand-over. SQLAlchemy ends every transaction it begins
+    (commit, or rollback when a connection closes), and the COMMIT's or
+    ROLLBACK's OK packet leaves the server's status flags in PyMySQL's
+    ``server_status``: whether a transaction is still open. (PyMySQL does not
+    refresh them from a result set, so they are exact only after a statement
+    that answers OK, such as COMMIT and ROLLBACK; a connection whose rollback
+    failed mid-way is invalidated by SQLAlchemy, not reused.)
+    """
+    if reset_state.terminate_only:
+        return  # the connection is being closed
+    status = getattr(dbapi_connection, "server_status", None)
+    if status is None or status & SERVER_STATUS_IN_TRANS:
+        dbapi_connection.rollback()
+
+
+def _sqlite_engine(url: sa.URL, checkpoint_on_commit: bool) -> sa.Engine:
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
@@ -61,6 +95,8 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        if not checkpoint_on_commit:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")

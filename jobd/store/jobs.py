@@ -17,9 +17,10 @@ import sqlalchemy as sa
 
 from .. import defaults
 from ..errors import InvalidArgs, InvalidTransition, UnknownJob
-from ..job import Job, decode_json, encode_json
+from ..job import Job, decode_json, encode_args, encode_json
 from ..states import CLAIMABLE, FINAL, JobState, sources_of, transition
 from ..limits import ConcurrencyCaps
+from .direct import DirectStatement, direct_transaction
 from .engine import READ_ONLY
 
 
@@ -64,6 +65,38 @@ class _ClaimStatements:
             .with_for_update(skip_locked=True)
         )
         self.mark_claimed = jobs.update().where(jobs.c.id.in_(sa.bindparam("claim_ids", expanding=True))).values(**claimed)
+        # Scheduled and retrying jobs whose time has come become queued (see JobQueue._promote_due).
+        self.promotions = [
+            jobs.update().where(jobs.c.state == str(waiting), jobs.c.run_at <= now).values(state=str(transition(waiting, JobState.QUEUED)))
+            for waiting in (JobState.SCHEDULED, JobState.RETRYING)
+        ]
+
+
+class _DirectStatements:
+    """The submit's and the claim's statements, compiled for direct execution (``direct.py``).
+
+    They sit on the submit-to-start path; everything else goes through
+    SQLAlchemy connections as usual.
+    """
+
+    def __init__(self, engine: sa.Engine, jobs: sa.Table, claim: _ClaimStatements) -> None:
+        self.engine = engine
+        self.jobs = jobs
+        self._inserts: dict[tuple[str, ...], DirectStatement] = {}
+        self.find_unique = DirectStatement(engine, sa.select(jobs.c.id).where(jobs.c.unique_key == sa.bindparam("unique_key")))
+        self.promotions = [DirectStatement(engine, statement) for statement in claim.promotions]
+        if engine.dialect.name == "mysql":
+            self.lock_due = DirectStatement(engine, claim.lock_due, returns=jobs.c)
+            self.mark_claimed = DirectStatement(engine, claim.mark_claimed)
+        else:
+            self.claim_returning = DirectStatement(engine, claim.claim_returning, returns=jobs.c)
+
+    def insert(self, columns: tuple[str, ...]) -> DirectStatement:
+        """The INSERT of a row with these columns (``NewJob.row`` always has the same ones)."""
+        statement = self._inserts.get(columns)
+        if statement is None:
+            statement = self._inserts[columns] = DirectStatement(self.engine, self.jobs.insert(), column_keys=columns)
+        return statement
 
 
 @dataclass(frozen=True)
@@ -91,7 +124,7 @@ class NewJob:
     max_attempts: int | None = None
 
     def row(self, now: float) -> dict[str, Any]:
-        encoded = encode_json(self.args)
+        encoded = encode_args(self.args)
         if len(encoded.encode()) > defaults.MAX_ARGS_BYTES:
             raise InvalidArgs(f"args of {self.task!r} exceed {defaults.MAX_ARGS_BYTES} bytes")
         due_later = self.run_at is not None and self.run_at > now
@@ -115,13 +148,30 @@ class NewJob:
 class JobQueue:
     """Queue operations over the jobs table of one store."""
 
-    def __init__(self, engine: sa.Engine, table: sa.Table, locks: sa.Table) -> None:
+    def __init__(self, engine: sa.Engine, table: sa.Table, locks: sa.Table, *, submit_engine: sa.Engine | None = None) -> None:
         self.engine = engine
+        self.submit_engine = submit_engine  # autocommit connections for a submit's own statements (MySQL)
         self.table = table
         self.locks = locks
         self.is_mysql = engine.dialect.name == "mysql"
         self._next_promotion = float("-inf")
         self._claim_statements = _ClaimStatements(table)
+        # A submit in the caller's transaction: built once, executed with the row
+        # as parameters (``insert().values(**row)`` spent more time building and
+        # cache-keying the expression than SQLite spent writing the row).
+        self._insert_row = table.insert()
+        self._find_unique = sa.select(table.c.id).where(table.c.unique_key == sa.bindparam("unique_key"))
+        self._direct_statements: _DirectStatements | None = None
+
+    @property
+    def _direct(self) -> _DirectStatements:
+        """Compiled on first use: most processes that open a store never submit or claim."""
+        if self._direct_statements is None:
+            # The dialect learns the server (MariaDB or MySQL, its version) on the
+            # first connection: compile after it, as SQLAlchemy's own cache does.
+            self.engine.connect().close()
+            self._direct_statements = _DirectStatements(self.engine, self.table, self._claim_statements)
+        return self._direct_statements
 
     # -- submitting -------------------------------------------------------
 
@@ -135,17 +185,23 @@ class JobQueue:
         row = job.row(now)
         if connection is not None:
             return self._insert_on(connection, job, row)
-        with self.engine.begin() as own:
-            return self._insert_on(own, job, row)
+        direct = self._direct
+        # A submit's own statements: the fast path. The INSERT is the only write
+        # (a unique key's lookup only reads; the unique index catches a race).
+        engine = self.submit_engine or self.engine
+        with direct_transaction(engine, autocommit=self.submit_engine is not None) as own:
+            if job.unique_key is not None:
+                found = own.execute(direct.find_unique, {"unique_key": job.unique_key}).fetchone()
+                if found is not None:
+                    return int(found[0])
+            return int(own.execute(direct.insert(tuple(row)), row).lastrowid)
 
     def _insert_on(self, connection: sa.Connection, job: NewJob, row: dict[str, Any]) -> int:
         if job.unique_key is not None:
-            existing = connection.execute(
-                sa.select(self.table.c.id).where(self.table.c.unique_key == job.unique_key)
-            ).scalar()
+            existing = connection.execute(self._find_unique, {"unique_key": job.unique_key}).scalar()
             if existing is not None:
                 return int(existing)
-        result = connection.execute(self.table.insert().values(**row))
+        result = connection.execute(self._insert_row, row)
         primary_key = result.inserted_primary_key
         assert primary_key is not None
         return int(primary_key[0])
@@ -164,14 +220,17 @@ class JobQueue:
     # -- claiming ---------------------------------------------------------
 
     def claim(
-        self, daemon: str, limit: int, owner: str, *, now: float | None = None, caps: ConcurrencyCaps | None = None
+        self, daemon: str, limit: int, owner: str, *, now: float | None = None, caps: ConcurrencyCaps | None = None,
+        promote: bool = True,
     ) -> list[Job]:
         """Take up to ``limit`` due jobs of ``daemon`` for ``owner``; highest priority first.
 
         The claimed jobs are ``running`` with their attempt counted before this
         returns, so a crash after the claim is recovered as an orphan, never lost.
         With ``caps``, no more of the daemon's (or a task's) jobs run at once
-        across all masters than the caps allow.
+        across all masters than the caps allow. ``promote=False`` leaves the
+        promotion of scheduled and retrying jobs that came due to a later claim
+        (a claim for a job just submitted, which is queued already).
         """
         if limit <= 0:
             return []
@@ -179,23 +238,25 @@ class JobQueue:
         if caps is not None and caps.active:
             return self._claim_capped(daemon, limit, owner, now, caps)
         params = {"claim_daemon": daemon, "claim_now": now, "claim_limit": limit, "claim_owner": owner}
-        statements = self._claim_statements
-        with self.engine.begin() as connection:
-            self._promote_due(connection, now)
+        statements = self._direct
+        with direct_transaction(self.engine) as transaction:
+            if promote and self._promotion_due(now):
+                for promotion in statements.promotions:
+                    transaction.execute(promotion, {"claim_now": now})
             if self.is_mysql:
                 # Two round trips: lock the rows we take (skipping rows other
                 # masters hold), then mark them; the claimed values are known.
-                locked = connection.execute(statements.lock_due, params).mappings().all()
+                locked = statements.lock_due.rows(transaction.execute(statements.lock_due, params))
                 if not locked:
                     return []
-                connection.execute(statements.mark_claimed, {**params, "claim_ids": [row["id"] for row in locked]})
+                transaction.execute(statements.mark_claimed, {**params, "claim_ids": [row["id"] for row in locked]})
                 rows: list[dict[str, Any]] = [
                     {**row, "state": str(JobState.RUNNING), "attempts": int(row["attempts"] or 0) + 1, "owner": owner,
                      "started_at": now, "updated_at": now, "worker_pid": None, "cancel_requested": False}
                     for row in locked
                 ]
             else:
-                rows = [dict(row) for row in connection.execute(statements.claim_returning, params).mappings()]
+                rows = statements.claim_returning.rows(transaction.execute(statements.claim_returning, params))
         claimed = [row_to_job(row) for row in rows]
         claimed.sort(key=lambda job: (-job.priority, job.id))
         return claimed
@@ -251,17 +312,15 @@ class JobQueue:
         id) and stop after LIMIT rows, instead of sorting every waiting job.
         Done at most every ``PROMOTE_INTERVAL`` seconds of ``now`` per process.
         """
+        if self._promotion_due(now):
+            for promotion in self._claim_statements.promotions:
+                connection.execute(promotion, {"claim_now": now})
+
+    def _promotion_due(self, now: float) -> bool:
         if now < self._next_promotion:
-            return
+            return False
         self._next_promotion = now + PROMOTE_INTERVAL_SECONDS
-        jobs = self.table
-        for waiting in (JobState.SCHEDULED, JobState.RETRYING):
-            transition(waiting, JobState.QUEUED)
-            connection.execute(
-                jobs.update()
-                .where(jobs.c.state == str(waiting), jobs.c.run_at <= now)
-                .values(state=str(JobState.QUEUED))
-            )
+        return True
 
     def _lock_mutex(self, connection: sa.Connection, name: str) -> None:
         """Hold the row ``name`` of the locks table until the transaction ends."""

@@ -1,0 +1,154 @@
+"""Statements on the submit-to-start path, run straight on the driver's cursor.
+
+A submit's INSERT and the master's claim sit between an application asking
+for a job and the job starting. Through a SQLAlchemy ``Connection`` each
+costs an execution context, event dispatch and result wrapping on top of
+the statement itself — on SQLite more than the database spends writing the
+row. These statements are still SQLAlchemy Core expressions, compiled once
+per engine for its dialect (placeholders, quoting, ``FOR UPDATE SKIP
+LOCKED``), with the types' bind and result conversions applied; only the
+execution goes to the DBAPI cursor of a pooled connection directly.
+
+What callers see does not change: a driver error comes out as SQLAlchemy's
+``DBAPIError`` (so the master's store guard treats it like any other), a
+connection the driver reports as lost is invalidated, not reused, and a
+transaction that did not commit is rolled back before its connection goes
+back to the pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql.compiler import SQLCompiler
+
+
+class DirectStatement:
+    """A Core statement compiled once for ``engine``'s dialect, executed on a raw cursor."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        statement: sa.ClauseElement,
+        *,
+        column_keys: Sequence[str] | None = None,
+        returns: Iterable[sa.ColumnElement[Any]] = (),
+    ) -> None:
+        """``column_keys``: the columns an INSERT sets; ``returns``: the columns its rows carry."""
+        dialect = engine.dialect
+        compiled = statement.compile(dialect=dialect, column_keys=list(column_keys) if column_keys is not None else None)
+        assert isinstance(compiled, SQLCompiler)
+        self._compiled = compiled
+        self._positional = dialect.positional  # SQLite: qmark; PyMySQL: pyformat (named)
+        self.sql = str(compiled)
+        self._expanding = any(bind.expanding for bind in compiled.binds.values())
+        self._bind_processors = {
+            name: processor
+            for name, bind in compiled.binds.items()
+            if not bind.expanding and (processor := bind.type.bind_processor(dialect)) is not None
+        }
+        self._result_processors = {
+            column.key: processor
+            for column in returns
+            if column.key is not None and (processor := column.type.result_processor(dialect, None)) is not None
+        }
+
+    def parameters(self, values: Mapping[str, Any]) -> tuple[str, Any]:
+        """The SQL and the driver's parameters (a tuple, or a dict for a named paramstyle) for ``values``."""
+        if self._expanding:  # an IN list: the SQL depends on how many values it has
+            state = self._compiled.construct_expanded_state(dict(values))
+            sql, order = state.statement, state.positiontup
+            params: MutableMapping[str, Any] = dict(state.parameters)
+            processors = [*self._bind_processors.items(), *state.processors.items()]
+        else:
+            sql, order = self.sql, self._compiled.positiontup
+            params = self._compiled.construct_params(dict(values))
+            processors = list(self._bind_processors.items())
+        for name, processor in processors:
+            if name in params:
+                params[name] = processor(params[name])
+        if not self._positional:
+            return sql, params
+        assert order is not None
+        return sql, tuple(params[name] for name in order)
+
+    def rows(self, cursor: Any) -> list[dict[str, Any]]:
+        """The rows ``cursor`` returns for this statement, as dicts with the types' conversions applied."""
+        names = [description[0] for description in cursor.description]
+        processors = [self._result_processors.get(name) for name in names]
+        rows = []
+        for raw in cursor.fetchall():
+            rows.append({
+                name: (processor(value) if processor is not None else value)
+                for name, processor, value in zip(names, processors, raw)
+            })
+        return rows
+
+
+class DirectTransaction:
+    """A transaction on a pooled DBAPI connection: ``execute`` direct statements, commit at the end."""
+
+    def __init__(self, cursor: Any) -> None:
+        self.cursor = cursor
+        self.last_sql: str | None = None
+
+    def execute(self, statement: DirectStatement, values: Mapping[str, Any]) -> Any:
+        """Run ``statement`` with ``values``; return the cursor (for ``lastrowid`` or ``statement.rows``)."""
+        sql, params = statement.parameters(values)
+        self.last_sql = sql
+        self.cursor.execute(sql, params)
+        return self.cursor
+
+
+@contextmanager
+def direct_transaction(engine: sa.Engine, *, autocommit: bool = False) -> Iterator[DirectTransaction]:
+    """Open a writing transaction on a pooled connection; commit if the block ends normally.
+
+    On SQLite the transaction starts with ``BEGIN IMMEDIATE`` like every
+    writing transaction of the store (see ``engine.py``); MySQL starts one
+    implicitly (autocommit is off). ``autocommit=True``: the engine's
+    connections commit each statement as it runs (``make_engine(url,
+    autocommit=True)``), so there is no transaction and no COMMIT to send.
+    """
+    dialect = engine.dialect
+    driver_error: type[Exception] = dialect.loaded_dbapi.Error
+    raw = engine.raw_connection()
+    cursor = raw.cursor()
+    transaction = DirectTransaction(cursor)
+    try:
+        if dialect.name == "sqlite":
+            transaction.last_sql = "BEGIN IMMEDIATE"
+            cursor.execute(transaction.last_sql)
+        yield transaction
+        if not autocommit:
+            transaction.last_sql = "COMMIT"
+            raw.commit()
+    except driver_error as error:
+        lost = dialect.is_disconnect(error, raw.dbapi_connection, cursor)  # type: ignore[arg-type]
+        if lost:
+            raw.invalidate(error)
+        else:
+            _roll_back_quietly(raw)
+        raise sa.exc.DBAPIError.instance(
+            transaction.last_sql, None, error, driver_error, hide_parameters=True,
+            connection_invalidated=lost, dialect=dialect,
+        ) from error
+    except BaseException:
+        _roll_back_quietly(raw)
+        raise
+    finally:
+        try:
+            cursor.close()
+        except Exception:
+            pass
+        raw.close()
+
+
+def _roll_back_quietly(raw: Any) -> None:
+    try:
+        raw.rollback()
+    except Exception:
+        raw.invalidate()  # a connection that cannot roll back is not given to anyone else

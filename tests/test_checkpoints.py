@@ -1,0 +1,64 @@
+"""SQLite's WAL is checkpointed by the master's thread, never inside the master's commits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jobd.store import NewJob, Store, open_store
+from jobd.store.checkpoints import WalCheckpointer
+from support import wait_until
+
+
+def autocheckpoint(store: Store) -> int:
+    with store.engine.connect() as connection:
+        return int(connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one())
+
+
+def test_the_masters_sqlite_connections_never_checkpoint_on_commit_others_do(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobd.db'}"
+    master_side, application_side = open_store(url, checkpoint_on_commit=False), open_store(url)
+    try:
+        assert autocheckpoint(master_side) == 0
+        assert autocheckpoint(application_side) == 1000  # SQLite's default: it checkpoints while no master runs
+    finally:
+        master_side.dispose()
+        application_side.dispose()
+
+
+def test_a_nudge_makes_the_thread_copy_the_log_back_into_the_database_file(tmp_path: Path) -> None:
+    database = tmp_path / "jobd.db"
+    store = open_store(f"sqlite:///{database}", checkpoint_on_commit=False)
+    store.initialise()
+    checkpointer = WalCheckpointer(store.engine, interval=3600)  # only the first nudge counts within the test
+    checkpointer.start()
+    try:
+        store.jobs.insert_many([NewJob("main", "t.record", {"n": n, "pad": "x" * 500}) for n in range(500)])
+        in_log_only = database.stat().st_size
+        assert Path(f"{database}-wal").stat().st_size > 100_000  # the rows are in the log, not the file
+        checkpointer.nudge()
+        wait_until(lambda: database.stat().st_size > in_log_only + 100_000, timeout=10, message="the rows copied back")
+        assert checkpointer.checkpoints == 1
+    finally:
+        checkpointer.stop()
+        store.dispose()
+
+
+def test_without_nudges_the_thread_still_checkpoints_and_stops_cleanly(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'jobd.db'}", checkpoint_on_commit=False)
+    store.initialise()
+    checkpointer = WalCheckpointer(store.engine, interval=0.01)
+    checkpointer.start()
+    try:
+        wait_until(lambda: checkpointer.checkpoints >= 2, timeout=10, message="periodic checkpoints")
+    finally:
+        checkpointer.stop()
+        store.dispose()
+
+
+def test_a_mysql_store_needs_no_checkpointer(mariadb_url: str) -> None:
+    store = open_store(mariadb_url, checkpoint_on_commit=False)
+    checkpointer = WalCheckpointer(store.engine, interval=0.01)
+    checkpointer.start()  # does nothing
+    checkpointer.stop()
+    assert not checkpointer.needed and checkpointer.checkpoints == 0
+    store.dispose()
