@@ -20,6 +20,7 @@ import atexit
 import logging
 import os
 import socket
+from functools import lru_cache
 from pathlib import Path
 
 from . import defaults
@@ -37,6 +38,11 @@ MAX_SOCKET_PATH_BYTES = 107  # sun_path holds 108 bytes with the terminating NUL
 def wake_socket_path(control_socket: Path) -> Path:
     """Where the wake socket of the master serving ``control_socket`` lives."""
     return control_socket.with_name(control_socket.name + ".wake")
+
+
+@lru_cache(maxsize=16)
+def _address(control_socket: Path) -> str:
+    return str(wake_socket_path(control_socket))
 
 
 def encode(daemon: str) -> bytes:
@@ -66,7 +72,7 @@ def announce(control_socket: Path, daemon: str) -> None:
             _sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             _sender.setblocking(False)
             atexit.register(_sender.close)
-        _sender.sendto(encode(daemon), str(wake_socket_path(control_socket)))
+        _sender.sendto(encode(daemon), _address(control_socket))
     except (OSError, UnicodeEncodeError):
         pass
 
