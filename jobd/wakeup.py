@@ -20,6 +20,7 @@ import atexit
 import logging
 import os
 import socket
+from functools import lru_cache
 from pathlib import Path
 
 from . import defaults
@@ -31,11 +32,17 @@ log = logging.getLogger("jobd.wakeup")
 FORMAT_PREFIX = b"wake/1 "  # versioned: "wake/1 DAEMON"
 MAX_DATAGRAM_BYTES = 128  # the prefix and a daemon name (at most 64 characters) fit with room to spare
 MAX_DATAGRAMS_PER_TAKE = 256  # a flood cannot hold the loop: the rest are read on the next turn
+MAX_SOCKET_PATH_BYTES = 107  # sun_path holds 108 bytes with the terminating NUL (Linux)
 
 
 def wake_socket_path(control_socket: Path) -> Path:
     """Where the wake socket of the master serving ``control_socket`` lives."""
     return control_socket.with_name(control_socket.name + ".wake")
+
+
+@lru_cache(maxsize=16)
+def _address(control_socket: Path) -> str:
+    return str(wake_socket_path(control_socket))
 
 
 def encode(daemon: str) -> bytes:
@@ -65,7 +72,7 @@ def announce(control_socket: Path, daemon: str) -> None:
             _sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             _sender.setblocking(False)
             atexit.register(_sender.close)
-        _sender.sendto(encode(daemon), str(wake_socket_path(control_socket)))
+        _sender.sendto(encode(daemon), _address(control_socket))
     except (OSError, UnicodeEncodeError):
         pass
 
@@ -84,9 +91,16 @@ class WakeSocket:
         self._socket: socket.socket | None = None
 
     def open(self) -> None:
+        receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        receiver.setblocking(False)
+        if len(os.fsencode(self.path)) > MAX_SOCKET_PATH_BYTES:
+            # Unbound: nobody can wake us, and submits wait for the poll. Refusing
+            # to start would break a deployment whose control socket path fits.
+            log.warning("wake socket path %s is too long for a Unix socket: submits wait for the poll", self.path)
+            self._socket = receiver
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_socket(self.path)
-        receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         old_umask = os.umask(0o117)  # born 0660, like the control socket: no window with wider rights
         try:
             receiver.bind(str(self.path))
@@ -96,7 +110,6 @@ class WakeSocket:
         finally:
             os.umask(old_umask)
         os.chmod(self.path, defaults.CONTROL_SOCKET_MODE)
-        receiver.setblocking(False)
         self._socket = receiver
 
     def fileno(self) -> int:
@@ -127,12 +140,14 @@ class WakeSocket:
 
     def close(self) -> None:
         if self._socket is not None:
+            bound = bool(self._socket.getsockname())
             self._socket.close()
             self._socket = None
-            try:
-                self.path.unlink()
-            except FileNotFoundError:
-                pass
+            if bound:
+                try:
+                    self.path.unlink()
+                except FileNotFoundError:
+                    pass
 
 
 def _remove_stale_socket(path: Path) -> None:

@@ -146,3 +146,19 @@ def test_a_wake_socket_drains_every_pending_wake_up_without_blocking(tmp_path) -
     finally:
         receiver.close()
     assert not receiver.path.exists()
+
+
+def test_a_wake_socket_path_too_long_for_unix_sockets_leaves_the_master_polling(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A control socket path that fits with 5 bytes to spare must not stop a master from starting."""
+    folder = tmp_path / ("d" * max(1, 104 - len(str(tmp_path)) - len("/jobd.sock")))
+    control = folder / "jobd.sock"
+    assert len(str(control)) <= 107 < len(str(wake_socket_path(control)))
+    receiver = WakeSocket(control)
+    receiver.open()
+    try:
+        assert receiver.take() == set() and receiver.fileno() >= 0
+        announce(control, "main")  # cannot be delivered: nothing breaks
+        assert receiver.take() == set()
+    finally:
+        receiver.close()
+    assert not wake_socket_path(control).exists()

@@ -45,6 +45,8 @@ class DirectStatement:
         self._positional = dialect.positional  # SQLite: qmark; PyMySQL: pyformat (named)
         self.sql = str(compiled)
         self._expanding = any(bind.expanding for bind in compiled.binds.values())
+        # An INSERT's binds are exactly the row's columns: no defaults or literals to fill in.
+        self._plain = not self._expanding and set(compiled.binds) == set(column_keys or ())
         self._bind_processors = {
             name: processor
             for name, bind in compiled.binds.items()
@@ -58,6 +60,15 @@ class DirectStatement:
 
     def parameters(self, values: Mapping[str, Any]) -> tuple[str, Any]:
         """The SQL and the driver's parameters (a tuple, or a dict for a named paramstyle) for ``values``."""
+        if self._plain:
+            convert = self._bind_processors
+            if not self._positional:
+                return self.sql, {name: convert[name](value) if name in convert else value for name, value in values.items()}
+            assert self._compiled.positiontup is not None
+            return self.sql, tuple(
+                convert[name](values[name]) if name in convert else values[name]
+                for name in self._compiled.positiontup
+            )
         if self._expanding:  # an IN list: the SQL depends on how many values it has
             state = self._compiled.construct_expanded_state(dict(values))
             sql, order = state.statement, state.positiontup
