@@ -252,7 +252,7 @@ def parse_config(text: str, config_path: Path) -> JobdConfig:
         config = JobdConfig.model_validate({**data, "source": config_path})
     except ValidationError as error:
         raise _config_error(config_path, error) from None
-    config = _resolve_paths(config)
+    config = _check_socket_path(_resolve_paths(config))
     load_schedule(config, text)  # an invalid schedule refuses the whole config
     return config
 
@@ -336,4 +336,15 @@ def config_from_dict(data: dict[str, Any], source: Path) -> JobdConfig:
         config = JobdConfig.model_validate({**data, "source": source})
     except ValidationError as error:
         raise _config_error(source, error) from None
-    return _resolve_paths(config)
+    return _check_socket_path(_resolve_paths(config))
+
+
+def _check_socket_path(config: JobdConfig) -> JobdConfig:
+    """A Unix socket path holds at most 107 bytes: say so now, not with a traceback at start."""
+    length = len(os.fsencode(config.socket))
+    if length > defaults.MAX_SOCKET_PATH_BYTES:
+        raise ConfigError(
+            str(config.source), "socket",
+            f"{config.socket} is {length} bytes long; a Unix socket path holds at most {defaults.MAX_SOCKET_PATH_BYTES} (use a shorter folder)",
+        )
+    return config

@@ -510,7 +510,9 @@ class Master:
                 heapq.heappush(room, (load + 1, index, worker))  # more may wait behind this one
         for index, jobs in handed.items():
             worker = pool.workers[index]
-            pool.assign(worker, jobs)
+            if not pool.assign(worker, jobs):
+                pool.backlog.extendleft(job for job, _timeout in reversed(jobs))  # for the next worker with room
+                continue
             for job, _timeout in jobs:
                 self.activity.job_started(pool.daemon, job.id, job.task, job.attempts, worker.pid)
 

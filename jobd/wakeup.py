@@ -32,7 +32,7 @@ log = logging.getLogger("jobd.wakeup")
 FORMAT_PREFIX = b"wake/1 "  # versioned: "wake/1 DAEMON"
 MAX_DATAGRAM_BYTES = 128  # the prefix and a daemon name (at most 64 characters) fit with room to spare
 MAX_DATAGRAMS_PER_TAKE = 256  # a flood cannot hold the loop: the rest are read on the next turn
-MAX_SOCKET_PATH_BYTES = 107  # sun_path holds 108 bytes with the terminating NUL (Linux)
+MAX_SOCKET_PATH_BYTES = defaults.MAX_SOCKET_PATH_BYTES
 
 
 def wake_socket_path(control_socket: Path) -> Path:

@@ -39,6 +39,7 @@ def test_relative_paths_resolve_next_to_the_config_file() -> None:
         ("[daemons.m]\nmodules = ['not a module']\n", "daemons.m.modules", "module path"),
         ("[daemons.m]\ntasks = { 'x' = 'nocolon' }\n", "daemons.m.tasks", "callable path"),
         ("log_level = 'LOUD'\n", "log_level", "DEBUG, INFO"),
+        (f"socket = '/run/{'x' * 120}.sock'\n", "socket", "a Unix socket path holds at most 107"),
     ],
 )
 def test_invalid_values_name_file_key_and_reason(text: str, key: str, reason: str) -> None:

@@ -210,18 +210,26 @@ class Pool:
 
     # -- jobs -------------------------------------------------------------
 
-    def assign(self, worker: Worker, jobs: list[tuple[Job, float]]) -> None:
-        """Hand ``worker`` these (job, timeout) pairs in one write; it runs them after those it holds."""
+    def assign(self, worker: Worker, jobs: list[tuple[Job, float]]) -> bool:
+        """Hand ``worker`` these (job, timeout) pairs in one write; it runs them after those it holds.
+
+        False if the worker is gone (its pipe is closed): it got none of them,
+        and the caller keeps them for another worker.
+        """
         if not jobs:
-            return
+            return True
+        frame = protocol.encode([protocol.RunJob(job.id, job.attempts, job.task, job.args, job.checkpoint) for job, _ in jobs])
+        try:
+            worker.connection.send_bytes(frame)
+        except (OSError, ValueError):
+            self.kill(worker, "its pipe closed")  # reap() replaces it
+            return False
         now = self.clock()
         if worker.state is WorkerState.IDLE:
             worker.move_to(WorkerState.BUSY)
             worker.current_progress = None
         worker.assignments.extend(Assignment(job=job, timeout=timeout, started_at=now) for job, timeout in jobs)
-        worker.connection.send_bytes(
-            protocol.encode([protocol.RunJob(job.id, job.attempts, job.task, job.args, job.checkpoint) for job, _ in jobs])
-        )
+        return True
 
     def cancel(self, job_id: int) -> bool:
         """Cancel ``job_id`` in its worker: SIGUSR1 (→ ``ctx.cancelled``) if it runs, else a message not to start it."""
