@@ -70,6 +70,13 @@ def test_trigger_with_non_json_args_exits_2_and_writes_nothing(deployment: Deplo
     assert deployment.store.jobs.counts() == {}
 
 
+def test_trigger_before_the_store_is_initialised_says_to_run_init(deployment: Deployment) -> None:
+    deployment.write_config({"main": {"workers": 1}})
+    result = deployment.jobd("trigger", "main", "t.record")
+    assert result.returncode == 3
+    assert "run `jobd init` first" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_trigger_of_an_unknown_daemon_names_the_known_ones(deployment: Deployment) -> None:
     deployment.write_config({"main": {"workers": 1}})
     result = deployment.jobd("trigger", "nosuch", "t.record")
