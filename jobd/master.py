@@ -496,7 +496,8 @@ class Master:
         if not pool.backlog:
             return
         depth = pool.depth()
-        room = [(len(w.assignments), index, w) for index, w in enumerate(pool.workers) if pool.free_slots(w, depth) > 0]
+        slots = {index: pool.free_slots(w, depth) for index, w in enumerate(pool.workers)}  # read once per feed
+        room = [(len(w.assignments), index, w) for index, w in enumerate(pool.workers) if slots[index] > 0]
         heapq.heapify(room)
         handed: dict[int, list[tuple[Job, float]]] = {}
         while room and pool.backlog:
@@ -506,7 +507,8 @@ class Master:
                 heapq.heappush(room, (load, index, worker))
                 continue
             handed.setdefault(index, []).append((job, self._limits(pool.daemon, job).timeout))
-            if pool.pipeline.is_short(job.task) and pool.free_slots(worker, depth) > len(handed[index]):
+            slots[index] -= 1
+            if slots[index] > 0 and pool.pipeline.is_short(job.task):
                 heapq.heappush(room, (load + 1, index, worker))  # more may wait behind this one
         for index, jobs in handed.items():
             worker = pool.workers[index]
