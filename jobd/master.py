@@ -9,13 +9,13 @@ worker pools, and the master only learns their names (``jobd.inventory``).
 from __future__ import annotations
 
 import datetime
+import heapq
 import logging
 import os
 import signal
 import socket
 import time
 import uuid
-import heapq
 from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from typing import Any

@@ -25,14 +25,13 @@ from pathlib import Path
 
 from . import defaults
 from .config import NAME_PATTERN
-from .errors import MasterAlreadyRunning
+from .unix_sockets import born_private, prepare_path
 
 log = logging.getLogger("jobd.wakeup")
 
 FORMAT_PREFIX = b"wake/1 "  # versioned: "wake/1 DAEMON"
 MAX_DATAGRAM_BYTES = 128  # the prefix and a daemon name (at most 64 characters) fit with room to spare
 MAX_DATAGRAMS_PER_TAKE = 256  # a flood cannot hold the loop: the rest are read on the next turn
-MAX_SOCKET_PATH_BYTES = defaults.MAX_SOCKET_PATH_BYTES
 
 
 def wake_socket_path(control_socket: Path) -> Path:
@@ -93,23 +92,19 @@ class WakeSocket:
     def open(self) -> None:
         receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         receiver.setblocking(False)
-        if len(os.fsencode(self.path)) > MAX_SOCKET_PATH_BYTES:
+        if len(os.fsencode(self.path)) > defaults.MAX_SOCKET_PATH_BYTES:
             # Unbound: nobody can wake us, and submits wait for the poll. Refusing
             # to start would break a deployment whose control socket path fits.
             log.warning("wake socket path %s is too long for a Unix socket: submits wait for the poll", self.path)
             self._socket = receiver
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_socket(self.path)
-        old_umask = os.umask(0o117)  # born 0660, like the control socket: no window with wider rights
+        prepare_path(self.path, socket.SOCK_DGRAM, f"a master already receives wake-ups on {self.path}")
         try:
-            receiver.bind(str(self.path))
+            with born_private(self.path):
+                receiver.bind(str(self.path))
         except OSError:
             receiver.close()
             raise
-        finally:
-            os.umask(old_umask)
-        os.chmod(self.path, defaults.CONTROL_SOCKET_MODE)
         self._socket = receiver
 
     def fileno(self) -> int:
@@ -148,18 +143,3 @@ class WakeSocket:
                     self.path.unlink()
                 except FileNotFoundError:
                     pass
-
-
-def _remove_stale_socket(path: Path) -> None:
-    """Remove what a killed master left at ``path``; refuse if a live master still receives there."""
-    if not path.exists() and not path.is_symlink():
-        return
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        probe.connect(str(path))
-    except OSError:
-        path.unlink()  # nobody receives: left over from a crash (or not a socket at all)
-        return
-    finally:
-        probe.close()
-    raise MasterAlreadyRunning(f"a master already receives wake-ups on {path}")

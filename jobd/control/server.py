@@ -9,7 +9,6 @@ the master loop alone, so no operation races with supervision.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import socket
 import socketserver
@@ -20,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import defaults
-from ..errors import ExitCode, JobdError, MasterAlreadyRunning, ProtocolError
+from ..errors import ExitCode, JobdError, ProtocolError
+from ..unix_sockets import born_private, prepare_path
 from .protocol import MAX_LINE_BYTES, Request, error_reply, ok_reply, parse_request
 
 log = logging.getLogger("jobd.control")
@@ -109,14 +109,9 @@ class ControlServer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_socket(self.path)
-        old_umask = os.umask(0o117)  # the socket is born 0660: no window with wider rights
-        try:
+        prepare_path(self.path, socket.SOCK_STREAM, f"a master already listens on {self.path}")
+        with born_private(self.path):
             server = _Server(str(self.path), _Handler)
-        finally:
-            os.umask(old_umask)
-        os.chmod(self.path, defaults.CONTROL_SOCKET_MODE)
         server.inbox = self.inbox
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="jobd-control", daemon=True)
@@ -131,18 +126,3 @@ class ControlServer:
             self.path.unlink()
         except FileNotFoundError:
             pass
-
-
-def _remove_stale_socket(path: Path) -> None:
-    if not path.exists():
-        return
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(1.0)
-        probe.connect(str(path))
-    except OSError:
-        path.unlink()  # nobody listens: left over from a crash
-        return
-    finally:
-        probe.close()
-    raise MasterAlreadyRunning(f"a master already listens on {path}")

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections import deque
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -130,9 +130,6 @@ class Pool:
         """Workers that count towards the pool size (not on their way out)."""
         return [w for w in self.workers if w.state in (WorkerState.STARTING, WorkerState.IDLE, WorkerState.BUSY)]
 
-    def idle_workers(self) -> list[Worker]:
-        return [worker for worker in self.workers if worker.state is WorkerState.IDLE]
-
     def depth(self) -> int:
         """How many jobs one worker may hold at once (1 when prefetching is off or caps count running jobs)."""
         if self.settings.prefetch == 0 or self.settings.concurrency or self.settings.task_concurrency:
@@ -179,9 +176,7 @@ class Pool:
         if worker.state in (WorkerState.STOPPING, WorkerState.EXITED):
             return
         worker.move_to(WorkerState.STOPPING)
-        try:
-            worker.connection.send_bytes(protocol.encode([protocol.StopWorker()]))
-        except (OSError, ValueError):
+        if not self._write(worker, [protocol.StopWorker()]):
             self.launcher.kill(worker.pid)
         if not worker.assignments:
             worker.terminate_sent_at = self.clock()  # else: once its running job ends (see _on_finished)
@@ -218,10 +213,7 @@ class Pool:
         """
         if not jobs:
             return True
-        frame = protocol.encode([protocol.RunJob(job.id, job.attempts, job.task, job.args, job.checkpoint) for job, _ in jobs])
-        try:
-            worker.connection.send_bytes(frame)
-        except (OSError, ValueError):
+        if not self._write(worker, [protocol.RunJob(job.id, job.attempts, job.task, job.args, job.checkpoint) for job, _ in jobs]):
             self.kill(worker, "its pipe closed")  # reap() replaces it
             return False
         now = self.clock()
@@ -241,21 +233,18 @@ class Pool:
                 if position == 0:
                     self.launcher.send_signal(worker.pid, signal.SIGUSR1)
                 else:
-                    self._send(worker, protocol.CancelJob(job_id))
+                    self._write(worker, [protocol.CancelJob(job_id)])  # if the worker is gone, reap() says so
                 return True
         return False
 
-    def _send(self, worker: Worker, message: protocol.Message) -> None:
+    @staticmethod
+    def _write(worker: Worker, messages: list[protocol.Message]) -> bool:
+        """Send ``messages`` to ``worker`` in one frame; False if its pipe is closed."""
         try:
-            worker.connection.send_bytes(protocol.encode([message]))
+            worker.connection.send_bytes(protocol.encode(messages))
         except (OSError, ValueError):
-            pass  # the worker is gone; reap() will say so
-
-    def worker_for_job(self, job_id: int) -> Worker | None:
-        for worker in self.busy_workers():
-            if worker.assignment and worker.assignment.job.id == job_id:
-                return worker
-        return None
+            return False
+        return True
 
     def on_message(self, worker: Worker, message: protocol.Message) -> tuple[Assignment, protocol.JobFinished] | None:
         """Apply a worker's message; return (assignment, outcome) when a job ended."""

@@ -1,11 +1,12 @@
 """A worker: a long-running child process that imports task code once and runs many jobs.
 
 The loop is: take the next ``RunJob`` (the master may have sent several
-ahead) → run the task with its ``ctx`` → send ``JobFinished``. Everything a task can do wrong (raise, return something
-that is not JSON, ignore args) becomes a failed outcome; only a crash of the
-process itself is left to the master to notice. A worker dies with its
-master (``PR_SET_PDEATHSIG`` plus pipe EOF), so a ``kill -9`` of the master
-never leaves orphan workers finishing jobs that a restarted master runs again.
+ahead) → run the task with its ``ctx`` → send ``JobFinished``. Everything a
+task can do wrong (raise, return something that is not JSON, ignore args)
+becomes a failed outcome; only a crash of the process itself is left to the
+master to notice. A worker dies with its master (``PR_SET_PDEATHSIG`` plus
+pipe EOF), so a ``kill -9`` of the master never leaves orphan workers
+finishing jobs that a restarted master runs again.
 """
 
 from __future__ import annotations
