@@ -58,6 +58,8 @@ def resolve_config(config: JobdConfig | str | os.PathLike[str] | None) -> JobdCo
     # Resolving the path asks the file system about every folder on it; an
     # application submitting all day asks for the same config every time.
     explicit = os.fspath(config) if config else None
+    if explicit is not None and os.path.isabs(explicit):
+        return _config_found(explicit, None, "")  # neither the environment nor the working folder matters
     return _config_found(explicit, os.environ.get(defaults.CONFIG_ENV_VAR), os.getcwd())
 
 

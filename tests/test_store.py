@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from jobd.errors import InvalidTransition, UnknownJob
 from jobd.states import JobState
-from jobd.store import SCHEMA_VERSION, NewJob, Store, open_store
+from jobd.store import SCHEMA_VERSION, NewJob, Store, direct, open_store
 
 
 def new(task: str = "t.record", **kwargs) -> NewJob:  # type: ignore[no-untyped-def]
@@ -268,3 +268,64 @@ def test_a_submitted_job_is_committed_when_insert_returns(store: Store, store_ur
         assert [job.id for job in elsewhere.jobs.claim("main", 5, "m2")] == [job_id]
     finally:
         elsewhere.dispose()
+
+
+# -- the connection held for submits and claims ----------------------------
+
+
+def test_submits_from_many_threads_at_once_all_commit(store: Store) -> None:
+    """One thread uses the held connection; the others take pooled ones meanwhile."""
+    ids: list[int] = []
+    errors: list[BaseException] = []
+
+    def submit_some() -> None:
+        try:
+            for _ in range(20):
+                ids.append(store.jobs.insert(new()))
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=submit_some) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    assert len(set(ids)) == 120
+    assert store.jobs.counts()["main"]["queued"] == 120
+
+
+def test_a_lost_held_connection_fails_one_submit_then_is_replaced(mariadb_url: str) -> None:
+    """Like a pooled connection without a ping: the submit that finds it dead fails, the next gets a new one."""
+    store = open_store(mariadb_url)
+    store.initialise()
+    try:
+        store.jobs.insert(new())
+        held = direct._held[store.submit_engine]  # type: ignore[index]
+        with store.engine.connect() as probe:
+            probe.exec_driver_sql(f"KILL CONNECTION {held.take(store.submit_engine)[0].dbapi_connection.thread_id()}")
+        with pytest.raises(sa.exc.DBAPIError) as raised:
+            store.jobs.insert(new())
+        assert raised.value.connection_invalidated
+        assert store.jobs.insert(new()) > 0
+        assert store.jobs.counts()["main"]["queued"] == 2
+    finally:
+        store.dispose()
+
+
+def test_a_forked_child_submits_on_its_own_connection(store: Store) -> None:
+    """A child never uses (or closes) the connection its parent holds; both go on submitting."""
+    import os
+
+    store.jobs.insert(new())
+    pid = os.fork()
+    if pid == 0:  # the child: exit status says whether its submit committed
+        try:
+            store.jobs.insert(new())
+            os._exit(0)
+        except BaseException:  # noqa: BLE001
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    store.jobs.insert(new())
+    assert store.jobs.counts()["main"]["queued"] == 3

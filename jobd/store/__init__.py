@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from ..errors import StoreUnavailable
 from .daemons import DesiredStates
+from .direct import release_held
 from .engine import READ_ONLY, make_engine
 from .job_logs import JobLogTable
 from .jobs import JobQueue, NewJob
@@ -98,9 +99,10 @@ class Store:
             )
 
     def dispose(self) -> None:
-        self.engine.dispose()
-        if self.submit_engine is not None:
-            self.submit_engine.dispose()
+        for engine in (self.engine, self.submit_engine):
+            if engine is not None:
+                release_held(engine)
+                engine.dispose()
 
 
 def open_store(url: str, *, checkpoint_on_commit: bool = True) -> Store:

@@ -19,6 +19,10 @@ back to the pool.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+import os
+import threading
+import time
+import weakref
 from contextlib import contextmanager
 from typing import Any
 
@@ -116,18 +120,44 @@ class DirectTransaction:
 
 @contextmanager
 def direct_transaction(engine: sa.Engine, *, autocommit: bool = False) -> Iterator[DirectTransaction]:
-    """Open a writing transaction on a pooled connection; commit if the block ends normally.
+    """Open a writing transaction on this process's held connection; commit if the block ends normally.
 
     On SQLite the transaction starts with ``BEGIN IMMEDIATE`` like every
     writing transaction of the store (see ``engine.py``); MySQL starts one
     implicitly (autocommit is off). ``autocommit=True``: the engine's
     connections commit each statement as it runs (``make_engine(url,
     autocommit=True)``), so there is no transaction and no COMMIT to send.
+
+    The connection is the one this process keeps checked out of ``engine``'s
+    pool for these statements (see ``HeldConnection``); a thread that finds
+    it in use by another takes a pooled connection for this transaction.
     """
-    dialect = engine.dialect
-    driver_error: type[Exception] = dialect.loaded_dbapi.Error
+    held = _held_connection(engine)
+    if held.lock.acquire(blocking=False):
+        try:
+            raw, cursor = held.take(engine)
+            with _transaction(engine, raw, cursor, autocommit) as transaction:
+                yield transaction
+        finally:
+            held.lock.release()
+        return
     raw = engine.raw_connection()
     cursor = raw.cursor()
+    try:
+        with _transaction(engine, raw, cursor, autocommit) as transaction:
+            yield transaction
+    finally:
+        try:
+            cursor.close()
+        except Exception:
+            pass
+        raw.close()
+
+
+@contextmanager
+def _transaction(engine: sa.Engine, raw: Any, cursor: Any, autocommit: bool) -> Iterator[DirectTransaction]:
+    dialect = engine.dialect
+    driver_error: type[Exception] = dialect.loaded_dbapi.Error
     transaction = DirectTransaction(cursor)
     try:
         if dialect.name == "sqlite":
@@ -150,12 +180,76 @@ def direct_transaction(engine: sa.Engine, *, autocommit: bool = False) -> Iterat
     except BaseException:
         _roll_back_quietly(raw)
         raise
-    finally:
+
+
+class HeldConnection:
+    """One pooled connection a process keeps checked out for the submit's and the claim's statements.
+
+    Checking a connection out of SQLAlchemy's pool and back in (events,
+    weak references, the reset on return) cost more than SQLite spent on a
+    submit's INSERT, and both ends of the submit-to-start path paid it once
+    per job. The held connection is checked out once and used under a lock;
+    it is given up, and another taken, when it was invalidated (a lost MySQL
+    connection), when it is older than ``RECYCLE_SECONDS`` (inside MySQL's
+    idle timeout, like the pool's own recycling), and in a forked child,
+    which never touches the connection it inherited from its parent.
+    """
+
+    RECYCLE_SECONDS = 600.0
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._raw: Any = None
+        self._cursor: Any = None
+        self._pid = 0
+        self._taken_at = 0.0
+
+    def take(self, engine: sa.Engine) -> tuple[Any, Any]:
+        """The connection and its cursor (call with ``lock`` held)."""
+        raw = self._raw
+        if raw is not None:
+            if self._pid != os.getpid():
+                _inherited.append(raw)  # the parent's: neither used nor closed here
+                self._raw = raw = None
+            elif not raw.is_valid or time.monotonic() - self._taken_at > self.RECYCLE_SECONDS:
+                self.release()
+                raw = None
+        if raw is None:
+            raw = engine.raw_connection()
+            self._raw, self._cursor = raw, raw.cursor()
+            self._pid, self._taken_at = os.getpid(), time.monotonic()
+        return raw, self._cursor
+
+    def release(self) -> None:
+        """Give the connection back to the pool (call with ``lock`` held, or when nobody uses it)."""
+        raw, self._raw, self._cursor = self._raw, None, None
+        if raw is None or self._pid != os.getpid():
+            return
         try:
-            cursor.close()
+            raw.close()  # back to the pool, or closed if it was invalidated
         except Exception:
             pass
-        raw.close()
+
+
+_held: weakref.WeakKeyDictionary[sa.Engine, HeldConnection] = weakref.WeakKeyDictionary()
+_held_guard = threading.Lock()
+_inherited: list[Any] = []  # connections a forked child inherited: kept referenced so no finalizer closes them
+
+
+def _held_connection(engine: sa.Engine) -> HeldConnection:
+    held = _held.get(engine)
+    if held is None:
+        with _held_guard:
+            held = _held.setdefault(engine, HeldConnection())
+    return held
+
+
+def release_held(engine: sa.Engine) -> None:
+    """Give back the connection held for ``engine`` (before the engine is disposed)."""
+    held = _held.pop(engine, None)
+    if held is not None:
+        with held.lock:
+            held.release()
 
 
 def _roll_back_quietly(raw: Any) -> None:
