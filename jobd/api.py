@@ -9,8 +9,10 @@ if the caller's transaction commits.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import socket
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -22,11 +24,14 @@ from .activity.results import find_cached, unique_key_for
 from .config import JobdConfig, find_config_path, load_config
 from .control.protocol import Request
 from .errors import InvalidArgs, UnknownTask
+from .handoff import OfferReader, offer_path
 from .inventory import load_daemon_tasks
 from .job import Job, encode_args
 from .store import NewJob, Store, open_store
 from .tasks import TaskDefinition
-from .wakeup import announce
+from .wakeup import announce, hand_over
+
+log = logging.getLogger("jobd.api")
 
 
 @lru_cache(maxsize=8)
@@ -125,15 +130,36 @@ def submit(
         if run_at.tzinfo is None:
             raise InvalidArgs("run_at must be timezone-aware (e.g. datetime.now(timezone.utc))")
         run_at = run_at.timestamp()
+    store = _store_for(settings.store)
+    handed_to = None
+    if connection is None and unique_key is None and (run_at is None or run_at <= time.time()):
+        handed_to = _handoff_master(settings.socket, daemon)
     new_job = NewJob(
         daemon=daemon, task=task, args=arguments, priority=priority, run_at=run_at,
-        unique_key=unique_key, max_attempts=max_attempts,
+        unique_key=unique_key, max_attempts=max_attempts, handed_to=handed_to,
     )
-    store = _store_for(settings.store)
     job_id = store.jobs.insert(new_job, connection=connection)
-    if connection is None:
+    if handed_to is not None:
+        if not hand_over(settings.socket, daemon, job_id):
+            # Nobody took it (the master is gone, or cannot keep up): back to the queue, attempt refunded.
+            try:
+                store.jobs.requeue([job_id], handed_to, refund_attempt=True)
+            except sa.exc.DBAPIError:
+                # Committed all the same: the master adopts it, or recovers it as an orphan if it is gone.
+                log.warning("job %s: could not put it back in the queue after a failed hand-off", job_id, exc_info=True)
+            announce(settings.socket, daemon)
+    elif connection is None:
         announce(settings.socket, daemon)  # the master claims at once instead of at its next poll
     return job_id
+
+
+def _handoff_master(control_socket: Path, daemon: str) -> str | None:
+    """The local master that offers to take ``daemon``'s jobs straight from a submit, if any (``jobd.handoff``)."""
+    offer = _offers.read(offer_path(control_socket))
+    return offer.master if offer is not None and daemon in offer.daemons else None
+
+
+_offers = OfferReader()
 
 
 def get_job(job_id: int, *, config: JobdConfig | str | os.PathLike[str] | None = None) -> Job:

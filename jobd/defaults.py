@@ -38,6 +38,8 @@ PROGRESS_FLUSH_INTERVAL_SECONDS = 2.0  # latest progress is persisted to the sto
 PROGRESS_SEND_INTERVAL_SECONDS = 0.2
 OUTCOME_BATCH_SECONDS = 0.005  # finished attempts are written together within this window (group commit)
 OUTCOME_BATCH_MAX = 200
+HANDOFF_OFFER_INTERVAL_SECONDS = 0.01  # a master republishes which daemons take hand-offs at most this often
+HANDOFF_ADOPT_AFTER_SECONDS = 5.0  # a job handed to a master without a datagram is adopted after this long
 WAL_CHECKPOINT_INTERVAL_SECONDS = 0.25  # a SQLite store's log is copied back by the master's thread this often
 SNAPSHOT_COUNTS_MAX_AGE_SECONDS = 5.0  # job counts in the live snapshot (a table scan) are refreshed this often  # a worker reports progress at most this often
 

@@ -43,7 +43,8 @@ from .store import Store, open_store
 from .store.checkpoints import WalCheckpointer
 from .throttle import Throttle
 from .ticker import Ticker
-from .wakeup import WakeSocket
+from .handoff import Offer, offer_path, publish
+from .wakeup import MAX_DATAGRAMS_PER_TAKE, WakeSocket
 from .workers import protocol
 from .workers.pool import Assignment, Pool, Worker, WorkerExit
 from .workers.processes import ProcessLauncher
@@ -90,6 +91,10 @@ class Master:
         self.control = ControlServer(config.socket, self.inbox)
         self.wakeups = WakeSocket(config.socket)
         self.woken: set[str] = set()  # daemons a submit announced a job for (see _claim_woken)
+        self.handoff_offer = offer_path(config.socket)
+        self._offered: frozenset[str] = frozenset()  # daemons whose jobs submits may hand straight to us
+        self._offer_check = Throttle(defaults.HANDOFF_OFFER_INTERVAL_SECONDS, clock)
+        self._adopt_check = Throttle(defaults.HANDOFF_ADOPT_AFTER_SECONDS, clock)
         self.draining = False
         self.drain_started_at: float | None = None
         self.finished = False
@@ -179,6 +184,12 @@ class Master:
         return pool
 
     def _shutdown(self) -> None:
+        self._withdraw_offer()
+        for _ in range(MAX_DATAGRAMS_PER_TAKE):  # hand-offs sent before the offer was withdrawn:
+            taken = len(self.wakeups.handed)
+            if not self.wakeups.take() and len(self.wakeups.handed) == taken:
+                break
+        self._store_guarded(self._take_handed)  # back to the queue (a stopping master refuses them)
         self._store_guarded(self._flush_outcomes)
         self._store_guarded(self._settle_exits)
         for pool in self.pools.values():
@@ -277,11 +288,79 @@ class Master:
         return len(self._ready) == 1
 
     def _claim_woken(self) -> None:
-        """Claim for the daemons submits woke us for (no signal, worker message or exit is pending)."""
+        """Start the jobs submits handed us, then claim for the daemons submits woke us for."""
+        if self.wakeups.handed:
+            self._store_guarded(self._take_handed)
         if self.woken and not self.draining and self.clock() >= self._store_retry_at:
             woken, self.woken = self.woken, set()
             self._store_guarded(lambda: self._dispatch(woken))
             self.wal_checkpoints.nudge()  # now, rather than while the next submit commits
+
+    # -- hand-offs (jobd/handoff.py) --------------------------------------
+
+    def _take_handed(self) -> None:
+        """Give workers the jobs submits claimed for this master; the store says which are really ours."""
+        handed = self.wakeups.take_handed()
+        self._adopt(self.store.jobs.handed([job_id for _daemon, job_id in handed], self.id))
+
+    def _adopt(self, jobs: list[Job]) -> None:
+        """Run these jobs, which this master owns and no worker has; those it cannot run go back to the queue."""
+        refused: list[int] = []
+        fed: dict[str, Pool] = {}
+        for job in jobs:
+            pool = self.pools.get(job.daemon)
+            if pool is None or self.draining or self.lease_lost or not self.daemons.accepts_jobs(job.daemon):
+                refused.append(job.id)
+                continue
+            pool.backlog.append(job)
+            fed[pool.daemon] = pool
+        for pool in fed.values():
+            self._feed(pool)
+        if refused:
+            self.store.jobs.requeue(refused, self.id, refund_attempt=True)
+            self.claim_requested = True
+
+    def _adopt_lost_handoffs(self) -> None:
+        """Adopt running jobs of ours we never heard of: a submit claimed them for us and died before saying so."""
+        started_before = time.time() - defaults.HANDOFF_ADOPT_AFTER_SECONDS
+        lost = set(self.store.jobs.owned_running(self.id, started_before=started_before)) - self._jobs_in_hand()
+        if lost:
+            log.warning("adopting %s job(s) handed to this master without a word: %s", len(lost), sorted(lost)[:20])
+            self._adopt(self.store.jobs.handed(sorted(lost), self.id))
+
+    def _jobs_in_hand(self) -> set[int]:
+        """Every job this master holds in memory: prefetched, with a worker, or with an outcome to write."""
+        held = {job.id for pool in self.pools.values() for job in pool.backlog}
+        held.update(a.job.id for pool in self.pools.values() for worker in pool.workers for a in worker.assignments)
+        held.update(assignment.job.id for _pool, assignment, _finished in self._pending_outcomes)
+        for _pool, exit in self._lost_exits:
+            held.update(a.job.id for a in (exit.assignment, *exit.unstarted) if a is not None)
+        return held
+
+    def _offer_handoffs(self) -> None:
+        """Publish which daemons have room now, so submits hand their jobs straight to us (or withdraw it)."""
+        offered = frozenset(
+            pool.daemon for pool in self.pools.values()
+            if not self.draining and not self.lease_lost and self._takes_handoffs(pool)
+        )
+        if offered != self._offered:
+            publish(self.handoff_offer, Offer(self.id, offered) if offered else None)
+            self._offered = offered
+
+    def _takes_handoffs(self, pool: Pool) -> bool:
+        settings = pool.settings
+        if pool.backlog or settings.concurrency or settings.task_concurrency or not self.daemons.accepts_jobs(pool.daemon):
+            return False  # waiting jobs go first; caps are counted under the claim's lock
+        depth = pool.depth()
+        return any(pool.free_slots(worker, depth) > 0 for worker in pool.workers)
+
+    def _withdraw_offer(self) -> None:
+        if self._offered:
+            self._offered = frozenset()
+            try:
+                publish(self.handoff_offer, None)
+            except OSError:
+                log.warning("could not remove the hand-off offer %s", self.handoff_offer, exc_info=True)
 
     def _act_on_signals(self) -> None:
         for signum in self.signals.take():
@@ -450,6 +529,10 @@ class Master:
         if self.claim_requested:
             self.claim_requested = False
             self._dispatch()
+        if self._adopt_check.ready():
+            self._adopt_lost_handoffs()
+        if self._offer_check.ready():
+            self._offer_handoffs()
         if self._progress_flush.ready():
             self._flush_progress()
 
@@ -652,6 +735,7 @@ class Master:
         log.info("draining (%s): no new jobs; waiting for running ones", reason)
         self.observers.draining(reason)
         self.draining = True
+        self._withdraw_offer()
         self.drain_started_at = self.clock()
         try:  # say so at once: `jobd status` and other masters see "draining"
             self.store.masters.heartbeat(self.id, state="draining")

@@ -30,7 +30,9 @@ from .unix_sockets import born_private, prepare_path
 log = logging.getLogger("jobd.wakeup")
 
 FORMAT_PREFIX = b"wake/1 "  # versioned: "wake/1 DAEMON"
-MAX_DATAGRAM_BYTES = 128  # the prefix and a daemon name (at most 64 characters) fit with room to spare
+HANDED_PREFIX = b"run/1 "  # "run/1 DAEMON JOB_ID": a job a submit claimed for this master (``handoff.py``)
+MAX_DATAGRAM_BYTES = 128  # the prefix, a daemon name (at most 64 characters) and a job id fit with room to spare
+MAX_JOB_ID = 2**63 - 1
 MAX_DATAGRAMS_PER_TAKE = 256  # a flood cannot hold the loop: the rest are read on the next turn
 
 
@@ -59,21 +61,59 @@ def decode(datagram: bytes) -> str | None:
     return name if NAME_PATTERN.fullmatch(name) else None
 
 
+def encode_handed(daemon: str, job_id: int) -> bytes:
+    return HANDED_PREFIX + f"{daemon} {job_id}".encode("ascii")
+
+
+def decode_handed(datagram: bytes) -> tuple[str, int] | None:
+    """The (daemon, job id) a hand-off datagram names, or None if it is not a well-formed one."""
+    if len(datagram) > MAX_DATAGRAM_BYTES or not datagram.startswith(HANDED_PREFIX):
+        return None
+    try:
+        daemon, _, number = datagram[len(HANDED_PREFIX):].decode("ascii").partition(" ")
+    except UnicodeDecodeError:
+        return None
+    if not NAME_PATTERN.fullmatch(daemon) or not number.isdigit() or not number.isascii():
+        return None
+    job_id = int(number)
+    return (daemon, job_id) if 0 < job_id <= MAX_JOB_ID and str(job_id) == number else None
+
+
 def announce(control_socket: Path, daemon: str) -> None:
     """Tell the master serving ``control_socket`` that a job of ``daemon`` is waiting.
 
     Fire-and-forget and never blocking: with no master, a master that cannot
     keep up, or no permission, the job simply waits for the next poll.
     """
+    try:
+        _send(control_socket, encode(daemon))
+    except UnicodeEncodeError:
+        pass  # not a daemon name any master has
+
+
+def hand_over(control_socket: Path, daemon: str, job_id: int) -> bool:
+    """Tell the master serving ``control_socket`` that job ``job_id`` is its own to run now.
+
+    False if the datagram could not be sent (no master, a full buffer, no
+    permission): the caller puts the job back in the queue.
+    """
+    try:
+        return _send(control_socket, encode_handed(daemon, job_id))
+    except UnicodeEncodeError:
+        return False
+
+
+def _send(control_socket: Path, datagram: bytes) -> bool:
     global _sender
     try:
         if _sender is None:
             _sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             _sender.setblocking(False)
             atexit.register(_sender.close)
-        _sender.sendto(encode(daemon), _address(control_socket))
-    except (OSError, UnicodeEncodeError):
-        pass
+        _sender.sendto(datagram, _address(control_socket))
+    except OSError:
+        return False
+    return True
 
 
 # One unbound datagram socket serves every announce of a process (and of its
@@ -87,6 +127,7 @@ class WakeSocket:
     def __init__(self, control_socket: Path) -> None:
         self.path = wake_socket_path(control_socket)
         self.ignored = 0  # datagrams that were not well-formed wake-ups
+        self.handed: list[tuple[str, int]] = []  # (daemon, job id) of hand-offs received, until taken
         self._socket: socket.socket | None = None
 
     def open(self) -> None:
@@ -113,7 +154,10 @@ class WakeSocket:
         return self._socket.fileno()
 
     def take(self) -> set[str]:
-        """The daemons named by the wake-ups received since the last call (never blocks)."""
+        """The daemons named by the wake-ups and hand-offs received since the last call (never blocks).
+
+        The hand-offs' job ids collect in ``handed`` (see ``take_handed``).
+        """
         woken: set[str] = set()
         if self._socket is None:
             return woken
@@ -125,6 +169,10 @@ class WakeSocket:
             except OSError:
                 log.debug("reading the wake socket failed", exc_info=True)
                 break
+            handed = decode_handed(datagram) if datagram.startswith(HANDED_PREFIX) else None
+            if handed is not None:
+                self.handed.append(handed)
+                break  # a job waits to start: the rest (if any) on the next loop turn, one system call sooner
             name = decode(datagram)
             if name is None:
                 self.ignored += 1
@@ -132,6 +180,10 @@ class WakeSocket:
             else:
                 woken.add(name)
         return woken
+
+    def take_handed(self) -> list[tuple[str, int]]:
+        handed, self.handed = self.handed, []
+        return handed
 
     def close(self) -> None:
         if self._socket is not None:

@@ -61,6 +61,17 @@ class DirectStatement:
             for column in returns
             if column.key is not None and (processor := column.type.result_processor(dialect, None)) is not None
         }
+        # A statement with fixed values among its binds (``state = 'running'``): each bind's
+        # place is either a caller's value or a constant, worked out now instead of per call.
+        self._template: list[tuple[str, bool, Any]] | None = None
+        if self._positional and not self._plain and not self._expanding:
+            assert compiled.positiontup is not None
+            self._template = [
+                (name, True, None) if compiled.binds[name].required
+                else (name, False, self._bind_processors.get(name, _same)(compiled.binds[name].effective_value))
+                for name in compiled.positiontup
+            ]
+        self._row_shape: tuple[list[str], list[Any]] | None = None
 
     def parameters(self, values: Mapping[str, Any]) -> tuple[str, Any]:
         """The SQL and the driver's parameters (a tuple, or a dict for a named paramstyle) for ``values``."""
@@ -72,6 +83,12 @@ class DirectStatement:
             return self.sql, tuple(
                 convert[name](values[name]) if name in convert else values[name]
                 for name in self._compiled.positiontup
+            )
+        if self._template is not None:
+            convert = self._bind_processors
+            return self.sql, tuple(
+                (convert[name](values[name]) if name in convert else values[name]) if given else constant
+                for name, given, constant in self._template
             )
         if self._expanding:  # an IN list: the SQL depends on how many values it has
             state = self._compiled.construct_expanded_state(dict(values))
@@ -92,8 +109,11 @@ class DirectStatement:
 
     def rows(self, cursor: Any) -> list[dict[str, Any]]:
         """The rows ``cursor`` returns for this statement, as dicts with the types' conversions applied."""
-        names = [description[0] for description in cursor.description]
-        processors = [self._result_processors.get(name) for name in names]
+        shape = self._row_shape
+        if shape is None or len(shape[0]) != len(cursor.description):  # the statement fixes its columns
+            names = [description[0] for description in cursor.description]
+            shape = self._row_shape = (names, [self._result_processors.get(name) for name in names])
+        names, processors = shape
         rows = []
         for raw in cursor.fetchall():
             rows.append({
@@ -101,6 +121,10 @@ class DirectStatement:
                 for name, processor, value in zip(names, processors, raw)
             })
         return rows
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 class DirectTransaction:
@@ -119,7 +143,9 @@ class DirectTransaction:
 
 
 @contextmanager
-def direct_transaction(engine: sa.Engine, *, autocommit: bool = False) -> Iterator[DirectTransaction]:
+def direct_transaction(
+    engine: sa.Engine, *, autocommit: bool = False, read_only: bool = False,
+) -> Iterator[DirectTransaction]:
     """Open a writing transaction on this process's held connection; commit if the block ends normally.
 
     On SQLite the transaction starts with ``BEGIN IMMEDIATE`` like every
@@ -127,6 +153,8 @@ def direct_transaction(engine: sa.Engine, *, autocommit: bool = False) -> Iterat
     implicitly (autocommit is off). ``autocommit=True``: the engine's
     connections commit each statement as it runs (``make_engine(url,
     autocommit=True)``), so there is no transaction and no COMMIT to send.
+    ``read_only=True``: the block only reads; on SQLite it takes no write
+    lock (each statement reads in its own implicit transaction).
 
     The connection is the one this process keeps checked out of ``engine``'s
     pool for these statements (see ``HeldConnection``); a thread that finds
@@ -136,7 +164,7 @@ def direct_transaction(engine: sa.Engine, *, autocommit: bool = False) -> Iterat
     if held.lock.acquire(blocking=False):
         try:
             raw, cursor = held.take(engine)
-            with _transaction(engine, raw, cursor, autocommit) as transaction:
+            with _transaction(engine, raw, cursor, autocommit, read_only) as transaction:
                 yield transaction
         finally:
             held.lock.release()
@@ -144,7 +172,7 @@ def direct_transaction(engine: sa.Engine, *, autocommit: bool = False) -> Iterat
     raw = engine.raw_connection()
     cursor = raw.cursor()
     try:
-        with _transaction(engine, raw, cursor, autocommit) as transaction:
+        with _transaction(engine, raw, cursor, autocommit, read_only) as transaction:
             yield transaction
     finally:
         try:
@@ -155,16 +183,18 @@ def direct_transaction(engine: sa.Engine, *, autocommit: bool = False) -> Iterat
 
 
 @contextmanager
-def _transaction(engine: sa.Engine, raw: Any, cursor: Any, autocommit: bool) -> Iterator[DirectTransaction]:
+def _transaction(
+    engine: sa.Engine, raw: Any, cursor: Any, autocommit: bool, read_only: bool,
+) -> Iterator[DirectTransaction]:
     dialect = engine.dialect
     driver_error: type[Exception] = dialect.loaded_dbapi.Error
     transaction = DirectTransaction(cursor)
     try:
-        if dialect.name == "sqlite":
+        if dialect.name == "sqlite" and not read_only:
             transaction.last_sql = "BEGIN IMMEDIATE"
             cursor.execute(transaction.last_sql)
         yield transaction
-        if not autocommit:
+        if not autocommit and not (read_only and dialect.name == "sqlite"):
             transaction.last_sql = "COMMIT"
             raw.commit()
     except driver_error as error:

@@ -54,6 +54,12 @@ class _ClaimStatements:
             "cancel_requested": False,
         }
         self.claim_returning = jobs.update().where(jobs.c.id.in_(choose.scalar_subquery())).values(**claimed).returning(*jobs.c)
+        # A job a submit claimed for this master (``jobd.handoff``): only if it is still running and ours.
+        self.handed = sa.select(jobs).where(
+            jobs.c.id == sa.bindparam("handed_id"),
+            jobs.c.owner == sa.bindparam("claim_owner"),
+            jobs.c.state == str(JobState.RUNNING),
+        )
         self.lock_due = (
             sa.select(jobs)
             # Right after a bulk insert InnoDB's statistics can steer the
@@ -85,6 +91,7 @@ class _DirectStatements:
         self._inserts: dict[tuple[str, ...], DirectStatement] = {}
         self.find_unique = DirectStatement(engine, sa.select(jobs.c.id).where(jobs.c.unique_key == sa.bindparam("unique_key")))
         self.promotions = [DirectStatement(engine, statement) for statement in claim.promotions]
+        self.handed = DirectStatement(engine, claim.handed, returns=jobs.c)
         if engine.dialect.name == "mysql":
             self.lock_due = DirectStatement(engine, claim.lock_due, returns=jobs.c)
             self.mark_claimed = DirectStatement(engine, claim.mark_claimed)
@@ -122,6 +129,7 @@ class NewJob:
     fire_key: str | None = None
     origin: str = "intent"
     max_attempts: int | None = None
+    handed_to: str | None = None  # a master this job is claimed for as it is inserted (``jobd.handoff``)
 
     def row(self, now: float) -> dict[str, Any]:
         encoded = encode_args(self.args)
@@ -129,11 +137,20 @@ class NewJob:
         if len(encoded) * 4 > defaults.MAX_ARGS_BYTES and len(encoded.encode()) > defaults.MAX_ARGS_BYTES:
             raise InvalidArgs(f"args of {self.task!r} exceed {defaults.MAX_ARGS_BYTES} bytes")
         due_later = self.run_at is not None and self.run_at > now
+        if self.handed_to is not None:
+            if due_later or self.unique_key is not None:
+                raise ValueError("only a job due now and without a unique key is handed to a master")
+            return {
+                **self._common_row(encoded, now),
+                "state": str(JobState.RUNNING), "attempts": 1, "owner": self.handed_to, "started_at": now,
+            }
+        return {**self._common_row(encoded, now), "state": str(JobState.SCHEDULED if due_later else JobState.QUEUED)}
+
+    def _common_row(self, encoded: str, now: float) -> dict[str, Any]:
         return {
             "daemon": self.daemon,
             "task": self.task,
             "args": encoded,
-            "state": str(JobState.SCHEDULED if due_later else JobState.QUEUED),
             "priority": self.priority,
             "attempts": 0,
             "max_attempts": self.max_attempts,
@@ -261,6 +278,29 @@ class JobQueue:
         claimed = [row_to_job(row) for row in rows]
         claimed.sort(key=lambda job: (-job.priority, job.id))
         return claimed
+
+    def handed(self, job_ids: Sequence[int], owner: str) -> list[Job]:
+        """The jobs among ``job_ids`` that a submit claimed for ``owner`` and that are still its own, running.
+
+        A hand-off datagram names a job; only the store says whose it is
+        (``jobd.handoff``). One primary-key read per job, no write.
+        """
+        statement = self._direct.handed
+        rows: list[dict[str, Any]] = []
+        with direct_transaction(self.engine, read_only=True) as transaction:
+            for job_id in job_ids:
+                rows.extend(statement.rows(transaction.execute(statement, {"handed_id": job_id, "claim_owner": owner})))
+        return [row_to_job(row) for row in rows]
+
+    def owned_running(self, owner: str, *, started_before: float) -> list[int]:
+        """Ids of ``owner``'s running jobs that started before ``started_before``."""
+        jobs = self.table
+        with self.engine.connect().execution_options(**READ_ONLY) as connection:
+            return [int(job_id) for job_id in connection.execute(
+                sa.select(jobs.c.id).where(
+                    jobs.c.owner == owner, jobs.c.state == str(JobState.RUNNING), jobs.c.started_at < started_before,
+                )
+            ).scalars()]
 
     def _claim_capped(self, daemon: str, limit: int, owner: str, now: float, caps: ConcurrencyCaps) -> list[Job]:
         """Claim under global caps: claimers of this daemon serialise on a mutex row.

@@ -134,6 +134,7 @@ class _Inbox:
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
+        self.reader = protocol.FrameReader(connection.fileno())  # all that arrived, in one read
         self.waiting: deque[protocol.RunJob] = deque()
         self.cancelled: set[int] = set()
         self.stopping = False
@@ -142,7 +143,8 @@ class _Inbox:
         """The next job to run, or None: stop (told to, or the master is gone)."""
         try:
             while not self.stopping and (not self.waiting or self.connection.poll()):
-                self._take(protocol.decode(self.connection.recv_bytes()))
+                for frame in self.reader.read():
+                    self._take(protocol.decode(frame))
         except (EOFError, OSError):
             return None  # the master is gone
         if self.stopping:

@@ -1,0 +1,123 @@
+"""Hand-off: a submit gives its job straight to an idle local master, with no claim in between.
+
+On an idle system a submitted job used to be written twice before it could
+start: the submit's INSERT (``queued``), then the master's claim (``running``,
+owner, attempt counted), each a committed write transaction, with the
+master's wake-up between them. When the local master has a worker with
+nothing to do, the second write buys nothing: no other master should get
+the job, and the submitter can record the claim itself.
+
+So a master with an idle worker (and nothing prefetched) for a daemon
+*offers* hand-offs: it keeps a small file beside its control socket,
+``SOCKET.handoff``, naming itself and those daemons. A submit that finds
+its daemon offered inserts the job already claimed by that master
+(``running``, ``attempts = 1``, ``owner`` = the master) and sends
+``run/1 DAEMON JOB_ID`` to the wake socket; the master reads that row (it
+must be running and its own: a datagram is never trusted for more than an
+id) and gives it to a worker. Every invariant of a claim holds: the job is
+durable and claimed before anything acknowledges it or runs it.
+
+What can go wrong, and why no job is lost:
+
+* The offer is stale (the master got busy): the job waits in the master's
+  prefetch backlog like any job claimed ahead, and goes back to the queue
+  on a drain or a daemon stop.
+* No master receives the datagram (the master died and left its offer, or
+  the socket buffer is full): the send fails and the submit puts the job
+  back in the queue (``JobQueue.unpin``) before it returns.
+* The submitter dies between its commit and its send: the master finds the
+  running job it owns but never heard of (``JobQueue.owned_running``, every
+  few seconds) and adopts it.
+* The master dies after the hand-off: its running jobs are orphans,
+  re-queued by the next master like any other (invariant 1).
+
+The offer is only a hint; a submit that finds no offer (or an unreadable
+one) submits as before: a queued job and a ``wake/1`` datagram.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import defaults
+from .config import NAME_PATTERN
+
+FORMAT = "handoff/1"
+MAX_OFFER_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A master, and the daemons it takes jobs for straight from a submit."""
+
+    master: str
+    daemons: frozenset[str]
+
+
+def offer_path(control_socket: Path) -> Path:
+    """Where the master serving ``control_socket`` publishes its offer."""
+    return control_socket.with_name(control_socket.name + ".handoff")
+
+
+def format_offer(offer: Offer) -> str:
+    return f"{FORMAT} {offer.master}\n{' '.join(sorted(offer.daemons))}\n"
+
+
+def parse_offer(text: str) -> Offer | None:
+    """The offer in ``text``, or None if it is not one (a torn or foreign file offers nothing)."""
+    lines = text.split("\n")
+    if len(lines) != 3 or lines[2] != "":
+        return None
+    head, _, master = lines[0].partition(" ")
+    if head != FORMAT or not master or len(master) > 64 or not master.isprintable() or " " in master:
+        return None
+    daemons = frozenset(lines[1].split())
+    if not all(NAME_PATTERN.fullmatch(name) for name in daemons):
+        return None
+    return Offer(master, daemons)
+
+
+def publish(path: Path, offer: Offer | None) -> None:
+    """Replace the offer at ``path`` in one rename (readers see the old or the new one), or remove it."""
+    if offer is None or not offer.daemons:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        return
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, defaults.CONTROL_SOCKET_MODE)
+    try:
+        os.write(fd, format_offer(offer).encode("ascii"))
+        os.fchmod(fd, defaults.CONTROL_SOCKET_MODE)  # whoever may wake the master may read whom to hand to
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
+
+
+class OfferReader:
+    """A submitter's view of the offer: read again only when the file changed (one ``stat`` per submit)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[Path, tuple[tuple[int, int, int], Offer | None]] = {}
+
+    def read(self, path: Path) -> Offer | None:
+        try:
+            status = os.stat(path)
+        except OSError:
+            return None
+        version = (status.st_ino, status.st_mtime_ns, status.st_size)
+        seen = self._seen.get(path)
+        if seen is not None and seen[0] == version:
+            return seen[1]
+        offer = None
+        if status.st_size <= MAX_OFFER_BYTES:
+            try:
+                with open(path, encoding="ascii") as file:
+                    offer = parse_offer(file.read(MAX_OFFER_BYTES + 1))
+            except (OSError, UnicodeDecodeError):
+                offer = None
+        self._seen[path] = (version, offer)
+        return offer

@@ -1,0 +1,185 @@
+"""Hand-off: a submit gives its job straight to an idle local master, claimed as it is inserted.
+
+The job is durable and claimed before the submit returns; whatever goes
+wrong afterwards (no master, a dead submitter, a stopping master) leaves it
+queued or adopted, never stuck.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+import jobd
+from jobd import defaults
+from jobd.handoff import FORMAT, Offer, OfferReader, format_offer, offer_path, parse_offer, publish
+from jobd.states import JobState
+from jobd.store import NewJob
+from jobd.wakeup import decode_handed, encode_handed, wake_socket_path
+from support import Deployment, wait_until
+
+POLL_NEVER = 600  # a job that starts in time was handed over, not found by a poll
+
+
+def offer_of(deployment: Deployment) -> Offer | None:
+    return OfferReader().read(offer_path(deployment.socket))
+
+
+def offered(deployment: Deployment, daemon: str) -> Offer:
+    return wait_until(
+        lambda: (offer := offer_of(deployment)) is not None and daemon in offer.daemons and offer,
+        message=f"the master to offer hand-offs for {daemon}",
+    )
+
+
+def state_of(deployment: Deployment, job_id: int) -> JobState:
+    return deployment.store.jobs.get(job_id).state
+
+
+# -- the formats -------------------------------------------------------------
+
+
+def test_an_offer_reads_back_as_written() -> None:
+    offer = Offer("vm:4242:0badcafe", frozenset({"mailing", "sms"}))
+    assert format_offer(offer) == f"{FORMAT} vm:4242:0badcafe\nmailing sms\n"
+    assert parse_offer(format_offer(offer)) == offer
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "", "handoff/1 m\nmain", "handoff/2 m\nmain\n", "handoff/1 \nmain\n", "handoff/1 a b\nmain\n",
+        "handoff/1 m\nMain\n", "handoff/1 m\n../etc\n", "handoff/1 m\nmain\nextra\n", "handoff/1 " + "m" * 65 + "\nmain\n",
+    ],
+)
+def test_a_torn_or_foreign_offer_offers_nothing(text: str) -> None:
+    assert parse_offer(text) is None
+
+
+@pytest.mark.parametrize(
+    "datagram",
+    [b"run/1 main", b"run/1 main 0", b"run/1 main -3", b"run/1 main 01", b"run/1 main 1x", b"run/1 Main 1",
+     b"run/1 main 99999999999999999999", b"run/2 main 1", b"run/1 main \xd9\xa3", b"run/1 main 1 2"],
+)
+def test_a_datagram_that_is_not_a_hand_off_names_no_job(datagram: bytes) -> None:
+    assert decode_handed(datagram) is None
+
+
+def test_a_hand_off_names_its_daemon_and_job() -> None:
+    assert decode_handed(encode_handed("mailing", 42)) == ("mailing", 42)
+
+
+def test_a_published_offer_is_private_replaced_whole_and_reread_only_when_it_changes(tmp_path: Path) -> None:
+    path = tmp_path / "jobd.sock.handoff"
+    reader = OfferReader()
+    assert reader.read(path) is None
+    publish(path, Offer("m1", frozenset({"main"})))
+    assert oct(os.stat(path).st_mode & 0o777) == oct(defaults.CONTROL_SOCKET_MODE)
+    assert reader.read(path) == Offer("m1", frozenset({"main"}))
+    publish(path, Offer("m1", frozenset({"main", "sms"})))
+    assert reader.read(path) == Offer("m1", frozenset({"main", "sms"}))
+    publish(path, None)
+    assert not path.exists() and reader.read(path) is None
+    assert [p.name for p in tmp_path.iterdir()] == []  # no temporary file left behind
+
+
+# -- with a real master ------------------------------------------------------
+
+
+def test_a_submit_to_an_idle_master_is_claimed_as_it_is_inserted(deployment: Deployment) -> None:
+    deployment.write_config({"main": {"workers": 1}}, poll_interval=POLL_NEVER)
+    deployment.start_master()
+    offer = offered(deployment, "main")
+    assert offer.master == deployment.status()["master"]["id"]
+    job_id = jobd.submit("main", "t.record", {"n": 1}, config=deployment.config_path)
+    job = deployment.store.jobs.get(job_id)
+    assert job.state in (JobState.RUNNING, JobState.SUCCEEDED)  # never queued
+    assert job.owner == offer.master and job.attempts == 1
+    wait_until(lambda: state_of(deployment, job_id) is JobState.SUCCEEDED, timeout=20, message="the handed job to run")
+
+
+def test_no_offer_for_a_daemon_with_caps_or_whose_worker_is_busy(deployment: Deployment) -> None:
+    deployment.write_config({"main": {"workers": 1, "prefetch": 0}, "capped": {"workers": 1, "concurrency": 1}})
+    deployment.start_master()
+    offer = offered(deployment, "main")
+    assert "capped" not in offer.daemons  # capped claims count running jobs under a lock
+    long_job = jobd.submit("main", "t.sleep", {"seconds": 30}, config=deployment.config_path)
+    wait_until(lambda: (o := offer_of(deployment)) is None or "main" not in o.daemons, message="the offer withdrawn")
+    queued = jobd.submit("main", "t.record", {"n": 2}, config=deployment.config_path)
+    assert state_of(deployment, queued) is JobState.QUEUED  # waits its turn in the queue (no prefetch here)
+    assert state_of(deployment, long_job) is JobState.RUNNING
+
+
+def test_a_hand_off_to_a_killed_master_goes_back_to_the_queue_and_runs_on_the_next(deployment: Deployment) -> None:
+    deployment.write_config({"main": {"workers": 1}}, poll_interval=0.2)
+    first = deployment.start_master()
+    offered(deployment, "main")
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=30)
+    assert offer_path(deployment.socket).exists()  # left behind with the wake socket nobody reads
+
+    job_id = jobd.submit("main", "t.record", {"n": 3}, config=deployment.config_path)
+    job = deployment.store.jobs.get(job_id)
+    assert (job.state, job.owner, job.attempts) == (JobState.QUEUED, None, 0)  # the send failed: put back
+
+    deployment.start_master()
+    wait_until(lambda: state_of(deployment, job_id) is JobState.SUCCEEDED, timeout=30, message="the job on the new master")
+
+
+def test_a_job_handed_over_without_a_datagram_is_adopted(deployment: Deployment) -> None:
+    """The submitter died between its commit and its send: the master finds its own job and runs it."""
+    deployment.write_config({"main": {"workers": 1}}, poll_interval=POLL_NEVER)
+    deployment.start_master()
+    offer = offered(deployment, "main")
+    job_id = deployment.store.jobs.insert(NewJob("main", "t.record", {"n": 4}, handed_to=offer.master))
+    wait_until(
+        lambda: state_of(deployment, job_id) is JobState.SUCCEEDED,
+        timeout=defaults.HANDOFF_ADOPT_AFTER_SECONDS * 4 + 10, message="the silent hand-off adopted",
+    )
+    assert deployment.store.jobs.get(job_id).attempts == 1
+    assert any("adopting 1 job(s)" in line for line in deployment.lines("jobd.log"))
+
+
+def test_a_forged_hand_off_runs_nothing(deployment: Deployment) -> None:
+    """A datagram is trusted for an id only: a job that is not running and ours is not started."""
+    deployment.write_config({"main": {"workers": 1}}, poll_interval=POLL_NEVER)
+    deployment.start_master()
+    offered(deployment, "main")
+    queued = deployment.store.jobs.insert(NewJob("main", "t.record", {"n": 5}))
+    other_master = deployment.store.jobs.insert(NewJob("main", "t.record", {"n": 6}, handed_to="elsewhere:1:00000000"))
+    sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        for job_id in (queued, other_master, 10**12):
+            sender.sendto(encode_handed("main", job_id), str(wake_socket_path(deployment.socket)))
+    finally:
+        sender.close()
+    time.sleep(1.0)
+    assert deployment.answers()
+    assert state_of(deployment, queued) is JobState.QUEUED
+    assert deployment.store.jobs.get(other_master).owner == "elsewhere:1:00000000"
+
+
+def test_a_stopping_master_withdraws_its_offer_and_returns_late_hand_offs(deployment: Deployment) -> None:
+    deployment.write_config({"main": {"workers": 2}}, poll_interval=POLL_NEVER, drain_timeout=30)
+    master = deployment.start_master()
+    offer = offered(deployment, "main")
+    busy = jobd.submit("main", "t.sleep", {"seconds": 3}, config=deployment.config_path)
+    wait_until(lambda: state_of(deployment, busy) is JobState.RUNNING, message="a job keeping the drain open")
+    master.send_signal(signal.SIGTERM)
+    wait_until(lambda: not offer_path(deployment.socket).exists(), message="the offer withdrawn on SIGTERM")
+
+    late = deployment.store.jobs.insert(NewJob("main", "t.record", {"n": 7}, handed_to=offer.master))
+    sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sender.sendto(encode_handed("main", late), str(wake_socket_path(deployment.socket)))
+    finally:
+        sender.close()
+    assert master.wait(timeout=60) == 0
+    job = deployment.store.jobs.get(late)
+    assert (job.state, job.owner, job.attempts) == (JobState.QUEUED, None, 0)  # refunded: it never started
+    assert state_of(deployment, busy) is JobState.SUCCEEDED
