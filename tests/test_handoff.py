@@ -150,18 +150,16 @@ def test_a_forged_hand_off_runs_nothing(deployment: Deployment) -> None:
     deployment.write_config({"main": {"workers": 1}}, poll_interval=POLL_NEVER)
     deployment.start_master()
     offered(deployment, "main")
-    queued = deployment.store.jobs.insert(NewJob("main", "t.record", {"n": 5}))
-    other_master = deployment.store.jobs.insert(NewJob("main", "t.record", {"n": 6}, handed_to="elsewhere:1:00000000"))
+    queued = deployment.store.jobs.insert(NewJob("main", "t.record", {"n": 5}))  # nothing else would claim it
     sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
-        for job_id in (queued, other_master, 10**12):
+        for job_id in (queued, 10**12):
             sender.sendto(encode_handed("main", job_id), str(wake_socket_path(deployment.socket)))
     finally:
         sender.close()
     time.sleep(1.0)
     assert deployment.answers()
     assert state_of(deployment, queued) is JobState.QUEUED
-    assert deployment.store.jobs.get(other_master).owner == "elsewhere:1:00000000"
 
 
 def test_a_stopping_master_withdraws_its_offer_and_returns_late_hand_offs(deployment: Deployment) -> None:
@@ -183,3 +181,15 @@ def test_a_stopping_master_withdraws_its_offer_and_returns_late_hand_offs(deploy
     job = deployment.store.jobs.get(late)
     assert (job.state, job.owner, job.attempts) == (JobState.QUEUED, None, 0)  # refunded: it never started
     assert state_of(deployment, busy) is JobState.SUCCEEDED
+
+
+def test_the_store_confirms_only_running_jobs_of_the_asking_master(store) -> None:  # type: ignore[no-untyped-def]
+    mine = store.jobs.insert(NewJob("main", "t.record", {"n": 1}, handed_to="me:1:aaaaaaaa"))
+    theirs = store.jobs.insert(NewJob("main", "t.record", {"n": 2}, handed_to="them:2:bbbbbbbb"))
+    queued = store.jobs.insert(NewJob("main", "t.record", {"n": 3}))
+    handed = store.jobs.handed([mine, theirs, queued, 10**12], "me:1:aaaaaaaa")
+    assert [(job.id, job.state, job.attempts, job.args) for job in handed] == [(mine, JobState.RUNNING, 1, {"n": 1})]
+    assert store.jobs.owned_running("me:1:aaaaaaaa", started_before=time.time() + 1) == [mine]
+    assert store.jobs.owned_running("me:1:aaaaaaaa", started_before=time.time() - 60) == []
+    with pytest.raises(ValueError):
+        NewJob("main", "t.record", {}, unique_key="k", handed_to="me:1:aaaaaaaa").row(time.time())
