@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -268,3 +271,131 @@ def test_a_submitted_job_is_committed_when_insert_returns(store: Store, store_ur
         assert [job.id for job in elsewhere.jobs.claim("main", 5, "m2")] == [job_id]
     finally:
         elsewhere.dispose()
+
+
+# -- queries on state alone, across every daemon ---------------------------------------
+
+
+def test_orphans_of_every_daemon_are_requeued_and_a_live_masters_jobs_stay(store: Store) -> None:
+    store.masters.register("live", pid=1, version="0", daemons=["main"], control_socket=None)
+    kept = store.jobs.insert(new(daemon="main"))
+    orphans = [store.jobs.insert(new(daemon=daemon)) for daemon in ("alpha", "sms", "zeta")]
+    store.jobs.claim("main", 5, "live")
+    for daemon in ("alpha", "sms", "zeta"):
+        store.jobs.claim(daemon, 5, "gone")
+    assert sorted(store.jobs.requeue_orphans(store.masters.live_ids_query())) == orphans
+    assert store.jobs.get(kept).state is JobState.RUNNING
+    assert {store.jobs.get(job_id).state for job_id in orphans} == {JobState.QUEUED}
+
+
+def test_due_stats_count_the_due_jobs_of_every_daemon(store: Store) -> None:
+    store.jobs.insert(new(daemon="alpha"), now=100.0)
+    store.jobs.insert(new(daemon="zeta", run_at=150.0), now=100.0)  # scheduled, due by 200
+    store.jobs.insert(new(daemon="zeta", run_at=500.0), now=100.0)  # not due yet
+    store.jobs.insert(new(daemon="sms"), now=100.0)
+    store.jobs.claim("sms", 5, "m1", now=100.0)  # running: not waiting
+    assert store.jobs.due_stats(now=200.0) == {"alpha": (1, 100.0), "zeta": (1, 150.0)}
+
+
+def test_listing_by_state_finds_the_jobs_of_every_daemon(store: Store) -> None:
+    ids = {daemon: store.jobs.insert(new(daemon=daemon)) for daemon in ("alpha", "main", "zeta")}
+    store.jobs.cancel(ids["alpha"])
+    store.jobs.cancel(ids["zeta"])
+    assert [job.id for job in store.jobs.list(states=[JobState.CANCELLED])] == [ids["zeta"], ids["alpha"]]
+    assert [job.id for job in store.jobs.list(states=[JobState.CANCELLED], daemon="zeta")] == [ids["zeta"]]
+    assert [job.id for job in store.jobs.list(states=[JobState.QUEUED, JobState.RUNNING])] == [ids["main"]]
+
+
+# -- SQLite: the queries that need an index keep it ------------------------------------
+
+
+def _sqlite_plans(store: Store, operation: Callable[[], object]) -> list[str]:
+    """Run ``operation``; return SQLite's query plan of each statement it ran on the jobs table."""
+    statements: list[str] = []
+
+    def listener(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.set_trace_callback(statements.append)
+
+    sa.event.listen(store.engine, "connect", listener)
+    store.engine.dispose()  # new connections, traced (the trace shows the SQL with its values in place)
+    try:
+        operation()
+    finally:
+        sa.event.remove(store.engine, "connect", listener)
+        store.engine.dispose()
+    plans = []
+    with store.engine.connect() as connection:
+        for sql in statements:
+            if "jobd_jobs" in sql and sql.lstrip().split(None, 1)[0].upper() in {"SELECT", "UPDATE", "DELETE", "WITH"}:
+                rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}").all()
+                plans.append(" | ".join(row[3] for row in rows))
+    return plans
+
+
+@pytest.mark.parametrize(
+    ("operation", "indexes"),
+    [
+        pytest.param(
+            lambda store, running_job: store.jobs.claim("main", 5, "m1", now=2_000.0),
+            ["jobd_jobs_waiting (state=? AND run_at<?)", "jobd_jobs_waiting (state=? AND run_at<?)",
+             "jobd_jobs_ready (daemon=? AND state=?)"],
+            id="claim-with-promotion-of-due-scheduled-and-retrying-jobs",
+        ),
+        pytest.param(
+            lambda store, running_job: store.jobs.requeue_owned_by(["m1", "m2"], now=2_000.0),
+            ["jobd_jobs_owner (owner=? AND state=?)", "INTEGER PRIMARY KEY (rowid=?)"],
+            id="requeue-the-jobs-of-dead-masters",
+        ),
+        pytest.param(
+            lambda store, running_job: store.jobs.requeue_orphans(store.masters.live_ids_query(), now=2_000.0),
+            ["jobd_jobs_ready (daemon=? AND state=?)", "INTEGER PRIMARY KEY (rowid=?)"],
+            id="requeue-orphans",
+        ),
+        pytest.param(
+            lambda store, running_job: store.jobs.cancel_requests("m1"),
+            ["jobd_jobs_owner (owner=? AND state=?)"],
+            id="cancel-requests",
+        ),
+        pytest.param(
+            lambda store, running_job: store.jobs.prune_finished(older_than=2_000.0),
+            ["jobd_jobs_state_finished (state=? AND finished_at<?)", "INTEGER PRIMARY KEY (rowid=?)"],
+            id="prune-finished-jobs",
+        ),
+        pytest.param(
+            lambda store, running_job: store.jobs.due_stats(now=2_000.0),
+            ["jobd_jobs_ready (daemon=? AND state=?)"],
+            id="due-stats",
+        ),
+        pytest.param(
+            lambda store, running_job: store.jobs.list(states=[JobState.DEAD, JobState.CANCELLED]),
+            ["jobd_jobs_ready (daemon=? AND state=?)"],
+            id="list-by-state",
+        ),
+        pytest.param(
+            lambda store, running_job: store.jobs.succeed(running_job, 1, "m1", None, now=2_000.0),
+            ["INTEGER PRIMARY KEY (rowid=?)"],
+            id="finish",
+        ),
+    ],
+)
+def test_sqlite_queries_search_their_index_instead_of_scanning_the_jobs(
+    tmp_path: Path, operation: Callable[[Store, int], object], indexes: list[str]
+) -> None:
+    """EXPLAIN QUERY PLAN of what each operation runs: SQLite uses a partial index only when
+    the query's WHERE implies the index's, so a changed query could silently become a full scan."""
+    store = open_store(f"sqlite:///{tmp_path / 'jobd.db'}")
+    store.initialise()
+    # A job of every kind the indexes hold: scheduled, retrying, running (owned), finished.
+    store.jobs.insert(new(run_at=1_500.0), now=1_000.0)
+    running = [store.jobs.insert(new(), now=1_000.0) for _ in range(3)]
+    store.jobs.claim("main", 3, "m1", now=1_000.0)
+    store.jobs.fail(running[0], 1, "m1", error="boom", traceback=None, retry_at=1_500.0, now=1_000.0)
+    store.jobs.succeed(running[1], 1, "m1", None, now=1_000.0)
+    try:
+        plans = _sqlite_plans(store, lambda: operation(store, running[2]))
+    finally:
+        store.dispose()
+    assert len(plans) == len(indexes), plans
+    for plan, index in zip(plans, indexes):
+        assert index in plan, plan
+        assert "SCAN jobd_jobs" not in plan, plan
