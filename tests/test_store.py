@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from jobd.errors import InvalidTransition, UnknownJob
+from jobd.errors import InvalidTransition, StoreUnavailable, UnknownJob
 from jobd.states import JobState
 from jobd.store import SCHEMA_VERSION, NewJob, Store, open_store
 
@@ -23,6 +23,80 @@ def test_initialise_is_idempotent_and_versioned(store: Store) -> None:
     assert store.initialise() == store.initialise() == SCHEMA_VERSION
     assert store.version() == SCHEMA_VERSION
     store.require_schema()
+
+
+def _set_version(store: Store, version: int) -> None:
+    meta = store.tables["meta"]
+    with store.engine.begin() as connection:
+        connection.execute(meta.update().where(meta.c.key == "schema_version").values(value=str(version)))
+
+
+def _index_definitions(store: Store) -> list[tuple[object, ...]]:
+    """The jobs table's indexes as the database reports them: name, columns, uniqueness, options."""
+    return sorted(
+        (index["name"], tuple(index["column_names"]), bool(index["unique"]),
+         {option: str(value) for option, value in index.get("dialect_options", {}).items()})
+        for index in sa.inspect(store.engine).get_indexes("jobd_jobs")
+    )
+
+
+def _sqlite_index_sql(store: Store) -> dict[str, str]:
+    with store.engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'jobd_jobs' AND sql IS NOT NULL"
+        ).all()
+    return {name: sql for name, sql in rows}
+
+
+def test_a_v2_store_upgrades_to_the_current_schema_and_keeps_its_jobs(store: Store) -> None:
+    """v3 changes only SQLite's indexes; on MySQL the upgrade records the version and nothing else."""
+    job_ids = [store.jobs.insert(new(run_at=run_at), now=1_000.0) for run_at in (None, 2_000.0)]
+    store.jobs.claim("main", 1, "m1", now=1_000.0)
+    indexes_before = _index_definitions(store)
+    _set_version(store, 2)
+    assert store.version() == 2
+    assert store.initialise() == SCHEMA_VERSION == 3
+    assert store.version() == 3 and store.initialise() == 3
+    assert _index_definitions(store) == indexes_before
+    assert [store.jobs.get(job_id).state for job_id in job_ids] == [JobState.RUNNING, JobState.SCHEDULED]
+
+
+def test_a_v2_sqlite_store_gets_partial_indexes(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'jobd.db'}")
+    try:
+        store.initialise()
+        job_ids = [store.jobs.insert(new(run_at=run_at), now=1_000.0) for run_at in (None, 2_000.0)]
+        store.jobs.claim("main", 1, "m1", now=1_000.0)
+        with store.engine.begin() as connection:  # make it look like jobd v2 left it: full indexes
+            for name, columns in [("jobs_waiting", "state, run_at"), ("jobs_owner", "owner, state"),
+                                  ("jobs_state_finished", "state, finished_at")]:
+                connection.exec_driver_sql(f"DROP INDEX jobd_{name}")
+                connection.exec_driver_sql(f"CREATE INDEX jobd_{name} ON jobd_jobs ({columns})")
+        _set_version(store, 2)
+        assert not any("WHERE" in sql for sql in _sqlite_index_sql(store).values())
+
+        assert store.initialise() == 3 and store.version() == 3
+        indexes = _sqlite_index_sql(store)
+        assert indexes["jobd_jobs_waiting"].endswith("WHERE run_at IS NOT NULL")
+        assert indexes["jobd_jobs_owner"].endswith("WHERE owner IS NOT NULL")
+        assert indexes["jobd_jobs_state_finished"].endswith("WHERE finished_at IS NOT NULL")
+        assert "WHERE" not in indexes["jobd_jobs_ready"]
+        with store.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+
+        _set_version(store, 2)  # an upgrade run again (say, interrupted before it recorded v3) changes nothing
+        assert store.initialise() == 3 and _sqlite_index_sql(store) == indexes
+        assert [store.jobs.get(job_id).state for job_id in job_ids] == [JobState.RUNNING, JobState.SCHEDULED]
+        assert [job.id for job in store.jobs.claim("main", 5, "m1", now=2_000.0)] == [job_ids[1]]
+    finally:
+        store.dispose()
+
+
+def test_a_store_newer_than_this_jobd_is_refused(store: Store) -> None:
+    _set_version(store, SCHEMA_VERSION + 1)
+    with pytest.raises(StoreUnavailable, match="newer than this jobd"):
+        store.initialise()
+    assert store.version() == SCHEMA_VERSION + 1
 
 
 def test_uninitialised_store_says_to_run_init(store_url: str) -> None:
