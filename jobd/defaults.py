@@ -7,7 +7,7 @@ CONFIG_ENV_VAR = "JOBD_CONFIG"
 
 # Store
 DEFAULT_STORE_URL = "sqlite:///jobd.db"  # relative paths resolve next to the config file
-STORE_SCHEMA_VERSION = 2  # v2 (issue 7): jobd_job_logs
+STORE_SCHEMA_VERSION = 3  # v2 (issue 7): jobd_job_logs; v3: partial indexes on SQLite
 TABLE_PREFIX = "jobd_"
 
 # Daemons

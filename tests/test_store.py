@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from jobd.errors import InvalidTransition, UnknownJob
+from jobd.errors import InvalidTransition, StoreUnavailable, UnknownJob
 from jobd.states import JobState
 from jobd.store import SCHEMA_VERSION, NewJob, Store, direct, open_store
 
@@ -20,6 +23,80 @@ def test_initialise_is_idempotent_and_versioned(store: Store) -> None:
     assert store.initialise() == store.initialise() == SCHEMA_VERSION
     assert store.version() == SCHEMA_VERSION
     store.require_schema()
+
+
+def _set_version(store: Store, version: int) -> None:
+    meta = store.tables["meta"]
+    with store.engine.begin() as connection:
+        connection.execute(meta.update().where(meta.c.key == "schema_version").values(value=str(version)))
+
+
+def _index_definitions(store: Store) -> list[tuple[object, ...]]:
+    """The jobs table's indexes as the database reports them: name, columns, uniqueness, options."""
+    return sorted(
+        (index["name"], tuple(index["column_names"]), bool(index["unique"]),
+         {option: str(value) for option, value in index.get("dialect_options", {}).items()})
+        for index in sa.inspect(store.engine).get_indexes("jobd_jobs")
+    )
+
+
+def _sqlite_index_sql(store: Store) -> dict[str, str]:
+    with store.engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'jobd_jobs' AND sql IS NOT NULL"
+        ).all()
+    return {name: sql for name, sql in rows}
+
+
+def test_a_v2_store_upgrades_to_the_current_schema_and_keeps_its_jobs(store: Store) -> None:
+    """v3 changes only SQLite's indexes; on MySQL the upgrade records the version and nothing else."""
+    job_ids = [store.jobs.insert(new(run_at=run_at), now=1_000.0) for run_at in (None, 2_000.0)]
+    store.jobs.claim("main", 1, "m1", now=1_000.0)
+    indexes_before = _index_definitions(store)
+    _set_version(store, 2)
+    assert store.version() == 2
+    assert store.initialise() == SCHEMA_VERSION == 3
+    assert store.version() == 3 and store.initialise() == 3
+    assert _index_definitions(store) == indexes_before
+    assert [store.jobs.get(job_id).state for job_id in job_ids] == [JobState.RUNNING, JobState.SCHEDULED]
+
+
+def test_a_v2_sqlite_store_gets_partial_indexes(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'jobd.db'}")
+    try:
+        store.initialise()
+        job_ids = [store.jobs.insert(new(run_at=run_at), now=1_000.0) for run_at in (None, 2_000.0)]
+        store.jobs.claim("main", 1, "m1", now=1_000.0)
+        with store.engine.begin() as connection:  # make it look like jobd v2 left it: full indexes
+            for name, columns in [("jobs_waiting", "state, run_at"), ("jobs_owner", "owner, state"),
+                                  ("jobs_state_finished", "state, finished_at")]:
+                connection.exec_driver_sql(f"DROP INDEX jobd_{name}")
+                connection.exec_driver_sql(f"CREATE INDEX jobd_{name} ON jobd_jobs ({columns})")
+        _set_version(store, 2)
+        assert not any("WHERE" in sql for sql in _sqlite_index_sql(store).values())
+
+        assert store.initialise() == 3 and store.version() == 3
+        indexes = _sqlite_index_sql(store)
+        assert indexes["jobd_jobs_waiting"].endswith("WHERE run_at IS NOT NULL")
+        assert indexes["jobd_jobs_owner"].endswith("WHERE owner IS NOT NULL")
+        assert indexes["jobd_jobs_state_finished"].endswith("WHERE finished_at IS NOT NULL")
+        assert "WHERE" not in indexes["jobd_jobs_ready"]
+        with store.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+
+        _set_version(store, 2)  # an upgrade run again (say, interrupted before it recorded v3) changes nothing
+        assert store.initialise() == 3 and _sqlite_index_sql(store) == indexes
+        assert [store.jobs.get(job_id).state for job_id in job_ids] == [JobState.RUNNING, JobState.SCHEDULED]
+        assert [job.id for job in store.jobs.claim("main", 5, "m1", now=2_000.0)] == [job_ids[1]]
+    finally:
+        store.dispose()
+
+
+def test_a_store_newer_than_this_jobd_is_refused(store: Store) -> None:
+    _set_version(store, SCHEMA_VERSION + 1)
+    with pytest.raises(StoreUnavailable, match="newer than this jobd"):
+        store.initialise()
+    assert store.version() == SCHEMA_VERSION + 1
 
 
 def test_uninitialised_store_says_to_run_init(store_url: str) -> None:
@@ -329,3 +406,142 @@ def test_a_forked_child_submits_on_its_own_connection(store: Store) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     store.jobs.insert(new())
     assert store.jobs.counts()["main"]["queued"] == 3
+
+# -- queries on state alone, across every daemon ---------------------------------------
+
+
+def test_orphans_of_every_daemon_are_requeued_and_a_live_masters_jobs_stay(store: Store) -> None:
+    store.masters.register("live", pid=1, version="0", daemons=["main"], control_socket=None)
+    kept = store.jobs.insert(new(daemon="main"))
+    orphans = [store.jobs.insert(new(daemon=daemon)) for daemon in ("alpha", "sms", "zeta")]
+    store.jobs.claim("main", 5, "live")
+    for daemon in ("alpha", "sms", "zeta"):
+        store.jobs.claim(daemon, 5, "gone")
+    assert sorted(store.jobs.requeue_orphans(store.masters.live_ids_query())) == orphans
+    assert store.jobs.get(kept).state is JobState.RUNNING
+    assert {store.jobs.get(job_id).state for job_id in orphans} == {JobState.QUEUED}
+
+
+def test_due_stats_count_the_due_jobs_of_every_daemon(store: Store) -> None:
+    store.jobs.insert(new(daemon="alpha"), now=100.0)
+    store.jobs.insert(new(daemon="zeta", run_at=150.0), now=100.0)  # scheduled, due by 200
+    store.jobs.insert(new(daemon="zeta", run_at=500.0), now=100.0)  # not due yet
+    store.jobs.insert(new(daemon="sms"), now=100.0)
+    store.jobs.claim("sms", 5, "m1", now=100.0)  # running: not waiting
+    assert store.jobs.due_stats(now=200.0) == {"alpha": (1, 100.0), "zeta": (1, 150.0)}
+
+
+def test_listing_by_state_finds_the_jobs_of_every_daemon(store: Store) -> None:
+    ids = {daemon: store.jobs.insert(new(daemon=daemon)) for daemon in ("alpha", "main", "zeta")}
+    store.jobs.cancel(ids["alpha"])
+    store.jobs.cancel(ids["zeta"])
+    assert [job.id for job in store.jobs.list(states=[JobState.CANCELLED])] == [ids["zeta"], ids["alpha"]]
+    assert [job.id for job in store.jobs.list(states=[JobState.CANCELLED], daemon="zeta")] == [ids["zeta"]]
+    assert [job.id for job in store.jobs.list(states=[JobState.QUEUED, JobState.RUNNING])] == [ids["main"]]
+
+
+# -- SQLite: the queries that need an index keep it ------------------------------------
+
+
+def _sqlite_plans(store: Store, operation: Callable[[], object]) -> list[str]:
+    """Run ``operation``; return SQLite's query plan of each statement it ran on the jobs table."""
+    statements: list[str] = []
+
+    def listener(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.set_trace_callback(statements.append)
+
+    sa.event.listen(store.engine, "connect", listener)
+    direct.release_held(store.engine)
+    store.engine.dispose()  # new connections, traced (the trace shows the SQL with its values in place)
+    try:
+        operation()
+    finally:
+        sa.event.remove(store.engine, "connect", listener)
+        direct.release_held(store.engine)
+        store.engine.dispose()
+    plans = []
+    with store.engine.connect() as connection:
+        for sql in statements:
+            if "jobd_jobs" in sql and sql.lstrip().split(None, 1)[0].upper() in {"SELECT", "UPDATE", "DELETE", "WITH"}:
+                rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}").all()
+                plans.append(" | ".join(row[3] for row in rows))
+    return plans
+
+
+@pytest.mark.parametrize(
+    ("operation", "indexes"),
+    [
+        pytest.param(
+            lambda store, running_job: store.jobs.claim("main", 5, "m1", now=2_000.0),
+            ["jobd_jobs_waiting (state=? AND run_at<?)", "jobd_jobs_waiting (state=? AND run_at<?)",
+             "jobd_jobs_ready (daemon=? AND state=?)"],
+            id="claim-with-promotion-of-due-scheduled-and-retrying-jobs",
+        ),
+        pytest.param(
+            lambda store, running_job: store.jobs.requeue_owned_by(["m1", "m2"], now=2_000.0),
+            ["jobd_jobs_owner (owner=? AND state=?)", "INTEGER PRIMARY KEY (rowid=?)"],
+            id="requeue-the-jobs-of-dead-masters",
+        ),
+        pytest.param(
+            lambda store, running_job: store.jobs.requeue_orphans(store.masters.live_ids_query(), now=2_000.0),
+            ["jobd_jobs_ready (daemon=? AND state=?)", "INTEGER PRIMARY KEY (rowid=?)"],
+            id="requeue-orphans",
+        ),
+        pytest.param(
+            lambda store, running_job: store.jobs.cancel_requests("m1"),
+            ["jobd_jobs_owner (owner=? AND state=?)"],
+            id="cancel-requests",
+        ),
+        pytest.param(
+            lambda store, running_job: store.jobs.prune_finished(older_than=2_000.0),
+            ["jobd_jobs_state_finished (state=? AND finished_at<?)", "INTEGER PRIMARY KEY (rowid=?)"],
+            id="prune-finished-jobs",
+        ),
+        pytest.param(
+            lambda store, running_job: store.jobs.due_stats(now=2_000.0),
+            ["jobd_jobs_ready (daemon=? AND state=?)"],
+            id="due-stats",
+        ),
+        pytest.param(
+            lambda store, running_job: store.jobs.list(states=[JobState.DEAD, JobState.CANCELLED]),
+            ["jobd_jobs_ready (daemon=? AND state=?)"],
+            id="list-by-state",
+        ),
+        pytest.param(
+            lambda store, running_job: store.jobs.owned_running("m1", started_before=2_000.0),
+            ["jobd_jobs_owner (owner=? AND state=?)"],
+            id="hand-offs-to-adopt",
+        ),
+        pytest.param(
+            lambda store, running_job: store.jobs.handed([running_job], "m1"),
+            ["INTEGER PRIMARY KEY (rowid=?)"],
+            id="hand-off-read",
+        ),
+        pytest.param(
+            lambda store, running_job: store.jobs.succeed(running_job, 1, "m1", None, now=2_000.0),
+            ["INTEGER PRIMARY KEY (rowid=?)"],
+            id="finish",
+        ),
+    ],
+)
+def test_sqlite_queries_search_their_index_instead_of_scanning_the_jobs(
+    tmp_path: Path, operation: Callable[[Store, int], object], indexes: list[str]
+) -> None:
+    """EXPLAIN QUERY PLAN of what each operation runs: SQLite uses a partial index only when
+    the query's WHERE implies the index's, so a changed query could silently become a full scan."""
+    store = open_store(f"sqlite:///{tmp_path / 'jobd.db'}")
+    store.initialise()
+    # A job of every kind the indexes hold: scheduled, retrying, running (owned), finished.
+    store.jobs.insert(new(run_at=1_500.0), now=1_000.0)
+    running = [store.jobs.insert(new(), now=1_000.0) for _ in range(3)]
+    store.jobs.claim("main", 3, "m1", now=1_000.0)
+    store.jobs.fail(running[0], 1, "m1", error="boom", traceback=None, retry_at=1_500.0, now=1_000.0)
+    store.jobs.succeed(running[1], 1, "m1", None, now=1_000.0)
+    try:
+        plans = _sqlite_plans(store, lambda: operation(store, running[2]))
+    finally:
+        store.dispose()
+    assert len(plans) == len(indexes), plans
+    for plan, index in zip(plans, indexes):
+        assert index in plan, plan
+        assert "SCAN jobd_jobs" not in plan, plan

@@ -18,7 +18,7 @@ from .jobs import JobQueue, NewJob
 from .leases import Leases
 from .masters import MasterRecord, MasterRegistry
 from .schedules import ScheduleBook
-from .schema import SCHEMA_VERSION, build_tables
+from .schema import SCHEMA_VERSION, build_tables, upgrade
 
 __all__ = ["Store", "open_store", "NewJob", "MasterRecord", "SCHEMA_VERSION"]
 
@@ -60,8 +60,9 @@ class Store:
                         self.tables["meta"].insert().values(key="schema_version", value=str(SCHEMA_VERSION))
                     )
                 elif version < SCHEMA_VERSION:
-                    # Upgrade in place: every step so far only adds tables, which
-                    # create_all above has just done; record the new version.
+                    # Upgrade in place: create_all above added the new tables;
+                    # the steps that change what exists run here, then the version.
+                    upgrade(connection, self.tables, version)
                     meta = self.tables["meta"]
                     connection.execute(
                         meta.update().where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))

@@ -22,6 +22,7 @@ from ..states import CLAIMABLE, FINAL, JobState, sources_of, transition
 from ..limits import ConcurrencyCaps
 from .direct import DirectStatement, direct_transaction
 from .engine import READ_ONLY
+from .state_lookup import in_states
 
 
 PROMOTE_INTERVAL_SECONDS = 0.1
@@ -531,7 +532,7 @@ class JobQueue:
         """
         jobs = self.table
         query = sa.select(jobs.c.id).where(
-            jobs.c.state == str(JobState.RUNNING),
+            *in_states(jobs, [JobState.RUNNING], self.engine.dialect.name),
             sa.or_(jobs.c.owner.is_(None), jobs.c.owner.not_in(live_masters)),
         )
         with self.engine.begin() as connection:
@@ -635,10 +636,12 @@ class JobQueue:
         """Most recent jobs first, filtered."""
         jobs = self.table
         query = sa.select(jobs).order_by(jobs.c.id.desc()).limit(limit)
-        if states:
-            query = query.where(jobs.c.state.in_([str(state) for state in states]))
         if daemon:
             query = query.where(jobs.c.daemon == daemon)
+            if states:
+                query = query.where(jobs.c.state.in_([str(state) for state in states]))
+        elif states:
+            query = query.where(*in_states(jobs, states, self.engine.dialect.name))
         if task:
             query = query.where(jobs.c.task == task)
         with self.engine.connect().execution_options(**READ_ONLY) as connection:
@@ -662,7 +665,7 @@ class JobQueue:
         query = (
             sa.select(jobs.c.daemon, sa.func.count(), sa.func.min(due_since))
             .where(
-                jobs.c.state.in_([str(state) for state in CLAIMABLE]),
+                *in_states(jobs, CLAIMABLE, self.engine.dialect.name),
                 sa.or_(jobs.c.run_at.is_(None), jobs.c.run_at <= now),
             )
             .group_by(jobs.c.daemon)

@@ -67,10 +67,17 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
         sa.UniqueConstraint("fire_key", name=f"{P}jobs_fire_key"),
         # Claims read this index in order and stop after LIMIT rows (no filesort).
         sa.Index(f"{P}jobs_ready", "daemon", "state", sa.text("priority DESC"), "id"),
+        # v3, SQLite: the other indexes are partial, leaving out the rows their
+        # queries never ask for, so a plain job's INSERT and claim write fewer
+        # B-tree pages. SQLite uses one only for a query whose WHERE implies the
+        # index's (any comparison on the column does); queries on state alone go
+        # through jobs_ready (state_lookup.py). MySQL has no partial indexes.
         # Promotion of scheduled/retrying jobs whose time has come.
-        sa.Index(f"{P}jobs_waiting", "state", "run_at"),
-        sa.Index(f"{P}jobs_owner", "owner", "state"),
-        sa.Index(f"{P}jobs_state_finished", "state", "finished_at"),
+        sa.Index(f"{P}jobs_waiting", "state", "run_at", sqlite_where=sa.text("run_at IS NOT NULL")),
+        # A master's running jobs: recovery of a dead master's, cancel requests.
+        sa.Index(f"{P}jobs_owner", "owner", "state", sqlite_where=sa.text("owner IS NOT NULL")),
+        # Pruning of jobs that finished before the retention.
+        sa.Index(f"{P}jobs_state_finished", "state", "finished_at", sqlite_where=sa.text("finished_at IS NOT NULL")),
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )
@@ -155,10 +162,33 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
     }
 
 
+PARTIAL_ON_SQLITE = tuple(f"{P}{name}" for name in ("jobs_waiting", "jobs_owner", "jobs_state_finished"))
+
+
 def upgrade_steps() -> dict[int, str]:
-    """What each schema version added, in order. Every step is additive (new tables only),
-    so ``create_all`` performs it and an older jobd still reading the store is unaffected."""
+    """What each schema version changed, in order.
+
+    Steps 1 and 2 only add tables, which ``create_all`` creates; step 3 only
+    replaces indexes (``upgrade``). No step changes a column, so the rows,
+    and the SQL an application writes to submit, stay as they were.
+    """
     return {
         1: "jobs, masters, meta",
         2: "job_logs: each job's own log lines; schedules, schedule_pauses, locks, daemon_states",
+        3: "SQLite: partial secondary indexes on jobs (jobs_waiting, jobs_owner, jobs_state_finished "
+        "leave out rows without run_at, owner, finished_at); MySQL: unchanged",
     }
+
+
+def upgrade(connection: sa.Connection, tables: dict[str, sa.Table], from_version: int) -> None:
+    """The steps after ``from_version`` that ``create_all`` does not do (it only creates missing tables).
+
+    Run in the caller's transaction, after ``create_all``; safe to run again.
+    """
+    if from_version < 3 and connection.dialect.name == "sqlite":
+        # Same names, now partial: drop the full index and create it from the table's
+        # definition (SQLite's DDL is transactional, so a failure leaves v2 as it was).
+        for index in sorted(tables["jobs"].indexes, key=lambda index: str(index.name)):
+            if index.name in PARTIAL_ON_SQLITE:
+                connection.execute(sa.schema.DropIndex(index, if_exists=True))
+                index.create(connection)
