@@ -28,5 +28,7 @@ def __getattr__(name: str) -> Any:
     if name in {"submit", "get_job"}:
         from . import api
 
-        return getattr(api, name)
+        value = getattr(api, name)
+        globals()[name] = value  # found directly from now on: an app submits all day
+        return value
     raise AttributeError(f"module 'jobd' has no attribute {name!r}")

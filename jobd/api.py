@@ -29,7 +29,7 @@ from .inventory import load_daemon_tasks
 from .job import Job, encode_args
 from .store import NewJob, Store, open_store
 from .tasks import TaskDefinition
-from .wakeup import announce, hand_over
+from .wakeup import HandedJob, announce, hand_over
 
 log = logging.getLogger("jobd.api")
 
@@ -140,7 +140,8 @@ def submit(
     )
     job_id = store.jobs.insert(new_job, connection=connection)
     if handed_to is not None:
-        if not hand_over(settings.socket, daemon, job_id):
+        handed = HandedJob(daemon, job_id, priority, max_attempts, task, encode_args(arguments))
+        if not hand_over(settings.socket, handed):
             # Nobody took it (the master is gone, or cannot keep up): back to the queue, attempt refunded.
             try:
                 store.jobs.requeue([job_id], handed_to, refund_attempt=True)

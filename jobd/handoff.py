@@ -11,11 +11,15 @@ So a master with an idle worker (and nothing prefetched) for a daemon
 *offers* hand-offs: it keeps a small file beside its control socket,
 ``SOCKET.handoff``, naming itself and those daemons. A submit that finds
 its daemon offered inserts the job already claimed by that master
-(``running``, ``attempts = 1``, ``owner`` = the master) and sends
-``run/1 DAEMON JOB_ID`` to the wake socket; the master reads that row (it
-must be running and its own: a datagram is never trusted for more than an
-id) and gives it to a worker. Every invariant of a claim holds: the job is
-durable and claimed before anything acknowledges it or runs it.
+(``running``, ``attempts = 1``, ``owner`` = the master) and sends a datagram
+to the wake socket: ``run/2 DAEMON JOB_ID PRIORITY MAX_ATTEMPTS TASK ARGS``
+(``run/1 DAEMON JOB_ID`` when the args are too long for it). The kernel
+tells the master which user sent it (``SO_PASSCRED``): from a process of
+the master's own user, or root, which could do anything the master does,
+the job is taken as described; from anyone else only the id is believed,
+and the master reads the row (it must be running and its own). Every
+invariant of a claim holds: the job is durable and claimed before anything
+acknowledges it or runs it.
 
 What can go wrong, and why no job is lost:
 
@@ -39,10 +43,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from . import defaults
 from .config import NAME_PATTERN
+from .job import Job
+from .states import JobState
+from .store.jobs import row_to_job
+from .wakeup import HandedJob
 
 FORMAT = "handoff/1"
 MAX_OFFER_BYTES = 16 * 1024
@@ -56,8 +65,9 @@ class Offer:
     daemons: frozenset[str]
 
 
+@lru_cache(maxsize=16)
 def offer_path(control_socket: Path) -> Path:
-    """Where the master serving ``control_socket`` publishes its offer."""
+    """Where the master serving ``control_socket`` publishes its offer (asked for on every submit)."""
     return control_socket.with_name(control_socket.name + ".handoff")
 
 
@@ -121,3 +131,15 @@ class OfferReader:
                 offer = None
         self._seen[path] = (version, offer)
         return offer
+
+
+def handed_job(job: HandedJob, owner: str, now: float) -> Job:
+    """The job a trusted hand-off describes, as the submit inserted it (running, attempt 1, ours)."""
+    return row_to_job({
+        "id": job.job_id, "daemon": job.daemon, "task": job.task, "args": job.args,
+        "state": str(JobState.RUNNING), "priority": job.priority, "attempts": 1, "max_attempts": job.max_attempts,
+        "run_at": None, "unique_key": None, "fire_key": None, "origin": "intent", "owner": owner,
+        "worker_pid": None, "checkpoint": None, "progress": None, "error": None, "traceback": None,
+        "result": None, "cancel_requested": False, "created_at": now, "started_at": now,
+        "finished_at": None, "updated_at": now,
+    })

@@ -43,7 +43,7 @@ from .store import Store, open_store
 from .store.checkpoints import WalCheckpointer
 from .throttle import Throttle
 from .ticker import Ticker
-from .handoff import Offer, offer_path, publish
+from .handoff import Offer, handed_job, offer_path, publish
 from .wakeup import MAX_DATAGRAMS_PER_TAKE, WakeSocket
 from .workers import protocol
 from .workers.pool import Assignment, Pool, Worker, WorkerExit
@@ -299,9 +299,16 @@ class Master:
     # -- hand-offs (jobd/handoff.py) --------------------------------------
 
     def _take_handed(self) -> None:
-        """Give workers the jobs submits claimed for this master; the store says which are really ours."""
+        """Give workers the jobs submits claimed for this master.
+
+        A datagram from a process of our own user (or root) is taken at its
+        word: such a process could do anything this master does. For any
+        other sender the store says which jobs are really ours.
+        """
         handed = self.wakeups.take_handed()
-        self._adopt(self.store.jobs.handed([job_id for _daemon, job_id in handed], self.id))
+        told = [handed_job(h.job, self.id, time.time()) for h in handed if h.job is not None]
+        unread = [h.job_id for h in handed if h.job is None]
+        self._adopt(told + (self.store.jobs.handed(unread, self.id) if unread else []))
 
     def _adopt(self, jobs: list[Job]) -> None:
         """Run these jobs, which this master owns and no worker has; those it cannot run go back to the queue."""

@@ -20,19 +20,26 @@ import atexit
 import logging
 import os
 import socket
+import struct
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from . import defaults
-from .config import NAME_PATTERN
+from .config import NAME_PATTERN, TASK_NAME_PATTERN
 from .unix_sockets import born_private, prepare_path
 
 log = logging.getLogger("jobd.wakeup")
 
 FORMAT_PREFIX = b"wake/1 "  # versioned: "wake/1 DAEMON"
 HANDED_PREFIX = b"run/1 "  # "run/1 DAEMON JOB_ID": a job a submit claimed for this master (``handoff.py``)
-MAX_DATAGRAM_BYTES = 128  # the prefix, a daemon name (at most 64 characters) and a job id fit with room to spare
+# "run/2 DAEMON JOB_ID PRIORITY MAX_ATTEMPTS|- TASK ARGS_JSON": the same with the job's content, which
+# the master takes as it is only from a process of its own user (see ``WakeSocket.take``).
+HANDED_JOB_PREFIX = b"run/2 "
+MAX_DATAGRAM_BYTES = 128  # a wake-up or a run/1: a daemon name (at most 64 characters) and a job id fit
+MAX_HANDED_JOB_BYTES = 8192  # a run/2; a job whose args are longer is handed over as a run/1
 MAX_JOB_ID = 2**63 - 1
+_CREDENTIALS = struct.Struct("3i")  # SCM_CREDENTIALS: pid, uid, gid of the sending process, as the kernel saw it
 MAX_DATAGRAMS_PER_TAKE = 256  # a flood cannot hold the loop: the rest are read on the next turn
 
 
@@ -65,6 +72,63 @@ def encode_handed(daemon: str, job_id: int) -> bytes:
     return HANDED_PREFIX + f"{daemon} {job_id}".encode("ascii")
 
 
+@dataclass(frozen=True)
+class HandedJob:
+    """A job a submit claimed for this master, as its datagram describes it (the row holds the same)."""
+
+    daemon: str
+    job_id: int
+    priority: int
+    max_attempts: int | None
+    task: str
+    args: str  # as stored: canonical JSON
+
+
+@dataclass(frozen=True)
+class Handed:
+    """A hand-off received: the job's id, and its content when the sender may be taken at its word."""
+
+    daemon: str
+    job_id: int
+    job: HandedJob | None = None
+
+
+def encode_handed_job(job: HandedJob) -> bytes | None:
+    """The run/2 datagram for ``job``, or None if it would be too long (send a run/1)."""
+    limit = "-" if job.max_attempts is None else str(job.max_attempts)
+    datagram = HANDED_JOB_PREFIX + f"{job.daemon} {job.job_id} {job.priority} {limit} {job.task} {job.args}".encode()
+    return datagram if len(datagram) <= MAX_HANDED_JOB_BYTES else None
+
+
+def decode_handed_job(datagram: bytes) -> HandedJob | None:
+    """The job a run/2 datagram describes, or None if it is not a well-formed one."""
+    if len(datagram) > MAX_HANDED_JOB_BYTES or not datagram.startswith(HANDED_JOB_PREFIX):
+        return None
+    try:
+        fields = datagram[len(HANDED_JOB_PREFIX):].decode().split(" ", 5)
+    except UnicodeDecodeError:
+        return None
+    if len(fields) != 6:
+        return None
+    daemon, number, priority, limit, task, args = fields
+    job_id, priority_value = _integer(number), _integer(priority.removeprefix("-"))
+    max_attempts = None if limit == "-" else _integer(limit)
+    if (
+        not NAME_PATTERN.fullmatch(daemon) or not TASK_NAME_PATTERN.fullmatch(task)
+        or job_id is None or not 0 < job_id <= MAX_JOB_ID or priority_value is None
+        or (limit != "-" and max_attempts is None) or not args.startswith("{")
+    ):
+        return None
+    return HandedJob(daemon, job_id, -priority_value if priority.startswith("-") else priority_value, max_attempts, task, args)
+
+
+def _integer(text: str) -> int | None:
+    """A decimal integer written plainly (no sign, no spaces, no leading zeros), or None."""
+    if not text or not text.isascii() or not text.isdigit() or (len(text) > 1 and text[0] == "0") or len(text) > 19:
+        return None
+    return int(text)
+
+
 def decode_handed(datagram: bytes) -> tuple[str, int] | None:
     """The (daemon, job id) a hand-off datagram names, or None if it is not a well-formed one."""
     if len(datagram) > MAX_DATAGRAM_BYTES or not datagram.startswith(HANDED_PREFIX):
@@ -91,14 +155,16 @@ def announce(control_socket: Path, daemon: str) -> None:
         pass  # not a daemon name any master has
 
 
-def hand_over(control_socket: Path, daemon: str, job_id: int) -> bool:
-    """Tell the master serving ``control_socket`` that job ``job_id`` is its own to run now.
+def hand_over(control_socket: Path, job: HandedJob) -> bool:
+    """Tell the master serving ``control_socket`` that ``job`` is its own to run now.
 
-    False if the datagram could not be sent (no master, a full buffer, no
-    permission): the caller puts the job back in the queue.
+    The datagram carries the job's content (a run/2) when it fits, so a
+    master of the same user starts it without reading it back; otherwise
+    only its id. False if it could not be sent (no master, a full buffer,
+    no permission): the caller puts the job back in the queue.
     """
     try:
-        return _send(control_socket, encode_handed(daemon, job_id))
+        return _send(control_socket, encode_handed_job(job) or encode_handed(job.daemon, job.job_id))
     except UnicodeEncodeError:
         return False
 
@@ -116,6 +182,13 @@ def _send(control_socket: Path, datagram: bytes) -> bool:
     return True
 
 
+def _sender_uid(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(data) >= _CREDENTIALS.size:
+            return int(_CREDENTIALS.unpack_from(data)[1])
+    return None
+
+
 # One unbound datagram socket serves every announce of a process (and of its
 # forked children: each datagram is sent whole, so sharing it is safe).
 _sender: socket.socket | None = None
@@ -127,12 +200,14 @@ class WakeSocket:
     def __init__(self, control_socket: Path) -> None:
         self.path = wake_socket_path(control_socket)
         self.ignored = 0  # datagrams that were not well-formed wake-ups
-        self.handed: list[tuple[str, int]] = []  # (daemon, job id) of hand-offs received, until taken
+        self.handed: list[Handed] = []  # hand-offs received, until taken
+        self.trusted_uids = {0, os.geteuid()}  # senders whose run/2 is taken as it is: root and our own user
         self._socket: socket.socket | None = None
 
     def open(self) -> None:
         receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         receiver.setblocking(False)
+        receiver.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)  # each datagram says who sent it
         if len(os.fsencode(self.path)) > defaults.MAX_SOCKET_PATH_BYTES:
             # Unbound: nobody can wake us, and submits wait for the poll. Refusing
             # to start would break a deployment whose control socket path fits.
@@ -163,13 +238,17 @@ class WakeSocket:
             return woken
         for _ in range(MAX_DATAGRAMS_PER_TAKE):
             try:
-                datagram = self._socket.recv(MAX_DATAGRAM_BYTES + 1)
+                datagram, ancillary, flags, _address = self._socket.recvmsg(
+                    MAX_HANDED_JOB_BYTES + 1, socket.CMSG_SPACE(_CREDENTIALS.size),
+                )
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
                 log.debug("reading the wake socket failed", exc_info=True)
                 break
-            handed = decode_handed(datagram) if datagram.startswith(HANDED_PREFIX) else None
+            if flags & socket.MSG_TRUNC:
+                datagram = b""  # longer than any well-formed datagram
+            handed = self._handed(datagram, ancillary)
             if handed is not None:
                 self.handed.append(handed)
                 break  # a job waits to start: the rest (if any) on the next loop turn, one system call sooner
@@ -181,7 +260,20 @@ class WakeSocket:
                 woken.add(name)
         return woken
 
-    def take_handed(self) -> list[tuple[str, int]]:
+    def _handed(self, datagram: bytes, ancillary: list[tuple[int, int, bytes]]) -> Handed | None:
+        """The hand-off in ``datagram``, if it is one; its content kept only if the sender is trusted."""
+        if datagram.startswith(HANDED_JOB_PREFIX):
+            job = decode_handed_job(datagram)
+            if job is None:
+                return None
+            trusted = _sender_uid(ancillary) in self.trusted_uids  # anyone else: the master reads the row
+            return Handed(job.daemon, job.job_id, job if trusted else None)
+        if datagram.startswith(HANDED_PREFIX):
+            named = decode_handed(datagram)
+            return Handed(*named) if named is not None else None
+        return None
+
+    def take_handed(self) -> list[Handed]:
         handed, self.handed = self.handed, []
         return handed
 

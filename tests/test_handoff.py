@@ -20,7 +20,9 @@ from jobd import defaults
 from jobd.handoff import FORMAT, Offer, OfferReader, format_offer, offer_path, parse_offer, publish
 from jobd.states import JobState
 from jobd.store import NewJob
-from jobd.wakeup import decode_handed, encode_handed, wake_socket_path
+from jobd.wakeup import (
+    MAX_HANDED_JOB_BYTES, HandedJob, decode_handed, decode_handed_job, encode_handed, encode_handed_job, wake_socket_path,
+)
 from support import Deployment, wait_until
 
 POLL_NEVER = 600  # a job that starts in time was handed over, not found by a poll
@@ -72,6 +74,29 @@ def test_a_datagram_that_is_not_a_hand_off_names_no_job(datagram: bytes) -> None
 
 def test_a_hand_off_names_its_daemon_and_job() -> None:
     assert decode_handed(encode_handed("mailing", 42)) == ("mailing", 42)
+
+
+def test_a_described_hand_off_reads_back_as_written() -> None:
+    job = HandedJob("mailing", 42, -3, 5, "mailing.send_campaign", '{"campaign_id":7,"note":"x y"}')
+    datagram = encode_handed_job(job)
+    assert datagram is not None and decode_handed_job(datagram) == job
+    assert decode_handed_job(encode_handed_job(HandedJob("main", 1, 0, None, "t.noop", "{}")) or b"") == HandedJob(
+        "main", 1, 0, None, "t.noop", "{}"
+    )
+
+
+def test_a_hand_off_too_long_to_describe_names_the_job_only() -> None:
+    assert encode_handed_job(HandedJob("main", 1, 0, None, "t.noop", '{"x":"' + "a" * MAX_HANDED_JOB_BYTES + '"}')) is None
+
+
+@pytest.mark.parametrize(
+    "datagram",
+    [b"run/2 main 1 0 - t.noop", b"run/2 main 0 0 - t.noop {}", b"run/2 main 1 x - t.noop {}", b"run/2 main 1 0 0x t.noop {}",
+     b"run/2 Main 1 0 - t.noop {}", b"run/2 main 1 0 - t/noop {}", b"run/2 main 1 0 - t.noop []", b"run/2 main 01 0 - t.noop {}",
+     b"run/2 main 1 --1 - t.noop {}", b"run/2 main 1 0 - t.noop \xff{}", b"run/2 main 1 0 - t.noop {" + b"a" * MAX_HANDED_JOB_BYTES],
+)
+def test_a_datagram_that_is_not_a_described_hand_off_describes_no_job(datagram: bytes) -> None:
+    assert decode_handed_job(datagram) is None
 
 
 def test_a_published_offer_is_private_replaced_whole_and_reread_only_when_it_changes(tmp_path: Path) -> None:
@@ -193,3 +218,31 @@ def test_the_store_confirms_only_running_jobs_of_the_asking_master(store) -> Non
     assert store.jobs.owned_running("me:1:aaaaaaaa", started_before=time.time() - 60) == []
     with pytest.raises(ValueError):
         NewJob("main", "t.record", {}, unique_key="k", handed_to="me:1:aaaaaaaa").row(time.time())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="sending as another user needs root")
+def test_a_described_hand_off_from_another_user_is_checked_against_the_store(deployment: Deployment) -> None:
+    """Only a process of the master's own user is taken at its word; anyone else's job must be in the store."""
+    deployment.write_config({"main": {"workers": 1}}, poll_interval=POLL_NEVER)
+    deployment.start_master()
+    offered(deployment, "main")
+    queued = deployment.store.jobs.insert(NewJob("main", "t.record", {"n": 8}))
+    wake = wake_socket_path(deployment.socket)
+    os.chmod(deployment.root, 0o711)
+    os.chmod(wake, 0o666)  # let "nobody" reach the socket at all
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            sender.sendto(encode_handed_job(HandedJob("main", queued, 0, None, "t.record", '{"n":666}')) or b"", str(wake))
+            os._exit(0)
+        except BaseException:  # noqa: BLE001
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    time.sleep(1.0)
+    assert deployment.answers()
+    assert state_of(deployment, queued) is JobState.QUEUED
+    assert str(queued) not in deployment.lines("runs.log"), "the forged hand-off ran"
