@@ -36,7 +36,9 @@ echo "type-checking (mypy)"
 .venv/bin/python -m mypy
 
 status=0
-.venv/bin/python -m pytest "$@" || status=$?
+# Two test processes (JOBD_TEST_PROCESSES to change): the tests mostly wait on
+# real processes, and each uses its own folder, database and memcached.
+.venv/bin/python -m pytest -n "${JOBD_TEST_PROCESSES:-2}" --dist worksteal "$@" || status=$?
 if [[ $status == 5 ]]; then
     echo "pytest collected no tests: that is a failure" >&2
     exit 1
