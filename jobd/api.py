@@ -140,7 +140,7 @@ def submit(
     )
     job_id = store.jobs.insert(new_job, connection=connection)
     if handed_to is not None:
-        handed = HandedJob(daemon, job_id, priority, max_attempts, task, encode_args(arguments))
+        handed = HandedJob(daemon, job_id, priority, max_attempts, task, new_job.encoded_args)
         if not hand_over(settings.socket, handed):
             # Nobody took it (the master is gone, or cannot keep up): back to the queue, attempt refunded.
             try:

@@ -44,7 +44,7 @@ from .store.checkpoints import WalCheckpointer
 from .throttle import Throttle
 from .ticker import Ticker
 from .handoff import Offer, handed_job, offer_path, publish
-from .wakeup import MAX_DATAGRAMS_PER_TAKE, WakeSocket
+from .wakeup import WakeSocket
 from .workers import protocol
 from .workers.pool import Assignment, Pool, Worker, WorkerExit
 from .workers.processes import ProcessLauncher
@@ -185,11 +185,8 @@ class Master:
 
     def _shutdown(self) -> None:
         self._withdraw_offer()
-        for _ in range(MAX_DATAGRAMS_PER_TAKE):  # hand-offs sent before the offer was withdrawn:
-            taken = len(self.wakeups.handed)
-            if not self.wakeups.take() and len(self.wakeups.handed) == taken:
-                break
-        self._store_guarded(self._take_handed)  # back to the queue (a stopping master refuses them)
+        self.wakeups.drain()  # hand-offs sent before the offer was withdrawn go back to the queue:
+        self._store_guarded(self._take_handed)  # a stopping master refuses them
         self._store_guarded(self._flush_outcomes)
         self._store_guarded(self._settle_exits)
         for pool in self.pools.values():
@@ -306,7 +303,8 @@ class Master:
         other sender the store says which jobs are really ours.
         """
         handed = self.wakeups.take_handed()
-        told = [handed_job(h.job, self.id, time.time()) for h in handed if h.job is not None]
+        now = time.time()
+        told = [handed_job(h.job, self.id, now) for h in handed if h.job is not None]
         unread = [h.job_id for h in handed if h.job is None]
         self._adopt(told + (self.store.jobs.handed(unread, self.id) if unread else []))
 
@@ -346,10 +344,8 @@ class Master:
 
     def _offer_handoffs(self) -> None:
         """Publish which daemons have room now, so submits hand their jobs straight to us (or withdraw it)."""
-        offered = frozenset(
-            pool.daemon for pool in self.pools.values()
-            if not self.draining and not self.lease_lost and self._takes_handoffs(pool)
-        )
+        stopping = self.draining or self.lease_lost
+        offered = frozenset(pool.daemon for pool in self.pools.values() if not stopping and self._takes_handoffs(pool))
         if offered != self._offered:
             publish(self.handoff_offer, Offer(self.id, offered) if offered else None)
             self._offered = offered

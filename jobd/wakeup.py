@@ -137,10 +137,10 @@ def decode_handed(datagram: bytes) -> tuple[str, int] | None:
         daemon, _, number = datagram[len(HANDED_PREFIX):].decode("ascii").partition(" ")
     except UnicodeDecodeError:
         return None
-    if not NAME_PATTERN.fullmatch(daemon) or not number.isdigit() or not number.isascii():
+    job_id = _integer(number)
+    if not NAME_PATTERN.fullmatch(daemon) or job_id is None or not 0 < job_id <= MAX_JOB_ID:
         return None
-    job_id = int(number)
-    return (daemon, job_id) if 0 < job_id <= MAX_JOB_ID and str(job_id) == number else None
+    return daemon, job_id
 
 
 def announce(control_socket: Path, daemon: str) -> None:
@@ -272,6 +272,13 @@ class WakeSocket:
             named = decode_handed(datagram)
             return Handed(*named) if named is not None else None
         return None
+
+    def drain(self) -> None:
+        """Read every datagram waiting now (``take`` stops early at a hand-off); hand-offs collect in ``handed``."""
+        for _ in range(MAX_DATAGRAMS_PER_TAKE):
+            taken = len(self.handed)
+            if not self.take() and len(self.handed) == taken:
+                return
 
     def take_handed(self) -> list[Handed]:
         handed, self.handed = self.handed, []

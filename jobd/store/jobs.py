@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import sqlalchemy as sa
@@ -132,8 +133,13 @@ class NewJob:
     max_attempts: int | None = None
     handed_to: str | None = None  # a master this job is claimed for as it is inserted (``jobd.handoff``)
 
+    @cached_property
+    def encoded_args(self) -> str:
+        """The args as stored (``InvalidArgs`` if they are not JSON); encoded once per job."""
+        return encode_args(self.args)
+
     def row(self, now: float) -> dict[str, Any]:
-        encoded = encode_args(self.args)
+        encoded = self.encoded_args
         # A character is at most 4 bytes in UTF-8: most args need no encoding to be measured.
         if len(encoded) * 4 > defaults.MAX_ARGS_BYTES and len(encoded.encode()) > defaults.MAX_ARGS_BYTES:
             raise InvalidArgs(f"args of {self.task!r} exceed {defaults.MAX_ARGS_BYTES} bytes")
