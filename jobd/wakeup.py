@@ -169,14 +169,30 @@ def hand_over(control_socket: Path, job: HandedJob) -> bool:
         return False
 
 
+def hand_to_worker(worker_socket: Path, job: HandedJob) -> bool:
+    """Hand ``job`` straight to a worker (``jobd.workers.direct``); False if it could not be sent or does not fit.
+
+    Only a run/2 goes to a worker: one that must be read back goes to the master.
+    """
+    try:
+        datagram = encode_handed_job(job)
+    except UnicodeEncodeError:
+        return False
+    return datagram is not None and _send_to(str(worker_socket), datagram)
+
+
 def _send(control_socket: Path, datagram: bytes) -> bool:
+    return _send_to(_address(control_socket), datagram)
+
+
+def _send_to(address: str, datagram: bytes) -> bool:
     global _sender
     try:
         if _sender is None:
             _sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             _sender.setblocking(False)
             atexit.register(_sender.close)
-        _sender.sendto(datagram, _address(control_socket))
+        _sender.sendto(datagram, address)
     except OSError:
         return False
     return True
@@ -187,6 +203,51 @@ def _sender_uid(ancillary: list[tuple[int, int, bytes]]) -> int | None:
         if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(data) >= _CREDENTIALS.size:
             return int(_CREDENTIALS.unpack_from(data)[1])
     return None
+
+
+def receive(receiver: socket.socket) -> tuple[bytes, int | None] | None:
+    """One datagram waiting on ``receiver`` (non-blocking, ``SO_PASSCRED``) and its sender's uid; None if none waits.
+
+    A datagram longer than any well-formed one comes back empty.
+    """
+    try:
+        datagram, ancillary, flags, _address = receiver.recvmsg(MAX_HANDED_JOB_BYTES + 1, socket.CMSG_SPACE(_CREDENTIALS.size))
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        log.debug("reading a hand-off socket failed", exc_info=True)
+        return None
+    return (b"" if flags & socket.MSG_TRUNC else datagram), _sender_uid(ancillary)
+
+
+def parse_handed(datagram: bytes, trusted: bool) -> Handed | None:
+    """The hand-off in ``datagram``, if it is one; its content kept only if the sender is ``trusted``.
+
+    Anyone else is only believed about the job's id: the master reads the row.
+    """
+    if datagram.startswith(HANDED_JOB_PREFIX):
+        job = decode_handed_job(datagram)
+        if job is None:
+            return None
+        return Handed(job.daemon, job.job_id, job if trusted else None)
+    if datagram.startswith(HANDED_PREFIX):
+        named = decode_handed(datagram)
+        return Handed(*named) if named is not None else None
+    return None
+
+
+def listening_socket(path: Path) -> socket.socket:
+    """A non-blocking datagram socket bound at ``path`` (born 0660) that tells who sent each datagram."""
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        receiver.setblocking(False)
+        receiver.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        with born_private(path):
+            receiver.bind(str(path))
+    except OSError:
+        receiver.close()
+        raise
+    return receiver
 
 
 # One unbound datagram socket serves every announce of a process (and of its
@@ -205,23 +266,15 @@ class WakeSocket:
         self._socket: socket.socket | None = None
 
     def open(self) -> None:
-        receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        receiver.setblocking(False)
-        receiver.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)  # each datagram says who sent it
         if len(os.fsencode(self.path)) > defaults.MAX_SOCKET_PATH_BYTES:
             # Unbound: nobody can wake us, and submits wait for the poll. Refusing
             # to start would break a deployment whose control socket path fits.
             log.warning("wake socket path %s is too long for a Unix socket: submits wait for the poll", self.path)
-            self._socket = receiver
+            self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._socket.setblocking(False)
             return
         prepare_path(self.path, socket.SOCK_DGRAM, f"a master already receives wake-ups on {self.path}")
-        try:
-            with born_private(self.path):
-                receiver.bind(str(self.path))
-        except OSError:
-            receiver.close()
-            raise
-        self._socket = receiver
+        self._socket = listening_socket(self.path)
 
     def fileno(self) -> int:
         if self._socket is None:
@@ -237,18 +290,11 @@ class WakeSocket:
         if self._socket is None:
             return woken
         for _ in range(MAX_DATAGRAMS_PER_TAKE):
-            try:
-                datagram, ancillary, flags, _address = self._socket.recvmsg(
-                    MAX_HANDED_JOB_BYTES + 1, socket.CMSG_SPACE(_CREDENTIALS.size),
-                )
-            except (BlockingIOError, InterruptedError):
+            received = receive(self._socket)
+            if received is None:
                 break
-            except OSError:
-                log.debug("reading the wake socket failed", exc_info=True)
-                break
-            if flags & socket.MSG_TRUNC:
-                datagram = b""  # longer than any well-formed datagram
-            handed = self._handed(datagram, ancillary)
+            datagram, sender = received
+            handed = parse_handed(datagram, sender in self.trusted_uids)
             if handed is not None:
                 self.handed.append(handed)
                 break  # a job waits to start: the rest (if any) on the next loop turn, one system call sooner
@@ -259,19 +305,6 @@ class WakeSocket:
             else:
                 woken.add(name)
         return woken
-
-    def _handed(self, datagram: bytes, ancillary: list[tuple[int, int, bytes]]) -> Handed | None:
-        """The hand-off in ``datagram``, if it is one; its content kept only if the sender is trusted."""
-        if datagram.startswith(HANDED_JOB_PREFIX):
-            job = decode_handed_job(datagram)
-            if job is None:
-                return None
-            trusted = _sender_uid(ancillary) in self.trusted_uids  # anyone else: the master reads the row
-            return Handed(job.daemon, job.job_id, job if trusted else None)
-        if datagram.startswith(HANDED_PREFIX):
-            named = decode_handed(datagram)
-            return Handed(*named) if named is not None else None
-        return None
 
     def drain(self) -> None:
         """Read every datagram waiting now (``take`` stops early at a hand-off); hand-offs collect in ``handed``."""
