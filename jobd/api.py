@@ -24,12 +24,12 @@ from .activity.results import find_cached, unique_key_for
 from .config import JobdConfig, find_config_path, load_config
 from .control.protocol import Request
 from .errors import InvalidArgs, UnknownTask
-from .handoff import OfferReader, offer_path
+from .handoff import Offer, OfferReader, offer_path
 from .inventory import load_daemon_tasks
 from .job import Job, encode_args
 from .store import NewJob, Store, open_store
 from .tasks import TaskDefinition
-from .wakeup import HandedJob, announce, hand_over
+from .wakeup import HandedJob, announce, hand_over, hand_to_worker
 
 log = logging.getLogger("jobd.api")
 
@@ -131,17 +131,19 @@ def submit(
             raise InvalidArgs("run_at must be timezone-aware (e.g. datetime.now(timezone.utc))")
         run_at = run_at.timestamp()
     store = _store_for(settings.store)
-    handed_to = None
+    offer = None
     if connection is None and unique_key is None and (run_at is None or run_at <= time.time()):
-        handed_to = _handoff_master(settings.socket, daemon)
+        offer = _handoff_offer(settings.socket, daemon)
+    handed_to = offer.master if offer is not None else None
     new_job = NewJob(
         daemon=daemon, task=task, args=arguments, priority=priority, run_at=run_at,
         unique_key=unique_key, max_attempts=max_attempts, handed_to=handed_to,
     )
     job_id = store.jobs.insert(new_job, connection=connection)
-    if handed_to is not None:
+    if offer is not None and handed_to is not None:
         handed = HandedJob(daemon, job_id, priority, max_attempts, task, new_job.encoded_args)
-        if not hand_over(settings.socket, handed):
+        worker = offer.worker_socket(settings.socket, daemon)
+        if not (worker is not None and hand_to_worker(worker, handed)) and not hand_over(settings.socket, handed):
             # Nobody took it (the master is gone, or cannot keep up): back to the queue, attempt refunded.
             try:
                 store.jobs.requeue([job_id], handed_to, refund_attempt=True)
@@ -154,10 +156,10 @@ def submit(
     return job_id
 
 
-def _handoff_master(control_socket: Path, daemon: str) -> str | None:
-    """The local master that offers to take ``daemon``'s jobs straight from a submit, if any (``jobd.handoff``)."""
+def _handoff_offer(control_socket: Path, daemon: str) -> Offer | None:
+    """The local master's offer to take ``daemon``'s jobs straight from a submit, if it makes one (``jobd.handoff``)."""
     offer = _offers.read(offer_path(control_socket))
-    return offer.master if offer is not None and daemon in offer.daemons else None
+    return offer if offer is not None and daemon in offer.daemons else None
 
 
 _offers = OfferReader()

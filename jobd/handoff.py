@@ -9,7 +9,9 @@ the job, and the submitter can record the claim itself.
 
 So a master with an idle worker (and nothing prefetched) for a daemon
 *offers* hand-offs: it keeps a small file beside its control socket,
-``SOCKET.handoff``, naming itself and those daemons. A submit that finds
+``SOCKET.handoff``, naming itself, those daemons and their workers' own
+sockets (``jobd.workers.direct``: a submit's datagram goes straight to a
+worker when it can, and to the master when it cannot). A submit that finds
 its daemon offered inserts the job already claimed by that master
 (``running``, ``attempts = 1``, ``owner`` = the master) and sends a datagram
 to the wake socket: ``run/2 DAEMON JOB_ID PRIORITY MAX_ATTEMPTS TASK ARGS``
@@ -42,7 +44,9 @@ one) submits as before: a queued job and a ``wake/1`` datagram.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -52,17 +56,24 @@ from .job import Job
 from .states import JobState
 from .store.jobs import row_to_job
 from .wakeup import HandedJob
+from .workers.direct import is_suffix, worker_socket_path
 
-FORMAT = "handoff/1"
+FORMAT = "handoff/2"
 MAX_OFFER_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
 class Offer:
-    """A master, and the daemons it takes jobs for straight from a submit."""
+    """A master, the daemons it takes jobs for straight from a submit, and their workers' sockets."""
 
     master: str
     daemons: frozenset[str]
+    workers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # daemon → socket suffixes ("w3")
+
+    def worker_socket(self, control_socket: Path, daemon: str) -> Path | None:
+        """One of ``daemon``'s workers' sockets, picked at random (submits spread over them), or None."""
+        suffixes = self.workers.get(daemon)
+        return worker_socket_path(control_socket, random.choice(suffixes)) if suffixes else None
 
 
 @lru_cache(maxsize=16)
@@ -72,21 +83,27 @@ def offer_path(control_socket: Path) -> Path:
 
 
 def format_offer(offer: Offer) -> str:
-    return f"{FORMAT} {offer.master}\n{' '.join(sorted(offer.daemons))}\n"
+    """``handoff/2 MASTER``, then a line per daemon: its name and its workers' socket suffixes."""
+    lines = [f"{FORMAT} {offer.master}"]
+    lines.extend(" ".join((daemon, *offer.workers.get(daemon, ()))) for daemon in sorted(offer.daemons))
+    return "\n".join(lines) + "\n"
 
 
 def parse_offer(text: str) -> Offer | None:
     """The offer in ``text``, or None if it is not one (a torn or foreign file offers nothing)."""
     lines = text.split("\n")
-    if len(lines) != 3 or lines[2] != "":
+    if len(lines) < 2 or lines[-1] != "":
         return None
     head, _, master = lines[0].partition(" ")
     if head != FORMAT or not master or len(master) > 64 or not master.isprintable() or " " in master:
         return None
-    daemons = frozenset(lines[1].split())
-    if not all(NAME_PATTERN.fullmatch(name) for name in daemons):
-        return None
-    return Offer(master, daemons)
+    workers: dict[str, tuple[str, ...]] = {}
+    for line in lines[1:-1]:
+        daemon, *suffixes = line.split(" ")
+        if not NAME_PATTERN.fullmatch(daemon) or daemon in workers or not all(map(is_suffix, suffixes)):
+            return None
+        workers[daemon] = tuple(suffixes)
+    return Offer(master, frozenset(workers), {daemon: found for daemon, found in workers.items() if found})
 
 
 def publish(path: Path, offer: Offer | None) -> None:

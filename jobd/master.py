@@ -44,9 +44,11 @@ from .store.checkpoints import WalCheckpointer
 from .throttle import Throttle
 from .ticker import Ticker
 from .handoff import Offer, handed_job, offer_path, publish
-from .wakeup import WakeSocket
+from .wakeup import Handed, HandedJob, WakeSocket, parse_handed
+from .workers.direct import remove_stale
 from .workers import protocol
 from .workers.pool import Assignment, Pool, Worker, WorkerExit
+from .workers.states import WorkerState
 from .workers.processes import ProcessLauncher
 from .workers.worker import WorkerSpec
 
@@ -92,7 +94,7 @@ class Master:
         self.wakeups = WakeSocket(config.socket)
         self.woken: set[str] = set()  # daemons a submit announced a job for (see _claim_woken)
         self.handoff_offer = offer_path(config.socket)
-        self._offered: frozenset[str] = frozenset()  # daemons whose jobs submits may hand straight to us
+        self._offered: Offer | None = None  # daemons whose jobs submits may hand straight to us, and to which workers
         self._offer_check = Throttle(defaults.HANDOFF_OFFER_INTERVAL_SECONDS, clock)
         self._adopt_check = Throttle(defaults.HANDOFF_ADOPT_AFTER_SECONDS, clock)
         self.draining = False
@@ -101,6 +103,9 @@ class Master:
         self.started_at = time.time()
         self.claim_requested = True
         self.jobs_finished = 0
+        # How submits' jobs reached a worker: straight ("to_workers"), or through this
+        # master ("through_master"), of which workers passed on "passed_by_workers".
+        self.handoffs = {"to_workers": 0, "through_master": 0, "passed_by_workers": 0}
         self._poll = Throttle(config.poll_interval, clock)
         self._reap = Throttle(REAP_INTERVAL_SECONDS, clock)
         self._readiness = Readiness()
@@ -169,6 +174,7 @@ class Master:
         self._recover_orphans()
         self.control.start()
         self.wakeups.open()
+        remove_stale(self.config.socket)  # workers' sockets a killed master left behind
         self.signals.install()
         for name in self.config.daemons_here():
             self._create_pool(name, self.config.daemons[name])
@@ -197,9 +203,11 @@ class Master:
         while any(pool.live_workers() for pool in self.pools.values()) and self.clock() < deadline:
             for pool in self.pools.values():
                 exits = pool.reap()
+                self._close_channels(exits)
                 self._store_guarded(lambda: self._handle_exits(pool, exits))
                 pool.check_timeouts()
             time.sleep(0.05)
+        self._store_guarded(self._take_handed)  # what submits sent to the workers meanwhile: back to the queue
         self.observers.stopped(self)
         self.control.stop()
         self.wakeups.close()
@@ -225,6 +233,7 @@ class Master:
         reap = self._reap.ready() or not self._sentinels.isdisjoint(self._ready)
         for pool in list(self.pools.values()):
             exits = pool.reap() if reap else []
+            self._close_channels(exits)
             self._lost_exits.extend((pool, exit) for exit in exits)
             if exits and not self.draining:
                 pool.maintain()  # replacing workers does not wait for the store
@@ -272,6 +281,8 @@ class Master:
             for worker in pool.live_workers():
                 if not worker.pipe_closed:
                     watched[worker.reader.fd] = worker.pid
+                if worker.channel is not None and worker.state is not WorkerState.IDLE:
+                    watched[worker.channel.fileno()] = worker.pid  # it cannot read its socket now: we do
                 sentinel = worker.spawned.process.sentinel
                 watched[sentinel] = worker.pid
                 sentinels.add(sentinel)
@@ -303,10 +314,33 @@ class Master:
         other sender the store says which jobs are really ours.
         """
         handed = self.wakeups.take_handed()
+        self.handoffs["through_master"] += len(handed)
         now = time.time()
         told = [handed_job(h.job, self.id, now) for h in handed if h.job is not None]
         unread = [h.job_id for h in handed if h.job is None]
         self._adopt(told + (self.store.jobs.handed(unread, self.id) if unread else []))
+
+    def _took_handoff(self, pool: Pool, worker: Worker, took: protocol.TookHandoff) -> None:
+        """A worker started a job a submit handed it directly: it is that worker's running job."""
+        handed = HandedJob(pool.daemon, took.job_id, took.priority, took.max_attempts, took.task, took.args)
+        job = handed_job(handed, self.id, time.time())
+        pool.took_handoff(worker, job, self._limits(pool.daemon, job).timeout)
+        self.activity.job_started(pool.daemon, job.id, job.task, job.attempts, worker.pid)
+        self.handoffs["to_workers"] += 1
+
+    def _passed_on(self, handed: list[Handed]) -> None:
+        """Hand-offs sent to a worker that did not run them: the master takes them like its own."""
+        self.wakeups.handed.extend(handed)
+        self.handoffs["passed_by_workers"] += len(handed)
+
+    def _close_channels(self, exits: list[WorkerExit]) -> None:
+        """Keep what submits sent to exited workers' sockets (taken like any hand-off), then close them."""
+        for exit in exits:
+            channel = exit.worker.channel
+            if channel is not None:
+                self._passed_on(channel.drain(self.wakeups.trusted_uids))
+                channel.close()
+                exit.worker.channel = None
 
     def _adopt(self, jobs: list[Job]) -> None:
         """Run these jobs, which this master owns and no worker has; those it cannot run go back to the queue."""
@@ -343,11 +377,18 @@ class Master:
         return held
 
     def _offer_handoffs(self) -> None:
-        """Publish which daemons have room now, so submits hand their jobs straight to us (or withdraw it)."""
+        """Publish which daemons have room now, so submits hand their jobs straight to us (or withdraw it).
+
+        The offer names every serving worker's socket: a submit's datagram to
+        one that is busy after all is read here (``_wait``) and fed like a
+        hand-off to the master, so the offer need not change as each job starts.
+        """
         stopping = self.draining or self.lease_lost
-        offered = frozenset(pool.daemon for pool in self.pools.values() if not stopping and self._takes_handoffs(pool))
+        pools = [pool for pool in self.pools.values() if not stopping and self._takes_handoffs(pool)]
+        workers = {pool.daemon: tuple(w.channel.suffix for w in pool.workers if w.channel and w.takes_direct()) for pool in pools}
+        offered = Offer(self.id, frozenset(workers), {daemon: found for daemon, found in workers.items() if found}) if pools else None
         if offered != self._offered:
-            publish(self.handoff_offer, Offer(self.id, offered) if offered else None)
+            publish(self.handoff_offer, offered)
             self._offered = offered
 
     def _takes_handoffs(self, pool: Pool) -> bool:
@@ -359,7 +400,7 @@ class Master:
 
     def _withdraw_offer(self) -> None:
         if self._offered:
-            self._offered = frozenset()
+            self._offered = None
             try:
                 publish(self.handoff_offer, None)
             except OSError:
@@ -385,6 +426,8 @@ class Master:
         for pool in self.pools.values():
             freed = False
             for worker in pool.live_workers():
+                if worker.channel is not None and worker.channel.fileno() in self._ready:
+                    self._passed_on(worker.channel.drain(self.wakeups.trusted_uids))
                 if worker.pipe_closed or worker.reader.fd not in self._ready:
                     continue
                 for message in self._messages_from(pool, worker):
@@ -395,6 +438,8 @@ class Master:
             if freed:
                 self._feed(pool)  # workers with room get prefetched jobs before any store round trip
                 self.claim_requested = True
+        if self.wakeups.handed:
+            self._take_handed()  # hand-offs a worker passed on, or that waited on a busy worker's socket
         if ended:
             if not self._pending_outcomes:
                 self._outcomes_since = self.clock()
@@ -439,6 +484,13 @@ class Master:
     ) -> tuple[Assignment, protocol.JobFinished] | None:
         if isinstance(message, protocol.WorkerReady):
             self.claim_requested = True
+        if isinstance(message, protocol.TookHandoff):
+            self._took_handoff(pool, worker, message)
+            return None
+        if isinstance(message, protocol.PassedHandoff):
+            handed = parse_handed(message.datagram, message.trusted)
+            self._passed_on([handed] if handed is not None else [])
+            return None
         if isinstance(message, protocol.ProgressReport) and worker.assignment is not None:
             running = worker.assignment.job
             self.activity.progress(pool.daemon, running.id, running.task, running.attempts, worker.pid, message.progress)
@@ -739,6 +791,10 @@ class Master:
         self.observers.draining(reason)
         self.draining = True
         self._withdraw_offer()
+        for pool in self.pools.values():
+            for worker in pool.live_workers():
+                if worker.channel is not None:
+                    worker.channel.gate.close()  # a submit's job that reaches a worker now goes back to the queue
         self.drain_started_at = self.clock()
         try:  # say so at once: `jobd status` and other masters see "draining"
             self.store.masters.heartbeat(self.id, state="draining")
@@ -866,6 +922,7 @@ class Master:
                 "uptime": round(time.time() - self.started_at, 1),
                 "config": str(self.config.source),
                 "jobs_finished": self.jobs_finished,
+                "handoffs": dict(self.handoffs),
             },
             "daemons": {
                 name: self.daemons.status(name, {**pool.snapshot(), "counts": counts.get(name, {})})

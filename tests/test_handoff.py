@@ -47,16 +47,18 @@ def state_of(deployment: Deployment, job_id: int) -> JobState:
 
 
 def test_an_offer_reads_back_as_written() -> None:
-    offer = Offer("vm:4242:0badcafe", frozenset({"mailing", "sms"}))
-    assert format_offer(offer) == f"{FORMAT} vm:4242:0badcafe\nmailing sms\n"
+    offer = Offer("vm:4242:0badcafe", frozenset({"mailing", "sms"}), {"mailing": ("w1", "w12")})
+    assert format_offer(offer) == f"{FORMAT} vm:4242:0badcafe\nmailing w1 w12\nsms\n"
     assert parse_offer(format_offer(offer)) == offer
 
 
 @pytest.mark.parametrize(
     "text",
     [
-        "", "handoff/1 m\nmain", "handoff/2 m\nmain\n", "handoff/1 \nmain\n", "handoff/1 a b\nmain\n",
-        "handoff/1 m\nMain\n", "handoff/1 m\n../etc\n", "handoff/1 m\nmain\nextra\n", "handoff/1 " + "m" * 65 + "\nmain\n",
+        "", "handoff/2 m\nmain", "handoff/1 m\nmain\n", "handoff/2 \nmain\n", "handoff/2 a b\nmain\n",
+        "handoff/2 m\nMain\n", "handoff/2 m\n../etc\n", "handoff/2 m\nmain\nmain\n", "handoff/2 " + "m" * 65 + "\nmain\n",
+        "handoff/2 m\nmain w0\n", "handoff/2 m\nmain ../w1\n", "handoff/2 m\nmain w1/x\n", "handoff/2 m\nmain  w1\n",
+        "handoff/2 m\nmain w1234567890\n",
     ],
 )
 def test_a_torn_or_foreign_offer_offers_nothing(text: str) -> None:

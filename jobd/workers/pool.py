@@ -24,6 +24,7 @@ from ..backoff import backoff_delay
 from ..config import DaemonConfig
 from ..job import Job
 from . import memory, protocol
+from .direct import DIRECT, MASTER, Channel, open_channel
 from .memory import Recycle
 from .pipelining import Pipeline
 from .processes import ProcessLauncher, SpawnedProcess
@@ -64,6 +65,7 @@ class Worker:
     pipe_closed: bool = False  # the worker's end is closed: nothing more to read
     wall_started_at: float = field(default_factory=time.time)
     reader: protocol.FrameReader = field(init=False)  # the master reads this worker's frames through it
+    channel: Channel | None = None  # its own hand-off socket and gate (``direct.py``)
 
     def __post_init__(self) -> None:
         self.reader = protocol.FrameReader(self.spawned.connection.fileno())
@@ -83,6 +85,16 @@ class Worker:
 
     def move_to(self, target: WorkerState) -> None:
         self.state = change_worker_state(self.state, target)
+
+    def takes_direct(self) -> bool:
+        """Whether submits may hand jobs straight to this worker (``direct.py``): it has a socket and is not retiring."""
+        return self.channel is not None and not self.outdated and self.state in (WorkerState.IDLE, WorkerState.BUSY)
+
+    def outdate(self) -> None:
+        """To be replaced once its current job ends: no more jobs from submits either."""
+        self.outdated = True
+        if self.channel is not None:
+            self.channel.gate.close()
 
 
 @dataclass(frozen=True)
@@ -140,6 +152,8 @@ class Pool:
         """How many more jobs ``worker`` may be handed now (none behind a job that may be long)."""
         if worker.state not in (WorkerState.IDLE, WorkerState.BUSY) or worker.outdated:
             return 0
+        if worker.channel is not None and worker.channel.gate.holder == DIRECT:
+            return 0  # it runs a submit's job (the master hears of it in a moment): nothing may wait behind it
         held = worker.assignments
         slots = self.pipeline.room([held_job.job.task for held_job in held], depth) if held else depth
         limit = self.settings.max_tasks_per_worker
@@ -165,8 +179,14 @@ class Pool:
                 extra -= 1
 
     def _spawn(self) -> Worker:
-        spawned = self.launcher.spawn(self.spec, name=f"jobd-worker-{self.daemon}")
-        worker = Worker(spawned=spawned, started_at=self.clock())
+        channel = open_channel(self.spec.config.socket, self.launcher.context)
+        try:
+            spawned = self.launcher.spawn(self.spec, name=f"jobd-worker-{self.daemon}", channel=channel)
+        except BaseException:
+            if channel is not None:
+                channel.close()
+            raise
+        worker = Worker(spawned=spawned, started_at=self.clock(), channel=channel)
         self.workers.append(worker)
         log.info("daemon %s: started worker %s", self.daemon, worker.pid)
         return worker
@@ -176,6 +196,7 @@ class Pool:
         if worker.state in (WorkerState.STOPPING, WorkerState.EXITED):
             return
         worker.move_to(WorkerState.STOPPING)
+        worker.outdate()
         if not self._write(worker, [protocol.StopWorker()]):
             self.launcher.kill(worker.pid)
         if not worker.assignments:
@@ -188,7 +209,7 @@ class Pool:
         their job first.
         """
         for worker in self.live_workers():
-            worker.outdated = True
+            worker.outdate()
             if worker.state in (WorkerState.IDLE, WorkerState.STARTING):
                 self.retire(worker)
         self.maintain()
@@ -197,6 +218,7 @@ class Pool:
         """Stop a worker now: SIGTERM, and SIGKILL after the grace period (see ``check_timeouts``)."""
         if worker.state is WorkerState.EXITED:
             return
+        worker.outdate()
         if worker.state is not WorkerState.STOPPING:
             worker.move_to(WorkerState.STOPPING)
         worker.exit_reason = worker.exit_reason or reason
@@ -208,11 +230,14 @@ class Pool:
     def assign(self, worker: Worker, jobs: list[tuple[Job, float]]) -> bool:
         """Hand ``worker`` these (job, timeout) pairs in one write; it runs them after those it holds.
 
-        False if the worker is gone (its pipe is closed): it got none of them,
-        and the caller keeps them for another worker.
+        False if the worker is gone (its pipe is closed) or has just taken a
+        submit's job (``direct.py``): it got none of them, and the caller keeps
+        them for another worker.
         """
         if not jobs:
             return True
+        if worker.channel is not None and not worker.channel.gate.take(MASTER):
+            return False
         if not self._write(worker, [protocol.RunJob(job.id, job.attempts, job.task, job.args, job.checkpoint) for job, _ in jobs]):
             self.kill(worker, "its pipe closed")  # reap() replaces it
             return False
@@ -222,6 +247,20 @@ class Pool:
             worker.current_progress = None
         worker.assignments.extend(Assignment(job=job, timeout=timeout, started_at=now) for job, timeout in jobs)
         return True
+
+    def took_handoff(self, worker: Worker, job: Job, timeout: float) -> None:
+        """``worker`` started a job a submit handed it directly (``direct.py``): it is its running job now.
+
+        It goes first: the worker could take it only while the master held
+        nothing of it, so any job this master handed it since (if it heard of
+        this one late) was sent after, and waits behind it in the pipe.
+        """
+        if worker.state is WorkerState.IDLE:
+            worker.move_to(WorkerState.BUSY)
+        elif worker.state is WorkerState.STOPPING and not worker.assignments:
+            worker.terminate_sent_at = None  # retired in the meantime: it exits once this job ends
+        worker.current_progress = None
+        worker.assignments.appendleft(Assignment(job=job, timeout=timeout, started_at=self.clock()))
 
     def cancel(self, job_id: int) -> bool:
         """Cancel ``job_id`` in its worker: SIGUSR1 (→ ``ctx.cancelled``) if it runs, else a message not to start it."""
@@ -280,6 +319,8 @@ class Pool:
                 following.cancel_sent_at = following.started_at  # its grace counts from its start
         elif worker.state is WorkerState.BUSY:
             worker.move_to(WorkerState.IDLE)
+        if not worker.assignments and worker.channel is not None:
+            worker.channel.gate.release(MASTER)  # submits may hand it jobs again
         if worker.state is WorkerState.STOPPING and worker.terminate_sent_at is None:
             worker.terminate_sent_at = self.clock()  # retired while busy: it exits now
         if worker.state in (WorkerState.IDLE, WorkerState.BUSY):
@@ -296,10 +337,10 @@ class Pool:
         if limit and worker.jobs_done >= limit:
             log.info("daemon %s: recycling worker %s after %s jobs", self.daemon, worker.pid, worker.jobs_done)
             self.recycles[Recycle.MAX_TASKS] += 1
-            worker.outdated = True
+            worker.outdate()
         elif self._grown(worker):
             self.recycles[Recycle.MAX_MEMORY] += 1
-            worker.outdated = True
+            worker.outdate()
 
     def _grown(self, worker: Worker) -> bool:
         """Whether the worker's RSS passed ``max_memory_mb`` (no job is interrupted for it)."""

@@ -21,6 +21,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from .direct import Channel
 from .memory import rss_bytes
 from .worker import WorkerSpec, worker_main
 
@@ -63,9 +64,11 @@ class SpawnedProcess:
 class ProcessLauncher:
     """Starts, signals and reaps worker processes."""
 
-    def spawn(self, spec: WorkerSpec, name: str) -> SpawnedProcess:
+    context = _context  # shared objects a worker is given (its gate) come from the context that starts it
+
+    def spawn(self, spec: WorkerSpec, name: str, channel: Channel | None = None) -> SpawnedProcess:
         parent_end, child_end = _context.Pipe(duplex=True)
-        process = _context.Process(target=worker_main, args=(spec, child_end), name=name, daemon=False)
+        process = _context.Process(target=worker_main, args=(spec, child_end, channel), name=name, daemon=False)
         with _main_module_hidden():
             process.start()
         child_end.close()

@@ -89,8 +89,31 @@ class JobFinished:
     type: str = "finished"
 
 
-Message = RunJob | CancelJob | StopWorker | WorkerReady | WorkerFailed | ProgressReport | JobFinished
-_KINDS: tuple[type, ...] = (RunJob, CancelJob, StopWorker, WorkerReady, WorkerFailed, ProgressReport, JobFinished)
+@dataclass(frozen=True)
+class TookHandoff:
+    """worker → master: a submit handed this job straight to this worker (``direct.py``); it starts now."""
+
+    job_id: int
+    priority: int
+    max_attempts: int | None
+    task: str
+    args: str  # as stored: canonical JSON
+    type: str = "took"
+
+
+@dataclass(frozen=True)
+class PassedHandoff:
+    """worker → master: a hand-off datagram this worker could not run at once; the master takes it."""
+
+    datagram: bytes
+    trusted: bool  # the kernel said its sender was root or the worker's own user
+    type: str = "passed"
+
+
+Message = RunJob | CancelJob | StopWorker | WorkerReady | WorkerFailed | ProgressReport | JobFinished | TookHandoff | PassedHandoff
+_KINDS: tuple[type, ...] = (
+    RunJob, CancelJob, StopWorker, WorkerReady, WorkerFailed, ProgressReport, JobFinished, TookHandoff, PassedHandoff,
+)
 # type name → (class, the names of its fields in order, without "type")
 _TYPES: dict[str, tuple[type, tuple[str, ...]]] = {
     kind.type: (kind, tuple(f.name for f in fields(kind) if f.name != "type")) for kind in _KINDS  # type: ignore[attr-defined]

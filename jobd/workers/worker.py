@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import select
 import signal
 import time
 import traceback
@@ -33,6 +34,7 @@ from ..logs import JobLogContext, configure_worker_logging, job_logging_context
 from ..store import open_store
 from ..tasks import TaskDefinition
 from . import protocol
+from .direct import Channel, WorkerEnd
 
 log = logging.getLogger("jobd.worker")
 
@@ -88,7 +90,7 @@ def _die_with_parent() -> None:
         pass  # not Linux: the pipe EOF still ends the worker between jobs
 
 
-def worker_main(spec: WorkerSpec, connection: Connection) -> None:
+def worker_main(spec: WorkerSpec, connection: Connection, channel: Channel | None = None) -> None:
     """Entry point of a worker process (runs in the child)."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the master, which drains
@@ -103,7 +105,8 @@ def worker_main(spec: WorkerSpec, connection: Connection) -> None:
     progress = JobProgress(_PipeProgress(connection), shared_activity(spec.config), spec.daemon)
     checkpoints = _StoreCheckpoints(spec.config.store)
     _send(connection, protocol.WorkerReady(os.getpid()))
-    inbox = _Inbox(connection)
+    direct = WorkerEnd(channel, spec.daemon, lambda message: _send(connection, message)) if channel else None
+    inbox = _Inbox(connection, direct)
     while (message := inbox.next_job()) is not None:
         if message.job_id in inbox.cancelled:
             inbox.cancelled.discard(message.job_id)
@@ -114,6 +117,8 @@ def worker_main(spec: WorkerSpec, connection: Connection) -> None:
         finished = run_job(message, tasks, spec.daemon, progress, checkpoints, cancel)
         progress.job_ended(message.job_id)
         inbox.cancelled.discard(message.job_id)  # a cancel that came too late
+        if direct is not None:
+            direct.done()
         _send(connection, finished)
     logging.shutdown()
 
@@ -129,20 +134,33 @@ class _Inbox:
     worker never waits for a round trip between them. Before starting each
     one it reads whatever else arrived: a cancel for a job still waiting here,
     or a stop, which leaves every waiting job unstarted (the master hands them
-    back to the queue when this process exits).
+    back to the queue when this process exits). With nothing to run, it also
+    waits on its own hand-off socket (``direct.py``): a submit's job starts
+    from there without passing through the master.
     """
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, direct: WorkerEnd | None = None) -> None:
         self.connection = connection
         self.reader = protocol.FrameReader(connection.fileno())  # all that arrived, in one read
         self.waiting: deque[protocol.RunJob] = deque()
         self.cancelled: set[int] = set()
         self.stopping = False
+        self.direct = direct
+        self.poller: Any = None
+        if direct is not None:
+            self.poller = select.poll()
+            self.poller.register(self.reader.fd, select.POLLIN)
+            self.poller.register(direct.fileno(), select.POLLIN)
 
     def next_job(self) -> protocol.RunJob | None:
         """The next job to run, or None: stop (told to, or the master is gone)."""
         try:
             while not self.stopping and (not self.waiting or self.connection.poll()):
+                if not self.waiting and self.direct is not None and not self._master_wrote():
+                    handed = self.direct.take()
+                    if handed is not None:
+                        return handed
+                    continue
                 for frame in self.reader.read():
                     self._take(protocol.decode(frame))
         except (EOFError, OSError):
@@ -150,6 +168,11 @@ class _Inbox:
         if self.stopping:
             return None
         return self.waiting.popleft()
+
+    def _master_wrote(self) -> bool:
+        """Wait for the master or a submit; True if the master wrote (it goes first), False for the socket."""
+        ready = self.poller.poll()
+        return any(fd == self.reader.fd for fd, _events in ready)
 
     def _take(self, messages: list[protocol.Message]) -> None:
         for message in messages:
