@@ -793,8 +793,7 @@ class Master:
         self._withdraw_offer()
         for pool in self.pools.values():
             for worker in pool.live_workers():
-                if worker.channel is not None:
-                    worker.channel.gate.close()  # a submit's job that reaches a worker now goes back to the queue
+                worker.refuse_submits()  # a submit's job that reaches a worker now goes back to the queue
         self.drain_started_at = self.clock()
         try:  # say so at once: `jobd status` and other masters see "draining"
             self.store.masters.heartbeat(self.id, state="draining")

@@ -227,3 +227,19 @@ def test_a_burst_of_submits_from_several_processes_runs_every_job_exactly_once(
     assert 0 < counted["to_workers"] and counted["to_workers"] + counted["through_master"] <= len(submitted)
     log = deployment.lines("jobd.log")
     assert not any("adopting" in line or "which it was not running" in line for line in log)  # the master's view held
+
+
+def test_submits_follow_workers_recycled_after_every_job(deployment: Deployment) -> None:
+    """Each job retires its worker: submits meet sockets that are closing or gone, and every job still runs once."""
+    deployment.write_config({"main": {"workers": 1, "max_tasks_per_worker": 1}}, poll_interval=0.2)
+    deployment.start_master()
+    (first,) = worker_sockets(deployment, "main", 1)
+    submitted = []
+    for n in range(20):
+        submitted.append(jobd.submit("main", "t.record", {"n": n}, config=deployment.config_path))
+        time.sleep(0.02)
+    deployment.wait_all_final(submitted, timeout=90)
+    assert sorted(int(line) for line in deployment.lines("runs.log")) == submitted  # each once
+    assert {deployment.store.jobs.get(job_id).state for job_id in submitted} == {JobState.SUCCEEDED}
+    assert not first.exists()  # its worker was recycled: the socket went with it
+    assert not any("which it was not running" in line for line in deployment.lines("jobd.log"))

@@ -93,6 +93,10 @@ class Worker:
     def outdate(self) -> None:
         """To be replaced once its current job ends: no more jobs from submits either."""
         self.outdated = True
+        self.refuse_submits()
+
+    def refuse_submits(self) -> None:
+        """A submit's datagram that reaches this worker from now on goes to the master (``direct.py``)."""
         if self.channel is not None:
             self.channel.gate.close()
 
@@ -196,7 +200,7 @@ class Pool:
         if worker.state in (WorkerState.STOPPING, WorkerState.EXITED):
             return
         worker.move_to(WorkerState.STOPPING)
-        worker.outdate()
+        worker.refuse_submits()
         if not self._write(worker, [protocol.StopWorker()]):
             self.launcher.kill(worker.pid)
         if not worker.assignments:
@@ -218,7 +222,7 @@ class Pool:
         """Stop a worker now: SIGTERM, and SIGKILL after the grace period (see ``check_timeouts``)."""
         if worker.state is WorkerState.EXITED:
             return
-        worker.outdate()
+        worker.refuse_submits()
         if worker.state is not WorkerState.STOPPING:
             worker.move_to(WorkerState.STOPPING)
         worker.exit_reason = worker.exit_reason or reason
