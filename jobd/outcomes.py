@@ -59,6 +59,8 @@ def plan_outcome(job: Job, finished: JobFinished, limits: Limits, now: float) ->
 
 def log_outcome(job: Job, outcome: Outcome, now: float) -> None:
     """The master's line about a failed attempt (it lands in the job's own log too)."""
+    if outcome.state is not JobState.DEAD and outcome.state is not JobState.RETRYING:
+        return  # a success says nothing here: one line per job would cost the master more than the job
     extra = job_extra(job.id, job.attempts, daemon=job.daemon, task=job.task)
     error = outcome.values.get("error")
     if outcome.state is JobState.DEAD:

@@ -129,3 +129,22 @@ def test_one_long_run_stops_queueing_behind_its_task_at_once_and_for_a_while() -
     for _ in range(100):
         pipeline.record("sync", 0.001)
     assert pipeline.is_short("sync")
+
+
+def test_send_writes_the_framing_connections_read_even_for_frames_larger_than_the_pipe() -> None:
+    import threading
+
+    master_end, worker_end = Pipe(duplex=True)
+    big = protocol.RunJob(1, 1, "t.big", {"blob": "x" * 300_000}, None)
+    messages: list[protocol.Message] = [protocol.JobFinished(7, 1, "succeeded"), big, protocol.StopWorker()]
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.extend(master_end.recv_bytes() for _ in messages))
+    reader.start()
+    try:
+        for message in messages:
+            protocol.send(worker_end.fileno(), [message])
+        reader.join(timeout=30)
+        assert [protocol.decode(frame) for frame in received] == [[message] for message in messages]
+    finally:
+        master_end.close()
+        worker_end.close()

@@ -284,7 +284,7 @@ class Pool:
     def _write(worker: Worker, messages: list[protocol.Message]) -> bool:
         """Send ``messages`` to ``worker`` in one frame; False if its pipe is closed."""
         try:
-            worker.connection.send_bytes(protocol.encode(messages))
+            protocol.send(worker.connection.fileno(), messages)  # OSError once closed: never a reused fd
         except (OSError, ValueError):
             return False
         return True

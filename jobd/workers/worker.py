@@ -124,7 +124,7 @@ def worker_main(spec: WorkerSpec, connection: Connection, channel: Channel | Non
 
 
 def _send(connection: Connection, message: protocol.Message) -> None:
-    connection.send_bytes(protocol.encode([message]))
+    protocol.send(connection.fileno(), [message])
 
 
 class _Inbox:
@@ -146,16 +146,17 @@ class _Inbox:
         self.cancelled: set[int] = set()
         self.stopping = False
         self.direct = direct
-        self.poller: Any = None
+        self.pipe = select.poll()  # registered once: Connection.poll builds a selector on every call
+        self.pipe.register(self.reader.fd, select.POLLIN)
+        self.poller = select.poll()
+        self.poller.register(self.reader.fd, select.POLLIN)
         if direct is not None:
-            self.poller = select.poll()
-            self.poller.register(self.reader.fd, select.POLLIN)
             self.poller.register(direct.fileno(), select.POLLIN)
 
     def next_job(self) -> protocol.RunJob | None:
         """The next job to run, or None: stop (told to, or the master is gone)."""
         try:
-            while not self.stopping and (not self.waiting or self.connection.poll()):
+            while not self.stopping and (not self.waiting or self.pipe.poll(0)):
                 if not self.waiting and self.direct is not None and not self._master_wrote():
                     handed = self.direct.take()
                     if handed is not None:
@@ -234,7 +235,8 @@ def run_job(
             log.error("job %s failed: %s", message.job_id, error_line, exc_info=True)
             return finished("failed", error=error_line, traceback=traceback.format_exc())
         try:
-            encode_json(result)
+            if result is not None:
+                encode_json(result)
         except (TypeError, ValueError) as error:
             return finished("failed", error=f"task returned a value that is not JSON: {error}")
         if cancel.is_set:
