@@ -327,6 +327,7 @@ class Master:
         pool.took_handoff(worker, job, self._limits(pool.daemon, job).timeout)
         self.activity.job_started(pool.daemon, job.id, job.task, job.attempts, worker.pid)
         self.handoffs["to_workers"] += 1
+        self.wal_checkpoints.nudge()  # a submit just committed and its job runs: the next one is least likely now
 
     def _passed_on(self, handed: list[Handed]) -> None:
         """Hand-offs sent to a worker that did not run them: the master takes them like its own."""
