@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,29 @@ from jobd.errors import MasterNotRunning
 from jobd.store import Store, open_store
 
 FIXTURES = Path(__file__).parent / "fixtures"
+NOBODY = 65534
+
+
+def send_as_nobody(root: Path, path: Path, datagram: bytes) -> None:
+    """Send ``datagram`` to the Unix datagram socket ``path`` from a process of user "nobody" (needs root).
+
+    The socket (and its folder ``root``) are opened up first, so only the
+    receiver's own check of the sender can keep the datagram out.
+    """
+    os.chmod(root, 0o711)
+    os.chmod(path, 0o666)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            sender.sendto(datagram, str(path))
+            os._exit(0)
+        except BaseException:  # noqa: BLE001
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the datagram could not be sent as nobody"
 
 
 def wait_until(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, message: str = "") -> Any:

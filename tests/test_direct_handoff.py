@@ -27,7 +27,7 @@ from jobd.states import JobState
 from jobd.store import NewJob
 from jobd.wakeup import HandedJob, encode_handed_job
 from jobd.workers.direct import DIRECT, FREE, MASTER, Gate, worker_socket_path
-from support import Deployment, wait_until
+from support import Deployment, send_as_nobody, wait_until
 
 POLL_NEVER = 600  # a job that starts in time was handed over, not found by a poll
 
@@ -173,20 +173,8 @@ def test_a_hand_off_from_another_user_to_a_worker_is_checked_against_the_store(d
     deployment.start_master()
     (path,) = worker_sockets(deployment, "main", 1)
     queued = deployment.store.jobs.insert(NewJob("main", "t.record", {"n": 8}))
-    os.chmod(deployment.root, 0o711)
-    os.chmod(path, 0o666)  # let "nobody" reach the socket at all
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setgid(65534)
-            os.setuid(65534)
-            sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            sender.sendto(encode_handed_job(HandedJob("main", queued, 0, None, "t.record", '{"n":666}')) or b"", str(path))
-            os._exit(0)
-        except BaseException:  # noqa: BLE001
-            os._exit(1)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    forged = encode_handed_job(HandedJob("main", queued, 0, None, "t.record", '{"n":666}')) or b""
+    send_as_nobody(deployment.root, path, forged)
     wait_until(lambda: handoffs(deployment)["passed_by_workers"] == 1, message="the worker to pass it to the master")
     time.sleep(0.5)
     assert state_of(deployment, queued) is JobState.QUEUED

@@ -23,7 +23,7 @@ from jobd.store import NewJob
 from jobd.wakeup import (
     MAX_HANDED_JOB_BYTES, HandedJob, decode_handed, decode_handed_job, encode_handed, encode_handed_job, wake_socket_path,
 )
-from support import Deployment, wait_until
+from support import Deployment, send_as_nobody, wait_until
 
 POLL_NEVER = 600  # a job that starts in time was handed over, not found by a poll
 
@@ -229,21 +229,8 @@ def test_a_described_hand_off_from_another_user_is_checked_against_the_store(dep
     deployment.start_master()
     offered(deployment, "main")
     queued = deployment.store.jobs.insert(NewJob("main", "t.record", {"n": 8}))
-    wake = wake_socket_path(deployment.socket)
-    os.chmod(deployment.root, 0o711)
-    os.chmod(wake, 0o666)  # let "nobody" reach the socket at all
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setgid(65534)
-            os.setuid(65534)
-            sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            sender.sendto(encode_handed_job(HandedJob("main", queued, 0, None, "t.record", '{"n":666}')) or b"", str(wake))
-            os._exit(0)
-        except BaseException:  # noqa: BLE001
-            os._exit(1)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    forged = encode_handed_job(HandedJob("main", queued, 0, None, "t.record", '{"n":666}')) or b""
+    send_as_nobody(deployment.root, wake_socket_path(deployment.socket), forged)
     time.sleep(1.0)
     assert deployment.answers()
     assert state_of(deployment, queued) is JobState.QUEUED
