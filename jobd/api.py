@@ -140,13 +140,13 @@ def submit(
         unique_key=unique_key, max_attempts=max_attempts, handed_to=handed_to,
     )
     job_id = store.jobs.insert(new_job, connection=connection)
-    if offer is not None and handed_to is not None:
+    if offer is not None:
         handed = HandedJob(daemon, job_id, priority, max_attempts, task, new_job.encoded_args)
         worker = offer.worker_socket(settings.socket, daemon)
         if not (worker is not None and hand_to_worker(worker, handed)) and not hand_over(settings.socket, handed):
             # Nobody took it (the master is gone, or cannot keep up): back to the queue, attempt refunded.
             try:
-                store.jobs.requeue([job_id], handed_to, refund_attempt=True)
+                store.jobs.requeue([job_id], offer.master, refund_attempt=True)
             except sa.exc.DBAPIError:
                 # Committed all the same: the master adopts it, or recovers it as an orphan if it is gone.
                 log.warning("job %s: could not put it back in the queue after a failed hand-off", job_id, exc_info=True)

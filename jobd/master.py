@@ -339,7 +339,7 @@ class Master:
         for exit in exits:
             channel = exit.worker.channel
             if channel is not None:
-                self._passed_on(channel.drain(self.wakeups.trusted_uids))
+                self._passed_on(channel.drain())
                 channel.close()
                 exit.worker.channel = None
 
@@ -386,7 +386,7 @@ class Master:
         """
         stopping = self.draining or self.lease_lost
         pools = [pool for pool in self.pools.values() if not stopping and self._takes_handoffs(pool)]
-        workers = {pool.daemon: tuple(w.channel.suffix for w in pool.workers if w.channel and w.takes_direct()) for pool in pools}
+        workers = {pool.daemon: tuple(filter(None, (w.offered_socket() for w in pool.workers))) for pool in pools}
         offered = Offer(self.id, frozenset(workers), {daemon: found for daemon, found in workers.items() if found}) if pools else None
         if offered != self._offered:
             publish(self.handoff_offer, offered)
@@ -428,7 +428,7 @@ class Master:
             freed = False
             for worker in pool.live_workers():
                 if worker.channel is not None and worker.channel.fileno() in self._ready:
-                    self._passed_on(worker.channel.drain(self.wakeups.trusted_uids))
+                    self._passed_on(worker.channel.drain())
                 if worker.pipe_closed or worker.reader.fd not in self._ready:
                     continue
                 for message in self._messages_from(pool, worker):

@@ -205,6 +205,11 @@ def _sender_uid(ancillary: list[tuple[int, int, bytes]]) -> int | None:
     return None
 
 
+def trusted_uids() -> frozenset[int]:
+    """Senders whose run/2 is taken as it is: root and this process's own user, who could do anything it does."""
+    return frozenset({0, os.geteuid()})
+
+
 def receive(receiver: socket.socket) -> tuple[bytes, int | None] | None:
     """One datagram waiting on ``receiver`` (non-blocking, ``SO_PASSCRED``) and its sender's uid; None if none waits.
 
@@ -262,7 +267,7 @@ class WakeSocket:
         self.path = wake_socket_path(control_socket)
         self.ignored = 0  # datagrams that were not well-formed wake-ups
         self.handed: list[Handed] = []  # hand-offs received, until taken
-        self.trusted_uids = {0, os.geteuid()}  # senders whose run/2 is taken as it is: root and our own user
+        self.trusted_uids = trusted_uids()
         self._socket: socket.socket | None = None
 
     def open(self) -> None:

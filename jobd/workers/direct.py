@@ -34,13 +34,15 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
 from .. import defaults
-from ..wakeup import Handed, HandedJob, listening_socket, parse_handed, receive
+from ..wakeup import Handed, HandedJob, listening_socket, parse_handed, receive, trusted_uids
 from ..unix_sockets import prepare_path
 from . import protocol
 
@@ -117,15 +119,16 @@ class Channel:
     def fileno(self) -> int:
         return self.socket.fileno()
 
-    def drain(self, trusted_uids: set[int]) -> list[Handed]:
+    def drain(self) -> list[Handed]:
         """Every hand-off waiting on the socket now (the master's side: the worker is busy or gone)."""
+        trusted = trusted_uids()
         handed = []
         for _ in range(defaults.MAX_DIRECT_DATAGRAMS_PER_READ):
             received = receive(self.socket)
             if received is None:
                 break
             datagram, sender = received
-            one = parse_handed(datagram, sender in trusted_uids)
+            one = parse_handed(datagram, sender in trusted)
             if one is not None:  # anything else is ignored, as on the master's wake socket
                 handed.append(one)
         return handed
@@ -139,7 +142,9 @@ class Channel:
             pass
 
 
+@lru_cache(maxsize=64)
 def worker_socket_path(control_socket: Path, suffix: str) -> Path:
+    """Where worker socket ``suffix`` of the master serving ``control_socket`` lives (asked for on every submit)."""
     return control_socket.with_name(f"{control_socket.name}.{suffix}")
 
 
@@ -182,11 +187,11 @@ def remove_stale(control_socket: Path) -> None:
 class WorkerEnd:
     """The worker's side of its channel: take a submit's job when idle, pass on the rest."""
 
-    def __init__(self, channel: Channel, daemon: str, send: Any) -> None:
+    def __init__(self, channel: Channel, daemon: str, send: Callable[[protocol.Message], None]) -> None:
         self.channel = channel
         self.daemon = daemon
         self.send = send  # sends one message to the master
-        self.trusted_uids = {0, os.geteuid()}
+        self.trusted_uids = trusted_uids()
 
     def fileno(self) -> int:
         return self.channel.fileno()

@@ -86,9 +86,11 @@ class Worker:
     def move_to(self, target: WorkerState) -> None:
         self.state = change_worker_state(self.state, target)
 
-    def takes_direct(self) -> bool:
-        """Whether submits may hand jobs straight to this worker (``direct.py``): it has a socket and is not retiring."""
-        return self.channel is not None and not self.outdated and self.state in (WorkerState.IDLE, WorkerState.BUSY)
+    def offered_socket(self) -> str | None:
+        """The suffix of this worker's socket if submits may hand it jobs straight (``direct.py``): not retiring."""
+        if self.channel is None or self.outdated or self.state not in (WorkerState.IDLE, WorkerState.BUSY):
+            return None
+        return self.channel.suffix
 
     def outdate(self) -> None:
         """To be replaced once its current job ends: no more jobs from submits either."""
