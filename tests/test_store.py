@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -545,3 +548,32 @@ def test_sqlite_queries_search_their_index_instead_of_scanning_the_jobs(
     for plan, index in zip(plans, indexes):
         assert index in plan, plan
         assert "SCAN jobd_jobs" not in plan, plan
+
+
+def test_forked_children_never_share_the_parents_pooled_connections(store: Store) -> None:
+    """A process that used the store and then forks (a preloading app server) gives each child its own connections."""
+    job_id = store.jobs.insert(NewJob("main", "t.record", {}))
+    assert store.jobs.get(job_id).id == job_id  # the parent now has a connection idle in its pool
+    children = []
+    for _ in range(4):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                for _ in range(50):
+                    store.jobs.get(job_id)
+                    store.jobs.insert(NewJob("main", "t.record", {}))
+                os._exit(0)
+            except BaseException:  # noqa: BLE001
+                os._exit(1)
+        children.append(pid)
+    deadline, codes = time.monotonic() + 60, {}
+    while len(codes) < len(children) and time.monotonic() < deadline:
+        for pid in children:
+            if pid not in codes and (ended := os.waitpid(pid, os.WNOHANG))[0]:
+                codes[pid] = os.waitstatus_to_exitcode(ended[1])
+        time.sleep(0.02)
+    for pid in set(children) - set(codes):
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert list(codes.values()) == [0] * len(children), f"children hung or failed: {codes}"
+    assert store.jobs.get(job_id).id == job_id  # the parent's own connection still works

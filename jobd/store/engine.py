@@ -10,6 +10,8 @@ trip when a connection that ended its transaction goes back to the pool.
 
 from __future__ import annotations
 
+import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,27 @@ def make_engine(url: str, *, checkpoint_on_commit: bool = True, autocommit: bool
     ``autocommit=True`` (MySQL only): every statement commits as it runs,
     for single-statement writes that need no COMMIT round trip.
     """
+    engine = _make_engine(url, checkpoint_on_commit, autocommit)
+    _engines.add(engine)
+    return engine
+
+
+# Every engine this process made: a forked child must not share their pooled
+# connections with its parent (two processes on one MySQL socket read each
+# other's replies and hang; SQLite forbids it outright).
+_engines: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+
+
+def _forget_parent_connections() -> None:
+    """In a forked child: fresh pools, the parent's connections neither used nor closed (SQLAlchemy's recipe)."""
+    for engine in list(_engines):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_parent_connections)
+
+
+def _make_engine(url: str, checkpoint_on_commit: bool, autocommit: bool) -> sa.Engine:
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
