@@ -130,7 +130,8 @@ def test_top_once_shows_the_running_demo_jobs() -> None:
     try:
         deployment.start_master()
         campaign = deployment.jobd("trigger", "mailing", "mailing.send_campaign", "--arg", "campaign_id=42", "--arg", "contacts=20000")
-        report = deployment.jobd("trigger", "reports", "reports.build_daily", "--arg", "kind=sales")
+        # Long steps: the report must still run when the second frame is drawn, however slow the machine.
+        report = deployment.jobd("trigger", "reports", "reports.build_daily", "--arg", "kind=sales", "--arg", "step_seconds=10")
         assert campaign.returncode == 0 and report.returncode == 0, campaign.stderr + report.stderr
 
         def frame() -> str | None:
