@@ -136,6 +136,16 @@ class JobdConfig(_Strict):
     # Where this config came from; set by load_config, not by the file.
     source: Path = Field(default=Path("<memory>"), exclude=True)
 
+    @field_validator("store")
+    @classmethod
+    def _supported_store(cls, url: str) -> str:
+        """Refuse a store jobd cannot open now (exit 2 from `jobd check`), not at `jobd start` (exit 3)."""
+        scheme, separator, _rest = url.partition("://")
+        if not separator or scheme.lower() not in defaults.SUPPORTED_STORE_SCHEMES:
+            supported = ", ".join(f"{name}://" for name in defaults.SUPPORTED_STORE_SCHEMES)
+            raise ValueError(f"{url!r} is not a supported store URL (supported: {supported})")
+        return url
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, level: str) -> str:

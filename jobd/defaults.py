@@ -84,3 +84,6 @@ MAX_RUNNING_ALERTS = 8  # more at once are dropped (and logged): an alert storm 
 CRASH_LOOP_ALERT_STREAK = 5  # consecutive quick worker crashes that make a daemon "crash-looping"
 STATUS_INTERVAL_SECONDS = 5.0  # how often STATUS= is sent to systemd when no watchdog is set
 MAX_SOCKET_PATH_BYTES = 107  # a Unix socket path: sun_path holds 108 bytes with the terminating NUL (Linux)
+
+#: Store URLs jobd can open: the embedded SQLite file, MySQL/MariaDB through PyMySQL.
+SUPPORTED_STORE_SCHEMES = ("sqlite", "mysql+pymysql", "mariadb+pymysql")
