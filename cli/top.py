@@ -179,10 +179,14 @@ def render(view: dict[str, Any], width: int = 80, height: int = 24, *, interacti
     return Group(*parts)
 
 
+ONCE_PIPED_WIDTH = 160
+
+
 def once(dashboard: Dashboard, console: Console, daemon: str | None) -> None:
     """Print one frame (for scripts and tests)."""
     view = dashboard.view(daemon)
-    console.print(render(view, console.size.width, console.size.height))
+    width = console.size.width if console.is_terminal else ONCE_PIPED_WIDTH  # piped: wide, not 512 columns of padding
+    console.print(render(view, width, console.size.height))
 
 
 def run(dashboard: Dashboard, console: Console, daemon: str | None, refresh: float = REFRESH_SECONDS) -> None:
