@@ -460,6 +460,7 @@ class Pool:
                     "jobs_done": worker.jobs_done,
                     "job_id": worker.assignment.job.id if worker.assignment else None,
                     "task": worker.assignment.job.task if worker.assignment else None,
+                    "attempt": worker.assignment.job.attempts if worker.assignment else None,
                     "progress": worker.current_progress,
                     "running_for": round(now - worker.assignment.started_at, 1) if worker.assignment else None,
                     "waiting": max(0, len(worker.assignments) - 1),
