@@ -26,6 +26,7 @@ from jobd.dashboard import Dashboard
 
 from .output import duration
 from .terminal import KeyReader
+from .top_controls import KEYS_HELP, TopControls
 
 REFRESH_SECONDS = 0.25  # four frames a second: progress looks live without loading memcached
 
@@ -152,15 +153,20 @@ def _title(text: str) -> Text:
     return Text(text, style="bold reverse")
 
 
-def render(view: dict[str, Any], width: int = 80, height: int = 24, *, interactive: bool = False) -> RenderableType:
+def render(
+    view: dict[str, Any], width: int = 80, height: int = 24, *, interactive: bool = False, controls: TopControls | None = None
+) -> RenderableType:
     """One frame of the dashboard, fitted to ``width`` × ``height``."""
+    controls = controls or TopControls()
+    if controls.help_shown:
+        return keys_help(width)
     now = float(view.get("generated_at") or time.time())
     parts: list[RenderableType] = [header(view, width)]
     if view.get("note"):
         parts.append(Text(str(view["note"]), style="yellow"))
     daemons = view.get("daemons") or {}
     parts += [_title(" Daemons "), daemons_table(view, width)]
-    running = view.get("running") or []
+    running = controls.sorted_running(view.get("running") or [])
     failures = view.get("failures") or []
     schedules = view.get("schedules") or []
     # Rows left once the fixed lines are drawn: titles, table headers (2 lines
@@ -175,8 +181,18 @@ def render(view: dict[str, Any], width: int = 80, height: int = 24, *, interacti
     parts.append(_title(" Upcoming "))
     parts.append(schedules_table(schedules, now, schedule_rows) if schedules else Text("  - (no schedule information)", style="dim"))
     if interactive:
-        parts.append(Text("q quit", style="dim"))
+        parts.append(Text(controls.footer(), style="dim"))
     return Group(*parts)
+
+
+def keys_help(width: int) -> RenderableType:
+    """The `?` screen: every key and what it does."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 2))
+    table.add_column("key", style="bold", no_wrap=True)
+    table.add_column("what it does")
+    for key, meaning in KEYS_HELP:
+        table.add_row(key, meaning)
+    return Group(_title(" jobd top: keys "), table, Text("press ? to go back", style="dim"))
 
 
 ONCE_PIPED_WIDTH = 160
@@ -191,13 +207,20 @@ def once(dashboard: Dashboard, console: Console, daemon: str | None) -> None:
 
 def run(dashboard: Dashboard, console: Console, daemon: str | None, refresh: float = REFRESH_SECONDS) -> None:
     """The live dashboard until `q`, Ctrl-C or end of input; the terminal is restored in every case."""
+    controls = TopControls(daemon=daemon)
+    daemons: list[str] = []
     with KeyReader() as keys, Live(console=console, screen=True, auto_refresh=False, transient=True) as live:
         try:
             while True:
                 size = console.size
-                live.update(render(dashboard.view(daemon), size.width, size.height, interactive=True), refresh=True)
+                view = dashboard.view(controls.daemon)
+                if controls.daemon is None:
+                    daemons = sorted(view.get("daemons") or {})
+                live.update(render(view, size.width, size.height, interactive=True, controls=controls), refresh=True)
                 key = keys.read(timeout=refresh)
-                if key is not None and key in ("q", "Q", "\x03", "\x04", ""):
-                    return
+                if key is not None:
+                    controls = controls.on_key(key, daemons)
+                    if controls.quit:
+                        return
         except KeyboardInterrupt:
             return
