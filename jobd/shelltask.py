@@ -28,6 +28,7 @@ from typing import IO, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from jobd.durations import parse_duration
 from jobd.errors import JobdError
 
 #: How many trailing output lines an error carries.
@@ -69,10 +70,11 @@ class ShellTaskSpec(BaseModel):
     @field_validator("timeout", mode="before")
     @classmethod
     def _parse_timeout(cls, value: object) -> object:
-        from jobd.schedules.durations import parse_duration
-
-        if isinstance(value, (str, int)) and not isinstance(value, bool):
-            return parse_duration(value, allow_zero=False)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            seconds = parse_duration(value)
+            if seconds <= 0:
+                raise ValueError(f"{value!r}: a timeout must be more than zero")
+            return timedelta(seconds=seconds)
         return value
 
 

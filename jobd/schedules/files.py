@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jobd.errors import ConfigError
-from jobd.schedules.durations import parse_duration
+from jobd.durations import parse_whole_seconds
 from jobd.schedules.entry import (
     SHELL_TASK_PREFIX,
     MisfirePolicy,
@@ -177,7 +177,7 @@ def build_entry(
         if model.cron is not None:
             rule = cron_rule(model.cron)
         elif model.every is not None:
-            rule = every_rule(parse_duration(model.every, allow_zero=False))
+            rule = every_rule(parse_whole_seconds(model.every, allow_zero=False))
         else:
             rule = at_rule(_moment(model.at), zone)
     except ValueError as error:
@@ -185,7 +185,7 @@ def build_entry(
     durations: dict[str, timedelta] = {}
     for key in ("misfire_grace", "jitter"):
         try:
-            durations[key] = parse_duration(getattr(model, key))
+            durations[key] = parse_whole_seconds(getattr(model, key))
         except ValueError as error:
             raise fail(key, str(error)) from None
 
@@ -251,8 +251,9 @@ def _first_problem(error: ValidationError) -> tuple[str | None, str]:
         reason = "this key is required"
     else:
         reason = first["msg"].removeprefix("Value error, ")
-        if isinstance(first.get("input"), (date, str, int, float)):
-            reason += f" (got {first['input']!r})"
+        given = first.get("input")
+        if isinstance(given, (date, str, int, float)) and repr(given) not in reason:
+            reason += f" (got {given!r})"
     if len(problems) > 1:
         reason += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''} in this entry)"
     return key, reason
