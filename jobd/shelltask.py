@@ -185,6 +185,8 @@ def run_shell(
     shown = command if isinstance(command, str) else " ".join(command)
     timeout_seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
     identity, login_env = user_switch(user, os.geteuid())
+    if identity and cwd is None:  # like cron: the user's home, not a folder of jobd's it may not enter
+        cwd = login_env["HOME"] if os.path.isdir(login_env["HOME"]) else "/"
     child_env = {**os.environ, **login_env, **(env or {})}
     started = time.monotonic()
     try:

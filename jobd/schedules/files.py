@@ -45,6 +45,7 @@ DEFAULT_MISFIRE: MisfireName = "run_once"
 DEFAULT_MISFIRE_GRACE = "5s"
 DEFAULT_MAX_CATCH_UP = 10
 MAX_CATCH_UP_LIMIT = 1000
+MAX_ATTEMPTS_LIMIT = 1000  # as a daemon's max_attempts in jobd.toml
 DEFAULT_OVERLAP: OverlapName = "forbid"
 
 #: Entry names end up in fire keys (``NAME@TIME``), CLI arguments and log lines.
@@ -71,6 +72,7 @@ class EntryModel(BaseModel):
     overlap: OverlapName = DEFAULT_OVERLAP
     jitter: str | int = 0
     enabled: bool = True
+    max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS_LIMIT)
 
 
 def load_schedule_files(
@@ -202,6 +204,7 @@ def build_entry(
         overlap=OverlapPolicy(model.overlap),
         jitter=durations["jitter"],
         enabled=model.enabled,
+        max_attempts=model.max_attempts,
         shell=model.shell,
         source=source,
         line=line,
