@@ -134,6 +134,7 @@ ENTRY = '[entries.nightly]\ndaemon = "reports"\ntask = "reports.build"\n'
         ('cron = "0 3 * * *"\nmisfire = "sometimes"', "entry 'nightly'.misfire", 5, "'skip', 'run_once' or 'catch_up'"),
         ('cron = "0 3 * * *"\noverlap = "queue"', "entry 'nightly'.overlap", 5, "'forbid', 'allow' or 'replace'"),
         ('cron = "0 3 * * *"\nmax_catch_up = 0', "entry 'nightly'.max_catch_up", 5, "greater than or equal to 1"),
+        ('cron = "0 3 * * *"\nmax_attempts = 0', "entry 'nightly'.max_attempts", 5, "greater than or equal to 1"),
         ('cron = "0 3 * * *"\nenabled = "yes"', "entry 'nightly'.enabled", 5, "valid boolean"),
         ('cron = "0 3 * * *"\njitter = "soon"', "entry 'nightly'.jitter", 5, "'soon' is not a duration"),
         ('at = "tomorrow"', "entry 'nightly'.at", 4, "ISO date"),
@@ -160,8 +161,8 @@ def test_a_shell_entry_takes_no_args_since_commands_never_come_from_arguments() 
 
 
 def test_nested_keys_are_named_in_full() -> None:
-    text = '[entries.x]\ndaemon = "d"\ncron = "* * * * *"\nshell = { command = "true", user = "root" }\n'
-    assert rejection(text).key == "entry 'x'.shell.user"
+    text = '[entries.x]\ndaemon = "d"\ncron = "* * * * *"\nshell = { command = "true", group = "root" }\n'
+    assert rejection(text).key == "entry 'x'.shell.group"
 
 
 def test_invalid_toml_reports_its_line() -> None:
