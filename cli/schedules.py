@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import pwd
 import time
@@ -22,6 +21,7 @@ from jobd.ticker import Ticker
 
 from .options import ConfigOption, JsonOption
 from .output import ago, console, print_json, reports_errors
+from .ticks import tick_label
 
 
 def schedule_rows(settings: JobdConfig) -> list[dict[str, Any]]:
@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
         table.add_column("next ticks", no_wrap=True)
         for row in rows:
             status = "\n(paused)" if row["paused"] else ("" if row["enabled"] else "\n(disabled)")
-            upcoming = "\n".join(_moment(tick, now) for tick in row["next"]) or "-"
+            upcoming = "\n".join(tick_label(tick, row.get("timezone"), now) for tick in row["next"]) or "-"
             last = f"{ago(row['last_fire'], now)}\n{row['last_outcome'] or '-'}" if row["fired"] else "-"
             table.add_row(
                 row["name"] + status, row["daemon"], f"{row['trigger']}\n{row['timezone']}", last,
@@ -144,13 +144,6 @@ def user_switch_note(users: tuple[str, ...], effective_uid: int) -> str | None:
         return None
     return (f"entries run as {', '.join(others)}: only a master running as root can switch users; "
             f"a master running as {me} refuses those jobs (they end dead with that reason)")
-
-
-def _moment(epoch: float, now: float) -> str:
-    """A tick in local time: the time alone today, with the date otherwise."""
-    moment = dt.datetime.fromtimestamp(epoch)
-    same_day = moment.date() == dt.datetime.fromtimestamp(now).date()
-    return moment.strftime("%H:%M:%S" if same_day else "%m-%d %H:%M")
 
 
 def _set_paused(config: Path | None, target: str, *, paused: bool) -> None:
