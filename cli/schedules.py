@@ -117,12 +117,13 @@ def register(app: typer.Typer) -> None:
         result = import_crontab(text, daemon=daemon, source=str(crontab), system=system, retries=retries)
         if output is not None:
             output.write_text(result.toml, encoding="utf-8")
-            console.print(f"wrote {len(result.entry_names)} entries to {output}")
+            count = len(result.entry_names)
+            console.print(f"wrote {count} entr{'y' if count == 1 else 'ies'} to {output}")
         else:
             print(result.toml, end="")
         for note in result.notes:
             where = f"{crontab}:{note.line}" if note.line else str(crontab)
-            typer.echo(f"{where}: note: {note.note}" + (f": {note.text}" if note.text else ""), err=True)
+            typer.echo(f"{where}: note: {note.note}", err=True)
         if (refusal := user_switch_note(result.users, os.geteuid())) is not None:
             typer.echo(f"{crontab}: note: {refusal}", err=True)
         for line in result.unconverted:
