@@ -25,6 +25,7 @@ from rich.text import Text
 from jobd.dashboard import Dashboard
 
 from .output import duration
+from .ticks import tick_label
 from .terminal import KeyReader
 from .top_controls import KEYS_HELP, TopControls
 
@@ -37,10 +38,24 @@ def _clock(epoch: float | None) -> str:
     return dt.datetime.fromtimestamp(epoch).strftime("%H:%M:%S")
 
 
-def _until(epoch: float | None, now: float) -> str:
+def _until(epoch: float | None, now: float, zone: str | None = None) -> str:
+    """A schedule tick in its entry's zone (labelled), and how soon it comes."""
     if not epoch:
         return "-"
-    return f"{_clock(epoch)} (in {duration(epoch - now)})" if epoch >= now else _clock(epoch)
+    label = tick_label(epoch, zone, now)
+    return f"{label} (in {duration(epoch - now)})" if epoch >= now else label
+
+
+def _next_run_zone(view: dict[str, Any], daemon: str, epoch: float | None) -> str | None:
+    """The time zone of the schedule entry whose tick is a daemon's next run."""
+    for entry in view.get("schedules") or []:
+        if entry.get("daemon") == daemon and entry.get("next_run") == epoch:
+            return entry.get("timezone")
+    return None
+
+
+def tick_label_or_dash(epoch: float | None, zone: str | None, now: float) -> str:
+    return tick_label(epoch, zone, now) if epoch else "-"
 
 
 def _number(value: Any) -> str:
@@ -81,13 +96,14 @@ def daemons_table(view: dict[str, Any], width: int) -> Table:
         busy = row.get("busy")
         workers = f"{busy}/{row.get('workers')}" if busy is not None else f"-/{row.get('workers')}"
         failed, dead = row.get("failed_last_hour"), row.get("dead_last_hour")
+        zone = _next_run_zone(view, name, row.get("next_run"))
         cells = [name, workers, _number(row.get("queued")), _number(row.get("running"))]
         if wide:
             cells.append(_number(row.get("succeeded_last_hour")))
         cells += [
             Text(_number(failed), style="yellow" if failed else ""),
             Text(_number(dead), style="bold red" if dead else ""),
-            _until(row.get("next_run"), now) if wide else _clock(row.get("next_run")),
+            _until(row.get("next_run"), now, zone) if wide else tick_label_or_dash(row.get("next_run"), zone, now),
         ]
         table.add_row(*cells)
     return table
@@ -145,7 +161,7 @@ def schedules_table(entries: list[dict[str, Any]], now: float, limit: int) -> Ta
     table.add_column("daemon", no_wrap=True)
     table.add_column("schedule", no_wrap=True, overflow="ellipsis", ratio=1)
     for entry in entries[:limit]:
-        table.add_row(_until(entry.get("next_run"), now), str(entry.get("daemon")), str(entry.get("name")))
+        table.add_row(_until(entry.get("next_run"), now, entry.get("timezone")), str(entry.get("daemon")), str(entry.get("name")))
     return table
 
 

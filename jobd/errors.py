@@ -80,6 +80,15 @@ class WaitTimedOut(JobdError):
     exit_code = ExitCode.TIMED_OUT
 
 
+class TaskFailed(JobdError):
+    """Raised by a task for a failure its message fully explains: the attempt fails (and is
+    retried as usual) with this message and no traceback.
+
+    A shell command exiting 2 is such a failure: the operator needs its exit
+    code and last output lines, not the Python stack of jobd's runner.
+    """
+
+
 class StoreUnavailable(JobdError):
     """The durable store cannot be reached or is not initialised."""
 

@@ -17,7 +17,7 @@ Shape (``VIEW_VERSION`` 1)::
      "running":  [{"job_id", "daemon", "task", "attempt", "host", "worker_pid", "done", "total",
                    "percent", "message", "eta_seconds", "started_at", "elapsed", "updated_at"}],
      "failures": [{"at", "daemon", "job_id", "task", "attempt", "kind", "error", "host"}],
-     "schedules": [{"daemon", "name", "next_run"}],
+     "schedules": [{"daemon", "name", "next_run", "timezone"}],
      "jobs_per_minute": float}
 """
 
@@ -188,7 +188,8 @@ def schedule_entries(masters: list[Record], daemon: str | None = None) -> list[R
             if daemon is not None and owner != daemon:
                 continue
             next_run = next((entry[key] for key in _NEXT_RUN_KEYS if entry.get(key) is not None), None)
-            seen[(owner, name)] = {"daemon": owner, "name": name, "task": entry.get("task"), "next_run": _epoch(next_run)}
+            seen[(owner, name)] = {"daemon": owner, "name": name, "task": entry.get("task"), "next_run": _epoch(next_run),
+                                   "timezone": entry.get("timezone")}
     return sorted(seen.values(), key=lambda entry: (entry["next_run"] is None, entry["next_run"] or 0))
 
 

@@ -27,7 +27,7 @@ from ..activity import shared_activity
 from ..activity.progress import JobProgress
 from ..config import JobdConfig
 from ..context import Cancelled, TaskContext
-from ..errors import ConfigError, InvalidArgs, PermanentFailure
+from ..errors import ConfigError, InvalidArgs, PermanentFailure, TaskFailed
 from ..inventory import load_daemon_tasks
 from ..job import encode_json
 from ..logs import JobLogContext, configure_worker_logging, job_logging_context
@@ -228,6 +228,9 @@ def run_job(
         except PermanentFailure as error:
             log.error("job %s failed for good: %s", message.job_id, error)
             return finished("failed", error=str(error), permanent=True)
+        except TaskFailed as error:  # the message says it all (a shell command's exit code and output)
+            log.error("job %s failed: %s", message.job_id, error)
+            return finished("failed", error=str(error))
         except BaseException as error:  # a task's failure, whatever it is, is the job's failure
             if isinstance(error, KeyboardInterrupt):
                 raise
