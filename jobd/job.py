@@ -47,12 +47,16 @@ class Job:
 
 
 def encode_json(value: Any) -> str:
-    """Canonical JSON text for the store (sorted keys, no spaces: stable for cache keys)."""
+    """Canonical JSON text for the store (sorted keys, no spaces: stable for cache keys).
+
+    Strict JSON: NaN and Infinity raise ValueError rather than being written
+    as ``NaN``, which no other reader of the store would parse.
+    """
     return _ENCODER.encode(value)
 
 
 # json.dumps with options builds a new encoder per call; every submit encodes.
-_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def encode_args(args: dict[str, Any]) -> str:
