@@ -14,24 +14,33 @@ masters share the store: neither wedges over a job the store refuses.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from jobd.config import DaemonConfig
 from jobd.control import client
+from jobd.job import Job
 from jobd.states import FINAL, JobState
 from jobd.store import NewJob
+from jobd.workers import protocol
+from jobd.workers.pipelining import MAX_UNREAD_BYTES
+from jobd.workers.pool import Pool, Worker, unread_bytes
+from jobd.workers.states import WorkerState
 from support import Deployment, wait_until
 
 MB = 1024 * 1024
 DRAIN_TIMEOUT = 5.0
 CANARIES = 200
+LEASE = 3.0  # seconds, for the two-master test
 DAEMON = {"workers": 2, "modules": ["data_poison_tasks"], "max_attempts": 1, "drain_timeout": DRAIN_TIMEOUT}
 
 # task, args, the state it must end in, what its error (or result) must say
@@ -108,6 +117,7 @@ def test_poison_jobs_end_with_a_reason_while_200_normal_jobs_succeed_and_the_mas
 
     slowest = wait_final_while_answering([deployment], canaries + list(poison) + blobs, timeout=90)
     stopped_in = stop_with_sigterm(deployment, master)
+    assert master.returncode == 0, f"the master exited with {master.returncode}"
 
     jobs = deployment.store.jobs
     assert all(jobs.get(job_id).state is JobState.SUCCEEDED for job_id in canaries)
@@ -136,15 +146,21 @@ def test_two_masters_on_mariadb_neither_wedges_over_a_100_kb_error_and_every_can
 ) -> None:
     members = [deployment_factory(mariadb_url) for _ in range(2)]
     for member in members:
-        member.write_config({"poison": DAEMON}, heartbeat_interval=0.5, heartbeat_lease=3)
+        member.write_config({"poison": DAEMON}, heartbeat_interval=0.5, heartbeat_lease=LEASE)
     processes = [member.start_master() for member in members]
     poison = [insert(members[0], "poison.error", {"size": 100_000}) for _ in range(4)]
     canaries = [insert(members[0], "poison.canary", {"n": n}) for n in range(CANARIES)]
 
     wait_final_while_answering(members, poison + canaries, timeout=60)
-    time.sleep(3 * 1.0)  # a lease: a wedged master would now be declared dead by the other
-    for member in members:
-        assert status_answers(member)["master"]["id"]
+    lease_over_at = time.monotonic() + LEASE  # a wedged master would be declared dead by the other within a lease
+
+    def both_alive_for_a_lease() -> bool:
+        for member in members:
+            status_answers(member)
+        assert len(members[0].store.masters.live(lease=LEASE)) == 2, "a master stopped heartbeating"
+        return time.monotonic() > lease_over_at
+
+    wait_until(both_alive_for_a_lease, timeout=LEASE + 10, interval=0.2, message="a lease to pass")
     for member, process in zip(members, processes):
         stop_with_sigterm(member, process)
         assert process.returncode == 0, f"a master exited with {process.returncode}"
@@ -155,3 +171,28 @@ def test_two_masters_on_mariadb_neither_wedges_over_a_100_kb_error_and_every_can
         job = jobs.get(job_id)
         assert job.state is JobState.DEAD and job.attempts == 1, f"poison job {job_id}: {job.state}, {job.attempts} attempts"
         assert job.error is not None and job.error.startswith("ValueError: EEEE") and "… [truncated " in job.error
+
+
+def test_a_busy_worker_is_handed_only_what_its_pipe_holds_unread_so_the_master_never_blocks_on_it() -> None:
+    master_end, worker_end = multiprocessing.Pipe()
+    spawned = SimpleNamespace(connection=master_end, pid=os.getpid(), process=None)
+    worker = Worker(spawned=spawned, started_at=0.0, state=WorkerState.IDLE)  # type: ignore[arg-type]
+    pool = Pool("poison", DaemonConfig(), spec=None, launcher=None)  # type: ignore[arg-type]
+
+    def job(job_id: int, args: dict[str, Any]) -> tuple[Job, float]:
+        return Job(job_id, "poison", "poison.echo", args, JobState.RUNNING, attempts=1), 60.0
+
+    try:
+        assert pool.assign(worker, [job(1, {"blob": "x" * 100_000})])  # idle: it reads the whole frame before starting
+        assert pool.assign(worker, [job(n, {"n": n}) for n in range(2, 12)])  # small ones may wait behind it
+        assert 0 < unread_bytes(worker) <= MAX_UNREAD_BYTES
+        assert not pool.assign(worker, [job(12, {"blob": "x" * MAX_UNREAD_BYTES})])  # would not fit: kept for a reading worker
+        assert [held.job.id for held in worker.assignments] == list(range(1, 12))
+        reader = protocol.FrameReader(worker_end.fileno())
+        received: list[protocol.Message] = []
+        while len(received) < 11:
+            received += [message for frame in reader.read() for message in protocol.decode(frame)]
+        assert [message.job_id for message in received if isinstance(message, protocol.RunJob)] == list(range(1, 12))
+    finally:
+        master_end.close()
+        worker_end.close()
