@@ -127,9 +127,9 @@ def worker_main(spec: WorkerSpec, connection: Connection, channel: Channel | Non
         finished = run_job(message, tasks, spec.daemon, progress, checkpoints, cancel, caps)
         progress.job_ended(message.job_id)
         inbox.cancelled.discard(message.job_id)  # a cancel that came too late
-        if direct is not None:
-            direct.done()
         _send(connection, finished)
+        if direct is not None:  # only now: the master must not write to us while we write a large result
+            direct.done()
     logging.shutdown()
 
 
