@@ -269,12 +269,24 @@ class JobdConfig(_Strict):
         return self.drain_timeout if own is None else own
 
 
+# Settings object id → (the object, its caps): the master asks for a job's caps at each outcome.
+# Configs are frozen, and the object is kept so that its id cannot be reused while cached.
+_CAPS_CACHE: dict[int, tuple[object, OutputCaps]] = {}
+
+
 def _caps_from(settings: DaemonConfig | JobdConfig) -> OutputCaps:
+    cached = _CAPS_CACHE.get(id(settings))
+    if cached is not None and cached[0] is settings:
+        return cached[1]
     values = {}
     for key, (default, _most) in OUTPUT_CAP_SETTINGS.items():
         value = getattr(settings, key)
         values[key.removeprefix("max_")] = default if value is None else value
-    return OutputCaps(**values)
+    caps = OutputCaps(**values)
+    if len(_CAPS_CACHE) > 1000:  # reloads make new config objects: forget the old ones now and then
+        _CAPS_CACHE.clear()
+    _CAPS_CACHE[id(settings)] = (settings, caps)
+    return caps
 
 
 def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
