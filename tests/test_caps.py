@@ -136,3 +136,24 @@ def test_caps_are_settings_with_a_per_daemon_override() -> None:
 def test_a_cap_beyond_what_the_stores_hold_is_refused_by_the_config(setting: dict[str, object]) -> None:
     with pytest.raises(ConfigError, match=next(iter(setting))):
         config_from_dict(setting, Path("/tmp/caps/jobd.toml"))
+
+
+def test_a_worker_forwards_a_1_mb_log_record_cut_to_its_cap_traceback_included() -> None:
+    import logging
+    import queue
+    import sys
+
+    from jobd.logs import ForwardToMaster
+
+    forwarded: queue.Queue[logging.LogRecord] = queue.Queue()
+    handler = ForwardToMaster(forwarded, max_line_bytes=16 * 1024)
+    try:
+        raise ValueError("V" * MB + " \udcff")
+    except ValueError:
+        record = logging.LogRecord("jobd.task.t", logging.ERROR, __file__, 1, "%s", ("L" * MB,), sys.exc_info())
+    handler.emit(record)
+    sent = forwarded.get_nowait()
+    assert len(sent.getMessage().encode()) <= 16 * 1024 and "… [truncated " in sent.getMessage()
+    assert sent.exc_text is not None and len(sent.exc_text.encode()) <= 16 * 1024
+    assert sent.exc_text.startswith("Traceback (most recent call last):")
+    assert sent.exc_text.endswith("VVVV \\udcff")  # its end is kept, the surrogate escaped

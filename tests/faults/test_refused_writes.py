@@ -16,7 +16,7 @@ import pymysql
 import pytest
 import sqlalchemy as sa
 
-from jobd.outcome_writer import REFUSED_PREFIX, write_outcomes
+from jobd.outcome_writer import REFUSED_PREFIX, write_failure, write_outcomes
 from jobd.states import JobState
 from jobd.store import NewJob, Store, open_store
 from jobd.store.errors import describe, is_outage
@@ -137,3 +137,15 @@ def test_a_refused_outcome_is_written_once_and_rewriting_a_written_burst_changes
     again = write_outcomes(store.jobs, OWNER, [outcome], time.time())  # as after an outage mid-burst
     assert first[0].state is JobState.DEAD and store.jobs.get(job_id).state is JobState.DEAD
     assert again[0].state is JobState.DEAD and store.jobs.get(job_id).attempts == 1
+
+
+def test_a_failure_the_store_refuses_is_recorded_with_the_store_reason_instead(store: Store) -> None:
+    (job_id,) = _claimed(store, 1)
+    refused_text = "E" * 100_000 if store.engine.dialect.name == "mysql" else "worker died over \udcff"
+
+    def fail(error: str, traceback: str | None) -> object:
+        return store.jobs.fail(job_id, 1, OWNER, error=error, traceback=traceback, retry_at=None)
+
+    written = write_failure(fail, job_id, refused_text, None)
+    job = store.jobs.get(job_id)
+    assert job.state is JobState.DEAD and job.error == written and written.startswith(REFUSED_PREFIX)
