@@ -47,7 +47,11 @@ class Job:
 
 
 def encode_json(value: Any) -> str:
-    """Canonical JSON text for the store (sorted keys, no spaces: stable for cache keys)."""
+    """Canonical JSON text for the store (sorted keys, no spaces: stable for cache keys).
+
+    Strict JSON: NaN and Infinity raise ValueError rather than being written
+    as ``NaN``, which no other reader of the store would parse.
+    """
     return _ENCODER.encode(value)
 
 

@@ -29,6 +29,8 @@ from typing import Any
 
 from multiprocessing_logging import MultiProcessingHandler
 
+from . import defaults
+from .caps import cap_log_line
 from .config import JobdConfig
 
 FORMAT = "%(asctime)s %(levelname)s [%(processName)s:%(process)d] %(job_fields)s %(name)s: %(message)s"
@@ -131,16 +133,33 @@ def make_formatter(log_format: str) -> logging.Formatter:
 
 
 class ForwardToMaster(MultiProcessingHandler):
-    """Worker end of the master's ``MultiProcessingHandler``: puts records on its queue."""
+    """Worker end of the master's ``MultiProcessingHandler``: puts records on its queue.
 
-    def __init__(self, queue: Any) -> None:  # noqa: D107 - deliberately skips the parent's thread
+    A record is cut to ``max_line_bytes`` here (``jobd.caps``): a task logging
+    a megabyte sends the master a few kilobytes.
+    """
+
+    def __init__(self, queue: Any, max_line_bytes: int = defaults.MAX_LOG_LINE_BYTES) -> None:  # noqa: D107 - deliberately skips the parent's thread
         logging.Handler.__init__(self)
         self.queue = queue
+        self.max_line_bytes = max_line_bytes
         self._is_closed = False
         self.sub_handler = logging.NullHandler()
 
     def close(self) -> None:
         logging.Handler.close(self)
+
+    def _format_record(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = super()._format_record(record)
+        message = record.getMessage()
+        capped = cap_log_line(message, self.max_line_bytes)
+        if capped is not message:
+            record.msg, record.args = capped, None
+        if record.exc_text:
+            record.exc_text = cap_log_line(record.exc_text, self.max_line_bytes)
+        if record.stack_info:
+            record.stack_info = cap_log_line(record.stack_info, self.max_line_bytes)
+        return record
 
 
 def configure_master_logging(
@@ -178,12 +197,12 @@ def configure_master_logging(
     return queues
 
 
-def configure_worker_logging(queues: list[Any], level: str) -> None:
+def configure_worker_logging(queues: list[Any], level: str, max_line_bytes: int = defaults.MAX_LOG_LINE_BYTES) -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
     for queue in queues:
-        handler = ForwardToMaster(queue)
+        handler = ForwardToMaster(queue, max_line_bytes)
         handler.addFilter(JobIdFilter())
         root.addHandler(handler)
     root.setLevel(level)

@@ -35,6 +35,7 @@ from .job import Job
 from .limits import ConcurrencyCaps
 from .joblogs import JobLogCapture
 from .observers import Observers
+from .outcome_writer import write_outcomes
 from .outcomes import Limits, log_outcome, plan_outcome, record_failure
 from .readiness import Readiness
 from .signals import SignalReceiver, WakePipe
@@ -506,12 +507,14 @@ class Master:
             if assignment.cancel_sent_at is not None and finished.outcome != "succeeded":
                 finished = protocol.JobFinished(job.id, job.attempts, "cancelled", error="cancelled by an operator")
             planned.append((pool, job, finished, plan_outcome(job, finished, self._limits(pool.daemon, job), now)))
-        self.store.jobs.apply_outcomes(self.id, [outcome for *_, outcome in planned], now=now)  # may raise: nothing below ran
-        for pool, job, finished, outcome in planned:
+        # Raises only for an outage (nothing below ran); an outcome the store refused comes back dead.
+        written = write_outcomes(self.store.jobs, self.id, [outcome for *_, outcome in planned], now)
+        for (pool, job, finished, _planned), outcome in zip(planned, written):
             state = str(outcome.state)
             log_outcome(job, outcome, now)
-            self.observers.job_ended(self, job, state, finished.duration, finished.error, finished.traceback)
-            self.activity.job_ended(pool.daemon, job.id, job.task, job.attempts, state, finished.error)
+            error, traceback = outcome.values.get("error"), outcome.values.get("traceback")  # as capped and written
+            self.observers.job_ended(self, job, state, finished.duration, error, traceback)
+            self.activity.job_ended(pool.daemon, job.id, job.task, job.attempts, state, error)
             if state == "succeeded":
                 info = self.inventory.get(pool.daemon, {}).get(job.task)
                 self.activity.remember_result(job, finished.result, info.options.cache_ttl if info else None)

@@ -21,12 +21,13 @@ from typing import Any
 
 from .. import defaults
 from ..backoff import backoff_delay
+from ..caps import cap_progress
 from ..config import DaemonConfig
 from ..job import Job
 from . import memory, protocol
 from .direct import DIRECT, MASTER, Channel, open_channel
 from .memory import Recycle
-from .pipelining import Pipeline
+from .pipelining import MAX_UNREAD_BYTES, Pipeline
 from .processes import ProcessLauncher, SpawnedProcess
 from .states import WorkerState, change_worker_state
 from .worker import WorkerSpec
@@ -42,6 +43,7 @@ class Assignment:
     timeout: float
     started_at: float  # monotonic; when it became the worker's running job
     cancel_sent_at: float | None = None
+    frame_bytes: int = 0  # its share of the frame that handed it over (unread while it waits: see pipelining)
 
     @property
     def attempt(self) -> int:
@@ -242,16 +244,20 @@ class Pool:
         """
         if not jobs:
             return True
+        frame = protocol.encode([protocol.RunJob(job.id, job.attempts, job.task, job.args, job.checkpoint) for job, _ in jobs])
+        if worker.assignments and unread_bytes(worker) + len(frame) > MAX_UNREAD_BYTES:
+            return False  # a busy worker does not read its pipe: the write could block the master (see pipelining)
         if worker.channel is not None and not worker.channel.gate.take(MASTER):
             return False
-        if not self._write(worker, [protocol.RunJob(job.id, job.attempts, job.task, job.args, job.checkpoint) for job, _ in jobs]):
+        if not self._write_frame(worker, frame):
             self.kill(worker, "its pipe closed")  # reap() replaces it
             return False
         now = self.clock()
         if worker.state is WorkerState.IDLE:
             worker.move_to(WorkerState.BUSY)
             worker.current_progress = None
-        worker.assignments.extend(Assignment(job=job, timeout=timeout, started_at=now) for job, timeout in jobs)
+        share = len(frame) // len(jobs) + 1
+        worker.assignments.extend(Assignment(job=job, timeout=timeout, started_at=now, frame_bytes=share) for job, timeout in jobs)
         return True
 
     def took_handoff(self, worker: Worker, job: Job, timeout: float) -> None:
@@ -291,6 +297,15 @@ class Pool:
             return False
         return True
 
+    @staticmethod
+    def _write_frame(worker: Worker, frame: bytes) -> bool:
+        """Send an encoded frame to ``worker``; False if its pipe is closed."""
+        try:
+            protocol.send_frame(worker.connection.fileno(), frame)  # OSError once closed: never a reused fd
+        except (OSError, ValueError):
+            return False
+        return True
+
     def on_message(self, worker: Worker, message: protocol.Message) -> tuple[Assignment, protocol.JobFinished] | None:
         """Apply a worker's message; return (assignment, outcome) when a job ended."""
         if isinstance(message, protocol.WorkerReady):
@@ -303,7 +318,7 @@ class Pool:
             log.error("daemon %s: worker %s cannot start: %s", self.daemon, worker.pid, message.error)
             return None
         if isinstance(message, protocol.ProgressReport):
-            worker.current_progress = message.progress
+            worker.current_progress = cap_progress(message.progress, self.settings.output_caps())  # the worker capped it already
             return None
         if isinstance(message, protocol.JobFinished):
             return self._on_finished(worker, message)
@@ -472,6 +487,16 @@ class Pool:
             "recycles": {str(reason): count for reason, count in self.recycles.items()},
             "error": self.fatal_error,
         }
+
+
+def unread_bytes(worker: Worker) -> int:
+    """At most how many bytes of jobs handed to ``worker`` wait unread in its pipe.
+
+    The running job's frame was read whole; the jobs waiting behind it may
+    not have been (counted in full: a bound, not a measure).
+    """
+    waiting = list(worker.assignments)[1:]
+    return sum(assignment.frame_bytes for assignment in waiting)
 
 
 def _describe_exit(code: int) -> str:
