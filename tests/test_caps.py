@@ -91,7 +91,7 @@ def test_a_result_that_is_not_json_or_holds_nan_is_refused_with_a_reason() -> No
 
 
 def test_args_holding_nan_are_refused_rather_than_stored_as_invalid_json() -> None:
-    with pytest.raises(InvalidArgs, match="not JSON"):
+    with pytest.raises(InvalidArgs, match="NaN or Infinity"):
         encode_args({"ratio": math.nan})
 
 
