@@ -1,0 +1,123 @@
+"""A task that misbehaves as a process costs one worker, never the master.
+
+Each case runs one poison job next to 200 normal ones on a real master:
+the poison job must end in a clear state with a readable reason, every
+normal job must succeed, ``jobd status`` must answer throughout, the log
+file must still receive lines (from the master and from workers) after the
+poison, and SIGTERM must then stop the master within its drain timeout plus
+a few seconds. The worker kill storm checks that workers killed from
+outside are replaced at once, not backed off as a crash loop.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from jobd.control import client
+from jobd.errors import MasterNotRunning
+from jobd.states import FINAL, JobState
+from jobd.store import NewJob
+
+from support import Deployment, wait_until
+
+DRAIN_TIMEOUT = 3.0
+STOP_SLACK = 5.0  # SIGTERM → exit within drain_timeout + this
+NORMAL_JOBS = 200
+MODULES = ["testtasks", "process_poison_tasks"]
+
+
+@dataclass(frozen=True)
+class Poison:
+    task: str
+    state: JobState
+    reason: str  # a part of the job's error
+
+
+POISONS = {
+    "os_exit_0": Poison("pp.exit0", JobState.DEAD, "worker exited with code 0 while running the job"),
+    "segfault": Poison("pp.segfault", JobState.DEAD, "worker killed by SIGSEGV"),
+    "grandchild": Poison("pp.grandchild", JobState.SUCCEEDED, ""),
+    "ignores_sigterm": Poison("pp.ignore_term", JobState.DEAD, "timed out after 2s"),
+    "logs_in_a_tight_loop": Poison("pp.chatty", JobState.DEAD, "timed out after 2s"),
+}
+
+
+def submit(deployment: Deployment, task: str, count: int = 1, **args: Any) -> list[int]:
+    return [deployment.store.jobs.insert(NewJob("main", task, dict(args))) for _ in range(count)]
+
+
+def status_answers(deployment: Deployment) -> dict[str, Any]:
+    """`jobd status` as a client sees it; fails the test if the master does not answer in 5 s."""
+    try:
+        answer: dict[str, Any] = client.call(deployment.socket, "status", timeout=5)
+    except (MasterNotRunning, OSError) as error:
+        pytest.fail(f"jobd status did not answer: {error!r}")
+    return answer
+
+
+def all_final(deployment: Deployment, job_ids: list[int]) -> bool:
+    status_answers(deployment)  # checked on every poll: the master answers throughout
+    return all(deployment.store.jobs.get(job_id).state in FINAL for job_id in job_ids)
+
+
+def log_text(deployment: Deployment) -> str:
+    return (deployment.root / "jobd.log").read_text(errors="replace")
+
+
+def stop_and_measure(deployment: Deployment, master: subprocess.Popen[bytes]) -> float:
+    """SIGTERM the master PID; return the seconds until it exited (fails past the bound)."""
+    sent = time.monotonic()
+    os.kill(master.pid, signal.SIGTERM)
+    try:
+        code = master.wait(DRAIN_TIMEOUT + STOP_SLACK + 10)
+    except subprocess.TimeoutExpired:
+        tail = log_text(deployment)[-2000:]
+        pytest.fail(f"the master ignored SIGTERM for {DRAIN_TIMEOUT + STOP_SLACK + 10:.0f}s; log ends:\n{tail}")
+    took = time.monotonic() - sent
+    print(f"SIGTERM → master exit: {took:.2f}s (code {code})")
+    assert code == 0
+    assert took <= DRAIN_TIMEOUT + STOP_SLACK, f"the master took {took:.1f}s to stop"
+    return took
+
+
+def start(deployment: Deployment, workers: int = 3) -> subprocess.Popen[bytes]:
+    deployment.write_config({"main": {"workers": workers, "modules": MODULES}}, drain_timeout=DRAIN_TIMEOUT)
+    return deployment.start_master()
+
+
+@pytest.mark.parametrize("case", list(POISONS))
+def test_a_poison_task_costs_one_worker_and_sigterm_still_stops_the_master(deployment: Deployment, case: str) -> None:
+    poison = POISONS[case]
+    master = start(deployment)
+    (poison_id,) = submit(deployment, poison.task)
+    normal = submit(deployment, "t.record", NORMAL_JOBS)
+    wait_until(lambda: all_final(deployment, [poison_id, *normal]), timeout=40, interval=0.2, message="all jobs to end")
+
+    job = deployment.store.jobs.get(poison_id)
+    assert job.state is poison.state, f"{case}: {job.state} ({job.error})"
+    assert poison.reason in (job.error or ""), f"{case}: the reason is {job.error!r}"
+    counts = deployment.store.jobs.counts()["main"]
+    assert counts.get("succeeded", 0) == NORMAL_JOBS + (poison.state is JobState.SUCCEEDED)
+
+    # After the poison, the log file still receives lines, from the master and from a worker.
+    (probe,) = submit(deployment, "pp.log_and_sleep", seconds=0.1)
+    wait_until(lambda: f"job {probe} is sleeping" in log_text(deployment), timeout=10, message="a worker's line in the log")
+    wait_until(lambda: all_final(deployment, [probe]), timeout=10, message="the probe job")
+    status_answers(deployment)
+
+    stop_and_measure(deployment, master)
+    assert log_text(deployment).rstrip().splitlines()[-1].endswith("stopped"), "the master's last line is missing"
+    if case == "grandchild":
+        for pid in map(int, deployment.lines("grandchildren.log")):
+            try:  # what a stopping master does with it is another test's business: only ours to clean up
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
