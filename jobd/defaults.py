@@ -90,6 +90,8 @@ MAX_NAME_LENGTH = 190  # fits a MySQL utf8mb4 unique index
 # Production: systemd, metrics, job logs, alerts
 DEFAULT_JOB_LOG_MAX_LINES = 500  # per job attempt; a chatty task cannot fill the store
 JOB_LOG_FLUSH_INTERVAL_SECONDS = 0.5  # captured job log lines are written to the store this often
+LOG_FRAME_MAX_BYTES = 4 * 1024 * 1024  # one worker log record on its pipe; a longer one keeps its head, marked
+LOG_RECEIVER_STOP_SECONDS = 2.0  # a stopping master waits at most this for the last worker records
 METRICS_REFRESH_INTERVAL_SECONDS = 1.0  # queue depth and pool gauges are refreshed this often
 DEFAULT_ALERT_TIMEOUT_SECONDS = 30.0
 MAX_RUNNING_ALERTS = 8  # more at once are dropped (and logged): an alert storm must not fork-bomb the host

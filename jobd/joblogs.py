@@ -1,11 +1,11 @@
 """Capturing each job's own log lines for the store, without slowing the master.
 
-A ``JobLogCapture`` is one more handler behind the master's
-``multiprocessing-logging`` receiver: it sees every record of the master and
-of every worker, keeps those stamped with a job id, and hands them to the
-master loop, which writes them in one batch per flush
-(``JobLogCapture.flush``). The handler runs in the receiver thread and only
-appends to a bounded deque; the store is only touched from the loop.
+A ``JobLogCapture`` is one more of the master's handlers: it sees every
+record of the master and (through ``log_channels``) of every worker, keeps
+those stamped with a job id, and hands them to the master loop, which writes
+them in one batch per flush (``JobLogCapture.flush``). The handler runs in
+the logging thread (the master's, or the receiver of workers' records) and
+only appends to a bounded deque; the store is only touched from the loop.
 
 Bounds, because a task that logs in a tight loop must not fill the store or
 the master's memory: at most ``job_log_max_lines`` lines per job attempt

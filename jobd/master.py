@@ -73,14 +73,12 @@ class Master:
         config: JobdConfig,
         inventory: Inventory,
         *,
-        log_queues: list[Any] | None = None,
         launcher: ProcessLauncher | None = None,
         clock: Callable[[], float] = time.monotonic,
         job_logs: JobLogCapture | None = None,
     ) -> None:
         self.config = config
         self.inventory = inventory
-        self.log_queues = log_queues or []
         self.launcher = launcher or ProcessLauncher()
         self.clock = clock
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -185,7 +183,7 @@ class Master:
         self.observers.start(self)
 
     def _create_pool(self, name: str, settings: Any) -> Pool:
-        spec = WorkerSpec(config=self.config, daemon=name, log_queues=self.log_queues)
+        spec = WorkerSpec(config=self.config, daemon=name)
         pool = Pool(name, settings, spec, self.launcher, self.clock)
         self.pools[name] = pool
         return pool
@@ -893,7 +891,7 @@ class Master:
                 continue
             pool.settings = settings
             pool.size = settings.workers if settings.enabled else 0
-            pool.spec = WorkerSpec(config=config, daemon=name, log_queues=self.log_queues)
+            pool.spec = WorkerSpec(config=config, daemon=name)
             if old.daemons.get(name) != settings or old.python_path != config.python_path:
                 pool.replace_all()
         for name, pool in self.pools.items():

@@ -62,9 +62,9 @@ def run_foreground(config: JobdConfig, inventory: Inventory, *, ready_fd: int | 
         report(str(error))
         raise
     job_logs = JobLogCapture(config.job_log_max_lines, config.max_log_line_bytes)
-    log_queues = configure_master_logging(config, to_stderr=ready_fd is None, extra_handlers=[job_logs])
+    configure_master_logging(config, to_stderr=ready_fd is None, extra_handlers=[job_logs])
     try:
-        return Master(config, inventory, log_queues=log_queues, job_logs=job_logs).run(ready=report)
+        return Master(config, inventory, job_logs=job_logs).run(ready=report)
     finally:
         pid_file.release()
         shutdown_logging()

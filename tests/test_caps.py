@@ -140,19 +140,26 @@ def test_a_cap_beyond_what_the_stores_hold_is_refused_by_the_config(setting: dic
 
 def test_a_worker_forwards_a_1_mb_log_record_cut_to_its_cap_traceback_included() -> None:
     import logging
-    import queue
+    import multiprocessing
+    import os
     import sys
 
-    from jobd.logs import ForwardToMaster
+    from jobd.log_channels import FrameSplitter, ToMaster, decode_record
 
-    forwarded: queue.Queue[logging.LogRecord] = queue.Queue()
-    handler = ForwardToMaster(forwarded, max_line_bytes=16 * 1024)
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    handler = ToMaster(writer, max_line_bytes=16 * 1024)
     try:
         raise ValueError("V" * MB + " \udcff")
     except ValueError:
         record = logging.LogRecord("jobd.task.t", logging.ERROR, __file__, 1, "%s", ("L" * MB,), sys.exc_info())
     handler.emit(record)
-    sent = forwarded.get_nowait()
+    writer.close()
+    data = b""
+    while chunk := os.read(reader.fileno(), 65536):
+        data += chunk
+    reader.close()
+    (payload,) = FrameSplitter().feed(data)
+    sent = decode_record(payload)
     assert len(sent.getMessage().encode()) <= 16 * 1024 and "… [truncated " in sent.getMessage()
     assert sent.exc_text is not None and len(sent.exc_text.encode()) <= 16 * 1024
     assert sent.exc_text.startswith("Traceback (most recent call last):")

@@ -49,7 +49,7 @@ class WorkerSpec:
 
     config: JobdConfig
     daemon: str
-    log_queues: list[Any]
+    log_channel: Connection | None = None  # this worker's own pipe for log records; set by the launcher
 
 
 class _CancelFlag:
@@ -106,7 +106,7 @@ def worker_main(spec: WorkerSpec, connection: Connection, channel: Channel | Non
     cancel = _CancelFlag()
     signal.signal(signal.SIGUSR1, cancel.on_signal)
     caps = spec.config.output_caps(spec.daemon)
-    configure_worker_logging(spec.log_queues, spec.config.log_level, caps.log_line_bytes)
+    configure_worker_logging(spec.log_channel, spec.config.log_level, caps.log_line_bytes)
     try:
         tasks = load_daemon_tasks(spec.config, spec.daemon)
     except ConfigError as error:
