@@ -410,6 +410,8 @@ class Pool:
             worker.move_to(WorkerState.EXITED)
             worker.connection.close()
             reason = worker.exit_reason or _describe_exit(code)
+            if worker.exit_reason is None and held and not expected:
+                reason += " while running the job"  # the task ended its own process (os._exit, a crash) or was killed from outside
             if not expected:
                 self._note_crash(worker, now)
                 log.warning("daemon %s: worker %s exited: %s", self.daemon, worker.pid, reason)
