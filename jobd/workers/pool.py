@@ -20,7 +20,6 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .. import defaults
-from ..backoff import backoff_delay
 from ..caps import cap_progress
 from ..config import DaemonConfig
 from ..job import Job
@@ -29,6 +28,7 @@ from .direct import DIRECT, MASTER, Channel, open_channel
 from .memory import Recycle
 from .pipelining import MAX_UNREAD_BYTES, Pipeline
 from .processes import ProcessLauncher, SpawnedProcess
+from .restarts import RestartState, WorkerDeath, after_death
 from .states import WorkerState, change_worker_state
 from .worker import WorkerSpec
 
@@ -405,6 +405,7 @@ class Pool:
             if code is None:
                 continue
             expected = worker.state is WorkerState.STOPPING and worker.exit_reason is None
+            was_ready = worker.state is not WorkerState.STARTING
             held = list(worker.assignments)
             worker.assignments.clear()
             worker.move_to(WorkerState.EXITED)
@@ -413,7 +414,7 @@ class Pool:
             if worker.exit_reason is None and held and not expected:
                 reason += " while running the job"  # the task ended its own process (os._exit, a crash) or was killed from outside
             if not expected:
-                self._note_crash(worker, now)
+                self._note_crash(WorkerDeath(now - worker.started_at, was_ready, bool(held or worker.jobs_done), code), now)
                 log.warning("daemon %s: worker %s exited: %s", self.daemon, worker.pid, reason)
             # A worker told to stop reports its running job before it exits: what
             # it still holds then, it never started. Otherwise the first was running.
@@ -422,17 +423,11 @@ class Pool:
         self.workers = [worker for worker in self.workers if worker.state is not WorkerState.EXITED]
         return exits
 
-    def _note_crash(self, worker: Worker, now: float) -> None:
-        if now - worker.started_at >= defaults.WORKER_STABLE_AFTER_SECONDS:
-            self.crash_streak = 0
-        self.crash_streak += 1
+    def _note_crash(self, death: WorkerDeath, now: float) -> None:
+        """Replace at once, or back off (``restarts.after_death``: only workers that never get going back off)."""
         self.restarts += 1
-        delay = backoff_delay(
-            self.crash_streak,
-            base=defaults.WORKER_RESTART_BACKOFF_BASE_SECONDS,
-            maximum=defaults.WORKER_RESTART_BACKOFF_MAX_SECONDS,
-        )
-        self.next_spawn_at = max(self.next_spawn_at, now + delay)
+        state = after_death(RestartState(self.crash_streak, self.next_spawn_at), death, now)
+        self.crash_streak, self.next_spawn_at = state.crash_streak, state.spawn_at
 
     def check_timeouts(self) -> None:
         """Kill workers whose job outran its timeout, its memory or ignored a cancel; SIGKILL after the grace."""

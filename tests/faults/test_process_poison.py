@@ -121,3 +121,93 @@ def test_a_poison_task_costs_one_worker_and_sigterm_still_stops_the_master(deplo
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+STORM_WORKERS = 4
+STORM_SECONDS = 8.0
+KILL_EVERY = 0.5
+REFILL_WITHIN = 2.0
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float  # monotonic
+    ready: frozenset[int]  # pids of workers that run jobs (idle or busy)
+    finished: int  # jobs the master finished so far
+
+
+def sample(deployment: Deployment) -> Sample:
+    status = status_answers(deployment)
+    workers = status["daemons"]["main"]["workers"]
+    ready = frozenset(w["pid"] for w in workers if w["state"] in ("idle", "busy"))
+    return Sample(time.monotonic(), ready, status["master"]["jobs_finished"])
+
+
+def rate(samples: list[Sample]) -> float:
+    return (samples[-1].finished - samples[0].finished) / (samples[-1].at - samples[0].at)
+
+
+def test_a_storm_of_worker_kills_leaves_the_pool_full_within_2s_of_each_kill(deployment: Deployment) -> None:
+    master = start(deployment, workers=STORM_WORKERS)
+    deployment.store.jobs.insert_many([NewJob("main", "t.record", {"n": n}) for n in range(8000)])
+    wait_until(lambda: sample(deployment).finished >= 50, timeout=20, message="jobs to flow")
+
+    before: list[Sample] = []
+    while not before or before[-1].at - before[0].at < 2.0:
+        before.append(sample(deployment))
+        time.sleep(0.05)
+
+    rng = random.Random(15)
+    kills: list[tuple[float, int]] = []
+    during: list[Sample] = []
+    storm_ends = time.monotonic() + STORM_SECONDS
+    next_kill = time.monotonic()
+    while time.monotonic() < storm_ends:
+        now = sample(deployment)
+        during.append(now)
+        if now.at >= next_kill:
+            workers = deployment.worker_pids("main")  # any live worker, starting ones included
+            if workers:
+                pid = rng.choice(workers)
+                try:
+                    os.kill(pid, signal.SIGKILL)  # one pid, as the OOM killer or an operator does
+                    kills.append((time.monotonic(), pid))
+                except ProcessLookupError:
+                    pass
+            next_kill += KILL_EVERY
+        time.sleep(0.08)
+    after_end = time.monotonic() + REFILL_WITHIN + 1
+    while time.monotonic() < after_end:
+        during.append(sample(deployment))
+        time.sleep(0.08)
+
+    # Each kill's replacement: the workers first seen ready after the storm began, in order, one per kill.
+    known = before[-1].ready
+    first_ready: dict[int, float] = {}
+    for s in during:
+        for pid in s.ready - known:
+            first_ready.setdefault(pid, s.at)
+    replacements = sorted(first_ready.values())
+    # A worker killed while it was still starting was itself a replacement: the kill that
+    # made room for it is served by the next worker to get ready, and is timed until then.
+    served = [killed_at for killed_at, pid in kills if pid in known or pid in first_ready]
+    refills = [
+        (replacements[index] if index < len(replacements) else float("inf")) - killed_at
+        for index, killed_at in enumerate(served)
+    ]
+    storm = [s for s in during if s.at <= storm_ends]
+    empty = sum(1 for s in storm if not s.ready) / len(storm)
+    full = sum(1 for s in storm if len(s.ready) == STORM_WORKERS) / len(storm)
+    print(
+        f"storm: {len(kills)} kills ({len(kills) - len(served)} of starting workers); a ready replacement after each within max {max(refills):.2f}s "
+        f"(mean {sum(refills) / len(refills):.2f}s); pool empty {empty:.0%}, full {full:.0%} of the storm; "
+        f"throughput {rate(before):.0f}/s before, {rate(storm):.0f}/s during"
+    )
+    assert len(kills) >= STORM_SECONDS / KILL_EVERY - 2
+    assert max(refills) <= REFILL_WITHIN, f"a killed worker was replaced only {max(refills):.1f}s later: {refills}"
+    assert len(sample(deployment).ready) == STORM_WORKERS, "the pool is full again after the storm"
+    assert empty < 0.1
+    assert rate(storm) > 0.25 * rate(before), "jobs must keep completing during the storm"
+
+    stop_and_measure(deployment, master)
+    assert log_text(deployment).rstrip().splitlines()[-1].endswith("stopped")
