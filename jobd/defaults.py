@@ -30,6 +30,7 @@ DEFAULT_POLL_INTERVAL_SECONDS = 0.5  # how often the store is asked for due jobs
 HEARTBEAT_INTERVAL_SECONDS = 5.0
 HEARTBEAT_LEASE_SECONDS = 30.0
 TIMEOUT_KILL_GRACE_SECONDS = 5.0  # SIGTERM → SIGKILL for a worker past its job's timeout
+DRAIN_KILL_GRACE_SECONDS = 2.0  # SIGTERM → SIGKILL for a job still running at the drain timeout: the master is stopping
 CANCEL_GRACE_SECONDS = 10.0  # a cancelled job that ignores ctx.cancelled is killed after this
 WORKER_RESTART_BACKOFF_BASE_SECONDS = 0.5
 WORKER_RESTART_BACKOFF_MAX_SECONDS = 30.0

@@ -815,7 +815,7 @@ class Master:
             timeout = self.config.drain_timeout_for(pool.daemon) if pool.daemon in self.config.daemons else self.config.drain_timeout
             for worker in pool.live_workers():
                 if worker.assignment is not None and elapsed > timeout:
-                    pool.kill(worker, "drain timeout")
+                    pool.kill(worker, "drain timeout", grace=defaults.DRAIN_KILL_GRACE_SECONDS)
                 else:
                     pool.retire(worker)  # a busy one ends its running job first and starts none it holds
                 busy = True
@@ -826,7 +826,7 @@ class Master:
         for pool in self.pools.values():
             for worker in pool.live_workers():
                 if worker.assignment is not None:
-                    pool.kill(worker, "drain timeout")
+                    pool.kill(worker, "drain timeout", grace=defaults.DRAIN_KILL_GRACE_SECONDS)
                 else:
                     pool.retire(worker)
 

@@ -60,6 +60,7 @@ class Worker:
     # first is running, the others wait in the worker's pipe.
     assignments: deque[Assignment] = field(default_factory=deque)
     terminate_sent_at: float | None = None
+    kill_grace: float = defaults.TIMEOUT_KILL_GRACE_SECONDS  # SIGTERM → SIGKILL once it is told to stop
     exit_reason: str | None = None
     current_progress: dict[str, Any] | None = None
     outdated: bool = False  # to be replaced once its current job ends (reload, restart)
@@ -222,10 +223,13 @@ class Pool:
                 self.retire(worker)
         self.maintain()
 
-    def kill(self, worker: Worker, reason: str) -> None:
-        """Stop a worker now: SIGTERM, and SIGKILL after the grace period (see ``check_timeouts``)."""
+    def kill(self, worker: Worker, reason: str, *, grace: float = defaults.TIMEOUT_KILL_GRACE_SECONDS) -> None:
+        """Stop a worker now: SIGTERM, and SIGKILL after ``grace`` seconds (see ``check_timeouts``)."""
         if worker.state is WorkerState.EXITED:
             return
+        if worker.exit_reason is not None and worker.terminate_sent_at is not None:
+            return  # killed already: asking again (each drain tick does) must not restart the grace of a task ignoring SIGTERM
+        worker.kill_grace = grace
         worker.refuse_submits()
         if worker.state is not WorkerState.STOPPING:
             worker.move_to(WorkerState.STOPPING)
@@ -447,14 +451,14 @@ class Pool:
             if (
                 worker.state is WorkerState.STOPPING
                 and worker.terminate_sent_at is not None
-                and now - worker.terminate_sent_at > defaults.TIMEOUT_KILL_GRACE_SECONDS
+                and now - worker.terminate_sent_at > worker.kill_grace
             ):
                 self.launcher.kill(worker.pid)
 
     def stop_all(self, *, kill: bool) -> None:
         for worker in self.live_workers():
             if kill or worker.state is WorkerState.BUSY:
-                self.kill(worker, "master stopping")
+                self.kill(worker, "master stopping", grace=defaults.DRAIN_KILL_GRACE_SECONDS)
             else:
                 self.retire(worker)
 

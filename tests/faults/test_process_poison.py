@@ -123,6 +123,21 @@ def test_a_poison_task_costs_one_worker_and_sigterm_still_stops_the_master(deplo
                 pass
 
 
+
+@pytest.mark.parametrize("task", ["pp.ignore_term_long", "pp.chatty_long"])
+def test_sigterm_while_a_poison_task_runs_stops_the_master_within_its_drain_timeout(deployment: Deployment, task: str) -> None:
+    master = start(deployment)
+    (poison_id,) = submit(deployment, task)
+    normal = submit(deployment, "t.record", NORMAL_JOBS)
+    wait_until(lambda: all_final(deployment, normal) and deployment.lines("started.log"), timeout=40, interval=0.2, message="the jobs to run")
+    time.sleep(0.5)  # well into its loop
+
+    stop_and_measure(deployment, master)
+    job = deployment.store.jobs.get(poison_id)
+    assert job.state is JobState.QUEUED and job.attempts == 0, "a job cut by the drain goes back to the queue, its attempt refunded"
+    assert log_text(deployment).rstrip().splitlines()[-1].endswith("stopped")
+
+
 STORM_WORKERS = 4
 STORM_SECONDS = 8.0
 KILL_EVERY = 0.5
