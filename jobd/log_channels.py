@@ -22,6 +22,11 @@ JSON, not pickle: a record is plain data, and a corrupted frame must never
 run code in the master. A worker's pipe whose stream makes no sense (a
 length past ``MAX_FRAME_BYTES``, a frame that is not a JSON object) is
 closed; its worker's later records are lost, the others' are not.
+
+One limit: a task that forks without exec shares its worker's pipe, and
+records over ``PIPE_BUF`` (4 KiB) written by both at once can interleave;
+that pipe is then closed as corrupt. Children started with exec
+(``subprocess``) do not inherit it.
 """
 
 from __future__ import annotations
@@ -191,13 +196,20 @@ class LogReceiver:
 
     def _run(self) -> None:
         while not self._stopping:
-            self._follow()
-            for key, _events in self._selector.select():
-                if key.fd == self._wake_read:
-                    self._clear_wake()
-                else:
-                    self._read(key.fd)
+            try:
+                self._turn()
+            except Exception:  # never die: workers would block on full pipes
+                logging.getLogger("jobd.logs").exception("the receiver of workers' log records failed; going on")
+                time.sleep(0.1)
         self._drain(time.monotonic() + self._drain_seconds)
+
+    def _turn(self) -> None:
+        self._follow()
+        for key, _events in self._selector.select():
+            if key.fd == self._wake_read:
+                self._clear_wake()
+            else:
+                self._read(key.fd)
 
     def _follow(self) -> None:
         """Watch the pipes opened since the last turn (only this thread registers and closes them)."""
