@@ -254,8 +254,9 @@ class Pool:
         if worker.channel is not None and not worker.channel.gate.take(MASTER):
             return False
         if not self._write_frame(worker, frame):
-            self.kill(worker, "its pipe closed")  # reap() replaces it
-            return False
+            if self.launcher.reap(worker.spawned) is None:  # alive, yet its pipe is closed: stop it
+                self.kill(worker, "its pipe closed")  # reap() replaces it
+            return False  # already dead: reap() says how (a crash, a kill -9), which is the job's reason
         now = self.clock()
         if worker.state is WorkerState.IDLE:
             worker.move_to(WorkerState.BUSY)
