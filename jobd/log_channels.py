@@ -78,6 +78,9 @@ def encode_record(record: logging.LogRecord, formatter: logging.Formatter | None
             if isinstance(value, (str, int, float, bool, type(None)))
         }
         payload = json.dumps(fields).encode()
+    if len(payload) > MAX_FRAME_BYTES:  # many huge extra fields: say so rather than break the stream
+        note = {key: fields.get(key) for key in ("name", "levelno", "levelname", "created", "process", "processName", "job_id")}
+        payload = json.dumps({**note, "msg": f"a log record of {size:,} bytes was dropped"}).encode()
     return _HEADER.pack(len(payload)) + payload
 
 
