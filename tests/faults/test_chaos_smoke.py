@@ -12,11 +12,15 @@ import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
 import chaos_analysis as analysis  # noqa: E402
+import chaos_tasks  # noqa: E402
 
 T0 = 1_796_000_000.0  # a whole second
 
@@ -88,6 +92,21 @@ def test_a_long_run_overlaps_every_run_started_inside_it_and_a_run_known_by_its_
         log_line("S", 7, 4, 400, "d", T0 + 10.0), log_line("E", 7, 4, 400, "d", T0 + 11.0),  # starts as the first ends
     ])
     assert [(first.pid, second.pid) for first, second in analysis.overlapping_runs(runs)] == [(100, 200), (100, 300)]
+
+
+def test_the_soak_tasks_write_lines_the_parser_reads_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "execution.log"
+    monkeypatch.setenv(chaos_tasks.LOG_ENV, str(log))
+    monkeypatch.setenv(chaos_tasks.MASTER_ENV, "m2.5")
+    chaos_tasks.work(SimpleNamespace(job_id=41, attempt=3), seconds=0.25)
+    with pytest.raises(ValueError):
+        chaos_tasks.poison(SimpleNamespace(job_id=42, attempt=1))
+    runs, malformed = analysis.parse_execution_log(log.read_text().splitlines())
+    assert malformed == 0
+    work, poison = runs
+    assert (work.job_id, work.attempt, work.master, work.outcome) == (41, 3, "m2.5", "ended")
+    assert 0.25 <= work.end - work.start < 1.0
+    assert (poison.job_id, poison.outcome) == (42, "raised")
 
 
 # -- schedule ticks ----------------------------------------------------------------------
