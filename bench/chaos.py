@@ -289,7 +289,7 @@ class Soak:
             if now >= next_event:
                 # no cut in the last seconds: the recovery after it is measured while jobs are still submitted
                 may_cut = cut_until is None and now + sizes.cut_seconds[1] + CUT_MARGIN_SECONDS < inject_end
-                kinds = ["master"] * 3 + ["worker"] * 4 + (["cut"] * 2 if may_cut else [])
+                kinds = ["master"] * 3 + ["worker"] * 4 + (["cut"] * 3 if may_cut else [])
                 kind = rng.choice(kinds)
                 if kind == "master":
                     self.kill_master(rng)
@@ -336,7 +336,7 @@ class Soak:
         try:
             with connection.cursor(pymysql.cursors.DictCursor) as cursor:
                 cursor.execute(
-                    "SELECT id, task, state, attempts, fire_key, created_at, LENGTH(error) AS error_length,"
+                    "SELECT id, task, state, owner, attempts, fire_key, created_at, LENGTH(error) AS error_length,"
                     " LEFT(error, 160) AS error FROM jobd_jobs"
                 )
                 return list(cursor.fetchall())
@@ -380,6 +380,13 @@ class Soak:
         lost_poison = [job for job in poison if state_of[job] not in FINAL]
         lost_ticks = [job for job in tick_jobs if state_of[job] not in FINAL and created[job] < settle_began]
         lost = lost_work + lost_poison + lost_ticks
+        owner_label = {pid: label for master in self.masters for pid, label in master.pid_labels.items()}
+
+        def owned_by(job: int) -> str:
+            owner = str(by_id[job]["owner"] or "") if job in by_id else ""
+            pid = owner.split(":")[1] if owner.count(":") == 2 else ""
+            return owner_label.get(int(pid), owner) if pid.isdigit() else (owner or "nobody")
+
         dead_work = [job for job in work + tick_jobs if state_of[job] == "dead"]
         stored_unacknowledged = [job for job, row in by_id.items() if row["task"] == "chaos.work" and job not in record.acknowledged]
         completed_runs = Counter(run.job_id for run in runs if run.outcome == "ended")
@@ -405,12 +412,14 @@ class Soak:
             ("succeeded", f"{sum(state_of[j] == 'succeeded' for j in work)} of {len(work)} submitted, "
                           f"{sum(state_of[j] == 'succeeded' for j in tick_jobs)} of {len(tick_jobs)} ticks"),
             ("dead (poison apart)", f"{len(dead_work)}{ids(dead_work)}"),
-            ("poison jobs", ", ".join(f"{job}: {state_of[job]}"
+            ("poison jobs (max_attempts 2)", ", ".join(f"{job}: {state_of[job]} after {by_id[job]['attempts'] if job in by_id else '?'} attempts"
                                       + (f" (error {by_id[job]['error_length']} bytes)" if job in by_id and by_id[job]["error_length"] else "")
                                       for job in sorted(poison)) or "none"),
             ("JOBS LOST (acknowledged, never finished)", f"{len(lost)}"
-             + (f" — {len(lost_work)} submitted, {len(lost_poison)} poison, {len(lost_ticks)} ticks; states "
-                + ", ".join(f"{state} {count}" for state, count in Counter(state_of[j] for j in lost).items()) + ids(lost) if lost else "")),
+             + (f" — {len(lost_work)} submitted, {len(lost_poison)} poison, {len(lost_ticks)} ticks; "
+                + ", ".join(f"{state} {count}" for state, count in Counter(
+                    f"{state_of[j]}" + (f" owned by {owned_by(j)}" if state_of[j] == "running" else "") for j in lost).items())
+                + ids(lost) if lost else "")),
             ("JOBS RUN IN TWO PROCESSES AT ONCE", f"{len(overlapping_jobs)}{ids(overlapping_jobs)}"),
             ("TICKS FIRED TWICE", f"{len(ticks.doubles)}{ids(ticks.doubles)}"),
             ("ticks missed", f"{len(ticks.missed)} of {ticks.expected} expected"

@@ -126,6 +126,7 @@ class Master:
     restart_at: float | None = None  # monotonic time of a pending restart
     killed_by_us: bool = False
     exits: list[int] = field(default_factory=list)  # exit codes of exits the soak did not cause
+    pid_labels: dict[int, str] = field(default_factory=dict)  # pid of each incarnation → its label
 
     @property
     def config(self) -> Path:
@@ -162,6 +163,7 @@ class Master:
                 [sys.executable, "-m", "jobd.cli.app", "start", "--foreground"],
                 env=env, cwd=self.folder, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
             )
+        self.pid_labels[self.process.pid] = self.label
 
     def kill_9(self) -> int | None:
         """``kill -9 PID`` of the master alone (never its group); reaps it. Returns the pid."""
