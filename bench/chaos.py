@@ -141,6 +141,7 @@ class Soak:
         for master in self.masters:
             write_config(master.folder, proxy.url(database), BENCH, workers=sizes.workers, heartbeat_lease=sizes.heartbeat_lease)
         self._pending_survivor_checks: list[tuple[float, str]] = []
+        self.ending = threading.Event()  # set by the clean-up (watchdog, SIGTERM): start no master any more
 
     # -- the log of events ---------------------------------------------------------
 
@@ -174,7 +175,7 @@ class Soak:
                 self.record.unexpected_exits[f"{master.name} exit {code}"] += 1
                 self.event(f"master {master.label} (pid {master.pid}) exited by itself with {code}; restart in 1s")
                 master.restart_at = now + 1.0
-            if master.restart_at is not None and now >= master.restart_at:
+            if master.restart_at is not None and now >= master.restart_at and not self.ending.is_set():
                 master.start()
                 self.event(f"master {master.label} started (pid {master.pid})")
         for due, label in [check for check in self._pending_survivor_checks if check[0] <= now]:
@@ -509,6 +510,8 @@ class Resources:
                 return
             self._done = True
         if self.soak is not None:
+            self.soak.ending.set()
+            time.sleep(0.2)  # a restart the main thread had begun has its process now
             for master in self.soak.masters:
                 if master.running() and master.process is not None:
                     os.kill(master.process.pid, signal.SIGKILL)
