@@ -120,6 +120,7 @@ class Record:
     worker_kill_misses: int = 0  # no worker to kill found
     survivors: list[tuple[str, int]] = field(default_factory=list)  # (killed incarnation, its processes alive 1 s later)
     unexpected_exits: Counter[str] = field(default_factory=Counter)  # "m1 exit 5" → count
+    killed_at: dict[str, float] = field(default_factory=dict)  # master incarnation → time of its kill -9
     events: list[str] = field(default_factory=list)
 
 
@@ -195,6 +196,7 @@ class Soak:
         master = rng.choice(running)
         label = master.label
         pid = master.kill_9()
+        self.record.killed_at[label] = time.time()
         immediate = rng.random() < 0.5
         pause = 0.0 if immediate else rng.uniform(*self.sizes.restart_pause)
         self.record.master_kills += 1
@@ -365,6 +367,7 @@ class Soak:
         lines = self.execution_log.read_text().splitlines() if self.execution_log.exists() else []
         runs, malformed = analysis.parse_execution_log(lines)
         overlaps = analysis.overlapping_runs(runs)
+        outliving = analysis.runs_outliving_their_master(runs, record.killed_at)
         ticks = analysis.check_ticks(
             [row["fire_key"] for row in rows if row["fire_key"]], TICK_ENTRY, (window_start + 1.0, window_end),
             outages=record.cuts, **TICK_POLICY,  # type: ignore[arg-type]
@@ -429,6 +432,8 @@ class Soak:
              + (" (" + ", ".join(f"{role} {n}" for role, n in Counter(p.role for p in leftovers).items()) + ")" if leftovers else "")),
             ("processes alive 1s after their master's kill -9", f"{sum(survivors)} after {len(survivors)} kills"
              + (f" (max {max(survivors)})" if survivors else "")),
+            ("runs still going after their master's kill -9", f"{len(outliving)}"
+             + (f" (up to {max(after for _run, after in outliving):.1f}s after)" if outliving else "")),
             ("recovery after each cut (s)", ", ".join(seconds(value) for value in recoveries) or "no cut"),
             ("masters' own exits (restarted)", ", ".join(f"{k} ×{v}" for k, v in sorted(record.unexpected_exits.items())) or "none"),
             ("masters at the end", ", ".join(f"{name} {how}" for name, how in sorted(stopped.items()))),
@@ -448,10 +453,15 @@ class Soak:
         for name, value in table:
             print(f"| {name.ljust(width)} | {value} |")
         print()
+        def described(run: analysis.Run) -> str:
+            text = f"attempt {run.attempt} pid {run.pid} ({run.master}) {run.start:.3f}–{run.end:.3f} [{run.outcome}]"
+            killed = record.killed_at.get(run.master)
+            if killed is not None and run.start < killed < run.end:
+                text += f" still running {run.end - killed:.1f}s after its master's kill -9"
+            return text
+
         for first, second in overlaps[:10]:
-            print(f"overlap: job {first.job_id}: attempt {first.attempt} pid {first.pid} ({first.master}) "
-                  f"{first.start:.3f}–{first.end:.3f} [{first.outcome}] and attempt {second.attempt} pid {second.pid} "
-                  f"({second.master}) {second.start:.3f}–{second.end:.3f} [{second.outcome}]")
+            print(f"overlap: job {first.job_id}: {described(first)} and {described(second)}")
         for job in sorted(dead_work)[:5]:
             print(f"dead: job {job}: {by_id[job]['error']!r}")
         for message, count in master_log_summary(self.masters).most_common(8):

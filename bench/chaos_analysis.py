@@ -97,6 +97,21 @@ def overlapping_runs(runs: Sequence[Run]) -> list[tuple[Run, Run]]:
     return pairs
 
 
+def runs_outliving_their_master(runs: Sequence[Run], killed_at: dict[str, float]) -> list[tuple[Run, float]]:
+    """Runs still going after their master incarnation was killed, with how long after (seconds).
+
+    ``killed_at`` maps a master incarnation (``Run.master``) to the time of
+    its ``kill -9``. A worker must die with its master (within 1 s): a run
+    logging past its master's death shows one that did not.
+    """
+    found = []
+    for run in runs:
+        moment = killed_at.get(run.master)
+        if moment is not None and run.start < moment < run.end:
+            found.append((run, run.end - moment))
+    return found
+
+
 # -- schedule ticks ---------------------------------------------------------------
 
 

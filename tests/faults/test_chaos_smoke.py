@@ -109,6 +109,16 @@ def test_the_soak_tasks_write_lines_the_parser_reads_back(tmp_path: Path, monkey
     assert (poison.job_id, poison.outcome) == (42, "raised")
 
 
+def test_a_run_that_logs_after_its_master_was_killed_outlived_it() -> None:
+    runs, _ = analysis.parse_execution_log([
+        log_line("S", 7, 1, 100, "a", T0, master="m0.1"), log_line("E", 7, 1, 100, "a", T0 + 3.0, master="m0.1"),
+        log_line("S", 8, 1, 101, "b", T0, master="m0.1"), log_line("E", 8, 1, 101, "b", T0 + 0.5, master="m0.1"),
+        log_line("S", 9, 1, 200, "c", T0, master="m1.1"), log_line("E", 9, 1, 200, "c", T0 + 3.0, master="m1.1"),
+    ])
+    (outlived,) = analysis.runs_outliving_their_master(runs, {"m0.1": T0 + 1.0})
+    assert outlived[0].job_id == 7 and outlived[1] == 2.0
+
+
 # -- schedule ticks ----------------------------------------------------------------------
 
 
