@@ -31,8 +31,9 @@ processes of its masters left behind, and prints:
   tick must still fire);
 * **orphan processes** left, and workers still alive 1 s after their master's
   ``kill -9``;
-* the **time to recover after each cut** (end of the cut → first start of a
-  job created after it).
+* the **time to recover after each cut**: from its end to the first claim
+  the store recorded after it, and to the first start of a job created after
+  it (a job prefetched before the cut proves nothing).
 
 Exit status 1 when a job was lost, ran twice at once, or a tick fired twice;
 2 when the soak could not run (no MariaDB); 3 when the watchdog (duration +
@@ -77,13 +78,15 @@ TICK_ENTRY = "chaos-tick"
 TICK_POLICY = {"policy": "catch_up", "grace": 5.0, "max_catch_up": 1000}  # as in chaos_cluster.write_config
 FINAL = ("succeeded", "dead", "cancelled")
 WATCHDOG_EXTRA_SECONDS = 120.0
-CUT_MARGIN_SECONDS = 10.0  # no store cut begins later than this before the faults end
+CUT_MARGIN_SECONDS = 10.0  # no store cut begins later than this before the faults end…
+CUT_SPACING_SECONDS = 8.0  # …or sooner than this after the previous one healed: time to see the recovery
 
 
 @dataclass(frozen=True)
 class Sizes:
     duration: float  # seconds of injected faults
-    settle_timeout: float  # seconds to wait, after the faults, for every job to finish
+    settle_timeout: float  # at most this many seconds, after the faults, for every job to finish…
+    settle_stall: float  # …or until no job has finished for this long (nothing is moving: the rest is stuck)
     submit_interval: float  # one job submitted every this many seconds
     job_seconds: tuple[float, float]  # a job's run time, uniform in this range…
     long_jobs: float  # …except this share of the jobs, which run long_job_seconds: a master kill -9 catches them running
@@ -99,12 +102,13 @@ class Sizes:
 
 
 FULL = Sizes(
-    duration=180, settle_timeout=60, submit_interval=0.2, job_seconds=(0.05, 0.5), long_jobs=0.1,
-    long_job_seconds=(1.5, 3.0), event_gap=(2.0, 6.0),
+    # 4 jobs/s of 0.36 s on average keep 1.4 workers busy: one master alone (2 workers) keeps up.
+    duration=180, settle_timeout=80, settle_stall=20, submit_interval=0.25, job_seconds=(0.05, 0.3), long_jobs=0.1,
+    long_job_seconds=(1.5, 2.5), event_gap=(2.0, 6.0),
     cut_seconds=(2.0, 6.0), restart_pause=(0.5, 4.0), poison_at=(0.1, 0.3, 0.5, 0.7), workers=2,
     heartbeat_lease=8, stop_timeout=12, start_timeout=30,
 )
-QUICK = replace(FULL, duration=75, settle_timeout=30, poison_at=(0.15, 0.4, 0.65))
+QUICK = replace(FULL, duration=75, settle_timeout=50, poison_at=(0.15, 0.4, 0.65))
 
 
 @dataclass
@@ -142,6 +146,7 @@ class Soak:
         for master in self.masters:
             write_config(master.folder, proxy.url(database), BENCH, workers=sizes.workers, heartbeat_lease=sizes.heartbeat_lease)
         self._pending_survivor_checks: list[tuple[float, str]] = []
+        self.settle_note = ""
         self.ending = threading.Event()  # set by the clean-up (watchdog, SIGTERM): start no master any more
 
     # -- the log of events ---------------------------------------------------------
@@ -291,7 +296,8 @@ class Soak:
                 cut_until = None
             if now >= next_event:
                 # no cut in the last seconds: the recovery after it is measured while jobs are still submitted
-                may_cut = cut_until is None and now + sizes.cut_seconds[1] + CUT_MARGIN_SECONDS < inject_end
+                may_cut = (cut_until is None and now + sizes.cut_seconds[1] + CUT_MARGIN_SECONDS < inject_end
+                           and (not self.record.cuts or time.time() - self.record.cuts[-1][1] >= CUT_SPACING_SECONDS))
                 kinds = ["master"] * 3 + ["worker"] * 4 + (["cut"] * 3 if may_cut else [])
                 kind = rng.choice(kinds)
                 if kind == "master":
@@ -315,15 +321,20 @@ class Soak:
                 master.restart_at = time.monotonic()
         settle_deadline = time.monotonic() + sizes.settle_timeout
         settle_began = time.time()
-        while time.monotonic() < settle_deadline:
-            self.supervise()
-            if not self.unfinished(before=settle_began):
-                break
+        unfinished = self.unfinished(before=settle_began)
+        last_progress = time.monotonic()
+        while unfinished and time.monotonic() < settle_deadline and time.monotonic() - last_progress < sizes.settle_stall:
             time.sleep(1.0)
-        self.supervise()
+            self.supervise()
+            still = self.unfinished(before=settle_began)
+            if len(still) < len(unfinished):
+                last_progress = time.monotonic()
+            unfinished = still
         window_end = time.time() - 3.0  # a tick due later may not have fired yet
-        unfinished_at_end = self.unfinished(before=settle_began)
-        self.event(f"settled: {len(unfinished_at_end)} job(s) unfinished; stopping the masters")
+        why = ("" if not unfinished else f" (none finished in the last {sizes.settle_stall:.0f}s)"
+               if time.monotonic() - last_progress >= sizes.settle_stall else " (still finishing some at the time limit)")
+        self.settle_note = why
+        self.event(f"settled after {time.time() - settle_began:.0f}s: {len(unfinished)} job(s) unfinished{why}; stopping the masters")
         stopped = stop_all(self.masters, sizes.stop_timeout)
         for name, how in stopped.items():
             self.event(f"master {name}: {how}")
@@ -339,7 +350,7 @@ class Soak:
         try:
             with connection.cursor(pymysql.cursors.DictCursor) as cursor:
                 cursor.execute(
-                    "SELECT id, task, state, owner, attempts, fire_key, created_at, LENGTH(error) AS error_length,"
+                    "SELECT id, task, state, owner, attempts, fire_key, created_at, started_at, LENGTH(error) AS error_length,"
                     " LEFT(error, 160) AS error FROM jobd_jobs"
                 )
                 return list(cursor.fetchall())
@@ -375,6 +386,8 @@ class Soak:
         created = {job_id: float(row["created_at"] or 0) for job_id, row in by_id.items()}
         recoveries = analysis.recovery_times(
             record.cuts, [(run.start, created[run.job_id]) for run in runs if run.job_id in created], window_end + 3.0)
+        claimed = [float(row["started_at"]) for row in rows if row["started_at"] is not None]
+        claims = analysis.recovery_times(record.cuts, [(moment, moment) for moment in claimed], window_end + 3.0)
 
         work = [job for job, kind in record.acknowledged.items() if kind == "work"]
         poison = [job for job, kind in record.acknowledged.items() if kind == "poison"]
@@ -402,8 +415,11 @@ class Soak:
         def ids(values: list[int], limit: int = 8) -> str:
             return "" if not values else " (" + ", ".join(map(str, sorted(values)[:limit])) + (", …" if len(values) > limit else "") + ")"
 
-        def seconds(value: float | None) -> str:
-            return "never" if value is None else f"{value:.1f}"
+        ends = [end for _start, end in record.cuts]
+        gaps = [following - end for end, following in zip(ends, [start for start, _ in record.cuts[1:]] + [window_end + 3.0])]
+
+        def seconds(value: float | None, gap: float) -> str:
+            return f"none in {gap:.0f}" if value is None else f"{value:.1f}"
 
         table = [
             ("seed", str(self.seed)),
@@ -423,7 +439,7 @@ class Soak:
              + (f" — {len(lost_work)} submitted, {len(lost_poison)} poison, {len(lost_ticks)} ticks; "
                 + ", ".join(f"{state} {count}" for state, count in Counter(
                     f"{state_of[j]}" + (f" owned by {owned_by(j)}" if state_of[j] == "running" else "") for j in lost).items())
-                + ids(lost) if lost else "")),
+                + ids(lost) + self.settle_note if lost else "")),
             ("JOBS RUN IN TWO PROCESSES AT ONCE", f"{len(overlapping_jobs)}{ids(overlapping_jobs)}"),
             ("TICKS FIRED TWICE", f"{len(ticks.doubles)}{ids(ticks.doubles)}"),
             ("ticks missed", f"{len(ticks.missed)} of {ticks.expected} expected"
@@ -434,7 +450,9 @@ class Soak:
              + (f" (max {max(survivors)})" if survivors else "")),
             ("runs still going after their master's kill -9", f"{len(outliving)}"
              + (f" (up to {max(after for _run, after in outliving):.1f}s after)" if outliving else "")),
-            ("recovery after each cut (s)", ", ".join(seconds(value) for value in recoveries) or "no cut"),
+            ("recovery after each cut (s): first claim / first start of a job submitted after it",
+             ", ".join(f"{seconds(claim, gap)}/{seconds(start, gap)}" for claim, start, gap in zip(claims, recoveries, gaps))
+             or "no cut"),
             ("masters' own exits (restarted)", ", ".join(f"{k} ×{v}" for k, v in sorted(record.unexpected_exits.items())) or "none"),
             ("masters at the end", ", ".join(f"{name} {how}" for name, how in sorted(stopped.items()))),
             ("runs logged", f"{len(runs)} ({sum(run.outcome == 'open' for run in runs)} never finished: killed); "
