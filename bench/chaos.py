@@ -36,7 +36,7 @@ processes of its masters left behind, and prints:
   it (a job prefetched before the cut proves nothing).
 
 Exit status 1 when a job was lost, ran twice at once, or a tick fired twice;
-2 when the soak could not run (no MariaDB); 3 when the watchdog (duration +
+2 when the soak could not run (no MariaDB, a master that would not start); 3 when the watchdog (duration +
 120 s) had to end it. Every loop is bounded.
 
     python bench/chaos.py                 # 180 s of chaos
@@ -379,6 +379,8 @@ class Soak:
         runs, malformed = analysis.parse_execution_log(lines)
         overlaps = analysis.overlapping_runs(runs)
         outliving = analysis.runs_outliving_their_master(runs, record.killed_at)
+        superseded = analysis.superseded_runs(runs)
+        stale = {run.token for run in superseded}
         ticks = analysis.check_ticks(
             [row["fire_key"] for row in rows if row["fire_key"]], TICK_ENTRY, (window_start + 1.0, window_end),
             outages=record.cuts, **TICK_POLICY,  # type: ignore[arg-type]
@@ -450,6 +452,8 @@ class Soak:
              + (f" (max {max(survivors)})" if survivors else "")),
             ("runs still going after their master's kill -9", f"{len(outliving)}"
              + (f" (up to {max(after for _run, after in outliving):.1f}s after)" if outliving else "")),
+            ("runs of an attempt already superseded (stale hand-off)", f"{len(superseded)}"
+             + ids(sorted({run.job_id for run in superseded}))),
             ("recovery after each cut (s): first claim / first start of a job submitted after it",
              ", ".join(f"{seconds(claim, gap)}/{seconds(start, gap)}" for claim, start, gap in zip(claims, recoveries, gaps))
              or "no cut"),
@@ -476,6 +480,8 @@ class Soak:
             killed = record.killed_at.get(run.master)
             if killed is not None and run.start < killed < run.end:
                 text += f" still running {run.end - killed:.1f}s after its master's kill -9"
+            if run.token in stale:
+                text += " started after a later attempt had (stale hand-off)"
             return text
 
         for first, second in overlaps[:10]:
@@ -617,6 +623,9 @@ def main() -> int:
     except KeyboardInterrupt:
         print("chaos soak: interrupted", file=sys.stderr)
         status = 130
+    except RuntimeError as error:  # the set-up failed (a master would not start): nothing was measured
+        print(f"chaos soak: could not run: {error}", file=sys.stderr)
+        status = 2
     finally:
         resources.keep_files = status != 0
         if resources.keep_files and resources.root is not None:

@@ -97,6 +97,21 @@ def overlapping_runs(runs: Sequence[Run]) -> list[tuple[Run, Run]]:
     return pairs
 
 
+def superseded_runs(runs: Sequence[Run]) -> list[Run]:
+    """Runs that started after a run of a later attempt of the same job had started.
+
+    A later attempt exists only once the store gave the job to someone else;
+    a worker starting an earlier one afterwards ran a stale hand-off.
+    """
+    by_job: dict[int, list[Run]] = defaultdict(list)
+    for run in runs:
+        by_job[run.job_id].append(run)
+    return [
+        run for job_runs in by_job.values() for run in job_runs
+        if any(other.attempt > run.attempt and other.start < run.start for other in job_runs)
+    ]
+
+
 def runs_outliving_their_master(runs: Sequence[Run], killed_at: dict[str, float]) -> list[tuple[Run, float]]:
     """Runs still going after their master incarnation was killed, with how long after (seconds).
 

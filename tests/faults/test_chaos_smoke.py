@@ -109,6 +109,16 @@ def test_the_soak_tasks_write_lines_the_parser_reads_back(tmp_path: Path, monkey
     assert (poison.job_id, poison.outcome) == (42, "raised")
 
 
+def test_an_attempt_started_after_a_later_attempt_had_started_is_superseded() -> None:
+    runs, _ = analysis.parse_execution_log([
+        log_line("S", 7, 2, 200, "b", T0), log_line("E", 7, 2, 200, "b", T0 + 0.3),
+        log_line("S", 7, 1, 100, "a", T0 + 0.1), log_line("E", 7, 1, 100, "a", T0 + 0.4),  # stale: attempt 2 had begun
+        log_line("S", 8, 1, 300, "c", T0), log_line("B", 8, 1, 300, "c", T0 + 0.1),
+        log_line("S", 8, 2, 301, "d", T0 + 0.5), log_line("E", 8, 2, 301, "d", T0 + 0.9),  # a normal retry
+    ])
+    assert [(run.job_id, run.attempt) for run in analysis.superseded_runs(runs)] == [(7, 1)]
+
+
 def test_a_run_that_logs_after_its_master_was_killed_outlived_it() -> None:
     runs, _ = analysis.parse_execution_log([
         log_line("S", 7, 1, 100, "a", T0, master="m0.1"), log_line("E", 7, 1, 100, "a", T0 + 3.0, master="m0.1"),
