@@ -7,7 +7,7 @@ CONFIG_ENV_VAR = "JOBD_CONFIG"
 
 # Store
 DEFAULT_STORE_URL = "sqlite:///jobd.db"  # relative paths resolve next to the config file
-STORE_SCHEMA_VERSION = 3  # v2 (issue 7): jobd_job_logs; v3: partial indexes on SQLite
+STORE_SCHEMA_VERSION = 4  # v2 (issue 7): jobd_job_logs; v3: partial indexes on SQLite; v4: CHECK on jobs.state
 TABLE_PREFIX = "jobd_"
 
 # Daemons
@@ -50,6 +50,11 @@ CONTROL_MAX_REQUEST_BYTES = 64 * 1024
 CONTROL_REQUEST_TIMEOUT_SECONDS = 10.0
 CONTROL_SOCKET_MODE = 0o660
 CONTROL_PROTOCOL_VERSION = 1
+# Connections the kernel queues before the control thread accepts them: a burst of
+# CLI calls or app submits (hundreds at once) must wait, not be refused.
+CONTROL_LISTEN_BACKLOG = 1024
+# How deeply a control request's JSON may nest (json.loads recurses per level).
+CONTROL_MAX_JSON_DEPTH = 64
 
 # Activity: live display data in memcached (or the master's memory). It is a
 # cache: losing any of it loses no job.
@@ -72,6 +77,9 @@ RESULT_CACHE_MAX_BYTES = 900 * 1024  # memcached's default item limit is 1 MiB
 
 # Job limits
 MAX_ARGS_BYTES = 1024 * 1024
+# The largest value of the jobs table's INTEGER columns on MySQL: a claim never
+# counts an attempt past it, and a row found at it is dead instead of run.
+MAX_ATTEMPTS_COUNTER = 2**31 - 1
 MAX_NAME_LENGTH = 190  # fits a MySQL utf8mb4 unique index
 
 # Production: systemd, metrics, job logs, alerts
