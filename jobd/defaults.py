@@ -53,8 +53,8 @@ CONTROL_PROTOCOL_VERSION = 1
 # Connections the kernel queues before the control thread accepts them: a burst of
 # CLI calls or app submits (hundreds at once) must wait, not be refused.
 CONTROL_LISTEN_BACKLOG = 1024
-# How deeply a control request's JSON may nest (json.loads recurses per level).
-CONTROL_MAX_JSON_DEPTH = 64
+# `jobd top` reads which daemons have jobs no live master runs this often (a count over the jobs table).
+UNSERVED_REFRESH_SECONDS = 5.0
 
 # Activity: live display data in memcached (or the master's memory). It is a
 # cache: losing any of it loses no job.

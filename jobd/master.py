@@ -670,7 +670,7 @@ class Master:
 
     def _runnable(self, pool: Pool, job: Job) -> bool:
         """Whether a claimed job can run at all; if not, it is dead now, with the reason."""
-        problem = job.args_problem
+        problem = job.unrunnable  # a row jobd cannot use as stored (store/row_decoding.py)
         if problem is None and job.task not in self.inventory.get(pool.daemon, {}):
             known = ", ".join(sorted(self.inventory.get(pool.daemon, {}))) or "none"
             problem = f"daemon {pool.daemon!r} has no task {job.task!r} (its tasks: {known})"
