@@ -22,6 +22,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from jobd import unserved
 from jobd.dashboard import Dashboard
 
 from .output import duration
@@ -158,6 +159,7 @@ def render(view: dict[str, Any], width: int = 80, height: int = 24, *, interacti
     parts: list[RenderableType] = [header(view, width)]
     if view.get("note"):
         parts.append(Text(str(view["note"]), style="yellow"))
+    parts += [Text(note, style="bold yellow") for note in unserved.notes(view)]  # jobs nobody runs
     daemons = view.get("daemons") or {}
     parts += [_title(" Daemons "), daemons_table(view, width)]
     running = view.get("running") or []
