@@ -45,6 +45,9 @@ def decode_row(row: Any) -> Job:
     task = _readable(row["task"])
     if task is not row["task"]:
         problems.append("the task name is not valid UTF-8")
+    priority = _integer(row["priority"], "priority", problems)
+    max_attempts = _optional_integer(row["max_attempts"], "max_attempts", problems)
+    run_at = _number(row["run_at"], "run_at", problems)
     return Job(
         id=int(row["id"]),
         daemon=_readable(row["daemon"]),
@@ -53,10 +56,10 @@ def decode_row(row: Any) -> Job:
         args_problem=args_problem,
         row_problem="; ".join(problems) or None,
         state=state,  # type: ignore[arg-type]  # an unknown state is shown as stored
-        priority=_integer(row["priority"], "priority", problems),
+        priority=priority,
         attempts=attempts,
-        max_attempts=_optional_integer(row["max_attempts"], "max_attempts", problems),
-        run_at=_number(row["run_at"], "run_at", problems),
+        max_attempts=max_attempts,
+        run_at=run_at,
         unique_key=_readable(row["unique_key"]),
         fire_key=_readable(row["fire_key"]),
         origin=_readable(row["origin"]),
