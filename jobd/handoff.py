@@ -150,6 +150,20 @@ class OfferReader:
         return offer
 
 
+def runnable_handed(jobs: list[Job], in_hand: set[int]) -> list[Job]:
+    """Of the jobs the store confirmed as this master's running ones, those a hand-off may start.
+
+    Only a first attempt was handed (``store.handoff_check``), and a job this
+    master already holds (a datagram sent twice, or replayed) is not started again.
+    """
+    fresh, seen = [], set(in_hand)
+    for job in jobs:
+        if job.attempts == 1 and job.id not in seen:
+            fresh.append(job)
+            seen.add(job.id)
+    return fresh
+
+
 def handed_job(job: HandedJob, owner: str, now: float) -> Job:
     """The job a trusted hand-off describes, as the submit inserted it (running, attempt 1, ours)."""
     return row_to_job({

@@ -34,7 +34,7 @@ from ..logs import JobLogContext, configure_worker_logging, job_logging_context
 from ..store import open_store
 from ..tasks import TaskDefinition
 from . import protocol
-from .direct import Channel, WorkerEnd
+from .direct import Channel, WorkerEnd, handoff_guard
 
 log = logging.getLogger("jobd.worker")
 
@@ -49,6 +49,7 @@ class WorkerSpec:
     config: JobdConfig
     daemon: str
     log_queues: list[Any]
+    owner: str = ""  # the master's id: a submit's job is run only if the store says it is this master's
 
 
 class _CancelFlag:
@@ -105,7 +106,7 @@ def worker_main(spec: WorkerSpec, connection: Connection, channel: Channel | Non
     progress = JobProgress(_PipeProgress(connection), shared_activity(spec.config), spec.daemon)
     checkpoints = _StoreCheckpoints(spec.config.store)
     _send(connection, protocol.WorkerReady(os.getpid()))
-    direct = WorkerEnd(channel, spec.daemon, lambda message: _send(connection, message)) if channel else None
+    direct = WorkerEnd(channel, spec.daemon, lambda message: _send(connection, message), handoff_guard(spec)) if channel else None
     inbox = _Inbox(connection, direct)
     while (message := inbox.next_job()) is not None:
         if message.job_id in inbox.cancelled:
