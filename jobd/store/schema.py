@@ -229,7 +229,9 @@ def _rebuild_sqlite_jobs(connection: sa.Connection, jobs: sa.Table) -> None:
     visible. It all runs in the caller's transaction, so a failure leaves v3.
     """
     if _sqlite_table_sql(connection, jobs.name).find(STATE_CHECK_NAME) >= 0:
-        return  # already rebuilt
+        for index in jobs.indexes:  # already rebuilt: only make sure the v4 index is there
+            index.create(connection, checkfirst=True)
+        return
     rebuilt = f"{jobs.name}_v4"
     create = str(sa.schema.CreateTable(jobs).compile(dialect=connection.dialect))
     head = f"CREATE TABLE {jobs.name} ("
