@@ -25,7 +25,7 @@ from jobd.store import open_store
 
 from .options import ConfigOption, JsonOption
 from . import daemons as daemon_output
-from .output import ago, console, duration, print_json, reports_errors, when
+from .output import ago, console, duration, error_console, print_json, reports_errors, when
 from . import logs_command, systemd_command
 
 app = typer.Typer(
@@ -338,6 +338,10 @@ def jobs(
     # refused them) must be listable. A name that is not a jobd state just matches nothing.
     states: list[JobState | str] = [JobState(value) if value in _STATE_NAMES else value for value in state or []]
     found = open_store(settings.store).jobs.list(states=states, daemon=daemon, task=task, limit=limit)
+    unknown = sorted({str(value) for value in states} - _STATE_NAMES)
+    if unknown and not found:  # a typo, most likely: say so (stderr, so --json stays parseable)
+        error_console.print(f"no job in {', '.join(map(repr, unknown))}: not a jobd state "
+                          f"(jobd states: {', '.join(sorted(_STATE_NAMES))})", highlight=False)
     if as_json:
         print_json([job.to_dict() for job in found])
         return
