@@ -80,6 +80,9 @@ MAX_ARGS_BYTES = 1024 * 1024
 # The largest value of the jobs table's INTEGER columns on MySQL: a claim never
 # counts an attempt past it, and a row found at it is dead instead of run.
 MAX_ATTEMPTS_COUNTER = 2**31 - 1
+# A worker that could not reach the store to check a hand-off tries again after this long
+# (meanwhile submits' jobs reach it through the master, which checks them).
+HANDOFF_GUARD_RETRY_SECONDS = 5.0
 MAX_NAME_LENGTH = 190  # fits a MySQL utf8mb4 unique index
 
 # Production: systemd, metrics, job logs, alerts

@@ -16,6 +16,12 @@ worker takes it for a submit's job and gives it back when that job ends.
 So a submit's job never waits behind the master's, and the master never
 queues a job behind one it has not heard of yet.
 
+A datagram only names a job. Before running one, the worker asks the store
+whether it is its master's running first attempt (``store.handoff_check``,
+one primary-key read): a forged datagram, or one replayed after the job
+ended, is dropped with a warning. When the store cannot say, the datagram
+goes to the master, which reads the row itself.
+
 The worker only reads its socket while it waits for work. Whatever it
 cannot run at once (the master holds it, it is stopping, the sender is not
 trusted) it passes to the master unread (``PassedHandoff``), which treats
@@ -34,6 +40,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -190,26 +197,40 @@ Guard = Callable[[int], "bool | None"]
 
 
 def handoff_guard(spec: Any) -> Guard | None:
-    """The worker's guard for its master ``spec.owner`` (a ``WorkerSpec``), connected now so the first job waits less."""
+    """The worker's guard for its master ``spec.owner`` (a ``WorkerSpec``), connected now so the first job waits less.
+
+    If the store cannot be reached, the guard says "cannot tell" (the master
+    then decides) and tries to connect again at most every few seconds.
+    """
     if not spec.owner:
         return None
     from ..store import open_store
     from ..store.handoff_check import HandoffCheck
 
-    try:
-        store = open_store(spec.config.store)
-        check = HandoffCheck(store.engine, store.tables["jobs"])
-    except Exception as error:
-        log.warning("cannot check hand-offs against the store (%s): submits' jobs go through the master", error)
-        return lambda _job_id: None
+    checks: list[HandoffCheck] = []
+    retry_at = [0.0]
+
+    def connect() -> HandoffCheck | None:
+        if not checks and time.monotonic() >= retry_at[0]:
+            try:
+                store = open_store(spec.config.store)
+                checks.append(HandoffCheck(store.engine, store.tables["jobs"]))
+            except Exception as error:
+                retry_at[0] = time.monotonic() + defaults.HANDOFF_GUARD_RETRY_SECONDS
+                log.warning("cannot check hand-offs against the store (%s): submits' jobs go through the master", error)
+        return checks[0] if checks else None
 
     def guard(job_id: int) -> bool | None:
+        check = connect()
+        if check is None:
+            return None
         try:
             return check.runnable(job_id, spec.owner, spec.daemon)
         except Exception:
             log.warning("could not check hand-off of job %s against the store; passing it to the master", job_id, exc_info=True)
             return None
 
+    connect()
     return guard
 
 
