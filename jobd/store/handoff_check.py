@@ -38,5 +38,7 @@ class HandoffCheck:
     def runnable(self, job_id: int, owner: str, daemon: str) -> bool:
         """True if the store holds ``job_id`` as ``owner``'s running first attempt for ``daemon``."""
         with direct_transaction(self.engine, read_only=True) as transaction:
-            found = transaction.execute(self._statement, {"job_id": job_id, "owner": owner, "daemon": daemon}).fetchone()
-        return found is not None
+            # fetchall, not fetchone: the statement must end here, or SQLite keeps a read
+            # transaction open on this connection and WAL checkpoints cannot finish.
+            found = transaction.execute(self._statement, {"job_id": job_id, "owner": owner, "daemon": daemon}).fetchall()
+        return bool(found)
