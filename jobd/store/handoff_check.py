@@ -24,8 +24,10 @@ HANDED_ATTEMPT = 1
 class HandoffCheck:
     """The guarded read, compiled once for a store's engine (a worker keeps one)."""
 
-    def __init__(self, engine: sa.Engine, jobs: sa.Table) -> None:
-        self.engine = engine
+    def __init__(self, engine: sa.Engine, jobs: sa.Table, *, autocommit_engine: sa.Engine | None = None) -> None:
+        """``autocommit_engine`` (MySQL: the store's submit engine): the read needs no COMMIT round trip."""
+        self.engine = autocommit_engine or engine
+        self.autocommit = autocommit_engine is not None
         engine.connect().close()  # the dialect learns the server first (see JobQueue._direct)
         self._statement = DirectStatement(engine, sa.select(jobs.c.id).where(
             jobs.c.id == sa.bindparam("job_id"),
@@ -37,7 +39,7 @@ class HandoffCheck:
 
     def runnable(self, job_id: int, owner: str, daemon: str) -> bool:
         """True if the store holds ``job_id`` as ``owner``'s running first attempt for ``daemon``."""
-        with direct_transaction(self.engine, read_only=True) as transaction:
+        with direct_transaction(self.engine, read_only=True, autocommit=self.autocommit) as transaction:
             # fetchall, not fetchone: the statement must end here, or SQLite keeps a read
             # transaction open on this connection and WAL checkpoints cannot finish.
             found = transaction.execute(self._statement, {"job_id": job_id, "owner": owner, "daemon": daemon}).fetchall()

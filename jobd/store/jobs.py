@@ -316,7 +316,9 @@ class JobQueue:
         """
         statement = self._direct.handed
         rows: list[dict[str, Any]] = []
-        with direct_transaction(self.engine, read_only=True) as transaction:
+        # MySQL: on the autocommit engine, so the read costs no COMMIT round trip.
+        engine = self.submit_engine or self.engine
+        with direct_transaction(engine, read_only=True, autocommit=self.submit_engine is not None) as transaction:
             for job_id in job_ids:
                 rows.extend(statement.rows(transaction.execute(statement, {"handed_id": job_id, "claim_owner": owner})))
         return [row_to_job(row) for row in rows]

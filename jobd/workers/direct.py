@@ -214,7 +214,7 @@ def handoff_guard(spec: Any) -> Guard | None:
         if not checks and time.monotonic() >= retry_at[0]:
             try:
                 store = open_store(spec.config.store)
-                checks.append(HandoffCheck(store.engine, store.tables["jobs"]))
+                checks.append(HandoffCheck(store.engine, store.tables["jobs"], autocommit_engine=store.submit_engine))
             except Exception as error:
                 retry_at[0] = time.monotonic() + defaults.HANDOFF_GUARD_RETRY_SECONDS
                 log.warning("cannot check hand-offs against the store (%s): submits' jobs go through the master", error)
