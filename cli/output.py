@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -24,7 +23,7 @@ PIPED_WIDTH = 512
 def make_console(*, stderr: bool = False) -> Console:
     """A console for people on a terminal; unwrapped, full-width lines when piped (`jobd jobs | grep`)."""
     stream = sys.stderr if stderr else sys.stdout
-    if stream.isatty() or os.environ.get("COLUMNS"):
+    if stream.isatty():
         return Console(stderr=stderr)
     return Console(stderr=stderr, width=PIPED_WIDTH, soft_wrap=True)
 
