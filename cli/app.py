@@ -433,6 +433,23 @@ def top(
         dashboard.close()
 
 
+@app.command()
+@reports_errors
+def web(
+    config: ConfigOption = None,
+    bind: Annotated[Optional[str], typer.Option("--bind", help="host:port to listen on (default: [web] bind, 127.0.0.1:8686).")] = None,
+) -> None:
+    """Live web dashboard and HTTP JSON API (/api/v1/), in a process of its own.
+
+    Example: jobd web                       (http://127.0.0.1:8686/)
+             JOBD_WEB_ADMIN_TOKEN=... jobd web --bind 0.0.0.0:8686
+    A non-loopback address needs tokens ([web] read_token/admin_token or the environment). See docs/web.md.
+    """
+    from jobd.web.server import serve
+
+    serve(_config(config), bind)
+
+
 from . import schedules as _schedule_commands  # noqa: E402
 
 _schedule_commands.register(app)

@@ -21,8 +21,8 @@ from .activity.view import read_view
 from .config import JobdConfig, load_schedule
 from .control import client
 from .daemons import default_desired
-from .errors import MasterNotRunning
-from .store import open_store
+from .errors import MasterNotRunning, UnknownJob
+from .store import Store, open_store
 from .ticker import Ticker
 
 STATUS_JSON_VERSION = 1
@@ -76,13 +76,16 @@ def complete_status(report: dict[str, Any], config: JobdConfig, *, now: float | 
     return {"version": STATUS_JSON_VERSION, "generated_at": now, **report, "masters": masters, "daemons": daemons}
 
 
-def full_status(config: JobdConfig, *, now: float | None = None) -> dict[str, Any]:
+def full_status(config: JobdConfig, *, store: Store | None = None, now: float | None = None) -> dict[str, Any]:
     """The ``status --json`` document (docs/status-json.md), for the CLI and ``jobd web`` alike."""
-    return complete_status(status_report(config), config, now=now)
+    return complete_status(status_report(config, store), config, now=now)
 
 
-def status_report(settings: JobdConfig) -> dict[str, Any]:
-    """The status as plain data: from the master if it answers, else from the store."""
+def status_report(settings: JobdConfig, store: Store | None = None) -> dict[str, Any]:
+    """The status as plain data: from the master if it answers, else from the store.
+
+    A long-lived caller (``jobd web``) passes its ``store``; the CLI opens one.
+    """
     live = runner.master_status(settings)
     if live is not None:
         daemons = {}
@@ -99,8 +102,8 @@ def status_report(settings: JobdConfig) -> dict[str, Any]:
                 "state": pool.get("state"),
                 "restart": pool.get("restart"),
             }
-        return {"master": {"running": True, **live["master"]}, "daemons": daemons, "masters": masters_report(settings)}
-    store = open_store(settings.store)
+        return {"master": {"running": True, **live["master"]}, "daemons": daemons, "masters": masters_report(settings, store)}
+    store = store or open_store(settings.store)
     initialised = store.version() is not None
     counts = store.jobs.counts() if initialised else {}
     desired = store.daemon_states.load() if initialised else {}
@@ -120,7 +123,7 @@ def status_report(settings: JobdConfig) -> dict[str, Any]:
     }
 
 
-def masters_report(settings: JobdConfig, store: Any = None) -> list[dict[str, Any]]:
+def masters_report(settings: JobdConfig, store: Store | None = None) -> list[dict[str, Any]]:
     """Every master known to the store (all hosts), newest first, with heartbeat age and liveness."""
     store = store or open_store(settings.store)
     if store.version() is None:
@@ -145,16 +148,18 @@ def daemon_desired(settings: JobdConfig, stored: dict[str, Any], name: str) -> d
     return dict(choice.to_dict(settings.daemons[name]))
 
 
-def schedule_rows(settings: JobdConfig) -> list[dict[str, Any]]:
+def schedule_rows(settings: JobdConfig, store: Store | None = None) -> list[dict[str, Any]]:
     """Every entry with trigger, last fire, last outcome and next ticks (master or store)."""
+    store = store or open_store(settings.store)
     try:
         rows: list[dict[str, Any]] = client.call(settings.socket, "schedules")
     except MasterNotRunning:
-        store = open_store(settings.store)
         store.initialise()
         rows = Ticker(store, load_schedule(settings)).describe()
-    store = open_store(settings.store)
     for row in rows:
         job_id = row.get("last_job_id")
-        row["last_outcome"] = str(store.jobs.get(job_id).state) if job_id else None
+        try:
+            row["last_outcome"] = str(store.jobs.get(job_id).state) if job_id else None
+        except UnknownJob:  # pruned since
+            row["last_outcome"] = None
     return rows
