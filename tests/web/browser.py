@@ -8,6 +8,7 @@ stopped by pid; nothing is downloaded.
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -45,15 +46,22 @@ class Browser:
              f"--window-size={width},{height}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        active = self.profile / "DevToolsActivePort"
-        wait_until(lambda: active.exists() and len(active.read_text().splitlines()) >= 2, timeout=30, message="chromium to listen")
-        port, path = active.read_text().splitlines()[:2]
-        self.socket: ClientConnection = connect(f"ws://127.0.0.1:{port}{path}", max_size=64 * 1024 * 1024, open_timeout=10)
+        self._stack = contextlib.ExitStack()
         self._ids = itertools.count(1)
-        target = self.command("Target.createTarget", {"url": "about:blank"})["targetId"]
-        self.session = self.command("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        self.command("Page.enable", session=True)
-        self.command("Runtime.enable", session=True)
+        try:
+            active = self.profile / "DevToolsActivePort"
+            wait_until(lambda: active.exists() and len(active.read_text().splitlines()) >= 2, timeout=30, message="chromium to listen")
+            port, path = active.read_text().splitlines()[:2]
+            self.socket: ClientConnection = self._stack.enter_context(
+                connect(f"ws://127.0.0.1:{port}{path}", max_size=64 * 1024 * 1024, open_timeout=10)
+            )
+            target = self.command("Target.createTarget", {"url": "about:blank"})["targetId"]
+            self.session = self.command("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+            self.command("Page.enable", session=True)
+            self.command("Runtime.enable", session=True)
+        except BaseException:
+            self.close()
+            raise
 
     def command(self, method: str, params: dict[str, Any] | None = None, *, session: bool = False, timeout: float = 30) -> Any:
         message_id = next(self._ids)
@@ -89,11 +97,12 @@ class Browser:
 
     def close(self) -> None:
         try:
-            self.command("Browser.close", timeout=5)  # the browser ends its own renderer processes
+            if hasattr(self, "socket"):
+                self.command("Browser.close", timeout=5)  # the browser ends its own renderer processes
         except Exception:  # noqa: BLE001 - already gone: the pid is checked below
             pass
         try:
-            self.socket.close()
+            self._stack.close()
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
