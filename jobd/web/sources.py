@@ -6,7 +6,8 @@ queue); actions are the CLI's own (``api.submit`` validates an intent
 exactly like ``jobd trigger``; retry and cancel go through the store and
 wake the master). The live view adds two things a browser wants and
 ``jobd top`` does without: each master's heartbeat age from the store's
-registry, and a short history for the charts.
+registry, the local master's workers (pid, CPU%, RSS), and a short history
+for the charts.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ from typing import Any
 from .. import api, defaults
 from ..config import JobdConfig
 from ..dashboard import Dashboard
-from ..errors import InvalidArgs
+from ..control import client
+from ..errors import InvalidArgs, JobdError
 from ..job import Job
 from ..states import JobState
 from ..status import full_status, masters_report, schedule_rows
 from ..store import Store, open_store
 
 MASTERS_REFRESH_SECONDS = 2.0  # the registry's heartbeats change once a second at most
-HISTORY_STEP_SECONDS = 10.0
-HISTORY_POINTS = 360  # an hour of 10-second samples
+HISTORY_STEP_SECONDS = 5.0
+HISTORY_POINTS = 720  # an hour of 5-second samples
 LIST_ERROR_CHARS = 300
 
 
@@ -50,6 +52,7 @@ class WebSources:
         self._store_lock = threading.Lock()
         self._masters: list[dict[str, Any]] = []
         self._masters_read = 0.0
+        self._workers: list[dict[str, Any]] = []
         self._history: collections.deque[list[float]] = collections.deque(maxlen=HISTORY_POINTS)
 
     @property
@@ -72,18 +75,34 @@ class WebSources:
         view = dict(self.dashboard.view())
         if now - self._masters_read >= MASTERS_REFRESH_SECONDS:
             self._masters_read = now
+            self._workers = self._local_workers()
             try:
                 self._masters = masters_report(self.config, self.store)
             except Exception as error:  # the live page still draws what the dashboard had
                 self._masters = []
                 view["note"] = view.get("note") or f"the store is unreachable: {error}"
         view["registry"] = self._masters
+        view["workers"] = self._workers
         daemons = view.get("daemons") or {}
         if not self._history or now - self._history[-1][0] >= HISTORY_STEP_SECONDS:
             queued = sum(int(row.get("queued") or 0) for row in daemons.values())
             self._history.append([round(now, 1), float(view.get("jobs_per_minute") or 0), float(queued)])
         view["history"] = list(self._history)
         return view
+
+    def _local_workers(self) -> list[dict[str, Any]]:
+        """The local master's workers with pid, CPU% and RSS (every 2 s: a status call costs the master more)."""
+        try:
+            status = client.call(self.config.socket, "status", timeout=2.0)
+        except (JobdError, OSError):
+            return []
+        keys = ("pid", "state", "job_id", "task", "uptime", "jobs_done", "cpu_percent", "rss_bytes", "waiting")
+        host = (status.get("master") or {}).get("host")
+        return [
+            {"daemon": name, "host": host, **{key: worker.get(key) for key in keys}}
+            for name, pool in sorted((status.get("daemons") or {}).items())
+            for worker in pool.get("workers") or []
+        ]
 
     # -- reads ------------------------------------------------------------
 

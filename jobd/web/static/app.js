@@ -144,6 +144,19 @@ function runningSection(view) {
                          ["host/pid"], ["message"]], rows) : h("p", { class: "dim" }, "nothing running"));
 }
 
+function workersSection(view) {
+  const workers = view.workers || [];
+  if (!workers.length) return null;
+  const rows = workers.map((w) => h("tr", { dataset: { workerPid: w.pid } },
+    h("td", {}, w.daemon), h("td", { class: "num" }, num(w.pid)), h("td", { class: w.state === "busy" ? "state-running" : "" }, w.state),
+    h("td", { class: "num" }, w.job_id ? jobLink(w.job_id) : "-"), h("td", {}, w.task || ""),
+    h("td", { class: "num" }, w.cpu_percent === null || w.cpu_percent === undefined ? "-" : w.cpu_percent.toFixed(0) + "%"),
+    h("td", { class: "num" }, w.rss_bytes ? (w.rss_bytes / 1048576).toFixed(0) + " MiB" : "-"),
+    h("td", { class: "num" }, num(w.jobs_done)), h("td", { class: "num" }, duration(w.uptime))));
+  return h("section", { id: "workers" }, h("h2", {}, `Workers on ${workers[0].host || "this host"} (${workers.length})`),
+    table([["daemon"], ["pid", "num"], ["state"], ["job", "num"], ["task"], ["cpu", "num"], ["rss", "num"], ["jobs done", "num"], ["uptime", "num"]], rows));
+}
+
 function retryButton(jobId, label) {
   if (state.access !== "admin") return null;
   return h("button", { class: "danger retry", dataset: { jobId }, onclick: () => retryJob(jobId) }, label || "Retry");
@@ -170,7 +183,8 @@ function sparkline(points, cls, label) {
     svg.append(line);
   }
   const last = points.length ? points[points.length - 1][1] : null;
-  return h("div", { class: "chart " + cls }, h("h2", {}, `${label}: ${num(last)}`), svg);
+  return h("div", { class: "chart " + cls }, h("h2", {}, `${label}: ${num(last)}`),
+    points.length > 1 ? svg : h("p", { class: "dim" }, "collecting: a point every 5 s since jobd web started"));
 }
 
 function chartsSection(view) {
@@ -193,7 +207,7 @@ function renderOverview() {
   const now = view.generated_at || Date.now() / 1000;
   const main = document.getElementById("main");
   main.replaceChildren(mastersSection(view, now), daemonsSection(view, now), runningSection(view), failuresSection(view),
-                       chartsSection(view), schedulesSection(view, now) || "");
+                       chartsSection(view), workersSection(view) || "", schedulesSection(view, now) || "");
 }
 
 function renderSummary() {
