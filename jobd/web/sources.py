@@ -50,6 +50,7 @@ class WebSources:
         self.dashboard = Dashboard(config)
         self._store: Store | None = None
         self._store_lock = threading.Lock()
+        self._view_lock = threading.Lock()
         self._masters: list[dict[str, Any]] = []
         self._masters_read = 0.0
         self._workers: list[dict[str, Any]] = []
@@ -72,6 +73,10 @@ class WebSources:
     def live_view(self, now: float | None = None) -> dict[str, Any]:
         """``jobd top``'s view, plus the registry's masters (heartbeat age) and the charts' history."""
         now = time.time() if now is None else now
+        with self._view_lock:  # the memcached client and the history are not shared between threads
+            return self._live_view(now)
+
+    def _live_view(self, now: float) -> dict[str, Any]:
         view = dict(self.dashboard.view())
         if now - self._masters_read >= MASTERS_REFRESH_SECONDS:
             self._masters_read = now

@@ -164,7 +164,11 @@ def test_progress_shows_within_a_second_and_retrying_a_dead_job_from_the_page_ru
     assert max(latencies) < 1.0, report
 
     wait_until(lambda: deployment.store.jobs.get(dead).state is JobState.DEAD, timeout=30, message="the job to die")
-    browser.evaluate(f"location.hash = '#/job/{dead}'")
+    browser.evaluate("location.hash = '#/jobs?state=dead'")
+    row = f"#jobs tr[data-job-id=\"{dead}\"]"
+    wait_until(lambda: browser.evaluate(f"document.querySelector('{row}') !== null"), timeout=20, message="the dead job in the jobs list")
+    assert browser.evaluate("document.querySelectorAll('#jobs tbody tr').length") == 1, "the filter shows dead jobs only"
+    browser.evaluate(f"document.querySelector('{row} a').click()")
     wait_until(lambda: browser.evaluate("document.querySelector('#job button.retry') !== null"), timeout=20, message="the retry button")
     flag.touch()
     browser.evaluate("document.querySelector('#job button.retry').click()")
