@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from .. import defaults
+from ..errors import JobdError
 from .feed import LiveFeed, sse_frame
 from .responses import ApiError, read_json
 from .security import COOKIE_NAME, Access, Tokens, access_of, cross_site_reason
@@ -141,7 +142,11 @@ class Api:
                     last = text
                     yield sse_frame("job", job)
                 await asyncio.sleep(JOB_REFRESH_SECONDS if running is None else self.feed.interval)
-                job = await run_in_threadpool(self.sources.job, job_id)
+                try:
+                    job = await run_in_threadpool(self.sources.job, job_id)
+                except JobdError as error:  # pruned, or the store went away: say so and end the stream
+                    yield sse_frame("gone", {"job_id": job_id, "message": str(error)})
+                    return
         finally:
             self.feed.unsubscribe()
 

@@ -140,11 +140,11 @@ def test_progress_shows_within_a_second_and_retrying_a_dead_job_from_the_page_ru
 
     latencies: list[float] = []
     for step in range(1, steps + 1):
-        if latencies:
-            # The worker drops a report made within 0.2 s of its previous one (its throttle): cue the
-            # next call after that, so each one measured is a report the worker sends.
-            previous = float((folder / f"stamp-{step - 1}").read_text())
-            time.sleep(max(0.0, previous + 0.35 - time.time()))
+        # The worker drops a report made within 0.2 s of its previous one (its throttle): cue the
+        # next call after that, so each one measured is a report the worker sends.
+        previous_stamp = folder / f"stamp-{step - 1}"
+        previous = float(wait_until(lambda: previous_stamp.exists() and previous_stamp.read_text(), timeout=10))
+        time.sleep(max(0.0, previous + 0.35 - time.time()))
         browser.evaluate(f"""
             window.seenAt = null;
             new MutationObserver((changes, observer) => {{

@@ -328,6 +328,7 @@ function showJob(id) {
   const feed = new EventSource(`${API}/jobs/${id}/live`);
   state.jobFeed = feed;
   feed.addEventListener("job", (event) => renderJob(JSON.parse(event.data)));
+  feed.addEventListener("gone", (event) => { feed.close(); setNote(JSON.parse(event.data).message); });
   feed.addEventListener("error", () => {
     if (feed.readyState === EventSource.CLOSED) {
       call("GET", `/jobs/${id}`).then(renderJob).catch((error) =>
