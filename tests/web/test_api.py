@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from jobd.states import JobState
 from jobd.store import NewJob
-from support import Deployment, free_port, wait_until
+from support import Deployment, MemcachedServer, free_port, wait_until
 
 from .webserver import WebProcess
 
@@ -154,5 +154,24 @@ def test_tokens_from_the_environment_are_required(deployment: Deployment) -> Non
         signed_in = server.request("POST", "/api/v1/session", json_body={"token": READ}, headers={"X-Requested-By": "jobd"})
         assert signed_in.status == 200 and "httponly" in signed_in.headers["set-cookie"].lower()
         assert "samesite=strict" in signed_in.headers["set-cookie"].lower()
+    finally:
+        server.stop()
+
+
+@pytest.mark.memcached
+def test_with_memcached_the_live_view_comes_from_memcached(deployment: Deployment, memcached: MemcachedServer) -> None:
+    """What any host's `jobd web` reads when the masters publish to memcached: every host's data."""
+    deployment.write_config({"main": {"workers": 1}}, memcached=[memcached.address])
+    deployment.start_master()
+    job_id = deployment.store.jobs.insert(NewJob("main", "t.progress", {"steps": 200, "step_seconds": 0.05}))
+    server = WebProcess(deployment).start()
+    try:
+        def running() -> dict[str, Any] | None:
+            view = server.request("GET", "/api/v1/view").data
+            rows = [row for row in view["running"] if row["job_id"] == job_id and row.get("percent")]
+            return view if view["source"] == "memcached" and rows else None
+
+        view = wait_until(running, timeout=30, interval=0.2, message="the running job in memcached's view")
+        assert "main" in view["daemons"] and view["masters"][0]["host"]
     finally:
         server.stop()
