@@ -365,10 +365,19 @@ async function renderSchedules() {
       h("td", {}, row.name, row.paused ? " (paused)" : row.enabled === false ? " (disabled)" : ""), h("td", {}, row.daemon),
       h("td", {}, `${row.trigger}`), h("td", {}, row.timezone),
       h("td", {}, row.fired ? `${when(row.last_fire)} ${row.last_outcome || ""}` : "-"),
-      h("td", { class: "wrap" }, (row.next || []).map((tick) => until(tick, now)).join(" · "))));
+      h("td", { class: "wrap" }, (row.next || []).map((tick) => inZone(tick, row.timezone, now)).join(" · "))));
     section.replaceChildren(h("h2", {}, "Schedules"), rows.length
-      ? table([["entry"], ["daemon"], ["trigger"], ["time zone"], ["last fire"], ["next ticks"]], rows) : h("p", { class: "dim" }, "no schedule entries"));
+      ? table([["entry"], ["daemon"], ["trigger"], ["time zone"], ["last fire"], ["next ticks (entry's zone)"]], rows) : h("p", { class: "dim" }, "no schedule entries"));
   } catch (error) { section.append(h("p", { class: "error" }, error.message)); }
+}
+
+function inZone(epoch, zone, now) {
+  // A tick in the entry's own time zone (what its cron expression means), and how far off it is.
+  let text;
+  try {
+    text = new Date(epoch * 1000).toLocaleString([], { timeZone: zone || undefined, hour12: false, dateStyle: "short", timeStyle: "short" });
+  } catch (error) { text = when(epoch); }
+  return epoch >= now ? `${text} (in ${duration(epoch - now)})` : text;
 }
 
 // -- routing and sign-in ----------------------------------------------------
