@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install jobd into .venv and run the demo deployment (examples/jobd.toml) on
-# the embedded SQLite store: starts a master with three daemons, submits a
+# the embedded SQLite store: starts a master with four daemons (mailing, reports, cron, sms), submits a
 # few jobs, and shows what they do. Leaves the master and the web dashboard
 # (`jobd web`, http://127.0.0.1:8686/) running; stop them with
 #   .venv/bin/jobd stop -c examples/jobd.toml; kill $(cat examples/var/web.pid)

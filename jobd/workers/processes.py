@@ -16,11 +16,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from ..log_channels import open_worker_channel
 from .direct import Channel
 from .memory import rss_bytes
 from .worker import WorkerSpec, worker_main
@@ -68,10 +69,16 @@ class ProcessLauncher:
 
     def spawn(self, spec: WorkerSpec, name: str, channel: Channel | None = None) -> SpawnedProcess:
         parent_end, child_end = _context.Pipe(duplex=True)
+        log_end = open_worker_channel()  # its own pipe for log records: a worker killed mid-record costs only that record
+        spec = replace(spec, log_channel=log_end)
         process = _context.Process(target=worker_main, args=(spec, child_end, channel), name=name, daemon=False)
-        with _main_module_hidden():
-            process.start()
-        child_end.close()
+        try:
+            with _main_module_hidden():
+                process.start()
+        finally:
+            child_end.close()
+            if log_end is not None:
+                log_end.close()
         return SpawnedProcess(process, parent_end)
 
     def send_signal(self, pid: int, signum: int) -> None:
