@@ -10,9 +10,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
-from jobd import api, daemon_client, runner
+from jobd import api, daemon_client, runner, unserved
 from jobd.config import JobdConfig, load_config
 from jobd.control import client
 from jobd.daemons import default_desired
@@ -25,7 +26,7 @@ from jobd.store import open_store
 
 from .options import ConfigOption, JsonOption
 from . import daemons as daemon_output
-from .output import ago, console, counted, duration, print_json, reports_errors, when
+from .output import ago, console, counted, duration, error_console, print_json, reports_errors, when
 from . import logs_command, systemd_command
 
 app = typer.Typer(
@@ -241,16 +242,21 @@ def status(
             str(counts.get("cancelled", 0)),
         )
     console.print(table)
+    for note in unserved.notes(report):  # jobs nobody runs, states jobd does not know
+        console.print(f"[yellow]{escape(note)}[/]", highlight=False)
     workers = daemon_output.workers_table(report["daemons"])
     if workers is not None:
         console.print(workers)
+
+
+_STATE_NAMES = frozenset(str(state) for state in JobState)
 
 
 @app.command()
 @reports_errors
 def jobs(
     config: ConfigOption = None,
-    state: Annotated[Optional[list[str]], typer.Option("--state", "-s", help="Filter by state (repeatable).")] = None,
+    state: Annotated[Optional[list[str]], typer.Option("--state", "-s", help="Filter by state (repeatable; any stored value).")] = None,
     daemon: Annotated[Optional[str], typer.Option("--daemon", "-d")] = None,
     task: Annotated[Optional[str], typer.Option("--task", "-t")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10000)] = 50,
@@ -261,11 +267,14 @@ def jobs(
     Example: jobd jobs --state dead --daemon mailing
     """
     settings = _config(config)
-    try:
-        states = [JobState(value) for value in state or []]
-    except ValueError:
-        raise InvalidArgs(f"unknown state in {state}; states are: {', '.join(s.value for s in JobState)}") from None
+    # Any stored value: rows an application wrote with another state (before schema v4
+    # refused them) must be listable. A name that is not a jobd state just matches nothing.
+    states: list[JobState | str] = [JobState(value) if value in _STATE_NAMES else value for value in state or []]
     found = open_store(settings.store).jobs.list(states=states, daemon=daemon, task=task, limit=limit)
+    unknown = sorted({str(value) for value in states} - _STATE_NAMES)
+    if unknown and not found:  # a typo, most likely: say so (stderr, so --json stays parseable)
+        error_console.print(f"no job in {', '.join(map(repr, unknown))}: not a jobd state "
+                          f"(jobd states: {', '.join(sorted(_STATE_NAMES))})", highlight=False)
     if as_json:
         print_json([job.to_dict() for job in found])
         return

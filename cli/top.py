@@ -22,6 +22,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from jobd import unserved
 from jobd.dashboard import Dashboard
 
 from .output import duration
@@ -180,6 +181,7 @@ def render(
     parts: list[RenderableType] = [header(view, width)]
     if view.get("note"):
         parts.append(Text(str(view["note"]), style="yellow"))
+    parts += [Text(note, style="bold yellow") for note in unserved.notes(view)]  # jobs nobody runs
     daemons = view.get("daemons") or {}
     parts += [_title(" Daemons "), daemons_table(view, width)]
     running = controls.sorted_running(view.get("running") or [])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from . import defaults, unserved
 from .activity import shared_activity
 from .activity.view import VIEW_VERSION, Record, recent_failures, read_view
 from .config import JobdConfig
@@ -29,8 +30,32 @@ class Dashboard:
         self.config = config
         self.shared = shared_activity(config)
         self._store: Store | None = None
+        self._unseen_cache: tuple[float, Record] | None = None
 
     def view(self, daemon: str | None = None) -> Record:
+        view = self._view(daemon)
+        view.update(self._unseen(daemon))
+        return view
+
+    def _unseen(self, daemon: str | None) -> Record:
+        """Jobs no live master runs and rows in unknown states (``jobd.unserved``), read every few seconds."""
+        now = time.monotonic()
+        if self._unseen_cache is None or now - self._unseen_cache[0] >= defaults.UNSERVED_REFRESH_SECONDS:
+            found: Record = {}
+            try:
+                if self._store is None:
+                    self._store = open_store(self.config.store)
+                if self._store.version() is not None:
+                    found = unserved.from_store(self._store, lease=self.config.heartbeat_lease)
+            except Exception:  # the dashboard keeps drawing whatever fails
+                found = {}
+            self._unseen_cache = (now, found)
+        found = self._unseen_cache[1]
+        if daemon is None:
+            return dict(found)
+        return {key: [entry for entry in entries if entry["daemon"] == daemon] for key, entries in found.items()}
+
+    def _view(self, daemon: str | None = None) -> Record:
         if self.shared is not None:
             view = read_view(self.shared, source="memcached", daemon=daemon)
             if view["masters"]:

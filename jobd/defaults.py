@@ -7,7 +7,7 @@ CONFIG_ENV_VAR = "JOBD_CONFIG"
 
 # Store
 DEFAULT_STORE_URL = "sqlite:///jobd.db"  # relative paths resolve next to the config file
-STORE_SCHEMA_VERSION = 3  # v2 (issue 7): jobd_job_logs; v3: partial indexes on SQLite
+STORE_SCHEMA_VERSION = 4  # v2 (issue 7): jobd_job_logs; v3: partial indexes on SQLite; v4: CHECK on jobs.state
 TABLE_PREFIX = "jobd_"
 
 # Daemons
@@ -51,6 +51,11 @@ CONTROL_MAX_REQUEST_BYTES = 64 * 1024
 CONTROL_REQUEST_TIMEOUT_SECONDS = 10.0
 CONTROL_SOCKET_MODE = 0o660
 CONTROL_PROTOCOL_VERSION = 1
+# Connections the kernel queues before the control thread accepts them: a burst of
+# CLI calls or app submits (hundreds at once) must wait, not be refused.
+CONTROL_LISTEN_BACKLOG = 1024
+# `jobd top` reads which daemons have jobs no live master runs this often (a count over the jobs table).
+UNSERVED_REFRESH_SECONDS = 5.0
 
 # Activity: live display data in memcached (or the master's memory). It is a
 # cache: losing any of it loses no job.
@@ -86,6 +91,12 @@ MAX_LOG_LINE_BYTES = 16 * 1024  # one log record of a job (its traceback include
 LIMIT_ERROR_BYTES = 60 * 1024  # the most max_error_bytes may be (the error column is TEXT on MariaDB)
 LIMIT_PROGRESS_MESSAGE_BYTES = 8 * 1024  # progress is JSON in a TEXT column: escaping may grow it
 LIMIT_OUTPUT_BYTES = 8 * 1024 * 1024  # the most the other caps may be
+# The largest value of the jobs table's INTEGER columns on MySQL: a claim never
+# counts an attempt past it, and a row found at it is dead instead of run.
+MAX_ATTEMPTS_COUNTER = 2**31 - 1
+# A worker that could not reach the store to check a hand-off tries again after this long
+# (meanwhile submits' jobs reach it through the master, which checks them).
+HANDOFF_GUARD_RETRY_SECONDS = 5.0
 MAX_NAME_LENGTH = 190  # fits a MySQL utf8mb4 unique index
 
 # Production: systemd, metrics, job logs, alerts

@@ -15,13 +15,15 @@ worker when it can, and to the master when it cannot). A submit that finds
 its daemon offered inserts the job already claimed by that master
 (``running``, ``attempts = 1``, ``owner`` = the master) and sends a datagram
 to the wake socket: ``run/2 DAEMON JOB_ID PRIORITY MAX_ATTEMPTS TASK ARGS``
-(``run/1 DAEMON JOB_ID`` when the args are too long for it). The kernel
-tells the master which user sent it (``SO_PASSCRED``): from a process of
-the master's own user, or root, which could do anything the master does,
-the job is taken as described; from anyone else only the id is believed,
-and the master reads the row (it must be running and its own). Every
-invariant of a claim holds: the job is durable and claimed before anything
-acknowledges it or runs it.
+(``run/1 DAEMON JOB_ID`` when the args are too long for it). A datagram
+only names a job, whoever sent it: the master reads the row, and starts the
+job only if it is running, its own, on its first attempt and not already in
+hand (a worker that takes a datagram itself asks the store the same,
+``store.handoff_check``). So a forged datagram, or one replayed after the
+job ended, runs nothing. The kernel tells who sent it (``SO_PASSCRED``): a
+worker runs only a job a process of the master's own user (or root) handed
+it, with the args as described. Every invariant of a claim holds: the job is
+durable and claimed before anything acknowledges it or runs it.
 
 What can go wrong, and why no job is lost:
 
@@ -148,6 +150,20 @@ class OfferReader:
                 offer = None
         self._seen[path] = (version, offer)
         return offer
+
+
+def runnable_handed(jobs: list[Job], in_hand: set[int]) -> list[Job]:
+    """Of the jobs the store confirmed as this master's running ones, those a hand-off may start.
+
+    Only a first attempt was handed (``store.handoff_check``), and a job this
+    master already holds (a datagram sent twice, or replayed) is not started again.
+    """
+    fresh, seen = [], set(in_hand)
+    for job in jobs:
+        if job.attempts == 1 and job.id not in seen:
+            fresh.append(job)
+            seen.add(job.id)
+    return fresh
 
 
 def handed_job(job: HandedJob, owner: str, now: float) -> Job:

@@ -39,6 +39,14 @@ class Job:
     finished_at: float | None = None
     updated_at: float | None = None
     args_problem: str | None = None  # set when a row's args are not a JSON object
+    row_problem: str | None = None  # set when another field of the row cannot be used (``store.row_decoding``)
+
+    @property
+    def unrunnable(self) -> str | None:
+        """Why this job can never run as stored (the master ends it dead with this reason), or None."""
+        if self.args_problem and self.row_problem:
+            return f"{self.row_problem}; {self.args_problem}"
+        return self.row_problem or self.args_problem
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

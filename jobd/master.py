@@ -44,7 +44,7 @@ from .store import Store, open_store
 from .store.checkpoints import WalCheckpointer
 from .throttle import Throttle
 from .ticker import Ticker
-from .handoff import Offer, handed_job, offer_path, publish
+from .handoff import Offer, handed_job, offer_path, publish, runnable_handed
 from .wakeup import Handed, HandedJob, WakeSocket, parse_handed
 from .workers.direct import remove_stale
 from .workers import protocol
@@ -183,7 +183,7 @@ class Master:
         self.observers.start(self)
 
     def _create_pool(self, name: str, settings: Any) -> Pool:
-        spec = WorkerSpec(config=self.config, daemon=name)
+        spec = WorkerSpec(config=self.config, daemon=name, owner=self.id)
         pool = Pool(name, settings, spec, self.launcher, self.clock)
         self.pools[name] = pool
         return pool
@@ -308,16 +308,14 @@ class Master:
     def _take_handed(self) -> None:
         """Give workers the jobs submits claimed for this master.
 
-        A datagram from a process of our own user (or root) is taken at its
-        word: such a process could do anything this master does. For any
-        other sender the store says which jobs are really ours.
+        A datagram only names a job, whoever sent it: the store says which are
+        ours to start (running, ours, first attempt), so a forged or stale one
+        runs nothing, and one we already hold is not started twice.
         """
         handed = self.wakeups.take_handed()
         self.handoffs["through_master"] += len(handed)
-        now = time.time()
-        told = [handed_job(h.job, self.id, now) for h in handed if h.job is not None]
-        unread = [h.job_id for h in handed if h.job is None]
-        self._adopt(told + (self.store.jobs.handed(unread, self.id) if unread else []))
+        confirmed = self.store.jobs.handed(sorted({h.job_id for h in handed}), self.id) if handed else []
+        self._adopt(runnable_handed(confirmed, self._jobs_in_hand()) if confirmed else [])
 
     def _took_handoff(self, pool: Pool, worker: Worker, took: protocol.TookHandoff) -> None:
         """A worker started a job a submit handed it directly: it is that worker's running job."""
@@ -671,7 +669,7 @@ class Master:
 
     def _runnable(self, pool: Pool, job: Job) -> bool:
         """Whether a claimed job can run at all; if not, it is dead now, with the reason."""
-        problem = job.args_problem
+        problem = job.unrunnable  # a row jobd cannot use as stored (store/row_decoding.py)
         if problem is None and job.task not in self.inventory.get(pool.daemon, {}):
             known = ", ".join(sorted(self.inventory.get(pool.daemon, {}))) or "none"
             problem = f"daemon {pool.daemon!r} has no task {job.task!r} (its tasks: {known})"
@@ -891,7 +889,7 @@ class Master:
                 continue
             pool.settings = settings
             pool.size = settings.workers if settings.enabled else 0
-            pool.spec = WorkerSpec(config=config, daemon=name)
+            pool.spec = WorkerSpec(config=config, daemon=name, owner=self.id)
             if old.daemons.get(name) != settings or old.python_path != config.python_path:
                 pool.replace_all()
         for name, pool in self.pools.items():

@@ -57,7 +57,10 @@ def can_transition(current: JobState, target: JobState) -> bool:
 
 def transition(current: JobState | str, target: JobState | str) -> JobState:
     """Validate a move and return the new state, or raise ``InvalidTransition``."""
-    current, target = JobState(current), JobState(target)
+    try:
+        current, target = JobState(current), JobState(target)
+    except ValueError:  # a state an application stored (before the schema's CHECK): no move is known
+        raise InvalidTransition(f"a job cannot go from {current} to {target}") from None
     if not can_transition(current, target):
         raise InvalidTransition(f"a job cannot go from {current} to {target}")
     return target

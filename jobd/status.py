@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import runner
+from . import runner, unserved
 from .activity import shared_activity
 from .activity.view import read_view
 from .config import JobdConfig, load_schedule
@@ -102,13 +102,17 @@ def status_report(settings: JobdConfig, store: Store | None = None) -> dict[str,
                 "state": pool.get("state"),
                 "restart": pool.get("restart"),
             }
-        return {"master": {"running": True, **live["master"]}, "daemons": daemons, "masters": masters_report(settings, store)}
+        store = store or open_store(settings.store)
+        return {"master": {"running": True, **live["master"]}, "daemons": daemons, "masters": masters_report(settings, store),
+                **unserved.from_store(store, lease=settings.heartbeat_lease)}
     store = store or open_store(settings.store)
     initialised = store.version() is not None
     counts = store.jobs.counts() if initialised else {}
     desired = store.daemon_states.load() if initialised else {}
     names = sorted(set(settings.daemons) | set(counts))
+    unseen = unserved.from_store(store, lease=settings.heartbeat_lease, counts=counts) if initialised else {"unserved": [], "unknown_states": []}
     return {
+        **unseen,
         "masters": masters_report(settings, store),
         "master": {"running": False},
         "daemons": {

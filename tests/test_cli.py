@@ -124,7 +124,8 @@ def test_jobs_and_job_show_what_happened(deployment: Deployment) -> None:
     detail = deployment.jobd("job", job_id)
     assert "ValueError: boom" in detail.stdout and "Traceback" in detail.stdout
     assert deployment.jobd("job", "999999").returncode == 2
-    assert deployment.jobd("jobs", "--state", "nonsense").returncode == 2
+    other = deployment.jobd("jobs", "--state", "nonsense")  # any stored value may be listed: none here
+    assert other.returncode == 0 and "not a jobd state" in other.stderr
 
 
 def test_start_twice_is_refused_while_a_master_runs(deployment: Deployment) -> None:

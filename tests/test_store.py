@@ -52,14 +52,14 @@ def _sqlite_index_sql(store: Store) -> dict[str, str]:
 
 
 def test_a_v2_store_upgrades_to_the_current_schema_and_keeps_its_jobs(store: Store) -> None:
-    """v3 changes only SQLite's indexes; on MySQL the upgrade records the version and nothing else."""
+    """v3 changes only SQLite's indexes; v4 adds the state CHECK (the rows and indexes stay as they were)."""
     job_ids = [store.jobs.insert(new(run_at=run_at), now=1_000.0) for run_at in (None, 2_000.0)]
     store.jobs.claim("main", 1, "m1", now=1_000.0)
     indexes_before = _index_definitions(store)
     _set_version(store, 2)
     assert store.version() == 2
-    assert store.initialise() == SCHEMA_VERSION == 3
-    assert store.version() == 3 and store.initialise() == 3
+    assert store.initialise() == SCHEMA_VERSION == 4
+    assert store.version() == 4 and store.initialise() == 4
     assert _index_definitions(store) == indexes_before
     assert [store.jobs.get(job_id).state for job_id in job_ids] == [JobState.RUNNING, JobState.SCHEDULED]
 
@@ -75,10 +75,11 @@ def test_a_v2_sqlite_store_gets_partial_indexes(tmp_path: Path) -> None:
                                   ("jobs_state_finished", "state, finished_at")]:
                 connection.exec_driver_sql(f"DROP INDEX jobd_{name}")
                 connection.exec_driver_sql(f"CREATE INDEX jobd_{name} ON jobd_jobs ({columns})")
+            connection.exec_driver_sql("DROP INDEX jobd_jobs_undated")  # v4's
         _set_version(store, 2)
         assert not any("WHERE" in sql for sql in _sqlite_index_sql(store).values())
 
-        assert store.initialise() == 3 and store.version() == 3
+        assert store.initialise() == SCHEMA_VERSION and store.version() == SCHEMA_VERSION
         indexes = _sqlite_index_sql(store)
         assert indexes["jobd_jobs_waiting"].endswith("WHERE run_at IS NOT NULL")
         assert indexes["jobd_jobs_owner"].endswith("WHERE owner IS NOT NULL")
@@ -88,7 +89,7 @@ def test_a_v2_sqlite_store_gets_partial_indexes(tmp_path: Path) -> None:
             assert connection.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
 
         _set_version(store, 2)  # an upgrade run again (say, interrupted before it recorded v3) changes nothing
-        assert store.initialise() == 3 and _sqlite_index_sql(store) == indexes
+        assert store.initialise() == SCHEMA_VERSION and _sqlite_index_sql(store) == indexes
         assert [store.jobs.get(job_id).state for job_id in job_ids] == [JobState.RUNNING, JobState.SCHEDULED]
         assert [job.id for job in store.jobs.claim("main", 5, "m1", now=2_000.0)] == [job_ids[1]]
     finally:
@@ -477,7 +478,7 @@ def _sqlite_plans(store: Store, operation: Callable[[], object]) -> list[str]:
         pytest.param(
             lambda store, running_job: store.jobs.claim("main", 5, "m1", now=2_000.0),
             ["jobd_jobs_waiting (state=? AND run_at<?)", "jobd_jobs_waiting (state=? AND run_at<?)",
-             "jobd_jobs_ready (daemon=? AND state=?)"],
+             "jobd_jobs_undated (state=?)", "jobd_jobs_ready (daemon=? AND state=?)"],
             id="claim-with-promotion-of-due-scheduled-and-retrying-jobs",
         ),
         pytest.param(

@@ -38,6 +38,8 @@ def parse_request(line: bytes) -> Request:
         data = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise ProtocolError("request is not a JSON object on one line") from None
+    except RecursionError:  # json.loads recurses per level: 100,000 "[" used to end the connection
+        raise ProtocolError("request nests too deeply to be a jobd request") from None
     if not isinstance(data, dict):
         raise ProtocolError("request must be a JSON object")
     if data.get("v") != VERSION:

@@ -96,6 +96,9 @@ class _Handler(socketserver.StreamRequestHandler):
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     allow_reuse_address = False
+    # socketserver's default listen backlog is 5: a burst of clients (an app's
+    # web workers submitting at once) was refused with ECONNREFUSED.
+    request_queue_size = defaults.CONTROL_LISTEN_BACKLOG
     inbox: Inbox
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..errors import StoreUnavailable
+from .row_decoding import sqlite_text
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SERVER_STATUS_IN_TRANS = 0x0001  # MySQL protocol: a transaction is open on this connection
@@ -113,6 +114,9 @@ def _sqlite_engine(url: sa.URL, checkpoint_on_commit: bool) -> sa.Engine:
         # Take transaction control away from the sqlite3 module so that BEGIN
         # is ours (see _on_begin); pragmas then apply outside a transaction.
         dbapi_connection.isolation_level = None
+        # Text that is not UTF-8 (an application's INSERT) is decoded, not an error that
+        # aborts the whole read: store/row_decoding.py says what is wrong with such a row.
+        dbapi_connection.text_factory = sqlite_text
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")

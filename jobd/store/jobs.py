@@ -18,10 +18,12 @@ import sqlalchemy as sa
 
 from .. import defaults
 from ..errors import InvalidArgs, InvalidTransition, UnknownJob
-from ..job import Job, decode_json, encode_args, encode_json
+from ..job import Job, encode_args, encode_json
 from ..states import CLAIMABLE, FINAL, JobState, phrase, sources_of, transition
 from ..limits import ConcurrencyCaps
 from .direct import DirectStatement, direct_transaction
+from .row_decoding import decode_row
+from .schema import UNDATED_WHERE
 from .engine import READ_ONLY
 from .state_lookup import in_states
 
@@ -48,7 +50,7 @@ class _ClaimStatements:
         choose = sa.select(jobs.c.id).where(due).order_by(jobs.c.priority.desc(), jobs.c.id).limit(limit)
         claimed = {
             "state": str(JobState.RUNNING),
-            "attempts": jobs.c.attempts + 1,
+            "attempts": counted_attempt(jobs),
             "owner": sa.bindparam("claim_owner"),
             "started_at": now,
             "updated_at": now,
@@ -78,6 +80,26 @@ class _ClaimStatements:
             jobs.update().where(jobs.c.state == str(waiting), jobs.c.run_at <= now).values(state=str(transition(waiting, JobState.QUEUED)))
             for waiting in (JobState.SCHEDULED, JobState.RETRYING)
         ]
+        # Scheduled or retrying rows an application wrote without a run_at are due now
+        # (a NULL run_at means "due now" everywhere else). The condition is written as the
+        # SQLite partial index jobs_undated's, so the statement reads that index alone.
+        self.promotions.append(jobs.update().where(sa.text(UNDATED_WHERE)).values(state=str(JobState.QUEUED)))
+
+
+def counted_attempt(jobs: sa.Table) -> sa.ColumnElement[int]:
+    """``attempts + 1`` for a claim, never past the column's limit (MySQL refuses the overflow,
+    which failed the whole claim): a row found at the limit is ended dead by the master."""
+    limit = defaults.MAX_ATTEMPTS_COUNTER
+    return sa.case((jobs.c.attempts < limit, jobs.c.attempts + 1), else_=limit)
+
+
+def counted_attempt_of(attempts: Any) -> int:
+    """What ``counted_attempt`` writes, for a row read before the UPDATE (MySQL's claim)."""
+    try:
+        value = int(attempts or 0)
+    except (TypeError, ValueError):
+        return 1
+    return value + 1 if value < defaults.MAX_ATTEMPTS_COUNTER else defaults.MAX_ATTEMPTS_COUNTER
 
 
 class _DirectStatements:
@@ -276,7 +298,7 @@ class JobQueue:
                     return []
                 transaction.execute(statements.mark_claimed, {**params, "claim_ids": [row["id"] for row in locked]})
                 rows: list[dict[str, Any]] = [
-                    {**row, "state": str(JobState.RUNNING), "attempts": int(row["attempts"] or 0) + 1, "owner": owner,
+                    {**row, "state": str(JobState.RUNNING), "attempts": counted_attempt_of(row["attempts"]), "owner": owner,
                      "started_at": now, "updated_at": now, "worker_pid": None, "cancel_requested": False}
                     for row in locked
                 ]
@@ -294,7 +316,9 @@ class JobQueue:
         """
         statement = self._direct.handed
         rows: list[dict[str, Any]] = []
-        with direct_transaction(self.engine, read_only=True) as transaction:
+        # MySQL: on the autocommit engine, so the read costs no COMMIT round trip.
+        engine = self.submit_engine or self.engine
+        with direct_transaction(engine, read_only=True, autocommit=self.submit_engine is not None) as transaction:
             for job_id in job_ids:
                 rows.extend(statement.rows(transaction.execute(statement, {"handed_id": job_id, "claim_owner": owner})))
         return [row_to_job(row) for row in rows]
@@ -344,7 +368,7 @@ class JobQueue:
                 return []
             connection.execute(
                 jobs.update().where(jobs.c.id.in_(ids)).values(
-                    state=str(JobState.RUNNING), attempts=jobs.c.attempts + 1, owner=owner, started_at=now,
+                    state=str(JobState.RUNNING), attempts=counted_attempt(jobs), owner=owner, started_at=now,
                     updated_at=now, worker_pid=None, cancel_requested=False,
                 )
             )
@@ -634,7 +658,7 @@ class JobQueue:
     def list(
         self,
         *,
-        states: Sequence[JobState] = (),
+        states: Sequence[JobState | str] = (),  # any stored value (``jobd jobs --state``)
         daemon: str | None = None,
         task: str | None = None,
         limit: int = 50,
@@ -694,41 +718,8 @@ class JobQueue:
 
 
 def row_to_job(row: Any) -> Job:
-    """Decode a jobs row. A row whose JSON is broken still decodes (args → {})."""
-    args_problem = None
-    try:
-        args = decode_json(row["args"])
-    except ValueError as error:
-        args, args_problem = {}, f"args are not valid JSON ({error})"
-    if not isinstance(args, dict):
-        args, args_problem = {}, args_problem or "args must be a JSON object such as {\"id\": 42}"
-    return Job(
-        id=int(row["id"]),
-        daemon=row["daemon"],
-        task=row["task"],
-        args=args,
-        args_problem=args_problem,
-        state=JobState(row["state"]),
-        priority=int(row["priority"] or 0),
-        attempts=int(row["attempts"] or 0),
-        max_attempts=row["max_attempts"],
-        run_at=row["run_at"],
-        unique_key=row["unique_key"],
-        fire_key=row["fire_key"],
-        origin=row["origin"],
-        owner=row["owner"],
-        worker_pid=row["worker_pid"],
-        checkpoint=_decode_or_text(row["checkpoint"]),
-        progress=_decode_or_text(row["progress"]),
-        error=row["error"],
-        traceback=row["traceback"],
-        result=_decode_or_text(row["result"]),
-        cancel_requested=bool(row["cancel_requested"]),
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        updated_at=row["updated_at"],
-    )
+    """Decode a jobs row; never raises: a row jobd cannot use says why (``row_decoding``)."""
+    return decode_row(row)
 
 
 def _group_key(values: dict[str, Any]) -> Any:
@@ -739,10 +730,3 @@ def _group_key(values: dict[str, Any]) -> Any:
         return key
     except TypeError:  # an unhashable value: group by its JSON instead
         return encode_json(values)
-
-
-def _decode_or_text(text: str | None) -> Any:
-    try:
-        return decode_json(text)
-    except ValueError:
-        return text

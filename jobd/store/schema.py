@@ -11,9 +11,18 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
 from .. import defaults
+from ..states import JobState
 
 SCHEMA_VERSION = defaults.STORE_SCHEMA_VERSION
 P = defaults.TABLE_PREFIX
+#: v4: the database itself refuses a ``state`` that is not a jobd state (an
+#: application's INSERT with a typo fails at once instead of waiting unseen).
+STATE_CHECK_NAME = f"{P}jobs_state"
+STATE_CHECK = "state IN (" + ", ".join(f"'{state}'" for state in sorted(str(state) for state in JobState)) + ")"
+#: v4, SQLite: scheduled or retrying rows without a ``run_at`` (written by an
+#: application; jobd always sets one) are due now. This partial index holds only
+#: those rows, so the claim's promotion finds them with one probe.
+UNDATED_WHERE = "run_at IS NULL AND state IN ('retrying', 'scheduled')"
 
 
 def _now_default(dialect: str) -> sa.TextClause:
@@ -63,6 +72,7 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
         sa.Column("started_at", epoch, nullable=True),
         sa.Column("finished_at", epoch, nullable=True),
         sa.Column("updated_at", epoch, nullable=True),
+        sa.CheckConstraint(STATE_CHECK, name=STATE_CHECK_NAME),
         sa.UniqueConstraint("unique_key", name=f"{P}jobs_unique_key"),
         sa.UniqueConstraint("fire_key", name=f"{P}jobs_fire_key"),
         # Claims read this index in order and stop after LIMIT rows (no filesort).
@@ -78,6 +88,7 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
         sa.Index(f"{P}jobs_owner", "owner", "state", sqlite_where=sa.text("owner IS NOT NULL")),
         # Pruning of jobs that finished before the retention.
         sa.Index(f"{P}jobs_state_finished", "state", "finished_at", sqlite_where=sa.text("finished_at IS NOT NULL")),
+        *_undated_index(dialect),
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )
@@ -162,6 +173,13 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
     }
 
 
+def _undated_index(dialect: str) -> list[sa.Index]:
+    """v4, SQLite only: MySQL finds such rows through ``jobs_waiting (state, run_at)``."""
+    if dialect != "sqlite":
+        return []
+    return [sa.Index(f"{P}jobs_undated", "state", sqlite_where=sa.text(UNDATED_WHERE))]
+
+
 PARTIAL_ON_SQLITE = tuple(f"{P}{name}" for name in ("jobs_waiting", "jobs_owner", "jobs_state_finished"))
 
 
@@ -177,6 +195,9 @@ def upgrade_steps() -> dict[int, str]:
         2: "job_logs: each job's own log lines; schedules, schedule_pauses, locks, daemon_states",
         3: "SQLite: partial secondary indexes on jobs (jobs_waiting, jobs_owner, jobs_state_finished "
         "leave out rows without run_at, owner, finished_at); MySQL: unchanged",
+        4: "jobs: CHECK (state IN the jobd states); SQLite: the table is rebuilt to add it, and a partial "
+        "index jobs_undated finds scheduled or retrying rows without run_at. Rows already stored with "
+        "another state are kept as they are (listed by `jobd jobs --state`, never claimed)",
     }
 
 
@@ -192,3 +213,68 @@ def upgrade(connection: sa.Connection, tables: dict[str, sa.Table], from_version
             if index.name in PARTIAL_ON_SQLITE:
                 connection.execute(sa.schema.DropIndex(index, if_exists=True))
                 index.create(connection)
+    if from_version < 4:
+        if connection.dialect.name == "sqlite":
+            _rebuild_sqlite_jobs(connection, tables["jobs"])
+        else:
+            _add_mysql_state_check(connection, tables["jobs"])
+
+
+def _rebuild_sqlite_jobs(connection: sa.Connection, jobs: sa.Table) -> None:
+    """Add the state CHECK on SQLite: a new table with it, the rows copied as they are, then renamed.
+
+    SQLite cannot add a constraint to a table (its documented way is this
+    rebuild). Rows stored earlier with a state that is not a jobd state are
+    copied unchanged (``ignore_check_constraints`` while copying): they stay
+    visible. It all runs in the caller's transaction, so a failure leaves v3.
+    """
+    if _sqlite_table_sql(connection, jobs.name).find(STATE_CHECK_NAME) >= 0:
+        for index in jobs.indexes:  # already rebuilt: only make sure the v4 index is there
+            index.create(connection, checkfirst=True)
+        return
+    rebuilt = f"{jobs.name}_v4"
+    create = str(sa.schema.CreateTable(jobs).compile(dialect=connection.dialect))
+    head = f"CREATE TABLE {jobs.name} ("
+    assert create.lstrip().startswith(head), create[:80]
+    connection.exec_driver_sql(f"DROP TABLE IF EXISTS {rebuilt}")
+    connection.exec_driver_sql(create.lstrip().replace(head, f"CREATE TABLE {rebuilt} (", 1))
+    columns = ", ".join(column.name for column in jobs.columns)
+    connection.exec_driver_sql("PRAGMA ignore_check_constraints = ON")
+    try:
+        connection.exec_driver_sql(f"INSERT INTO {rebuilt} ({columns}) SELECT {columns} FROM {jobs.name}")
+    finally:
+        connection.exec_driver_sql("PRAGMA ignore_check_constraints = OFF")
+    connection.exec_driver_sql(f"DROP TABLE {jobs.name}")  # and its indexes
+    connection.exec_driver_sql(f"ALTER TABLE {rebuilt} RENAME TO {jobs.name}")
+    for index in sorted(jobs.indexes, key=lambda index: str(index.name)):
+        index.create(connection)
+
+
+def _sqlite_table_sql(connection: sa.Connection, name: str) -> str:
+    found = connection.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).scalar()
+    return str(found or "")
+
+
+def _add_mysql_state_check(connection: sa.Connection, jobs: sa.Table) -> None:
+    """``ALTER TABLE … ADD CONSTRAINT … CHECK``, keeping rows stored earlier with another state.
+
+    MariaDB checks existing rows while it copies the table; with
+    ``check_constraint_checks`` off for this session it keeps them, so
+    they stay visible (MySQL has no such switch: there such rows fail the
+    upgrade, which then says which constraint).
+    """
+    exists = connection.exec_driver_sql(
+        "SELECT COUNT(*) FROM information_schema.CHECK_CONSTRAINTS "
+        "WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = %s AND CONSTRAINT_NAME = %s",
+        (jobs.name, STATE_CHECK_NAME),
+    ).scalar()
+    if exists:
+        return
+    mariadb = bool(getattr(connection.dialect, "is_mariadb", False))
+    if mariadb:
+        connection.exec_driver_sql("SET SESSION check_constraint_checks = OFF")
+    try:
+        connection.exec_driver_sql(f"ALTER TABLE {jobs.name} ADD CONSTRAINT {STATE_CHECK_NAME} CHECK ({STATE_CHECK})")
+    finally:
+        if mariadb:
+            connection.exec_driver_sql("SET SESSION check_constraint_checks = ON")

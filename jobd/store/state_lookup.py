@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from ..states import JobState
 
 
-def in_states(jobs: sa.Table, states: Iterable[JobState], dialect: str) -> list[sa.ColumnElement[bool]]:
+def in_states(jobs: sa.Table, states: Iterable[JobState | str], dialect: str) -> list[sa.ColumnElement[bool]]:
     """The WHERE terms for "the job is in one of ``states``", indexed on ``dialect``."""
     names = sorted(str(state) for state in states)
     state_term = jobs.c.state == names[0] if len(names) == 1 else jobs.c.state.in_(names)

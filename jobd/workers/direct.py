@@ -16,6 +16,12 @@ worker takes it for a submit's job and gives it back when that job ends.
 So a submit's job never waits behind the master's, and the master never
 queues a job behind one it has not heard of yet.
 
+A datagram only names a job. Before running one, the worker asks the store
+whether it is its master's running first attempt (``store.handoff_check``,
+one primary-key read): a forged datagram, or one replayed after the job
+ended, is dropped with a warning. When the store cannot say, the datagram
+goes to the master, which reads the row itself.
+
 The worker only reads its socket while it waits for work. Whatever it
 cannot run at once (the master holds it, it is stopping, the sender is not
 trusted) it passes to the master unread (``PassedHandoff``), which treats
@@ -34,6 +40,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -184,14 +191,58 @@ def remove_stale(control_socket: Path) -> None:
                 log.debug("left %s in place", folder / name, exc_info=True)
 
 
+#: Asks the store whether a handed job is this worker's master's to run (``store.handoff_check``);
+#: None when the store cannot be asked (the job then goes to the master, which asks).
+Guard = Callable[[int], "bool | None"]
+
+
+def handoff_guard(spec: Any) -> Guard | None:
+    """The worker's guard for its master ``spec.owner`` (a ``WorkerSpec``), connected now so the first job waits less.
+
+    If the store cannot be reached, the guard says "cannot tell" (the master
+    then decides) and tries to connect again at most every few seconds.
+    """
+    if not spec.owner:
+        return None
+    from ..store import open_store
+    from ..store.handoff_check import HandoffCheck
+
+    checks: list[HandoffCheck] = []
+    retry_at = [0.0]
+
+    def connect() -> HandoffCheck | None:
+        if not checks and time.monotonic() >= retry_at[0]:
+            try:
+                store = open_store(spec.config.store)
+                checks.append(HandoffCheck(store.engine, store.tables["jobs"], autocommit_engine=store.submit_engine))
+            except Exception as error:
+                retry_at[0] = time.monotonic() + defaults.HANDOFF_GUARD_RETRY_SECONDS
+                log.warning("cannot check hand-offs against the store (%s): submits' jobs go through the master", error)
+        return checks[0] if checks else None
+
+    def guard(job_id: int) -> bool | None:
+        check = connect()
+        if check is None:
+            return None
+        try:
+            return check.runnable(job_id, spec.owner, spec.daemon)
+        except Exception:
+            log.warning("could not check hand-off of job %s against the store; passing it to the master", job_id, exc_info=True)
+            return None
+
+    connect()
+    return guard
+
+
 class WorkerEnd:
     """The worker's side of its channel: take a submit's job when idle, pass on the rest."""
 
-    def __init__(self, channel: Channel, daemon: str, send: Callable[[protocol.Message], None]) -> None:
+    def __init__(self, channel: Channel, daemon: str, send: Callable[[protocol.Message], None], guard: Guard | None = None) -> None:
         self.channel = channel
         self.daemon = daemon
         self.send = send  # sends one message to the master
         self.trusted_uids = trusted_uids()
+        self.guard = guard  # None: every datagram goes through the master, which checks it
 
     def fileno(self) -> int:
         return self.channel.fileno()
@@ -208,7 +259,16 @@ class WorkerEnd:
             return None  # not a hand-off: ignored, like the master's wake socket does
         job = handed.job
         args = _args(job) if job is not None and job.daemon == self.daemon else None
-        if job is None or args is None or not self.channel.gate.take(DIRECT):
+        if job is not None and args is not None and self.guard is not None:
+            # A datagram only names a job: run it only if the store holds it as our
+            # master's running first attempt (not a forged id, not a finished job).
+            allowed = self.guard(job.job_id)
+            if allowed is False:
+                log.warning("ignored a hand-off of job %s: the store does not hold it as this master's to run", job.job_id)
+                return None
+            if allowed is None:
+                args = None  # the store could not say: the master decides
+        if job is None or args is None or self.guard is None or not self.channel.gate.take(DIRECT):
             self.send(protocol.PassedHandoff(datagram, trusted))
             return None
         self.send(protocol.TookHandoff(job.job_id, job.priority, job.max_attempts, job.task, job.args))

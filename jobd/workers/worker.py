@@ -35,7 +35,7 @@ from ..logs import JobLogContext, configure_worker_logging, job_logging_context
 from ..store import open_store
 from ..tasks import TaskDefinition
 from . import protocol
-from .direct import Channel, WorkerEnd
+from .direct import Channel, WorkerEnd, handoff_guard
 
 log = logging.getLogger("jobd.worker")
 
@@ -50,6 +50,7 @@ class WorkerSpec:
     config: JobdConfig
     daemon: str
     log_channel: Connection | None = None  # this worker's own pipe for log records; set by the launcher
+    owner: str = ""  # the master's id: a submit's job is run only if the store says it is this master's
 
 
 class _CancelFlag:
@@ -115,7 +116,7 @@ def worker_main(spec: WorkerSpec, connection: Connection, channel: Channel | Non
     progress = JobProgress(_PipeProgress(connection), shared_activity(spec.config), spec.daemon, caps)
     checkpoints = _StoreCheckpoints(spec.config.store, caps)
     _send(connection, protocol.WorkerReady(os.getpid()))
-    direct = WorkerEnd(channel, spec.daemon, lambda message: _send(connection, message)) if channel else None
+    direct = WorkerEnd(channel, spec.daemon, lambda message: _send(connection, message), handoff_guard(spec)) if channel else None
     inbox = _Inbox(connection, direct)
     while (message := inbox.next_job()) is not None:
         if message.job_id in inbox.cancelled:
