@@ -21,7 +21,7 @@ from jobd.errors import ExitCode, InvalidArgs, JobdError, MasterNotRunning, Wait
 from jobd.inventory import load_inventory
 from jobd.job import Job
 from jobd.states import FINAL, JobState, phrase
-from jobd.status import complete_status
+from jobd.status import complete_status, daemon_desired, masters_report, status_report  # noqa: F401  (moved to the library)
 from jobd.store import open_store
 
 from .options import ConfigOption, JsonOption
@@ -247,74 +247,6 @@ def status(
     workers = daemon_output.workers_table(report["daemons"])
     if workers is not None:
         console.print(workers)
-
-
-def status_report(settings: JobdConfig) -> dict[str, Any]:
-    """The status as plain data: from the master if it answers, else from the store."""
-    live = runner.master_status(settings)
-    if live is not None:
-        daemons = {}
-        for name, pool in live["daemons"].items():
-            workers = pool["workers"]
-            daemons[name] = {
-                "size": pool["size"],
-                "busy": sum(1 for w in workers if w["state"] == "busy"),
-                "idle": sum(1 for w in workers if w["state"] == "idle"),
-                "workers": workers,
-                "restarts": pool["restarts"],
-                "counts": pool["counts"],
-                "desired": pool.get("desired"),
-                "state": pool.get("state"),
-                "restart": pool.get("restart"),
-            }
-        store = open_store(settings.store)
-        return {"master": {"running": True, **live["master"]}, "daemons": daemons, "masters": masters_report(settings, store),
-                **unserved.from_store(store, lease=settings.heartbeat_lease)}
-    store = open_store(settings.store)
-    initialised = store.version() is not None
-    counts = store.jobs.counts() if initialised else {}
-    desired = store.daemon_states.load() if initialised else {}
-    names = sorted(set(settings.daemons) | set(counts))
-    unseen = unserved.from_store(store, lease=settings.heartbeat_lease, counts=counts) if initialised else {"unserved": [], "unknown_states": []}
-    return {
-        **unseen,
-        "masters": masters_report(settings, store),
-        "master": {"running": False},
-        "daemons": {
-            name: {
-                "size": settings.daemons[name].workers if name in settings.daemons else 0,
-                "counts": counts.get(name, {}),
-                "desired": daemon_desired(settings, desired, name),
-                "state": "stopped",
-            }
-            for name in names
-        },
-    }
-
-
-def masters_report(settings: JobdConfig, store: Any = None) -> list[dict[str, Any]]:
-    """Every master known to the store (all hosts), newest first, with heartbeat age and liveness."""
-    store = store or open_store(settings.store)
-    if store.version() is None:
-        return []
-    now = time.time()
-    return [
-        {
-            **record.to_dict(),
-            "heartbeat_age": round(now - record.heartbeat_at, 1),
-            "alive": record.is_alive(now, settings.heartbeat_lease),
-        }
-        for record in store.masters.all()
-        if record.state in ("running", "draining") or now - (record.stopped_at or now) < 3600
-    ]
-
-
-def daemon_desired(settings: JobdConfig, stored: dict[str, Any], name: str) -> dict[str, Any] | None:
-    """A daemon's desired state as the next master would apply it (None: not in the config)."""
-    if name not in settings.daemons:
-        return None
-    choice = stored.get(name) or default_desired(settings.daemons[name])
-    return dict(choice.to_dict(settings.daemons[name]))
 
 
 _STATE_NAMES = frozenset(str(state) for state in JobState)
@@ -572,6 +504,23 @@ def top(
             dashboard_view.run(dashboard, console, daemon)
     finally:
         dashboard.close()
+
+
+@app.command()
+@reports_errors
+def web(
+    config: ConfigOption = None,
+    bind: Annotated[Optional[str], typer.Option("--bind", help="host:port to listen on (default: [web] bind, 127.0.0.1:8686).")] = None,
+) -> None:
+    """Live web dashboard and HTTP JSON API (/api/v1/), in a process of its own.
+
+    Example: jobd web                       (http://127.0.0.1:8686/)
+             JOBD_WEB_ADMIN_TOKEN=... jobd web --bind 0.0.0.0:8686
+    A non-loopback address needs tokens ([web] read_token/admin_token or the environment). See docs/web.md.
+    """
+    from jobd.web.server import serve
+
+    serve(_config(config), bind)
 
 
 from . import schedules as _schedule_commands  # noqa: E402

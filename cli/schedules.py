@@ -13,30 +13,15 @@ from rich import box
 from rich.table import Table
 
 from jobd.config import JobdConfig, load_config, load_schedule
-from jobd.errors import BadInput, ConfigError, MasterNotRunning
-from jobd.control import client
+from jobd.errors import BadInput, ConfigError
 from jobd.schedules import import_crontab
 from jobd.store import open_store
-from jobd.ticker import Ticker
+
+from jobd.status import schedule_rows
 
 from .options import ConfigOption, JsonOption
 from .output import ago, console, print_json, reports_errors
 from .ticks import tick_label
-
-
-def schedule_rows(settings: JobdConfig) -> list[dict[str, Any]]:
-    """Every entry with trigger, last fire, last outcome and next ticks (master or store)."""
-    try:
-        rows: list[dict[str, Any]] = client.call(settings.socket, "schedules")
-    except MasterNotRunning:
-        store = open_store(settings.store)
-        store.initialise()
-        rows = Ticker(store, load_schedule(settings)).describe()
-    store = open_store(settings.store)
-    for row in rows:
-        job_id = row.get("last_job_id")
-        row["last_outcome"] = str(store.jobs.get(job_id).state) if job_id else None
-    return rows
 
 
 def register(app: typer.Typer) -> None:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install jobd into .venv and run the demo deployment (examples/jobd.toml) on
 # the embedded SQLite store: starts a master with four daemons (mailing, reports, cron, sms), submits a
-# few jobs, and shows what they do. Leaves the master running; stop it with
-#   .venv/bin/jobd stop -c examples/jobd.toml
+# few jobs, and shows what they do. Leaves the master and the web dashboard
+# (`jobd web`, http://127.0.0.1:8686/) running; stop them with
+#   .venv/bin/jobd stop -c examples/jobd.toml; kill $(cat examples/var/web.pid)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
@@ -19,6 +20,22 @@ if "$jobd" status --json | grep -q '"running": true'; then
     echo "the demo master is already running"
 else
     "$jobd" start
+fi
+
+# The web dashboard, in a process of its own (loopback only: no token needed).
+web_port="${JOBD_DEMO_WEB_PORT:-8686}"
+web_pid_file="$repo/examples/var/web.pid"
+mkdir -p "$repo/examples/var"
+if [[ -f "$web_pid_file" ]] && kill -0 "$(cat "$web_pid_file")" 2>/dev/null; then
+    echo "the demo's jobd web is already running"
+else
+    nohup "$jobd" web --bind "127.0.0.1:$web_port" >"$repo/examples/var/web.log" 2>&1 &
+    echo $! >"$web_pid_file"
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$web_port") 2>/dev/null && break
+        kill -0 "$(cat "$web_pid_file")" 2>/dev/null || { cat "$repo/examples/var/web.log" >&2; exit 1; }
+        sleep 0.1
+    done
 fi
 
 echo
@@ -42,5 +59,6 @@ echo
 echo "the mailing campaign checkpoints as it goes: kill -9 the master and start it again,"
 echo "and it resumes where it stopped. Look at one job with:  $jobd job $campaign"
 echo "watch it live:  $jobd top -c examples/jobd.toml     (q quits)"
+echo "in a browser:   http://127.0.0.1:$web_port/     (jobd web; big screen: /?big=1; stop it: kill \$(cat examples/var/web.pid))"
 echo "its schedule:   $jobd schedules -c examples/jobd.toml"
 echo "the master keeps running; stop it with:  $jobd stop -c examples/jobd.toml"

@@ -121,6 +121,26 @@ class DaemonConfig(_Strict):
         return tasks
 
 
+class WebConfig(_Strict):
+    """The ``[web]`` table: where ``jobd web`` listens and the tokens it accepts.
+
+    Tokens may come from the environment instead (``JOBD_WEB_READ_TOKEN``,
+    ``JOBD_WEB_ADMIN_TOKEN``), which keeps them out of a shared file.
+    """
+
+    bind: str = defaults.DEFAULT_WEB_BIND
+    read_token: str | None = Field(default=None, min_length=defaults.WEB_MIN_TOKEN_LENGTH, description="lets a client read")
+    admin_token: str | None = Field(default=None, min_length=defaults.WEB_MIN_TOKEN_LENGTH, description="lets a client read and act")
+
+    @field_validator("bind")
+    @classmethod
+    def _host_port(cls, address: str) -> str:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{address!r} is not host:port such as '127.0.0.1:8686'")
+        return address
+
+
 class JobdConfig(_Strict):
     """The validated contents of a jobd.toml. Paths are absolute."""
 
@@ -150,6 +170,7 @@ class JobdConfig(_Strict):
     )
     schedules: dict[str, Any] = Field(default_factory=dict, description="inline [schedules.entries.NAME] tables")
     migrations: MigrationsSettings | None = Field(default=None, description="per-tenant schema migrations")
+    web: WebConfig = Field(default_factory=WebConfig, description="`jobd web`: bind address and tokens")
     # Production (issue 7): metrics endpoint, log format, alert hook.
     metrics: str | None = Field(None, description="host:port of the Prometheus endpoint, e.g. 127.0.0.1:9187")
     log_format: Literal["text", "json"] = "text"

@@ -113,3 +113,14 @@ MAX_SOCKET_PATH_BYTES = 107  # a Unix socket path: sun_path holds 108 bytes with
 
 #: Store URLs jobd can open: the embedded SQLite file, MySQL/MariaDB through PyMySQL.
 SUPPORTED_STORE_SCHEMES = ("sqlite", "mysql+pymysql", "mariadb+pymysql")
+
+# `jobd web`: the dashboard and HTTP API (a process of its own)
+DEFAULT_WEB_BIND = "127.0.0.1:8686"  # loopback: a non-loopback bind needs tokens
+WEB_READ_TOKEN_ENV_VAR = "JOBD_WEB_READ_TOKEN"
+WEB_ADMIN_TOKEN_ENV_VAR = "JOBD_WEB_ADMIN_TOKEN"
+WEB_MIN_TOKEN_LENGTH = 16  # a shorter token is guessable; config validation refuses it
+WEB_MAX_BODY_BYTES = 1024 * 1024  # a larger request body is answered 413
+WEB_DRAIN_BODY_BYTES = 8 * 1024 * 1024  # an oversized body is read (and dropped) up to this, so the client sees the 413
+WEB_REFRESH_SECONDS = 0.25  # the live view is read this often while a page is open (one reader for every page)
+WEB_KEEPALIVE_SECONDS = 15.0  # an idle event stream sends a comment this often, so proxies keep it open
+WEB_JOBS_PAGE_MAX = 500  # most jobs one /api/v1/jobs page returns

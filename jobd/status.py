@@ -1,7 +1,9 @@
-"""`jobd status --json`: the stable, documented shape other tools poll (docs/status-json.md).
+"""Status as plain data: ``status --json`` (docs/status-json.md) and the schedule rows.
 
-``complete_status`` takes the basic report (the local master's status, or
-the store's counts when it is down) and adds what tools need without
+The CLI and ``jobd web`` both serve these, so they live in the library.
+
+``status_report`` reads the basic report (the local master's status, or
+the store's counts when it is down); ``complete_status`` adds what tools need without
 guessing: a ``version``, every known master (all hosts when memcached is
 configured), and for each daemon the jobs running now with their progress.
 Keys are only ever added within a version; a change that removes or
@@ -13,9 +15,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from . import runner, unserved
 from .activity import shared_activity
 from .activity.view import read_view
-from .config import JobdConfig
+from .config import JobdConfig, load_schedule
+from .control import client
+from .daemons import default_desired
+from .errors import MasterNotRunning, UnknownJob
+from .store import Store, open_store
+from .ticker import Ticker
 
 STATUS_JSON_VERSION = 1
 
@@ -66,3 +74,96 @@ def complete_status(report: dict[str, Any], config: JobdConfig, *, now: float | 
         jobs = [{key: job.get(key) for key in _RUNNING_KEYS} for job in running if job.get("daemon") == name]
         daemons[name] = {**daemon, "running_jobs": sorted(jobs, key=lambda job: job["job_id"])}
     return {"version": STATUS_JSON_VERSION, "generated_at": now, **report, "masters": masters, "daemons": daemons}
+
+
+def full_status(config: JobdConfig, *, store: Store | None = None, now: float | None = None) -> dict[str, Any]:
+    """The ``status --json`` document (docs/status-json.md), for the CLI and ``jobd web`` alike."""
+    return complete_status(status_report(config, store), config, now=now)
+
+
+def status_report(settings: JobdConfig, store: Store | None = None) -> dict[str, Any]:
+    """The status as plain data: from the master if it answers, else from the store.
+
+    A long-lived caller (``jobd web``) passes its ``store``; the CLI opens one.
+    """
+    live = runner.master_status(settings)
+    if live is not None:
+        daemons = {}
+        for name, pool in live["daemons"].items():
+            workers = pool["workers"]
+            daemons[name] = {
+                "size": pool["size"],
+                "busy": sum(1 for w in workers if w["state"] == "busy"),
+                "idle": sum(1 for w in workers if w["state"] == "idle"),
+                "workers": workers,
+                "restarts": pool["restarts"],
+                "counts": pool["counts"],
+                "desired": pool.get("desired"),
+                "state": pool.get("state"),
+                "restart": pool.get("restart"),
+            }
+        store = store or open_store(settings.store)
+        return {"master": {"running": True, **live["master"]}, "daemons": daemons, "masters": masters_report(settings, store),
+                **unserved.from_store(store, lease=settings.heartbeat_lease)}
+    store = store or open_store(settings.store)
+    initialised = store.version() is not None
+    counts = store.jobs.counts() if initialised else {}
+    desired = store.daemon_states.load() if initialised else {}
+    names = sorted(set(settings.daemons) | set(counts))
+    unseen = unserved.from_store(store, lease=settings.heartbeat_lease, counts=counts) if initialised else {"unserved": [], "unknown_states": []}
+    return {
+        **unseen,
+        "masters": masters_report(settings, store),
+        "master": {"running": False},
+        "daemons": {
+            name: {
+                "size": settings.daemons[name].workers if name in settings.daemons else 0,
+                "counts": counts.get(name, {}),
+                "desired": daemon_desired(settings, desired, name),
+                "state": "stopped",
+            }
+            for name in names
+        },
+    }
+
+
+def masters_report(settings: JobdConfig, store: Store | None = None) -> list[dict[str, Any]]:
+    """Every master known to the store (all hosts), newest first, with heartbeat age and liveness."""
+    store = store or open_store(settings.store)
+    if store.version() is None:
+        return []
+    now = time.time()
+    return [
+        {
+            **record.to_dict(),
+            "heartbeat_age": round(now - record.heartbeat_at, 1),
+            "alive": record.is_alive(now, settings.heartbeat_lease),
+        }
+        for record in store.masters.all()
+        if record.state in ("running", "draining") or now - (record.stopped_at or now) < 3600
+    ]
+
+
+def daemon_desired(settings: JobdConfig, stored: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """A daemon's desired state as the next master would apply it (None: not in the config)."""
+    if name not in settings.daemons:
+        return None
+    choice = stored.get(name) or default_desired(settings.daemons[name])
+    return dict(choice.to_dict(settings.daemons[name]))
+
+
+def schedule_rows(settings: JobdConfig, store: Store | None = None) -> list[dict[str, Any]]:
+    """Every entry with trigger, last fire, last outcome and next ticks (master or store)."""
+    store = store or open_store(settings.store)
+    try:
+        rows: list[dict[str, Any]] = client.call(settings.socket, "schedules")
+    except MasterNotRunning:
+        store.initialise()
+        rows = Ticker(store, load_schedule(settings)).describe()
+    for row in rows:
+        job_id = row.get("last_job_id")
+        try:
+            row["last_outcome"] = str(store.jobs.get(job_id).state) if job_id else None
+        except UnknownJob:  # pruned since
+            row["last_outcome"] = None
+    return rows

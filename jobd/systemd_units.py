@@ -119,6 +119,34 @@ TimeoutStartSec=infinity
 KillMode=mixed
 {hardening}"""
 
+_WEB = """\
+# jobd web: the live dashboard and HTTP API, a process of its own (never the
+# master). Optional: systemctl enable --now jobd-web. Installed by `jobd systemd install`.
+[Unit]
+Description=jobd web dashboard and HTTP API
+Documentation=https://github.com/jobd/jobd#web-dashboard-jobd-web
+Wants=network-online.target
+After=network-online.target jobd.service
+
+[Service]
+Type=exec
+User={user}
+Group={user}
+Environment=JOBD_CONFIG={config}
+# Tokens (JOBD_WEB_READ_TOKEN=…, JOBD_WEB_ADMIN_TOKEN=…) from a file only root
+# can read; a non-loopback [web] bind refuses to start without them.
+EnvironmentFile=-/etc/jobd/web.env
+ExecStart={executable} web --config {config}
+Restart=on-failure
+RestartSec=5
+# The master's control socket (/run/jobd belongs to jobd.service: not declared
+# here, so stopping the dashboard never removes it).
+ReadWritePaths=-/run/jobd
+{hardening}
+[Install]
+WantedBy=multi-user.target
+"""
+
 _DROP_IN = """\
 # Example drop-in: copy to /etc/systemd/system/jobd.service.d/credentials.conf
 # (or run `systemctl edit jobd`) and keep only what you need.
@@ -144,6 +172,7 @@ def render_units(
     return {
         "jobd.service": _SERVICE.format(**values),
         "jobd-migrate.service": _MIGRATE.format(**values),
+        "jobd-web.service": _WEB.format(**values),
         "jobd.service.d/credentials.conf.example": _DROP_IN,
     }
 

@@ -12,6 +12,7 @@ missing=()
 command -v memcached >/dev/null || missing+=(memcached)
 command -v tmux >/dev/null || missing+=(tmux)
 command -v systemd-analyze >/dev/null || missing+=(systemd)   # `systemd-analyze verify` of our units
+command -v chromium >/dev/null || missing+=(chromium)          # the `jobd web` page, tested in headless Chromium
 if ((${#missing[@]})); then
     echo "installing ${missing[*]}"
     as_root apt-get update -qq

@@ -118,7 +118,7 @@ def _jobd_executable() -> str:
 def test_every_unit_in_systemd_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     """The shipped units, with ExecStart pointing at a jobd that exists here (verify checks it)."""
     units = sorted((REPO / "systemd").glob("*.service"))
-    assert {unit.name for unit in units} == {"jobd.service", "jobd-migrate.service"}
+    assert {unit.name for unit in units} == {"jobd.service", "jobd-migrate.service", "jobd-web.service"}
     for unit in units:
         (tmp_path / unit.name).write_text(unit.read_text().replace(DEFAULT_EXECUTABLE, _jobd_executable()))
     drop_in = tmp_path / "jobd.service.d"
@@ -150,6 +150,7 @@ def test_systemd_install_writes_units_for_this_installation(deployment: Deployme
     service = (unit_dir / "jobd.service").read_text()
     assert f"ExecStart={_jobd_executable()} start --foreground --config /srv/jobd.toml" in service
     assert (unit_dir / "jobd-migrate.service").exists()
+    assert f"ExecStart={_jobd_executable()} web --config /srv/jobd.toml" in (unit_dir / "jobd-web.service").read_text()
     assert (unit_dir / "jobd.service.d/credentials.conf.example").exists()
     (unit_dir / "jobd.service").write_text(service + "# edited by hand\n")
     again = deployment.jobd("systemd", "install", "--prefix", str(tmp_path))

@@ -662,10 +662,13 @@ class JobQueue:
         daemon: str | None = None,
         task: str | None = None,
         limit: int = 50,
+        before_id: int | None = None,
     ) -> list[Job]:
-        """Most recent jobs first, filtered."""
+        """Most recent jobs first, filtered; ``before_id`` pages on by key (no offset, no count)."""
         jobs = self.table
         query = sa.select(jobs).order_by(jobs.c.id.desc()).limit(limit)
+        if before_id is not None:
+            query = query.where(jobs.c.id < before_id)
         if daemon:
             query = query.where(jobs.c.daemon == daemon)
             if states:
