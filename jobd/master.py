@@ -46,6 +46,7 @@ from .ticker import Ticker
 from .handoff import Offer, handed_job, offer_path, publish
 from .wakeup import Handed, HandedJob, WakeSocket, parse_handed
 from .workers.direct import remove_stale
+from .workers import fence
 from .workers import protocol
 from .workers.pool import Assignment, Pool, Worker, WorkerExit
 from .workers.states import WorkerState
@@ -171,6 +172,7 @@ class Master:
             self.id, pid=os.getpid(), version=__version__, daemons=sorted(self.config.daemons),
             control_socket=str(self.config.socket),
         )
+        self._fence_previous_run()
         self._recover_orphans()
         self.control.start()
         self.wakeups.open()
@@ -182,6 +184,32 @@ class Master:
         for pool in self.pools.values():
             pool.maintain()
         self.observers.start(self)
+
+    def _fence_previous_run(self) -> None:
+        """No process of the previous run on this socket may still run when its jobs are recovered (``fence.py``).
+
+        Its jobs that no worker began (prefetched, waiting in a pipe, handed
+        over by a submit) get their attempt back: it was charged for a run
+        that never happened.
+        """
+        host_fence = fence.HostFence(self.config.socket, self.id)
+        fenced = host_fence.secure()
+        if fenced.master_alive:
+            raise JobdError(f"another master ({fenced.master_id}) runs with the control socket {self.config.socket}")
+        if fenced.survivors:
+            raise JobdError(
+                f"processes of the previous run on this host did not end after SIGKILL (pids {list(fenced.survivors)[:20]}); "
+                "its jobs cannot be recovered safely: not starting"
+            )
+        if fenced.killed:
+            log.warning("killed %s process(es) the previous run (%s) left on this host", fenced.killed, fenced.master_id)
+        if fenced.master_id is not None:
+            held = self.store.jobs.owned_running(fenced.master_id, started_before=time.time() + 3600)
+            never_began = fence.unstarted(held, fenced.started)
+            if never_began and self.store.jobs.requeue(never_began, fenced.master_id, refund_attempt=True):
+                log.info("returned %s job(s) of the previous run that no worker began, attempt refunded", len(never_began))
+        host_fence.own()
+        self.launcher.fence = host_fence
 
     def _create_pool(self, name: str, settings: Any) -> Pool:
         spec = WorkerSpec(config=self.config, daemon=name, log_queues=self.log_queues)

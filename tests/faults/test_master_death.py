@@ -1,0 +1,136 @@
+"""Workers never outlive their master: ``kill -9`` of the master's PID alone, with real processes and signals.
+
+The fault is one PID (what the OOM killer, a segfault or an operator's
+``kill -9 PID`` do), never the master's process group.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from jobd.store import NewJob
+
+from support import Deployment, wait_until
+
+MODULES = ["testtasks", "lifeline_tasks"]
+
+
+def submit(deployment: Deployment, task: str, count: int = 1, **args: object) -> list[int]:
+    return [deployment.store.jobs.insert(NewJob("main", task, dict(args))) for _ in range(count)]
+
+
+def alive(pid: int) -> bool:
+    """A process that runs (a zombie runs nothing)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] != b"Z"
+
+
+def kill_pid(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def kill_9(master: subprocess.Popen[bytes]) -> float:
+    """``kill -9`` of the master's PID alone; the moment it died."""
+    os.kill(master.pid, signal.SIGKILL)
+    master.wait(10)
+    return time.monotonic()
+
+
+def line_count(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_kill_9_of_master_pid_leaves_no_worker_running(deployment: Deployment) -> None:
+    deployment.write_config({"main": {"workers": 2, "modules": MODULES}})
+    master = deployment.start_master()
+    submit(deployment, "l.write", seconds=20, every=0.2)
+    growing = deployment.root / "growing.log"
+    wait_until(lambda: line_count(growing) >= 3, timeout=20, message="the job to write")
+    worker_pid = int(growing.read_text().splitlines()[0].split()[1])
+    try:
+        killed_at = kill_9(master)
+        wait_until(lambda: not alive(worker_pid), timeout=1.0, interval=0.02, message="the worker to die with its master")
+        assert time.monotonic() - killed_at < 1.0
+        lines = line_count(growing)
+        time.sleep(0.6)  # three periods of the job: one more line would mean a process still writes
+        assert line_count(growing) == lines, "the file still grows after the master died"
+    finally:
+        kill_pid(worker_pid)
+
+
+def deployment_processes(deployment: Deployment) -> list[int]:
+    """Every running process of this deployment (they all carry its JOBD_TEST_DIR), but this test's own."""
+    marker = f"JOBD_TEST_DIR={deployment.root}\0".encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            environ = Path(f"/proc/{name}/environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ and alive(int(name)):
+            found.append(int(name))
+    return found
+
+
+SHELL = {"s.sleep": {"command": 'echo $$ >> "$JOBD_TEST_DIR/shell.pids"; sleep 300 & echo $! >> "$JOBD_TEST_DIR/shell.pids"; sleep 300'}}
+
+
+def test_a_task_s_grandchild_and_a_shell_task_s_group_die_with_the_master(deployment: Deployment) -> None:
+    deployment.write_config({"main": {"workers": 2, "modules": MODULES, "shell": SHELL}})
+    master = deployment.start_master()
+    submit(deployment, "l.grandchild", seconds=300)
+    submit(deployment, "s.sleep")
+    wait_until(lambda: deployment.lines("grandchildren.log") and len(deployment.lines("shell.pids")) >= 2,
+               timeout=20, message="the grandchild and the shell command to start")
+    left = deployment_processes(deployment)
+    grandchild = int(deployment.lines("grandchildren.log")[0].split()[2])
+    shell_pids = [int(pid) for pid in deployment.lines("shell.pids")]
+    assert grandchild in left and set(shell_pids) <= set(left)
+    try:
+        kill_9(master)
+        wait_until(lambda: not deployment_processes(deployment), timeout=1.0, interval=0.02,
+                   message="every process of the dead master's workers to end")
+    finally:
+        for pid in left:
+            kill_pid(pid)
+
+
+def test_jobd_stop_leaves_no_process_behind(deployment: Deployment) -> None:
+    deployment.write_config({"main": {"workers": 2, "modules": MODULES}})
+    master = deployment.start_master()
+    (job_id,) = submit(deployment, "l.grandchild", seconds=0)  # returns, leaving `sleep 300` running
+    deployment.wait_all_final([job_id], timeout=20)
+    grandchild = int(deployment.lines("grandchildren.log")[0].split()[2])
+    assert alive(grandchild)
+    try:
+        assert deployment.jobd("stop").returncode == 0
+        master.wait(20)
+        wait_until(lambda: not deployment_processes(deployment), timeout=5, message="no process left after jobd stop")
+    finally:
+        kill_pid(grandchild)
+
+
+def test_a_worker_killed_for_its_timeout_takes_its_task_s_children_along(deployment: Deployment) -> None:
+    deployment.write_config({"main": {"workers": 1, "modules": MODULES, "timeout": 1, "max_attempts": 1}})
+    deployment.start_master()
+    (job_id,) = submit(deployment, "l.grandchild", seconds=300)
+    wait_until(lambda: deployment.lines("grandchildren.log"), timeout=20, message="the grandchild to start")
+    grandchild = int(deployment.lines("grandchildren.log")[0].split()[2])
+    try:
+        deployment.wait_all_final([job_id], timeout=30)
+        wait_until(lambda: not alive(grandchild), timeout=5, message="the grandchild to die with its worker")
+    finally:
+        kill_pid(grandchild)
