@@ -703,7 +703,16 @@ class Master:
             known = ", ".join(sorted(self.inventory.get(pool.daemon, {}))) or "none"
             problem = f"daemon {pool.daemon!r} has no task {job.task!r} (its tasks: {known})"
         if problem is None:
-            return True
+            allowed = self._limits(pool.daemon, job).max_attempts
+            if job.attempts <= allowed:
+                return True
+            # Recovered after its master died during its last allowed attempt: that
+            # attempt counts (as after a worker's crash); this claim's charge does not.
+            problem = f"its last attempt ({allowed} of {allowed}) was interrupted: its master died while it ran"
+            log.error("job %s is dead: %s", job.id, problem)
+            self.store.jobs.out_of_attempts(job.id, job.attempts, self.id, problem)
+            self.observers.job_ended(self, job, "dead", None, problem)
+            return False
         log.error("job %s cannot run: %s", job.id, problem)
         self.store.jobs.mark_dead_unrunnable(job.id, job.attempts, self.id, problem)
         self.observers.job_ended(self, job, "dead", None, problem)

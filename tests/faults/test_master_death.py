@@ -134,3 +134,84 @@ def test_a_worker_killed_for_its_timeout_takes_its_task_s_children_along(deploym
         wait_until(lambda: not alive(grandchild), timeout=5, message="the grandchild to die with its worker")
     finally:
         kill_pid(grandchild)
+
+
+# -- acceptance: kill -9 of the master PID, restart, no overlap --------------
+
+
+def runs_by_job(deployment: Deployment) -> dict[int, list[tuple[float, float, int]]]:
+    """Each job's runs from the execution log: (first tick, last tick, pid), in start order."""
+    spans: dict[tuple[int, int, int], list[float]] = {}
+    for line in deployment.lines("exec.log"):
+        job_id, pid, attempt, at, _what = line.split()
+        span = spans.setdefault((int(job_id), int(pid), int(attempt)), [float(at), float(at)])
+        span[0], span[1] = min(span[0], float(at)), max(span[1], float(at))
+    runs: dict[int, list[tuple[float, float, int]]] = {}
+    for (job_id, pid, _attempt), (first, last) in spans.items():
+        runs.setdefault(job_id, []).append((first, last, pid))
+    return {job_id: sorted(spans_of_job) for job_id, spans_of_job in runs.items()}
+
+
+def overlaps(runs: dict[int, list[tuple[float, float, int]]]) -> list[int]:
+    """Jobs two of whose runs were alive at the same time."""
+    return [
+        job_id for job_id, spans in runs.items()
+        if any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))
+    ]
+
+
+def test_kill_9_of_master_pid_mid_job_then_restart_runs_it_again_with_no_overlap(store_url: str, deployment_factory) -> None:  # type: ignore[no-untyped-def]
+    deployment = deployment_factory(store_url)
+    deployment.write_config({"main": {"workers": 2, "modules": MODULES}})
+    master = deployment.start_master()
+    (job_id,) = submit(deployment, "l.run", seconds=3)
+    wait_until(lambda: len(deployment.lines("exec.log")) >= 3, timeout=20, message="the job to run")
+    worker_pid = int(deployment.lines("exec.log")[0].split()[1])
+    try:
+        killed_at = kill_9(master)
+        wait_until(lambda: not alive(worker_pid), timeout=1.0, interval=0.02, message="the worker to die with its master")
+        assert time.monotonic() - killed_at < 1.0
+        deployment.start_master()
+        deployment.wait_all_final([job_id], timeout=30)
+    finally:
+        kill_pid(worker_pid)
+    job = deployment.store.jobs.get(job_id)
+    assert str(job.state) == "succeeded" and job.attempts == 2
+    runs = runs_by_job(deployment)[job_id]
+    assert len(runs) == 2 and runs[0][2] != runs[1][2]
+    assert overlaps({job_id: runs}) == [], f"the two runs overlapped: {runs}"
+
+
+def test_five_kill_9_of_master_pid_with_immediate_restarts_lose_nothing_overlap_nothing_and_charge_only_real_runs(
+    store_url: str, deployment_factory  # type: ignore[no-untyped-def]
+) -> None:
+    deployment = deployment_factory(store_url)
+    deployment.write_config({"main": {"workers": 2, "modules": MODULES, "max_attempts": 3}})
+    assert deployment.jobd("init").returncode == 0
+    ids = submit(deployment, "l.run", count=60, seconds=0.25)
+    worker_pids: set[int] = set()
+    try:
+        for _round in range(5):
+            master = deployment.start_master()
+            ended = sum(line.endswith(" end") for line in deployment.lines("exec.log"))
+            wait_until(lambda: sum(line.endswith(" end") for line in deployment.lines("exec.log")) >= ended + 2,
+                       timeout=30, interval=0.02, message="jobs to run after the restart")
+            workers = deployment.worker_pids("main")
+            worker_pids.update(workers)
+            kill_9(master)
+            wait_until(lambda: not any(alive(pid) for pid in workers), timeout=1.0, interval=0.02,
+                       message="the workers to die with their master")
+        deployment.start_master()
+        deployment.wait_all_final(ids, timeout=60)
+    finally:
+        for pid in worker_pids:
+            kill_pid(pid)
+    jobs = [deployment.store.jobs.get(job_id) for job_id in ids]
+    runs = runs_by_job(deployment)
+    assert overlaps(runs) == [], "a job ran in two processes at once"
+    assert all(job.attempts <= 3 for job in jobs), [(job.id, job.attempts) for job in jobs if job.attempts > 3]
+    charged_without_run = {job.id: (job.attempts, len(runs.get(job.id, []))) for job in jobs if job.attempts > len(runs.get(job.id, []))}
+    assert charged_without_run == {}, "attempts charged for runs that never happened"
+    lost = [job.id for job in jobs if str(job.state) != "succeeded" and not (str(job.state) == "dead" and "interrupted" in (job.error or ""))]
+    assert lost == []
+    assert all(job.id in runs for job in jobs)
