@@ -69,6 +69,22 @@ def test_kill_9_of_master_pid_leaves_no_worker_running(deployment: Deployment) -
         kill_pid(worker_pid)
 
 
+
+def test_a_worker_whose_task_holds_the_gil_still_dies_with_the_master(deployment: Deployment) -> None:
+    """The lifeline's thread cannot run then: the fork server ends with the master and PDEATHSIG kills the worker."""
+    deployment.write_config({"main": {"workers": 1, "modules": MODULES}})
+    master = deployment.start_master()
+    submit(deployment, "l.hold_gil")
+    wait_until(lambda: deployment.lines("gil.log"), timeout=20, message="the task to start")
+    worker_pid = int(deployment.lines("gil.log")[0].split()[1])
+    time.sleep(0.2)  # inside its first C call
+    try:
+        killed_at = kill_9(master)
+        wait_until(lambda: not alive(worker_pid), timeout=1.0, interval=0.02, message="the worker to die with its master")
+        assert time.monotonic() - killed_at < 1.0
+    finally:
+        kill_pid(worker_pid)
+
 def deployment_processes(deployment: Deployment) -> list[int]:
     """Every running process of this deployment (they all carry its JOBD_TEST_DIR), but this test's own."""
     marker = f"JOBD_TEST_DIR={deployment.root}\0".encode()
