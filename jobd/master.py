@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Collection
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -40,6 +41,7 @@ from .readiness import Readiness
 from .signals import SignalReceiver, WakePipe
 from .states import JobState
 from .store import Store, open_store
+from .store.masters import MasterRecord
 from .store.checkpoints import WalCheckpointer
 from .throttle import Throttle
 from .ticker import Ticker
@@ -765,12 +767,19 @@ class Master:
     def _recover_orphans(self) -> None:
         lease = self.config.heartbeat_lease
         for record in self.store.masters.silent(lease=lease):
-            if record.id != self.id and self.store.masters.declare_dead(record, lease=lease):
+            if record.id != self.id and self._fenced(record) and self.store.masters.declare_dead(record, lease=lease):
                 log.warning("master %s on %s is dead (no heartbeat for %.0fs)", record.id, record.host, time.time() - record.heartbeat_at)
         recovered = self.store.jobs.requeue_orphans(self.store.masters.live_ids_query())
         if recovered:
             log.warning("re-queued %s job(s) of dead master(s): %s", len(recovered), recovered[:20])
             self.claim_requested = True
+
+    @staticmethod
+    def _fenced(record: MasterRecord) -> bool:
+        """Whether no process of a silent master of this host still runs (its workers are killed now, ``fence.py``)."""
+        if record.host != socket.gethostname() or not record.control_socket:
+            return True  # another host's: its master stops its own workers before its lease ends
+        return fence.fence_other(Path(record.control_socket), record.id)
 
     def _prune_finished(self) -> None:
         """Delete old finished jobs in small batches; one master at a time holds the lease."""

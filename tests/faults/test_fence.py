@@ -159,3 +159,20 @@ def test_a_starting_master_fences_the_previous_run_and_refunds_only_jobs_no_work
         assert deployment.store.jobs.get(never_began).attempts == 1  # charged for its only real run
     finally:
         reap(stale, stale_child)
+
+
+def test_a_silent_master_of_this_host_is_fenced_before_it_is_declared_dead(tmp_path: Path) -> None:
+    socket = tmp_path / "other.sock"
+    stale, stale_child = spawn_session()
+    try:
+        start = sessions.start_time(stale.pid)
+        assert start is not None
+        record = fence.RunRecord(BOOT, "host:1:silent", dead_process(), (fence.WorkerRecord(stale.pid, start),))
+        fence.record_path(socket).write_text(record.to_text())
+        assert fence.fence_other(socket, "host:0:older") is True  # the record is a later master's: not touched
+        assert running(stale.pid)
+        assert fence.fence_other(socket, "host:1:silent", timeout=5) is True
+        assert not running(stale.pid) and not running(stale_child)
+        assert fence.fence_other(tmp_path / "none.sock", "host:1:silent") is True
+    finally:
+        reap(stale, stale_child)
