@@ -40,7 +40,7 @@ from . import sessions
 log = logging.getLogger("jobd.fence")
 
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
-RECORD_SUFFIX = ".workers"
+RECORD_SUFFIX = ".fence"
 LEDGER_INFIX = ".started-"
 _SLOT = struct.Struct("<qq")  # job id, attempt
 WAIT_INTERVAL_SECONDS = 0.01
