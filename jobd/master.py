@@ -205,13 +205,18 @@ class Master:
             )
         if fenced.killed:
             log.warning("killed %s process(es) the previous run (%s) left on this host", fenced.killed, fenced.master_id)
-        if fenced.master_id is not None:
-            held = self.store.jobs.owned_running(fenced.master_id, started_before=time.time() + 3600)
-            never_began = fence.unstarted(held, fenced.started)
-            if never_began and self.store.jobs.requeue(never_began, fenced.master_id, refund_attempt=True):
-                log.info("returned %s job(s) of the previous run that no worker began, attempt refunded", len(never_began))
+        self._refund_unstarted(fenced)
         host_fence.own()
         self.launcher.fence = host_fence
+
+    def _refund_unstarted(self, fenced: fence.Fenced) -> None:
+        """Return a dead master's running jobs that none of its workers began, with their attempt given back."""
+        if fenced.master_id is None:
+            return
+        held = self.store.jobs.owned_running(fenced.master_id, started_before=time.time() + 3600)
+        never_began = fence.unstarted(held, fenced.started)
+        if never_began and self.store.jobs.requeue(never_began, fenced.master_id, refund_attempt=True):
+            log.info("returned %s job(s) of master %s that no worker began, attempt refunded", len(never_began), fenced.master_id)
 
     def _create_pool(self, name: str, settings: Any) -> Pool:
         spec = WorkerSpec(config=self.config, daemon=name, log_queues=self.log_queues)
@@ -767,18 +772,21 @@ class Master:
     def _recover_orphans(self) -> None:
         lease = self.config.heartbeat_lease
         for record in self.store.masters.silent(lease=lease):
-            if record.id != self.id and self._fenced(record) and self.store.masters.declare_dead(record, lease=lease):
+            if record.id == self.id or (fenced := self._fenced(record)) is None:
+                continue
+            if self.store.masters.declare_dead(record, lease=lease):
                 log.warning("master %s on %s is dead (no heartbeat for %.0fs)", record.id, record.host, time.time() - record.heartbeat_at)
+                self._refund_unstarted(fenced)
         recovered = self.store.jobs.requeue_orphans(self.store.masters.live_ids_query())
         if recovered:
             log.warning("re-queued %s job(s) of dead master(s): %s", len(recovered), recovered[:20])
             self.claim_requested = True
 
     @staticmethod
-    def _fenced(record: MasterRecord) -> bool:
-        """Whether no process of a silent master of this host still runs (its workers are killed now, ``fence.py``)."""
+    def _fenced(record: MasterRecord) -> fence.Fenced | None:
+        """Kill what a silent master of this host still runs (``fence.py``); None if some process survived."""
         if record.host != socket.gethostname() or not record.control_socket:
-            return True  # another host's: its master stops its own workers before its lease ends
+            return fence.Fenced(None)  # another host's: its master stops its own workers before its lease ends
         return fence.fence_other(Path(record.control_socket), record.id)
 
     def _prune_finished(self) -> None:

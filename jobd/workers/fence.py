@@ -197,29 +197,32 @@ class Ledger:
         self.next += 1
 
 
-def fence_other(control_socket: Path, master_id: str, timeout: float = defaults.FENCE_TIMEOUT_SECONDS) -> bool:
+def fence_other(control_socket: Path, master_id: str, timeout: float = defaults.FENCE_TIMEOUT_SECONDS) -> Fenced | None:
     """Before another master of this host is declared dead: kill its recorded workers still running, and wait.
 
     Called only for a master that is silent past its lease or whose process
     is gone, so its workers are killed even if its process still exists
-    (frozen): its jobs are about to run elsewhere. False if some process
+    (frozen): its jobs are about to run elsewhere. None if some process
     survived the wait (do not declare it dead, do not recover its jobs yet).
-    True if its record is gone or already belongs to a later master on that
-    socket (which fenced it when it started).
+    ``Fenced(None)`` if its record is gone or already belongs to a later
+    master on that socket (which fenced it when it started): nothing known.
     """
     record = HostFence(control_socket, master_id).previous()
     if record is None or record.master_id != master_id:
-        return True
+        return Fenced(None)
     workers = targets(record, current_boot_id())
-    kill_run(workers)
+    killed = kill_run(workers)
     deadline = time.monotonic() + timeout
     while (left := still_running(workers)) and time.monotonic() < deadline:
         kill_run(workers)
         time.sleep(WAIT_INTERVAL_SECONDS)
     if left:
         log.error("processes of master %s did not end after SIGKILL (pids %s): not recovering its jobs yet", master_id, left[:20])
-        return False
-    return True
+        return None
+    started: set[int] = set()
+    for worker in workers:
+        started |= read_ledger(ledger_path(control_socket, worker.pid))
+    return Fenced(master_id, frozenset(started), killed=killed)
 
 
 @dataclass

@@ -38,13 +38,6 @@ class Lifeline:
         self._read_fd, self._write_fd = os.pipe()  # both close-on-exec (PEP 446)
         self.reader = Connection(self._read_fd, writable=False)  # pickled to each worker with its fd
 
-    def close(self) -> None:
-        """Break the line: every worker sees end-of-file and ends (a master's last act, or a test's)."""
-        if self._write_fd >= 0:
-            os.close(self._write_fd)
-            self._write_fd = -1
-        self.reader.close()
-
 
 def watch(reader: Connection) -> threading.Thread:
     """In the worker: end this process and its session as soon as the master's end of ``reader`` closes."""

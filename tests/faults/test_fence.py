@@ -169,10 +169,12 @@ def test_a_silent_master_of_this_host_is_fenced_before_it_is_declared_dead(tmp_p
         assert start is not None
         record = fence.RunRecord(BOOT, "host:1:silent", dead_process(), (fence.WorkerRecord(stale.pid, start),))
         fence.record_path(socket).write_text(record.to_text())
-        assert fence.fence_other(socket, "host:0:older") is True  # the record is a later master's: not touched
+        fence.Ledger(fence.ledger_path(socket, stale.pid)).began(9, 2)
+        assert fence.fence_other(socket, "host:0:older") == fence.Fenced(None)  # a later master's record: not touched
         assert running(stale.pid)
-        assert fence.fence_other(socket, "host:1:silent", timeout=5) is True
+        fenced = fence.fence_other(socket, "host:1:silent", timeout=5)
+        assert fenced is not None and fenced.master_id == "host:1:silent" and fenced.started == {9}
         assert not running(stale.pid) and not running(stale_child)
-        assert fence.fence_other(tmp_path / "none.sock", "host:1:silent") is True
+        assert fence.fence_other(tmp_path / "none.sock", "host:1:silent") == fence.Fenced(None)
     finally:
         reap(stale, stale_child)

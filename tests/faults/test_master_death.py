@@ -155,10 +155,10 @@ def test_a_worker_killed_for_its_timeout_takes_its_task_s_children_along(deploym
 # -- acceptance: kill -9 of the master PID, restart, no overlap --------------
 
 
-def runs_by_job(deployment: Deployment) -> dict[int, list[tuple[float, float, int]]]:
-    """Each job's runs from the execution log: (first tick, last tick, pid), in start order."""
+def runs_by_job(*deployments: Deployment) -> dict[int, list[tuple[float, float, int]]]:
+    """Each job's runs from the execution logs: (first tick, last tick, pid), in start order."""
     spans: dict[tuple[int, int, int], list[float]] = {}
-    for line in deployment.lines("exec.log"):
+    for line in (line for deployment in deployments for line in deployment.lines("exec.log")):
         job_id, pid, attempt, at, _what = line.split()
         span = spans.setdefault((int(job_id), int(pid), int(attempt)), [float(at), float(at)])
         span[0], span[1] = min(span[0], float(at)), max(span[1], float(at))
@@ -231,3 +231,29 @@ def test_five_kill_9_of_master_pid_with_immediate_restarts_lose_nothing_overlap_
     lost = [job.id for job in jobs if str(job.state) != "succeeded" and not (str(job.state) == "dead" and "interrupted" in (job.error or ""))]
     assert lost == []
     assert all(job.id in runs for job in jobs)
+
+
+def test_a_master_of_the_same_host_recovers_a_killed_master_s_jobs_charging_only_real_runs(deployment_factory) -> None:  # type: ignore[no-untyped-def]
+    first = deployment_factory()
+    second = deployment_factory(first.store_url)  # another socket, the same store, the same host
+    for deployment in (first, second):
+        deployment.write_config({"main": {"workers": 1, "modules": MODULES, "max_attempts": 3}})
+    assert first.jobd("init").returncode == 0
+    killed = first.start_master()
+    second.start_master()
+    ids = submit(first, "l.run", count=30, seconds=0.25)
+    wait_until(lambda: sum(line.endswith(" end") for line in first.lines("exec.log")) >= 2, timeout=30, interval=0.02,
+               message="the first master's worker to run jobs")
+    workers = first.worker_pids("main")
+    try:
+        kill_9(killed)
+        wait_until(lambda: not any(alive(pid) for pid in workers), timeout=1.0, interval=0.02, message="its worker to die with it")
+        second.wait_all_final(ids, timeout=60)
+    finally:
+        for pid in workers:
+            kill_pid(pid)
+    jobs = [second.store.jobs.get(job_id) for job_id in ids]
+    runs = runs_by_job(first, second)
+    assert overlaps(runs) == []
+    assert all(str(job.state) == "succeeded" for job in jobs)
+    assert {job.id: (job.attempts, len(runs[job.id])) for job in jobs if job.attempts != len(runs[job.id])} == {}
