@@ -213,7 +213,8 @@ class Master:
         """Return a dead master's running jobs that none of its workers began, with their attempt given back."""
         if fenced.master_id is None:
             return
-        held = self.store.jobs.owned_running(fenced.master_id, started_before=time.time() + 3600)
+        owned = self.store.jobs.owned_running(fenced.master_id, started_before=time.time() + 3600)
+        held = [(job.id, job.attempts) for job in self.store.jobs.handed(owned, fenced.master_id)]
         never_began = fence.unstarted(held, fenced.started)
         if never_began and self.store.jobs.requeue(never_began, fenced.master_id, refund_attempt=True):
             log.info("returned %s job(s) of master %s that no worker began, attempt refunded", len(never_began), fenced.master_id)

@@ -84,7 +84,7 @@ class Fenced:
     """The outcome of fencing the previous run: its master, the jobs its workers began, who would not die."""
 
     master_id: str | None
-    started: frozenset[int] = frozenset()
+    started: frozenset[tuple[int, int]] = frozenset()  # (job id, attempt) its workers began
     survivors: tuple[int, ...] = ()
     killed: int = 0
     master_alive: bool = False  # the previous master still runs: nothing was touched
@@ -105,9 +105,9 @@ def ledger_path(control_socket: Path, pid: int) -> Path:
     return control_socket.with_name(f"{control_socket.name}{LEDGER_INFIX}{pid}")
 
 
-def unstarted(held: Iterable[int], started: frozenset[int]) -> list[int]:
-    """The jobs among ``held`` (a dead master's running jobs) that none of its workers began."""
-    return sorted(job_id for job_id in held if job_id not in started)
+def unstarted(held: Iterable[tuple[int, int]], started: frozenset[tuple[int, int]]) -> list[int]:
+    """The jobs among ``held`` (a dead master's running jobs, with their attempt) whose attempt no worker began."""
+    return sorted(job_id for job_id, attempt in held if (job_id, attempt) not in started)
 
 
 def targets(record: RunRecord, boot_id: str) -> list[WorkerRecord]:
@@ -160,17 +160,17 @@ def still_running(workers: Iterable[WorkerRecord], start_time_of: Callable[[int]
     return running
 
 
-def read_ledger(path: Path) -> set[int]:
-    """The job ids a worker's ledger says it began (empty if there is no ledger)."""
+def read_ledger(path: Path) -> set[tuple[int, int]]:
+    """The (job id, attempt) pairs a worker's ledger says it began (empty if there is no ledger)."""
     try:
         data = path.read_bytes()
     except OSError:
         return set()
     found = set()
     for offset in range(0, len(data) - _SLOT.size + 1, _SLOT.size):
-        job_id, _attempt = _SLOT.unpack_from(data, offset)
+        job_id, attempt = _SLOT.unpack_from(data, offset)
         if job_id > 0:
-            found.add(job_id)
+            found.add((job_id, attempt))
     return found
 
 
@@ -219,7 +219,7 @@ def fence_other(control_socket: Path, master_id: str, timeout: float = defaults.
     if left:
         log.error("processes of master %s did not end after SIGKILL (pids %s): not recovering its jobs yet", master_id, left[:20])
         return None
-    started: set[int] = set()
+    started: set[tuple[int, int]] = set()
     for worker in workers:
         started |= read_ledger(ledger_path(control_socket, worker.pid))
     return Fenced(master_id, frozenset(started), killed=killed)
@@ -263,7 +263,7 @@ class HostFence:
             time.sleep(WAIT_INTERVAL_SECONDS)
         if left:
             return Fenced(record.master_id, survivors=tuple(left), killed=killed)
-        started: set[int] = set()
+        started: set[tuple[int, int]] = set()
         for worker in workers:
             started |= read_ledger(ledger_path(self.control_socket, worker.pid))
         return Fenced(record.master_id, frozenset(started), killed=killed)

@@ -72,7 +72,8 @@ def test_a_record_from_another_boot_names_nothing_to_kill() -> None:
 
 
 def test_jobs_no_worker_began_are_the_ones_refunded() -> None:
-    assert fence.unstarted([5, 3, 9, 7], frozenset({3, 7})) == [5, 9]
+    held = [(5, 1), (3, 1), (9, 2), (7, 3)]
+    assert fence.unstarted(held, frozenset({(3, 1), (7, 3), (9, 1)})) == [5, 9]  # job 9 began its 1st attempt, not its 2nd
 
 
 def test_a_ledger_keeps_the_last_jobs_a_worker_began(tmp_path: Path) -> None:
@@ -80,7 +81,7 @@ def test_a_ledger_keeps_the_last_jobs_a_worker_began(tmp_path: Path) -> None:
     ledger = fence.Ledger(path, slots=8)
     for job_id in range(1, 21):
         ledger.began(job_id, 1)
-    assert fence.read_ledger(path) == set(range(13, 21))
+    assert fence.read_ledger(path) == {(job_id, 1) for job_id in range(13, 21)}
     assert fence.read_ledger(tmp_path / "none") == set()
 
 
@@ -115,7 +116,7 @@ def test_securing_kills_the_previous_run_waits_for_it_and_reads_what_its_workers
         fence.Ledger(fence.ledger_path(socket, stale.pid)).began(7, 1)
         host_fence = fence.HostFence(socket, "host:2:new")
         fenced = host_fence.secure(timeout=5)
-        assert fenced.master_id == "host:1:dead" and fenced.started == {7} and not fenced.survivors
+        assert fenced.master_id == "host:1:dead" and fenced.started == {(7, 1)} and not fenced.survivors
         assert fenced.killed >= 1
         assert not running(stale.pid) and not running(stale_child)
         host_fence.own()
@@ -173,7 +174,7 @@ def test_a_silent_master_of_this_host_is_fenced_before_it_is_declared_dead(tmp_p
         assert fence.fence_other(socket, "host:0:older") == fence.Fenced(None)  # a later master's record: not touched
         assert running(stale.pid)
         fenced = fence.fence_other(socket, "host:1:silent", timeout=5)
-        assert fenced is not None and fenced.master_id == "host:1:silent" and fenced.started == {9}
+        assert fenced is not None and fenced.master_id == "host:1:silent" and fenced.started == {(9, 2)}
         assert not running(stale.pid) and not running(stale_child)
         assert fence.fence_other(tmp_path / "none.sock", "host:1:silent") == fence.Fenced(None)
     finally:
