@@ -41,8 +41,8 @@ from .readiness import Readiness
 from .signals import SignalReceiver, WakePipe
 from .states import JobState
 from .store import Store, open_store
-from .store.masters import MasterRecord
 from .store.checkpoints import WalCheckpointer
+from .store.masters import MasterRecord
 from .throttle import Throttle
 from .ticker import Ticker
 from .handoff import Offer, handed_job, offer_path, publish
@@ -716,7 +716,7 @@ class Master:
                 return True
             # Recovered after its master died during its last allowed attempt: that
             # attempt counts (as after a worker's crash); this claim's charge does not.
-            problem = f"its last attempt ({allowed} of {allowed}) was interrupted: its master died while it ran"
+            problem = f"its last attempt ({allowed} of {allowed}) was interrupted: its master died (or lost its lease) while it ran"
             log.error("job %s is dead: %s", job.id, problem)
             self.store.jobs.out_of_attempts(job.id, job.attempts, self.id, problem)
             self.observers.job_ended(self, job, "dead", None, problem)

@@ -10,8 +10,9 @@ The command runs in its own process group: a timeout or a cancellation
 signals the whole group, so a ``sh -c`` wrapper cannot leave its children
 running. The group stays in the worker's session (not a session of its own),
 so when the worker dies — killed, or with its master — the command and
-everything it started go with it (``jobd.workers.sessions``). Output is streamed to the logger line by line as it
-comes, tagged with its stream, and the last lines are kept for the error.
+everything it started go with it (``jobd.workers.sessions``). Output is
+streamed to the logger line by line as it comes, tagged with its stream, and
+the last lines are kept for the error.
 """
 
 from __future__ import annotations

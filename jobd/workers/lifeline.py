@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import threading
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 
 from . import sessions
@@ -76,8 +77,6 @@ def detach_from_fork_server() -> None:
     processes through the same server; a worker never does (a task that asks
     for a forkserver process gets a new server of its own).
     """
-    from multiprocessing import forkserver
-
     server = forkserver._forkserver  # noqa: SLF001 - the only handle on it
     fd = getattr(server, "_forkserver_alive_fd", None)
     if isinstance(fd, int) and getattr(server, "_forkserver_pid", None) is None:
