@@ -160,12 +160,12 @@ def still_running(workers: Iterable[WorkerRecord], start_time_of: Callable[[int]
     return running
 
 
-def read_ledger(path: Path) -> set[tuple[int, int]]:
-    """The (job id, attempt) pairs a worker's ledger says it began (empty if there is no ledger)."""
+def read_ledger(path: Path) -> set[tuple[int, int]] | None:
+    """The (job id, attempt) pairs a worker's ledger says it began; None if there is no ledger (nothing known)."""
     try:
         data = path.read_bytes()
     except OSError:
-        return set()
+        return None
     found = set()
     for offset in range(0, len(data) - _SLOT.size + 1, _SLOT.size):
         job_id, attempt = _SLOT.unpack_from(data, offset)
@@ -208,9 +208,10 @@ def fence_other(control_socket: Path, master_id: str, timeout: float = defaults.
     master on that socket (which fenced it when it started): nothing known.
     """
     record = HostFence(control_socket, master_id).previous()
-    if record is None or record.master_id != master_id:
-        return Fenced(None)
-    workers = targets(record, current_boot_id())
+    boot_id = current_boot_id()
+    if record is None or record.master_id != master_id or not targets(record, boot_id):
+        return Fenced(None)  # nothing of it runs here: its record is gone, a later master's, or from another boot
+    workers = targets(record, boot_id)
     killed = kill_run(workers)
     deadline = time.monotonic() + timeout
     while (left := still_running(workers)) and time.monotonic() < deadline:
@@ -219,10 +220,19 @@ def fence_other(control_socket: Path, master_id: str, timeout: float = defaults.
     if left:
         log.error("processes of master %s did not end after SIGKILL (pids %s): not recovering its jobs yet", master_id, left[:20])
         return None
+    return _with_ledgers(Fenced(master_id, killed=killed), control_socket, workers)
+
+
+def _with_ledgers(fenced: Fenced, control_socket: Path, workers: list[WorkerRecord]) -> Fenced:
+    """``fenced`` with the jobs its workers began; with no master (nothing to refund) if a ledger is missing."""
     started: set[tuple[int, int]] = set()
     for worker in workers:
-        started |= read_ledger(ledger_path(control_socket, worker.pid))
-    return Fenced(master_id, frozenset(started), killed=killed)
+        began = read_ledger(ledger_path(control_socket, worker.pid))
+        if began is None:
+            log.warning("no ledger of worker %s of master %s: its jobs keep their attempts", worker.pid, fenced.master_id)
+            return Fenced(None, killed=fenced.killed)
+        started |= began
+    return Fenced(fenced.master_id, frozenset(started), killed=fenced.killed)
 
 
 @dataclass
@@ -256,6 +266,8 @@ class HostFence:
         if record.boot_id == self.boot_id and sessions.start_time(record.master.pid) == record.master.start_time:
             return Fenced(record.master_id, master_alive=True)  # another master on this socket: never fence a live one
         workers = targets(record, self.boot_id)
+        if not workers:
+            return Fenced(None)  # another boot (nothing of it runs, and which jobs began is lost), or no worker
         killed = kill_run(workers)
         deadline = clock() + timeout
         while (left := still_running(workers)) and clock() < deadline:
@@ -263,10 +275,7 @@ class HostFence:
             time.sleep(WAIT_INTERVAL_SECONDS)
         if left:
             return Fenced(record.master_id, survivors=tuple(left), killed=killed)
-        started: set[tuple[int, int]] = set()
-        for worker in workers:
-            started |= read_ledger(ledger_path(self.control_socket, worker.pid))
-        return Fenced(record.master_id, frozenset(started), killed=killed)
+        return _with_ledgers(Fenced(record.master_id, killed=killed), self.control_socket, workers)
 
     def own(self) -> None:
         """Start this master's record (the previous run is fenced) and drop the previous run's ledgers."""
@@ -280,6 +289,10 @@ class HostFence:
         """Write down a worker just started (before it can run a job that matters)."""
         start = sessions.start_time(pid)
         if start is not None:
+            try:  # its ledger exists from now on (the worker itself may be slower to open it)
+                os.close(os.open(ledger_path(self.control_socket, pid), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            except OSError:
+                pass  # then the next master knows nothing of this run's jobs, and refunds none
             self.workers[pid] = WorkerRecord(pid, start)
             self._write()
 

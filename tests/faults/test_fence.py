@@ -82,7 +82,7 @@ def test_a_ledger_keeps_the_last_jobs_a_worker_began(tmp_path: Path) -> None:
     for job_id in range(1, 21):
         ledger.began(job_id, 1)
     assert fence.read_ledger(path) == {(job_id, 1) for job_id in range(13, 21)}
-    assert fence.read_ledger(tmp_path / "none") == set()
+    assert fence.read_ledger(tmp_path / "none") is None
 
 
 # -- real processes ---------------------------------------------------------
@@ -179,3 +179,15 @@ def test_a_silent_master_of_this_host_is_fenced_before_it_is_declared_dead(tmp_p
         assert fence.fence_other(tmp_path / "none.sock", "host:1:silent") == fence.Fenced(None)
     finally:
         reap(stale, stale_child)
+
+
+def test_after_a_reboot_or_without_a_ledger_nothing_is_refunded(tmp_path: Path) -> None:
+    socket = tmp_path / "jobd.sock"
+    worker = fence.WorkerRecord(dead_process().pid, 1)
+    fence.Ledger(fence.ledger_path(socket, worker.pid)).began(7, 1)
+    fence.record_path(socket).write_text(fence.RunRecord("another-boot", "host:1:dead", dead_process(), (worker,)).to_text())
+    assert fence.HostFence(socket, "host:2:new").secure(timeout=1) == fence.Fenced(None)
+    fence.record_path(socket).write_text(fence.RunRecord(BOOT, "host:1:dead", dead_process(), (worker,)).to_text())
+    assert fence.HostFence(socket, "host:2:new").secure(timeout=1).started == {(7, 1)}
+    fence.ledger_path(socket, worker.pid).unlink()
+    assert fence.HostFence(socket, "host:2:new").secure(timeout=1).master_id is None  # which jobs began is unknown
