@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -15,16 +16,16 @@ from jobd import api, daemon_client, runner
 from jobd.config import JobdConfig, load_config
 from jobd.control import client
 from jobd.daemons import default_desired
-from jobd.errors import ExitCode, InvalidArgs, JobdError, MasterNotRunning
+from jobd.errors import ExitCode, InvalidArgs, JobdError, MasterNotRunning, WaitTimedOut
 from jobd.inventory import load_inventory
 from jobd.job import Job
-from jobd.states import FINAL, JobState
+from jobd.states import FINAL, JobState, phrase
 from jobd.status import complete_status
 from jobd.store import open_store
 
 from .options import ConfigOption, JsonOption
 from . import daemons as daemon_output
-from .output import ago, console, duration, print_json, reports_errors, when
+from .output import ago, console, counted, duration, print_json, reports_errors, when
 from . import logs_command, systemd_command
 
 app = typer.Typer(
@@ -57,7 +58,7 @@ def check(config: ConfigOption = None) -> None:
     console.print(f"[green]ok[/] {settings.source}")
     for daemon, tasks in inventory.items():
         names = ", ".join(sorted(tasks)) or "[yellow]no tasks[/]"
-        console.print(f"  {daemon} ({settings.daemons[daemon].workers} workers): {names}")
+        console.print(f"  {daemon} ({counted(settings.daemons[daemon].workers, 'worker')}): {names}")
 
 
 @app.command()
@@ -126,7 +127,7 @@ def stop(
             results = {name: {**result, "state": "stopped"} for name, result in results.items()}
         daemon_output.print_changes(results, "stopped" if not no_wait else "stopping")
         return
-    pid = runner.stop_master(settings, wait=not no_wait, timeout=timeout)
+    pid = runner.stop_master(settings, wait=not no_wait, timeout=timeout, report=lambda line: console.print(line, highlight=False))
     console.print(f"jobd master (pid {pid}) {'is stopping' if no_wait else 'stopped'}")
 
 
@@ -351,16 +352,43 @@ def job_detail(job_id: int, config: ConfigOption = None, as_json: JsonOption = F
     if as_json:
         print_json(job.to_dict())
         return
-    data = job.to_dict()
-    traceback = data.pop("traceback")
+    data = job_fields_for_people(job)
+    traceback = data.pop("traceback", None)
+    traceback_label = data.pop("traceback_label", "traceback")
     for key in ("created_at", "started_at", "finished_at", "updated_at", "run_at"):
         data[key] = when(data[key])
     for key, value in data.items():
         if value is not None and value != "-":
             console.print(f"[bold]{key}[/]: {json.dumps(value) if isinstance(value, (dict, list)) else value}", highlight=False)
     if traceback:
-        console.print("[bold]traceback[/]:")
+        console.print(f"[bold]{traceback_label}[/]:")
         console.print(traceback, highlight=False, markup=False)
+
+
+def job_fields_for_people(job: Job) -> dict[str, Any]:
+    """A job's fields as `jobd job ID` shows them: nothing stale, every error labelled with its attempt.
+
+    Progress is what a running attempt last reported, so once a job has
+    ended it is left out (a succeeded job stuck at "80%" misleads). An error
+    kept on a job that later succeeded belongs to an earlier attempt: it is
+    labelled so, not shown as if it were the outcome.
+    """
+    data = job.to_dict()
+    if job.state in FINAL:
+        data.pop("progress", None)
+    if job.error is None and job.traceback is None:
+        return data
+    error, traceback = data.pop("error"), data.pop("traceback")
+    if job.state is JobState.SUCCEEDED:
+        label = f"an earlier attempt's error (attempt {job.attempts} succeeded)"
+    elif job.state in (JobState.DEAD, JobState.RETRYING, JobState.CANCELLED):
+        label = f"error of attempt {job.attempts}"
+    else:
+        label = "last error (of an earlier run)"
+    data[label] = error
+    data["traceback"] = traceback
+    data["traceback_label"] = label.replace("error", "traceback", 1)
+    return data
 
 
 @app.command()
@@ -369,11 +397,12 @@ def trigger(
     daemon: Annotated[str, typer.Argument(help="Daemon that runs the task, e.g. mailing.")],
     task: Annotated[str, typer.Argument(help="Registered task name, e.g. mailing.send_campaign.")],
     arg: Annotated[Optional[list[str]], typer.Option("--arg", "-a", help="k=v argument (v parsed as JSON if it can be). Repeatable.")] = None,
-    json_args: Annotated[Optional[str], typer.Option("--json", help="All args as one JSON object.")] = None,
+    json_args: Annotated[Optional[str], typer.Option("--json", help="All args as one JSON object; @FILE reads it from a file, - from stdin.")] = None,
     priority: Annotated[int, typer.Option(help="Higher runs first.")] = 0,
     delay: Annotated[Optional[float], typer.Option(help="Run no earlier than this many seconds from now.")] = None,
     unique_key: Annotated[Optional[str], typer.Option(help="Do nothing if an unfinished job has this key.")] = None,
     wait: Annotated[bool, typer.Option("--wait", "-w", help="Wait for the job and exit with its outcome.")] = False,
+    wait_without_master: Annotated[bool, typer.Option("--wait-without-master", help="With --wait: wait even if no live master runs DAEMON now.")] = False,
     reuse_cached: Annotated[bool, typer.Option("--reuse-cached", help="Print the id of a fresh cached run (cache_ttl tasks) instead of running again.")] = False,
     timeout: Annotated[float, typer.Option(help="With --wait: give up after this many seconds.")] = 3600.0,
     config: ConfigOption = None,
@@ -382,7 +411,9 @@ def trigger(
 
     Example: jobd trigger mailing mailing.send_campaign --arg campaign_id=42
              jobd trigger reports reports.build --json '{"kind": "sales"}' --wait
-    With --wait, exits 0 if the job succeeded and 1 if it ended dead or cancelled.
+    With --wait, exits 0 if the job succeeded, 1 if it ended dead or cancelled,
+    6 if --timeout ran out first, and 4 at once if no live master runs DAEMON
+    (the job stays queued; --wait-without-master waits anyway).
     """
     settings = _config(config)
     args = parse_trigger_args(arg or [], json_args)
@@ -392,6 +423,11 @@ def trigger(
     print(job_id, flush=True)
     if not wait:
         return
+    if not wait_without_master and not daemon_is_served(settings, daemon):
+        raise MasterNotRunning(
+            f"no live master runs daemon {daemon!r}: job {job_id} waits in the queue until one does "
+            f"(`jobd start`; or --wait-without-master to wait for it anyway)"
+        )
     job = wait_for_job(settings, job_id, timeout)
     if job.state is JobState.SUCCEEDED:
         if job.result is not None:
@@ -405,10 +441,11 @@ def parse_trigger_args(pairs: list[str], json_args: str | None) -> dict[str, Any
     """Args from ``--json`` and ``--arg k=v`` (k=v wins); InvalidArgs on anything malformed."""
     args: dict[str, Any] = {}
     if json_args is not None:
+        text, where = read_json_option(json_args)
         try:
-            parsed = json.loads(json_args)
+            parsed = json.loads(text, parse_constant=_refuse_non_json_number)
         except ValueError as error:
-            raise InvalidArgs(f"--json is not valid JSON: {error}") from None
+            raise InvalidArgs(f"{where} is not valid JSON: {error}") from None
         if not isinstance(parsed, dict):
             raise InvalidArgs("--json must be a JSON object such as '{\"campaign_id\": 42}'")
         args.update(parsed)
@@ -423,6 +460,33 @@ def parse_trigger_args(pairs: list[str], json_args: str | None) -> dict[str, Any
     return args
 
 
+def read_json_option(value: str) -> tuple[str, str]:
+    """The text of ``--json``: inline, ``@FILE`` or ``-`` (stdin) for args too large for a command line."""
+    if value == "-":
+        return sys.stdin.read(), "--json - (standard input)"
+    if value.startswith("@"):
+        path = Path(value[1:])
+        try:
+            return path.read_text(encoding="utf-8"), f"--json {value}"
+        except (OSError, UnicodeDecodeError) as error:
+            raise InvalidArgs(f"--json {value}: cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+    return value, "--json"
+
+
+def _refuse_non_json_number(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (JSON has no NaN or Infinity)")
+
+
+def daemon_is_served(settings: JobdConfig, daemon: str) -> bool:
+    """Whether a live master on any host runs ``daemon`` (its heartbeat lists it)."""
+    store = open_store(settings.store)
+    now = time.time()
+    return any(
+        daemon in record.daemons and record.is_alive(now, settings.heartbeat_lease) and record.state == "running"
+        for record in store.masters.all()
+    )
+
+
 def wait_for_job(settings: JobdConfig, job_id: int, timeout: float) -> Job:
     """Poll the store until the job reaches a final state; JobdError at the deadline."""
     store = open_store(settings.store)
@@ -433,7 +497,7 @@ def wait_for_job(settings: JobdConfig, job_id: int, timeout: float) -> Job:
         if job.state in FINAL:
             return job
         if time.monotonic() > deadline:
-            raise JobdError(f"job {job_id} is still {job.state} after {timeout:g}s")
+            raise WaitTimedOut(f"job {job_id} is still {job.state} after {timeout:g}s (it may still finish; see `jobd job {job_id}`)")
         time.sleep(delay)
         delay = min(0.5, delay * 1.5)
 
@@ -451,7 +515,7 @@ def cancel(job_id: int, config: ConfigOption = None) -> None:
     if job.state is JobState.CANCELLED:
         console.print(f"job {job_id} cancelled")
     else:
-        console.print(f"job {job_id} is {job.state}; its master was asked to cancel it")
+        console.print(f"job {job_id} {phrase(job.state)}; its master was asked to cancel it")
 
 
 @app.command()
@@ -464,7 +528,7 @@ def retry(job_id: int, config: ConfigOption = None) -> None:
     settings = _config(config)
     job = open_store(settings.store).jobs.retry(job_id)
     api.wake_master(settings.socket)
-    console.print(f"job {job_id} is {job.state} again")
+    console.print(f"job {job_id} {phrase(job.state)} again")
 
 
 @app.command()

@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
-from .output import ago, console, duration
+from .output import ago, console, counted, duration
 
 
 def desired_text(daemon: dict[str, Any]) -> str:
@@ -61,7 +61,7 @@ def print_changes(results: dict[str, dict[str, Any]], verb: str) -> None:
         if result.get("was") == result.get("state"):
             console.print(f"{name}: already {result['state']}", highlight=False)
         elif result.get("state") == "started":
-            console.print(f"{name}: {verb} ({result['desired']['size']} workers)", highlight=False)
+            console.print(f"{name}: {verb} ({counted(result['desired']['size'], 'worker')})", highlight=False)
         else:
             console.print(f"{name}: {verb}", highlight=False)
 

@@ -31,13 +31,15 @@ from jobd.migrations.status import FleetStatus, fleet_status
 from jobd.migrations.tenants import Tenant
 from jobd.states import FINAL, JobState
 
+from .output import make_console
+
 migrate_app = typer.Typer(
     help="Migrate every tenant database: in parallel, behind snapshots, resumable.",
     no_args_is_help=False,
     add_completion=False,
 )
-console = Console()
-errors = Console(stderr=True)
+console = make_console()
+errors = make_console(stderr=True)
 
 ConfigOption = Annotated[
     Path | None,
@@ -66,7 +68,10 @@ def _config_path(option: Path | None, ctx: typer.Context) -> Path:
 
 
 def _settings(option: Path | None, ctx: typer.Context) -> MigrationsSettings:
-    return load_migrations_settings(_config_path(option, ctx))
+    """The [migrations] settings, after the whole file was validated as every command does (README)."""
+    path = _config_path(option, ctx)
+    load_config(path)  # a bad key anywhere is refused here (exit 2), before any tenant is contacted
+    return load_migrations_settings(path)
 
 
 def _names(tenants: str | None) -> list[str] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -14,9 +15,22 @@ import typer
 from rich.console import Console
 
 from jobd.errors import ExitCode, JobdError, exit_code_for
+from jobd.store.diagnosis import describe_store_error
 
-console = Console()
-error_console = Console(stderr=True)
+#: Width of output piped to a file or another program: wide enough that no table wraps or cuts a name.
+PIPED_WIDTH = 512
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A console for people on a terminal; unwrapped, full-width lines when piped (`jobd jobs | grep`)."""
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty() or os.environ.get("COLUMNS"):
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=PIPED_WIDTH, soft_wrap=True)
+
+
+console = make_console()
+error_console = make_console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,12 +56,9 @@ def _print_error(message: str) -> None:
     error_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
 
 
-def describe_store_error(error: sa.exc.DBAPIError) -> str:
-    """The driver's own words, plus what to do when the store has no jobd tables yet."""
-    reason = str(error.orig).strip() or type(error.orig).__name__
-    if "no such table" in reason or "doesn't exist" in reason:
-        return f"the store has no jobd tables ({reason}): run `jobd init` first"
-    return f"the store failed: {reason}"
+def counted(count: int, noun: str) -> str:
+    """``1 worker``, ``2 workers``: a number with its noun, in the right number."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def print_json(data: Any) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import datetime as dt
+import os
+import pwd
 import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -20,6 +21,7 @@ from jobd.ticker import Ticker
 
 from .options import ConfigOption, JsonOption
 from .output import ago, console, print_json, reports_errors
+from .ticks import tick_label
 
 
 def schedule_rows(settings: JobdConfig) -> list[dict[str, Any]]:
@@ -63,7 +65,7 @@ def register(app: typer.Typer) -> None:
         table.add_column("next ticks", no_wrap=True)
         for row in rows:
             status = "\n(paused)" if row["paused"] else ("" if row["enabled"] else "\n(disabled)")
-            upcoming = "\n".join(_moment(tick, now) for tick in row["next"]) or "-"
+            upcoming = "\n".join(tick_label(tick, row.get("timezone"), now) for tick in row["next"]) or "-"
             last = f"{ago(row['last_fire'], now)}\n{row['last_outcome'] or '-'}" if row["fired"] else "-"
             table.add_row(
                 row["name"] + status, row["daemon"], f"{row['trigger']}\n{row['timezone']}", last,
@@ -95,33 +97,54 @@ def register(app: typer.Typer) -> None:
         crontab: Annotated[Path, typer.Argument(help="A crontab file (as `crontab -l` prints it).", exists=False)],
         daemon: Annotated[str, typer.Option("--daemon", "-d", help="Daemon whose workers run the commands.")] = "cron",
         output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the schedule file here (default: stdout).")] = None,
+        system: Annotated[Optional[bool], typer.Option(
+            "--system/--user",
+            help="Lines have a user column (/etc/crontab, /etc/cron.d) or not (crontab -l). Default: from the path, else the lines' shape.",
+        )] = None,
+        retries: Annotated[int, typer.Option("--retries", min=0, max=999, help="Retries of a failed command (cron: none).")] = 0,
     ) -> None:
         """Turn a crontab into a schedule file of shell tasks; report lines it cannot convert.
 
         Example: crontab -l > my.cron && jobd import-crontab my.cron --daemon cron -o schedules/cron.toml
+        Each entry runs once per tick, like cron (max_attempts = 1; --retries N for more). A system
+        crontab's user column becomes each entry's shell.user (the master must then run as root).
         Exits 1 if some lines could not be converted (they are listed on stderr).
         """
         try:
             text = crontab.read_text(encoding="utf-8")
         except OSError as error:
             raise BadInput(f"{crontab}: cannot read: {error.strerror}") from None
-        result = import_crontab(text, daemon=daemon, source=str(crontab))
+        result = import_crontab(text, daemon=daemon, source=str(crontab), system=system, retries=retries)
         if output is not None:
             output.write_text(result.toml, encoding="utf-8")
-            console.print(f"wrote {len(result.entry_names)} entries to {output}")
+            count = len(result.entry_names)
+            console.print(f"wrote {count} entr{'y' if count == 1 else 'ies'} to {output}")
         else:
             print(result.toml, end="")
+        for note in result.notes:
+            where = f"{crontab}:{note.line}" if note.line else str(crontab)
+            typer.echo(f"{where}: note: {note.note}", err=True)
+        if (refusal := user_switch_note(result.users, os.geteuid())) is not None:
+            typer.echo(f"{crontab}: note: {refusal}", err=True)
         for line in result.unconverted:
             typer.echo(f"{crontab}:{line.line}: not converted: {line.reason}: {line.text}", err=True)
         if result.unconverted:
             raise typer.Exit(1)
 
 
-def _moment(epoch: float, now: float) -> str:
-    """A tick in local time: the time alone today, with the date otherwise."""
-    moment = dt.datetime.fromtimestamp(epoch)
-    same_day = moment.date() == dt.datetime.fromtimestamp(now).date()
-    return moment.strftime("%H:%M:%S" if same_day else "%m-%d %H:%M")
+def user_switch_note(users: tuple[str, ...], effective_uid: int) -> str | None:
+    """A warning when imported entries run as users this (non-root) account cannot become."""
+    if effective_uid == 0 or not users:
+        return None
+    try:
+        me = pwd.getpwuid(effective_uid).pw_name
+    except KeyError:
+        me = str(effective_uid)
+    others = [user for user in users if user != me]
+    if not others:
+        return None
+    return (f"entries run as {', '.join(others)}: only a master running as root can switch users; "
+            f"a master running as {me} refuses those jobs (they end dead with that reason)")
 
 
 def _set_paused(config: Path | None, target: str, *, paused: bool) -> None:

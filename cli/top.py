@@ -25,7 +25,9 @@ from rich.text import Text
 from jobd.dashboard import Dashboard
 
 from .output import duration
+from .ticks import tick_label
 from .terminal import KeyReader
+from .top_controls import KEYS_HELP, TopControls
 
 REFRESH_SECONDS = 0.25  # four frames a second: progress looks live without loading memcached
 
@@ -36,10 +38,24 @@ def _clock(epoch: float | None) -> str:
     return dt.datetime.fromtimestamp(epoch).strftime("%H:%M:%S")
 
 
-def _until(epoch: float | None, now: float) -> str:
+def _until(epoch: float | None, now: float, zone: str | None = None) -> str:
+    """A schedule tick in its entry's zone (labelled), and how soon it comes."""
     if not epoch:
         return "-"
-    return f"{_clock(epoch)} (in {duration(epoch - now)})" if epoch >= now else _clock(epoch)
+    label = tick_label(epoch, zone, now)
+    return f"{label} (in {duration(epoch - now)})" if epoch >= now else label
+
+
+def _next_run_zone(view: dict[str, Any], daemon: str, epoch: float | None) -> str | None:
+    """The time zone of the schedule entry whose tick is a daemon's next run."""
+    for entry in view.get("schedules") or []:
+        if entry.get("daemon") == daemon and entry.get("next_run") == epoch:
+            return entry.get("timezone")
+    return None
+
+
+def tick_label_or_dash(epoch: float | None, zone: str | None, now: float) -> str:
+    return tick_label(epoch, zone, now) if epoch else "-"
 
 
 def _number(value: Any) -> str:
@@ -80,13 +96,14 @@ def daemons_table(view: dict[str, Any], width: int) -> Table:
         busy = row.get("busy")
         workers = f"{busy}/{row.get('workers')}" if busy is not None else f"-/{row.get('workers')}"
         failed, dead = row.get("failed_last_hour"), row.get("dead_last_hour")
+        zone = _next_run_zone(view, name, row.get("next_run"))
         cells = [name, workers, _number(row.get("queued")), _number(row.get("running"))]
         if wide:
             cells.append(_number(row.get("succeeded_last_hour")))
         cells += [
             Text(_number(failed), style="yellow" if failed else ""),
             Text(_number(dead), style="bold red" if dead else ""),
-            _until(row.get("next_run"), now) if wide else _clock(row.get("next_run")),
+            _until(row.get("next_run"), now, zone) if wide else tick_label_or_dash(row.get("next_run"), zone, now),
         ]
         table.add_row(*cells)
     return table
@@ -144,7 +161,7 @@ def schedules_table(entries: list[dict[str, Any]], now: float, limit: int) -> Ta
     table.add_column("daemon", no_wrap=True)
     table.add_column("schedule", no_wrap=True, overflow="ellipsis", ratio=1)
     for entry in entries[:limit]:
-        table.add_row(_until(entry.get("next_run"), now), str(entry.get("daemon")), str(entry.get("name")))
+        table.add_row(_until(entry.get("next_run"), now, entry.get("timezone")), str(entry.get("daemon")), str(entry.get("name")))
     return table
 
 
@@ -152,15 +169,20 @@ def _title(text: str) -> Text:
     return Text(text, style="bold reverse")
 
 
-def render(view: dict[str, Any], width: int = 80, height: int = 24, *, interactive: bool = False) -> RenderableType:
+def render(
+    view: dict[str, Any], width: int = 80, height: int = 24, *, interactive: bool = False, controls: TopControls | None = None
+) -> RenderableType:
     """One frame of the dashboard, fitted to ``width`` × ``height``."""
+    controls = controls or TopControls()
+    if controls.help_shown:
+        return keys_help(width)
     now = float(view.get("generated_at") or time.time())
     parts: list[RenderableType] = [header(view, width)]
     if view.get("note"):
         parts.append(Text(str(view["note"]), style="yellow"))
     daemons = view.get("daemons") or {}
     parts += [_title(" Daemons "), daemons_table(view, width)]
-    running = view.get("running") or []
+    running = controls.sorted_running(view.get("running") or [])
     failures = view.get("failures") or []
     schedules = view.get("schedules") or []
     # Rows left once the fixed lines are drawn: titles, table headers (2 lines
@@ -175,25 +197,46 @@ def render(view: dict[str, Any], width: int = 80, height: int = 24, *, interacti
     parts.append(_title(" Upcoming "))
     parts.append(schedules_table(schedules, now, schedule_rows) if schedules else Text("  - (no schedule information)", style="dim"))
     if interactive:
-        parts.append(Text("q quit", style="dim"))
+        parts.append(Text(controls.footer(), style="dim"))
     return Group(*parts)
+
+
+def keys_help(width: int) -> RenderableType:
+    """The `?` screen: every key and what it does."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 2))
+    table.add_column("key", style="bold", no_wrap=True)
+    table.add_column("what it does")
+    for key, meaning in KEYS_HELP:
+        table.add_row(key, meaning)
+    return Group(_title(" jobd top: keys "), table, Text("press ? to go back", style="dim"))
+
+
+ONCE_PIPED_WIDTH = 160
 
 
 def once(dashboard: Dashboard, console: Console, daemon: str | None) -> None:
     """Print one frame (for scripts and tests)."""
     view = dashboard.view(daemon)
-    console.print(render(view, console.size.width, console.size.height))
+    width = console.size.width if console.is_terminal else ONCE_PIPED_WIDTH  # piped: wide, not 512 columns of padding
+    console.print(render(view, width, console.size.height))
 
 
 def run(dashboard: Dashboard, console: Console, daemon: str | None, refresh: float = REFRESH_SECONDS) -> None:
     """The live dashboard until `q`, Ctrl-C or end of input; the terminal is restored in every case."""
+    controls = TopControls(daemon=daemon)
+    daemons: list[str] = []
     with KeyReader() as keys, Live(console=console, screen=True, auto_refresh=False, transient=True) as live:
         try:
             while True:
                 size = console.size
-                live.update(render(dashboard.view(daemon), size.width, size.height, interactive=True), refresh=True)
+                view = dashboard.view(controls.daemon)
+                if controls.daemon is None:
+                    daemons = sorted(view.get("daemons") or {})
+                live.update(render(view, size.width, size.height, interactive=True, controls=controls), refresh=True)
                 key = keys.read(timeout=refresh)
-                if key is not None and key in ("q", "Q", "\x03", "\x04", ""):
-                    return
+                if key is not None:
+                    controls = controls.on_key(key, daemons)
+                    if controls.quit:
+                        return
         except KeyboardInterrupt:
             return

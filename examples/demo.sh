@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install jobd into .venv and run the demo deployment (examples/jobd.toml) on
-# the embedded SQLite store: starts a master with three daemons, submits a
+# the embedded SQLite store: starts a master with four daemons (mailing, reports, cron, sms), submits a
 # few jobs, and shows what they do. Leaves the master running; stop it with
 #   .venv/bin/jobd stop -c examples/jobd.toml
 set -euo pipefail

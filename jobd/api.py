@@ -23,11 +23,12 @@ from . import defaults
 from .activity.results import find_cached, unique_key_for
 from .config import JobdConfig, find_config_path, load_config
 from .control.protocol import Request
-from .errors import InvalidArgs, UnknownTask
+from .errors import InvalidArgs, StoreUnavailable, UnknownTask
 from .handoff import Offer, OfferReader, offer_path
 from .inventory import load_daemon_tasks
 from .job import Job, encode_args
 from .store import NewJob, Store, open_store
+from .store.diagnosis import describe_store_error, missing_tables
 from .tasks import TaskDefinition
 from .wakeup import HandedJob, announce, hand_over, hand_to_worker
 
@@ -139,7 +140,12 @@ def submit(
         daemon=daemon, task=task, args=arguments, priority=priority, run_at=run_at,
         unique_key=unique_key, max_attempts=max_attempts, handed_to=handed_to,
     )
-    job_id = store.jobs.insert(new_job, connection=connection)
+    try:
+        job_id = store.jobs.insert(new_job, connection=connection)
+    except sa.exc.DBAPIError as error:
+        if missing_tables(str(error.orig)):
+            raise StoreUnavailable(describe_store_error(error)) from None
+        raise
     if offer is not None:
         handed = HandedJob(daemon, job_id, priority, max_attempts, task, new_job.encoded_args)
         worker = offer.worker_socket(settings.socket, daemon)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import defaults
+from .caps import OutputCaps, parse_size
 from .durations import parse_duration
 from .errors import ConfigError
 from .shelltask import ShellTaskSpec
@@ -32,6 +33,18 @@ CALLABLE_PATH_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 MODULE_PATH_PATTERN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]  # bytes: 4096, "64 KB", "1 MB"
+
+# The caps on what a task controls (``jobd.caps``): name → (default, most allowed).
+OUTPUT_CAP_SETTINGS: dict[str, tuple[int, int]] = {
+    "max_error_bytes": (defaults.MAX_ERROR_BYTES, defaults.LIMIT_ERROR_BYTES),
+    "max_traceback_bytes": (defaults.MAX_TRACEBACK_BYTES, defaults.LIMIT_OUTPUT_BYTES),
+    "max_result_bytes": (defaults.MAX_RESULT_BYTES, defaults.LIMIT_OUTPUT_BYTES),
+    "max_checkpoint_bytes": (defaults.MAX_CHECKPOINT_BYTES, defaults.LIMIT_OUTPUT_BYTES),
+    "max_progress_message_bytes": (defaults.MAX_PROGRESS_MESSAGE_BYTES, defaults.LIMIT_PROGRESS_MESSAGE_BYTES),
+    "max_log_line_bytes": (defaults.MAX_LOG_LINE_BYTES, defaults.LIMIT_OUTPUT_BYTES),
+}
+_MIN_CAP_BYTES = 256  # room for the truncation marker and a useful start
 
 
 class _Strict(BaseModel):
@@ -75,6 +88,17 @@ class DaemonConfig(_Strict):
     # Memory recycling (jobd.workers.memory): RSS checked after each job, and during one.
     max_memory_mb: int = Field(defaults.DEFAULT_MAX_MEMORY_MB, ge=0, description="recycle a worker whose RSS passed this after a job (0: never)")
     max_memory_hard_mb: int = Field(defaults.DEFAULT_MAX_MEMORY_HARD_MB, ge=0, description="kill a worker whose RSS passes this during a job; the job is retried (0: never)")
+    # Caps on what its tasks produce (``jobd.caps``); unset: the global setting of the same name.
+    max_error_bytes: Size | None = Field(None, ge=_MIN_CAP_BYTES, le=defaults.LIMIT_ERROR_BYTES)
+    max_traceback_bytes: Size | None = Field(None, ge=_MIN_CAP_BYTES, le=defaults.LIMIT_OUTPUT_BYTES)
+    max_result_bytes: Size | None = Field(None, ge=_MIN_CAP_BYTES, le=defaults.LIMIT_OUTPUT_BYTES)
+    max_checkpoint_bytes: Size | None = Field(None, ge=_MIN_CAP_BYTES, le=defaults.LIMIT_OUTPUT_BYTES)
+    max_progress_message_bytes: Size | None = Field(None, ge=_MIN_CAP_BYTES, le=defaults.LIMIT_PROGRESS_MESSAGE_BYTES)
+    max_log_line_bytes: Size | None = Field(None, ge=_MIN_CAP_BYTES, le=defaults.LIMIT_OUTPUT_BYTES)
+
+    def output_caps(self) -> OutputCaps:
+        """The caps on what this daemon's tasks produce (its own settings, else the defaults)."""
+        return _caps_from(self)
 
     @field_validator("modules")
     @classmethod
@@ -132,9 +156,29 @@ class JobdConfig(_Strict):
     job_log_max_lines: int = Field(defaults.DEFAULT_JOB_LOG_MAX_LINES, ge=0, description="log lines kept per job attempt (0: none)")
     alert_command: str | None = Field(None, description="shell command run with a JSON event on stdin")
     alert_timeout: Duration = defaults.DEFAULT_ALERT_TIMEOUT_SECONDS
+    # Caps on what a task produces (``jobd.caps``; README "Limits on what a task can produce");
+    # a daemon's own setting of the same name wins.
+    max_error_bytes: Size = Field(defaults.MAX_ERROR_BYTES, ge=_MIN_CAP_BYTES, le=defaults.LIMIT_ERROR_BYTES)
+    max_traceback_bytes: Size = Field(defaults.MAX_TRACEBACK_BYTES, ge=_MIN_CAP_BYTES, le=defaults.LIMIT_OUTPUT_BYTES)
+    max_result_bytes: Size = Field(defaults.MAX_RESULT_BYTES, ge=_MIN_CAP_BYTES, le=defaults.LIMIT_OUTPUT_BYTES)
+    max_checkpoint_bytes: Size = Field(defaults.MAX_CHECKPOINT_BYTES, ge=_MIN_CAP_BYTES, le=defaults.LIMIT_OUTPUT_BYTES)
+    max_progress_message_bytes: Size = Field(
+        defaults.MAX_PROGRESS_MESSAGE_BYTES, ge=_MIN_CAP_BYTES, le=defaults.LIMIT_PROGRESS_MESSAGE_BYTES
+    )
+    max_log_line_bytes: Size = Field(defaults.MAX_LOG_LINE_BYTES, ge=_MIN_CAP_BYTES, le=defaults.LIMIT_OUTPUT_BYTES)
 
     # Where this config came from; set by load_config, not by the file.
     source: Path = Field(default=Path("<memory>"), exclude=True)
+
+    @field_validator("store")
+    @classmethod
+    def _supported_store(cls, url: str) -> str:
+        """Refuse a store jobd cannot open now (exit 2 from `jobd check`), not at `jobd start` (exit 3)."""
+        scheme, separator, _rest = url.partition("://")
+        if not separator or scheme.lower() not in defaults.SUPPORTED_STORE_SCHEMES:
+            supported = ", ".join(f"{name}://" for name in defaults.SUPPORTED_STORE_SCHEMES)
+            raise ValueError(f"{url!r} is not a supported store URL (supported: {supported})")
+        return url
 
     @field_validator("log_level")
     @classmethod
@@ -183,6 +227,23 @@ class JobdConfig(_Strict):
         return daemons
 
     @model_validator(mode="after")
+    def _daemons_inherit_caps(self) -> "JobdConfig":
+        """A daemon that does not set a cap gets the global one: a daemon's settings are then all it needs."""
+        inherited = {}
+        for name, daemon in self.daemons.items():
+            unset = {key: getattr(self, key) for key in OUTPUT_CAP_SETTINGS if getattr(daemon, key) is None}
+            if unset:
+                inherited[name] = daemon.model_copy(update=unset)
+        if not inherited:
+            return self
+        return self.model_copy(update={"daemons": {**self.daemons, **inherited}})
+
+    def output_caps(self, daemon: str | None = None) -> OutputCaps:
+        """The caps on what ``daemon``'s tasks produce (the global settings for None or an unknown daemon)."""
+        settings = self.daemons.get(daemon) if daemon is not None else None
+        return _caps_from(settings if settings is not None else self)
+
+    @model_validator(mode="after")
     def _run_daemons_known(self) -> "JobdConfig":
         for name in self.run_daemons or []:
             if name not in self.daemons:
@@ -216,6 +277,26 @@ class JobdConfig(_Strict):
     def drain_timeout_for(self, daemon: str) -> float:
         own = self.daemons[daemon].drain_timeout
         return self.drain_timeout if own is None else own
+
+
+# Settings object id → (the object, its caps): the master asks for a job's caps at each outcome.
+# Configs are frozen, and the object is kept so that its id cannot be reused while cached.
+_CAPS_CACHE: dict[int, tuple[object, OutputCaps]] = {}
+
+
+def _caps_from(settings: DaemonConfig | JobdConfig) -> OutputCaps:
+    cached = _CAPS_CACHE.get(id(settings))
+    if cached is not None and cached[0] is settings:
+        return cached[1]
+    values = {}
+    for key, (default, _most) in OUTPUT_CAP_SETTINGS.items():
+        value = getattr(settings, key)
+        values[key.removeprefix("max_")] = default if value is None else value
+    caps = OutputCaps(**values)
+    if len(_CAPS_CACHE) > 1000:  # reloads make new config objects: forget the old ones now and then
+        _CAPS_CACHE.clear()
+    _CAPS_CACHE[id(settings)] = (settings, caps)
+    return caps
 
 
 def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path:

@@ -23,6 +23,7 @@ from .errors import BadInput, UnknownDaemon
 from .procstats import ProcessSample, cpu_percent, sample
 from .states import JobState
 from .store import Store
+from .workers.memory import MB
 from .workers.pool import Pool
 from .workers.states import WorkerState
 
@@ -219,10 +220,11 @@ class DaemonControls:
             alive.add(pid)
             current = sample(pid, now)
             if current is None:
-                worker["cpu_percent"] = worker["rss_bytes"] = None
+                worker["cpu_percent"] = worker["rss_bytes"] = worker["rss_mb"] = None
                 continue
             worker["cpu_percent"] = cpu_percent(self._samples.get(pid), current, worker.get("uptime") or 0.0)
             worker["rss_bytes"] = current.rss_bytes
+            worker["rss_mb"] = round(current.rss_bytes / MB, 1)  # the same sample in both units
             self._samples[pid] = current
         for pid in [pid for pid in self._samples if pid not in alive and not self._pid_of(pid)]:
             del self._samples[pid]

@@ -30,6 +30,7 @@ DEFAULT_POLL_INTERVAL_SECONDS = 0.5  # how often the store is asked for due jobs
 HEARTBEAT_INTERVAL_SECONDS = 5.0
 HEARTBEAT_LEASE_SECONDS = 30.0
 TIMEOUT_KILL_GRACE_SECONDS = 5.0  # SIGTERM → SIGKILL for a worker past its job's timeout
+DRAIN_KILL_GRACE_SECONDS = 2.0  # SIGTERM → SIGKILL for a job still running at the drain timeout: the master is stopping
 CANCEL_GRACE_SECONDS = 10.0  # a cancelled job that ignores ctx.cancelled is killed after this
 WORKER_RESTART_BACKOFF_BASE_SECONDS = 0.5
 WORKER_RESTART_BACKOFF_MAX_SECONDS = 30.0
@@ -74,15 +75,32 @@ RESULT_CACHE_MAX_BYTES = 900 * 1024  # memcached's default item limit is 1 MiB
 
 # Job limits
 MAX_ARGS_BYTES = 1024 * 1024
+# Caps on what a task controls (``jobd.caps``), in bytes of UTF-8; each is a
+# setting (``max_error_bytes = …`` globally or per daemon). The largest values
+# allowed keep every write within a MariaDB column (TEXT: 64 KB, MEDIUMTEXT:
+# 16 MB) and its default max_allowed_packet (16 MB).
+MAX_ERROR_BYTES = 4 * 1024  # the error line: shown in lists, alerts and `jobd status`
+MAX_TRACEBACK_BYTES = 64 * 1024  # cut in the middle: its start and its end are kept
+MAX_RESULT_BYTES = 1024 * 1024  # a larger result fails the attempt
+MAX_CHECKPOINT_BYTES = 1024 * 1024  # a larger checkpoint makes ctx.checkpoint raise
+MAX_PROGRESS_MESSAGE_BYTES = 2 * 1024
+MAX_LOG_LINE_BYTES = 16 * 1024  # one log record of a job (its traceback included)
+LIMIT_ERROR_BYTES = 60 * 1024  # the most max_error_bytes may be (the error column is TEXT on MariaDB)
+LIMIT_PROGRESS_MESSAGE_BYTES = 8 * 1024  # progress is JSON in a TEXT column: escaping may grow it
+LIMIT_OUTPUT_BYTES = 8 * 1024 * 1024  # the most the other caps may be
 MAX_NAME_LENGTH = 190  # fits a MySQL utf8mb4 unique index
 
 # Production: systemd, metrics, job logs, alerts
 DEFAULT_JOB_LOG_MAX_LINES = 500  # per job attempt; a chatty task cannot fill the store
-JOB_LOG_MAX_LINE_BYTES = 16 * 1024  # a longer record (e.g. a huge traceback) is cut
 JOB_LOG_FLUSH_INTERVAL_SECONDS = 0.5  # captured job log lines are written to the store this often
+LOG_FRAME_MAX_BYTES = 4 * 1024 * 1024  # one worker log record on its pipe; a longer one keeps its head, marked
+LOG_RECEIVER_STOP_SECONDS = 2.0  # a stopping master waits at most this for the last worker records
 METRICS_REFRESH_INTERVAL_SECONDS = 1.0  # queue depth and pool gauges are refreshed this often
 DEFAULT_ALERT_TIMEOUT_SECONDS = 30.0
 MAX_RUNNING_ALERTS = 8  # more at once are dropped (and logged): an alert storm must not fork-bomb the host
 CRASH_LOOP_ALERT_STREAK = 5  # consecutive quick worker crashes that make a daemon "crash-looping"
 STATUS_INTERVAL_SECONDS = 5.0  # how often STATUS= is sent to systemd when no watchdog is set
 MAX_SOCKET_PATH_BYTES = 107  # a Unix socket path: sun_path holds 108 bytes with the terminating NUL (Linux)
+
+#: Store URLs jobd can open: the embedded SQLite file, MySQL/MariaDB through PyMySQL.
+SUPPORTED_STORE_SCHEMES = ("sqlite", "mysql+pymysql", "mariadb+pymysql")

@@ -20,6 +20,7 @@ class ExitCode(IntEnum):
     UNAVAILABLE = 3  # a service jobd needs (store, master, memcached) is unreachable
     NOT_RUNNING = 4  # the master is not running (e.g. `jobd stop` with nothing to stop)
     LEASE_LOST = 5  # the master was declared dead by another master (frozen past its lease) and exited
+    TIMED_OUT = 6  # a wait ran out (`jobd trigger --wait --timeout`): the job may still finish later
 
 
 class JobdError(Exception):
@@ -70,6 +71,21 @@ class PermanentFailure(JobdError):
 
     For failures that need a person (a migration step that fails on the
     tenant's data), so the backoff does not retry them into a storm.
+    """
+
+
+class WaitTimedOut(JobdError):
+    """A command waited as long as it was told to; what it waited for may still happen."""
+
+    exit_code = ExitCode.TIMED_OUT
+
+
+class TaskFailed(JobdError):
+    """Raised by a task for a failure its message fully explains: the attempt fails (and is
+    retried as usual) with this message and no traceback.
+
+    A shell command exiting 2 is such a failure: the operator needs its exit
+    code and last output lines, not the Python stack of jobd's runner.
     """
 
 

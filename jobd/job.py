@@ -47,19 +47,28 @@ class Job:
 
 
 def encode_json(value: Any) -> str:
-    """Canonical JSON text for the store (sorted keys, no spaces: stable for cache keys)."""
+    """Canonical JSON text for the store (sorted keys, no spaces: stable for cache keys).
+
+    Strict JSON: NaN and Infinity raise ValueError rather than being written
+    as ``NaN``, which no other reader of the store would parse.
+    """
     return _ENCODER.encode(value)
 
 
 # json.dumps with options builds a new encoder per call; every submit encodes.
-_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+# allow_nan=False: NaN and Infinity are not JSON; stored, they break every other reader of the row.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def encode_args(args: dict[str, Any]) -> str:
-    """A job's args as stored; ``InvalidArgs`` if they are not JSON."""
+    """A job's args as stored; ``InvalidArgs`` if they are not JSON (NaN and Infinity are not)."""
     try:
         return encode_json(args)
-    except (TypeError, ValueError) as error:
+    except ValueError as error:
+        if "Out of range float" in str(error):
+            raise InvalidArgs("args hold NaN or Infinity, which JSON does not allow (other readers of the store could not parse them)") from None
+        raise InvalidArgs(f"args are not JSON-serialisable: {error}") from None
+    except TypeError as error:
         raise InvalidArgs(f"args are not JSON-serialisable: {error}") from None
 
 

@@ -1,15 +1,18 @@
 """Capturing each job's own log lines for the store, without slowing the master.
 
-A ``JobLogCapture`` is one more handler behind the master's
-``multiprocessing-logging`` receiver: it sees every record of the master and
-of every worker, keeps those stamped with a job id, and hands them to the
-master loop, which writes them in one batch per flush
-(``JobLogCapture.flush``). The handler runs in the receiver thread and only
-appends to a bounded deque; the store is only touched from the loop.
+A ``JobLogCapture`` is one more of the master's handlers: it sees every
+record of the master and (through ``log_channels``) of every worker, keeps
+those stamped with a job id, and hands them to the master loop, which writes
+them in one batch per flush (``JobLogCapture.flush``). The handler runs in
+the logging thread (the master's, or the receiver of workers' records) and
+only appends to a bounded deque; the store is only touched from the loop.
 
 Bounds, because a task that logs in a tight loop must not fill the store or
 the master's memory: at most ``job_log_max_lines`` lines per job attempt
-(one extra line announces the cut), each at most ``JOB_LOG_MAX_LINE_BYTES``.
+(one extra line announces the cut), each at most ``max_log_line_bytes``
+(``jobd.caps``: a longer record is cut in the middle, text a store cannot
+encode is escaped). A line the store refuses anyway is dropped with a
+warning, never retried forever ahead of the others.
 The full stream still goes to the log file or journald.
 """
 
@@ -22,6 +25,8 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from . import defaults
+from .caps import truncate_text
+from .store.errors import describe, is_outage
 from .store.job_logs import JobLogLine, JobLogTable
 
 log = logging.getLogger("jobd.joblogs")
@@ -33,9 +38,10 @@ _TRACKED_ATTEMPTS = 10_000  # per-attempt line counters kept (least recently use
 class JobLogCapture(logging.Handler):
     """Collects job records (from any process) for the master to store."""
 
-    def __init__(self, max_lines_per_attempt: int) -> None:
+    def __init__(self, max_lines_per_attempt: int, max_line_bytes: int = defaults.MAX_LOG_LINE_BYTES) -> None:
         super().__init__()
         self.max_lines_per_attempt = max_lines_per_attempt
+        self.max_line_bytes = max_line_bytes
         self._pending: deque[JobLogLine] = deque(maxlen=_PENDING_LIMIT)
         self._counts: OrderedDict[tuple[int, int | None], int] = OrderedDict()
         self._lock_counts = threading.Lock()
@@ -53,9 +59,7 @@ class JobLogCapture(logging.Handler):
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             message = f"{message}\n{record.exc_text}"
-        encoded = message.encode("utf-8", errors="replace")
-        if len(encoded) > defaults.JOB_LOG_MAX_LINE_BYTES:
-            message = encoded[: defaults.JOB_LOG_MAX_LINE_BYTES].decode("utf-8", errors="ignore") + " …[cut]"
+        message = truncate_text(message, self.max_line_bytes, keep_tail=True)
         self._pending.append(
             JobLogLine(
                 job_id=job_id, attempt=attempt, created_at=record.created, level=record.levelname,
@@ -94,10 +98,26 @@ class JobLogCapture(logging.Handler):
             return 0
         try:
             table.append(lines)
-        except Exception:
+        except Exception as error:
+            if not is_outage(error):
+                return self._append_one_by_one(table, lines)
             self._pending.extendleft(reversed(lines))
             raise
         return len(lines)
+
+    def _append_one_by_one(self, table: JobLogTable, lines: list[JobLogLine]) -> int:
+        """The store refused the batch for its data: keep every line it takes, drop those it refuses."""
+        written = 0
+        for index, line in enumerate(lines):
+            try:
+                table.append([line])
+                written += 1
+            except Exception as error:
+                if is_outage(error):
+                    self._pending.extendleft(reversed(lines[index:]))
+                    raise
+                log.warning("job %s: a log line was refused by the store and dropped: %s", line.job_id, describe(error)[:500])
+        return written
 
 
 def job_extra(job_id: int, attempt: int | None = None, **fields: Any) -> dict[str, Any]:

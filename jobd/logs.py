@@ -1,12 +1,10 @@
 """Logging: workers log into the master's handlers; every job record carries its job id.
 
-The master wraps its handlers with ``multiprocessing-logging``'s
-``MultiProcessingHandler``, whose receiving thread writes records that
-workers put on its queue. Workers are started with the ``forkserver``
-method (never a plain fork of the threaded master), so they do not inherit
-the handler: each worker gets the handlers' queues and sends to them through
-``ForwardToMaster`` — the same record formatting as the library, without a
-second receiving thread.
+The master's own records go straight to its handlers. Each worker sends
+its records on a pipe of its own, which one receiver thread in the master
+reads and hands to the same handlers (``log_channels``): nothing is shared
+between workers, so a worker killed in the middle of a record can lose only
+that record, never the master's logging.
 
 Every record says where it comes from: daemon, task, job id, attempt and
 worker pid, as text (``log_format = "text"``) or one JSON object per line
@@ -27,9 +25,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from multiprocessing_logging import MultiProcessingHandler
+from multiprocessing.connection import Connection
 
+from . import defaults
 from .config import JobdConfig
+from .log_channels import LogReceiver, ToMaster, install_receiver
 
 FORMAT = "%(asctime)s %(levelname)s [%(processName)s:%(process)d] %(job_fields)s %(name)s: %(message)s"
 
@@ -130,30 +130,15 @@ def make_formatter(log_format: str) -> logging.Formatter:
     return JsonFormatter() if log_format == "json" else TextFormatter()
 
 
-class ForwardToMaster(MultiProcessingHandler):
-    """Worker end of the master's ``MultiProcessingHandler``: puts records on its queue."""
-
-    def __init__(self, queue: Any) -> None:  # noqa: D107 - deliberately skips the parent's thread
-        logging.Handler.__init__(self)
-        self.queue = queue
-        self._is_closed = False
-        self.sub_handler = logging.NullHandler()
-
-    def close(self) -> None:
-        logging.Handler.close(self)
-
-
 def configure_master_logging(
     config: JobdConfig, *, to_stderr: bool, extra_handlers: list[logging.Handler] | None = None
-) -> list[Any]:
-    """Set up the master's handlers; return the queues workers must forward to.
+) -> LogReceiver:
+    """Set up the master's handlers and the receiver of its workers' records.
 
     ``extra_handlers`` (the job-log capture) receive every record too, from
     the master and its workers alike.
     """
-    # The handlers' queues must be created in the workers' (forkserver) context
-    # so they can be handed to them; the master itself never plain-forks.
-    multiprocessing.set_start_method("forkserver", force=True)
+    multiprocessing.set_start_method("forkserver", force=True)  # workers' pipes are pickled through it
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -167,30 +152,32 @@ def configure_master_logging(
     for handler in handlers:
         handler.setFormatter(make_formatter(config.log_format))
     handlers += extra_handlers or []
-    queues = []
-    for index, handler in enumerate(handlers):
+    for handler in handlers:
         handler.addFilter(JobIdFilter())
-        wrapped = MultiProcessingHandler(f"jobd-log-{index}", sub_handler=handler)
-        wrapped.addFilter(JobIdFilter())
-        root.addHandler(wrapped)
-        queues.append(wrapped.queue)
+        root.addHandler(handler)
     root.setLevel(config.log_level)
-    return queues
+    receiver = LogReceiver(handlers, multiprocessing.get_context("forkserver"))
+    install_receiver(receiver)
+    return receiver
 
 
-def configure_worker_logging(queues: list[Any], level: str) -> None:
+def configure_worker_logging(channel: Connection | None, level: str, max_line_bytes: int = defaults.MAX_LOG_LINE_BYTES) -> None:
+    """A worker's records go to the master on its own pipe (``channel``), cut to ``max_line_bytes``; nowhere without one."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    for queue in queues:
-        handler = ForwardToMaster(queue)
+    if channel is not None:
+        handler = ToMaster(channel, max_line_bytes)
         handler.addFilter(JobIdFilter())
         root.addHandler(handler)
     root.setLevel(level)
 
 
 def shutdown_logging() -> None:
-    """Flush the receiving threads so the last worker records are written."""
+    """Write the workers' last records (waiting a bounded time), then close the handlers."""
+    receiver = install_receiver(None)
+    if receiver is not None:
+        receiver.stop()
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)

@@ -36,6 +36,7 @@ from .job import Job
 from .limits import ConcurrencyCaps
 from .joblogs import JobLogCapture
 from .observers import Observers
+from .outcome_writer import write_outcomes
 from .outcomes import Limits, log_outcome, plan_outcome, record_failure
 from .readiness import Readiness
 from .signals import SignalReceiver, WakePipe
@@ -75,14 +76,12 @@ class Master:
         config: JobdConfig,
         inventory: Inventory,
         *,
-        log_queues: list[Any] | None = None,
         launcher: ProcessLauncher | None = None,
         clock: Callable[[], float] = time.monotonic,
         job_logs: JobLogCapture | None = None,
     ) -> None:
         self.config = config
         self.inventory = inventory
-        self.log_queues = log_queues or []
         self.launcher = launcher or ProcessLauncher()
         self.clock = clock
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -220,7 +219,7 @@ class Master:
             log.info("returned %s job(s) of master %s that no worker began, attempt refunded", len(never_began), fenced.master_id)
 
     def _create_pool(self, name: str, settings: Any) -> Pool:
-        spec = WorkerSpec(config=self.config, daemon=name, log_queues=self.log_queues)
+        spec = WorkerSpec(config=self.config, daemon=name)
         pool = Pool(name, settings, spec, self.launcher, self.clock)
         self.pools[name] = pool
         return pool
@@ -542,12 +541,14 @@ class Master:
             if assignment.cancel_sent_at is not None and finished.outcome != "succeeded":
                 finished = protocol.JobFinished(job.id, job.attempts, "cancelled", error="cancelled by an operator")
             planned.append((pool, job, finished, plan_outcome(job, finished, self._limits(pool.daemon, job), now)))
-        self.store.jobs.apply_outcomes(self.id, [outcome for *_, outcome in planned], now=now)  # may raise: nothing below ran
-        for pool, job, finished, outcome in planned:
+        # Raises only for an outage (nothing below ran); an outcome the store refused comes back dead.
+        written = write_outcomes(self.store.jobs, self.id, [outcome for *_, outcome in planned], now)
+        for (pool, job, finished, _planned), outcome in zip(planned, written):
             state = str(outcome.state)
             log_outcome(job, outcome, now)
-            self.observers.job_ended(self, job, state, finished.duration, finished.error, finished.traceback)
-            self.activity.job_ended(pool.daemon, job.id, job.task, job.attempts, state, finished.error)
+            error, traceback = outcome.values.get("error"), outcome.values.get("traceback")  # as capped and written
+            self.observers.job_ended(self, job, state, finished.duration, error, traceback)
+            self.activity.job_ended(pool.daemon, job.id, job.task, job.attempts, state, error)
             if state == "succeeded":
                 info = self.inventory.get(pool.daemon, {}).get(job.task)
                 self.activity.remember_result(job, finished.result, info.options.cache_ttl if info else None)
@@ -869,7 +870,7 @@ class Master:
             timeout = self.config.drain_timeout_for(pool.daemon) if pool.daemon in self.config.daemons else self.config.drain_timeout
             for worker in pool.live_workers():
                 if worker.assignment is not None and elapsed > timeout:
-                    pool.kill(worker, "drain timeout")
+                    pool.kill(worker, "drain timeout", grace=defaults.DRAIN_KILL_GRACE_SECONDS)
                 else:
                     pool.retire(worker)  # a busy one ends its running job first and starts none it holds
                 busy = True
@@ -880,7 +881,7 @@ class Master:
         for pool in self.pools.values():
             for worker in pool.live_workers():
                 if worker.assignment is not None:
-                    pool.kill(worker, "drain timeout")
+                    pool.kill(worker, "drain timeout", grace=defaults.DRAIN_KILL_GRACE_SECONDS)
                 else:
                     pool.retire(worker)
 
@@ -945,7 +946,7 @@ class Master:
                 continue
             pool.settings = settings
             pool.size = settings.workers if settings.enabled else 0
-            pool.spec = WorkerSpec(config=config, daemon=name, log_queues=self.log_queues)
+            pool.spec = WorkerSpec(config=config, daemon=name)
             if old.daemons.get(name) != settings or old.python_path != config.python_path:
                 pool.replace_all()
         for name, pool in self.pools.items():

@@ -94,6 +94,7 @@ class Observers:
             self.alerter.command, self.alerter.timeout = config.alert_command, config.alert_timeout
             if self.job_logs is not None:
                 self.job_logs.max_lines_per_attempt = config.job_log_max_lines
+                self.job_logs.max_line_bytes = config.max_log_line_bytes
         self.notifier.ready(self.status_line(master))
 
     def draining(self, reason: str) -> None:

@@ -7,11 +7,12 @@ import random
 from dataclasses import dataclass
 
 from .backoff import backoff_delay
+from .caps import DEFAULT_CAPS, OutputCaps, OutputRejected, cap_error, cap_traceback, encode_result
 from .config import DaemonConfig
 from .inventory import TaskInfo
 from .job import Job
 from .joblogs import job_extra
-from .job import encode_json
+from .outcome_writer import write_failure
 from .states import JobState
 from .store.jobs import JobQueue, Outcome
 from .workers.protocol import JobFinished
@@ -27,6 +28,7 @@ class Limits:
     max_attempts: int
     backoff_base: float
     backoff_max: float
+    caps: OutputCaps = DEFAULT_CAPS  # on what the task produced: checked again before the store sees it
 
     @classmethod
     def for_job(cls, job: Job, daemon: DaemonConfig, task: TaskInfo | None) -> "Limits":
@@ -36,6 +38,7 @@ class Limits:
             max_attempts=job.max_attempts or (options.max_attempts if options and options.max_attempts else daemon.max_attempts),
             backoff_base=daemon.backoff_base,
             backoff_max=daemon.backoff_max,
+            caps=daemon.output_caps(),
         )
 
 
@@ -47,13 +50,23 @@ def retry_at(attempt: int, limits: Limits, now: float, *, permanent: bool = Fals
 
 
 def plan_outcome(job: Job, finished: JobFinished, limits: Limits, now: float) -> Outcome:
-    """The state and stored values an attempt's end leads to (pure)."""
+    """The state and stored values an attempt's end leads to (pure).
+
+    What the task produced is capped here too (the worker did it already): a
+    result too large or not JSON fails the attempt, text is cut.
+    """
+    caps = limits.caps
+    error = cap_error(finished.error, caps)
+    traceback = cap_traceback(finished.traceback, caps)
     if finished.outcome == "succeeded":
-        return Outcome(job.id, job.attempts, JobState.SUCCEEDED, {"result": encode_json(finished.result)})
-    if finished.outcome == "cancelled":
-        return Outcome(job.id, job.attempts, JobState.CANCELLED, {"error": finished.error or "cancelled"})
+        try:
+            return Outcome(job.id, job.attempts, JobState.SUCCEEDED, {"result": encode_result(finished.result, caps)})
+        except OutputRejected as rejected:
+            error, traceback = str(rejected), None
+    elif finished.outcome == "cancelled":
+        return Outcome(job.id, job.attempts, JobState.CANCELLED, {"error": error or "cancelled"})
     when = retry_at(job.attempts, limits, now, permanent=finished.permanent)
-    values = {"error": finished.error or "failed", "traceback": finished.traceback, "run_at": when}
+    values = {"error": error or "failed", "traceback": traceback, "run_at": when}
     return Outcome(job.id, job.attempts, JobState.RETRYING if when is not None else JobState.DEAD, values)
 
 
@@ -74,7 +87,10 @@ def record_failure(
     queue: JobQueue, owner: str, job: Job, error: str, traceback: str | None, limits: Limits, now: float, *, permanent: bool = False
 ) -> str:
     when = retry_at(job.attempts, limits, now, permanent=permanent)
-    queue.fail(job.id, job.attempts, owner, error=error, traceback=traceback, retry_at=when, now=now)
+    error = write_failure(
+        lambda text, trace: queue.fail(job.id, job.attempts, owner, error=text, traceback=trace, retry_at=when, now=now),
+        job.id, cap_error(error, limits.caps) or "failed", cap_traceback(traceback, limits.caps),
+    )
     extra = job_extra(job.id, job.attempts, daemon=job.daemon, task=job.task)  # lands in the job's own log
     if when is None:
         log.error("job %s (%s) is dead after %s attempt(s): %s", job.id, job.task, job.attempts, error, extra=extra)

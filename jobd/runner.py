@@ -12,7 +12,9 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .config import JobdConfig
 from .control import client
@@ -59,10 +61,10 @@ def run_foreground(config: JobdConfig, inventory: Inventory, *, ready_fd: int | 
     except JobdError as error:
         report(str(error))
         raise
-    job_logs = JobLogCapture(config.job_log_max_lines)
-    log_queues = configure_master_logging(config, to_stderr=ready_fd is None, extra_handlers=[job_logs])
+    job_logs = JobLogCapture(config.job_log_max_lines, config.max_log_line_bytes)
+    configure_master_logging(config, to_stderr=ready_fd is None, extra_handlers=[job_logs])
     try:
-        return Master(config, inventory, log_queues=log_queues, job_logs=job_logs).run(ready=report)
+        return Master(config, inventory, job_logs=job_logs).run(ready=report)
     finally:
         pid_file.release()
         shutdown_logging()
@@ -129,8 +131,18 @@ def _detach_stdio(config: JobdConfig) -> None:
     os.dup2(out, 2)
 
 
-def stop_master(config: JobdConfig, *, wait: bool = True, timeout: float | None = None) -> int:
-    """Ask the master to drain and stop (SIGTERM); wait for it to exit. Returns its pid."""
+STOP_REPORT_INTERVAL_SECONDS = 2.0  # how often `jobd stop` looks at what the draining master still waits for
+
+
+def stop_master(
+    config: JobdConfig, *, wait: bool = True, timeout: float | None = None, report: Callable[[str], None] | None = None
+) -> int:
+    """Ask the master to drain and stop (SIGTERM); wait for it to exit. Returns its pid.
+
+    ``report`` hears, whenever it changes, what the drain still waits for
+    (``waiting for 2 running jobs (mailing: 2), up to 30s``), so an operator
+    is not left staring at a silent command for the whole drain.
+    """
     pid = running_pid(config.pid_file)
     if pid is None:
         raise MasterNotRunning(f"no master is running (pid file {config.pid_file} is not held)")
@@ -139,11 +151,43 @@ def stop_master(config: JobdConfig, *, wait: bool = True, timeout: float | None 
         return pid
     limit = timeout if timeout is not None else max(config.drain_timeout_for(d) for d in config.daemons) + 30 if config.daemons else 60
     deadline = time.monotonic() + limit
+    said: str | None = None
+    look_at = time.monotonic() + 0.2  # a master with nothing running is gone before the first look
     while time.monotonic() < deadline:
         if running_pid(config.pid_file) is None:
             return pid
+        if report is not None and time.monotonic() >= look_at:
+            look_at = time.monotonic() + STOP_REPORT_INTERVAL_SECONDS
+            line = drain_report(_status_quietly(config), config)
+            if line is not None and line != said:
+                report(line)
+                said = line
         time.sleep(0.05)
     raise JobdError(f"master {pid} did not stop within {limit:.0f}s")
+
+
+def drain_report(status: dict[str, Any] | None, config: JobdConfig) -> str | None:
+    """What a draining master still waits for, in one line (None: it did not say)."""
+    if status is None:
+        return None
+    running = {
+        name: sum(1 for worker in pool.get("workers", []) if worker.get("job_id") is not None)  # busy or retiring
+        for name, pool in status.get("daemons", {}).items()
+    }
+    running = {name: count for name, count in running.items() if count}
+    if not running:
+        return "waiting for the master to exit"
+    total = sum(running.values())
+    longest = max(config.drain_timeout_for(name) if name in config.daemons else config.drain_timeout for name in running)
+    per_daemon = ", ".join(f"{name}: {count}" for name, count in sorted(running.items()))
+    return f"waiting for {total} running job{'s' if total != 1 else ''} ({per_daemon}), up to {longest:g}s"
+
+
+def _status_quietly(config: JobdConfig) -> dict[str, Any] | None:
+    try:
+        return client.call(config.socket, "status", timeout=2)
+    except (JobdError, OSError):
+        return None
 
 
 def master_status(config: JobdConfig) -> dict | None:

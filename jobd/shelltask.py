@@ -13,12 +13,21 @@ so when the worker dies — killed, or with its master — the command and
 everything it started go with it (``jobd.workers.sessions``). Output is
 streamed to the logger line by line as it comes, tagged with its stream, and
 the last lines are kept for the error.
+
+Like a cron line, a command may name the shell that runs it (cron's
+``SHELL=``) and, as a system crontab line does, the user it runs as. Only a
+master running as root can switch users: the switch (setgid, setgroups,
+setuid) happens in the forked child only, so the worker keeps its identity.
+Anywhere else a command for another user is refused, never run as the wrong
+one.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import pwd
+import re
 import signal
 import subprocess
 import threading
@@ -31,7 +40,8 @@ from typing import IO, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from jobd.errors import JobdError
+from jobd.durations import parse_duration
+from jobd.errors import PermanentFailure, TaskFailed
 
 #: How many trailing output lines an error carries.
 LAST_LINES_KEPT = 20
@@ -43,14 +53,21 @@ POLL_INTERVAL = 0.05
 MAX_LINE_BYTES = 64 * 1024
 #: String commands run through this shell, like cron's default SHELL.
 SHELL = "/bin/sh"
+#: Output lines an error message quotes (the log has all of them).
+LAST_LINES_IN_ERROR = 5
+_USER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?")
+_STREAM_TAG = re.compile(r"^\[(?:stdout|stderr)\] ")
 
 
 class ShellTaskSpec(BaseModel):
-    """A shell task declared in config (``[tasks.NAME]`` or a schedule entry's ``shell``).
+    """A shell task declared in config (``[daemons.NAME.shell.TASK]`` or a schedule entry's ``shell``).
 
     ``command`` is a string run by ``/bin/sh -c`` (cron semantics) or a list
-    run directly without a shell. ``env`` is added to the worker's
+    run directly without a shell. ``interpreter`` replaces ``/bin/sh`` for a
+    string command (cron's ``SHELL=``). ``env`` is added to the worker's
     environment. ``timeout`` accepts durations like ``"30s"`` or ``"1h"``.
+    ``user`` runs the command as that user (a system crontab's user column):
+    the master must run as root, or as that user.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -59,6 +76,22 @@ class ShellTaskSpec(BaseModel):
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     timeout: timedelta | None = None
+    interpreter: str | None = None
+    user: str | None = None
+
+    @field_validator("interpreter")
+    @classmethod
+    def _interpreter_is_a_path(cls, interpreter: str | None) -> str | None:
+        if interpreter is not None and not os.path.isabs(interpreter):
+            raise ValueError("the interpreter is an absolute path, like /bin/bash")
+        return interpreter
+
+    @field_validator("user")
+    @classmethod
+    def _user_is_a_name(cls, user: str | None) -> str | None:
+        if user is not None and not _USER_NAME.fullmatch(user):
+            raise ValueError("a user is a login name, like www-data")
+        return user
 
     @field_validator("command")
     @classmethod
@@ -72,10 +105,11 @@ class ShellTaskSpec(BaseModel):
     @field_validator("timeout", mode="before")
     @classmethod
     def _parse_timeout(cls, value: object) -> object:
-        from jobd.schedules.durations import parse_duration
-
-        if isinstance(value, (str, int)) and not isinstance(value, bool):
-            return parse_duration(value, allow_zero=False)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            seconds = parse_duration(value)
+            if seconds <= 0:
+                raise ValueError(f"{value!r}: a timeout must be more than zero")
+            return timedelta(seconds=seconds)
         return value
 
 
@@ -95,7 +129,7 @@ class ShellResult:
     last_lines: tuple[str, ...]
 
 
-class ShellTaskFailed(JobdError):
+class ShellTaskFailed(TaskFailed):
     """The command exited non-zero, timed out or was cancelled.
 
     ``returncode`` is the command's exit status, negative when the process
@@ -109,8 +143,8 @@ class ShellTaskFailed(JobdError):
         self.returncode = returncode
         self.last_lines = last_lines
         self.reason = reason
-        tail = "\n".join(last_lines[-5:])
-        super().__init__(f"{command!r} {reason}" + (f"; last output:\n{tail}" if tail else ""))
+        tail = "\n".join(_STREAM_TAG.sub("", line) for line in last_lines[-LAST_LINES_IN_ERROR:])
+        super().__init__(f"command {reason}" + (f": {tail}" if tail else " (no output)"))
 
 
 class ShellTaskTimedOut(ShellTaskFailed):
@@ -119,6 +153,13 @@ class ShellTaskTimedOut(ShellTaskFailed):
 
 class ShellTaskCancelled(ShellTaskFailed):
     """The job was cancelled (e.g. overlap ``replace``) and the process group was killed."""
+
+
+class ShellUserRefused(PermanentFailure):
+    """The command must run as another user and this process cannot switch to it.
+
+    Permanent: retrying cannot make the master root or create the user.
+    """
 
 
 def run_shell(
@@ -130,6 +171,8 @@ def run_shell(
     logger: LineLogger,
     cancelled: Callable[[], bool] = lambda: False,
     kill_grace: float = DEFAULT_KILL_GRACE,
+    interpreter: str | None = None,
+    user: str | None = None,
 ) -> ShellResult:
     """Run ``command`` to completion and return its result; raise ``ShellTaskFailed`` otherwise.
 
@@ -138,11 +181,16 @@ def run_shell(
     turns true, the process group gets SIGTERM, then SIGKILL after
     ``kill_grace`` seconds. Processes the command leaves behind in its group
     after exiting are terminated the same way: a finished task owns nothing.
+    ``user`` switches identity in the child (``ShellUserRefused`` if this
+    process cannot); ``interpreter`` runs a string command instead of ``/bin/sh``.
     """
-    argv = [SHELL, "-c", command] if isinstance(command, str) else list(command)
+    argv = [interpreter or SHELL, "-c", command] if isinstance(command, str) else list(command)
     shown = command if isinstance(command, str) else " ".join(command)
     timeout_seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
-    child_env = {**os.environ, **(env or {})}
+    identity, login_env = user_switch(user, os.geteuid())
+    if identity and cwd is None:  # like cron: the user's home, not a folder of jobd's it may not enter
+        cwd = login_env["HOME"] if os.path.isdir(login_env["HOME"]) else "/"
+    child_env = {**os.environ, **login_env, **(env or {})}
     started = time.monotonic()
     try:
         process = subprocess.Popen(  # noqa: S603 - the command comes from operator config
@@ -153,6 +201,7 @@ def run_shell(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             process_group=0,  # its own group, inside the worker's session
+            **identity,
         )
     except OSError as error:  # no such program or cwd, not executable: like a shell's 127
         raise ShellTaskFailed(shown, 127, (), f"could not be started: {error.strerror}: {error.filename}") from None
@@ -191,7 +240,7 @@ def run_shell(
     if stop_reason:
         raise ShellTaskCancelled(shown, exit_code, lines, stop_reason)
     if exit_code != 0:
-        raise ShellTaskFailed(shown, exit_code, lines, f"exited with code {exit_code}")
+        raise ShellTaskFailed(shown, exit_code, lines, _exit_reason(exit_code))
     return ShellResult(pid=process.pid, exit_code=exit_code, duration=duration, last_lines=lines)
 
 
@@ -200,7 +249,45 @@ def run_shell_task(
 ) -> ShellResult:
     """``run_shell`` with everything taken from a configured ``ShellTaskSpec``."""
     return run_shell(spec.command, cwd=spec.cwd, env=spec.env, timeout=spec.timeout,
-                     logger=logger, cancelled=cancelled)
+                     logger=logger, cancelled=cancelled, interpreter=spec.interpreter, user=spec.user)
+
+
+def user_switch(user: str | None, effective_uid: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """``Popen`` keyword arguments and login variables (HOME, USER, LOGNAME) to run as ``user``.
+
+    Nothing to do when ``user`` is unset or is already who we are; a switch
+    needs root (``effective_uid == 0``), else ``ShellUserRefused`` explains it.
+    """
+    if user is None:
+        return {}, {}
+    try:
+        account = pwd.getpwnam(user)
+    except KeyError:
+        raise ShellUserRefused(f"the command must run as user {user!r}, which does not exist on this host") from None
+    login_env = {"HOME": account.pw_dir, "USER": account.pw_name, "LOGNAME": account.pw_name}
+    if account.pw_uid == effective_uid:
+        return {}, login_env
+    if effective_uid != 0:
+        try:
+            me = pwd.getpwuid(effective_uid).pw_name
+        except KeyError:
+            me = str(effective_uid)
+        raise ShellUserRefused(
+            f"the command must run as user {user!r}, but jobd runs as {me!r} (uid {effective_uid}) and only root "
+            f"can switch users: run the master as root, or run this entry under a master running as {user!r}"
+        )
+    groups = os.getgrouplist(account.pw_name, account.pw_gid)
+    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": groups}, login_env
+
+
+def _exit_reason(exit_code: int) -> str:
+    if exit_code < 0:
+        try:
+            name = signal.Signals(-exit_code).name
+        except ValueError:
+            name = "an unknown signal"
+        return f"was killed by signal {-exit_code} ({name})"
+    return f"exited with code {exit_code}"
 
 
 def _start_reader(

@@ -66,3 +66,22 @@ def transition(current: JobState | str, target: JobState | str) -> JobState:
 def sources_of(target: JobState) -> frozenset[JobState]:
     """Every state from which ``target`` can be reached (used in guarded UPDATEs)."""
     return frozenset(state for state, targets in _ALLOWED.items() if target in targets)
+
+
+_PHRASES = {
+    JobState.SCHEDULED: "is scheduled",
+    JobState.QUEUED: "is queued",
+    JobState.RUNNING: "is running",
+    JobState.RETRYING: "is waiting to be retried",
+    JobState.SUCCEEDED: "has succeeded",
+    JobState.DEAD: "is dead",
+    JobState.CANCELLED: "was cancelled",
+}
+
+
+def phrase(state: JobState | str) -> str:
+    """``job 7 has succeeded``, not ``job 7 is succeeded``: a state as the end of a sentence."""
+    try:
+        return _PHRASES[JobState(state)]
+    except ValueError:
+        return f"is in state {state!r}"

@@ -57,7 +57,7 @@ def complete_status(report: dict[str, Any], config: JobdConfig, *, now: float | 
             progress = worker.get("progress") or {}
             started = progress.get("started_at")
             running.append({
-                "job_id": worker["job_id"], "daemon": name, "task": worker.get("task"), "attempt": None,
+                "job_id": worker["job_id"], "daemon": name, "task": worker.get("task"), "attempt": worker.get("attempt"),
                 "host": local.get("host"), "worker_pid": worker.get("pid"), **progress,
                 "elapsed": now - started if started else worker.get("running_for"),
             })

@@ -81,7 +81,11 @@ class Ticker:
         return fired
 
     def describe(self) -> list[dict[str, Any]]:
-        """Plain data for status and `jobd top`: each entry with its next ticks."""
+        """Plain data for status and `jobd top`: each entry with its next ticks.
+
+        ``next`` holds epochs; ``next_local`` the same ticks as ISO text on the
+        entry's own wall clock (with its UTC offset), the way screens show them.
+        """
         now = self.clock()
         states = self.store.schedules.states()
         rows = []
@@ -97,6 +101,7 @@ class Ticker:
                 "paused": self.is_paused(entry),
                 "enabled": entry.enabled,
                 "next": [tick.timestamp() for tick in upcoming],
+                "next_local": [tick.astimezone(entry.zone).isoformat() for tick in upcoming],
                 "next_run": upcoming[0].timestamp() if upcoming and not self.is_paused(entry) else None,
                 "last_fire": state.last_fire if state else None,
                 "last_job_id": state.last_job_id if state else None,

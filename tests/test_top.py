@@ -100,6 +100,20 @@ def test_top_draws_in_a_real_terminal_and_q_restores_it(deployment: Deployment) 
         screen = wait_until(drawn, timeout=30, interval=0.2, message="top to draw the daemons and a progress bar")
         assert "main" in screen and "other" in screen and str(job_id) in screen
         assert _tmux(server, "display-message", "-p", "#{alternate_on}").strip() == "1"
+        _tmux(server, "send-keys", "-t", "top", "?")
+        keys = wait_until(lambda: (lambda s: s if "jobd top: keys" in s else None)(_tmux(server, "capture-pane", "-p", "-t", "top")),
+                          timeout=30, interval=0.1, message="the keys help")
+        assert "sort running jobs" in keys and "next daemon" in keys
+        _tmux(server, "send-keys", "-t", "top", "?")
+        _tmux(server, "send-keys", "-t", "top", "d")  # filter: the first daemon alone
+
+        def main_only() -> str | None:
+            screen = _tmux(server, "capture-pane", "-p", "-t", "top")
+            return screen if "d daemon: main" in screen and "Daemons" in screen else None
+
+        screen = wait_until(main_only, timeout=30, interval=0.1, message="top filtered to daemon main")
+        daemon_rows = screen.split("Daemons", 1)[1].split("Running", 1)[0]
+        assert "main" in daemon_rows and "other" not in daemon_rows
         _tmux(server, "send-keys", "-t", "top", "q")
         wait_until(lambda: "top-exit=" in _tmux(server, "capture-pane", "-p", "-t", "top"), timeout=10, message="top to exit")
         screen = _tmux(server, "capture-pane", "-p", "-t", "top")

@@ -15,6 +15,7 @@ import os
 import socket
 from typing import Any, Protocol
 
+from ..caps import DEFAULT_CAPS, OutputCaps, cap_progress
 from .base import Activity
 from .recorder import progress_record
 
@@ -26,8 +27,9 @@ class ProgressSink(Protocol):
 class JobProgress:
     """The progress sink of one worker process, told which job it is running."""
 
-    def __init__(self, pipe: ProgressSink, shared: Activity | None, daemon: str) -> None:
+    def __init__(self, pipe: ProgressSink, shared: Activity | None, daemon: str, caps: OutputCaps = DEFAULT_CAPS) -> None:
         self.pipe = pipe
+        self.caps = caps  # a task's progress message is capped before it goes anywhere
         self.shared = shared
         self.daemon = daemon
         self.host = socket.gethostname()
@@ -39,6 +41,7 @@ class JobProgress:
         self._task, self._attempt = task, attempt
 
     def report(self, job_id: int, progress: dict[str, Any]) -> None:
+        progress = cap_progress(progress, self.caps)
         self.pipe.report(job_id, progress)
         if self.shared is not None:
             self.shared.set_progress(job_id, progress_record(

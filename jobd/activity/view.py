@@ -17,7 +17,7 @@ Shape (``VIEW_VERSION`` 1)::
      "running":  [{"job_id", "daemon", "task", "attempt", "host", "worker_pid", "done", "total",
                    "percent", "message", "eta_seconds", "started_at", "elapsed", "updated_at"}],
      "failures": [{"at", "daemon", "job_id", "task", "attempt", "kind", "error", "host"}],
-     "schedules": [{"daemon", "name", "next_run"}],
+     "schedules": [{"daemon", "name", "next_run", "timezone"}],
      "jobs_per_minute": float}
 """
 
@@ -62,7 +62,7 @@ def read_view(activity: Activity, *, source: str, now: float | None = None, daem
         "generated_at": now,
         "note": None,
         "masters": [_master_summary(snapshot) for snapshot in masters],
-        "daemons": summarise_daemons(masters, names, throughput, per_minute),
+        "daemons": summarise_daemons(masters, names, throughput, per_minute, running),
         "running": sorted(running, key=lambda job: job["job_id"]),
         "failures": recent_failures(events),
         "schedules": schedule_entries(masters, daemon),
@@ -110,12 +110,16 @@ def _finish_progress(job: Record, now: float) -> None:
 
 
 def summarise_daemons(
-    masters: list[Record], names: Iterable[str], throughput: dict[str, dict[str, float]], per_minute: dict[str, float]
+    masters: list[Record], names: Iterable[str], throughput: dict[str, dict[str, float]], per_minute: dict[str, float],
+    running: list[Record] | None = None,
 ) -> dict[str, Record]:
     """One row per daemon over every master: workers add up; job counts come from the freshest snapshot.
 
     Job counts are the store's (shared by every master), so they are taken
-    once, not summed; workers are each master's own, so they add up.
+    once, not summed; workers are each master's own, so they add up. The
+    running count is the length of ``running`` when given: the store's count
+    is cached for seconds, and a row saying "running 0" above a table that
+    lists a running job of that daemon is a contradiction on one screen.
     """
     freshest = sorted(masters, key=lambda snapshot: snapshot.get("published_at") or 0)
     rows: dict[str, Record] = {}
@@ -139,7 +143,7 @@ def summarise_daemons(
         rows[name] = {
             "workers": workers, "busy": busy, "idle": idle,
             "queued": int(counts.get("queued", 0)) + int(counts.get("scheduled", 0)),
-            "running": int(counts.get("running", 0)),
+            "running": int(counts.get("running", 0)) if running is None else sum(1 for job in running if job.get("daemon") == name),
             "retrying": int(counts.get("retrying", 0)),
             "succeeded_last_hour": round(outcomes.get("succeeded", 0.0)),
             "failed_last_hour": round(outcomes.get("failed", 0.0)),
@@ -184,7 +188,8 @@ def schedule_entries(masters: list[Record], daemon: str | None = None) -> list[R
             if daemon is not None and owner != daemon:
                 continue
             next_run = next((entry[key] for key in _NEXT_RUN_KEYS if entry.get(key) is not None), None)
-            seen[(owner, name)] = {"daemon": owner, "name": name, "task": entry.get("task"), "next_run": _epoch(next_run)}
+            seen[(owner, name)] = {"daemon": owner, "name": name, "task": entry.get("task"), "next_run": _epoch(next_run),
+                                   "timezone": entry.get("timezone")}
     return sorted(seen.values(), key=lambda entry: (entry["next_run"] is None, entry["next_run"] or 0))
 
 

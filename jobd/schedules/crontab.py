@@ -1,17 +1,23 @@
 """Import a crontab into a schedule file of shell entries.
 
 Every convertible line becomes one ``[entries.NAME]`` running its command
-line through ``/bin/sh -c`` — as cron does — with the environment lines set
-above it. Lines that cannot mean the same thing in jobd are reported, never
-silently dropped or approximated:
+line through ``/bin/sh -c`` — as cron does, or through the crontab's
+``SHELL=`` — with the environment lines set above it, and one attempt
+(``max_attempts = 1``: cron never retried a failed command; ``retries`` asks
+for more). A system crontab (``/etc/crontab``, ``/etc/cron.d/*``) has a user
+column: each entry keeps it as ``shell.user``. Lines that cannot mean the
+same thing in jobd are reported, never silently dropped or approximated:
 
 * ``@reboot`` — jobd has no "at boot" trigger; such commands belong in a
   systemd unit (or ``jobd trigger`` from one).
 * an unescaped ``%`` in the command — cron turns it into a newline and feeds
   the rest to the command's stdin; move that input into a script.
-* ``MAILTO=`` — jobd does not mail output; it logs it and keeps failed jobs
-  with their error. Kept as a comment in the generated file.
-* ``SHELL=`` other than ``/bin/sh``; unparsable or invalid time fields.
+* ``SHELL=`` that is not an absolute path; unparsable or invalid time fields.
+
+Some lines are kept with a note, not refused: ``MAILTO=addr`` (jobd does not
+mail; a failed job fires the alert hook instead, ``MAILTO=""`` is silent),
+and a user crontab whose commands start with a user name (a system crontab
+imported as a user one).
 
 The time fields are kept as written, so the imported entry fires exactly
 when cron would (same dialect: Sunday is 0 or 7, and day-of-month *or*
@@ -26,8 +32,10 @@ the first still runs).
 from __future__ import annotations
 
 import json
+import pwd
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import PurePath
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -47,6 +55,9 @@ _UNESCAPED_PERCENT = re.compile(r"(?<!\\)%")
 _INTERPRETERS = {"sh", "bash", "dash", "zsh", "env", "php", "python", "python3", "perl", "ruby", "node",
                  "nice", "ionice", "flock", "timeout", "cd", "sudo", "nohup", "exec"}
 _SLUG_LENGTH = 40
+_USER_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}\$?")
+#: Files cron reads with a user column (crontab(5)).
+_SYSTEM_CRONTABS = re.compile(r"(^|/)etc/(crontab|cron\.d/[^/]+)$")
 
 
 @dataclass(frozen=True)
@@ -59,12 +70,24 @@ class UnconvertedLine:
 
 
 @dataclass(frozen=True)
+class ImportNote:
+    """A line imported (or an environment line accepted) whose meaning changed: the operator should read it."""
+
+    line: int
+    text: str
+    note: str
+
+
+@dataclass(frozen=True)
 class ImportResult:
-    """The generated schedule file and what could not be converted."""
+    """The generated schedule file, what could not be converted, and what changed meaning."""
 
     toml: str
     entry_names: tuple[str, ...]
     unconverted: tuple[UnconvertedLine, ...]
+    notes: tuple[ImportNote, ...] = ()
+    system: bool = False  # the lines were read with a user column
+    users: tuple[str, ...] = ()  # the users entries run as (system crontabs)
 
 
 @dataclass
@@ -72,6 +95,26 @@ class _State:
     env: dict[str, str]
     zone: str | None
     comments: list[str]
+    system: bool = False
+    max_attempts: int = 1
+    interpreter: str | None = None
+    is_user: Callable[[str], bool] = lambda name: False
+    notes: list[ImportNote] = field(default_factory=list)
+    users: dict[str, None] = field(default_factory=dict)
+
+
+def local_user_exists(name: str) -> bool:
+    """Whether ``name`` is an account on this host (what tells a user column from a command)."""
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def is_system_crontab_path(source: str) -> bool:
+    """``/etc/crontab`` and ``/etc/cron.d/*``: the files cron reads with a user column."""
+    return bool(_SYSTEM_CRONTABS.search(source))
 
 
 def import_crontab(
@@ -80,17 +123,31 @@ def import_crontab(
     daemon: str,
     source: str,
     name_prefix: str | None = None,
+    system: bool | None = None,
+    retries: int = 0,
+    is_user: Callable[[str], bool] = local_user_exists,
 ) -> ImportResult:
     """Convert crontab ``text`` (read from ``source``) into schedule-file TOML for ``daemon``.
 
-    The text is a user crontab (``crontab -l``): ``/etc/crontab`` and
-    ``/etc/cron.d`` files carry a user field, and jobd runs every command as
-    its own user, so import each user's crontab separately. Entry names are
+    ``system`` says whether lines carry a user column (``/etc/crontab``,
+    ``/etc/cron.d``) or not (``crontab -l``); ``None`` decides from the
+    source's path, else from the lines' shape (every line's first word after
+    the time fields is a user of this host, per ``is_user``), and notes it.
+    Every entry gets ``max_attempts = retries + 1``. Entry names are
     ``{name_prefix}-{line}-{program}``; the prefix defaults to the source
     file's name.
     """
+    if retries < 0:
+        raise ValueError("retries cannot be negative")
     prefix = _slug(name_prefix if name_prefix is not None else PurePath(source).stem) or "crontab"
-    state = _State(env={}, zone=None, comments=[])
+    state = _State(env={}, zone=None, comments=[], max_attempts=retries + 1, is_user=is_user)
+    if system is None:
+        system = is_system_crontab_path(source)
+        if not system and _has_user_column(text, is_user):
+            system = True
+            state.notes.append(ImportNote(0, "", "every line has a user name after its time fields: read as a system "
+                                                 "crontab (with a user column); pass --user if that is wrong"))
+    state.system = system
     blocks: list[str] = []
     names: list[str] = []
     unconverted: list[UnconvertedLine] = []
@@ -105,8 +162,8 @@ def import_crontab(
         outcome = _convert(line, number, state, daemon=daemon, prefix=prefix)
         if isinstance(outcome, UnconvertedLine):
             unconverted.append(outcome)
-            if outcome.reason.startswith("MAILTO"):
-                blocks.append(f"# {line}  (line {number}: not supported, see the import report)")
+        elif isinstance(outcome, str):
+            blocks.append(outcome)
         elif outcome is not None:
             name, block = outcome
             names.append(name)
@@ -114,25 +171,56 @@ def import_crontab(
         state.comments.clear()
     header = [
         f"# Imported from {source} by jobd's crontab import.",
-        "# Each entry runs its command line with /bin/sh -c, like cron.",
+        "# Each entry runs its command line with /bin/sh -c (or the crontab's SHELL), like cron,",
+        f"# with max_attempts = {state.max_attempts}" + (" (cron never retried a failed command)." if state.max_attempts == 1
+                                                          else f" ({state.max_attempts - 1} retries asked for)."),
         '# misfire = "skip" keeps cron\'s behaviour (a missed tick never runs);',
         '# "run_once" would run one job for the ticks missed while jobd was down.',
         '# Overlap is jobd\'s default "forbid": a tick is skipped while the previous run',
         '# is still going (cron would start a second copy; set overlap = "allow" for that).',
     ]
     toml = "\n".join(header) + "\n\n" + "\n\n".join(blocks) + ("\n" if blocks else "")
-    return ImportResult(toml=toml, entry_names=tuple(names), unconverted=tuple(unconverted))
+    return ImportResult(toml=toml, entry_names=tuple(names), unconverted=tuple(unconverted),
+                        notes=tuple(state.notes), system=state.system, users=tuple(state.users))
+
+
+def _has_user_column(text: str, is_user: Callable[[str], bool]) -> bool:
+    """True when every schedule line has a known user and a command after its time fields."""
+    seen = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or (_ENV_LINE.fullmatch(line) and not line[0].isdigit() and line[0] not in "*@"):
+            continue
+        words = _after_time_fields(line).split(None, 1)
+        if len(words) < 2 or not _USER_NAME.fullmatch(words[0]) or not is_user(words[0]):
+            return False
+        seen = True
+    return seen
+
+
+def _after_time_fields(line: str) -> str:
+    if line.startswith("@"):
+        return line.partition(" ")[2].strip()
+    fields = line.split(None, 5)
+    return fields[5] if len(fields) == 6 else ""
 
 
 def _convert(
     line: str, number: int, state: _State, *, daemon: str, prefix: str
-) -> tuple[str, str] | UnconvertedLine | None:
+) -> tuple[str, str] | UnconvertedLine | str | None:
+    """An entry (name, TOML block), a refusal, a comment block to keep, or nothing (an env line)."""
     def refuse(reason: str) -> UnconvertedLine:
         return UnconvertedLine(line=number, text=line, reason=reason)
 
     env_match = _ENV_LINE.fullmatch(line)
     if env_match and not line[0].isdigit() and line[0] not in "*@":
-        reason = _apply_env(env_match[1], _unquote(env_match[2].strip()), state)
+        name, value = env_match[1], _unquote(env_match[2].strip())
+        if name == "MAILTO":
+            if not value:
+                return None  # "no mail": what jobd does anyway
+            state.notes.append(ImportNote(number, line, _MAILTO_NOTE.format(address=value)))
+            return f"# {line}  (line {number}: jobd does not mail; see alert_command in jobd.toml)"
+        reason = _apply_env(name, value, state)
         return refuse(reason) if reason else None
 
     if line.startswith("@"):
@@ -150,6 +238,18 @@ def _convert(
             return refuse("expected five time fields and a command")
         expression, remainder = " ".join(fields[:5]), fields[5]
     command = remainder.strip()
+    user = None
+    if state.system:
+        words = command.split(None, 1)
+        if len(words) < 2:
+            return refuse("expected five time fields, a user and a command (a system crontab line)")
+        user, command = words[0], words[1].strip()
+        if not _USER_NAME.fullmatch(user):
+            return refuse(f"{user!r} is not a user name (the column after the time fields of a system crontab)")
+    elif (words := command.split(None, 1)) and len(words) == 2 and _USER_NAME.fullmatch(words[0]) \
+            and state.is_user(words[0]):
+        state.notes.append(ImportNote(number, line, f"the command starts with {words[0]!r}, a user of this host: if this "
+                                                    "is a system crontab line, import the file with --system"))
     if not command:
         return refuse("the line has no command")
     if _UNESCAPED_PERCENT.search(command):
@@ -162,19 +262,28 @@ def _convert(
         return refuse(str(error))
     command = command.replace("\\%", "%")
     name = f"{prefix}-{number}" + (f"-{slug}" if (slug := _program_slug(command)) else "")
-    return name, _entry_block(name, number, line, expression, command, daemon, state)
+    if user is not None:
+        state.users.setdefault(user)
+    return name, _entry_block(name, number, line, expression, command, daemon, state, user)
+
+
+_MAILTO_NOTE = (
+    "MAILTO={address}: jobd does not mail a command's output; it logs it, and a job that fails "
+    "(max_attempts used up) fires the alert hook: set alert_command in jobd.toml, e.g. "
+    "alert_command = \"mail -s 'jobd: job failed' {address}\" (the event arrives as JSON on stdin)"
+)
 
 
 def _apply_env(name: str, value: str, state: _State) -> str | None:
     """Record an environment line for the entries below it; a reason if it cannot be kept."""
-    if name == "MAILTO":
-        return ("MAILTO is not supported: jobd logs each command's output and keeps a failed "
-                "job with its error and last output lines (kept as a comment)")
     if name == "SHELL":
         if value in ("/bin/sh", "sh"):
+            state.interpreter = None
             return None
-        return (f"SHELL={value} is not supported: jobd runs command lines with /bin/sh; "
-                f"call {value} explicitly in the commands that need it")
+        if not value.startswith("/"):
+            return f"SHELL={value}: give the shell's absolute path (e.g. /bin/bash), as cron needs"
+        state.interpreter = value
+        return None
     if name == "CRON_TZ":
         try:
             ZoneInfo(value)
@@ -187,14 +296,19 @@ def _apply_env(name: str, value: str, state: _State) -> str | None:
 
 
 def _entry_block(
-    name: str, number: int, line: str, expression: str, command: str, daemon: str, state: _State
+    name: str, number: int, line: str, expression: str, command: str, daemon: str, state: _State, user: str | None
 ) -> str:
     rows = [*state.comments, f"# line {number}: {line}", f"[entries.{_key(name)}]",
             f"daemon = {_string(daemon)}", f"cron = {_string(expression)}"]
     if state.zone:
         rows.append(f"timezone = {_string(state.zone)}")
     rows.append('misfire = "skip"')
+    rows.append(f"max_attempts = {state.max_attempts}")
     rows.append("shell.command = " + _string(command))
+    if state.interpreter:
+        rows.append("shell.interpreter = " + _string(state.interpreter))
+    if user is not None:
+        rows.append("shell.user = " + _string(user))
     if state.env:
         pairs = ", ".join(f"{_key(key)} = {_string(value)}" for key, value in state.env.items())
         rows.append(f"shell.env = {{ {pairs} }}")

@@ -46,6 +46,9 @@ class ScheduleEntry:
     ``name`` is the entry's stable id: fire keys, persisted last fire times
     and ``jobd pause NAME`` refer to it. ``source``/``line`` say where it was
     declared, for error messages raised after loading (unknown task).
+    ``max_attempts`` is carried to every job the entry fires; ``None`` leaves
+    the limit to the task or the daemon (a crontab import writes 1: cron
+    never retried).
     Two entries are equal when they are defined alike (where they were
     written aside), so a reload can tell changed entries from unchanged ones.
     """
@@ -62,6 +65,7 @@ class ScheduleEntry:
     overlap: OverlapPolicy
     jitter: timedelta
     enabled: bool
+    max_attempts: int | None = None
     shell: ShellTaskSpec | None = None
     source: str = field(default="<memory>", compare=False)
     line: int | None = field(default=None, compare=False)

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jobd.errors import ConfigError
-from jobd.schedules.durations import parse_duration
+from jobd.durations import parse_whole_seconds
 from jobd.schedules.entry import (
     SHELL_TASK_PREFIX,
     MisfirePolicy,
@@ -45,6 +45,7 @@ DEFAULT_MISFIRE: MisfireName = "run_once"
 DEFAULT_MISFIRE_GRACE = "5s"
 DEFAULT_MAX_CATCH_UP = 10
 MAX_CATCH_UP_LIMIT = 1000
+MAX_ATTEMPTS_LIMIT = 1000  # as a daemon's max_attempts in jobd.toml
 DEFAULT_OVERLAP: OverlapName = "forbid"
 
 #: Entry names end up in fire keys (``NAME@TIME``), CLI arguments and log lines.
@@ -71,6 +72,7 @@ class EntryModel(BaseModel):
     overlap: OverlapName = DEFAULT_OVERLAP
     jitter: str | int = 0
     enabled: bool = True
+    max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS_LIMIT)
 
 
 def load_schedule_files(
@@ -177,7 +179,7 @@ def build_entry(
         if model.cron is not None:
             rule = cron_rule(model.cron)
         elif model.every is not None:
-            rule = every_rule(parse_duration(model.every, allow_zero=False))
+            rule = every_rule(parse_whole_seconds(model.every, allow_zero=False))
         else:
             rule = at_rule(_moment(model.at), zone)
     except ValueError as error:
@@ -185,7 +187,7 @@ def build_entry(
     durations: dict[str, timedelta] = {}
     for key in ("misfire_grace", "jitter"):
         try:
-            durations[key] = parse_duration(getattr(model, key))
+            durations[key] = parse_whole_seconds(getattr(model, key))
         except ValueError as error:
             raise fail(key, str(error)) from None
 
@@ -202,6 +204,7 @@ def build_entry(
         overlap=OverlapPolicy(model.overlap),
         jitter=durations["jitter"],
         enabled=model.enabled,
+        max_attempts=model.max_attempts,
         shell=model.shell,
         source=source,
         line=line,
@@ -251,8 +254,9 @@ def _first_problem(error: ValidationError) -> tuple[str | None, str]:
         reason = "this key is required"
     else:
         reason = first["msg"].removeprefix("Value error, ")
-        if isinstance(first.get("input"), (date, str, int, float)):
-            reason += f" (got {first['input']!r})"
+        given = first.get("input")
+        if isinstance(given, (date, str, int, float)) and repr(given) not in reason:
+            reason += f" (got {given!r})"
     if len(problems) > 1:
         reason += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''} in this entry)"
     return key, reason

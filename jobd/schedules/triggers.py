@@ -77,7 +77,7 @@ class EveryRule:
     trigger: IntervalTrigger = field(compare=False)  # derived from the interval
 
     def describe(self) -> str:
-        from jobd.schedules.durations import format_duration
+        from jobd.durations import format_duration
 
         return f"every {format_duration(self.interval)}"
 

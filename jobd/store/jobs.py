@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from .. import defaults
 from ..errors import InvalidArgs, InvalidTransition, UnknownJob
 from ..job import Job, decode_json, encode_args, encode_json
-from ..states import CLAIMABLE, FINAL, JobState, sources_of, transition
+from ..states import CLAIMABLE, FINAL, JobState, phrase, sources_of, transition
 from ..limits import ConcurrencyCaps
 from .direct import DirectStatement, direct_transaction
 from .engine import READ_ONLY
@@ -589,7 +589,7 @@ class JobQueue:
         with self.engine.begin() as connection:
             job = self._get_on(connection, job_id, lock=True)
             if job.state not in sources_of(JobState.QUEUED) - {JobState.RUNNING, JobState.RETRYING, JobState.SCHEDULED}:
-                raise InvalidTransition(f"job {job_id} is {job.state}; only dead or cancelled jobs can be retried")
+                raise InvalidTransition(f"job {job_id} {phrase(job.state)}; only dead or cancelled jobs can be retried")
             connection.execute(
                 jobs.update()
                 .where(jobs.c.id == job_id, jobs.c.state == str(job.state))

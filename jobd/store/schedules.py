@@ -144,7 +144,8 @@ class ScheduleBook:
                     self.jobs.insert().values(
                         daemon=entry.daemon, task=entry.task, args=encode_json(dict(entry.args)),
                         state=str(JobState.SCHEDULED if run_at.timestamp() > now else JobState.QUEUED),
-                        priority=0, attempts=0, run_at=run_at.timestamp(), fire_key=fire_key(entry.name, tick),
+                        priority=0, attempts=0, max_attempts=entry.max_attempts,
+                        run_at=run_at.timestamp(), fire_key=fire_key(entry.name, tick),
                         origin="schedule", created_at=now, updated_at=now,
                     )
                 )

@@ -19,11 +19,22 @@ and they queue again only after many short runs. What is left is a surprise:
 a task that was always short and runs long this once holds the few
 milliseconds' worth of jobs queued behind it (``prefetch = 0`` turns
 pipelining off for a daemon).
+Bytes matter too. A job handed to a *busy* worker waits in the pipe, unread,
+while the worker runs; if it does not fit in the kernel's buffer the
+master's write blocks until the worker reads, and a worker that is itself
+blocked writing a large result back to the master never does: both wait
+forever. So a busy worker is handed only what keeps the bytes it may not
+have read yet within ``MAX_UNREAD_BYTES``, far below the smallest buffer a
+pipe or socket pair has (64 KB), and a job with large args waits for a
+worker that is reading (an idle one reads its whole frame before starting).
+The master never blocks on a worker, and a worker's large result is read
+a chunk per turn.
 """
 
 from __future__ import annotations
 
 SHORT_JOB_SECONDS = 0.05
+MAX_UNREAD_BYTES = 32 * 1024
 AHEAD_SECONDS = 0.005
 MAX_DEPTH = 128
 MEAN_WEIGHT = 0.1  # exponential moving average: the newest duration's weight

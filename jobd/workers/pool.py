@@ -20,14 +20,15 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .. import defaults
-from ..backoff import backoff_delay
+from ..caps import cap_progress
 from ..config import DaemonConfig
 from ..job import Job
 from . import memory, protocol
 from .direct import DIRECT, MASTER, Channel, open_channel
 from .memory import Recycle
-from .pipelining import Pipeline
+from .pipelining import MAX_UNREAD_BYTES, Pipeline
 from .processes import ProcessLauncher, SpawnedProcess
+from .restarts import RestartState, WorkerDeath, after_death
 from .states import WorkerState, change_worker_state
 from .worker import WorkerSpec
 
@@ -42,6 +43,7 @@ class Assignment:
     timeout: float
     started_at: float  # monotonic; when it became the worker's running job
     cancel_sent_at: float | None = None
+    frame_bytes: int = 0  # its share of the frame that handed it over (unread while it waits: see pipelining)
 
     @property
     def attempt(self) -> int:
@@ -58,6 +60,7 @@ class Worker:
     # first is running, the others wait in the worker's pipe.
     assignments: deque[Assignment] = field(default_factory=deque)
     terminate_sent_at: float | None = None
+    kill_grace: float = defaults.TIMEOUT_KILL_GRACE_SECONDS  # SIGTERM → SIGKILL once it is told to stop
     exit_reason: str | None = None
     current_progress: dict[str, Any] | None = None
     outdated: bool = False  # to be replaced once its current job ends (reload, restart)
@@ -220,10 +223,13 @@ class Pool:
                 self.retire(worker)
         self.maintain()
 
-    def kill(self, worker: Worker, reason: str) -> None:
-        """Stop a worker now: SIGTERM, and SIGKILL after the grace period (see ``check_timeouts``)."""
+    def kill(self, worker: Worker, reason: str, *, grace: float = defaults.TIMEOUT_KILL_GRACE_SECONDS) -> None:
+        """Stop a worker now: SIGTERM, and SIGKILL after ``grace`` seconds (see ``check_timeouts``)."""
         if worker.state is WorkerState.EXITED:
             return
+        if worker.exit_reason is not None and worker.terminate_sent_at is not None:
+            return  # killed already: asking again (each drain tick does) must not restart the grace of a task ignoring SIGTERM
+        worker.kill_grace = grace
         worker.refuse_submits()
         if worker.state is not WorkerState.STOPPING:
             worker.move_to(WorkerState.STOPPING)
@@ -242,16 +248,21 @@ class Pool:
         """
         if not jobs:
             return True
+        frame = protocol.encode([protocol.RunJob(job.id, job.attempts, job.task, job.args, job.checkpoint) for job, _ in jobs])
+        if worker.assignments and unread_bytes(worker) + len(frame) > MAX_UNREAD_BYTES:
+            return False  # a busy worker does not read its pipe: the write could block the master (see pipelining)
         if worker.channel is not None and not worker.channel.gate.take(MASTER):
             return False
-        if not self._write(worker, [protocol.RunJob(job.id, job.attempts, job.task, job.args, job.checkpoint) for job, _ in jobs]):
-            self.kill(worker, "its pipe closed")  # reap() replaces it
-            return False
+        if not self._write_frame(worker, frame):
+            if self.launcher.reap(worker.spawned) is None:  # alive, yet its pipe is closed: stop it
+                self.kill(worker, "its pipe closed")  # reap() replaces it
+            return False  # already dead: reap() says how (a crash, a kill -9), which is the job's reason
         now = self.clock()
         if worker.state is WorkerState.IDLE:
             worker.move_to(WorkerState.BUSY)
             worker.current_progress = None
-        worker.assignments.extend(Assignment(job=job, timeout=timeout, started_at=now) for job, timeout in jobs)
+        share = len(frame) // len(jobs) + 1
+        worker.assignments.extend(Assignment(job=job, timeout=timeout, started_at=now, frame_bytes=share) for job, timeout in jobs)
         return True
 
     def took_handoff(self, worker: Worker, job: Job, timeout: float) -> None:
@@ -291,6 +302,15 @@ class Pool:
             return False
         return True
 
+    @staticmethod
+    def _write_frame(worker: Worker, frame: bytes) -> bool:
+        """Send an encoded frame to ``worker``; False if its pipe is closed."""
+        try:
+            protocol.send_frame(worker.connection.fileno(), frame)  # OSError once closed: never a reused fd
+        except (OSError, ValueError):
+            return False
+        return True
+
     def on_message(self, worker: Worker, message: protocol.Message) -> tuple[Assignment, protocol.JobFinished] | None:
         """Apply a worker's message; return (assignment, outcome) when a job ended."""
         if isinstance(message, protocol.WorkerReady):
@@ -303,7 +323,7 @@ class Pool:
             log.error("daemon %s: worker %s cannot start: %s", self.daemon, worker.pid, message.error)
             return None
         if isinstance(message, protocol.ProgressReport):
-            worker.current_progress = message.progress
+            worker.current_progress = cap_progress(message.progress, self.settings.output_caps())  # the worker capped it already
             return None
         if isinstance(message, protocol.JobFinished):
             return self._on_finished(worker, message)
@@ -390,13 +410,16 @@ class Pool:
             if code is None:
                 continue
             expected = worker.state is WorkerState.STOPPING and worker.exit_reason is None
+            was_ready = worker.state is not WorkerState.STARTING
             held = list(worker.assignments)
             worker.assignments.clear()
             worker.move_to(WorkerState.EXITED)
             worker.connection.close()
             reason = worker.exit_reason or _describe_exit(code)
+            if worker.exit_reason is None and held and not expected:
+                reason += " while running the job"  # the task ended its own process (os._exit, a crash) or was killed from outside
             if not expected:
-                self._note_crash(worker, now)
+                self._note_crash(WorkerDeath(now - worker.started_at, was_ready, bool(held or worker.jobs_done), code), now)
                 log.warning("daemon %s: worker %s exited: %s", self.daemon, worker.pid, reason)
             # A worker told to stop reports its running job before it exits: what
             # it still holds then, it never started. Otherwise the first was running.
@@ -405,17 +428,11 @@ class Pool:
         self.workers = [worker for worker in self.workers if worker.state is not WorkerState.EXITED]
         return exits
 
-    def _note_crash(self, worker: Worker, now: float) -> None:
-        if now - worker.started_at >= defaults.WORKER_STABLE_AFTER_SECONDS:
-            self.crash_streak = 0
-        self.crash_streak += 1
+    def _note_crash(self, death: WorkerDeath, now: float) -> None:
+        """Replace at once, or back off (``restarts.after_death``: only workers that never get going back off)."""
         self.restarts += 1
-        delay = backoff_delay(
-            self.crash_streak,
-            base=defaults.WORKER_RESTART_BACKOFF_BASE_SECONDS,
-            maximum=defaults.WORKER_RESTART_BACKOFF_MAX_SECONDS,
-        )
-        self.next_spawn_at = max(self.next_spawn_at, now + delay)
+        state = after_death(RestartState(self.crash_streak, self.next_spawn_at), death, now)
+        self.crash_streak, self.next_spawn_at = state.crash_streak, state.spawn_at
 
     def check_timeouts(self) -> None:
         """Kill workers whose job outran its timeout, its memory or ignored a cancel; SIGKILL after the grace."""
@@ -435,14 +452,14 @@ class Pool:
             if (
                 worker.state is WorkerState.STOPPING
                 and worker.terminate_sent_at is not None
-                and now - worker.terminate_sent_at > defaults.TIMEOUT_KILL_GRACE_SECONDS
+                and now - worker.terminate_sent_at > worker.kill_grace
             ):
                 self.launcher.kill(worker.pid)
 
     def stop_all(self, *, kill: bool) -> None:
         for worker in self.live_workers():
             if kill or worker.state is WorkerState.BUSY:
-                self.kill(worker, "master stopping")
+                self.kill(worker, "master stopping", grace=defaults.DRAIN_KILL_GRACE_SECONDS)
             else:
                 self.retire(worker)
 
@@ -460,6 +477,7 @@ class Pool:
                     "jobs_done": worker.jobs_done,
                     "job_id": worker.assignment.job.id if worker.assignment else None,
                     "task": worker.assignment.job.task if worker.assignment else None,
+                    "attempt": worker.assignment.job.attempts if worker.assignment else None,
                     "progress": worker.current_progress,
                     "running_for": round(now - worker.assignment.started_at, 1) if worker.assignment else None,
                     "waiting": max(0, len(worker.assignments) - 1),
@@ -471,6 +489,16 @@ class Pool:
             "recycles": {str(reason): count for reason, count in self.recycles.items()},
             "error": self.fatal_error,
         }
+
+
+def unread_bytes(worker: Worker) -> int:
+    """At most how many bytes of jobs handed to ``worker`` wait unread in its pipe.
+
+    The running job's frame was read whole; the jobs waiting behind it may
+    not have been (counted in full: a bound, not a measure).
+    """
+    waiting = list(worker.assignments)[1:]
+    return sum(assignment.frame_bytes for assignment in waiting)
 
 
 def _describe_exit(code: int) -> str:

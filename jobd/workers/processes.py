@@ -21,11 +21,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from ..log_channels import open_worker_channel
 from . import sessions
 from .direct import Channel
 from .fence import HostFence
@@ -82,12 +83,18 @@ class ProcessLauncher:
         if self.lifeline is None:
             self.lifeline = Lifeline()
         parent_end, child_end = _context.Pipe(duplex=True)
+        log_end = open_worker_channel()  # its own pipe for log records: a worker killed mid-record costs only that record
+        spec = replace(spec, log_channel=log_end)
         process = _context.Process(
             target=worker_main, args=(spec, child_end, channel, self.lifeline.reader), name=name, daemon=False,
         )
-        with _main_module_hidden():
-            process.start()
-        child_end.close()
+        try:
+            with _main_module_hidden():
+                process.start()
+        finally:
+            child_end.close()
+            if log_end is not None:
+                log_end.close()
         spawned = SpawnedProcess(process, parent_end)
         if self.fence is not None:
             self.fence.add(spawned.pid)

@@ -140,7 +140,11 @@ def send(fd: int, messages: Iterable[Message]) -> None:
     most of its per-job overhead on after the task itself. OSError if the
     other end is gone.
     """
-    frame = encode(messages)
+    send_frame(fd, encode(messages))
+
+
+def send_frame(fd: int, frame: bytes) -> None:
+    """Write one frame ``encode`` made (see ``send``); OSError if the other end is gone."""
     header = _LENGTH.pack(len(frame)) if len(frame) <= 0x7FFFFFFF else _HUGE_LENGTH.pack(-1, len(frame))
     data = memoryview(header + frame)
     while data:

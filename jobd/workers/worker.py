@@ -14,6 +14,7 @@ again.
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import os
 import select
@@ -27,11 +28,11 @@ from typing import Any
 
 from ..activity import shared_activity
 from ..activity.progress import JobProgress
+from ..caps import DEFAULT_CAPS, OutputCaps, OutputRejected, cap_error, cap_traceback, encode_checkpoint, encode_result
 from ..config import JobdConfig
 from ..context import Cancelled, TaskContext
-from ..errors import ConfigError, InvalidArgs, PermanentFailure
+from ..errors import ConfigError, InvalidArgs, PermanentFailure, TaskFailed
 from ..inventory import load_daemon_tasks
-from ..job import encode_json
 from ..logs import JobLogContext, configure_worker_logging, job_logging_context
 from ..store import open_store
 from ..tasks import TaskDefinition
@@ -51,7 +52,7 @@ class WorkerSpec:
 
     config: JobdConfig
     daemon: str
-    log_queues: list[Any]
+    log_channel: Connection | None = None  # this worker's own pipe for log records; set by the launcher
 
 
 class _CancelFlag:
@@ -73,13 +74,21 @@ class _PipeProgress:
 
 
 class _StoreCheckpoints:
-    """Checkpoints go straight to the store: durable when ``ctx.checkpoint`` returns."""
+    """Checkpoints go straight to the store: durable when ``ctx.checkpoint`` returns.
 
-    def __init__(self, url: str) -> None:
+    One over ``max_checkpoint_bytes`` or that is not JSON raises
+    ``OutputRejected`` in the task, saying why, and is not written.
+    """
+
+    def __init__(self, url: str, caps: OutputCaps = DEFAULT_CAPS) -> None:
         self.url = url
+        self.caps = caps
         self._store: Any = None
 
     def save(self, job_id: int, attempt: int, state: Any) -> bool:
+        text = encode_checkpoint(state, self.caps)
+        if not text.isascii():
+            state = json.loads(text)  # the value as it will be stored (lone surrogates escaped)
         if self._store is None:
             self._store = open_store(self.url)
         return bool(self._store.jobs.save_checkpoint(job_id, attempt, state))
@@ -105,14 +114,15 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the master, which drains
     cancel = _CancelFlag()
     signal.signal(signal.SIGUSR1, cancel.on_signal)
-    configure_worker_logging(spec.log_queues, spec.config.log_level)
+    caps = spec.config.output_caps(spec.daemon)
+    configure_worker_logging(spec.log_channel, spec.config.log_level, caps.log_line_bytes)
     try:
         tasks = load_daemon_tasks(spec.config, spec.daemon)
     except ConfigError as error:
         _send(connection, protocol.WorkerFailed(str(error)))
         os._exit(EXIT_TASK_CODE_FAILED)
-    progress = JobProgress(_PipeProgress(connection), shared_activity(spec.config), spec.daemon)
-    checkpoints = _StoreCheckpoints(spec.config.store)
+    progress = JobProgress(_PipeProgress(connection), shared_activity(spec.config), spec.daemon, caps)
+    checkpoints = _StoreCheckpoints(spec.config.store, caps)
     _send(connection, protocol.WorkerReady(os.getpid()))
     direct = WorkerEnd(channel, spec.daemon, lambda message: _send(connection, message)) if channel else None
     inbox = _Inbox(connection, direct)
@@ -125,12 +135,12 @@ def worker_main(
         cancel.is_set = False
         ledger.began(message.job_id, message.attempt)
         progress.job_started(message.job_id, message.task, message.attempt)
-        finished = run_job(message, tasks, spec.daemon, progress, checkpoints, cancel)
+        finished = run_job(message, tasks, spec.daemon, progress, checkpoints, cancel, caps)
         progress.job_ended(message.job_id)
         inbox.cancelled.discard(message.job_id)  # a cancel that came too late
-        if direct is not None:
-            direct.done()
         _send(connection, finished)
+        if direct is not None:  # only now: the master must not write to us while we write a large result
+            direct.done()
     logging.shutdown()
 
 
@@ -203,18 +213,24 @@ def run_job(
     progress: Any,
     checkpoints: Any,
     cancel: _CancelFlag,
+    caps: OutputCaps = DEFAULT_CAPS,
 ) -> protocol.JobFinished:
-    """Run one attempt and describe how it ended; never raises."""
+    """Run one attempt and describe how it ended; never raises.
+
+    What the task produced is capped before it is sent (``jobd.caps``): the
+    pipe never carries more than the store would keep.
+    """
     started = time.monotonic()
     # Entered by hand and left in the ``finally`` below, so the body keeps its
     # indentation (a smaller diff for the other branches editing run_job).
     logging_context = job_logging_context(JobLogContext(daemon, message.task, message.job_id, message.attempt))
     logging_context.__enter__()
 
-    def finished(outcome: str, **details: Any) -> protocol.JobFinished:
+    def finished(outcome: str, *, error: str | None = None, traceback: str | None = None, **details: Any) -> protocol.JobFinished:
         return protocol.JobFinished(
             job_id=message.job_id, attempt=message.attempt, outcome=outcome,
-            duration=time.monotonic() - started, **details,
+            duration=time.monotonic() - started,
+            error=cap_error(error, caps), traceback=cap_traceback(traceback, caps), **details,
         )
 
     try:
@@ -239,17 +255,21 @@ def run_job(
         except PermanentFailure as error:
             log.error("job %s failed for good: %s", message.job_id, error)
             return finished("failed", error=str(error), permanent=True)
+        except TaskFailed as error:  # the message says it all (a shell command's exit code and output)
+            log.error("job %s failed: %s", message.job_id, error)
+            return finished("failed", error=str(error))
         except BaseException as error:  # a task's failure, whatever it is, is the job's failure
             if isinstance(error, KeyboardInterrupt):
                 raise
-            error_line = traceback.format_exception_only(error)[-1].strip()
+            error_line = cap_error(traceback.format_exception_only(error)[-1].strip(), caps)
             log.error("job %s failed: %s", message.job_id, error_line, exc_info=True)
             return finished("failed", error=error_line, traceback=traceback.format_exc())
         try:
             if result is not None:
-                encode_json(result)
-        except (TypeError, ValueError) as error:
-            return finished("failed", error=f"task returned a value that is not JSON: {error}")
+                encode_result(result, caps)
+        except OutputRejected as error:
+            log.error("job %s failed: %s", message.job_id, error)
+            return finished("failed", error=str(error))
         if cancel.is_set:
             return finished("cancelled", error="cancelled by an operator", result=result)
         log.info("job %s succeeded in %.3fs", message.job_id, time.monotonic() - started)

@@ -127,15 +127,16 @@ ENTRY = '[entries.nightly]\ndaemon = "reports"\ntask = "reports.build"\n'
         ('cron = "0 3 * * *"\ntimezone = "Mars/Olympus"', "entry 'nightly'.timezone", 5, "unknown time zone 'Mars/Olympus'"),
         ('cron = "0 3 * * *"\nevery = "5m"', "entry 'nightly'.every", 5, "exactly one trigger"),
         ('timezone = "UTC"', "entry 'nightly'", 1, "exactly one trigger: cron, every or at (got none)"),
-        ('every = "-5m"', "entry 'nightly'.every", 4, "cannot be negative"),
-        ('every = "0s"', "entry 'nightly'.every", 4, "positive"),
-        ('every = -300', "entry 'nightly'.every", 4, "cannot be negative"),
+        ('every = "-5m"', "entry 'nightly'.every", 4, "is not a duration"),
+        ('every = "0s"', "entry 'nightly'.every", 4, "more than zero"),
+        ('every = -300', "entry 'nightly'.every", 4, "zero or more seconds"),
         ('cron = "0 3 * * *"\nretries = 3', "entry 'nightly'.retries", 5, "unknown key; allowed keys: daemon, task"),
         ('cron = "0 3 * * *"\nmisfire = "sometimes"', "entry 'nightly'.misfire", 5, "'skip', 'run_once' or 'catch_up'"),
         ('cron = "0 3 * * *"\noverlap = "queue"', "entry 'nightly'.overlap", 5, "'forbid', 'allow' or 'replace'"),
         ('cron = "0 3 * * *"\nmax_catch_up = 0', "entry 'nightly'.max_catch_up", 5, "greater than or equal to 1"),
+        ('cron = "0 3 * * *"\nmax_attempts = 0', "entry 'nightly'.max_attempts", 5, "greater than or equal to 1"),
         ('cron = "0 3 * * *"\nenabled = "yes"', "entry 'nightly'.enabled", 5, "valid boolean"),
-        ('cron = "0 3 * * *"\njitter = "soon"', "entry 'nightly'.jitter", 5, "expected a duration"),
+        ('cron = "0 3 * * *"\njitter = "soon"', "entry 'nightly'.jitter", 5, "'soon' is not a duration"),
         ('at = "tomorrow"', "entry 'nightly'.at", 4, "ISO date"),
         ('cron = "0 3 * * *"\nshell = { command = "true" }', "entry 'nightly'.task", 3, "exactly one of task"),
     ],
@@ -160,8 +161,8 @@ def test_a_shell_entry_takes_no_args_since_commands_never_come_from_arguments() 
 
 
 def test_nested_keys_are_named_in_full() -> None:
-    text = '[entries.x]\ndaemon = "d"\ncron = "* * * * *"\nshell = { command = "true", user = "root" }\n'
-    assert rejection(text).key == "entry 'x'.shell.user"
+    text = '[entries.x]\ndaemon = "d"\ncron = "* * * * *"\nshell = { command = "true", group = "root" }\n'
+    assert rejection(text).key == "entry 'x'.shell.group"
 
 
 def test_invalid_toml_reports_its_line() -> None:

@@ -18,8 +18,10 @@ from jobd.shelltask import (
     ShellTaskFailed,
     ShellTaskSpec,
     ShellTaskTimedOut,
+    ShellUserRefused,
     run_shell,
     run_shell_task,
+    user_switch,
 )
 
 LOGGER = "jobd.test.shelltask"
@@ -138,7 +140,8 @@ def test_a_spec_from_config_runs_with_its_own_settings(tmp_path: Path, caplog: p
         {"command": []},
         {"command": "true", "timeout": "-5s"},
         {"command": "true", "timeout": "0s"},
-        {"command": "true", "user": "root"},
+        {"command": "true", "user": "not a user"},
+        {"command": "true", "interpreter": "bash"},
         {"command": "true", "env": {"A": 1}},
         {"cwd": "/tmp"},
     ],
@@ -162,3 +165,52 @@ def test_a_command_that_cannot_start_fails_like_a_shell_would(command: list[str]
     with pytest.raises(ShellTaskFailed) as failure:
         run_shell(command, cwd=cwd, logger=logging.getLogger(LOGGER))
     assert failure.value.returncode == 127 and "could not be started" in str(failure.value)
+
+
+def test_a_failed_command_reads_as_its_exit_code_and_last_output_lines() -> None:
+    with pytest.raises(ShellTaskFailed) as failure:
+        run_shell("echo one; echo two >&2; exit 2", logger=logging.getLogger(LOGGER))
+    assert str(failure.value) == "command exited with code 2: one\ntwo"
+    with pytest.raises(ShellTaskFailed) as failure:
+        run_shell("kill -9 $$", logger=logging.getLogger(LOGGER))
+    assert str(failure.value) == "command was killed by signal 9 (SIGKILL) (no output)"
+
+
+def test_a_shell_tasks_failure_reaches_the_job_without_a_python_traceback() -> None:
+    from jobd.inventory import shell_task_definition
+    from jobd.workers import protocol
+    from jobd.workers.worker import run_job
+
+    class Flag:
+        is_set = False
+
+    spec = ShellTaskSpec.model_validate({"command": "echo 'invoice 17: no such customer' >&2; exit 2"})
+    tasks = {"shell:invoice": shell_task_definition("shell:invoice", spec)}
+    message = protocol.RunJob(job_id=1, attempt=1, task="shell:invoice", args={}, checkpoint=None)
+    finished = run_job(message, tasks, "cron", None, None, Flag())  # type: ignore[arg-type]
+    assert finished.outcome == "failed" and not finished.permanent
+    assert finished.error == "command exited with code 2: invoice 17: no such customer"
+    assert finished.traceback is None
+
+
+def test_the_interpreter_replaces_bin_sh_like_crons_shell_variable() -> None:
+    result = run_shell('echo "bash=${BASH_VERSION:+yes}"', interpreter="/bin/bash", logger=logging.getLogger(LOGGER))
+    assert "[stdout] bash=yes" in result.last_lines
+    result = run_shell('echo "bash=${BASH_VERSION:+yes}"', logger=logging.getLogger(LOGGER))
+    assert "[stdout] bash=" in result.last_lines
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_a_root_worker_runs_a_users_command_as_that_user_and_keeps_its_own_identity() -> None:
+    result = run_shell("id -un; id -u; echo $HOME", user="nobody", logger=logging.getLogger(LOGGER))
+    assert result.last_lines[:2] == ("[stdout] nobody", "[stdout] 65534")
+    assert os.geteuid() == 0 and os.getegid() == 0  # the switch happened in the child only
+
+
+def test_another_users_command_is_refused_unless_jobd_runs_as_root_or_as_that_user() -> None:
+    with pytest.raises(ShellUserRefused, match="only root can switch users"):
+        user_switch("nobody", effective_uid=1000)
+    assert user_switch("nobody", effective_uid=65534) == ({}, {"HOME": "/nonexistent", "USER": "nobody", "LOGNAME": "nobody"})
+    assert user_switch("nobody", effective_uid=0)[0]["user"] == 65534
+    with pytest.raises(ShellUserRefused, match="does not exist"):
+        user_switch("no-such-user-here", effective_uid=0)

@@ -1,0 +1,107 @@
+"""Why a store write failed: the store is out of reach (try again later), or it refused this data (never).
+
+The difference decides whether one job can stop a host. A write retried
+until it succeeds is right when the server is gone, a connection dropped or
+a lock timed out: it will succeed once the store is back. The same retry on
+a value the store refuses (``Data too long for column 'error'``, a string
+SQLite finds too big, text a driver cannot encode) never succeeds, and
+holds every job behind it. Such a write must fail the job it belongs to,
+with the store's reason, and let the others through.
+
+Pure classification of DBAPI exceptions (pymysql and sqlite3), wrapped by
+SQLAlchemy or not.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import sqlalchemy as sa
+
+# MySQL/MariaDB server error codes that blame the statement's data, whatever
+# exception class pymysql gives them: retrying the same values fails again.
+MYSQL_DATA_ERRORS = frozenset({
+    1048,  # column cannot be null
+    1062,  # duplicate entry
+    1118,  # row size too large
+    1153,  # packet larger than max_allowed_packet
+    1264,  # out of range value
+    1265,  # data truncated
+    1292,  # truncated incorrect value
+    1300,  # invalid character string
+    1301,  # result larger than max_allowed_packet
+    1366,  # incorrect string value
+    1406,  # data too long for column
+    3140,  # invalid JSON text
+    4025,  # CHECK constraint failed
+})
+# SQLite result codes that blame the data (the rest of its OperationalErrors:
+# locked, busy, I/O, full disk, cannot open — the store is not serving now).
+SQLITE_DATA_ERRORS = frozenset({
+    18,  # SQLITE_TOOBIG: string or blob too big
+    19,  # SQLITE_CONSTRAINT
+    20,  # SQLITE_MISMATCH
+    25,  # SQLITE_RANGE
+})
+
+
+def driver_error(error: BaseException) -> BaseException:
+    """The driver's own exception behind SQLAlchemy's wrapper (or ``error`` itself)."""
+    if isinstance(error, sa.exc.StatementError) and isinstance(error.orig, BaseException):
+        return error.orig
+    return error
+
+
+def is_outage(error: BaseException) -> bool:
+    """True if ``error`` says the store cannot serve now (retry later); False if it refused the data.
+
+    An unknown operational error counts as an outage: retrying a write that
+    could have succeeded is safe, failing a job over a passing fault is not.
+    """
+    if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
+        return True
+    cause = driver_error(error)
+    if isinstance(cause, sqlite3.Error):
+        if isinstance(cause, (sqlite3.DataError, sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)):
+            return False
+        return getattr(cause, "sqlite_errorcode", None) not in SQLITE_DATA_ERRORS
+    code = _mysql_code(cause)
+    if code is not None:
+        if code in MYSQL_DATA_ERRORS:
+            return False
+        return _is_pymysql(cause, ("OperationalError", "InternalError", "InterfaceError"))
+    if _is_pymysql(cause, ("OperationalError", "InternalError", "InterfaceError")):
+        return True  # no code: a lost connection, a socket error
+    if isinstance(cause, (UnicodeError, ValueError, TypeError, OverflowError, RecursionError)):
+        return False  # raised while binding this statement's values: nothing reached the store
+    if isinstance(cause, OSError):
+        return True
+    return not _is_pymysql(cause, ("DataError", "IntegrityError", "ProgrammingError", "NotSupportedError"))
+
+
+def is_data_error(error: BaseException) -> bool:
+    """Whether ``error`` is a failure of a store write to refuse for good (see ``is_outage``)."""
+    if not isinstance(error, (sa.exc.StatementError, sqlite3.Error, UnicodeError, ValueError, TypeError, OverflowError)):
+        return _is_pymysql(error, ("MySQLError",)) and not is_outage(error)
+    return not is_outage(error)
+
+
+def describe(error: BaseException) -> str:
+    """The store's own reason, without SQLAlchemy's statement and parameters (which may be megabytes)."""
+    cause = driver_error(error)
+    text = str(cause) or type(cause).__name__
+    return f"{type(cause).__name__}: {text}" if isinstance(cause, (UnicodeError, ValueError, TypeError)) else text
+
+
+def _mysql_code(error: BaseException) -> int | None:
+    if not _is_pymysql(error, ("MySQLError",)):
+        return None
+    args = getattr(error, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def _is_pymysql(error: BaseException, names: tuple[str, ...]) -> bool:
+    """Whether ``error`` is one of pymysql's exception classes named ``names`` (pymysql need not be installed)."""
+    return any(
+        klass.__module__.startswith("pymysql") and klass.__name__ in names for klass in type(error).__mro__
+    )
