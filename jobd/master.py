@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Collection
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -42,11 +43,13 @@ from .signals import SignalReceiver, WakePipe
 from .states import JobState
 from .store import Store, open_store
 from .store.checkpoints import WalCheckpointer
+from .store.masters import MasterRecord
 from .throttle import Throttle
 from .ticker import Ticker
 from .handoff import Offer, handed_job, offer_path, publish, runnable_handed
 from .wakeup import Handed, HandedJob, WakeSocket, parse_handed
 from .workers.direct import remove_stale
+from .workers import fence
 from .workers import protocol
 from .workers.pool import Assignment, Pool, Worker, WorkerExit
 from .workers.states import WorkerState
@@ -170,6 +173,7 @@ class Master:
             self.id, pid=os.getpid(), version=__version__, daemons=sorted(self.config.daemons),
             control_socket=str(self.config.socket),
         )
+        self._fence_previous_run()
         self._recover_orphans()
         self.control.start()
         self.wakeups.open()
@@ -181,6 +185,38 @@ class Master:
         for pool in self.pools.values():
             pool.maintain()
         self.observers.start(self)
+
+    def _fence_previous_run(self) -> None:
+        """No process of the previous run on this socket may still run when its jobs are recovered (``fence.py``).
+
+        Its jobs that no worker began (prefetched, waiting in a pipe, handed
+        over by a submit) get their attempt back: it was charged for a run
+        that never happened.
+        """
+        host_fence = fence.HostFence(self.config.socket, self.id)
+        fenced = host_fence.secure()
+        if fenced.master_alive:
+            raise JobdError(f"another master ({fenced.master_id}) runs with the control socket {self.config.socket}")
+        if fenced.survivors:
+            raise JobdError(
+                f"processes of the previous run on this host did not end after SIGKILL (pids {list(fenced.survivors)[:20]}); "
+                "its jobs cannot be recovered safely: not starting"
+            )
+        if fenced.killed:
+            log.warning("killed %s process(es) the previous run (%s) left on this host", fenced.killed, fenced.master_id)
+        self._refund_unstarted(fenced)
+        host_fence.own()
+        self.launcher.fence = host_fence
+
+    def _refund_unstarted(self, fenced: fence.Fenced) -> None:
+        """Return a dead master's running jobs that none of its workers began, with their attempt given back."""
+        if fenced.master_id is None:
+            return
+        owned = self.store.jobs.owned_running(fenced.master_id, started_before=time.time() + 3600)
+        held = [(job.id, job.attempts) for job in self.store.jobs.handed(owned, fenced.master_id)]
+        never_began = fence.unstarted(held, fenced.started)
+        if never_began and self.store.jobs.requeue(never_began, fenced.master_id, refund_attempt=True):
+            log.info("returned %s job(s) of master %s that no worker began, attempt refunded", len(never_began), fenced.master_id)
 
     def _create_pool(self, name: str, settings: Any) -> Pool:
         spec = WorkerSpec(config=self.config, daemon=name, owner=self.id)
@@ -674,7 +710,16 @@ class Master:
             known = ", ".join(sorted(self.inventory.get(pool.daemon, {}))) or "none"
             problem = f"daemon {pool.daemon!r} has no task {job.task!r} (its tasks: {known})"
         if problem is None:
-            return True
+            allowed = self._limits(pool.daemon, job).max_attempts
+            if job.attempts <= allowed:
+                return True
+            # Recovered after its master died during its last allowed attempt: that
+            # attempt counts (as after a worker's crash); this claim's charge does not.
+            problem = f"its last attempt ({allowed} of {allowed}) was interrupted: its master died (or lost its lease) while it ran"
+            log.error("job %s is dead: %s", job.id, problem)
+            self.store.jobs.out_of_attempts(job.id, job.attempts, self.id, problem)
+            self.observers.job_ended(self, job, "dead", None, problem)
+            return False
         log.error("job %s cannot run: %s", job.id, problem)
         self.store.jobs.mark_dead_unrunnable(job.id, job.attempts, self.id, problem)
         self.observers.job_ended(self, job, "dead", None, problem)
@@ -727,12 +772,22 @@ class Master:
     def _recover_orphans(self) -> None:
         lease = self.config.heartbeat_lease
         for record in self.store.masters.silent(lease=lease):
-            if record.id != self.id and self.store.masters.declare_dead(record, lease=lease):
+            if record.id == self.id or (fenced := self._fenced(record)) is None:
+                continue
+            if self.store.masters.declare_dead(record, lease=lease):
                 log.warning("master %s on %s is dead (no heartbeat for %.0fs)", record.id, record.host, time.time() - record.heartbeat_at)
+                self._refund_unstarted(fenced)
         recovered = self.store.jobs.requeue_orphans(self.store.masters.live_ids_query())
         if recovered:
             log.warning("re-queued %s job(s) of dead master(s): %s", len(recovered), recovered[:20])
             self.claim_requested = True
+
+    @staticmethod
+    def _fenced(record: MasterRecord) -> fence.Fenced | None:
+        """Kill what a silent master of this host still runs (``fence.py``); None if some process survived."""
+        if record.host != socket.gethostname() or not record.control_socket:
+            return fence.Fenced(None)  # another host's: its master stops its own workers before its lease ends
+        return fence.fence_other(Path(record.control_socket), record.id)
 
     def _prune_finished(self) -> None:
         """Delete old finished jobs in small batches; one master at a time holds the lease."""

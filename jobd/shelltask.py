@@ -6,10 +6,13 @@ come only from config files (``ShellTaskSpec``), never from job arguments: a
 job row can be written by anyone with store access, so letting it carry a
 command would hand out arbitrary code execution.
 
-The command runs in its own session (so its own process group): a timeout or
-a cancellation signals the whole group, so a ``sh -c`` wrapper cannot leave
-its children running. Output is streamed to the logger line by line as it
-comes, tagged with its stream, and the last lines are kept for the error.
+The command runs in its own process group: a timeout or a cancellation
+signals the whole group, so a ``sh -c`` wrapper cannot leave its children
+running. The group stays in the worker's session (not a session of its own),
+so when the worker dies — killed, or with its master — the command and
+everything it started go with it (``jobd.workers.sessions``). Output is
+streamed to the logger line by line as it comes, tagged with its stream, and
+the last lines are kept for the error.
 
 Like a cron line, a command may name the shell that runs it (cron's
 ``SHELL=``) and, as a system crontab line does, the user it runs as. Only a
@@ -197,7 +200,7 @@ def run_shell(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            start_new_session=True,
+            process_group=0,  # its own group, inside the worker's session
             **identity,
         )
     except OSError as error:  # no such program or cwd, not executable: like a shell's 127
@@ -304,7 +307,7 @@ def _start_reader(
 
 def _terminate_group(process: subprocess.Popen[bytes], kill_grace: float) -> None:
     """SIGTERM the process group, then SIGKILL whatever is left after ``kill_grace``."""
-    group = process.pid  # start_new_session made the child its group's leader
+    group = process.pid  # process_group=0 made the child its group's leader
     _signal_group(group, signal.SIGTERM)
     deadline = time.monotonic() + kill_grace
     while time.monotonic() < deadline:

@@ -640,6 +640,14 @@ class JobQueue:
         """A claimed job that can never run (unknown task, args not JSON): dead at once."""
         return self.fail(job_id, attempt, owner, error=reason, traceback=None, retry_at=None)
 
+    def out_of_attempts(self, job_id: int, attempt: int, owner: str, reason: str) -> bool:
+        """A claimed job whose allowed attempts were all used before this claim: dead, uncharged for the claim.
+
+        Its stored ``attempts`` goes back to the attempts it really had, so it
+        never exceeds ``max_attempts``.
+        """
+        return self._finish(job_id, attempt, owner, JobState.DEAD, None, error=reason, traceback=None, run_at=None, attempts=attempt - 1)
+
     # -- inspecting -------------------------------------------------------
 
     def get(self, job_id: int) -> Job:

@@ -6,6 +6,11 @@ lock held by another thread. The fork server is a clean single-threaded
 process that forks workers on request, with jobd's own modules preloaded so a
 worker starts in milliseconds. Tests of the supervision logic can swap this
 object for a double; other tests use it for real.
+
+Every worker gets the read end of the master's lifeline (``lifeline.py``) and
+leads its own session; when a worker ends, whatever its task left running in
+that session is killed with it, and while it lives it is written down for
+the next master's fence (``fence.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +27,10 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from ..log_channels import open_worker_channel
+from . import sessions
 from .direct import Channel
+from .fence import HostFence
+from .lifeline import Lifeline
 from .memory import rss_bytes
 from .worker import WorkerSpec, worker_main
 
@@ -67,11 +75,19 @@ class ProcessLauncher:
 
     context = _context  # shared objects a worker is given (its gate) come from the context that starts it
 
+    def __init__(self) -> None:
+        self.lifeline: Lifeline | None = None  # opened with the first worker, in the process that runs the master
+        self.fence: HostFence | None = None  # set by the master once the previous run on its socket is fenced
+
     def spawn(self, spec: WorkerSpec, name: str, channel: Channel | None = None) -> SpawnedProcess:
+        if self.lifeline is None:
+            self.lifeline = Lifeline()
         parent_end, child_end = _context.Pipe(duplex=True)
         log_end = open_worker_channel()  # its own pipe for log records: a worker killed mid-record costs only that record
         spec = replace(spec, log_channel=log_end)
-        process = _context.Process(target=worker_main, args=(spec, child_end, channel), name=name, daemon=False)
+        process = _context.Process(
+            target=worker_main, args=(spec, child_end, channel, self.lifeline.reader), name=name, daemon=False,
+        )
         try:
             with _main_module_hidden():
                 process.start()
@@ -79,7 +95,10 @@ class ProcessLauncher:
             child_end.close()
             if log_end is not None:
                 log_end.close()
-        return SpawnedProcess(process, parent_end)
+        spawned = SpawnedProcess(process, parent_end)
+        if self.fence is not None:
+            self.fence.add(spawned.pid)
+        return spawned
 
     def send_signal(self, pid: int, signum: int) -> None:
         try:
@@ -91,7 +110,9 @@ class ProcessLauncher:
         self.send_signal(pid, signal.SIGTERM)
 
     def kill(self, pid: int) -> None:
+        """SIGKILL a worker and everything its task started (its session)."""
         self.send_signal(pid, signal.SIGKILL)
+        sessions.kill_session(pid)
 
     def rss_bytes(self, pid: int) -> int | None:
         """The resident set size of a worker, in bytes (None if it is gone)."""
@@ -103,5 +124,10 @@ class ProcessLauncher:
         if process.is_alive():
             return None
         process.join(0)
+        # A finished worker owns nothing: what its tasks left running goes with it
+        # (a worker leads its session, whose pid stays taken while a member lives).
+        sessions.kill_session(spawned.pid)
+        if self.fence is not None:
+            self.fence.remove(spawned.pid)
         code: Any = process.exitcode
         return code if code is not None else None

@@ -4,9 +4,11 @@ The loop is: take the next ``RunJob`` (the master may have sent several
 ahead) → run the task with its ``ctx`` → send ``JobFinished``. Everything a
 task can do wrong (raise, return something that is not JSON, ignore args)
 becomes a failed outcome; only a crash of the process itself is left to the
-master to notice. A worker dies with its master (``PR_SET_PDEATHSIG`` plus
-pipe EOF), so a ``kill -9`` of the master never leaves orphan workers
-finishing jobs that a restarted master runs again.
+master to notice. A worker dies with its master, whatever kills it (the
+lifeline, ``lifeline.py``, with ``PR_SET_PDEATHSIG`` behind it), and takes
+what its task started along (it leads its own session), so a ``kill -9`` of
+the master never leaves orphans finishing jobs that a restarted master runs
+again.
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ from ..inventory import load_daemon_tasks
 from ..logs import JobLogContext, configure_worker_logging, job_logging_context
 from ..store import open_store
 from ..tasks import TaskDefinition
-from . import protocol
+from . import lifeline as lifelines, protocol
 from .direct import Channel, WorkerEnd, handoff_guard
+from .fence import Ledger, ledger_path
 
 log = logging.getLogger("jobd.worker")
 
@@ -100,8 +103,14 @@ def _die_with_parent() -> None:
         pass  # not Linux: the pipe EOF still ends the worker between jobs
 
 
-def worker_main(spec: WorkerSpec, connection: Connection, channel: Channel | None = None) -> None:
+def worker_main(
+    spec: WorkerSpec, connection: Connection, channel: Channel | None = None, lifeline: Connection | None = None,
+) -> None:
     """Entry point of a worker process (runs in the child)."""
+    os.setsid()  # its own session and process group: everything its tasks start can be found and killed with it
+    if lifeline is not None:
+        lifelines.watch(lifeline)
+    lifelines.detach_from_fork_server()
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the master, which drains
     cancel = _CancelFlag()
@@ -118,12 +127,14 @@ def worker_main(spec: WorkerSpec, connection: Connection, channel: Channel | Non
     _send(connection, protocol.WorkerReady(os.getpid()))
     direct = WorkerEnd(channel, spec.daemon, lambda message: _send(connection, message), handoff_guard(spec)) if channel else None
     inbox = _Inbox(connection, direct)
+    ledger = Ledger(ledger_path(spec.config.socket, os.getpid()))  # which jobs really began, for the next master
     while (message := inbox.next_job()) is not None:
         if message.job_id in inbox.cancelled:
             inbox.cancelled.discard(message.job_id)
             _send(connection, protocol.JobFinished(message.job_id, message.attempt, "cancelled", error="cancelled by an operator"))
             continue
         cancel.is_set = False
+        ledger.began(message.job_id, message.attempt)
         progress.job_started(message.job_id, message.task, message.attempt)
         finished = run_job(message, tasks, spec.daemon, progress, checkpoints, cancel, caps)
         progress.job_ended(message.job_id)
