@@ -4,6 +4,8 @@ the jobs list's time filter and the tenant migrations report — against a real 
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -252,3 +254,52 @@ def test_the_store_walks_dead_jobs_in_bounded_batches_and_finds_a_time_window_by
     window = [job.id for job in store.jobs.list(created_after=now + 10, created_before=now + 20, limit=50)]
     assert window == sorted([job_id for n, job_id in enumerate(ids) if 10 <= n < 20 and job_id in kept] + [kept[-1]], reverse=True)
     assert store.jobs.list(created_after=now + 1000, limit=50) == []
+
+
+def _fleet_helpers() -> Any:
+    """The migration tests' fleet builder (real MariaDB tenant databases under a random prefix)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "migrations" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("jobd_web_fleet", path)
+    assert spec is not None and spec.loader is not None
+    module = sys.modules.get(spec.name) or importlib.util.module_from_spec(spec)
+    if spec.name not in sys.modules:
+        sys.modules[spec.name] = module  # its dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return module
+
+
+def test_the_migrations_page_shows_each_tenant_and_its_runs_without_changing_a_tenant(
+    deployment_factory: Callable[[str], Deployment], mariadb_url: str
+) -> None:
+    fleets = _fleet_helpers()
+    prefix = f"jobdt_mig_{secrets.token_hex(4)}_"
+    deployment = deployment_factory(mariadb_url)
+    try:
+        (deployment.root / "fleet").mkdir()
+        fleet = fleets.build_fleet(prefix, 2, deployment.root / "fleet")
+        ran = subprocess.run([sys.executable, "-m", "jobd.cli.migrate", "--tenants", "t01", "--config", str(fleet.config_path)],
+                             capture_output=True, text=True, timeout=120)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        deployment.write_config({"main": {"workers": 1}}, web={"read_token": READ, "admin_token": ADMIN})
+        migrations = fleet.config_path.read_text().replace('folder = "migrations"', f'folder = "{fleet.folder}"')
+        deployment.config_path.write_text(deployment.config_path.read_text() + migrations)
+        initialised = deployment.jobd("init")
+        assert initialised.returncode == 0, initialised.stdout + initialised.stderr
+        before = {tenant: fleet.fingerprint(tenant) for tenant in fleet.tenants}
+        server = WebProcess(deployment).start()
+        try:
+            report = server.request("GET", "/api/v1/migrations", token=READ, timeout=60)
+        finally:
+            server.stop()
+        assert report.status == 200 and report.data["configured"] is True, report.body
+        tenants = {row["tenant"]: row for row in report.data["tenants"]}
+        assert set(tenants) == {"t01", "t02"}
+        assert tenants["t01"]["state"] == "up_to_date" and tenants["t01"]["current"] == report.data["latest"]
+        assert [run["state"] for run in tenants["t01"]["runs"]] == ["succeeded"]
+        assert tenants["t02"]["state"] == "behind" and tenants["t02"]["pending"] and tenants["t02"]["runs"] == []
+        assert {tenant: fleet.fingerprint(tenant) for tenant in fleet.tenants} == before, "looking changed a tenant"
+    finally:
+        fleets.drop_prefixed(prefix)

@@ -5,7 +5,7 @@
 const API = "/api/v1";
 const params = new URLSearchParams(location.search);
 const BIG = params.get("big") === "1";
-const state = { access: "none", view: null, feed: null, jobFeed: null, route: "" };
+const state = { access: "none", view: null, feed: null, jobFeed: null, route: "", flash: null, asking: null };
 
 // -- small helpers ----------------------------------------------------------
 
@@ -85,14 +85,22 @@ function confirmAction(text, number) {
   document.getElementById("confirm-text").textContent = text;
   document.getElementById("confirm-number-label").hidden = number === undefined;
   if (number !== undefined) field.value = String(number);
+  if (state.asking) state.asking(false);  // a question still waiting for its close event is a "no"
   return new Promise((resolve) => {
-    dialog.addEventListener("close", () => {
-      const yes = dialog.returnValue === "yes";
+    const finish = (yes) => {
+      dialog.removeEventListener("close", closed);
+      if (state.asking === finish) state.asking = null;
       if (number === undefined) resolve(yes);
       else resolve(yes && field.value !== "" ? Number(field.value) : null);
-    }, { once: true });
+    };
+    const closed = () => {
+      if (dialog.open) return;  // the late close event of the previous question: this one is still asked
+      finish(dialog.returnValue === "yes");
+    };
+    state.asking = finish;
     dialog.returnValue = "";
     dialog.showModal();
+    dialog.addEventListener("close", closed);
   });
 }
 
@@ -113,6 +121,12 @@ function setConnection(text, cls) {
 }
 
 function setNote(text) {
+  // An action's outcome stays shown for a while, next to the live view's own note (frames arrive several a second).
+  state.flash = text ? { text, until: Date.now() + 15000 } : null;
+  showNote(text);
+}
+
+function showNote(text) {
   const note = document.getElementById("note");
   note.hidden = !text;
   note.textContent = text || "";
@@ -266,7 +280,8 @@ function renderSummary() {
   document.getElementById("summary").textContent =
     `${masters.length} master${masters.length === 1 ? "" : "s"}${hosts.length ? " on " + hosts.join(", ") : ""} · ` +
     `${num(view.jobs_per_minute)} jobs/min · source: ${view.source} · ${clock(view.generated_at)}`;
-  setNote(view.note);
+  const flash = state.flash && state.flash.until > Date.now() ? state.flash.text : "";
+  showNote([flash, view.note].filter(Boolean).join(" · "));
 }
 
 function startFeed() {
