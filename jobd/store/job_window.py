@@ -51,10 +51,12 @@ def id_range_for_created(
     slack: float = defaults.JOB_TIME_FILTER_SLACK_SECONDS,
 ) -> tuple[int, int] | None:
     """Inclusive (low, high) ids that hold every job created in [after, before), or None if no job can be."""
-    bounds = connection.execute(sa.select(sa.func.min(jobs.c.id), sa.func.max(jobs.c.id))).first()
-    if bounds is None or bounds[0] is None:
+    # Two statements: SQLite answers a lone min() or max() from the key's ends, but both together by a scan.
+    lowest = connection.execute(sa.select(sa.func.min(jobs.c.id))).scalar()
+    highest = connection.execute(sa.select(sa.func.max(jobs.c.id))).scalar()
+    if lowest is None or highest is None:
         return None
-    low, high = int(bounds[0]), int(bounds[1])
+    low, high = int(lowest), int(highest)
     first, last = low, high
     if created_after is not None:
         low = _first_id_created_at_or_after(connection, jobs, created_after - slack, first, last)

@@ -303,3 +303,29 @@ def test_the_migrations_page_shows_each_tenant_and_its_runs_without_changing_a_t
         assert {tenant: fleet.fingerprint(tenant) for tenant in fleet.tenants} == before, "looking changed a tenant"
     finally:
         fleets.drop_prefixed(prefix)
+
+
+def test_the_time_filter_reads_the_primary_key_never_the_whole_table(deployment_factory: Callable[[str], Deployment]) -> None:
+    """Every statement a created-at window runs is a primary-key search (SQLite's plan), not a scan of the jobs table."""
+    deployment = deployment_factory(None)
+    store = deployment.store
+    store.initialise()
+    now = 1_700_000_000.0
+    store.jobs.insert_many([NewJob("d", "t.noop", {}) for _ in range(2000)], now=now)
+    statements: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append((statement, parameters))
+
+    sa.event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        assert len(store.jobs.list(created_after=now - 10, created_before=now + 10, limit=20)) == 20
+        store.jobs.dead_matching("retry", created_after=now - 10)
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", capture)
+    assert len(statements) >= 5
+    with store.engine.connect() as connection:
+        for statement, parameters in statements:
+            plan = " | ".join(str(row[-1]) for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters))
+            assert "SCAN" not in plan, f"{statement}\n→ {plan}"  # SEARCH by key, or min/max from the key's ends
