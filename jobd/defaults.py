@@ -126,3 +126,6 @@ WEB_DRAIN_BODY_BYTES = 8 * 1024 * 1024  # an oversized body is read (and dropped
 WEB_REFRESH_SECONDS = 0.25  # the live view is read this often while a page is open (one reader for every page)
 WEB_KEEPALIVE_SECONDS = 15.0  # an idle event stream sends a comment this often, so proxies keep it open
 WEB_JOBS_PAGE_MAX = 500  # most jobs one /api/v1/jobs page returns
+JOB_TIME_FILTER_SLACK_SECONDS = 60.0  # a created-at filter's id range is widened by this much clock skew between inserting hosts
+BULK_ACTION_BATCH = 500  # a bulk retry/delete of dead jobs changes at most this many rows per transaction
+BULK_ACTION_MAX = 100_000  # and at most this many per request (the answer says if more are left)

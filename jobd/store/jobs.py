@@ -25,6 +25,7 @@ from .direct import DirectStatement, direct_transaction
 from .row_decoding import decode_row
 from .schema import UNDATED_WHERE
 from .engine import READ_ONLY
+from .job_window import created_conditions, id_range_for_created
 from .state_lookup import in_states
 
 
@@ -624,6 +625,66 @@ class JobQueue:
             )
             return self._get_on(connection, job_id)
 
+    def delete(self, job_id: int) -> Job:
+        """Delete one finished job (its log lines are the caller's: ``job_logs.delete_for``)."""
+        jobs = self.table
+        with self.engine.begin() as connection:
+            job = self._get_on(connection, job_id, lock=True)
+            if job.state not in FINAL:
+                raise InvalidTransition(f"job {job_id} {phrase(job.state)}; only finished jobs can be deleted (cancel it first)")
+            connection.execute(jobs.delete().where(jobs.c.id == job_id, jobs.c.state == str(job.state)))
+            return job
+
+    def dead_matching(
+        self, action: str, *, daemon: str | None = None, task: str | None = None, created_after: float | None = None,
+        created_before: float | None = None, batch: int = defaults.BULK_ACTION_BATCH, most: int = defaults.BULK_ACTION_MAX,
+        now: float | None = None,
+    ) -> tuple[list[int], bool]:
+        """Retry (``"retry"``) or delete (``"delete"``) the dead jobs matching a filter, a batch per transaction.
+
+        Walks the key upward from where the last batch ended, so a retried job
+        that dies again meanwhile is not taken twice; every UPDATE/DELETE is
+        guarded by ``state = 'dead'``. Returns the ids changed and whether
+        matching jobs were left (``most`` reached).
+        """
+        if action not in ("retry", "delete"):
+            raise InvalidArgs(f"unknown bulk action {action!r}")
+        now = time.time() if now is None else now
+        jobs = self.table
+        dead = str(JobState.DEAD)
+        with self.engine.connect().execution_options(**READ_ONLY) as connection:
+            window = id_range_for_created(connection, jobs, created_after, created_before) if (
+                created_after is not None or created_before is not None) else (0, 2**63 - 1)
+        changed: list[int] = []
+        if window is None:
+            return changed, False
+        cursor, top = window[0] - 1, window[1]
+        filters = [jobs.c.state == dead, jobs.c.id <= top, *created_conditions(jobs, created_after, created_before)]
+        if daemon:
+            filters.append(jobs.c.daemon == daemon)
+        if task:
+            filters.append(jobs.c.task == task)
+        while len(changed) < most:
+            with self.engine.begin() as connection:
+                query = sa.select(jobs.c.id).where(jobs.c.id > cursor, *filters).order_by(jobs.c.id).limit(min(batch, most - len(changed)))
+                if self.is_mysql:
+                    query = query.with_for_update()  # the ids returned are the rows changed
+                ids = list(connection.execute(query).scalars())
+                if not ids:
+                    return changed, False
+                cursor = ids[-1]
+                guarded = [jobs.c.id.in_(ids), jobs.c.state == dead]
+                if action == "retry":
+                    connection.execute(jobs.update().where(*guarded).values(
+                        state=str(transition(JobState.DEAD, JobState.QUEUED)), attempts=0, run_at=None, finished_at=None,
+                        cancel_requested=False, updated_at=now))
+                else:
+                    connection.execute(jobs.delete().where(*guarded))
+            changed += ids
+        with self.engine.connect().execution_options(**READ_ONLY) as connection:
+            left = connection.execute(sa.select(jobs.c.id).where(jobs.c.id > cursor, *filters).limit(1)).first() is not None
+        return changed, left
+
     def cancel_requests(self, owner: str) -> list[int]:
         """Running jobs of ``owner`` that an operator asked to cancel."""
         jobs = self.table
@@ -671,12 +732,23 @@ class JobQueue:
         task: str | None = None,
         limit: int = 50,
         before_id: int | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
     ) -> list[Job]:
-        """Most recent jobs first, filtered; ``before_id`` pages on by key (no offset, no count)."""
+        """Most recent jobs first, filtered; ``before_id`` pages on by key (no offset, no count).
+
+        A creation-time window becomes a primary-key range (``job_window``), so it walks the key, not the table.
+        """
         jobs = self.table
         query = sa.select(jobs).order_by(jobs.c.id.desc()).limit(limit)
         if before_id is not None:
             query = query.where(jobs.c.id < before_id)
+        if created_after is not None or created_before is not None:
+            with self.engine.connect().execution_options(**READ_ONLY) as connection:
+                window = id_range_for_created(connection, jobs, created_after, created_before)
+            if window is None:
+                return []
+            query = query.where(jobs.c.id.between(*window), *created_conditions(jobs, created_after, created_before))
         if daemon:
             query = query.where(jobs.c.daemon == daemon)
             if states:

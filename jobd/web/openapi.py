@@ -35,13 +35,17 @@ def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "jobd web API", "version": "1", "x-jobd-version": __version__,
-                 "description": "Status, jobs and schedules of a jobd deployment; submit intents; retry and cancel jobs."},
+                 "description": "Status, jobs and schedules of a jobd deployment; submit intents; act on jobs, daemons and schedule entries."},
         "components": {
             "securitySchemes": {"token": {"type": "http", "scheme": "bearer",
                                           "description": "the read token (look) or the admin token (look and act)"}},
             "schemas": {
                 "Error": {"type": "object", "required": ["status", "error", "message"], "properties": {
                     "status": {"type": "integer"}, "error": {"type": "string"}, "message": {"type": "string"}}},
+                "DeadFilter": {"type": "object", "additionalProperties": False, "properties": {
+                    "daemon": {"type": "string"}, "task": {"type": "string"},
+                    "created_after": {"type": ["number", "string"]}, "created_before": {"type": ["number", "string"]},
+                    "all": {"type": "boolean", "description": "needed when no other filter is given"}}},
                 "Intent": {"type": "object", "required": ["daemon", "task"], "additionalProperties": False, "properties": {
                     "daemon": {"type": "string"}, "task": {"type": "string"}, "args": {"type": "object"},
                     "priority": {"type": "integer"}, "delay": {"type": "number", "minimum": 0},
@@ -60,6 +64,9 @@ def openapi_document() -> dict[str, Any]:
                                  {"name": "state", "in": "query", "schema": {"type": "string"}, "description": "repeatable or comma-separated"},
                                  {"name": "daemon", "in": "query", "schema": {"type": "string"}},
                                  {"name": "task", "in": "query", "schema": {"type": "string"}},
+                                 {"name": "created_after", "in": "query", "schema": {"type": "string"},
+                                  "description": "epoch seconds or ISO 8601 (no zone: UTC); a primary-key range, not a scan"},
+                                 {"name": "created_before", "in": "query", "schema": {"type": "string"}},
                                  {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
                                  {"name": "before", "in": "query", "schema": {"type": "integer"}}]),
                 "post": _action("Submit an intent, validated like `jobd trigger` (201 with the job id).",
@@ -71,6 +78,23 @@ def openapi_document() -> dict[str, Any]:
                                                         _SSE, parameters=[_ID])},
             "/api/v1/jobs/{job_id}/retry": {"post": _action("Queue a dead or cancelled job again.", parameters=[_ID])},
             "/api/v1/jobs/{job_id}/cancel": {"post": _action("Cancel a waiting job, or ask a running one to stop.", parameters=[_ID])},
+            "/api/v1/jobs/{job_id}/delete": {"post": _action("Delete a finished job and its log lines (409 while it runs or waits).",
+                                                             parameters=[_ID])},
+            "/api/v1/dead-jobs/{action}": {"post": _action(
+                "`retry` or `delete` every dead job matching the filter, in bounded batches; answers `count` and `more_left`.",
+                parameters=[{"name": "action", "in": "path", "required": True, "schema": {"enum": ["retry", "delete"]}}],
+                requestBody={"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DeadFilter"}}}})},
+            "/api/v1/daemons/{daemon}/{action}": {"post": _action(
+                "Ask the master to `start`, `stop`, `restart` (rolling) or `scale` a daemon (body `{\"workers\": N}`); "
+                "answers at once, the live view shows it getting there. 503 when no master runs.",
+                parameters=[{"name": "daemon", "in": "path", "required": True, "schema": {"type": "string"}},
+                            {"name": "action", "in": "path", "required": True, "schema": {"enum": ["start", "stop", "restart", "scale"]}}])},
+            "/api/v1/schedules/{entry}/{action}": {"post": _action(
+                "`pause` or `resume` a schedule entry, or `run` its task and args now as an intent (201 with the job id).",
+                parameters=[{"name": "entry", "in": "path", "required": True, "schema": {"type": "string"}},
+                            {"name": "action", "in": "path", "required": True, "schema": {"enum": ["pause", "resume", "run"]}}])},
+            "/api/v1/migrations": {"get": _read("Tenant migrations: each tenant's step, pending steps, problems and last runs "
+                                                "(`configured: false` without a [migrations] table).")},
             "/api/v1/session": {
                 "post": {"summary": "Trade a token for the page's cookie (HttpOnly, SameSite=Strict).",
                          "responses": {"200": {"description": "signed in", **_JSON}, "401": _ERROR, "403": _ERROR}},

@@ -9,7 +9,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ..errors import BadInput, InvalidTransition, JobdError, StoreUnavailable, UnknownJob
+from ..errors import BadInput, InvalidTransition, JobdError, MasterNotRunning, StoreUnavailable, UnknownJob
 
 
 class ApiError(Exception):
@@ -35,7 +35,7 @@ def status_for(error: JobdError) -> int:
         return 400
     if isinstance(error, InvalidTransition):
         return 409
-    if isinstance(error, StoreUnavailable):
+    if isinstance(error, (StoreUnavailable, MasterNotRunning)):
         return 503
     return 500
 

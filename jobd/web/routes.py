@@ -13,7 +13,7 @@ import logging
 from typing import Any
 from urllib.parse import urlencode
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -21,6 +21,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from .. import defaults
 from ..errors import JobdError
 from .feed import LiveFeed, sse_frame
+from .migrations_view import migrations_report
+from .operations import DeadFilter, Operations, parse_moment
 from .responses import ApiError, read_json
 from .security import COOKIE_NAME, Access, Tokens, access_of, cross_site_reason
 from .sources import WebSources
@@ -47,6 +49,38 @@ class Intent(BaseModel):
     max_attempts: int | None = Field(default=None, ge=1, le=1000)
 
 
+class DeadJobsFilter(BaseModel):
+    """``POST /api/v1/dead-jobs/{retry,delete}``: which dead jobs; ``all`` must be said when no filter is given."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    daemon: str | None = Field(default=None, min_length=1, max_length=defaults.MAX_NAME_LENGTH)
+    task: str | None = Field(default=None, min_length=1, max_length=defaults.MAX_NAME_LENGTH)
+    created_after: float | str | None = None
+    created_before: float | str | None = None
+    all: StrictBool = False
+
+
+class Scale(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workers: StrictInt = Field(ge=0, le=512)
+
+
+def _validated(model: type[BaseModel], body: Any) -> Any:
+    try:
+        return model.model_validate(body)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise ApiError(400, f"{where}: {first['msg']}") from None
+
+
+def _no_parameters(body: Any, action: str) -> None:
+    if not isinstance(body, dict) or body:
+        raise ApiError(400, f"{action} takes no parameters: send {{}} or an empty body")
+
+
 def who(access: Access, request: Request) -> str:
     client = request.client
     address = f"{client.host}:{client.port}" if client else "unknown address"
@@ -59,6 +93,7 @@ class Api:
         self.sources = sources
         self.feed = feed
         self.tokens = tokens
+        self.operations = Operations(sources.config, lambda: sources.store)
 
     # -- access -----------------------------------------------------------
 
@@ -106,9 +141,11 @@ class Api:
             raise ApiError(400, f"limit must be 1-{defaults.WEB_JOBS_PAGE_MAX}")
         before = _int(query.get("before"), "before", None)
         states = [value for item in query.getlist("state") for value in item.split(",") if value]
+        after = parse_moment(query.get("created_after"), "created_after")
+        until = parse_moment(query.get("created_before"), "created_before")
         rows, next_before = await run_in_threadpool(
             lambda: self.sources.jobs(states=states, daemon=query.get("daemon") or None, task=query.get("task") or None,
-                                      limit=limit, before=before)
+                                      limit=limit, before=before, created_after=after, created_before=until)
         )
         following = None
         if next_before is not None:
@@ -180,6 +217,62 @@ class Api:
         job = await run_in_threadpool(getattr(self.sources, action), job_id)
         log.info("%s of job %s by %s: now %s", action, job_id, who(access, request), job["state"])
         return JSONResponse({"job_id": job_id, "state": job["state"]})
+
+    async def delete(self, request: Request) -> Response:
+        access = self.authorise(request, Access.ADMIN)
+        job_id = _job_id(request)
+        _no_parameters(await read_json(request, empty={}), "delete")
+        answer = await run_in_threadpool(self.operations.delete_job, job_id)
+        log.info("delete of job %s (%s) by %s", job_id, answer["state"], who(access, request))
+        return JSONResponse(answer)
+
+    async def dead_jobs(self, request: Request) -> Response:
+        """Retry or delete every dead job matching a filter, in bounded batches; answers how many."""
+        access = self.authorise(request, Access.ADMIN)
+        action = request.path_params["action"]
+        if action not in ("retry", "delete"):
+            raise ApiError(404, f"no dead-jobs action {action!r} (retry, delete)")
+        body = _validated(DeadJobsFilter, await read_json(request))
+        where = DeadFilter(body.daemon, body.task, parse_moment(body.created_after, "created_after"),
+                           parse_moment(body.created_before, "created_before"))
+        if where.empty and not body.all:
+            raise ApiError(400, "no filter given: name a daemon, task or time window, or send \"all\": true for every dead job")
+        answer = await run_in_threadpool(self.operations.dead_jobs, action, where)
+        log.info("%s of %s dead jobs (%s) by %s%s", action, answer["count"], where.describe(), who(access, request),
+                 "; more are left" if answer["more_left"] else "")
+        return JSONResponse(answer)
+
+    async def daemon(self, request: Request) -> Response:
+        """Start, stop, restart (rolling) or scale a daemon through the master's control operations."""
+        access = self.authorise(request, Access.ADMIN)
+        name, action = request.path_params["daemon"], request.path_params["action"]
+        if action not in ("start", "stop", "restart", "scale"):
+            raise ApiError(404, f"no daemon action {action!r} (start, stop, restart, scale)")
+        body = await read_json(request, empty={})
+        workers = None
+        if action == "scale":
+            workers = _validated(Scale, body).workers
+        else:
+            _no_parameters(body, action)
+        answer = await run_in_threadpool(self.operations.daemon, action, name, workers)
+        log.info("%s of daemon %s%s by %s", action, name, f" to {workers} workers" if action == "scale" else "", who(access, request))
+        return JSONResponse(answer)
+
+    async def schedule(self, request: Request) -> Response:
+        """Pause or resume a schedule entry, or run its task now."""
+        access = self.authorise(request, Access.ADMIN)
+        name, action = request.path_params["entry"], request.path_params["action"]
+        if action not in ("pause", "resume", "run"):
+            raise ApiError(404, f"no schedule action {action!r} (pause, resume, run)")
+        _no_parameters(await read_json(request, empty={}), action)
+        answer = await run_in_threadpool(self.operations.schedule, action, name)
+        done = f"submitted job {answer['job_id']}" if action == "run" else ("done" if answer["changed"] else "no change")
+        log.info("%s of schedule entry %s by %s: %s", action, name, who(access, request), done)
+        return JSONResponse(answer, status_code=201 if action == "run" else 200)
+
+    async def migrations(self, request: Request) -> Response:
+        self.authorise(request, Access.READ)
+        return JSONResponse(await run_in_threadpool(migrations_report, self.sources.config))
 
     # -- the browser's session --------------------------------------------
 

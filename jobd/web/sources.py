@@ -54,6 +54,7 @@ class WebSources:
         self._masters: list[dict[str, Any]] = []
         self._masters_read = 0.0
         self._workers: list[dict[str, Any]] = []
+        self._daemon_states: dict[str, dict[str, Any]] = {}
         self._history: collections.deque[list[float]] = collections.deque(maxlen=HISTORY_POINTS)
 
     @property
@@ -88,6 +89,7 @@ class WebSources:
                 view["note"] = view.get("note") or f"the store is unreachable: {error}"
         view["registry"] = self._masters
         view["workers"] = self._workers
+        view["daemon_states"] = self._daemon_states
         daemons = view.get("daemons") or {}
         if not self._history or now - self._history[-1][0] >= HISTORY_STEP_SECONDS:
             queued = sum(int(row.get("queued") or 0) for row in daemons.values())
@@ -100,7 +102,12 @@ class WebSources:
         try:
             status = client.call(self.config.socket, "status", timeout=2.0)
         except (JobdError, OSError):
+            self._daemon_states = {}
             return []
+        self._daemon_states = {  # what the daemon buttons offer: stop a started one, start a stopped one
+            name: {"state": pool.get("state"), "size": pool.get("size"), "restart": pool.get("restart")}
+            for name, pool in (status.get("daemons") or {}).items()
+        }
         keys = ("pid", "state", "job_id", "task", "uptime", "jobs_done", "cpu_percent", "rss_bytes", "waiting")
         host = (status.get("master") or {}).get("host")
         return [
@@ -118,14 +125,16 @@ class WebSources:
         return schedule_rows(self.config, self.store)
 
     def jobs(
-        self, *, states: list[str], daemon: str | None, task: str | None, limit: int, before: int | None
+        self, *, states: list[str], daemon: str | None, task: str | None, limit: int, before: int | None,
+        created_after: float | None = None, created_before: float | None = None,
     ) -> tuple[list[dict[str, Any]], int | None]:
         """One page of jobs, newest first, and the id to page on from (None on the last page)."""
         try:
             wanted = [JobState(value) for value in states]
         except ValueError:
             raise InvalidArgs(f"unknown state in {states}; states are: {', '.join(s.value for s in JobState)}") from None
-        found = self.store.jobs.list(states=wanted, daemon=daemon, task=task, limit=limit + 1, before_id=before)
+        found = self.store.jobs.list(states=wanted, daemon=daemon, task=task, limit=limit + 1, before_id=before,
+                                     created_after=created_after, created_before=created_before)
         rows = [job_summary(job) for job in found[:limit]]
         return rows, (rows[-1]["id"] if len(found) > limit else None)
 

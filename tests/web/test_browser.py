@@ -180,3 +180,95 @@ def test_progress_shows_within_a_second_and_retrying_a_dead_job_from_the_page_ru
     wait_until(lambda: browser.evaluate("(document.getElementById('job-state') || {}).textContent") == "succeeded",
                timeout=10, interval=0.1, message="the job page to follow the job")
     assert f"retry of job {dead} by admin token from 127.0.0.1:" in server.log()
+
+
+def _confirm(browser: Browser, selector: str, *, number: int | None = None) -> None:
+    """Click an action's button, see the confirmation, say yes (with a number for a scale)."""
+    wait_until(lambda: browser.evaluate(f"document.querySelector({selector!r}) !== null"), timeout=20, interval=0.1,
+               message=f"{selector} on the page")
+    browser.evaluate(f"document.querySelector({selector!r}).click()")
+    wait_until(lambda: browser.evaluate("document.getElementById('confirm').open"), timeout=5, message="the confirmation dialog")
+    if number is not None:
+        browser.evaluate(f"document.getElementById('confirm-number').value = '{number}'")
+    browser.evaluate("document.getElementById('confirm-yes').click()")
+
+
+def test_the_action_buttons_ask_first_then_act_on_jobs_daemons_and_schedule_entries(
+    browser: Browser, deployment_factory: Callable[[str | None], Deployment]
+) -> None:
+    deployment = deployment_factory(None)
+    deployment.write_config({"main": {"workers": 1}, "parked": {"workers": 0}}, web={"admin_token": ADMIN})
+    (deployment.root / "schedules").mkdir()
+    (deployment.root / "schedules" / "main.toml").write_text('[entries.nightly]\ndaemon = "main"\ntask = "t.noop"\ncron = "0 3 * * *"\n')
+    deployment.start_master()
+    dead = [deployment.store.jobs.insert(NewJob("parked", "t.noop", {})) for _ in range(3)]
+    jobs = deployment.store.jobs.table
+    with deployment.store.engine.begin() as connection:
+        connection.execute(jobs.update().where(jobs.c.id.in_(dead)).values(state="dead", finished_at=time.time(), error="boom"))
+    done = deployment.store.jobs.insert(NewJob("main", "t.noop", {}))
+    wait_until(lambda: deployment.store.jobs.get(done).state is JobState.SUCCEEDED, timeout=30, message="a finished job")
+    server = WebProcess(deployment).start()
+    try:
+        browser.open(server.url + "/")  # the module's browser may hold the cookie already: sign in afresh either way
+        browser.evaluate(f"fetch('/api/v1/session', {{method: 'POST', headers: {{'Content-Type': 'application/json', "
+                         f"'X-Requested-By': 'jobd'}}, body: JSON.stringify({{token: {ADMIN!r}}})}}).then(r => r.status)", await_promise=True)
+        browser.open(server.url + "/")
+        wait_until(lambda: browser.evaluate("state.access") == "admin", timeout=20, message="the page signed in as admin")
+
+        # Bulk retry of the dead jobs the list's filter shows.
+        browser.evaluate("location.hash = '#/jobs?state=dead&daemon=parked'")
+        wait_until(lambda: browser.evaluate("document.querySelectorAll('#jobs tbody tr').length") == 3, timeout=20, message="the dead jobs")
+        browser.evaluate("document.getElementById('bulk-retry').click()")
+        wait_until(lambda: browser.evaluate("document.getElementById('confirm').open"), timeout=5, message="the confirmation dialog")
+        assert "every dead job of daemon parked" in browser.evaluate("document.getElementById('confirm-text').textContent")
+        browser.evaluate("document.getElementById('confirm-no').click()")
+        assert {deployment.store.jobs.get(job_id).state for job_id in dead} == {JobState.DEAD}, "saying no changes nothing"
+        _confirm(browser, "#bulk-retry")
+        wait_until(lambda: {deployment.store.jobs.get(job_id).state for job_id in dead} == {JobState.QUEUED}, timeout=10,
+                   message="the dead jobs to be queued again")
+        _wait_for_note(browser, "retried 3 dead jobs")
+
+        # Delete a finished job from its page.
+        browser.evaluate(f"location.hash = '#/job/{done}'")
+        _confirm(browser, "#job button.delete")
+        wait_until(lambda: not any(row["id"] == done for row in _all_jobs(deployment)), timeout=10, message="the job to be deleted")
+
+        # Stop, start and scale a daemon from the overview.
+        browser.evaluate("location.hash = '#/'")
+        status = lambda: deployment.status()["daemons"]["main"]  # noqa: E731
+        _confirm(browser, '#daemons tr[data-daemon="main"] button.daemon-stop')
+        wait_until(lambda: status()["state"] == "stopped", timeout=30, message="main to stop")
+        _confirm(browser, '#daemons tr[data-daemon="main"] button.daemon-start')
+        wait_until(lambda: status()["state"] == "started", timeout=30, message="main to start")
+        _confirm(browser, '#daemons tr[data-daemon="main"] button.daemon-scale', number=2)
+        wait_until(lambda: status()["size"] == 2, timeout=30, message="main to have two workers")
+
+        # Pause a schedule entry, then run it now.
+        browser.evaluate("location.hash = '#/schedules'")
+        _confirm(browser, '#schedules tr[data-entry="nightly"] button.entry-pause')
+        wait_until(lambda: deployment.store.schedules.paused_targets() == {"entry:nightly"}, timeout=10, message="the entry paused")
+        _confirm(browser, '#schedules tr[data-entry="nightly"] button.entry-run')
+        _wait_for_note(browser, "nightly: submitted job")
+
+        browser.evaluate("location.hash = '#/migrations'")
+        wait_until(lambda: browser.evaluate("(document.getElementById('migrations-none') || {}).textContent || ''").startswith(
+            "no [migrations] table is configured"), timeout=10, message="the migrations page")
+        log = server.log()
+        for line in ("retry of 3 dead jobs", f"delete of job {done}", "stop of daemon main", "start of daemon main",
+                     "scale of daemon main to 2 workers", "pause of schedule entry nightly", "run of schedule entry nightly"):
+            assert line in log and "by admin token from 127.0.0.1:" in log, line
+    finally:
+        server.stop()
+
+
+def _wait_for_note(browser: Browser, text: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in (shown := browser.evaluate("document.getElementById('note').textContent")):
+        assert time.monotonic() < deadline, f"the note says {shown!r}, not {text!r}"
+        time.sleep(0.05)
+
+
+def _all_jobs(deployment: Deployment) -> list[dict[str, object]]:
+    jobs = deployment.store.jobs.table
+    with deployment.store.engine.connect() as connection:
+        return [dict(row) for row in connection.execute(jobs.select()).mappings()]

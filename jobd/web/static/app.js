@@ -5,7 +5,7 @@
 const API = "/api/v1";
 const params = new URLSearchParams(location.search);
 const BIG = params.get("big") === "1";
-const state = { access: "none", view: null, feed: null, jobFeed: null, route: "" };
+const state = { access: "none", view: null, feed: null, jobFeed: null, route: "", flash: null, asking: null };
 
 // -- small helpers ----------------------------------------------------------
 
@@ -78,13 +78,40 @@ async function call(method, path, body) {
   return data;
 }
 
-function confirmAction(text) {
+function confirmAction(text, number) {
+  // Resolves true/false; with `number` (a default), the dialog also asks for a whole number and resolves it (or null).
   const dialog = document.getElementById("confirm");
+  const field = document.getElementById("confirm-number");
   document.getElementById("confirm-text").textContent = text;
+  document.getElementById("confirm-number-label").hidden = number === undefined;
+  if (number !== undefined) field.value = String(number);
+  if (state.asking) state.asking(false);  // a question still waiting for its close event is a "no"
   return new Promise((resolve) => {
-    dialog.addEventListener("close", () => resolve(dialog.returnValue === "yes"), { once: true });
+    const finish = (yes) => {
+      dialog.removeEventListener("close", closed);
+      if (state.asking === finish) state.asking = null;
+      if (number === undefined) resolve(yes);
+      else resolve(yes && field.value !== "" ? Number(field.value) : null);
+    };
+    const closed = () => {
+      if (dialog.open) return;  // the late close event of the previous question: this one is still asked
+      finish(dialog.returnValue === "yes");
+    };
+    state.asking = finish;
+    dialog.returnValue = "";
     dialog.showModal();
+    dialog.addEventListener("close", closed);
   });
+}
+
+async function act(question, method, path, body, done) {
+  // Every action: the operator confirms, then one POST; the answer (or the refusal) is shown in the note.
+  if (!(await confirmAction(question))) return null;
+  try {
+    const answer = await call(method, path, body);
+    setNote(done(answer));
+    return answer;
+  } catch (error) { setNote(`refused: ${error.message}`); return null; }
 }
 
 function setConnection(text, cls) {
@@ -94,6 +121,12 @@ function setConnection(text, cls) {
 }
 
 function setNote(text) {
+  // An action's outcome stays shown for a while, next to the live view's own note (frames arrive several a second).
+  state.flash = text ? { text, until: Date.now() + 15000 } : null;
+  showNote(text);
+}
+
+function showNote(text) {
   const note = document.getElementById("note");
   note.hidden = !text;
   note.textContent = text || "";
@@ -117,18 +150,47 @@ function mastersSection(view, now) {
                 : h("p", { class: "bad" }, "no master is running"));
 }
 
+function daemonButtons(name, d, view) {
+  if (state.access !== "admin") return null;
+  const known = (view.daemon_states || {})[name] || {};
+  const stopped = known.state === "stopped" || known.state === "stopping";
+  return [
+    stopped ? h("button", { class: "daemon-start", onclick: () => daemonAction(name, "start") }, "Start")
+            : h("button", { class: "danger daemon-stop", onclick: () => daemonAction(name, "stop") }, "Stop"),
+    h("button", { class: "daemon-restart", onclick: () => daemonAction(name, "restart") }, "Restart"),
+    h("button", { class: "daemon-scale", onclick: () => scaleDaemon(name, known.size ?? d.workers ?? 1) }, "Scale…"),
+  ];
+}
+
+async function daemonAction(name, action) {
+  const questions = { stop: `Stop daemon ${name}? Its workers finish their jobs (up to the drain timeout), then exit.`,
+                      start: `Start daemon ${name}?`, restart: `Restart daemon ${name}, one worker at a time?` };
+  await act(questions[action], "POST", `/daemons/${encodeURIComponent(name)}/${action}`, {},
+            (answer) => `daemon ${name}: ${action} asked (was ${answer.was || "?"})`);
+}
+
+async function scaleDaemon(name, current) {
+  const workers = await confirmAction(`Scale daemon ${name} to how many workers?`, current);
+  if (workers === null) return;
+  try {
+    await call("POST", `/daemons/${encodeURIComponent(name)}/scale`, { workers });
+    setNote(`daemon ${name}: scaling to ${workers} workers`);
+  } catch (error) { setNote(`refused: ${error.message}`); }
+}
+
 function daemonsSection(view, now) {
-  const rows = Object.entries(view.daemons || {}).map(([name, d]) => h("tr", { dataset: { daemon: name } },
+  const rows = Object.entries(view.daemons || {}).map(([name, d]) => h("tr", { dataset: { daemon: name, state: ((view.daemon_states || {})[name] || {}).state } },
     h("td", {}, h("strong", {}, name)),
     h("td", { class: "num" }, `${d.busy === null || d.busy === undefined ? "-" : d.busy}/${num(d.workers)}`),
     h("td", { class: "num" }, num(d.queued)), h("td", { class: "num" }, num(d.running)),
     h("td", { class: "num" }, num(d.succeeded_last_hour)),
     h("td", { class: "num" + (d.failed_last_hour ? " warn" : "") }, num(d.failed_last_hour)),
     h("td", { class: "num" + (d.dead_last_hour ? " bad" : "") }, num(d.dead_last_hour)),
-    h("td", { class: "num" }, num(d.jobs_per_minute)), h("td", {}, until(d.next_run, now))));
+    h("td", { class: "num" }, num(d.jobs_per_minute)), h("td", {}, until(d.next_run, now)),
+    h("td", { class: "actions" }, daemonButtons(name, d, view))));
   return h("section", { id: "daemons" }, h("h2", {}, "Daemons"),
     table([["daemon"], ["busy/workers", "num"], ["queued", "num"], ["running", "num"], ["ok/h", "num"], ["failed/h", "num"],
-           ["dead/h", "num"], ["jobs/min", "num"], ["next run"]], rows));
+           ["dead/h", "num"], ["jobs/min", "num"], ["next run"], [""]], rows));
 }
 
 function runningSection(view) {
@@ -218,7 +280,8 @@ function renderSummary() {
   document.getElementById("summary").textContent =
     `${masters.length} master${masters.length === 1 ? "" : "s"}${hosts.length ? " on " + hosts.join(", ") : ""} · ` +
     `${num(view.jobs_per_minute)} jobs/min · source: ${view.source} · ${clock(view.generated_at)}`;
-  setNote(view.note);
+  const flash = state.flash && state.flash.until > Date.now() ? state.flash.text : "";
+  showNote([flash, view.note].filter(Boolean).join(" · "));
 }
 
 function startFeed() {
@@ -252,12 +315,18 @@ async function renderJobs(query) {
     h("label", {}, "daemon ", h("select", { name: "daemon" }, [h("option", { value: "" }, "any"),
       ...Object.keys((state.view || {}).daemons || {}).map((d) => h("option", { value: d, selected: query.get("daemon") === d }, d))])),
     h("label", {}, "task ", h("input", { name: "task", value: query.get("task") || "", placeholder: "exact task name" })),
+    h("label", {}, "created after ", h("input", { name: "created_after", type: "datetime-local", value: localInput(query.get("created_after")) })),
+    h("label", {}, "before ", h("input", { name: "created_before", type: "datetime-local", value: localInput(query.get("created_before")) })),
     h("button", { type: "submit" }, "Filter"));
   filters.addEventListener("submit", (event) => {
     event.preventDefault();
     const form = new FormData(filters);
     const next = new URLSearchParams();
-    for (const [key, value] of form) if (value) next.set(key, value);
+    for (const [key, value] of form) {
+      if (!value) continue;
+      // The time inputs are in this browser's zone; the API takes epoch seconds.
+      next.set(key, key.startsWith("created_") ? String(Math.floor(new Date(value).getTime() / 1000)) : value);
+    }
     location.hash = "#/jobs?" + next;
   });
   const section = h("section", { id: "jobs" }, h("h2", {}, "Jobs"), filters, h("p", { class: "dim" }, "loading…"));
@@ -271,16 +340,70 @@ async function renderJobs(query) {
       h("td", { class: "state-" + job.state }, job.state), h("td", { class: "num" }, `${job.attempts}/${num(job.max_attempts)}`),
       h("td", {}, when(job.created_at)), h("td", {}, job.finished_at ? when(job.finished_at) : "-"),
       h("td", { class: "wrap bad" }, job.error || ""),
-      h("td", { class: "actions" }, job.state === "dead" ? retryButton(job.id) : null)));
+      h("td", { class: "actions" }, job.state === "dead" ? retryButton(job.id) : null, deleteButton(job))));
     const pager = h("p", {},
       query.get("before") ? h("a", { href: "#/jobs?" + withoutBefore(query) }, "« newest") : null, " ",
       page.next_before ? h("a", { id: "older", href: "#/jobs?" + withBefore(query, page.next_before) }, "older »") : null);
-    section.replaceChildren(h("h2", {}, "Jobs"), filters,
+    section.replaceChildren(h("h2", {}, "Jobs"), filters, bulkButtons(query),
       rows.length ? table([["id", "num"], ["daemon"], ["task"], ["state"], ["attempts", "num"], ["created"], ["finished"], ["error"], [""]], rows)
                   : h("p", { class: "dim" }, "no job matches"), pager);
   } catch (error) {
     section.append(h("p", { class: "error" }, error.message));
   }
+}
+
+const FINISHED = ["succeeded", "dead", "cancelled"];
+
+function deleteButton(job) {
+  if (state.access !== "admin" || !FINISHED.includes(job.state)) return null;
+  return h("button", { class: "danger delete", dataset: { jobId: job.id }, onclick: () => deleteJob(job.id) }, "Delete");
+}
+
+async function deleteJob(id) {
+  const answer = await act(`Delete job ${id} and its log lines? This cannot be undone.`, "POST", `/jobs/${id}/delete`, {},
+                           () => `job ${id} deleted`);
+  if (answer && state.route === "job") location.hash = "#/jobs";
+  else if (answer) route();
+}
+
+function bulkFilter(query) {
+  const filter = {};
+  for (const key of ["daemon", "task"]) if (query.get(key)) filter[key] = query.get(key);
+  for (const key of ["created_after", "created_before"]) if (query.get(key)) filter[key] = Number(query.get(key));
+  if (!Object.keys(filter).length) filter.all = true;
+  return filter;
+}
+
+function describeFilter(filter) {
+  if (filter.all) return "every dead job";
+  const parts = [];
+  if (filter.daemon) parts.push(`daemon ${filter.daemon}`);
+  if (filter.task) parts.push(`task ${filter.task}`);
+  if (filter.created_after) parts.push(`created after ${when(filter.created_after)}`);
+  if (filter.created_before) parts.push(`created before ${when(filter.created_before)}`);
+  return "every dead job of " + parts.join(", ");
+}
+
+function bulkButtons(query) {
+  // Offered on the dead jobs' list: the same filter (daemon, task, time) is what the action takes.
+  if (state.access !== "admin" || query.get("state") !== "dead") return null;
+  const filter = bulkFilter(query);
+  const run = (action, question) => act(question, "POST", `/dead-jobs/${action}`, filter, (answer) =>
+    `${action === "retry" ? "retried" : "deleted"} ${answer.count} dead job${answer.count === 1 ? "" : "s"}` +
+    (answer.more_left ? ` (more are left: run it again)` : "")).then((answer) => { if (answer) route(); });
+  return h("p", { class: "actions bulk" },
+    h("button", { id: "bulk-retry", class: "danger", onclick: () => run("retry", `Retry ${describeFilter(filter)}?`) }, "Retry all matching"),
+    " ",
+    h("button", { id: "bulk-delete", class: "danger", onclick: () => run("delete", `Delete ${describeFilter(filter)}? This cannot be undone.`) },
+      "Delete all matching"));
+}
+
+function localInput(epoch) {
+  if (!epoch) return null;
+  const date = new Date(Number(epoch) * 1000);
+  if (isNaN(date)) return null;
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
 }
 
 function withBefore(query, before) { const q = new URLSearchParams(query); q.set("before", before); return q.toString(); }
@@ -297,7 +420,8 @@ function renderJob(job) {
   const actions = h("p", { class: "actions" },
     ["dead", "cancelled"].includes(job.state) ? retryButton(job.id, "Retry this job") : null,
     state.access === "admin" && ["scheduled", "queued", "running", "retrying"].includes(job.state)
-      ? h("button", { id: "cancel", onclick: () => cancelJob(job.id) }, job.state === "running" ? "Ask it to stop" : "Cancel") : null);
+      ? h("button", { id: "cancel", onclick: () => cancelJob(job.id) }, job.state === "running" ? "Ask it to stop" : "Cancel") : null,
+    deleteButton(job));
   const fields = [
     ["state", h("span", { id: "job-state", class: "state-" + job.state }, job.state + (job.cancel_requested ? " (cancel requested)" : ""))],
     ["daemon / task", `${job.daemon} / ${job.task}`], ["attempts", `${job.attempts} of ${num(job.max_attempts)}`],
@@ -361,13 +485,55 @@ async function renderSchedules() {
   try {
     const { schedules } = await call("GET", "/schedules");
     const now = Date.now() / 1000;
-    const rows = schedules.map((row) => h("tr", {},
+    const rows = schedules.map((row) => h("tr", { dataset: { entry: row.name, paused: row.paused ? "1" : "0" } },
       h("td", {}, row.name, row.paused ? " (paused)" : row.enabled === false ? " (disabled)" : ""), h("td", {}, row.daemon),
       h("td", {}, `${row.trigger}`), h("td", {}, row.timezone),
       h("td", {}, row.fired ? `${when(row.last_fire)} ${row.last_outcome || ""}` : "-"),
-      h("td", { class: "wrap" }, (row.next || []).map((tick) => inZone(tick, row.timezone, now)).join(" · "))));
+      h("td", { class: "wrap" }, (row.next || []).map((tick) => inZone(tick, row.timezone, now)).join(" · ")),
+      h("td", { class: "actions" }, scheduleButtons(row))));
     section.replaceChildren(h("h2", {}, "Schedules"), rows.length
-      ? table([["entry"], ["daemon"], ["trigger"], ["time zone"], ["last fire"], ["next ticks (entry's zone)"]], rows) : h("p", { class: "dim" }, "no schedule entries"));
+      ? table([["entry"], ["daemon"], ["trigger"], ["time zone"], ["last fire"], ["next ticks (entry's zone)"], [""]], rows) : h("p", { class: "dim" }, "no schedule entries"));
+  } catch (error) { section.append(h("p", { class: "error" }, error.message)); }
+}
+
+function scheduleButtons(row) {
+  if (state.access !== "admin") return null;
+  const name = row.name;
+  const path = (action) => `/schedules/${encodeURIComponent(name)}/${action}`;
+  const pause = row.paused
+    ? h("button", { class: "entry-resume", onclick: () => act(`Resume schedule entry ${name}? It fires again from its next tick.`, "POST",
+        path("resume"), {}, () => `${name} resumed`).then(renderSchedulesIfShown) }, "Resume")
+    : h("button", { class: "entry-pause", onclick: () => act(`Pause schedule entry ${name}? Its ticks are skipped until it is resumed.`, "POST",
+        path("pause"), {}, () => `${name} paused`).then(renderSchedulesIfShown) }, "Pause");
+  const run = h("button", { class: "danger entry-run", onclick: () => act(`Run ${name} (${row.task || "its task"} on ${row.daemon}) now, once?`,
+    "POST", path("run"), {}, (answer) => `${name}: submitted job ${answer.job_id}`) }, "Run now");
+  return [pause, " ", run];
+}
+
+function renderSchedulesIfShown() { if (state.route === "schedules") renderSchedules(); }
+
+// -- tenant migrations (read-only) ------------------------------------------
+
+async function renderMigrations() {
+  const section = h("section", { id: "migrations" }, h("h2", {}, "Tenant migrations"), h("p", { class: "dim" }, "loading…"));
+  document.getElementById("main").replaceChildren(section);
+  try {
+    const report = await call("GET", "/migrations");
+    if (!report.configured) {
+      section.replaceChildren(h("h2", {}, "Tenant migrations"), h("p", { class: "dim", id: "migrations-none" }, report.message));
+      return;
+    }
+    const rows = report.tenants.map((t) => {
+      const last = (t.runs || [])[0];
+      return h("tr", { dataset: { tenant: t.tenant, state: t.state } },
+        h("td", {}, t.tenant), h("td", {}, t.database), h("td", { class: t.state === "up_to_date" ? "" : "bad" }, t.state),
+        h("td", {}, t.current || "-"), h("td", { class: "num" }, String((t.pending || []).length)),
+        h("td", {}, last ? `${last.state} ${last.started_at || ""}${last.failed_step ? " at " + last.failed_step : ""}` : "-"),
+        h("td", { class: "num" }, String((t.runs || []).length)), h("td", { class: "wrap bad" }, (t.problems || []).join("; ")));
+    });
+    section.replaceChildren(h("h2", {}, `Tenant migrations (latest step: ${report.latest || "-"})`),
+      rows.length ? table([["tenant"], ["database"], ["state"], ["at step"], ["pending", "num"], ["last run"], ["runs shown", "num"], ["problems"]], rows)
+                  : h("p", { class: "dim" }, "no tenants"));
   } catch (error) { section.append(h("p", { class: "error" }, error.message)); }
 }
 
@@ -390,6 +556,7 @@ function route() {
   if (job) { state.route = "job"; showJob(job[1]); }
   else if (path === "/jobs") { state.route = "jobs"; renderJobs(new URLSearchParams(query || "")); }
   else if (path === "/schedules") { state.route = "schedules"; renderSchedules(); }
+  else if (path === "/migrations") { state.route = "migrations"; renderMigrations(); }
   else { state.route = "overview"; document.getElementById("main").replaceChildren(h("p", { class: "dim" }, "waiting for the first frame…")); renderOverview(); }
 }
 
