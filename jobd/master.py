@@ -125,7 +125,7 @@ class Master:
         self._outcomes_since = 0.0
         self._lost_exits: list[tuple[Pool, WorkerExit]] = []  # exited workers whose job is not yet recorded
         self.store_health = StoreHealth(store_probe(self.store.engine), clock=clock)  # see _store_guarded
-        self.lease = LeaseGuard(config.heartbeat_lease, clock())  # see _check_lease
+        self.lease = LeaseGuard(config.heartbeat_lease, clock)  # see _check_lease
         self._counts: tuple[float, dict[str, dict[str, int]]] | None = None
         self._schedule_rows: list[dict[str, Any]] = []  # the last read, shown while the store is down
         self._store_warned_at = float("-inf")
@@ -179,6 +179,8 @@ class Master:
         )
         self._fence_previous_run()
         self._recover_orphans()
+        self.lease.renewed(self.clock())
+        self.lease.start(self._kill_workers_now)
         self.control.start()
         self.wakeups.open()
         remove_stale(self.config.socket)  # workers' sockets a killed master left behind
@@ -252,6 +254,7 @@ class Master:
         self.wakeups.close()
         self.signals.uninstall()
         self.activity.stop()
+        self.lease.stop()
         self.store_health.stop()
         if not self.store_health.available:
             log.warning("the store is unavailable: what this master could not write is left for recovery")
@@ -273,6 +276,7 @@ class Master:
             self._claim_woken()  # only a submit's wake-up arrived: its job first, the rest of the turn after
         self._act_on_signals()
         self._store_guarded(self._read_messages)
+        self._check_lease()  # before the reap: workers the lease guard killed exit for that reason
         reap = self._reap.ready() or not self._sentinels.isdisjoint(self._ready)
         for pool in list(self.pools.values()):
             exits = pool.reap() if reap else []
@@ -336,12 +340,15 @@ class Master:
         """Stop every worker before this master's lease can have run out, if it could not renew it (``lease_guard``)."""
         if self.lease_lost or not self.lease.must_fence(self.clock()):
             return
-        log.critical(
-            "master %s could not renew its lease for %.1fs (lease %.1fs): stopping its workers now, so that "
-            "no job it holds can run while another master takes it over", self.id,
-            self.clock() - self.lease.renewed_at, self.config.heartbeat_lease,
-        )
+        log.warning("master %s is fenced until it renews its lease: it starts no job", self.id)
         self._fence(FENCED_REASON)
+
+    def _kill_workers_now(self) -> None:
+        """SIGKILL every live worker (called by the lease guard's thread: signals only, no bookkeeping)."""
+        for pool in list(self.pools.values()):
+            for worker in list(pool.workers):
+                if worker.state is not WorkerState.EXITED:
+                    self.launcher.kill(worker.pid)
 
     def _fence(self, reason: str) -> None:
         """Kill every worker now (SIGKILL) and start nothing: the jobs this master holds may be others' already."""
