@@ -61,6 +61,8 @@ DIRECT_GATE_LOCK_SECONDS = 0.05  # the master and a worker hold a worker's gate 
 MAX_DIRECT_DATAGRAMS_PER_READ = 256  # the master reads at most this many from a busy worker's socket per turn
 HANDOFF_ADOPT_AFTER_SECONDS = 5.0  # a job handed to a master without a datagram is adopted after this long
 WAL_CHECKPOINT_INTERVAL_SECONDS = 0.25  # a SQLite store's log is copied back by the master's thread this often
+WAL_TRUNCATE_ABOVE_BYTES = 1024 * 1024  # ...and truncated when it is larger (a full disk needs its space back)
+WAL_AUTOCHECKPOINT_SAFETY_PAGES = 512  # the master's own commits checkpoint only past this many pages (2 MB)
 SNAPSHOT_COUNTS_MAX_AGE_SECONDS = 5.0  # job counts in the live snapshot (a table scan) are refreshed this often  # a worker reports progress at most this often
 
 # Control socket

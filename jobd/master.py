@@ -125,6 +125,7 @@ class Master:
         self._outcomes_since = 0.0
         self._lost_exits: list[tuple[Pool, WorkerExit]] = []  # exited workers whose job is not yet recorded
         self.store_health = StoreHealth(store_probe(self.store.engine), clock=clock)  # see _store_guarded
+        self._reconnected = False  # the store was down, a probe reached it and a heartbeat went through
         self.lease = LeaseGuard(config.heartbeat_lease, clock)  # see _check_lease
         self._counts: tuple[float, dict[str, dict[str, int]]] | None = None
         self._schedule_rows: list[dict[str, Any]] = []  # the last read, shown while the store is down
@@ -307,32 +308,41 @@ class Master:
             step()
         except sa.exc.DBAPIError as error:
             self._store_failed(error)
+            return
+        if not self.store_health.available:
+            ended = self.store_health.succeeded()  # the heartbeat and this step both went through: it is back
+            if ended is not None:
+                self._reconnected = False
+                log.warning("the store is back after %.1fs (%s failed attempt(s); last error: %s)",
+                            self.store_health.last_outage_seconds or 0.0, ended.failures, ended.error)
 
     def _store_failed(self, error: sa.exc.DBAPIError) -> None:
         self.observers.store_error("loop")
-        if self.store_health.failed(error):
-            log.error("the store is unavailable (%s); retrying every %.1fs, workers keep running",
-                      describe(error), self.store_health.retry_interval)
+        self.wal_checkpoints.reclaim()  # SQLite on a full disk: the log's own space must come back first
+        self._reconnected = False
+        started = self.store_health.failed(error)
         now = self.clock()
-        if now - self._store_warned_at > 30:
+        if now - self._store_warned_at > 30:  # an outage that comes and goes is not logged on every turn
             self._store_warned_at = now
-            if self.store_health.outage is not None and self.store_health.outage.failures > 1:
+            if started:
+                log.error("the store is unavailable (%s); retrying every %.1fs, workers keep running",
+                          describe(error), self.store_health.retry_interval)
+            else:
                 log.error("the store is still unavailable (%s)", describe(error))
 
     def _reconnect(self) -> bool:
         """The store was down and a probe reached it: renew the lease first, then carry on. True if it answered."""
         if not self.store_health.may_try():
             return False
+        if self._reconnected:
+            return not self.lease_lost  # this turn's heartbeat went through already
         self.store.dispose()  # connections that lived through the outage may be dead: fresh ones (the engines stay usable)
         try:
             alive = self._beat()
         except sa.exc.DBAPIError as error:
             self._store_failed(error)
             return False
-        ended = self.store_health.succeeded()
-        if ended is not None:
-            log.warning("the store is back after %.1fs (%s failed attempt(s); last error: %s)",
-                        self.store_health.last_outage_seconds or 0.0, ended.failures, ended.error)
+        self._reconnected = True
         self.claim_requested = True
         return alive
 

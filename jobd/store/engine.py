@@ -157,8 +157,12 @@ def _sqlite_engine(url: sa.URL, checkpoint_on_commit: bool) -> sa.Engine:
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # The log file keeps its largest size: cut it back when it starts over (a full disk needs that space).
+        cursor.execute(f"PRAGMA journal_size_limit={defaults.WAL_TRUNCATE_ABOVE_BYTES}")
         if not checkpoint_on_commit:
-            cursor.execute("PRAGMA wal_autocheckpoint=0")
+            # The master's thread checkpoints (checkpoints.py); a commit checkpoints only as a safety
+            # net, when the log is far past the size the thread keeps it under (a burst after an outage).
+            cursor.execute(f"PRAGMA wal_autocheckpoint={defaults.WAL_AUTOCHECKPOINT_SAFETY_PAGES}")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")

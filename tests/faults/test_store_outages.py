@@ -161,3 +161,84 @@ def test_mariadb_cut_for_20s_during_5000_jobs_heals_by_itself_with_nothing_lost(
               f"{runs_in_cut} runs started during the cut (prefetched); first job started {resume_seconds:.2f}s after the cut ended; "
               f"{len(twice)} job(s) ran twice (running at the cut); 0 lost")
         assert resume_seconds <= 5.0
+
+
+# -- SQLite -------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_volume(tmp_path: Path) -> Any:
+    """A 3 MB tmpfs for a SQLite store (ENOSPC on demand); unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = Path("/tmp") / f"jobd-tiny-{os.getpid()}-{time.monotonic_ns()}"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+        mount.rmdir()
+
+
+def fill(volume: Path) -> Path:
+    """Fill ``volume`` to the last byte with a filler file; return it."""
+    filler = volume / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for size in (65536, 512):
+            chunk = b"\0" * size
+            try:
+                while True:
+                    os.write(fd, chunk)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+    return filler
+
+
+def integrity(path: Path) -> str:
+    import sqlite3
+
+    connection = sqlite3.connect(path)
+    try:
+        return str(connection.execute("PRAGMA integrity_check").fetchone()[0])
+    finally:
+        connection.close()
+
+
+@pytest.mark.timeout(120)
+def test_sqlite_disk_full_for_10s_mid_run_gives_clear_errors_and_the_run_completes(
+    deployment_factory: Callable[[str], Deployment], tiny_volume: Path,
+) -> None:
+    total = 1500
+    db = tiny_volume / "jobd.db"
+    deployment = deployment_factory(f"sqlite:///{db}")
+    deployment.write_config(DAEMONS, drain_timeout=2)
+    deployment.jobd("init", check=True)
+    deployment.store.jobs.insert_many([NewJob("main", "o.run", {"seconds": 0.01}) for _ in range(total)])
+    master = deployment.start_master()
+    wait_until(lambda: len(deployment.lines("executions.log")) >= 200, timeout=60, interval=0.1, message="200 runs")
+
+    filler = fill(tiny_volume)
+    full_at = time.monotonic()
+    trigger = deployment.jobd("trigger", "main", "o.run", timeout=60)
+    assert trigger.returncode == 3, (trigger.returncode, trigger.stdout, trigger.stderr)
+    assert "database or disk is full" in trigger.stderr, trigger.stderr
+    wait_until(lambda: store_down(deployment), timeout=15, interval=0.2, message="the master to report the store down")
+    time.sleep(max(0.0, 10 - (time.monotonic() - full_at)))
+    filler.unlink()
+    freed_at = time.time()
+
+    wait_until(lambda: counts(deployment).get("succeeded") == total, timeout=60, interval=0.5, message=f"{total} jobs to succeed")
+    done_seconds = time.time() - freed_at
+    assert master.poll() is None
+    stop_seconds = stop_and_time(deployment, master, timeout=30)
+    log = "\n".join(deployment.lines("jobd.log"))
+    assert "the store is unavailable (database or disk is full)" in log
+    assert integrity(db) == "ok"
+    runs = Counter(job_id for job_id, *_ in executions(deployment))
+    assert len(runs) == total
+    print(f"\nENOSPC for 10s: jobd trigger exit 3 ({trigger.stderr.strip()[:100]}); the run completed {done_seconds:.1f}s "
+          f"after space came back; {sum(1 for n in runs.values() if n > 1)} job(s) ran twice; jobd stop took {stop_seconds:.1f}s; integrity ok")
