@@ -242,3 +242,63 @@ def test_sqlite_disk_full_for_10s_mid_run_gives_clear_errors_and_the_run_complet
     assert len(runs) == total
     print(f"\nENOSPC for 10s: jobd trigger exit 3 ({trigger.stderr.strip()[:100]}); the run completed {done_seconds:.1f}s "
           f"after space came back; {sum(1 for n in runs.values() if n > 1)} job(s) ran twice; jobd stop took {stop_seconds:.1f}s; integrity ok")
+
+
+LOCKER = """
+import sqlite3, sys, time
+connection = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+connection.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+connection.execute("ROLLBACK")
+connection.close()
+print("released", flush=True)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_sqlite_held_by_another_process_exclusive_lock_gives_clear_errors_and_the_run_completes(
+    deployment_factory: Callable[[str], Deployment],
+) -> None:
+    total, lock_seconds = 1000, 15.0
+    deployment = deployment_factory(None)
+    db = deployment.root / "jobd.db"
+    deployment.write_config(DAEMONS, drain_timeout=2)
+    deployment.jobd("init", check=True)
+    deployment.store.jobs.insert_many([NewJob("main", "o.run", {"seconds": 0.01}) for _ in range(total)])
+    master = deployment.start_master()
+    wait_until(lambda: len(deployment.lines("executions.log")) >= 100, timeout=60, interval=0.1, message="100 runs")
+
+    import sys
+
+    locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(db), str(lock_seconds)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
+        locked_at = time.monotonic()
+        started = time.monotonic()
+        trigger = deployment.jobd("trigger", "main", "o.run", timeout=60)
+        trigger_seconds = time.monotonic() - started
+        assert trigger.returncode == 3, (trigger.returncode, trigger.stdout, trigger.stderr)
+        assert "database is locked" in trigger.stderr, trigger.stderr
+        health = wait_until(lambda: store_down(deployment), timeout=lock_seconds, interval=0.2, message="the master to report the store down")
+        assert "locked" in health["error"]
+        locker.wait(timeout=lock_seconds + 10)
+        released_at = time.time()
+        held = time.monotonic() - locked_at
+    finally:
+        if locker.poll() is None:
+            os.kill(locker.pid, signal.SIGKILL)
+            locker.wait()
+        if locker.stdout is not None:
+            locker.stdout.close()
+    wait_until(lambda: counts(deployment).get("succeeded") == total, timeout=60, interval=0.5, message=f"{total} jobs to succeed")
+    done_seconds = time.time() - released_at
+    log = "\n".join(deployment.lines("jobd.log"))
+    assert "the store is unavailable (database is locked)" in log
+    stop_seconds = stop_and_time(deployment, master, timeout=30)
+    assert integrity(db) == "ok"
+    runs = Counter(job_id for job_id, *_ in executions(deployment))
+    assert len(runs) == total
+    print(f"\nexclusive lock held {held:.0f}s: jobd trigger exit 3 after {trigger_seconds:.1f}s ({trigger.stderr.strip()[-60:]}); "
+          f"the run completed {done_seconds:.1f}s after the lock was released; {sum(1 for n in runs.values() if n > 1)} job(s) ran twice; "
+          f"jobd stop took {stop_seconds:.1f}s; integrity ok")
