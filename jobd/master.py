@@ -350,7 +350,8 @@ class Master:
         """Stop every worker before this master's lease can have run out, if it could not renew it (``lease_guard``)."""
         if self.lease_lost or not self.lease.must_fence(self.clock()):
             return
-        log.warning("master %s is fenced until it renews its lease: it starts no job", self.id)
+        log.critical("master %s could not renew the lease for %.1fs (lease %.1fs): its workers are killed and it "
+                     "starts no job until it renews", self.id, self.clock() - self.lease.renewed_at, self.lease.lease)
         self._fence(FENCED_REASON)
 
     def _kill_workers_now(self) -> None:
