@@ -44,7 +44,8 @@ from .signals import SignalReceiver, WakePipe
 from .states import JobState
 from .store import Store, open_store
 from .store.checkpoints import WalCheckpointer
-from .store.health import StoreHealth, describe, store_probe
+from .store.errors import describe
+from .store.health import StoreHealth, store_probe
 from .store.masters import MasterRecord
 from .throttle import Throttle
 from .ticker import Ticker

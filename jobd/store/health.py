@@ -8,9 +8,9 @@ answered (or, when no probe can tell, every ``retry_interval``). The first
 store call that succeeds marks it up again. What the master could not write
 meanwhile stays pending in its memory.
 
-Which errors are outages is decided here, generically: a lost or refused
-connection, a timeout, a locked or full SQLite file — SQLAlchemy's
-``OperationalError`` and any error that invalidated its connection.
+Which errors are outages is decided by ``store.errors.is_outage`` (a lost
+or refused connection, a timeout, a locked or full SQLite file); the master
+counts any store error that reaches its guard as one.
 """
 
 from __future__ import annotations
@@ -27,22 +27,11 @@ import sqlalchemy as sa
 
 from .. import defaults
 from .engine import mysql_timeouts
+from .errors import describe, is_outage
+
+__all__ = ["StoreHealth", "Outage", "store_probe", "describe", "is_outage"]
 
 log = logging.getLogger("jobd.store")
-
-
-def is_outage(error: BaseException) -> bool:
-    """Whether ``error`` means the store could not be reached or used (retry), not that a statement was refused."""
-    if isinstance(error, (sa.exc.OperationalError, sa.exc.InterfaceError)):
-        return True
-    return isinstance(error, sa.exc.DBAPIError) and bool(error.connection_invalidated)
-
-
-def describe(error: BaseException) -> str:
-    """The driver's own words for a store error (not SQLAlchemy's wrapper with its SQL)."""
-    orig = getattr(error, "orig", None)
-    text = str(orig if orig is not None else error).strip()
-    return text or type(orig if orig is not None else error).__name__
 
 
 @dataclass

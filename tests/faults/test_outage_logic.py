@@ -51,7 +51,9 @@ def test_a_down_store_is_tried_again_only_after_its_probe_answers() -> None:
             raise OSError("still down")
 
     health = StoreHealth(probe, retry_interval=0.01)
-    error = sa.exc.OperationalError("SELECT 1", {}, Exception("(2013, 'Lost connection')"))
+    import pymysql
+
+    error = sa.exc.OperationalError("SELECT 1", {}, pymysql.err.OperationalError(2013, "Lost connection"))
     assert is_outage(error)
     assert health.failed(error) is True and not health.available and not health.may_try()
     assert health.failed(error) is False and health.outage is not None and health.outage.failures == 2
@@ -68,7 +70,12 @@ def test_a_down_store_is_tried_again_only_after_its_probe_answers() -> None:
     health.stop()
 
 
-def test_integrity_and_data_errors_are_not_outages() -> None:
-    assert not is_outage(sa.exc.IntegrityError("INSERT", {}, Exception("duplicate")))
-    assert not is_outage(sa.exc.DataError("INSERT", {}, Exception("(1406, 'Data too long')")))
-    assert is_outage(sa.exc.OperationalError("COMMIT", {}, Exception("database is locked")))
+def test_what_the_master_treats_as_an_outage() -> None:
+    import sqlite3
+
+    import pymysql
+
+    assert not is_outage(sa.exc.IntegrityError("INSERT", {}, pymysql.err.IntegrityError(1062, "Duplicate entry")))
+    assert not is_outage(sa.exc.DataError("INSERT", {}, pymysql.err.DataError(1406, "Data too long for column 'error'")))
+    assert is_outage(sa.exc.OperationalError("SELECT 1", {}, pymysql.err.OperationalError(2013, "Lost connection")))
+    assert is_outage(sa.exc.OperationalError("COMMIT", {}, sqlite3.OperationalError("database is locked")))
