@@ -94,3 +94,30 @@ def test_a_master_cut_off_for_twice_its_lease_stops_its_workers_in_time_and_exit
         print(f"\n{fault} for {2 * LEASE:.0f}s (lease {LEASE:.0f}s): the cut-off master's last job line "
               f"{last_a - cut_at:+.2f}s after the cut; it exited 5 {exited_after:.1f}s after the store came back; "
               f"{len(recovered)} job(s) it held ran again on the other master, none at the same time")
+
+
+@pytest.mark.mysql
+def test_a_lone_master_cut_off_past_its_fence_resumes_when_nobody_took_its_jobs(
+    deployment_factory: Callable[[str], Deployment], mariadb_url: str, mariadb: dict[str, Any],
+) -> None:
+    database = mariadb_url.rsplit("/", 1)[1]
+    with TcpProxy(mariadb["host"], mariadb["port"]) as proxy:
+        alone = deployment_factory(proxy.url(database))
+        direct = deployment_factory(mariadb_url)
+        alone.write_config(DAEMONS, **SETTINGS)
+        alone.jobd("init", check=True)
+        master = alone.start_master(env={"JOBD_TEST_MASTER": "A"})
+        direct.store.jobs.insert_many([NewJob("main", "o.watched", {"seconds": 1.0}) for _ in range(12)])
+        wait_until(lambda: len(run_intervals(alone)) >= 2, timeout=20, message="jobs to run")
+        proxy.refuse()
+        time.sleep(LEASE + 1)  # past the fence (lease - margin), with no other master to declare it dead
+        proxy.heal()
+        healed_at = time.time()
+        wait_until(lambda: direct.store.jobs.counts().get("main") == {"succeeded": 12}, timeout=60, interval=0.3,
+                   message="every job to succeed after the fence is lifted")
+        assert master.poll() is None, "a master nobody declared dead must go on"
+        log = "\n".join(alone.lines("jobd.log"))
+        assert "could not renew the lease" in log and "renewed its lease" in log
+        jobs = [direct.store.jobs.get(job_id) for job_id in run_intervals(alone)]
+        assert all(job.attempts == 1 for job in jobs), "a fenced job's attempt is refunded"
+        print(f"\nlone master fenced and resumed: all 12 jobs succeeded {time.time() - healed_at:.1f}s after the cut ended")
