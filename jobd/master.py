@@ -284,8 +284,8 @@ class Master:
             exits = pool.reap() if reap else []
             self._close_channels(exits)
             self._lost_exits.extend((pool, exit) for exit in exits)
-            if exits and not self.draining:
-                pool.maintain()  # replacing workers does not wait for the store
+            if exits and not self.draining and not self.lease.fenced:
+                pool.maintain()  # replacing workers does not wait for the store (a fenced master starts none)
             pool.check_timeouts()
         self._store_guarded(self._settle_exits)
         self._serve_requests()
