@@ -223,6 +223,13 @@ def status(
         console.print(f"master [green]running[/] pid {master['pid']} on {master['host']}, up {duration(master['uptime'])}")
     else:
         console.print("master [red]not running[/] (counts below come from the store)")
+    store_health = report.get("store") or {}
+    if store_health.get("available") is False:
+        console.print(
+            f"store [red]unavailable[/] since {when(store_health.get('since'))} ({store_health.get('error')}); "
+            "counts below are the last read, workers keep running",
+            highlight=False,
+        )
     if len(report["masters"]) > 1 or any(not m["alive"] for m in report["masters"]):
         hosts = Table("master", "host", "pid", "state", "daemons", "heartbeat")
         for record in report["masters"]:

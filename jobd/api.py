@@ -29,6 +29,7 @@ from .inventory import load_daemon_tasks
 from .job import Job, encode_args
 from .store import NewJob, Store, open_store
 from .store.diagnosis import describe_store_error, missing_tables
+from .store.errors import describe, is_outage
 from .tasks import TaskDefinition
 from .wakeup import HandedJob, announce, hand_over, hand_to_worker
 
@@ -145,7 +146,11 @@ def submit(
     except sa.exc.DBAPIError as error:
         if missing_tables(str(error.orig)):
             raise StoreUnavailable(describe_store_error(error)) from None
-        raise
+        if connection is not None or not is_outage(error):
+            raise  # the caller's own transaction, or a statement the store refused: the caller's to handle
+        raise StoreUnavailable(
+            f"the job was not submitted: the store at {store.url} is unavailable ({describe(error)}); try again later"
+        ) from None
     if offer is not None:
         handed = HandedJob(daemon, job_id, priority, max_attempts, task, new_job.encoded_args)
         worker = offer.worker_socket(settings.socket, daemon)

@@ -9,6 +9,21 @@ CONFIG_ENV_VAR = "JOBD_CONFIG"
 DEFAULT_STORE_URL = "sqlite:///jobd.db"  # relative paths resolve next to the config file
 STORE_SCHEMA_VERSION = 4  # v2 (issue 7): jobd_job_logs; v3: partial indexes on SQLite; v4: CHECK on jobs.state
 TABLE_PREFIX = "jobd_"
+# Every store call is bounded in time, so an outage or a silent partition is an
+# error after a few seconds, never a hang. MySQL/MariaDB: PyMySQL's timeouts,
+# overridable in the store URL (``?connect_timeout=5&read_timeout=10&write_timeout=10``).
+STORE_CONNECT_TIMEOUT_SECONDS = 5
+STORE_READ_TIMEOUT_SECONDS = 10
+STORE_WRITE_TIMEOUT_SECONDS = 10
+# SQLite: how long a writer waits for another process's lock before "database is
+# locked" (overridable in the URL: ``sqlite:///jobd.db?timeout=10``).
+SQLITE_BUSY_TIMEOUT_SECONDS = 10.0
+STORE_RETRY_INTERVAL_SECONDS = 0.5  # a master probes a store that failed this often, and resumes once it answers
+STORE_PROBE_TIMEOUT_SECONDS = 2  # the probe's own connect/read timeout (a stalled store must not hold it)
+# A master stops its workers this long before its lease can have run out when it
+# could not renew it (a fraction of the lease, at least the minimum).
+LEASE_SAFETY_MARGIN_FRACTION = 0.25
+LEASE_SAFETY_MARGIN_MIN_SECONDS = 1.0
 
 # Daemons
 DEFAULT_WORKERS = 2
@@ -46,6 +61,8 @@ DIRECT_GATE_LOCK_SECONDS = 0.05  # the master and a worker hold a worker's gate 
 MAX_DIRECT_DATAGRAMS_PER_READ = 256  # the master reads at most this many from a busy worker's socket per turn
 HANDOFF_ADOPT_AFTER_SECONDS = 5.0  # a job handed to a master without a datagram is adopted after this long
 WAL_CHECKPOINT_INTERVAL_SECONDS = 0.25  # a SQLite store's log is copied back by the master's thread this often
+WAL_TRUNCATE_ABOVE_BYTES = 1024 * 1024  # ...and truncated when it is larger (a full disk needs its space back)
+WAL_AUTOCHECKPOINT_SAFETY_PAGES = 512  # the master's own commits checkpoint only past this many pages (2 MB)
 SNAPSHOT_COUNTS_MAX_AGE_SECONDS = 5.0  # job counts in the live snapshot (a table scan) are refreshed this often  # a worker reports progress at most this often
 
 # Control socket

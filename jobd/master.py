@@ -33,6 +33,7 @@ from .daemon_control import DaemonControls
 from .errors import ExitCode, JobdError, UnknownDaemon
 from .inventory import Inventory, inventory_in_subprocess
 from .job import Job
+from .lease_guard import FENCED_REASON, LeaseGuard
 from .limits import ConcurrencyCaps
 from .joblogs import JobLogCapture
 from .observers import Observers
@@ -43,6 +44,8 @@ from .signals import SignalReceiver, WakePipe
 from .states import JobState
 from .store import Store, open_store
 from .store.checkpoints import WalCheckpointer
+from .store.errors import describe
+from .store.health import StoreHealth, store_probe
 from .store.masters import MasterRecord
 from .throttle import Throttle
 from .ticker import Ticker
@@ -122,8 +125,11 @@ class Master:
         self._pending_outcomes: list[tuple[Pool, Assignment, protocol.JobFinished]] = []
         self._outcomes_since = 0.0
         self._lost_exits: list[tuple[Pool, WorkerExit]] = []  # exited workers whose job is not yet recorded
-        self._store_retry_at = 0.0
+        self.store_health = StoreHealth(store_probe(self.store.engine), clock=clock)  # see _store_guarded
+        self._reconnected = False  # the store was down, a probe reached it and a heartbeat went through
+        self.lease = LeaseGuard(config.heartbeat_lease, clock)  # see _check_lease
         self._counts: tuple[float, dict[str, dict[str, int]]] | None = None
+        self._schedule_rows: list[dict[str, Any]] = []  # the last read, shown while the store is down
         self._store_warned_at = float("-inf")
         self.lease_lost = False
         self.ticker = Ticker(self.store, load_schedule(config))
@@ -175,6 +181,8 @@ class Master:
         )
         self._fence_previous_run()
         self._recover_orphans()
+        self.lease.renewed(self.clock())
+        self.lease.start(self._kill_workers_now)
         self.control.start()
         self.wakeups.open()
         remove_stale(self.config.socket)  # workers' sockets a killed master left behind
@@ -232,7 +240,7 @@ class Master:
         self._store_guarded(self._settle_exits)
         for pool in self.pools.values():
             if not self.lease_lost:
-                self._return_backlog(pool)
+                self._return_backlog(pool)  # nothing if the store is down: recovered as orphans
             pool.stop_all(kill=True)
         deadline = self.clock() + 10
         while any(pool.live_workers() for pool in self.pools.values()) and self.clock() < deadline:
@@ -248,10 +256,15 @@ class Master:
         self.wakeups.close()
         self.signals.uninstall()
         self.activity.stop()
-        try:
-            self.store.masters.mark_stopped(self.id)
-        except Exception:
-            log.exception("could not mark master %s stopped in the store", self.id)
+        self.lease.stop()
+        self.store_health.stop()
+        if not self.store_health.available:
+            log.warning("the store is unavailable: what this master could not write is left for recovery")
+        else:
+            try:
+                self.store.masters.mark_stopped(self.id)
+            except Exception:
+                log.exception("could not mark master %s stopped in the store", self.id)
         self.wal_checkpoints.stop()
         self.store.dispose()
         self.wake_pipe.close()
@@ -265,38 +278,102 @@ class Master:
             self._claim_woken()  # only a submit's wake-up arrived: its job first, the rest of the turn after
         self._act_on_signals()
         self._store_guarded(self._read_messages)
+        self._check_lease()  # before the reap: workers the lease guard killed exit for that reason
         reap = self._reap.ready() or not self._sentinels.isdisjoint(self._ready)
         for pool in list(self.pools.values()):
             exits = pool.reap() if reap else []
             self._close_channels(exits)
             self._lost_exits.extend((pool, exit) for exit in exits)
-            if exits and not self.draining:
-                pool.maintain()  # replacing workers does not wait for the store
+            if exits and not self.draining and not self.lease.fenced:
+                pool.maintain()  # replacing workers does not wait for the store (a fenced master starts none)
             pool.check_timeouts()
         self._store_guarded(self._settle_exits)
         self._serve_requests()
-        if self.clock() >= self._store_retry_at:
-            self._store_guarded(self._tick)
+        self._store_guarded(self._tick)
+        self._check_lease()
+        if self.draining and not self.store_health.available:
+            self._continue_drain()  # a stop never waits for the store: what it cannot write is recovered later
 
     def _store_guarded(self, step: Callable[[], None]) -> None:
-        """Run a step that talks to the store; if the store is down, say so (rarely) and go on.
+        """Run a step that talks to the store; if the store is down, skip it and go on.
 
         Workers keep running their jobs meanwhile; what could not be written
         stays pending (finished attempts, exited workers) and is written once
-        the store answers again.
+        the store answers again. While the store is down the loop does not
+        call it at all (``StoreHealth`` probes it in a thread); once a probe
+        answers, a heartbeat is the first write (``_reconnect``).
         """
+        if not self.store_health.available and not self._reconnect():
+            return
         try:
             step()
         except sa.exc.DBAPIError as error:
-            now = self.clock()
-            self._store_retry_at = now + 1.0
-            self.observers.store_error("loop")
-            if now - self._store_warned_at > 30:
-                self._store_warned_at = now
-                log.error("the store is unavailable (%s); retrying every second, workers keep running", error.orig)
+            self._store_failed(error)
+            return
+        if not self.store_health.available:
+            ended = self.store_health.succeeded()  # the heartbeat and this step both went through: it is back
+            if ended is not None:
+                self._reconnected = False
+                log.warning("the store is back after %.1fs (%s failed attempt(s); last error: %s)",
+                            self.store_health.last_outage_seconds or 0.0, ended.failures, ended.error)
+
+    def _store_failed(self, error: sa.exc.DBAPIError) -> None:
+        self.observers.store_error("loop")
+        self.wal_checkpoints.reclaim()  # SQLite on a full disk: the log's own space must come back first
+        self._reconnected = False
+        started = self.store_health.failed(error)
+        now = self.clock()
+        if now - self._store_warned_at > 30:  # an outage that comes and goes is not logged on every turn
+            self._store_warned_at = now
+            if started:
+                log.error("the store is unavailable (%s); retrying every %.1fs, workers keep running",
+                          describe(error), self.store_health.retry_interval)
+            else:
+                log.error("the store is still unavailable (%s)", describe(error))
+
+    def _reconnect(self) -> bool:
+        """The store was down and a probe reached it: renew the lease first, then carry on. True if it answered."""
+        if not self.store_health.may_try():
+            return False
+        if self._reconnected:
+            return not self.lease_lost  # this turn's heartbeat went through already
+        self.store.dispose()  # connections that lived through the outage may be dead: fresh ones (the engines stay usable)
+        try:
+            alive = self._beat()
+        except sa.exc.DBAPIError as error:
+            self._store_failed(error)
+            return False
+        self._reconnected = True
+        self.claim_requested = True
+        return alive
+
+    def _check_lease(self) -> None:
+        """Stop every worker before this master's lease can have run out, if it could not renew it (``lease_guard``)."""
+        if self.lease_lost or not self.lease.must_fence(self.clock()):
+            return
+        log.critical("master %s could not renew the lease for %.1fs (lease %.1fs): its workers are killed and it "
+                     "starts no job until it renews", self.id, self.clock() - self.lease.renewed_at, self.lease.lease)
+        self._fence(FENCED_REASON)
+
+    def _kill_workers_now(self) -> None:
+        """SIGKILL every live worker (called by the lease guard's thread: signals only, no bookkeeping)."""
+        for pool in list(self.pools.values()):
+            for worker in list(pool.workers):
+                if worker.state is not WorkerState.EXITED:
+                    self.launcher.kill(worker.pid)
+
+    def _fence(self, reason: str) -> None:
+        """Kill every worker now (SIGKILL) and start nothing: the jobs this master holds may be others' already."""
+        self.lease.fence(self.clock())
+        self._withdraw_offer()
+        for pool in self.pools.values():
+            pool.backlog.clear()  # still ours in the store: recovered as orphans, or adopted again after a renewal
+            for worker in pool.live_workers():
+                pool.kill(worker, reason)
+                self.launcher.kill(worker.pid)
 
     def _wait_timeout(self) -> float:
-        if (self.claim_requested or self.woken) and not self.draining and self.clock() >= self._store_retry_at:
+        if (self.claim_requested or self.woken) and not self.draining and self.store_health.available:
             return 0.0
         if self._pending_outcomes:
             return max(0.0, defaults.OUTCOME_BATCH_SECONDS - (self.clock() - self._outcomes_since))
@@ -334,7 +411,7 @@ class Master:
         """Start the jobs submits handed us, then claim for the daemons submits woke us for."""
         if self.wakeups.handed:
             self._store_guarded(self._take_handed)
-        if self.woken and not self.draining and self.clock() >= self._store_retry_at:
+        if self.woken and not self.draining and self.store_health.available:
             woken, self.woken = self.woken, set()
             self._store_guarded(lambda: self._dispatch(woken))
             self.wal_checkpoints.nudge()  # now, rather than while the next submit commits
@@ -569,7 +646,7 @@ class Master:
                 continue
             job = assignment.job
             drained = self.draining or self.daemons.stopping(pool.daemon)
-            if drained and exit.reason in ("drain timeout", "master stopping"):
+            if (drained and exit.reason in ("drain timeout", "master stopping")) or exit.reason == FENCED_REASON:
                 self.store.jobs.requeue([job.id], self.id, refund_attempt=True)
                 log.info("job %s returned to the queue (drain)", job.id)
             elif assignment.cancel_sent_at is not None:
@@ -667,8 +744,8 @@ class Master:
         Each worker gets its share in one write (see ``Pool.depth``: one job
         at a time unless the pool's jobs are short).
         """
-        if not pool.backlog:
-            return
+        if not pool.backlog or self.lease_lost or not self.lease.may_start(self.clock()):
+            return  # a master that may have lost its lease starts nothing it holds
         depth = pool.depth()
         slots = {index: pool.free_slots(w, depth) for index, w in enumerate(pool.workers)}  # read once per feed
         room = [(len(w.assignments), index, w) for index, w in enumerate(pool.workers) if slots[index] > 0]
@@ -698,8 +775,14 @@ class Master:
             return
         jobs = list(pool.backlog)
         pool.backlog.clear()
+        if not self.store_health.available:
+            log.warning("the store is unavailable: %s prefetched job(s) are recovered as orphans", len(jobs))
+            return
         try:
             self.store.jobs.requeue([job.id for job in jobs], self.id, refund_attempt=True)
+        except sa.exc.DBAPIError as error:
+            self._store_failed(error)
+            log.warning("could not return %s prefetched job(s); they are recovered as orphans", len(jobs))
         except Exception:
             log.exception("could not return %s prefetched job(s); they are recovered as orphans", len(jobs))
 
@@ -732,16 +815,15 @@ class Master:
     def _beat(self) -> bool:
         """Renew this master's lease; on losing it, stop at once. True if the lease holds."""
         state = "draining" if self.draining else "running"
-        try:
-            alive = self.store.masters.heartbeat(self.id, state=state, daemons=sorted(self.pools))
-        except Exception:
-            log.exception("heartbeat failed")
-            self.observers.store_error("heartbeat")
-            return False
+        sent_at = self.clock()  # the store records a time no earlier than this: the lease runs from here
+        alive = self.store.masters.heartbeat(self.id, state=state, daemons=sorted(self.pools))  # an outage: the caller's guard
         if not alive:
             self._lose_lease()
             return False
-        self._last_beat = self.clock()
+        self._last_beat = sent_at
+        if self.lease.renewed(sent_at):
+            log.warning("master %s renewed its lease: nobody took its jobs over; running jobs again", self.id)
+            self.claim_requested = True
         self._recover_orphans()
         if self._prune.ready():
             self._prune_finished()
@@ -764,6 +846,7 @@ class Master:
         if self.lease_lost:
             return
         log.critical("master %s lost its lease (declared dead by another master); its jobs belong to others now: exiting", self.id)
+        self._fence("lease lost: declared dead by another master")
         self.lease_lost = True
         self.draining = True
         self.drain_started_at = self.clock()
@@ -850,10 +933,12 @@ class Master:
             for worker in pool.live_workers():
                 worker.refuse_submits()  # a submit's job that reaches a worker now goes back to the queue
         self.drain_started_at = self.clock()
-        try:  # say so at once: `jobd status` and other masters see "draining"
-            self.store.masters.heartbeat(self.id, state="draining")
-        except Exception:
-            log.warning("could not record the drain in the store", exc_info=True)
+        if self.store_health.available:  # a stop never waits for a store known to be down
+            try:  # say so at once: `jobd status` and other masters see "draining"
+                self.store.masters.heartbeat(self.id, state="draining")
+            except sa.exc.DBAPIError as error:
+                self._store_failed(error)
+                log.warning("could not record the drain in the store (%s)", describe(error))
         for pool in self.pools.values():
             self._return_backlog(pool)
             for worker in pool.live_workers():
@@ -962,10 +1047,20 @@ class Master:
         every second reuses a count for a few seconds; `jobd status` asks fresh.
         """
         now = self.clock()
-        if self._counts is None or now - self._counts[0] > counts_max_age:
-            self._counts = (now, self.store.jobs.counts())
-        counts = self._counts[1]
+        if (self._counts is None or now - self._counts[0] > counts_max_age) and self.store_health.available:
+            try:
+                self._counts = (now, self.store.jobs.counts())
+            except sa.exc.DBAPIError as error:  # answer from memory: the counts last read
+                self._store_failed(error)
+        counts = self._counts[1] if self._counts is not None else {}
+        if self.store_health.available:
+            try:
+                self._schedule_rows = self.ticker.describe()
+            except sa.exc.DBAPIError as error:
+                self._store_failed(error)
         return {
+            "store": self.store_health.to_dict(),
+            "lease": self.lease.to_dict(now),
             "master": {
                 "id": self.id,
                 "pid": os.getpid(),
@@ -982,7 +1077,7 @@ class Master:
                 name: self.daemons.status(name, {**pool.snapshot(), "counts": counts.get(name, {})})
                 for name, pool in self.pools.items()
             },
-            "schedules": self.ticker.describe(),
+            "schedules": self._schedule_rows,
         }
 
     def pool(self, daemon: str) -> Pool:

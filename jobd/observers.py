@@ -153,6 +153,8 @@ class Observers:
     def flush_job_logs(self, master: Master) -> None:
         if self.job_logs is None:
             return
+        if not master.store_health.available:
+            return  # never wait on a store known to be down (a stop would): kept for the next try
         try:
             self.job_logs.flush_to(master.store.job_logs)
         except Exception:

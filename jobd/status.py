@@ -15,13 +15,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import sqlalchemy as sa
+
 from . import runner, unserved
 from .activity import shared_activity
 from .activity.view import read_view
 from .config import JobdConfig, load_schedule
 from .control import client
 from .daemons import default_desired
-from .errors import MasterNotRunning, UnknownJob
+from .errors import JobdError, MasterNotRunning, UnknownJob
 from .store import Store, open_store
 from .ticker import Ticker
 
@@ -102,9 +104,17 @@ def status_report(settings: JobdConfig, store: Store | None = None) -> dict[str,
                 "state": pool.get("state"),
                 "restart": pool.get("restart"),
             }
-        store = store or open_store(settings.store)
-        return {"master": {"running": True, **live["master"]}, "daemons": daemons, "masters": masters_report(settings, store),
-                **unserved.from_store(store, lease=settings.heartbeat_lease)}
+        report: dict[str, Any] = {"master": {"running": True, **live["master"]}, "daemons": daemons}
+        for key in ("store", "lease"):  # the master's own view: is its store reachable, when would it fence
+            if key in live:
+                report[key] = live[key]
+        try:
+            store = store or open_store(settings.store)
+            report["masters"] = masters_report(settings, store)
+            report.update(unserved.from_store(store, lease=settings.heartbeat_lease))
+        except (JobdError, sa.exc.DBAPIError):  # the master answered from memory; its store is down
+            report["masters"] = []
+        return report
     store = store or open_store(settings.store)
     initialised = store.version() is not None
     counts = store.jobs.counts() if initialised else {}

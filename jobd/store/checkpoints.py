@@ -14,19 +14,34 @@ every ``interval`` seconds, at least every ``4 * interval`` seconds. Checkpointi
 limit at which other processes' commits (submitters, the CLI, which keep
 SQLite's default) would checkpoint; while no master runs, they still do.
 A MySQL store needs none of this: the thread does not start.
+
+A full disk: the log file keeps its largest size (SQLite reuses it rather
+than shrink it), and a checkpoint must grow the database file by the pages
+it copies. On a volume with little room the log can hold all of it, so every
+checkpoint fails and every commit too, for good, even after the space that
+ran out is back. So after a failed checkpoint (or when the master says the
+store failed, ``reclaim``) the thread runs TRUNCATE checkpoints, which copy
+the whole log and cut the file to zero bytes, giving its space back, until
+one succeeds. They wait for readers a fraction of a second at most
+(``TRUNCATE_BUSY_TIMEOUT_MS``): writers are blocked meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
 import sqlalchemy as sa
 
+from .. import defaults
+from .engine import sqlite_busy_timeout
+
 log = logging.getLogger("jobd.store")
 
 WARN_EVERY_SECONDS = 300.0
+TRUNCATE_BUSY_TIMEOUT_MS = 200
 
 
 class WalCheckpointer:
@@ -39,6 +54,8 @@ class WalCheckpointer:
         self._last = float("-inf")
         self._thread: threading.Thread | None = None
         self._warned_at = float("-inf")
+        self._reclaim = threading.Event()  # the next checkpoint truncates the log (see the module's docstring)
+        self.truncations = 0
 
     @property
     def needed(self) -> bool:
@@ -66,14 +83,47 @@ class WalCheckpointer:
         if time.monotonic() - self._last >= self.interval:  # else the thread would only go back to sleep
             self._nudged.set()
 
+    def reclaim(self) -> None:
+        """The store failed (perhaps a full disk): truncate the log at the next checkpoint, soon; never blocks."""
+        if self.needed and not self._reclaim.is_set():
+            self._reclaim.set()
+            self._nudged.set()
+
+    def _wal_bytes(self) -> int:
+        path = self.engine.url.database
+        try:
+            return os.path.getsize(f"{path}-wal") if path else 0
+        except OSError:
+            return 0
+
     def checkpoint(self) -> None:
-        """One PASSIVE checkpoint: copy what no reader still needs; wait for nobody."""
+        """One PASSIVE checkpoint (copy what no reader still needs; wait for nobody), or a TRUNCATE one to reclaim space.
+
+        A log over ``WAL_TRUNCATE_ABOVE_BYTES`` is truncated too: SQLite
+        starts the log over only when a writer finds it fully copied and no
+        reader in it, which a busy master may rarely offer; meanwhile the
+        file keeps growing, and keeps its largest size for good.
+        """
+        truncate = self._reclaim.is_set() or self._wal_bytes() > defaults.WAL_TRUNCATE_ABOVE_BYTES
         raw = self.engine.raw_connection()  # outside any transaction: a checkpoint cannot run inside one
         try:
             cursor = raw.cursor()
             try:
-                cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                cursor.fetchall()
+                if truncate:
+                    cursor.execute(f"PRAGMA busy_timeout={TRUNCATE_BUSY_TIMEOUT_MS}")
+                    try:
+                        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                        busy = cursor.fetchall()[0][0]
+                    finally:
+                        cursor.execute(f"PRAGMA busy_timeout={int(sqlite_busy_timeout(self.engine.url) * 1000)}")
+                    if not busy:
+                        if self._reclaim.is_set():
+                            log.info("WAL checkpoint: the log was copied back and truncated (its space is free again)")
+                        self._reclaim.clear()
+                        self.truncations += 1
+                else:
+                    cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    cursor.fetchall()
             finally:
                 cursor.close()
         finally:
@@ -95,6 +145,7 @@ class WalCheckpointer:
         try:
             self.checkpoint()
         except Exception as error:  # never let the thread die: the log would grow without end
+            self._reclaim.set()  # a full disk fails checkpoints for good unless the log's own space comes back
             now = time.monotonic()
             if now - self._warned_at >= WARN_EVERY_SECONDS:
                 self._warned_at = now

@@ -17,10 +17,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from .. import defaults
 from ..errors import StoreUnavailable
 from .row_decoding import sqlite_text
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_BUSY_TIMEOUT_MS = int(defaults.SQLITE_BUSY_TIMEOUT_SECONDS * 1000)
+MYSQL_TIMEOUTS = {
+    "connect_timeout": defaults.STORE_CONNECT_TIMEOUT_SECONDS,
+    "read_timeout": defaults.STORE_READ_TIMEOUT_SECONDS,
+    "write_timeout": defaults.STORE_WRITE_TIMEOUT_SECONDS,
+}
 SERVER_STATUS_IN_TRANS = 0x0001  # MySQL protocol: a transaction is open on this connection
 READ_ONLY = {"jobd_read_only": True}
 
@@ -74,13 +80,41 @@ def _make_engine(url: str, checkpoint_on_commit: bool, autocommit: bool) -> sa.E
             # dropped by the pool on its first error; the master loop retries.
             pool_recycle=1800,
             pool_reset_on_return=None,  # see _roll_back_if_in_transaction
-            connect_args={"charset": "utf8mb4", "connect_timeout": 10},
+            connect_args={"charset": "utf8mb4", **mysql_timeouts(parsed)},
         )
         sa.event.listen(engine, "reset", _roll_back_if_in_transaction)
         return engine
     raise StoreUnavailable(
         f"store URL {url!r}: only sqlite:/// and mysql+pymysql:// stores are supported"
     )
+
+
+def mysql_timeouts(url: sa.URL, *, at_most: float | None = None) -> dict[str, float]:
+    """PyMySQL's connect/read/write timeouts for ``url``: the URL's own, else jobd's defaults.
+
+    Without a read timeout a silent partition (packets dropped, no reset)
+    blocks a statement, and whoever waits for it (a submit, the master's
+    loop), until the kernel gives up on the connection: many minutes.
+    ``at_most`` caps each (a health probe must answer quickly).
+    """
+    timeouts: dict[str, float] = {}
+    for name, default in MYSQL_TIMEOUTS.items():
+        given = url.query.get(name)
+        try:
+            value = float(given) if isinstance(given, str) else float(default)
+        except ValueError:
+            raise StoreUnavailable(f"store URL: {name}={given!r} is not a number of seconds") from None
+        timeouts[name] = value if at_most is None else min(value, at_most)
+    return timeouts
+
+
+def sqlite_busy_timeout(url: sa.URL) -> float:
+    """Seconds a SQLite writer waits for another's lock: the URL's ``?timeout=``, else jobd's default."""
+    given = url.query.get("timeout")
+    try:
+        return float(given) if isinstance(given, str) else SQLITE_BUSY_TIMEOUT_MS / 1000
+    except ValueError:
+        raise StoreUnavailable(f"store URL: timeout={given!r} is not a number of seconds") from None
 
 
 def _roll_back_if_in_transaction(dbapi_connection: Any, _record: Any, reset_state: Any) -> None:
@@ -107,7 +141,8 @@ def _roll_back_if_in_transaction(dbapi_connection: Any, _record: Any, reset_stat
 def _sqlite_engine(url: sa.URL, checkpoint_on_commit: bool) -> sa.Engine:
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    busy_timeout = sqlite_busy_timeout(url)
+    engine = sa.create_engine(url, connect_args={"timeout": busy_timeout})
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -119,11 +154,15 @@ def _sqlite_engine(url: sa.URL, checkpoint_on_commit: bool) -> sa.Engine:
         dbapi_connection.text_factory = sqlite_text
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # The log file keeps its largest size: cut it back when it starts over (a full disk needs that space).
+        cursor.execute(f"PRAGMA journal_size_limit={defaults.WAL_TRUNCATE_ABOVE_BYTES}")
         if not checkpoint_on_commit:
-            cursor.execute("PRAGMA wal_autocheckpoint=0")
+            # The master's thread checkpoints (checkpoints.py); a commit checkpoints only as a safety
+            # net, when the log is far past the size the thread keeps it under (a burst after an outage).
+            cursor.execute(f"PRAGMA wal_autocheckpoint={defaults.WAL_AUTOCHECKPOINT_SAFETY_PAGES}")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
