@@ -23,6 +23,7 @@ class KeyReader:
         self.stream = stream or sys.stdin
         self.fd: int | None = None
         self.saved: list[Any] | None = None
+        self.pending = ""  # keys read together (typed fast, or a busy machine) and not yet handed out
 
     def __enter__(self) -> "KeyReader":
         try:
@@ -36,7 +37,13 @@ class KeyReader:
         return self
 
     def read(self, timeout: float) -> str | None:
-        """The next key pressed within ``timeout`` seconds, '' at end of input, or None."""
+        """The next key pressed within ``timeout`` seconds, '' at end of input, or None.
+
+        One read may bring several keys: each is handed out in turn, none dropped.
+        """
+        if self.pending:
+            key, self.pending = self.pending[0], self.pending[1:]
+            return key
         if self.fd is None:
             time.sleep(timeout)
             return None
@@ -44,7 +51,11 @@ class KeyReader:
         if not ready:
             return None
         data = os.read(self.fd, 32)
-        return data.decode(errors="replace")[:1] if data else ""
+        if not data:
+            return ""
+        text = data.decode(errors="replace")
+        key, self.pending = text[0], text[1:]
+        return key
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
         if self.fd is not None and self.saved is not None:

@@ -46,3 +46,19 @@ def test_the_running_count_comes_from_the_same_snapshot_as_the_running_table() -
     running = [{"job_id": 9, "daemon": "reports"}]
     rows = summarise_daemons([snapshot], ["reports"], {}, {}, running)
     assert rows["reports"]["running"] == 1  # the store's count, cached seconds ago, said 0
+
+
+def test_keys_read_together_are_each_handed_out_in_turn() -> None:
+    import os
+
+    from jobd.cli.terminal import KeyReader
+
+    read_end, write_end = os.pipe()
+    try:
+        reader = KeyReader()
+        reader.fd = read_end  # a pipe stands in for the tty: the reader only reads
+        os.write(write_end, b"?d")  # typed fast, arriving in one read
+        assert [reader.read(1.0), reader.read(1.0), reader.read(0.01)] == ["?", "d", None]
+    finally:
+        os.close(read_end)
+        os.close(write_end)
