@@ -176,6 +176,7 @@ STORM_WORKERS = 4
 STORM_SECONDS = 8.0
 KILL_EVERY = 0.5
 REFILL_WITHIN = 2.0
+STORM_JOBS = 8000
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,8 @@ def rate(samples: list[Sample]) -> float:
 
 def test_a_storm_of_worker_kills_leaves_the_pool_full_within_2s_of_each_kill(deployment: Deployment) -> None:
     master = start(deployment, workers=STORM_WORKERS)
-    deployment.store.jobs.insert_many([NewJob("main", "t.record", {"n": n}) for n in range(8000)])
+    # 10 ms jobs: at most 400/s on 4 workers, so the queue outlasts the storm on a fast machine too.
+    deployment.store.jobs.insert_many([NewJob("main", "t.sleep", {"seconds": 0.01}) for _ in range(STORM_JOBS)])
     wait_until(lambda: sample(deployment).finished >= 50, timeout=20, message="jobs to flow")
 
     before: list[Sample] = []
@@ -256,7 +258,14 @@ def test_a_storm_of_worker_kills_leaves_the_pool_full_within_2s_of_each_kill(dep
     assert max(refills) <= REFILL_WITHIN, f"a killed worker was replaced only {max(refills):.1f}s later: {refills}"
     assert len(sample(deployment).ready) == STORM_WORKERS, "the pool is full again after the storm"
     assert empty < 0.1
-    assert rate(storm) > 0.25 * rate(before), "jobs must keep completing during the storm"
+    # Jobs keep completing: no 2-second stretch of the storm finishes nothing. (How fast, next to
+    # before the storm, is printed above: a ratio of rates is the machine's speed, not a behaviour.)
+    longest_stall, current = 0.0, 0.0
+    for earlier, later in zip(storm, storm[1:]):
+        idle = later.finished == earlier.finished and later.finished < STORM_JOBS
+        current = current + (later.at - earlier.at) if idle else 0.0
+        longest_stall = max(longest_stall, current)
+    assert longest_stall < 2.0, f"no job finished for {longest_stall:.1f}s during the storm"
 
     stop_and_measure(deployment, master)
     assert log_text(deployment).rstrip().splitlines()[-1].endswith("stopped")
