@@ -15,12 +15,15 @@ from typing import Any
 
 from . import defaults, unserved
 from .activity import shared_activity
+from .activity.base import bucket_of
+from .activity.history import finished_points
 from .activity.view import VIEW_VERSION, Record, recent_failures, read_view
 from .config import JobdConfig
 from .control import client
 from .errors import JobdError
 from .states import JobState
 from .store import Store, open_store
+from .store.finished import finished_per_minute
 
 
 class Dashboard:
@@ -32,8 +35,9 @@ class Dashboard:
         self._store: Store | None = None
         self._unseen_cache: tuple[float, Record] | None = None
 
-    def view(self, daemon: str | None = None) -> Record:
-        view = self._view(daemon)
+    def view(self, daemon: str | None = None, *, last_hour: bool = False) -> Record:
+        """The view; with ``last_hour``, also the charts' minutes of the last hour (``last_hour`` key)."""
+        view = self._view(daemon, last_hour)
         view.update(self._unseen(daemon))
         return view
 
@@ -55,9 +59,9 @@ class Dashboard:
             return dict(found)
         return {key: [entry for entry in entries if entry["daemon"] == daemon] for key, entries in found.items()}
 
-    def _view(self, daemon: str | None = None) -> Record:
+    def _view(self, daemon: str | None = None, last_hour: bool = False) -> Record:
         if self.shared is not None:
-            view = read_view(self.shared, source="memcached", daemon=daemon)
+            view = read_view(self.shared, source="memcached", daemon=daemon, last_hour=last_hour)
             if view["masters"]:
                 return view
         answer: Any = None
@@ -72,13 +76,13 @@ class Dashboard:
             if self.shared is not None:
                 view["note"] = "memcached has no live data; showing the local master's view"
             return view
-        return self._from_store(daemon)
+        return self._from_store(daemon, last_hour)
 
-    def _from_store(self, daemon: str | None) -> Record:
+    def _from_store(self, daemon: str | None, last_hour: bool = False) -> Record:
         try:
             if self._store is None:
                 self._store = open_store(self.config.store)
-            return view_from_store(self._store, self.config, daemon=daemon)
+            return view_from_store(self._store, self.config, daemon=daemon, last_hour=last_hour)
         except Exception as error:  # the dashboard keeps drawing whatever fails
             first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
             return _empty_view(f"no master answers and the store is unreachable: {first_line}")
@@ -90,8 +94,10 @@ class Dashboard:
             self._store.dispose()
 
 
-def view_from_store(store: Store, config: JobdConfig, *, daemon: str | None = None, now: float | None = None) -> Record:
-    """What the durable store alone can say (no live progress, no worker states)."""
+def view_from_store(
+    store: Store, config: JobdConfig, *, daemon: str | None = None, now: float | None = None, last_hour: bool = False,
+) -> Record:
+    """What the durable store alone can say (no live progress, no worker states; no queue-depth history)."""
     now = time.time() if now is None else now
     if store.version() is None:
         return _empty_view(f"no master answers and the store {store.url} has no jobd tables yet (jobd init)")
@@ -128,12 +134,17 @@ def view_from_store(store: Store, config: JobdConfig, *, daemon: str | None = No
          "uptime": now - record.started_at, "version": record.version}
         for record in store.masters.live(lease=config.heartbeat_lease, now=now)
     ]
-    return {
+    view: Record = {
         "version": VIEW_VERSION, "source": "store", "generated_at": now,
         "note": "no master answers: showing the store (no live progress)",
         "masters": masters, "daemons": daemons, "running": running, "failures": failures,
         "schedules": [], "jobs_per_minute": None,
     }
+    if last_hour and daemon is None:  # the index is on (state, finished_at): no per-daemon range
+        start = (bucket_of(now) - 60) * defaults.ACTIVITY_COUNTER_BUCKET_SECONDS
+        per_minute = finished_per_minute(store.engine, store.tables["jobs"], start, now)
+        view["last_hour"] = {"finished": finished_points(per_minute, now), "queued": []}
+    return view
 
 
 def _only_daemon(view: Record, daemon: str) -> Record:

@@ -72,6 +72,16 @@ def test_counters_add_up_per_minute(activity: Activity) -> None:
     assert total_in_window(counts, now, 3600) == 9
 
 
+def test_queue_depth_is_kept_per_minute_merged_per_daemon_in_a_ring(activity: Activity) -> None:
+    minute = bucket_of(time.time())
+    activity.record_queued(minute, {"mailing": 3})
+    activity.record_queued(minute, {"reports": 1})  # another master's daemons, same minute
+    activity.record_queued(minute - 1, {"mailing": 7})
+    assert activity.queued_history(buckets_for(time.time(), 3600)) == {minute: {"mailing": 3, "reports": 1}, minute - 1: {"mailing": 7}}
+    activity.record_queued(minute + defaults.ACTIVITY_QUEUED_SLOTS, {"mailing": 0})  # the same slot, a ring later
+    assert activity.queued_history([minute]) == {}
+
+
 def test_a_cached_result_is_served_while_fresh_then_expires(activity: Activity) -> None:
     assert activity.get_result("k") is None
     assert activity.put_result("k", {"job_id": 3, "result": {"rows": 1}}, ttl=1)

@@ -60,6 +60,12 @@ class Activity(Protocol):
     def counts(self, daemon: str, outcome: str, buckets: Sequence[int]) -> dict[int, int]:
         """Counter values per bucket number (missing buckets are left out)."""
 
+    def record_queued(self, bucket: int, queued: dict[str, int]) -> None:
+        """Remember the daemons' queue depths in minute ``bucket`` (merged into that minute's slot of a fixed ring)."""
+
+    def queued_history(self, buckets: Sequence[int]) -> dict[int, dict[str, int]]:
+        """Queue depths per daemon for those minutes that have one (the ring keeps about the last hour)."""
+
     def put_result(self, key: str, record: Record, ttl: float) -> bool:
         """Cache a task's result record under ``key`` for ``ttl`` seconds; False if not stored."""
 
@@ -100,3 +106,21 @@ def total_in_window(counts: dict[int, int], now: float, window_seconds: float) -
             continue
         total += value * min(1.0, inside / span) if begin < start else value
     return total
+
+
+def queued_slot(bucket: int) -> int:
+    """The ring slot of minute ``bucket``: a fixed set of keys, each reused an hour later."""
+    return bucket % defaults.ACTIVITY_QUEUED_SLOTS
+
+
+def merged_queued(previous: Any, bucket: int, queued: dict[str, int]) -> Record:
+    """A ring slot after recording ``queued`` for ``bucket``: same minute merges (masters own different daemons)."""
+    kept = previous.get("queued") if isinstance(previous, dict) and previous.get("bucket") == bucket else None
+    return {"bucket": bucket, "queued": {**(kept if isinstance(kept, dict) else {}), **queued}}
+
+
+def slot_queued(slot: Any, bucket: int) -> dict[str, int] | None:
+    """The depths a slot holds for ``bucket``, or None if it holds another minute (or nothing readable)."""
+    if not isinstance(slot, dict) or slot.get("bucket") != bucket or not isinstance(slot.get("queued"), dict):
+        return None
+    return {str(name): int(value) for name, value in slot["queued"].items()}

@@ -11,6 +11,7 @@ key                             value (JSON)                               TTL
 ``NS:progress:JOB``             a running job's progress record            10 min, deleted at end
 ``NS:events:DAEMON``            the last 50 events of the daemon (CAS)     1 day
 ``NS:count:DAEMON:OUTCOME:MIN`` jobs of that outcome in that minute (incr)  2 h
+``NS:queued:SLOT``              queue depths per daemon of one minute (CAS) 2 h, 62 slots reused
 ``NS:result:SHA256``            a cached task result                       the task's cache_ttl
 ==============================  =========================================  =======================
 
@@ -33,7 +34,7 @@ from typing import Any, TypeVar
 from pymemcache.client.hash import HashClient
 
 from .. import defaults
-from .base import Record, bucket_of
+from .base import Record, bucket_of, merged_queued, queued_slot, slot_queued
 
 log = logging.getLogger("jobd.activity")
 
@@ -265,6 +266,21 @@ class MemcachedActivity:
                 values[keys[key]] = int(raw)
             except (KeyError, TypeError, ValueError):
                 continue
+        return values
+
+    def record_queued(self, bucket: int, queued: dict[str, int]) -> None:
+        self._update(self.key("queued", queued_slot(bucket)), lambda slot: merged_queued(slot, bucket, queued),
+                     defaults.ACTIVITY_QUEUED_TTL_SECONDS)
+
+    def queued_history(self, buckets: Sequence[int]) -> dict[int, dict[str, int]]:
+        keys = {self.key("queued", queued_slot(bucket)): bucket for bucket in buckets}
+        found: dict[str, Any] = self._call({}, lambda: self.client.get_many(list(keys)))
+        values = {}
+        for key, raw in found.items():
+            if key in keys:
+                depths = slot_queued(self._decode(raw), keys[key])
+                if depths is not None:
+                    values[keys[key]] = depths
         return values
 
     # -- result cache -----------------------------------------------------

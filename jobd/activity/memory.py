@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .. import defaults
-from .base import Record, bucket_of
+from .base import Record, bucket_of, merged_queued, queued_slot, slot_queued
 
 
 class _Expiring:
@@ -54,6 +54,7 @@ class MemoryActivity:
         self._events: dict[str, deque[Record]] = {}
         self._counters = _Expiring(clock)
         self._results = _Expiring(clock)
+        self._queued: dict[int, Record] = {}  # ring slot -> {"bucket", "queued"}
 
     def publish_master(self, master_id: str, snapshot: Record) -> None:
         self._masters.put(master_id, snapshot, defaults.ACTIVITY_MASTER_TTL_SECONDS)
@@ -95,6 +96,18 @@ class MemoryActivity:
             value = self._counters.get((daemon, outcome, bucket))
             if value is not None:
                 found[bucket] = int(value)
+        return found
+
+    def record_queued(self, bucket: int, queued: dict[str, int]) -> None:
+        slot = queued_slot(bucket)
+        self._queued[slot] = merged_queued(self._queued.get(slot), bucket, queued)
+
+    def queued_history(self, buckets: Sequence[int]) -> dict[int, dict[str, int]]:
+        found = {}
+        for bucket in buckets:
+            value = slot_queued(self._queued.get(queued_slot(bucket)), bucket)
+            if value is not None:
+                found[bucket] = value
         return found
 
     def put_result(self, key: str, record: Record, ttl: float) -> bool:

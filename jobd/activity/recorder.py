@@ -21,6 +21,7 @@ from typing import Any
 from .. import defaults
 from ..job import Job
 from .base import Activity, Record, bucket_of
+from .history import QueuedRing
 from .memory import MemoryActivity
 from .results import cache_record, result_key
 from .view import read_view
@@ -57,6 +58,7 @@ class ActivityRecorder:
         self._pending_counts: Counter[tuple[str, str, float]] = Counter()
         self._last_publish: float | None = None
         self._changed = True
+        self._queued = QueuedRing()
 
     # -- what happened ----------------------------------------------------
 
@@ -94,8 +96,13 @@ class ActivityRecorder:
             self.shared.put_result(key, record, cache_ttl)
 
     def view(self, daemon: str | None = None) -> Record:
-        """The dashboard's data from this master's own memory (the ``activity`` operation)."""
-        return read_view(self.local, source="master", now=self.wall_clock(), daemon=daemon)
+        """The dashboard's data from this master's own memory (the ``activity`` operation), with the last hour.
+
+        The last hour (a few hundred numbers) is always included: it costs
+        dictionary lookups here, and a freshly started ``jobd web`` draws its
+        charts from it.
+        """
+        return read_view(self.local, source="master", now=self.wall_clock(), daemon=daemon, last_hour=True)
 
     def _event(self, daemon: str, event: Record) -> None:
         event = {"at": self.wall_clock(), "daemon": daemon, "host": self.host, "master": self.master_id, **event}
@@ -119,6 +126,8 @@ class ActivityRecorder:
         self._changed = False
         snapshot = {**snapshot, "published_at": self.wall_clock()}
         self.local.publish_master(self.master_id, snapshot)
+        if self._queued.due(snapshot["published_at"]):  # once a minute
+            self._queued.record(snapshot, snapshot["published_at"], [self.local] if self.shared is None else [self.local, self.shared])
         if self.shared is None:
             self._pending_events.clear()
             self._pending_counts.clear()

@@ -18,7 +18,8 @@ Shape (``VIEW_VERSION`` 1)::
                    "percent", "message", "eta_seconds", "started_at", "elapsed", "updated_at"}],
      "failures": [{"at", "daemon", "job_id", "task", "attempt", "kind", "error", "host"}],
      "schedules": [{"daemon", "name", "next_run", "timezone"}],
-     "jobs_per_minute": float}
+     "jobs_per_minute": float,
+     "last_hour": {"finished": [[minute_end, n]], "queued": [[minute_start, n]]}}  # only when asked for
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from . import history
 from .base import COUNTED_OUTCOMES, Activity, Record, buckets_for, total_in_window
 
 VIEW_VERSION = 1
@@ -34,8 +36,10 @@ HOUR = 3600.0
 FAILURES_SHOWN = 20
 
 
-def read_view(activity: Activity, *, source: str, now: float | None = None, daemon: str | None = None) -> Record:
-    """Everything ``jobd top`` draws, read from ``activity``."""
+def read_view(
+    activity: Activity, *, source: str, now: float | None = None, daemon: str | None = None, last_hour: bool = False,
+) -> Record:
+    """Everything ``jobd top`` draws, read from ``activity``; with ``last_hour``, the charts' minutes too (``history``)."""
     now = time.time() if now is None else now
     masters = activity.masters()
     running = _running_from_snapshots(masters, daemon)
@@ -46,9 +50,10 @@ def read_view(activity: Activity, *, source: str, now: float | None = None, daem
     names = sorted({name for snapshot in masters for name in (snapshot.get("daemons") or {})})
     if daemon is not None:
         names = [name for name in names if name == daemon]
+    hour_counts = {name: {outcome: activity.counts(name, outcome, buckets_for(now, HOUR)) for outcome in COUNTED_OUTCOMES} for name in names}
     throughput = {
-        name: {outcome: total_in_window(activity.counts(name, outcome, buckets_for(now, HOUR)), now, HOUR) for outcome in COUNTED_OUTCOMES}
-        for name in names
+        name: {outcome: total_in_window(found, now, HOUR) for outcome, found in outcomes.items()}
+        for name, outcomes in hour_counts.items()
     }
     per_minute = {
         name: total_in_window(activity.counts(name, "succeeded", buckets_for(now, 60)), now, 60)
@@ -56,7 +61,7 @@ def read_view(activity: Activity, *, source: str, now: float | None = None, daem
         for name in names
     }
     events = [event for name in names for event in activity.events(name)]
-    return {
+    view = {
         "version": VIEW_VERSION,
         "source": source,
         "generated_at": now,
@@ -68,6 +73,9 @@ def read_view(activity: Activity, *, source: str, now: float | None = None, daem
         "schedules": schedule_entries(masters, daemon),
         "jobs_per_minute": round(sum(per_minute.values()), 1),
     }
+    if last_hour:
+        view["last_hour"] = history.last_hour(activity, names, now, hour_counts)
+    return view
 
 
 def _master_summary(snapshot: Record) -> Record:

@@ -6,8 +6,10 @@ queue); actions are the CLI's own (``api.submit`` validates an intent
 exactly like ``jobd trigger``; retry and cancel go through the store and
 wake the master). The live view adds two things a browser wants and
 ``jobd top`` does without: each master's heartbeat age from the store's
-registry, the local master's workers (pid, CPU%, RSS), and a short history
-for the charts.
+registry, the local master's workers (pid, CPU%, RSS), and the charts'
+history: the last hour minute by minute, read once at start from whatever
+answers (memcached, the master, else finished jobs in the store), then a
+sample every 5 seconds.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from ..store import Store, open_store
 
 MASTERS_REFRESH_SECONDS = 2.0  # the registry's heartbeats change once a second at most
 HISTORY_STEP_SECONDS = 5.0
-HISTORY_POINTS = 720  # an hour of 5-second samples
+HISTORY_POINTS = 720 + 62  # an hour of 5-second samples, and the minutes read at start
+HISTORY_SECONDS = 3600.0
 LIST_ERROR_CHARS = 300
 
 
@@ -55,7 +58,8 @@ class WebSources:
         self._masters_read = 0.0
         self._workers: list[dict[str, Any]] = []
         self._daemon_states: dict[str, dict[str, Any]] = {}
-        self._history: collections.deque[list[float]] = collections.deque(maxlen=HISTORY_POINTS)
+        self._history: collections.deque[list[float | None]] = collections.deque(maxlen=HISTORY_POINTS)
+        self._history_notes: dict[str, str | None] | None = None  # None: the last hour is not read yet
 
     @property
     def store(self) -> Store:
@@ -78,7 +82,11 @@ class WebSources:
             return self._live_view(now)
 
     def _live_view(self, now: float) -> dict[str, Any]:
-        view = dict(self.dashboard.view())
+        seeding = self._history_notes is None
+        view = dict(self.dashboard.view(last_hour=seeding))
+        last_hour = view.pop("last_hour", None)
+        if seeding:
+            self._seed_history(last_hour, now)
         if now - self._masters_read >= MASTERS_REFRESH_SECONDS:
             self._masters_read = now
             self._workers = self._local_workers()
@@ -91,11 +99,33 @@ class WebSources:
         view["workers"] = self._workers
         view["daemon_states"] = self._daemon_states
         daemons = view.get("daemons") or {}
-        if not self._history or now - self._history[-1][0] >= HISTORY_STEP_SECONDS:
+        if not self._history or now - float(self._history[-1][0] or 0) >= HISTORY_STEP_SECONDS:
             queued = sum(int(row.get("queued") or 0) for row in daemons.values())
             self._history.append([round(now, 1), float(view.get("jobs_per_minute") or 0), float(queued)])
+            while self._history and float(self._history[0][0] or 0) < now - HISTORY_SECONDS:
+                self._history.popleft()
         view["history"] = list(self._history)
+        view["history_notes"] = self._history_notes
         return view
+
+    def _seed_history(self, last_hour: Any, now: float) -> None:
+        """Start the charts from the last hour's minutes (``[t, finished, None]`` and ``[t, None, queued]`` merged by t).
+
+        A series no source could give starts empty, and its chart says it only
+        holds what was sampled since ``jobd web`` started.
+        """
+        points: dict[float, list[float | None]] = {}
+        found = last_hour if isinstance(last_hour, dict) else {}
+        for column, key in ((1, "finished"), (2, "queued")):
+            for t, value in found.get(key) or []:
+                if now - HISTORY_SECONDS <= t <= now:
+                    points.setdefault(t, [t, None, None])[column] = float(value)
+        self._history.extend(points[t] for t in sorted(points))
+        since = "since jobd web started: no source had the last hour"
+        self._history_notes = {
+            "rate": None if found.get("finished") else since,
+            "queue": None if found.get("queued") else since,
+        }
 
     def _local_workers(self) -> list[dict[str, Any]]:
         """The local master's workers with pid, CPU% and RSS (every 2 s: a status call costs the master more)."""

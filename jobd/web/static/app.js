@@ -234,7 +234,8 @@ function failuresSection(view) {
     failures.length ? table([["at"], ["job", "num"], ["task"], [""], ["error"], [""]], rows) : h("p", { class: "dim" }, "none"));
 }
 
-function sparkline(points, cls, label) {
+function sparkline(points, cls, label, note) {
+  points = points.filter((p) => p[1] !== null && p[1] !== undefined);  // a minute read at start may lack one series
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.setAttribute("viewBox", "0 0 100 40");
   svg.setAttribute("preserveAspectRatio", "none");
@@ -246,14 +247,15 @@ function sparkline(points, cls, label) {
   }
   const last = points.length ? points[points.length - 1][1] : null;
   return h("div", { class: "chart " + cls }, h("h2", {}, `${label}: ${num(last)}`),
-    points.length > 1 ? svg : h("p", { class: "dim" }, "collecting: a point every 5 s since jobd web started"));
+    points.length > 1 ? svg : h("p", { class: "dim" }, "collecting: a point every 5 s since jobd web started"),
+    points.length > 1 && note ? h("p", { class: "dim" }, note) : null);
 }
 
 function chartsSection(view) {
-  const history = view.history || [];
+  const history = view.history || [], notes = view.history_notes || {};
   return h("section", { id: "charts", class: "grid" },
-    sparkline(history.map((p) => [p[0], p[1]]), "rate", "Jobs finished per minute"),
-    sparkline(history.map((p) => [p[0], p[2]]), "queue", "Queue depth"));
+    sparkline(history.map((p) => [p[0], p[1]]), "rate", "Jobs finished per minute, last hour", notes.rate),
+    sparkline(history.map((p) => [p[0], p[2]]), "queue", "Queue depth, last hour", notes.queue));
 }
 
 function schedulesSection(view, now) {
