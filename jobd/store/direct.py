@@ -169,7 +169,7 @@ def direct_transaction(
         finally:
             held.lock.release()
         return
-    raw = engine.raw_connection()
+    raw = _connect(engine)
     cursor = raw.cursor()
     try:
         with _transaction(engine, raw, cursor, autocommit, read_only) as transaction:
@@ -180,6 +180,22 @@ def direct_transaction(
         except Exception:
             pass
         raw.close()
+
+
+def _connect(engine: sa.Engine) -> Any:
+    """A pooled raw connection; a driver error while connecting comes out as SQLAlchemy's, like any other.
+
+    ``Engine.raw_connection`` lets the driver's own exception through (a
+    pymysql ``OperationalError`` for a refused connection), which callers
+    that classify ``sa.exc.DBAPIError`` (outage or refused data) would miss.
+    """
+    driver_error: type[Exception] = engine.dialect.loaded_dbapi.Error
+    try:
+        return engine.raw_connection()
+    except driver_error as error:
+        raise sa.exc.DBAPIError.instance(
+            None, None, error, driver_error, hide_parameters=True, connection_invalidated=True, dialect=engine.dialect,
+        ) from error
 
 
 @contextmanager
@@ -245,7 +261,7 @@ class HeldConnection:
                 self.release()
                 raw = None
         if raw is None:
-            raw = engine.raw_connection()
+            raw = _connect(engine)
             self._raw, self._cursor = raw, raw.cursor()
             self._pid, self._taken_at = os.getpid(), time.monotonic()
         return raw, self._cursor

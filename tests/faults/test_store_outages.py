@@ -310,3 +310,33 @@ def test_sqlite_held_by_another_process_exclusive_lock_gives_clear_errors_and_th
     print(f"\nexclusive lock held {held:.0f}s: jobd trigger exit 3 after {trigger_seconds:.1f}s ({trigger.stderr.strip()[-60:]}); "
           f"the run completed {done_seconds:.1f}s after the lock was released; {sum(1 for n in runs.values() if n > 1)} job(s) ran twice; "
           f"jobd stop took {stop_seconds:.1f}s; integrity ok")
+
+
+def test_a_submit_while_the_store_refuses_connections_raises_store_unavailable(
+    mariadb_url: str, deployment_factory: Callable[[str], Deployment],
+) -> None:
+    """Every way a submit meets an outage reads the same, a refused new connection included.
+
+    The submit's held connection is opened with ``Engine.raw_connection``,
+    which lets the driver's own error through; it must still come out as
+    jobd's ``StoreUnavailable`` (exit 3 from `jobd trigger`), never a raw
+    pymysql ``OperationalError``.
+    """
+    import jobd
+    from jobd.errors import StoreUnavailable
+
+    database = mariadb_url.rsplit("/", 1)[1]
+    with TcpProxy() as proxy:
+        deployment = deployment_factory(proxy.url(database))
+        deployment.write_config(DAEMONS)
+        deployment.jobd("init", check=True)
+        config = str(deployment.config_path)
+        assert jobd.submit("main", "o.run", {"seconds": 0}, config=config) > 0
+        proxy.refuse()
+        for _ in range(3):  # the held connection lost, then new connections refused
+            with pytest.raises(StoreUnavailable, match="the job was not submitted: .* unavailable"):
+                jobd.submit("main", "o.run", {"seconds": 0}, config=config)
+        result = deployment.jobd("trigger", "main", "o.run")
+        assert result.returncode == 3 and "unavailable" in result.stderr, result.stderr
+        proxy.heal()
+        assert jobd.submit("main", "o.run", {"seconds": 0}, config=config) > 0
