@@ -60,15 +60,20 @@ def stop_and_time(deployment: Deployment, master: subprocess.Popen[bytes], timeo
     return elapsed
 
 
+def through(proxy: TcpProxy, mariadb_url: str, deployment_factory: Callable[[str], Deployment], **settings: Any) -> Deployment:
+    """A deployment whose store is ``mariadb_url``'s database reached through ``proxy``, its tables made."""
+    deployment = deployment_factory(proxy.url(mariadb_url.rsplit("/", 1)[1]))
+    deployment.write_config(DAEMONS, **settings)
+    deployment.jobd("init", check=True)
+    return deployment
+
+
 @pytest.mark.mysql
 def test_submit_and_stop_during_a_silent_partition_fail_fast_and_the_master_answers_from_memory(
     deployment_factory: Callable[[str], Deployment], mariadb_url: str, mariadb: dict[str, Any],
 ) -> None:
-    database = mariadb_url.rsplit("/", 1)[1]
     with TcpProxy(mariadb["host"], mariadb["port"]) as proxy:
-        deployment = deployment_factory(proxy.url(database))
-        deployment.write_config(DAEMONS, drain_timeout=2)
-        deployment.jobd("init", check=True)
+        deployment = through(proxy, mariadb_url, deployment_factory, drain_timeout=2)
         master = deployment.start_master()
         job = json.loads(deployment.jobd("trigger", "main", "o.run", "--wait", check=True).stdout.splitlines()[0])
         assert isinstance(job, int)
@@ -96,11 +101,8 @@ def test_submit_and_stop_during_a_silent_partition_fail_fast_and_the_master_answ
 def test_stop_while_the_store_refuses_connections_ends_within_the_drain_timeout_and_loses_nothing(
     deployment_factory: Callable[[str], Deployment], mariadb_url: str, mariadb: dict[str, Any],
 ) -> None:
-    database = mariadb_url.rsplit("/", 1)[1]
     with TcpProxy(mariadb["host"], mariadb["port"]) as proxy:
-        deployment = deployment_factory(proxy.url(database))
-        deployment.write_config(DAEMONS, drain_timeout=2)
-        deployment.jobd("init", check=True)
+        deployment = through(proxy, mariadb_url, deployment_factory, drain_timeout=2)
         direct = deployment_factory(mariadb_url)  # the test's own view of the store, around the proxy
         master = deployment.start_master()
         ids = direct.store.jobs.insert_many([NewJob("main", "o.run", {"seconds": 0.5}) for _ in range(4)])
@@ -123,11 +125,8 @@ def test_mariadb_cut_for_20s_during_5000_jobs_heals_by_itself_with_nothing_lost(
     deployment_factory: Callable[[str], Deployment], mariadb_url: str, mariadb: dict[str, Any],
 ) -> None:
     total, cut_seconds = 5000, 20.0
-    database = mariadb_url.rsplit("/", 1)[1]
     with TcpProxy(mariadb["host"], mariadb["port"]) as proxy:
-        deployment = deployment_factory(proxy.url(database))
-        deployment.write_config(DAEMONS, heartbeat_lease=60)
-        deployment.jobd("init", check=True)
+        deployment = through(proxy, mariadb_url, deployment_factory, heartbeat_lease=60)
         direct = deployment_factory(mariadb_url)
         direct.store.jobs.insert_many([NewJob("main", "o.run", {}) for _ in range(total)])
         master = deployment.start_master()
@@ -312,6 +311,7 @@ def test_sqlite_held_by_another_process_exclusive_lock_gives_clear_errors_and_th
           f"jobd stop took {stop_seconds:.1f}s; integrity ok")
 
 
+@pytest.mark.mysql
 def test_a_submit_while_the_store_refuses_connections_raises_store_unavailable(
     mariadb_url: str, deployment_factory: Callable[[str], Deployment],
 ) -> None:
@@ -325,11 +325,8 @@ def test_a_submit_while_the_store_refuses_connections_raises_store_unavailable(
     import jobd
     from jobd.errors import StoreUnavailable
 
-    database = mariadb_url.rsplit("/", 1)[1]
     with TcpProxy() as proxy:
-        deployment = deployment_factory(proxy.url(database))
-        deployment.write_config(DAEMONS)
-        deployment.jobd("init", check=True)
+        deployment = through(proxy, mariadb_url, deployment_factory)
         config = str(deployment.config_path)
         assert jobd.submit("main", "o.run", {"seconds": 0}, config=config) > 0
         proxy.refuse()
