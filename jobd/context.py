@@ -9,6 +9,7 @@ its job id attached, and notices when an operator cancelled it.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,9 @@ from typing import Any, Protocol
 
 from . import defaults
 from .errors import JobdError
-from .throttle import Throttle
+from .trailing import Flusher, TrailingThrottle
+
+_Call = tuple[float, float | None, str | None, float]  # done, total, message, when it was made
 
 
 class Cancelled(JobdError):
@@ -83,6 +86,7 @@ class TaskContext:
         is_cancelled: Callable[[], bool],
         clock: Callable[[], float] = time.time,
         progress_interval: float = defaults.PROGRESS_SEND_INTERVAL_SECONDS,
+        flusher: Flusher | None = None,
     ) -> None:
         self.job_id = job_id
         self.attempt = attempt
@@ -95,18 +99,55 @@ class TaskContext:
         self._is_cancelled = is_cancelled
         self._clock = clock
         self._started_at = clock()
-        self._throttle = Throttle(progress_interval, clock)
+        self._throttle: TrailingThrottle[_Call] = TrailingThrottle(progress_interval)
+        self._flusher = flusher  # sends a held-back report when its window ends; None: only a later call does
+        self._flush_scheduled = False
+        self._lock = threading.Lock()  # the flusher's thread sends too
         self._finished_sent = False
 
     def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
-        """Report how far the job has got. Call it as often as you like; it is throttled."""
+        """Report how far the job has got. Call it as often as you like; it is throttled.
+
+        A report inside the throttle window is not lost: the latest one goes
+        out when the window ends, even if the task makes no further call.
+        """
         # The final report always goes out (a finished bar must not stick at
         # 99%), but only once: a loop calling progress(n, n) is throttled too.
-        finished = total is not None and done >= total and not self._finished_sent
-        if not (self._throttle.ready() or finished):
+        now = self._clock()
+        with self._lock:
+            finished = total is not None and done >= total and not self._finished_sent
+            call = self._throttle.offer((done, total, message, now), now, force=finished)
+            if call is not None:
+                self._send(call)
+            else:
+                self._schedule_flush(now)
+
+    def close(self) -> None:
+        """The job ended: a report still held back is dropped, never sent after the job's outcome."""
+        with self._lock:
+            self._throttle.close()
+
+    def _flush(self) -> None:
+        with self._lock:
+            self._flush_scheduled = False
+            now = self._clock()
+            call = self._throttle.due(now)
+            if call is not None:
+                self._send(call)
+            else:
+                self._schedule_flush(now)  # not due yet by our clock (or nothing held back: a no-op)
+
+    def _schedule_flush(self, now: float) -> None:
+        due = self._throttle.next_due()
+        if self._flusher is None or self._flush_scheduled or due is None:
             return
+        self._flush_scheduled = True
+        self._flusher.schedule(due - now, self._flush)
+
+    def _send(self, call: _Call) -> None:
+        done, total, message, when = call
         self._finished_sent = total is not None and done >= total
-        report = Progress(done, total, message, self._started_at, self._clock())
+        report = Progress(done, total, message, self._started_at, when)
         try:
             self._progress_sink.report(self.job_id, report.to_dict())
         except Exception:  # progress is display data: never fail a job over it

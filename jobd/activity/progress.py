@@ -4,7 +4,9 @@ The pipe keeps the master's view (``jobd status``, the store's progress
 column, the embedded activity store) current; memcached gets the same
 report directly from the worker, so a dashboard on another host sees it
 without the master relaying it. ``TaskContext`` throttles reports before
-they get here (at most one per ``PROGRESS_SEND_INTERVAL_SECONDS``), and
+they get here (at most one per ``PROGRESS_SEND_INTERVAL_SECONDS``; the
+latest report held back in a window arrives from the process's flusher
+thread when the window ends, never concurrently with another), and
 memcached failures are absorbed by ``MemcachedActivity``: a task never
 fails or waits long because live display data could not be written.
 """

@@ -36,6 +36,7 @@ from ..inventory import load_daemon_tasks
 from ..logs import JobLogContext, configure_worker_logging, job_logging_context
 from ..store import open_store
 from ..tasks import TaskDefinition
+from ..trailing import process_flusher
 from . import lifeline as lifelines, protocol
 from .direct import Channel, WorkerEnd, handoff_guard
 from .fence import Ledger, ledger_path
@@ -226,6 +227,7 @@ def run_job(
     # indentation (a smaller diff for the other branches editing run_job).
     logging_context = job_logging_context(JobLogContext(daemon, message.task, message.job_id, message.attempt))
     logging_context.__enter__()
+    ctx: TaskContext | None = None
 
     def finished(outcome: str, *, error: str | None = None, traceback: str | None = None, **details: Any) -> protocol.JobFinished:
         return protocol.JobFinished(
@@ -245,7 +247,7 @@ def run_job(
         ctx = TaskContext(
             job_id=message.job_id, attempt=message.attempt, daemon=daemon, task=message.task,
             last_checkpoint=message.checkpoint, progress_sink=progress, checkpoint_sink=checkpoints,
-            is_cancelled=lambda: cancel.is_set,
+            is_cancelled=lambda: cancel.is_set, flusher=process_flusher(),
         )
         log.info("job %s attempt %s: %s started", message.job_id, message.attempt, message.task)
         try:
@@ -276,4 +278,6 @@ def run_job(
         log.info("job %s succeeded in %.3fs", message.job_id, time.monotonic() - started)
         return finished("succeeded", result=result)
     finally:
+        if ctx is not None:
+            ctx.close()  # a held-back progress report must not follow the JobFinished
         logging_context.__exit__(None, None, None)
