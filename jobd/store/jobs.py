@@ -525,12 +525,18 @@ class JobQueue:
         ids = list(job_ids)
         if not ids:
             return 0
+        jobs = self.table
+        guard = [jobs.c.owner == owner] if owner is not None else []
+        with self.engine.begin() as connection:
+            return self._requeue_on(connection, ids, guard, refund_attempt=refund_attempt, now=now)
+
+    def _requeue_on(
+        self, connection: sa.Connection, ids: list[int], guard: list[Any], *, refund_attempt: bool, now: float | None,
+    ) -> int:
+        """The re-queue UPDATE of ``requeue``, inside the caller's transaction, with its extra ``guard`` conditions."""
         now = time.time() if now is None else now
         transition(JobState.RUNNING, JobState.QUEUED)
         jobs = self.table
-        conditions = [jobs.c.id.in_(ids), jobs.c.state == str(JobState.RUNNING)]
-        if owner is not None:
-            conditions.append(jobs.c.owner == owner)
         values: dict[str, Any] = {
             "state": str(JobState.QUEUED),
             "owner": None,
@@ -539,21 +545,14 @@ class JobQueue:
         }
         if refund_attempt:
             values["attempts"] = sa.case((jobs.c.attempts > 0, jobs.c.attempts - 1), else_=0)
-        with self.engine.begin() as connection:
-            return int(connection.execute(jobs.update().where(*conditions).values(**values)).rowcount)
+        update = jobs.update().where(jobs.c.id.in_(ids), jobs.c.state == str(JobState.RUNNING), *guard).values(**values)
+        return int(connection.execute(update).rowcount)
 
     def requeue_owned_by(self, owners: Sequence[str], *, now: float | None = None) -> list[int]:
         """Re-queue every running job of the given (dead) masters; return their ids."""
         if not owners:
             return []
-        jobs = self.table
-        with self.engine.begin() as connection:
-            query = sa.select(jobs.c.id).where(jobs.c.owner.in_(owners), jobs.c.state == str(JobState.RUNNING))
-            if self.is_mysql:
-                query = query.with_for_update(skip_locked=True)
-            ids = list(connection.execute(query).scalars())
-        self.requeue(ids, None, refund_attempt=False, now=now)
-        return ids
+        return self._requeue_where(self.table.c.owner.in_(owners), now=now)
 
     def requeue_orphans(self, live_masters: sa.Select[tuple[str]], *, now: float | None = None) -> list[int]:
         """Re-queue running jobs whose owner is not a live master (attempt stays counted).
@@ -562,16 +561,25 @@ class JobQueue:
         recovery was interrupted, and a row whose master was pruned.
         """
         jobs = self.table
-        query = sa.select(jobs.c.id).where(
-            *in_states(jobs, [JobState.RUNNING], self.engine.dialect.name),
-            sa.or_(jobs.c.owner.is_(None), jobs.c.owner.not_in(live_masters)),
-        )
+        return self._requeue_where(sa.or_(jobs.c.owner.is_(None), jobs.c.owner.not_in(live_masters)), now=now)
+
+    def _requeue_where(self, orphaned: Any, *, now: float | None) -> list[int]:
+        """Find the running jobs ``orphaned`` names and re-queue them in the same transaction.
+
+        Finding and re-queueing in two transactions let two masters recovering
+        one dead master's jobs at once both act: the second re-queued a job the
+        first had already claimed again, and both ran it. Here the rows stay
+        locked (MySQL ``FOR UPDATE``; SQLite's write transaction) from the
+        look-up to the UPDATE, and the UPDATE checks ``orphaned`` once more.
+        """
+        jobs = self.table
+        query = sa.select(jobs.c.id).where(*in_states(jobs, [JobState.RUNNING], self.engine.dialect.name), orphaned)
         with self.engine.begin() as connection:
             if self.is_mysql:
                 query = query.with_for_update(skip_locked=True)
             ids = list(connection.execute(query).scalars())
-        if ids:
-            self.requeue(ids, None, refund_attempt=False, now=now)
+            if ids:
+                self._requeue_on(connection, ids, [orphaned], refund_attempt=False, now=now)
         return ids
 
     def prune_finished(self, *, older_than: float, batch: int = 1000) -> list[int]:

@@ -169,8 +169,11 @@ def test_a_command_that_cannot_start_fails_like_a_shell_would(command: list[str]
 
 def test_a_failed_command_reads_as_its_exit_code_and_last_output_lines() -> None:
     with pytest.raises(ShellTaskFailed) as failure:
-        run_shell("echo one; echo two >&2; exit 2", logger=logging.getLogger(LOGGER))
+        run_shell("echo one; echo two; exit 2", logger=logging.getLogger(LOGGER))
     assert str(failure.value) == "command exited with code 2: one\ntwo"
+    with pytest.raises(ShellTaskFailed) as failure:  # stderr counts too (its order against stdout is the OS's)
+        run_shell("echo oops >&2; exit 3", logger=logging.getLogger(LOGGER))
+    assert str(failure.value) == "command exited with code 3: oops"
     with pytest.raises(ShellTaskFailed) as failure:
         run_shell("kill -9 $$", logger=logging.getLogger(LOGGER))
     assert str(failure.value) == "command was killed by signal 9 (SIGKILL) (no output)"
