@@ -184,14 +184,19 @@ def main() -> int:
         return 0
     finally:
         stop.set()
-        for process in (web, master):
-            if process is not None and process.poll() is None:
-                os.kill(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    os.kill(process.pid, signal.SIGKILL)
-                    process.wait()
+        _stop(web, master)
+
+
+def _stop(*processes: "subprocess.Popen[bytes] | None") -> None:
+    """End what the bench started, by pid: SIGTERM (a master drains), SIGKILL after a minute."""
+    for process in processes:
+        if process is not None and process.poll() is None:
+            os.kill(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()
 
 
 def finished(store_url: str) -> int:
@@ -283,14 +288,7 @@ def busy(options: argparse.Namespace) -> int:
     finally:
         stop.set()
         stop_file.touch()
-        for process in (submitter, web, master):
-            if process is not None and process.poll() is None:
-                os.kill(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    os.kill(process.pid, signal.SIGKILL)
-                    process.wait()
+        _stop(submitter, web, master)
 
 
 def _answers(port: int) -> bool:

@@ -182,6 +182,18 @@ class Deployment:
             self._store.dispose()
 
 
+def stop_process(process: "subprocess.Popen[Any]", grace: float = 10.0) -> None:
+    """End a process the test started, by its pid: SIGTERM, then SIGKILL if it is still there after ``grace``."""
+    if process.poll() is not None:
+        return
+    os.kill(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=grace)
+
+
 def free_port() -> int:
     import socket
 

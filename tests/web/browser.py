@@ -13,7 +13,6 @@ import itertools
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -22,7 +21,7 @@ from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
 
-from support import require, wait_until
+from support import require, stop_process, wait_until
 
 
 def chromium_binary() -> str | None:
@@ -107,11 +106,5 @@ class Browser:
         except subprocess.TimeoutExpired:
             pass
         finally:
-            if self.process.poll() is None:
-                os.kill(self.process.pid, signal.SIGTERM)
-                try:
-                    self.process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.kill(self.process.pid, signal.SIGKILL)
-                    self.process.wait(timeout=10)
+            stop_process(self.process)
             shutil.rmtree(self.profile, ignore_errors=True)
