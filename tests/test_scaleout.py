@@ -80,7 +80,10 @@ def test_kill_9_of_a_master_requeues_its_jobs_for_the_others_within_the_lease(de
     # Its interrupted runs count; the jobs it had only prefetched are not charged for a run that never happened
     # (the masters share this host, so the one that recovers them reads the victim's ledgers).
     assert all(job.attempts >= 2 for job in rerun if job.id in began)
-    assert all(job.attempts == 1 for job in rerun if job.id not in began)
+    # A worker records a job as begun just before its task writes its first line to started.log, so a kill
+    # between the two charges a run this log does not show: at most one such job per victim worker (2).
+    charged_unlogged = [job.id for job in rerun if job.id not in began and job.attempts != 1]
+    assert len(charged_unlogged) <= 2, f"jobs charged for a run no worker began: {charged_unlogged}"
     assert time.time() - killed_at < 3 + 0.5 + 2 + 15, "recovery took longer than lease + heartbeat + the job itself"
 
 
