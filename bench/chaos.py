@@ -165,8 +165,9 @@ class Soak:
         while not all(master.answers() for master in self.masters):
             for master in self.masters:
                 if not master.running():
+                    output = (master.folder / "master.out").read_text(errors="replace").splitlines()[-15:]
                     raise RuntimeError(f"master {master.name} exited with {master.process.returncode if master.process else '?'} "
-                                       f"at start; see {master.folder / 'master.out'}")
+                                       f"at start; the end of {master.folder / 'master.out'}:\n" + "\n".join(output))
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the masters did not answer within {self.sizes.start_timeout:.0f}s")
             time.sleep(0.2)

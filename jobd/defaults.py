@@ -18,6 +18,7 @@ STORE_WRITE_TIMEOUT_SECONDS = 10
 # SQLite: how long a writer waits for another process's lock before "database is
 # locked" (overridable in the URL: ``sqlite:///jobd.db?timeout=10``).
 SQLITE_BUSY_TIMEOUT_SECONDS = 10.0
+START_STORE_WAIT_SECONDS = 15.0  # a starting master waits this long for a store that does not answer (then exits 3)
 STORE_RETRY_INTERVAL_SECONDS = 0.5  # a master probes a store that failed this often, and resumes once it answers
 STORE_PROBE_TIMEOUT_SECONDS = 2  # the probe's own connect/read timeout (a stalled store must not hold it)
 # A master stops its workers this long before its lease can have run out when it

@@ -47,6 +47,7 @@ from .store.checkpoints import WalCheckpointer
 from .store.errors import describe
 from .store.health import StoreHealth, store_probe
 from .store.masters import MasterRecord
+from .store.retry import retry_outages
 from .throttle import Throttle
 from .ticker import Ticker
 from .handoff import Offer, handed_job, offer_path, publish, runnable_handed
@@ -173,14 +174,17 @@ class Master:
         return int(ExitCode.LEASE_LOST) if self.lease_lost else 0
 
     def _start(self) -> None:
-        self.store.initialise()
+        def through_outages(step: Callable[[], Any], what: str) -> Any:
+            return retry_outages(step, what=what, within=defaults.START_STORE_WAIT_SECONDS)
+
+        through_outages(self.store.initialise, "initialising the store")
         self.wal_checkpoints.start()
-        self.store.masters.register(
+        through_outages(lambda: self.store.masters.register(
             self.id, pid=os.getpid(), version=__version__, daemons=sorted(self.config.daemons),
             control_socket=str(self.config.socket),
-        )
+        ), "registering this master")
         self._fence_previous_run()
-        self._recover_orphans()
+        through_outages(self._recover_orphans, "recovering dead masters' jobs")
         self.lease.renewed(self.clock())
         self.lease.start(self._kill_workers_now)
         self.control.start()
@@ -212,7 +216,8 @@ class Master:
             )
         if fenced.killed:
             log.warning("killed %s process(es) the previous run (%s) left on this host", fenced.killed, fenced.master_id)
-        self._refund_unstarted(fenced)
+        retry_outages(lambda: self._refund_unstarted(fenced), what="refunding the previous run's unstarted jobs",
+                      within=defaults.START_STORE_WAIT_SECONDS)
         host_fence.own()
         self.launcher.fence = host_fence
 

@@ -70,7 +70,7 @@ class Store:
                 if self.engine.dialect.name == "mysql":
                     connection.exec_driver_sql("SELECT RELEASE_LOCK('jobd_schema')")
         except sa.exc.OperationalError as error:
-            raise StoreUnavailable(f"cannot reach the store at {self.url}: {error.orig}") from None
+            raise StoreUnavailable(f"cannot reach the store at {self.url}: {error.orig}") from error
         return SCHEMA_VERSION
 
     def version(self) -> int | None:
