@@ -13,10 +13,12 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from jobd import api, daemon_client, runner, unserved
+from jobd import api, unserved
+from jobd.daemons import client as daemon_client
+from jobd.ops import runner
 from jobd.config import JobdConfig, load_config
 from jobd.control import client
-from jobd.daemons import default_desired
+from jobd.daemons.plan import default_desired
 from jobd.errors import ExitCode, InvalidArgs, JobdError, MasterNotRunning, WaitTimedOut
 from jobd.inventory import load_inventory
 from jobd.job import Job

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from jobd.systemd_units import DEFAULT_CONFIG, DEFAULT_UNIT_DIR, DEFAULT_USER, install_units, running_executable
+from jobd.ops.systemd_units import DEFAULT_CONFIG, DEFAULT_UNIT_DIR, DEFAULT_USER, install_units, running_executable
 
 from .output import console, reports_errors
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import defaults
-from .caps import OutputCaps, parse_size
+from .output_caps import OutputCaps, parse_size
 from .durations import parse_duration
 from .errors import ConfigError
 from .shelltask import ShellTaskSpec
@@ -35,7 +35,7 @@ MODULE_PATH_PATTERN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]  # bytes: 4096, "64 KB", "1 MB"
 
-# The caps on what a task controls (``jobd.caps``): name → (default, most allowed).
+# The caps on what a task controls (``jobd.output_caps``): name → (default, most allowed).
 OUTPUT_CAP_SETTINGS: dict[str, tuple[int, int]] = {
     "max_error_bytes": (defaults.MAX_ERROR_BYTES, defaults.LIMIT_ERROR_BYTES),
     "max_traceback_bytes": (defaults.MAX_TRACEBACK_BYTES, defaults.LIMIT_OUTPUT_BYTES),
@@ -88,7 +88,7 @@ class DaemonConfig(_Strict):
     # Memory recycling (jobd.workers.memory): RSS checked after each job, and during one.
     max_memory_mb: int = Field(defaults.DEFAULT_MAX_MEMORY_MB, ge=0, description="recycle a worker whose RSS passed this after a job (0: never)")
     max_memory_hard_mb: int = Field(defaults.DEFAULT_MAX_MEMORY_HARD_MB, ge=0, description="kill a worker whose RSS passes this during a job; the job is retried (0: never)")
-    # Caps on what its tasks produce (``jobd.caps``); unset: the global setting of the same name.
+    # Caps on what its tasks produce (``jobd.output_caps``); unset: the global setting of the same name.
     max_error_bytes: Size | None = Field(None, ge=_MIN_CAP_BYTES, le=defaults.LIMIT_ERROR_BYTES)
     max_traceback_bytes: Size | None = Field(None, ge=_MIN_CAP_BYTES, le=defaults.LIMIT_OUTPUT_BYTES)
     max_result_bytes: Size | None = Field(None, ge=_MIN_CAP_BYTES, le=defaults.LIMIT_OUTPUT_BYTES)
@@ -177,7 +177,7 @@ class JobdConfig(_Strict):
     job_log_max_lines: int = Field(defaults.DEFAULT_JOB_LOG_MAX_LINES, ge=0, description="log lines kept per job attempt (0: none)")
     alert_command: str | None = Field(None, description="shell command run with a JSON event on stdin")
     alert_timeout: Duration = defaults.DEFAULT_ALERT_TIMEOUT_SECONDS
-    # Caps on what a task produces (``jobd.caps``; README "Limits on what a task can produce");
+    # Caps on what a task produces (``jobd.output_caps``; README "Limits on what a task can produce");
     # a daemon's own setting of the same name wins.
     max_error_bytes: Size = Field(defaults.MAX_ERROR_BYTES, ge=_MIN_CAP_BYTES, le=defaults.LIMIT_ERROR_BYTES)
     max_traceback_bytes: Size = Field(defaults.MAX_TRACEBACK_BYTES, ge=_MIN_CAP_BYTES, le=defaults.LIMIT_OUTPUT_BYTES)

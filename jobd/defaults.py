@@ -100,7 +100,7 @@ RESULT_CACHE_MAX_BYTES = 900 * 1024  # memcached's default item limit is 1 MiB
 
 # Job limits
 MAX_ARGS_BYTES = 1024 * 1024
-# Caps on what a task controls (``jobd.caps``), in bytes of UTF-8; each is a
+# Caps on what a task controls (``jobd.output_caps``), in bytes of UTF-8; each is a
 # setting (``max_error_bytes = …`` globally or per daemon). The largest values
 # allowed keep every write within a MariaDB column (TEXT: 64 KB, MEDIUMTEXT:
 # 16 MB) and its default max_allowed_packet (16 MB).

@@ -29,14 +29,14 @@ from .activity.recorder import ActivityRecorder
 from .config import JobdConfig, load_config, load_schedule
 from .control.protocol import Request
 from .control.server import ControlServer, Inbox
-from .daemon_control import DaemonControls
+from .daemons.control import DaemonControls
 from .errors import ExitCode, JobdError, UnknownDaemon
 from .inventory import Inventory, inventory_in_subprocess
 from .job import Job
 from .lease_guard import FENCED_REASON, LeaseGuard
-from .limits import ConcurrencyCaps
-from .joblogs import JobLogCapture
-from .observers import Observers
+from .concurrency_caps import ConcurrencyCaps
+from .observability.job_logs import JobLogCapture
+from .observability.observers import Observers
 from .outcome_writer import write_outcomes
 from .outcomes import Limits, log_outcome, plan_outcome, record_failure
 from .readiness import Readiness

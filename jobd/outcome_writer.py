@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from . import defaults
-from .caps import truncate_text
+from .output_caps import truncate_text
 from .states import JobState
 from .store.errors import describe, is_outage
 from .store.jobs import JobQueue, Outcome

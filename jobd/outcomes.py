@@ -7,11 +7,11 @@ import random
 from dataclasses import dataclass
 
 from .backoff import backoff_delay
-from .caps import DEFAULT_CAPS, OutputCaps, OutputRejected, cap_error, cap_traceback, encode_result
+from .output_caps import DEFAULT_CAPS, OutputCaps, OutputRejected, cap_error, cap_traceback, encode_result
 from .config import DaemonConfig
 from .inventory import TaskInfo
 from .job import Job
-from .joblogs import job_extra
+from .observability.job_logs import job_extra
 from .outcome_writer import write_failure
 from .states import JobState
 from .store.jobs import JobQueue, Outcome

@@ -17,12 +17,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from . import runner, unserved
+from . import unserved
+from .ops import runner
 from .activity import shared_activity
 from .activity.view import read_view
 from .config import JobdConfig, load_schedule
 from .control import client
-from .daemons import default_desired
+from .daemons.plan import default_desired
 from .errors import JobdError, MasterNotRunning, UnknownJob
 from .store import Store, open_store
 from .ticker import Ticker

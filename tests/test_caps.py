@@ -1,4 +1,4 @@
-"""Caps on what a task produces (jobd.caps): pure functions, no processes."""
+"""Caps on what a task produces (jobd.output_caps): pure functions, no processes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from jobd.caps import (
+from jobd.output_caps import (
     OutputCaps,
     OutputRejected,
     cap_error,
@@ -144,7 +144,7 @@ def test_a_worker_forwards_a_1_mb_log_record_cut_to_its_cap_traceback_included()
     import os
     import sys
 
-    from jobd.log_channels import FrameSplitter, ToMaster, decode_record
+    from jobd.observability.log_channels import FrameSplitter, ToMaster, decode_record
 
     reader, writer = multiprocessing.Pipe(duplex=False)
     handler = ToMaster(writer, max_line_bytes=16 * 1024)

@@ -189,7 +189,7 @@ def test_start_with_names_runs_only_those_and_status_shows_desired_versus_actual
 
 
 def test_desired_state_is_kept_per_host_and_daemon_on_every_backend(store) -> None:  # type: ignore[no-untyped-def]
-    from jobd.daemons import Desired
+    from jobd.daemons.plan import Desired
 
     store.daemon_states.save("sms", Desired(running=False), host="a")
     store.daemon_states.save("sms", Desired(running=True, workers=4), host="a")

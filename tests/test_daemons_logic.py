@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from jobd.config import DaemonConfig
-from jobd.daemons import DaemonState, Desired, WorkerView, change_daemon_state, default_desired, rolling_step
+from jobd.daemons.plan import DaemonState, Desired, WorkerView, change_daemon_state, default_desired, rolling_step
 from jobd.errors import InvalidTransition
-from jobd.procstats import ProcessSample, cpu_percent, parse_cpu_seconds, parse_rss_bytes
+from jobd.observability.procstats import ProcessSample, cpu_percent, parse_cpu_seconds, parse_rss_bytes
 from jobd.workers.states import WorkerState
 
 IDLE, BUSY, STARTING, STOPPING = WorkerState.IDLE, WorkerState.BUSY, WorkerState.STARTING, WorkerState.STOPPING

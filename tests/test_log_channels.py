@@ -12,7 +12,7 @@ from multiprocessing.connection import Connection
 
 import pytest
 
-from jobd.log_channels import CorruptStream, FrameSplitter, LogReceiver, ToMaster, decode_record, encode_record, MAX_FRAME_BYTES
+from jobd.observability.log_channels import CorruptStream, FrameSplitter, LogReceiver, ToMaster, decode_record, encode_record, MAX_FRAME_BYTES
 
 from support import wait_until
 

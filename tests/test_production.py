@@ -13,7 +13,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobd.alerts import Alerter, CrashLoopWatch
+from jobd.observability.alerts import Alerter, CrashLoopWatch
 from jobd.states import JobState
 from jobd.store import NewJob
 from jobd.workers.memory import MB, rss_bytes
@@ -153,7 +153,7 @@ def test_the_metrics_endpoint_reports_what_ran(deployment: Deployment) -> None:
 
 
 def test_schedule_lag_and_error_counters_are_reportable_from_other_modules() -> None:
-    from jobd import metrics
+    from jobd.observability import metrics
 
     collected = metrics.Metrics()
     metrics.install(collected)

@@ -15,7 +15,8 @@ import sqlalchemy as sa
 
 from jobd.errors import InvalidTransition, StoreUnavailable, UnknownJob
 from jobd.states import JobState
-from jobd.store import SCHEMA_VERSION, NewJob, Store, direct, open_store
+from jobd.store import SCHEMA_VERSION, NewJob, Store, open_store
+from jobd.store import cursor_sql as direct
 
 
 def new(task: str = "t.record", **kwargs) -> NewJob:  # type: ignore[no-untyped-def]
@@ -307,7 +308,7 @@ def test_a_lease_is_held_by_one_owner_until_it_expires(store: Store) -> None:
 
 
 def test_a_claimed_job_reads_exactly_as_the_store_has_it(store: Store) -> None:
-    """The claim's rows come from the driver directly (store/direct.py): same types as any read."""
+    """The claim's rows come from the driver directly (store/cursor_sql.py): same types as any read."""
     job_id = store.jobs.insert(new(args={"n": 1, "name": "żółw"}, priority=3, max_attempts=4, run_at=1_000.0), now=1_000.0)
     (claimed,) = store.jobs.claim("main", 5, "m1", now=1_000.5)
     assert claimed == store.jobs.get(job_id)

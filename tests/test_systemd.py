@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from jobd.sdnotify import socket_address, status_line, watchdog_interval
-from jobd.systemd_units import DEFAULT_EXECUTABLE, render_units
+from jobd.ops.sdnotify import socket_address, status_line, watchdog_interval
+from jobd.ops.systemd_units import DEFAULT_EXECUTABLE, render_units
 
 from support import Deployment, wait_until
 

@@ -17,7 +17,7 @@ import os
 import socket
 from typing import Any, Protocol
 
-from ..caps import DEFAULT_CAPS, OutputCaps, cap_progress
+from ..output_caps import DEFAULT_CAPS, OutputCaps, cap_progress
 from .base import Activity
 from .recorder import progress_record
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from ..errors import StoreUnavailable
-from .daemons import DesiredStates
-from .direct import release_held
+from .desired_states import DesiredStates
+from .cursor_sql import release_held
 from .engine import READ_ONLY, make_engine
 from .job_logs import JobLogTable
 from .jobs import JobQueue, NewJob

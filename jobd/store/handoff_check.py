@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from ..states import JobState
-from .direct import DirectStatement, direct_transaction
+from .cursor_sql import DirectStatement, direct_transaction
 
 #: A handed job is inserted on its first attempt (``NewJob.row`` with ``handed_to``).
 HANDED_ATTEMPT = 1

@@ -1,6 +1,6 @@
 """The job_logs table: each job's own log lines, kept with the job.
 
-Lines are written by the master in batches (``jobd.joblogs`` captures them
+Lines are written by the master in batches (``jobd.observability.job_logs`` captures them
 as they arrive from workers) and read by ``jobd logs ID``. They live in the
 store rather than only in a log file because the store is what every host
 and every operator can reach: with several masters on one MySQL store, the

@@ -20,8 +20,8 @@ from .. import defaults
 from ..errors import InvalidArgs, InvalidTransition, UnknownJob
 from ..job import Job, encode_args, encode_json
 from ..states import CLAIMABLE, FINAL, JobState, phrase, sources_of, transition
-from ..limits import ConcurrencyCaps
-from .direct import DirectStatement, direct_transaction
+from ..concurrency_caps import ConcurrencyCaps
+from .cursor_sql import DirectStatement, direct_transaction
 from .row_decoding import decode_row
 from .schema import UNDATED_WHERE
 from .engine import READ_ONLY

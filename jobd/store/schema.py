@@ -138,7 +138,7 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )
-    # v2: each job's own log lines (jobd.joblogs), so `jobd logs ID` needs no grep.
+    # v2: each job's own log lines (jobd.observability.job_logs), so `jobd logs ID` needs no grep.
     job_logs = sa.Table(
         f"{P}job_logs",
         metadata,

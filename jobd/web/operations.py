@@ -16,7 +16,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from .. import api, daemon_client, defaults
+from .. import api, defaults
+from ..daemons import client as daemon_client
 from ..config import JobdConfig, load_schedule
 from ..errors import InvalidArgs, UnknownJob
 from ..schedules import ScheduleEntry

@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .. import defaults
-from ..caps import cap_progress
+from ..output_caps import cap_progress
 from ..config import DaemonConfig
 from ..job import Job
 from . import memory, protocol

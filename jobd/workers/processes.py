@@ -26,7 +26,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from ..log_channels import open_worker_channel
+from ..observability.log_channels import open_worker_channel
 from . import sessions
 from .direct import Channel
 from .fence import HostFence

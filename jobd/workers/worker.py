@@ -28,12 +28,12 @@ from typing import Any
 
 from ..activity import shared_activity
 from ..activity.progress import JobProgress
-from ..caps import DEFAULT_CAPS, OutputCaps, OutputRejected, cap_error, cap_traceback, encode_checkpoint, encode_result
+from ..output_caps import DEFAULT_CAPS, OutputCaps, OutputRejected, cap_error, cap_traceback, encode_checkpoint, encode_result
 from ..config import JobdConfig
 from ..context import Cancelled, TaskContext
 from ..errors import ConfigError, InvalidArgs, PermanentFailure, TaskFailed
 from ..inventory import load_daemon_tasks
-from ..logs import JobLogContext, configure_worker_logging, job_logging_context
+from ..observability.logs import JobLogContext, configure_worker_logging, job_logging_context
 from ..store import open_store
 from ..tasks import TaskDefinition
 from ..trailing import process_flusher
@@ -219,7 +219,7 @@ def run_job(
 ) -> protocol.JobFinished:
     """Run one attempt and describe how it ended; never raises.
 
-    What the task produced is capped before it is sent (``jobd.caps``): the
+    What the task produced is capped before it is sent (``jobd.output_caps``): the
     pipe never carries more than the store would keep.
     """
     started = time.monotonic()

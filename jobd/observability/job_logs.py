@@ -10,7 +10,7 @@ only appends to a bounded deque; the store is only touched from the loop.
 Bounds, because a task that logs in a tight loop must not fill the store or
 the master's memory: at most ``job_log_max_lines`` lines per job attempt
 (one extra line announces the cut), each at most ``max_log_line_bytes``
-(``jobd.caps``: a longer record is cut in the middle, text a store cannot
+(``jobd.output_caps``: a longer record is cut in the middle, text a store cannot
 encode is escaped). A line the store refuses anyway is dropped with a
 warning, never retried forever ahead of the others.
 The full stream still goes to the log file or journald.
@@ -24,10 +24,10 @@ import time
 from collections import OrderedDict, deque
 from typing import Any
 
-from . import defaults
-from .caps import truncate_text
-from .store.errors import describe, is_outage
-from .store.job_logs import JobLogLine, JobLogTable
+from .. import defaults
+from ..output_caps import truncate_text
+from ..store.errors import describe, is_outage
+from ..store.job_logs import JobLogLine, JobLogTable
 
 log = logging.getLogger("jobd.joblogs")
 

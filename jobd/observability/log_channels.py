@@ -42,8 +42,8 @@ from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
-from . import defaults
-from .caps import cap_log_line
+from .. import defaults
+from ..output_caps import cap_log_line
 
 _HEADER = struct.Struct("!I")
 MAX_FRAME_BYTES = defaults.LOG_FRAME_MAX_BYTES
@@ -120,7 +120,7 @@ class FrameSplitter:
 class ToMaster(logging.Handler):
     """A worker's only log handler: writes each record as one frame on the worker's own pipe.
 
-    A record is cut to ``max_line_bytes`` here (``jobd.caps``): a task
+    A record is cut to ``max_line_bytes`` here (``jobd.output_caps``): a task
     logging a megabyte sends the master a few kilobytes.
     """
 

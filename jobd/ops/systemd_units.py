@@ -192,7 +192,7 @@ def install_units(
     unit_dir: Path, *, executable: str, config: str, user: str, overwrite: bool = False
 ) -> list[Path]:
     """Write the units into ``unit_dir``; refuse to replace edited files unless ``overwrite``."""
-    from .errors import BadInput
+    from ..errors import BadInput
 
     rendered = render_units(executable, config, user)
     targets = {unit_dir / name: text for name, text in rendered.items()}

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .config import DaemonConfig
-from .errors import InvalidTransition
-from .workers.states import WorkerState
+from ..config import DaemonConfig
+from ..errors import InvalidTransition
+from ..workers.states import WorkerState
 
 
 class DaemonState(StrEnum):

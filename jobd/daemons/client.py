@@ -11,12 +11,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .config import JobdConfig
-from .control import client
-from .daemon_control import queue_report
-from .daemons import Desired, default_desired
-from .errors import JobdError, MasterNotRunning
-from .store import open_store
+from ..config import JobdConfig
+from ..control import client
+from .control import queue_report
+from .plan import Desired, default_desired
+from ..errors import JobdError, MasterNotRunning
+from ..store import open_store
 
 POLL_SECONDS = 0.1
 

@@ -17,20 +17,21 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from . import defaults, metrics
+from .. import defaults
+from . import metrics
 from .alerts import Alerter, CrashLoopWatch
-from .config import JobdConfig
-from .errors import JobdError
-from .joblogs import JobLogCapture, job_extra
-from .job import Job
+from ..config import JobdConfig
+from ..errors import JobdError
+from .job_logs import JobLogCapture, job_extra
+from ..job import Job
 from .metrics import Metrics, PoolState, Snapshot
-from .sdnotify import SystemdNotifier
-from .throttle import Throttle
-from .workers.states import WorkerState
+from ..ops.sdnotify import SystemdNotifier
+from ..throttle import Throttle
+from ..workers.states import WorkerState
 
 if TYPE_CHECKING:
-    from .master import Master
-    from .workers.pool import Pool, WorkerExit
+    from ..master import Master
+    from ..workers.pool import Pool, WorkerExit
 
 log = logging.getLogger("jobd.observers")
 

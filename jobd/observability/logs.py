@@ -9,7 +9,7 @@ that record, never the master's logging.
 Every record says where it comes from: daemon, task, job id, attempt and
 worker pid, as text (``log_format = "text"``) or one JSON object per line
 (``"json"``, for log shippers). A record of a job is also captured for the
-store (``jobd.joblogs``) so ``jobd logs ID`` shows it without a grep.
+store (``jobd.observability.job_logs``) so ``jobd logs ID`` shows it without a grep.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Any
 
 from multiprocessing.connection import Connection
 
-from . import defaults
-from .config import JobdConfig
+from .. import defaults
+from ..config import JobdConfig
 from .log_channels import LogReceiver, ToMaster, install_receiver
 
 FORMAT = "%(asctime)s %(levelname)s [%(processName)s:%(process)d] %(job_fields)s %(name)s: %(message)s"

@@ -14,7 +14,7 @@ import time
 
 import sqlalchemy as sa
 
-from ..daemons import Desired
+from ..daemons.plan import Desired
 from .engine import READ_ONLY
 
 

@@ -16,15 +16,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .config import JobdConfig
-from .control import client
-from .errors import JobdError, MasterAlreadyRunning, MasterNotRunning
-from .inventory import Inventory, inventory_in_subprocess
-from .joblogs import JobLogCapture
-from .logs import configure_master_logging, shutdown_logging
-from .master import Master
+from ..config import JobdConfig
+from ..control import client
+from ..errors import JobdError, MasterAlreadyRunning, MasterNotRunning
+from ..inventory import Inventory, inventory_in_subprocess
+from ..observability.job_logs import JobLogCapture
+from ..observability.logs import configure_master_logging, shutdown_logging
+from ..master import Master
 from .pidfile import PidFile, running_pid
-from .store import open_store
+from ..store import open_store
 
 log = logging.getLogger("jobd.runner")
 

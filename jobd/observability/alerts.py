@@ -30,7 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import defaults, metrics
+from .. import defaults
+from . import metrics
 
 log = logging.getLogger("jobd.alerts")
 

@@ -1,6 +1,6 @@
 """The master's side of `jobd start/stop/restart/scale DAEMON`: each pool driven to its desired state.
 
-``DaemonControl`` moves one daemon through its run states (``jobd.daemons``)
+``DaemonControl`` moves one daemon through its run states (``jobd.daemons.plan``)
 with the pool's own primitives — size, retire, kill — so nothing here
 interrupts a job except a stop's drain timeout, whose jobs go back to the
 queue. ``DaemonControls`` holds all of a master's daemons and answers the
@@ -17,15 +17,15 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from .config import DaemonConfig, JobdConfig
-from .daemons import DaemonState, Desired, WorkerView, change_daemon_state, default_desired, rolling_step
-from .errors import BadInput, UnknownDaemon
-from .procstats import ProcessSample, cpu_percent, sample
-from .states import JobState
-from .store import Store
-from .workers.memory import MB
-from .workers.pool import Pool
-from .workers.states import WorkerState
+from ..config import DaemonConfig, JobdConfig
+from .plan import DaemonState, Desired, WorkerView, change_daemon_state, default_desired, rolling_step
+from ..errors import BadInput, UnknownDaemon
+from ..observability.procstats import ProcessSample, cpu_percent, sample
+from ..states import JobState
+from ..store import Store
+from ..workers.memory import MB
+from ..workers.pool import Pool
+from ..workers.states import WorkerState
 
 log = logging.getLogger("jobd.daemons")
 

@@ -11,7 +11,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from .errors import MasterAlreadyRunning
+from ..errors import MasterAlreadyRunning
 
 
 class PidFile:
