@@ -17,6 +17,7 @@ autocommit), so a checkpoint is as durable as before when the call returns.
 
 from __future__ import annotations
 
+import importlib
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,11 @@ class DriverTarget:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     setup: tuple[str, ...] = field(default=())  # statements run on every new connection (SQLite's pragmas)
+
+    @property
+    def driver_module(self) -> str:
+        """The DB-API module this target connects with (a fork server preloads it for every worker)."""
+        return "sqlite3" if self.dialect == "sqlite" else "pymysql"
 
     @property
     def placeholder(self) -> str:
@@ -137,13 +143,7 @@ class WorkerStatements:
                 raise StoreUnavailable(f"the store did not answer a worker's statement: {error}") from error
 
     def _driver(self) -> Any:
-        if self.target.dialect == "sqlite":
-            import sqlite3
-
-            return sqlite3
-        import pymysql
-
-        return pymysql
+        return importlib.import_module(self.target.driver_module)
 
     def _connect(self, driver: Any) -> Any:
         if self.target.dialect == "sqlite":

@@ -39,7 +39,10 @@ from .settings import WorkerSettings, settings_for
 from .worker import WorkerSpec, worker_main
 
 _context = multiprocessing.get_context("forkserver")
-_context.set_forkserver_preload(["jobd.workers.worker"])
+#: What the fork server imports once for every worker to share: the store's driver (known at the
+#: first spawn; each worker connects with it), then the worker's own modules, frozen (``preload.py``).
+PRELOAD = "jobd.workers.preload"
+_context.set_forkserver_preload([PRELOAD])
 
 
 @contextmanager
@@ -107,11 +110,13 @@ class ProcessLauncher:
         return settings
 
     def spawn(self, spec: WorkerSpec, name: str, channel: Channel | None = None) -> SpawnedProcess:
-        if self.lifeline is None:
+        settings = self.settings(spec)
+        if self.lifeline is None:  # the first worker: the fork server starts with it
+            _context.set_forkserver_preload([settings.store.driver_module, PRELOAD])
             self.lifeline = Lifeline()
         parent_end, child_end = _context.Pipe(duplex=True)
         log_end = open_worker_channel()  # its own pipe for log records: a worker killed mid-record costs only that record
-        settings = replace(self.settings(spec), log_channel=log_end)
+        settings = replace(settings, log_channel=log_end)
         process = _context.Process(
             target=worker_main, args=(settings, child_end, channel, self.lifeline.reader), name=name, daemon=False,
         )
