@@ -23,7 +23,7 @@ HEAVY = {"sqlalchemy", "pydantic", "pydantic_core", "rich", "typer", "click", "a
 
 #: Top-level modules a worker may hold beyond a bare interpreter's (Python 3.11): jobd, its task
 #: module, the standard library pieces of multiprocessing, logging, json, inspect (task
-#: signatures) and sqlite3 (the worker's own store statements).
+#: signatures), sqlite3 (the worker's own store statements) and gc (the fork server's freeze).
 AGREED = {
     "__mp_main__", "_ast", "_bisect", "_blake2", "_bz2", "_compat_pickle", "_compression", "_contextvars", "_ctypes",
     "_datetime", "_hashlib", "_heapq", "_json", "_locale", "_lzma", "_multiprocessing", "_opcode", "_pickle",
@@ -32,7 +32,7 @@ AGREED = {
     "datetime", "dis", "fcntl", "hashlib", "heapq", "inspect", "json", "linecache", "locale", "logging", "lzma",
     "math", "mmap", "multiprocessing", "opcode", "pickle", "random", "runpy", "select", "selectors", "shutil",
     "signal", "socket", "sqlite3", "string", "struct", "subprocess", "tempfile", "textwrap", "threading", "token",
-    "tokenize", "traceback", "typing", "weakref", "zlib",
+    "tokenize", "traceback", "typing", "weakref", "zlib", "gc",
     "jobd", "footprint_tasks",
 }
 
