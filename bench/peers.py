@@ -9,6 +9,9 @@ database of their own). Workloads:
   store counts them ``succeeded``);
 * durability cost — the same with tasks that sleep 10 ms (fewer jobs: with
   2 workers the ideal is 200 jobs/s, so the efficiency is shown);
+* submit loop — jobs submitted one at a time, as an application does
+  (``jobd.submit``; the peers' own enqueue call), with no worker running:
+  what one submit costs the application;
 * latency — jobs submitted one at a time at a steady rate on an idle
   system; submit→start and submit→finish p50/p99 from timestamps the task
   records;
@@ -69,12 +72,13 @@ class Sizes:
     sleep_jobs: int
     latency_jobs: int
     latency_rate: float  # submits per second
+    submit_jobs: int  # submits in the submit loop
     run_deadline: float  # seconds a throughput run may take before it is cut (and marked partial)
     rounds: int
 
 
-FULL = Sizes(throughput_jobs=20_000, sleep_jobs=2_000, latency_jobs=500, latency_rate=50, run_deadline=60, rounds=3)
-QUICK = Sizes(throughput_jobs=1_000, sleep_jobs=100, latency_jobs=50, latency_rate=50, run_deadline=15, rounds=1)
+FULL = Sizes(throughput_jobs=20_000, sleep_jobs=2_000, latency_jobs=500, latency_rate=50, submit_jobs=5_000, run_deadline=60, rounds=3)
+QUICK = Sizes(throughput_jobs=1_000, sleep_jobs=100, latency_jobs=50, latency_rate=50, submit_jobs=300, run_deadline=15, rounds=1)
 
 
 @dataclass
@@ -84,6 +88,7 @@ class Measured:
     throughput: float | None = None
     throughput_partial: bool = False
     enqueue_rate: float | None = None
+    submit_rate: float | None = None  # one submit at a time, no worker running
     sleep_throughput: float | None = None
     sleep_partial: bool = False
     start_p50: float | None = None  # milliseconds
@@ -140,6 +145,14 @@ def run_throughput(adapter: Adapter, count: int, seconds: float, deadline_second
     return len(lines) / (ended - first_start), not done, enqueue_rate, after
 
 
+def run_submit_loop(adapter: Adapter, count: int) -> float:
+    """Submit ``count`` jobs one at a time, the way an application does, with no worker running; submits/s."""
+    began = time.perf_counter()
+    for _ in range(count):
+        adapter.submit(0.0)
+    return count / (time.perf_counter() - began)
+
+
 def run_latency(adapter: Adapter, count: int, rate: float) -> tuple[list[float], list[float], int, tuple]:
     """Start workers, warm up, then submit one job every 1/rate s; (start ms, finish ms, lost, memory at rest)."""
     adapter.start_workers()
@@ -183,6 +196,8 @@ def one_run(cls: type[Adapter], workload: str, sizes: Sizes, redis_url: str, roo
                 result.finish_p50, result.finish_p99 = percentile(to_finish, 0.5), percentile(to_finish, 0.99)
             result.latency_lost = lost
             result.supervisor_rss_rest, result.worker_rss_rest = rest
+        elif workload == "submit":
+            result.submit_rate = run_submit_loop(adapter, sizes.submit_jobs)
         elif workload == "throughput":
             rate, partial, enqueue_rate, after = run_throughput(adapter, sizes.throughput_jobs, 0.0, sizes.run_deadline)
             result.throughput, result.throughput_partial, result.enqueue_rate = rate, partial, enqueue_rate
@@ -290,6 +305,7 @@ COLUMNS = [  # header, field, format, higher is better?
     ("no-op jobs/s", "throughput", "{:,.0f}", True),
     ("10ms jobs/s", "sleep_throughput", "{:,.0f}", True),
     ("enqueue/s", "enqueue_rate", "{:,.0f}", True),
+    ("submit loop/s", "submit_rate", "{:,.0f}", True),
     ("start p50 ms", "start_p50", "{:.1f}", False),
     ("start p99 ms", "start_p99", "{:.1f}", False),
     ("finish p50 ms", "finish_p50", "{:.1f}", False),
@@ -331,7 +347,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small counts, one round: about a minute")
     parser.add_argument("--only", default="", help=f"comma-separated systems (default: all of {', '.join(SYSTEMS)})")
     parser.add_argument("--rounds", type=int, help="repeat every workload on every system this many times")
-    parser.add_argument("--workloads", default="latency,throughput,sleep", help="comma-separated: latency,throughput,sleep")
+    parser.add_argument("--workloads", default="latency,throughput,sleep,submit", help="comma-separated: latency,throughput,sleep,submit")
     parser.add_argument("--throughput-jobs", type=int)
     parser.add_argument("--redis", default="127.0.0.1:6379", help="host:port of the peers' Redis (loopback)")
     parser.add_argument("--redis-db", type=int, help="Redis database for the peers (default: an empty one of 15..8)")
@@ -393,7 +409,7 @@ def main() -> int:
     print(f"jobd vs peers — {time.strftime('%Y-%m-%d %H:%M')}, {sizes.rounds} round(s), medians; "
           f"{WORKERS} worker processes each; took {time.monotonic() - started:.0f}s")
     print(f"throughput: {sizes.throughput_jobs:,} no-op jobs; durability cost: {sizes.sleep_jobs:,} jobs of "
-          f"{SLEEP_SECONDS * 1000:.0f} ms (ideal {WORKERS / SLEEP_SECONDS:.0f}/s); latency: {sizes.latency_jobs} jobs "
+          f"{SLEEP_SECONDS * 1000:.0f} ms (ideal {WORKERS / SLEEP_SECONDS:.0f}/s); submit loop: {sizes.submit_jobs:,} jobs; latency: {sizes.latency_jobs} jobs "
           f"at {sizes.latency_rate:.0f}/s; ratios (×) are to {REFERENCE}; * = cut at the {sizes.run_deadline:.0f}s deadline")
     print()
     print(table(results))

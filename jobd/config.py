@@ -9,7 +9,6 @@ reload.
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 import zoneinfo
 from pathlib import Path
@@ -23,14 +22,11 @@ from .durations import parse_duration
 from .errors import ConfigError
 from .shelltask import ShellTaskSpec
 from .migrations.settings import MigrationsSettings
+from .names import CALLABLE_PATH_PATTERN, MODULE_PATH_PATTERN, NAME_PATTERN, TASK_NAME_PATTERN
 
 if TYPE_CHECKING:
     from .schedules import Schedule
 
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-TASK_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,189}$")
-CALLABLE_PATH_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-MODULE_PATH_PATTERN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]  # bytes: 4096, "64 KB", "1 MB"

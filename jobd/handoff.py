@@ -53,7 +53,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from . import defaults
-from .config import NAME_PATTERN
+from .names import NAME_PATTERN
 from .job import Job
 from .states import JobState
 from .store.jobs import row_to_job

@@ -8,11 +8,9 @@ which also proves every task path imports before anything starts.
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +19,8 @@ from .config import JobdConfig, load_config, load_schedule
 from .errors import ConfigError, UnknownTask
 from .migrations.task import MIGRATE_TASK, migrate_task_definition
 from .schedules import Schedule
-from .shelltask import ShellTaskSpec, run_shell_task
-from .tasks import TaskDefinition, TaskOptions, definition_for_callable, registered
+from .task_code import add_python_path as add_paths, import_tasks, shell_task_definition
+from .tasks import TaskDefinition, TaskOptions
 
 
 @dataclass(frozen=True)
@@ -37,32 +35,14 @@ Inventory = dict[str, dict[str, TaskInfo]]  # daemon → task name → info
 
 
 def add_python_path(config: JobdConfig) -> None:
-    for path in reversed(config.python_path):
-        if str(path) not in sys.path:
-            sys.path.insert(0, str(path))
+    add_paths(config.python_path)
 
 
 def load_daemon_tasks(config: JobdConfig, daemon: str, schedule: Schedule | None = None) -> dict[str, TaskDefinition]:
     """Import a daemon's task code and return its tasks by name; ConfigError if it fails."""
     add_python_path(config)
     settings = config.daemon(daemon)
-    modules = []
-    for index, module_name in enumerate(settings.modules):
-        modules.append(_import(config, f"daemons.{daemon}.modules[{index}]", module_name))
-    module_names = {module.__name__ for module in modules}
-    served = {name: definition for name, definition in registered().items() if definition.module in module_names}
-    for task_name, path in settings.tasks.items():
-        module_name, _, attribute = path.partition(":")
-        module = _import(config, f"daemons.{daemon}.tasks.{task_name}", module_name)
-        target: Any = module
-        for part in attribute.split("."):
-            target = getattr(target, part, None)
-        if not callable(target):
-            raise ConfigError(
-                str(config.source), f"daemons.{daemon}.tasks.{task_name}",
-                f"{path!r}: module {module_name!r} has no callable {attribute!r}",
-            )
-        served[task_name] = definition_for_callable(task_name, target)
+    served = import_tasks(str(config.source), daemon, settings.modules, settings.tasks)
     for task_name, spec in settings.shell.items():
         served[task_name] = shell_task_definition(task_name, spec)
     schedule = load_schedule(config) if schedule is None else schedule
@@ -72,24 +52,6 @@ def load_daemon_tasks(config: JobdConfig, daemon: str, schedule: Schedule | None
     if config.migrations is not None and config.migrations.daemon == daemon:
         served[MIGRATE_TASK] = migrate_task_definition(config)
     return served
-
-
-def shell_task_definition(name: str, spec: ShellTaskSpec) -> TaskDefinition:
-    """A built-in task that runs an operator-configured command line (never one from job args)."""
-
-    def run_command(ctx: Any) -> dict[str, Any]:
-        result = run_shell_task(spec, logger=ctx.logger, cancelled=lambda: ctx.cancelled)
-        return {"exit_code": result.exit_code, "duration": round(result.duration, 3)}
-
-    return TaskDefinition(name, run_command, TaskOptions(timeout=(spec.timeout.total_seconds() + 10) if spec.timeout else None))
-
-
-def _import(config: JobdConfig, key: str, module_name: str) -> Any:
-    try:
-        return importlib.import_module(module_name)
-    except Exception as error:  # any import-time failure of user code
-        last = traceback.format_exception_only(error)[-1].strip()
-        raise ConfigError(str(config.source), key, f"cannot import {module_name!r}: {last}") from None
 
 
 def load_inventory(config: JobdConfig) -> Inventory:

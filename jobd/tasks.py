@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from .config import TASK_NAME_PATTERN
+from .names import TASK_NAME_PATTERN
 from .errors import InvalidArgs
 
 TaskFunction = Callable[..., Any]

@@ -26,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from . import defaults
-from .config import NAME_PATTERN, TASK_NAME_PATTERN
+from .names import NAME_PATTERN, TASK_NAME_PATTERN
 from .unix_sockets import born_private, prepare_path
 
 log = logging.getLogger("jobd.wakeup")

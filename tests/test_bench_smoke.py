@@ -1,4 +1,4 @@
-"""The benchmarks still run: tiny versions of bench/peers.py (jobd only) and bench/cron.py.
+"""The benchmarks still run: tiny versions of bench/peers.py and bench/footprint.py (jobd only) and bench/cron.py.
 
 They need none of the bench extras (Celery, RQ, Huey, Dramatiq): peers whose
 package is missing are skipped, jobd always runs. Numbers are not checked
@@ -40,6 +40,16 @@ def test_cron_benchmark_compares_a_fresh_interpreter_with_a_warm_worker() -> Non
     assert "| cron: fresh interpreter" in output
     assert "| jobd: warm worker" in output
     assert "cron ÷ jobd" in output
+
+
+@pytest.mark.timeout(120)
+def test_footprint_benchmark_measures_every_jobd_process_and_the_goals() -> None:
+    output = run_bench("footprint.py", "--quick", "--only", "jobd-sqlite", "--jobs", "200")
+    rows = {line.split("|")[2].strip(): line for line in output.splitlines() if line.startswith("| jobd-sqlite")}
+    assert {"master", "fork server", "worker 1", "worker 2", "**total**"} <= set(rows), output
+    uss = rows["worker 1"].split("|")[4].strip()
+    assert re.fullmatch(r"\d+\.\d", uss), rows["worker 1"]
+    assert "| master USS ≤ 30 MiB |" in output
 
 
 def test_peer_benchmark_skips_systems_whose_package_is_missing(tmp_path: Path) -> None:

@@ -13,13 +13,15 @@ over the control socket). It is a cache: a miss just means the task runs.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import JobdConfig
 from ..control import client
 from ..errors import JobdError
 from ..job import encode_json
 from .base import Record
+
+if TYPE_CHECKING:
+    from ..config import JobdConfig
 
 
 def result_key(task: str, args: dict[str, Any]) -> str:

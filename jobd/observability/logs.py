@@ -23,13 +23,15 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from multiprocessing.connection import Connection
 
 from .. import defaults
-from ..config import JobdConfig
 from .log_channels import LogReceiver, ToMaster, install_receiver
+
+if TYPE_CHECKING:
+    from ..config import JobdConfig
 
 FORMAT = "%(asctime)s %(levelname)s [%(processName)s:%(process)d] %(job_fields)s %(name)s: %(message)s"
 

@@ -150,9 +150,14 @@ def direct_transaction(
 
     On SQLite the transaction starts with ``BEGIN IMMEDIATE`` like every
     writing transaction of the store (see ``engine.py``); MySQL starts one
-    implicitly (autocommit is off). ``autocommit=True``: the engine's
-    connections commit each statement as it runs (``make_engine(url,
-    autocommit=True)``), so there is no transaction and no COMMIT to send.
+    implicitly (autocommit is off). ``autocommit=True``: each statement
+    commits as it runs, so there is no transaction, no BEGIN and no COMMIT
+    to send — on MySQL through an engine made with ``make_engine(url,
+    autocommit=True)``; on SQLite because jobd's connections leave the
+    driver no transaction control, so a statement outside BEGIN is its own
+    transaction (a writing one takes the write lock as it starts, waiting
+    up to the busy timeout, as ``BEGIN IMMEDIATE`` would). Only for a block
+    whose one write needs nothing read before it in the same transaction.
     ``read_only=True``: the block only reads; on SQLite it takes no write
     lock (each statement reads in its own implicit transaction).
 
@@ -206,7 +211,7 @@ def _transaction(
     driver_error: type[Exception] = dialect.loaded_dbapi.Error
     transaction = DirectTransaction(cursor)
     try:
-        if dialect.name == "sqlite" and not read_only:
+        if dialect.name == "sqlite" and not read_only and not autocommit:
             transaction.last_sql = "BEGIN IMMEDIATE"
             cursor.execute(transaction.last_sql)
         yield transaction

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from .. import defaults
 from ..errors import StoreUnavailable
-from .row_decoding import sqlite_text
+from .driver_sql import DriverTarget, prepare_sqlite_connection, sqlite_pragmas
 
 SQLITE_BUSY_TIMEOUT_MS = int(defaults.SQLITE_BUSY_TIMEOUT_SECONDS * 1000)
 MYSQL_TIMEOUTS = {
@@ -89,6 +89,20 @@ def _make_engine(url: str, checkpoint_on_commit: bool, autocommit: bool) -> sa.E
     )
 
 
+def driver_target(url: str) -> DriverTarget:
+    """The driver's connection arguments for ``url``, as SQLAlchemy would pass them (``driver_sql.py``).
+
+    Worked out where SQLAlchemy is loaded anyway (the master) and handed to a
+    worker, which then connects without it.
+    """
+    engine = _make_engine(url, checkpoint_on_commit=True, autocommit=False)
+    args, kwargs = engine.dialect.create_connect_args(engine.url)
+    if engine.dialect.name == "sqlite":
+        busy_timeout = sqlite_busy_timeout(engine.url)
+        return DriverTarget("sqlite", tuple(args), {**kwargs, "timeout": busy_timeout}, sqlite_pragmas(busy_timeout))
+    return DriverTarget("mysql", tuple(args), {**kwargs, "charset": "utf8mb4", **mysql_timeouts(engine.url)})
+
+
 def mysql_timeouts(url: sa.URL, *, at_most: float | None = None) -> dict[str, float]:
     """PyMySQL's connect/read/write timeouts for ``url``: the URL's own, else jobd's defaults.
 
@@ -144,26 +158,13 @@ def _sqlite_engine(url: sa.URL, checkpoint_on_commit: bool) -> sa.Engine:
     busy_timeout = sqlite_busy_timeout(url)
     engine = sa.create_engine(url, connect_args={"timeout": busy_timeout})
 
+    pragmas = sqlite_pragmas(busy_timeout, checkpoint_on_commit=checkpoint_on_commit)
+
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control away from the sqlite3 module so that BEGIN
         # is ours (see _on_begin); pragmas then apply outside a transaction.
-        dbapi_connection.isolation_level = None
-        # Text that is not UTF-8 (an application's INSERT) is decoded, not an error that
-        # aborts the whole read: store/row_decoding.py says what is wrong with such a row.
-        dbapi_connection.text_factory = sqlite_text
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        # The log file keeps its largest size: cut it back when it starts over (a full disk needs that space).
-        cursor.execute(f"PRAGMA journal_size_limit={defaults.WAL_TRUNCATE_ABOVE_BYTES}")
-        if not checkpoint_on_commit:
-            # The master's thread checkpoints (checkpoints.py); a commit checkpoints only as a safety
-            # net, when the log is far past the size the thread keeps it under (a burst after an outage).
-            cursor.execute(f"PRAGMA wal_autocheckpoint={defaults.WAL_AUTOCHECKPOINT_SAFETY_PAGES}")
-        cursor.close()
+        prepare_sqlite_connection(dbapi_connection, pragmas)
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:

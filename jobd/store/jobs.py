@@ -236,8 +236,12 @@ class JobQueue:
         direct = self._direct
         # A submit's own statements: the fast path. The INSERT is the only write
         # (a unique key's lookup only reads; the unique index catches a race).
+        # Without a unique key it is the only statement: committed as it runs
+        # (MySQL's autocommit engine; on SQLite its own transaction), one call
+        # to the database instead of BEGIN, INSERT, COMMIT. Durable when it returns.
         engine = self.submit_engine or self.engine
-        with direct_transaction(engine, autocommit=self.submit_engine is not None) as own:
+        single = self.submit_engine is not None or job.unique_key is None
+        with direct_transaction(engine, autocommit=single) as own:
             if job.unique_key is not None:
                 found = own.execute(direct.find_unique, {"unique_key": job.unique_key}).fetchone()
                 if found is not None:

@@ -196,36 +196,31 @@ def remove_stale(control_socket: Path) -> None:
 Guard = Callable[[int], "bool | None"]
 
 
-def handoff_guard(spec: Any) -> Guard | None:
-    """The worker's guard for its master ``spec.owner`` (a ``WorkerSpec``), connected now so the first job waits less.
+def handoff_guard(settings: Any, statements: Any) -> Guard | None:
+    """The guard of a worker of master ``settings.owner`` (a ``WorkerSettings``), asking through
+    ``statements`` (its ``store.driver_sql.WorkerStatements``), connected now so the first job waits less.
 
     If the store cannot be reached, the guard says "cannot tell" (the master
     then decides) and tries to connect again at most every few seconds.
     """
-    if not spec.owner:
+    if not settings.owner:
         return None
-    from ..store import open_store
-    from ..store.handoff_check import HandoffCheck
-
-    checks: list[HandoffCheck] = []
     retry_at = [0.0]
 
-    def connect() -> HandoffCheck | None:
-        if not checks and time.monotonic() >= retry_at[0]:
+    def connect() -> bool:
+        if not statements.connected and time.monotonic() >= retry_at[0]:
             try:
-                store = open_store(spec.config.store)
-                checks.append(HandoffCheck(store.engine, store.tables["jobs"], autocommit_engine=store.submit_engine))
+                statements.connect()
             except Exception as error:
                 retry_at[0] = time.monotonic() + defaults.HANDOFF_GUARD_RETRY_SECONDS
                 log.warning("cannot check hand-offs against the store (%s): submits' jobs go through the master", error)
-        return checks[0] if checks else None
+        return bool(statements.connected)
 
     def guard(job_id: int) -> bool | None:
-        check = connect()
-        if check is None:
+        if not connect():
             return None
         try:
-            return check.runnable(job_id, spec.owner, spec.daemon)
+            return bool(statements.handed_runnable(job_id, settings.owner, settings.daemon))
         except Exception:
             log.warning("could not check hand-off of job %s against the store; passing it to the master", job_id, exc_info=True)
             return None

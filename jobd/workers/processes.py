@@ -26,16 +26,23 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from ..config import load_schedule
+from ..errors import ConfigError
 from ..observability.log_channels import open_worker_channel
+from ..store.engine import driver_target
 from . import sessions
 from .direct import Channel
 from .fence import HostFence
 from .lifeline import Lifeline
 from .memory import rss_bytes
+from .settings import WorkerSettings, settings_for
 from .worker import WorkerSpec, worker_main
 
 _context = multiprocessing.get_context("forkserver")
-_context.set_forkserver_preload(["jobd.workers.worker"])
+#: What the fork server imports once for every worker to share: the store's driver (known at the
+#: first spawn; each worker connects with it), then the worker's own modules, frozen (``preload.py``).
+PRELOAD = "jobd.workers.preload"
+_context.set_forkserver_preload([PRELOAD])
 
 
 @contextmanager
@@ -78,15 +85,40 @@ class ProcessLauncher:
     def __init__(self) -> None:
         self.lifeline: Lifeline | None = None  # opened with the first worker, in the process that runs the master
         self.fence: HostFence | None = None  # set by the master once the previous run on its socket is fenced
+        self._settings: dict[int, tuple[WorkerSpec, WorkerSettings]] = {}  # by id(spec): one per pool and config
+
+    def settings(self, spec: WorkerSpec) -> WorkerSettings:
+        """What ``spec``'s workers are told, worked out once per spec (a pool's spec changes on reload).
+
+        A config whose schedule no longer reads gives settings that carry the
+        problem: the worker reports it as it did when it read the files itself.
+        """
+        known = self._settings.get(id(spec))
+        if known is not None and known[0] is spec:
+            return known[1]
+        config = spec.config
+        try:
+            settings = settings_for(config, spec.daemon, spec.owner, load_schedule(config), driver_target(config.store))
+        except ConfigError as error:
+            settings = WorkerSettings(
+                daemon=spec.daemon, owner=spec.owner, store=driver_target(config.store), store_url=config.store,
+                socket=config.socket, log_level=config.log_level, caps=config.output_caps(spec.daemon),
+                memcached=(), source=str(config.source), problem=str(error),
+            )
+        self._settings = {key: value for key, value in self._settings.items() if value[0].config is config}
+        self._settings[id(spec)] = (spec, settings)
+        return settings
 
     def spawn(self, spec: WorkerSpec, name: str, channel: Channel | None = None) -> SpawnedProcess:
-        if self.lifeline is None:
+        settings = self.settings(spec)
+        if self.lifeline is None:  # the first worker: the fork server starts with it
+            _context.set_forkserver_preload([settings.store.driver_module, PRELOAD])
             self.lifeline = Lifeline()
         parent_end, child_end = _context.Pipe(duplex=True)
         log_end = open_worker_channel()  # its own pipe for log records: a worker killed mid-record costs only that record
-        spec = replace(spec, log_channel=log_end)
+        settings = replace(settings, log_channel=log_end)
         process = _context.Process(
-            target=worker_main, args=(spec, child_end, channel, self.lifeline.reader), name=name, daemon=False,
+            target=worker_main, args=(settings, child_end, channel, self.lifeline.reader), name=name, daemon=False,
         )
         try:
             with _main_module_hidden():

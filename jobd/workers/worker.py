@@ -24,22 +24,25 @@ import traceback
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..activity import shared_activity
 from ..activity.progress import JobProgress
 from ..output_caps import DEFAULT_CAPS, OutputCaps, OutputRejected, cap_error, cap_traceback, encode_checkpoint, encode_result
-from ..config import JobdConfig
 from ..context import Cancelled, TaskContext
 from ..errors import ConfigError, InvalidArgs, PermanentFailure, TaskFailed
-from ..inventory import load_daemon_tasks
+from ..job import encode_json
 from ..observability.logs import JobLogContext, configure_worker_logging, job_logging_context
-from ..store import open_store
+from ..store.driver_sql import WorkerStatements
 from ..tasks import TaskDefinition
 from ..trailing import process_flusher
 from . import lifeline as lifelines, protocol
 from .direct import Channel, WorkerEnd, handoff_guard
 from .fence import Ledger, ledger_path
+from .settings import WorkerSettings, load_tasks
+
+if TYPE_CHECKING:
+    from ..activity.memcached import MemcachedActivity
+    from ..config import JobdConfig
 
 log = logging.getLogger("jobd.worker")
 
@@ -49,11 +52,10 @@ PR_SET_PDEATHSIG = 1
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """Everything a worker needs to start; pickled once at spawn."""
+    """The master's description of a pool's workers; the launcher turns it into ``WorkerSettings``."""
 
     config: JobdConfig
     daemon: str
-    log_channel: Connection | None = None  # this worker's own pipe for log records; set by the launcher
     owner: str = ""  # the master's id: a submit's job is run only if the store says it is this master's
 
 
@@ -82,18 +84,24 @@ class _StoreCheckpoints:
     ``OutputRejected`` in the task, saying why, and is not written.
     """
 
-    def __init__(self, url: str, caps: OutputCaps = DEFAULT_CAPS) -> None:
-        self.url = url
+    def __init__(self, statements: WorkerStatements, caps: OutputCaps = DEFAULT_CAPS) -> None:
+        self.statements = statements
         self.caps = caps
-        self._store: Any = None
 
     def save(self, job_id: int, attempt: int, state: Any) -> bool:
         text = encode_checkpoint(state, self.caps)
         if not text.isascii():
             state = json.loads(text)  # the value as it will be stored (lone surrogates escaped)
-        if self._store is None:
-            self._store = open_store(self.url)
-        return bool(self._store.jobs.save_checkpoint(job_id, attempt, state))
+        return self.statements.save_checkpoint(job_id, attempt, encode_json(state), time.time())
+
+
+def _shared_activity(settings: WorkerSettings) -> MemcachedActivity | None:
+    """The deployment's memcached activity store, or None when no memcached is configured."""
+    if not settings.memcached:
+        return None
+    from ..activity.memcached import MemcachedActivity, namespace_for  # pymemcache only where it is used
+
+    return MemcachedActivity(list(settings.memcached), namespace_for(settings.store_url))
 
 
 def _die_with_parent() -> None:
@@ -105,7 +113,7 @@ def _die_with_parent() -> None:
 
 
 def worker_main(
-    spec: WorkerSpec, connection: Connection, channel: Channel | None = None, lifeline: Connection | None = None,
+    settings: WorkerSettings, connection: Connection, channel: Channel | None = None, lifeline: Connection | None = None,
 ) -> None:
     """Entry point of a worker process (runs in the child)."""
     os.setsid()  # its own session and process group: everything its tasks start can be found and killed with it
@@ -116,19 +124,24 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the master, which drains
     cancel = _CancelFlag()
     signal.signal(signal.SIGUSR1, cancel.on_signal)
-    caps = spec.config.output_caps(spec.daemon)
-    configure_worker_logging(spec.log_channel, spec.config.log_level, caps.log_line_bytes)
+    caps = settings.caps
+    configure_worker_logging(settings.log_channel, settings.log_level, caps.log_line_bytes)
+    if settings.problem is not None:
+        _send(connection, protocol.WorkerFailed(settings.problem))
+        os._exit(EXIT_TASK_CODE_FAILED)
     try:
-        tasks = load_daemon_tasks(spec.config, spec.daemon)
+        tasks = load_tasks(settings)
     except ConfigError as error:
         _send(connection, protocol.WorkerFailed(str(error)))
         os._exit(EXIT_TASK_CODE_FAILED)
-    progress = JobProgress(_PipeProgress(connection), shared_activity(spec.config), spec.daemon, caps)
-    checkpoints = _StoreCheckpoints(spec.config.store, caps)
+    progress = JobProgress(_PipeProgress(connection), _shared_activity(settings), settings.daemon, caps)
+    statements = WorkerStatements(settings.store)
+    checkpoints = _StoreCheckpoints(statements, caps)
     _send(connection, protocol.WorkerReady(os.getpid()))
-    direct = WorkerEnd(channel, spec.daemon, lambda message: _send(connection, message), handoff_guard(spec)) if channel else None
+    guard = handoff_guard(settings, statements)
+    direct = WorkerEnd(channel, settings.daemon, lambda message: _send(connection, message), guard) if channel else None
     inbox = _Inbox(connection, direct)
-    ledger = Ledger(ledger_path(spec.config.socket, os.getpid()))  # which jobs really began, for the next master
+    ledger = Ledger(ledger_path(settings.socket, os.getpid()))  # which jobs really began, for the next master
     while (message := inbox.next_job()) is not None:
         if message.job_id in inbox.cancelled:
             inbox.cancelled.discard(message.job_id)
@@ -137,7 +150,7 @@ def worker_main(
         cancel.is_set = False
         ledger.began(message.job_id, message.attempt)
         progress.job_started(message.job_id, message.task, message.attempt)
-        finished = run_job(message, tasks, spec.daemon, progress, checkpoints, cancel, caps)
+        finished = run_job(message, tasks, settings.daemon, progress, checkpoints, cancel, caps)
         progress.job_ended(message.job_id)
         inbox.cancelled.discard(message.job_id)  # a cancel that came too late
         _send(connection, finished)

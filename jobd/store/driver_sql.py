@@ -1,0 +1,161 @@
+"""A worker's own statements on the store, through the database driver alone.
+
+A worker touches the store for two things: saving a checkpoint (durable
+when ``ctx.checkpoint`` returns) and checking that a submit's hand-off names
+a job its master may run (``store.handoff_check``). For those two statements
+it used to load SQLAlchemy — about 10 MB of every worker's own memory and a
+tenth of a second of its start — while the task code rarely needs it.
+
+Here they are written once in SQL with the driver's placeholders (never a
+value pasted in), and run on a connection opened with exactly the arguments
+SQLAlchemy would use: the master works them out from the store URL
+(``engine.driver_target``) and hands them to the worker with its settings.
+Each statement commits as it runs (SQLite: its own implicit transaction,
+which takes the write lock at once like ``BEGIN IMMEDIATE``; MySQL:
+autocommit), so a checkpoint is as durable as before when the call returns.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import defaults
+from ..errors import StoreUnavailable
+from ..states import JobState
+
+#: A handed job is inserted on its first attempt (``NewJob.row`` with ``handed_to``).
+HANDED_ATTEMPT = 1
+
+
+@dataclass(frozen=True)
+class DriverTarget:
+    """How to open a DB-API connection to a store: plain data, picklable, no SQLAlchemy."""
+
+    dialect: str  # "sqlite" or "mysql"
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    setup: tuple[str, ...] = field(default=())  # statements run on every new connection (SQLite's pragmas)
+
+    @property
+    def driver_module(self) -> str:
+        """The DB-API module this target connects with (a fork server preloads it for every worker)."""
+        return "sqlite3" if self.dialect == "sqlite" else "pymysql"
+
+    @property
+    def placeholder(self) -> str:
+        return "?" if self.dialect == "sqlite" else "%s"
+
+
+def sqlite_pragmas(busy_timeout_seconds: float, *, checkpoint_on_commit: bool = True) -> tuple[str, ...]:
+    """The pragmas of every jobd SQLite connection (the engine's and a worker's alike)."""
+    pragmas = [
+        "PRAGMA journal_mode=WAL",
+        f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)}",
+        "PRAGMA synchronous=NORMAL",
+        "PRAGMA foreign_keys=ON",
+        # The log file keeps its largest size: cut it back when it starts over (a full disk needs that space).
+        f"PRAGMA journal_size_limit={defaults.WAL_TRUNCATE_ABOVE_BYTES}",
+    ]
+    if not checkpoint_on_commit:
+        # The master's thread checkpoints (checkpoints.py); a commit checkpoints only as a safety
+        # net, when the log is far past the size the thread keeps it under (a burst after an outage).
+        pragmas.append(f"PRAGMA wal_autocheckpoint={defaults.WAL_AUTOCHECKPOINT_SAFETY_PAGES}")
+    return tuple(pragmas)
+
+
+def prepare_sqlite_connection(connection: Any, pragmas: tuple[str, ...]) -> None:
+    """Take transaction control from the sqlite3 module, decode text leniently, apply ``pragmas``."""
+    from .row_decoding import sqlite_text
+
+    connection.isolation_level = None  # BEGIN is ours; a lone statement is its own transaction
+    # Text that is not UTF-8 (an application's INSERT) is decoded, not an error that
+    # aborts the whole read: store/row_decoding.py says what is wrong with such a row.
+    connection.text_factory = sqlite_text
+    cursor = connection.cursor()
+    for pragma in pragmas:
+        cursor.execute(pragma)
+    cursor.close()
+
+
+class WorkerStatements:
+    """A checkpoint's UPDATE and a hand-off's guarded read, on one connection this worker keeps.
+
+    The connection is opened on first use and reopened after any driver
+    error (a lost MySQL connection, a SQLite file that went away). Calls from
+    several threads of a task are serialised.
+    """
+
+    def __init__(self, target: DriverTarget) -> None:
+        self.target = target
+        jobs = f"{defaults.TABLE_PREFIX}jobs"
+        mark = target.placeholder
+        running = str(JobState.RUNNING)
+        self._save_checkpoint = (
+            f"UPDATE {jobs} SET checkpoint = {mark}, updated_at = {mark} "
+            f"WHERE id = {mark} AND attempts = {mark} AND state = '{running}'"
+        )
+        self._handed = (
+            f"SELECT id FROM {jobs} WHERE id = {mark} AND state = '{running}' "
+            f"AND owner = {mark} AND attempts = {HANDED_ATTEMPT} AND daemon = {mark}"
+        )
+        self._lock = threading.Lock()
+        self._connection: Any = None
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None
+
+    def connect(self) -> None:
+        """Open the connection now (a worker does at start, so its first job waits less); StoreUnavailable if it cannot."""
+        driver = self._driver()
+        with self._lock:
+            if self._connection is None:
+                try:
+                    self._connection = self._connect(driver)
+                except driver.Error as error:
+                    raise StoreUnavailable(f"cannot reach the store: {error}") from error
+
+    def save_checkpoint(self, job_id: int, attempt: int, checkpoint_json: str, now: float) -> bool:
+        """Write a running attempt's checkpoint; False if that attempt no longer runs."""
+        cursor = self._execute(self._save_checkpoint, (checkpoint_json, now, job_id, attempt))
+        return bool(cursor.rowcount)
+
+    def handed_runnable(self, job_id: int, owner: str, daemon: str) -> bool:
+        """True if the store holds ``job_id`` as ``owner``'s running first attempt for ``daemon``."""
+        # fetchall: the statement must end here, or SQLite keeps a read transaction
+        # open on this connection and WAL checkpoints cannot finish.
+        return bool(self._execute(self._handed, (job_id, owner, daemon)).fetchall())
+
+    def _execute(self, sql: str, parameters: tuple[Any, ...]) -> Any:
+        driver = self._driver()
+        with self._lock:
+            try:
+                if self._connection is None:
+                    self._connection = self._connect(driver)
+                cursor = self._connection.cursor()
+                cursor.execute(sql, parameters)
+                return cursor
+            except driver.Error as error:
+                self.close()
+                raise StoreUnavailable(f"the store did not answer a worker's statement: {error}") from error
+
+    def _driver(self) -> Any:
+        return importlib.import_module(self.target.driver_module)
+
+    def _connect(self, driver: Any) -> Any:
+        if self.target.dialect == "sqlite":
+            connection = driver.connect(*self.target.args, **self.target.kwargs)
+            prepare_sqlite_connection(connection, self.target.setup)
+            return connection
+        return driver.connect(*self.target.args, **self.target.kwargs, autocommit=True)
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:
+                pass

@@ -1,0 +1,107 @@
+"""Opening a store: its engines, its tables and the objects that run its operations."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from ..errors import StoreUnavailable
+from .desired_states import DesiredStates
+from .cursor_sql import release_held
+from .engine import READ_ONLY, make_engine
+from .job_logs import JobLogTable
+from .jobs import JobQueue, NewJob
+from .leases import Leases
+from .masters import MasterRecord, MasterRegistry
+from .schedules import ScheduleBook
+from .schema import SCHEMA_VERSION, build_tables, upgrade
+
+class Store:
+    """One store: its engine, tables, job queue and master registry."""
+
+    def __init__(self, engine: sa.Engine, *, submit_engine: sa.Engine | None = None) -> None:
+        self.engine = engine
+        self.submit_engine = submit_engine
+        self.metadata, self.tables = build_tables(engine.dialect.name)
+        self.jobs = JobQueue(engine, self.tables["jobs"], self.tables["locks"], submit_engine=submit_engine)
+        self.leases = Leases(engine, self.tables["locks"])
+        self.masters = MasterRegistry(engine, self.tables["masters"])
+        self.schedules = ScheduleBook(engine, self.tables["schedules"], self.tables["schedule_pauses"], self.tables["jobs"])
+        self.job_logs = JobLogTable(engine, self.tables["job_logs"])
+        self.daemon_states = DesiredStates(engine, self.tables["daemon_states"])
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def initialise(self) -> int:
+        """Create or upgrade the schema to ``SCHEMA_VERSION``; idempotent. Returns the version."""
+        try:
+            with self.engine.begin() as connection:
+                if self.engine.dialect.name == "mysql":
+                    # Two masters starting together must not race on CREATE TABLE.
+                    connection.exec_driver_sql("SELECT GET_LOCK('jobd_schema', 30)")
+                version = self._version_on(connection)
+                if version is not None and version > SCHEMA_VERSION:
+                    raise StoreUnavailable(
+                        f"the store at {self.url} has schema v{version}, newer than this jobd "
+                        f"(v{SCHEMA_VERSION}); upgrade jobd"
+                    )
+                self.metadata.create_all(connection, checkfirst=True)
+                if version is None:
+                    connection.execute(
+                        self.tables["meta"].insert().values(key="schema_version", value=str(SCHEMA_VERSION))
+                    )
+                elif version < SCHEMA_VERSION:
+                    # Upgrade in place: create_all above added the new tables;
+                    # the steps that change what exists run here, then the version.
+                    upgrade(connection, self.tables, version)
+                    meta = self.tables["meta"]
+                    connection.execute(
+                        meta.update().where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
+                    )
+                if self.engine.dialect.name == "mysql":
+                    connection.exec_driver_sql("SELECT RELEASE_LOCK('jobd_schema')")
+        except sa.exc.OperationalError as error:
+            raise StoreUnavailable(f"cannot reach the store at {self.url}: {error.orig}") from error
+        return SCHEMA_VERSION
+
+    def version(self) -> int | None:
+        """The schema version in the store, or None if it was never initialised."""
+        try:
+            with self.engine.connect().execution_options(**READ_ONLY) as connection:
+                return self._version_on(connection)
+        except sa.exc.OperationalError as error:
+            raise StoreUnavailable(f"cannot reach the store at {self.url}: {error.orig}") from None
+
+    def _version_on(self, connection: sa.Connection) -> int | None:
+        if not sa.inspect(connection).has_table(self.tables["meta"].name):
+            return None
+        value = connection.execute(
+            sa.select(self.tables["meta"].c.value).where(self.tables["meta"].c.key == "schema_version")
+        ).scalar()
+        return int(value) if value is not None else None
+
+    def require_schema(self) -> None:
+        """Raise ``StoreUnavailable`` unless the store is initialised at our version."""
+        version = self.version()
+        if version is None:
+            raise StoreUnavailable(f"the store at {self.url} is not initialised; run `jobd init`")
+        if version != SCHEMA_VERSION:
+            raise StoreUnavailable(
+                f"the store at {self.url} has schema v{version}, this jobd needs v{SCHEMA_VERSION}"
+            )
+
+    def dispose(self) -> None:
+        for engine in (self.engine, self.submit_engine):
+            if engine is not None:
+                release_held(engine)
+                engine.dispose()
+
+
+def open_store(url: str, *, checkpoint_on_commit: bool = True) -> Store:
+    """The store at ``url``; see ``make_engine`` for ``checkpoint_on_commit`` (the master's is False)."""
+    engine = make_engine(url, checkpoint_on_commit=checkpoint_on_commit)
+    # MySQL: a submit's INSERT commits as it runs, one round trip less than
+    # INSERT + COMMIT (no connection is made until a submit needs one).
+    submit_engine = make_engine(url, autocommit=True) if engine.dialect.name == "mysql" else None
+    return Store(engine, submit_engine=submit_engine)

@@ -1,0 +1,21 @@
+"""Imported by the fork server alone, last of its preloads: the workers' modules, frozen for the garbage collector.
+
+The fork server (``processes.py``) imports the store's driver and then this
+module before it forks any worker. A forked worker shares those pages with
+it until something writes to them; Python's cyclic garbage collector writes
+to every object it examines, so each worker's first collections copied much
+of what it shared. ``gc.freeze()`` at the end of this import moves
+everything imported so far out of the collector's sight (the documented
+recipe for a pre-forking server): those objects are never collected — they
+live as long as the process anyway — and their pages stay shared. Nothing
+else imports this module.
+"""
+
+from __future__ import annotations
+
+import gc
+
+from . import worker  # noqa: F401  (imported for the workers to share)
+
+gc.collect()
+gc.freeze()

@@ -1,0 +1,75 @@
+"""A worker holds the task protocol and its task code, not the master's or the CLI's libraries.
+
+jobd runs beside the application it serves; every module a worker imports
+is memory taken from that application, once per worker. A real master with
+2 workers runs a task that reports its own process's module set; each must
+be free of the heavy libraries the master and the CLI use, and must not grow
+past the agreed list below (what a bare interpreter of the same environment
+imports is always allowed: site hooks differ between installs). Growing it
+is a decision: measure with ``bench/footprint.py`` and add the names here.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+import jobd
+
+from support import Deployment
+
+HEAVY = {"sqlalchemy", "pydantic", "pydantic_core", "rich", "typer", "click", "apscheduler", "pymemcache", "sqlglot", "starlette"}
+
+#: Top-level modules a worker may hold beyond a bare interpreter's (Python 3.11): jobd, its task
+#: module, the standard library pieces of multiprocessing, logging, json, inspect (task
+#: signatures), sqlite3 (the worker's own store statements) and gc (the fork server's freeze).
+AGREED = {
+    "__mp_main__", "_ast", "_bisect", "_blake2", "_bz2", "_compat_pickle", "_compression", "_contextvars", "_ctypes",
+    "_datetime", "_hashlib", "_heapq", "_json", "_locale", "_lzma", "_multiprocessing", "_opcode", "_pickle",
+    "_posixshmem", "_posixsubprocess", "_random", "_sha512", "_socket", "_sqlite3", "_string", "_struct", "_typing",
+    "_weakrefset", "array", "ast", "atexit", "bisect", "bz2", "contextvars", "copy", "ctypes", "dataclasses",
+    "datetime", "dis", "fcntl", "hashlib", "heapq", "inspect", "json", "linecache", "locale", "logging", "lzma",
+    "math", "mmap", "multiprocessing", "opcode", "pickle", "random", "runpy", "select", "selectors", "shutil",
+    "signal", "socket", "sqlite3", "string", "struct", "subprocess", "tempfile", "textwrap", "threading", "token",
+    "tokenize", "traceback", "typing", "weakref", "zlib", "gc",
+    "jobd", "footprint_tasks",
+}
+
+
+def bare_interpreter_modules() -> set[str]:
+    shown = subprocess.run(
+        [sys.executable, "-c", "import sys; print(sorted({name.partition('.')[0] for name in sys.modules}))"],
+        capture_output=True, text=True, check=True, timeout=30,
+    )
+    return set(ast.literal_eval(shown.stdout))
+
+
+def modules_of_each_worker(deployment: Deployment, workers: int) -> dict[int, set[str]]:
+    """Run the reporting task until every worker has answered once (each job pauses, so both take some)."""
+    seen: dict[int, set[str]] = {}
+    for _ in range(10):
+        ids = [
+            jobd.submit("main", "footprint.modules", {"pause": 0.05}, config=str(deployment.config_path))
+            for _ in range(4 * workers)
+        ]
+        deployment.wait_all_final(ids)
+        for job_id in ids:
+            job = deployment.store.jobs.get(job_id)
+            assert job.state == "succeeded", (job.state, job.error)
+            seen[job.result["pid"]] = set(job.result["modules"])
+        if len(seen) >= workers:
+            return seen
+    raise AssertionError(f"only {len(seen)} of {workers} workers ran a job")
+
+
+def test_each_worker_holds_only_the_agreed_modules_and_none_of_the_heavy_libraries(deployment: Deployment) -> None:
+    deployment.write_config({"main": {"workers": 2, "modules": ["footprint_tasks"]}})
+    deployment.start_master()
+    allowed = AGREED | bare_interpreter_modules()
+    for pid, modules in modules_of_each_worker(deployment, 2).items():
+        assert not modules & HEAVY, f"worker {pid} imported {sorted(modules & HEAVY)}"
+        assert not modules - allowed, (
+            f"worker {pid} imported modules beyond the agreed list: {sorted(modules - allowed)} "
+            "(measure with bench/footprint.py; if they are worth it, add them to AGREED)"
+        )
