@@ -14,6 +14,9 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from .rate_limits import Rate, RateLimits, default_burst, parse_rate
 
 
+UNLIMITED = RateLimits()
+
+
 class RateLimitSettings(BaseModel):
     """Mixed into ``DaemonConfig``: the keys and their checks, kept out of the config module."""
 
@@ -59,7 +62,9 @@ class RateLimitSettings(BaseModel):
         return bursts
 
     def rate_limits(self) -> RateLimits:
-        """The limits as values for the claim (``jobd.rate_limits``)."""
+        """The limits as values for the claim (``jobd.rate_limits``); asked at every dispatch."""
+        if self.rate_limit is None and not self.task_rate_limits:
+            return UNLIMITED
         daemon = None
         if self.rate_limit is not None:
             daemon = _rate(self.rate_limit, self.rate_burst)

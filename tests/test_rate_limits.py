@@ -6,6 +6,7 @@ import pytest
 
 from jobd.concurrency_caps import Budget
 from jobd.rate_limits import DAEMON_KEY, Bucket, Rate, RateLimits, default_burst, parse_rate
+from jobd.token_waits import TokenWaits
 
 
 @pytest.mark.parametrize("text, per_second", [("50/s", 50.0), ("300/m", 5.0), ("1800/h", 0.5), (" 2.5 / s ", 2.5)])
@@ -102,3 +103,18 @@ def test_over_a_simulated_minute_a_claimer_polling_at_each_next_token_keeps_the_
     per_second = [sum(1 for t in started if second <= t < second + 1) for second in range(60)]
     assert per_second[0] == 50 + 49  # the full bucket, then the rate
     assert per_second[1:] == [50] * 59  # lateness is made up from the tokens that kept coming
+
+
+def test_the_master_wakes_for_the_soonest_token_and_forgets_a_daemon_once_it_claimed() -> None:
+    waits = TokenWaits()
+    assert waits.seconds_until_next(100.0) is None
+    waits.note("mailing", 100.5)
+    waits.note("sms", 100.2)
+    assert waits.seconds_until_next(100.0) == pytest.approx(0.2)
+    assert waits.take_due(100.1) == []
+    assert waits.take_due(100.3) == ["sms"]
+    assert waits.seconds_until_next(100.3) == pytest.approx(0.2)
+    waits.note("mailing", None)  # its claim took the last waiting job
+    assert waits.seconds_until_next(100.3) is None and waits.take_due(200.0) == []
+    waits.note("sms", 99.0)
+    assert waits.seconds_until_next(100.0) == 0.0
