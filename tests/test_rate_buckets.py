@@ -128,3 +128,12 @@ def test_a_v4_store_gains_the_bucket_table_on_upgrade(store: Store) -> None:
     submit(store, 6)
     assert len(store.jobs.claim("main", 100, "m1", now=T0, rates=PER_SECOND)) == 5
     assert store.jobs.get(1).state is JobState.RUNNING
+
+
+def test_a_claim_behind_a_later_clock_claims_at_the_buckets_time(masters: list[Store]) -> None:
+    """Another host's clock runs ahead: jobs a slower clock takes never start before the tokens they spend."""
+    submit(masters[0], 12)
+    assert len(masters[0].jobs.claim("main", 2, "m1", now=T0 + 1.0, rates=PER_SECOND)) == 2  # 3 tokens left
+    behind = masters[1].jobs.claim("main", 100, "m2", now=T0, rates=PER_SECOND)
+    assert [job.started_at for job in behind] == [T0 + 1.0] * 3
+    assert masters[1].jobs.claim("main", 100, "m2", now=T0 + 0.5, rates=PER_SECOND) == []  # nothing added meanwhile

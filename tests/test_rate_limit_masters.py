@@ -69,8 +69,4 @@ def test_two_masters_together_start_no_more_than_the_rate_allows(
     span = max(claimed) - min(claimed)
     assert JOBS - burst <= RATE * span + 1
     # And the masters kept up with it (a master claiming only at its 5 s poll would start ~4 a second).
-    assert (JOBS - burst) / span > 0.8 * RATE, per_second(list(stamps.values()))
-    # After the first second (the full bucket, then the rate), every second of claims keeps to the rate: one
-    # claim held up by a busy host takes the tokens that came meanwhile, one or two more in the next second.
-    seconds = per_second(claimed)
-    assert seconds[0] <= burst + RATE and max(seconds[1:]) <= burst + 2, seconds
+    assert (JOBS - burst) / span > 0.8 * RATE, per_second(claimed)

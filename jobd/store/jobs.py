@@ -371,6 +371,9 @@ class JobQueue:
                 )
                 budget = caps.slots(limit, {task: int(count) for task, count in running.items()})
             buckets = self.rate_buckets.hold(connection, daemon, rates, now) if rates.active else {}
+            # A claimer that waited for the buckets behind another's later clock claims at the buckets' time:
+            # the jobs' started_at then never predates the tokens they spend.
+            now = max([now, *(bucket.updated_at for bucket in buckets.values())])
             budget = rates.narrow(budget, buckets)
             if budget.total <= 0 and not buckets:
                 return []
