@@ -13,7 +13,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from jobd import api, unserved
+from jobd import api, rate_status, unserved
 from jobd.daemons import client as daemon_client
 from jobd.ops import runner
 from jobd.config import JobdConfig, load_config
@@ -251,7 +251,7 @@ def status(
             str(counts.get("cancelled", 0)),
         )
     console.print(table)
-    for note in unserved.notes(report):  # jobs nobody runs, states jobd does not know
+    for note in unserved.notes(report) + rate_status.notes(report):  # jobs nobody runs, unknown states, rate waits
         console.print(f"[yellow]{escape(note)}[/]", highlight=False)
     workers = daemon_output.workers_table(report["daemons"])
     if workers is not None:

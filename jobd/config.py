@@ -18,6 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from . import defaults
 from .output_caps import OutputCaps, parse_size
+from .rate_limit_settings import RateLimitSettings
 from .durations import parse_duration
 from .errors import ConfigError
 from .shelltask import ShellTaskSpec
@@ -47,8 +48,8 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
-class DaemonConfig(_Strict):
-    """One ``[daemons.NAME]`` table: a worker pool and the tasks it serves."""
+class DaemonConfig(_Strict, RateLimitSettings):
+    """One ``[daemons.NAME]`` table: a worker pool and the tasks it serves (rate limits: ``rate_limit_settings``)."""
 
     workers: int = Field(defaults.DEFAULT_WORKERS, ge=0, le=512)
     modules: list[str] = Field(

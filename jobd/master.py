@@ -50,6 +50,7 @@ from .store.masters import MasterRecord
 from .store.retry import retry_outages
 from .throttle import Throttle
 from .ticker import Ticker
+from .token_waits import TokenWaits
 from .handoff import Offer, handed_job, offer_path, publish, runnable_handed
 from .wakeup import Handed, HandedJob, WakeSocket, parse_handed
 from .workers.direct import remove_stale
@@ -99,6 +100,7 @@ class Master:
         self.control = ControlServer(config.socket, self.inbox)
         self.wakeups = WakeSocket(config.socket)
         self.woken: set[str] = set()  # daemons a submit announced a job for (see _claim_woken)
+        self.token_waits = TokenWaits()  # rate-limited daemons: when their next token is due (see _dispatch)
         self.handoff_offer = offer_path(config.socket)
         self._offered: Offer | None = None  # daemons whose jobs submits may hand straight to us, and to which workers
         self._offer_check = Throttle(defaults.HANDOFF_OFFER_INTERVAL_SECONDS, clock)
@@ -384,7 +386,8 @@ class Master:
             return max(0.0, defaults.OUTCOME_BATCH_SECONDS - (self.clock() - self._outcomes_since))
         timeout = min(self.config.poll_interval, 0.25)
         due = None if self.draining else self.ticker.seconds_until_due()
-        return timeout if due is None else min(timeout, due)
+        token = None if self.draining else self.token_waits.seconds_until_next(time.time())
+        return min([timeout, *(wait for wait in (due, token) if wait is not None)])
 
     def _wait(self, timeout: float) -> bool:
         """Sleep until a worker writes or exits, a wake-up, or ``timeout``; remember what is ready.
@@ -509,8 +512,8 @@ class Master:
 
     def _takes_handoffs(self, pool: Pool) -> bool:
         settings = pool.settings
-        if pool.backlog or settings.concurrency or settings.task_concurrency or not self.daemons.accepts_jobs(pool.daemon):
-            return False  # waiting jobs go first; caps are counted under the claim's lock
+        if pool.backlog or settings.concurrency or settings.task_concurrency or settings.rate_limits().active or not self.daemons.accepts_jobs(pool.daemon):
+            return False  # waiting jobs go first; caps and rate limits are counted under the claim's lock
         depth = pool.depth()
         return any(pool.free_slots(worker, depth) > 0 for worker in pool.workers)
 
@@ -697,7 +700,7 @@ class Master:
             self.claim_requested = True
             self._apply_cancel_requests()
             self.ticker.refresh_pauses()
-        if self.ticker.run_due():
+        if self.ticker.run_due() or self.token_waits.take_due(time.time()):
             self.claim_requested = True
         if self.claim_requested:
             self.claim_requested = False
@@ -727,8 +730,9 @@ class Master:
             self._feed(pool)
             settings = pool.settings
             caps = ConcurrencyCaps(settings.concurrency, settings.task_concurrency)
+            rates = settings.rate_limits()
             depth = pool.depth()
-            prefetch = 0 if caps.active else (settings.prefetch if settings.prefetch is not None else default_prefetch(pool.size, depth))
+            prefetch = 0 if caps.active or rates.active else (settings.prefetch if settings.prefetch is not None else default_prefetch(pool.size, depth))
             room = sum(pool.free_slots(worker, depth) for worker in pool.workers)
             if pool.size == 0 or (room == 0 and len(pool.backlog) > prefetch // 2):
                 continue  # enough waiting: refill in batches, not one claim per finished job
@@ -737,7 +741,8 @@ class Master:
                 continue
             if not self._lease_valid():
                 return
-            jobs = self.store.jobs.claim(pool.daemon, wanted, self.id, now=time.time(), caps=caps, promote=daemons is None)
+            jobs = self.store.jobs.claim(pool.daemon, wanted, self.id, now=time.time(), caps=caps, promote=daemons is None, rates=rates)
+            self.token_waits.note(pool.daemon, self.store.jobs.next_token_at(pool.daemon) if rates.active else None)
             pool.backlog.extend(jobs)
             self._feed(pool)
             if len(jobs) == wanted:

@@ -25,6 +25,7 @@ from .config import JobdConfig, load_schedule
 from .control import client
 from .daemons.plan import default_desired
 from .errors import JobdError, MasterNotRunning, UnknownJob
+from .rate_status import add_rate_waits
 from .store import Store, open_store
 from .ticker import Ticker
 
@@ -88,7 +89,15 @@ def status_report(settings: JobdConfig, store: Store | None = None) -> dict[str,
     """The status as plain data: from the master if it answers, else from the store.
 
     A long-lived caller (``jobd web``) passes its ``store``; the CLI opens one.
+    Either way each rate-limited daemon says what waits for its rate (from the store).
     """
+    store = store or open_store(settings.store)
+    report = _basic_report(settings, store)
+    add_rate_waits(report, settings, store)
+    return report
+
+
+def _basic_report(settings: JobdConfig, store: Store) -> dict[str, Any]:
     live = runner.master_status(settings)
     if live is not None:
         daemons = {}
@@ -110,13 +119,11 @@ def status_report(settings: JobdConfig, store: Store | None = None) -> dict[str,
             if key in live:
                 report[key] = live[key]
         try:
-            store = store or open_store(settings.store)
             report["masters"] = masters_report(settings, store)
             report.update(unserved.from_store(store, lease=settings.heartbeat_lease))
         except (JobdError, sa.exc.DBAPIError):  # the master answered from memory; its store is down
             report["masters"] = []
         return report
-    store = store or open_store(settings.store)
     initialised = store.version() is not None
     counts = store.jobs.counts() if initialised else {}
     desired = store.daemon_states.load() if initialised else {}

@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,3 +66,10 @@ def test_peer_benchmark_skips_systems_whose_package_is_missing(tmp_path: Path) -
         packages = ("no-such-distribution-for-jobd-bench",)
 
     assert "is not installed" in (Missing.missing() or "")
+
+
+@pytest.mark.timeout(120)
+def test_rate_limit_benchmark_prints_each_second_and_the_rate_against_its_goal(mariadb: dict[str, Any]) -> None:
+    output = run_bench("rate_limits.py", "--quick")
+    assert re.search(r"^\| started \| \d+ \| \d+ \| \d+ \| \d+ \|$", output, re.MULTILINE), output
+    assert re.search(r"^\| [\d.]+/s \| [\d.]+ \| [\d.]+ \| \d+ \| \d+ \| \d+ \| \d+ of 4 \|$", output, re.MULTILINE), output

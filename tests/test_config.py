@@ -60,3 +60,39 @@ def test_config_is_found_through_the_environment(tmp_path: Path, monkeypatch: py
     path.write_text("[daemons.a]\n")
     monkeypatch.setenv("JOBD_CONFIG", str(path))
     assert load_config().source == path
+
+
+def test_rate_limits_per_daemon_and_task_with_bursts_defaulting_to_a_seconds_worth() -> None:
+    config = parse_config(
+        "[daemons.mailing]\nrate_limit = '50/s'\ntask_rate_limits = { 'mail.send' = '5/m', 'sms.send' = '2/s' }\n"
+        "task_rate_bursts = { 'sms.send' = 10 }\n",
+        SOURCE,
+    )
+    limits = config.daemons["mailing"].rate_limits()
+    assert limits.daemon is not None and (limits.daemon.per_second, limits.daemon.burst) == (50.0, 50.0)
+    assert (limits.tasks["mail.send"].per_second, limits.tasks["mail.send"].burst) == (pytest.approx(5 / 60), 1.0)
+    assert limits.tasks["sms.send"].burst == 10.0
+    assert not parse_config("[daemons.m]\n", SOURCE).daemons["m"].rate_limits().active
+
+
+@pytest.mark.parametrize(
+    "text, key, reason",
+    [
+        ("[daemons.m]\nrate_limit = '50'\n", "daemons.m.rate_limit", "'50' is not a rate"),
+        ("[daemons.m]\nrate_limit = '50/d'\n", "daemons.m.rate_limit", "per second, minute or hour"),
+        ("[daemons.m]\nrate_limit = '0/s'\n", "daemons.m.rate_limit", "more than zero"),
+        ("[daemons.m]\nrate_limit = 50\n", "daemons.m.rate_limit", "valid string"),
+        ("[daemons.m]\nrate_limit = '5/s'\nrate_burst = 0\n", "daemons.m.rate_burst", "greater than or equal to 1"),
+        ("[daemons.m]\nrate_burst = 5\n", "daemons.m.rate_burst", "rate_burst needs a rate_limit"),
+        ("[daemons.m]\ntask_rate_limits = { 'a.b' = 'often' }\n", "daemons.m.task_rate_limits", "task 'a.b': 'often' is not a rate"),
+        ("[daemons.m]\ntask_rate_bursts = { 'a.b' = 3 }\n", "daemons.m.task_rate_bursts", "'a.b' has no rate in task_rate_limits"),
+        ("[daemons.m]\ntask_rate_limits = { 'a.b' = '1/s' }\ntask_rate_bursts = { 'a.b' = 0 }\n",
+         "daemons.m.task_rate_bursts", "at least 1"),
+    ],
+)
+def test_bad_rate_limits_name_file_key_and_reason(text: str, key: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text, SOURCE)
+    assert raised.value.source == str(SOURCE)
+    assert raised.value.key == key
+    assert reason in str(raised.value)

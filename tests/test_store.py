@@ -59,8 +59,8 @@ def test_a_v2_store_upgrades_to_the_current_schema_and_keeps_its_jobs(store: Sto
     indexes_before = _index_definitions(store)
     _set_version(store, 2)
     assert store.version() == 2
-    assert store.initialise() == SCHEMA_VERSION == 4
-    assert store.version() == 4 and store.initialise() == 4
+    assert store.initialise() == SCHEMA_VERSION == 5
+    assert store.version() == 5 and store.initialise() == 5
     assert _index_definitions(store) == indexes_before
     assert [store.jobs.get(job_id).state for job_id in job_ids] == [JobState.RUNNING, JobState.SCHEDULED]
 

@@ -20,8 +20,10 @@ from .. import defaults
 from ..errors import InvalidArgs, InvalidTransition, UnknownJob
 from ..job import Job, encode_args, encode_json
 from ..states import CLAIMABLE, FINAL, JobState, phrase, sources_of, transition
-from ..concurrency_caps import ConcurrencyCaps
+from ..concurrency_caps import Budget, ConcurrencyCaps
+from ..rate_limits import RateLimits
 from .cursor_sql import DirectStatement, direct_transaction
+from .rate_buckets import RateBuckets
 from .row_decoding import decode_row
 from .schema import UNDATED_WHERE
 from .engine import READ_ONLY
@@ -196,8 +198,13 @@ class NewJob:
 class JobQueue:
     """Queue operations over the jobs table of one store."""
 
-    def __init__(self, engine: sa.Engine, table: sa.Table, locks: sa.Table, *, submit_engine: sa.Engine | None = None) -> None:
+    def __init__(
+        self, engine: sa.Engine, table: sa.Table, locks: sa.Table, *, submit_engine: sa.Engine | None = None,
+        rate_buckets: sa.Table,
+    ) -> None:
         self.engine = engine
+        self.rate_buckets = RateBuckets(engine, rate_buckets, table)
+        self._next_tokens: dict[str, float | None] = {}  # daemon → when a rate lets its waiting jobs go (last claim)
         self.submit_engine = submit_engine  # autocommit connections for a submit's own statements (MySQL)
         self.table = table
         self.locks = locks
@@ -273,22 +280,24 @@ class JobQueue:
 
     def claim(
         self, daemon: str, limit: int, owner: str, *, now: float | None = None, caps: ConcurrencyCaps | None = None,
-        promote: bool = True,
+        promote: bool = True, rates: RateLimits | None = None,
     ) -> list[Job]:
         """Take up to ``limit`` due jobs of ``daemon`` for ``owner``; highest priority first.
 
         The claimed jobs are ``running`` with their attempt counted before this
         returns, so a crash after the claim is recovered as an orphan, never lost.
         With ``caps``, no more of the daemon's (or a task's) jobs run at once
-        across all masters than the caps allow. ``promote=False`` leaves the
+        across all masters than the caps allow; with ``rates``, no more start
+        than the rate limits' token buckets hold (``next_token_at`` then says
+        when the jobs left waiting may go). ``promote=False`` leaves the
         promotion of scheduled and retrying jobs that came due to a later claim
         (a claim for a job just submitted, which is queued already).
         """
         if limit <= 0:
             return []
         now = time.time() if now is None else now
-        if caps is not None and caps.active:
-            return self._claim_capped(daemon, limit, owner, now, caps)
+        if (caps is not None and caps.active) or (rates is not None and rates.active):
+            return self._claim_capped(daemon, limit, owner, now, caps or ConcurrencyCaps(), rates or RateLimits())
         params = {"claim_daemon": daemon, "claim_now": now, "claim_limit": limit, "claim_owner": owner}
         statements = self._direct
         with direct_transaction(self.engine) as transaction:
@@ -338,27 +347,41 @@ class JobQueue:
                 )
             ).scalars()]
 
-    def _claim_capped(self, daemon: str, limit: int, owner: str, now: float, caps: ConcurrencyCaps) -> list[Job]:
-        """Claim under global caps: claimers of this daemon serialise on a mutex row.
+    def next_token_at(self, daemon: str) -> float | None:
+        """When the last claim for ``daemon`` left due jobs waiting for a rate limit's next token: that time (epoch)."""
+        return self._next_tokens.get(daemon)
 
-        Counting running jobs and claiming new ones happen under one lock, so
-        two masters can never both see "one slot free" and both take it.
+    def _claim_capped(
+        self, daemon: str, limit: int, owner: str, now: float, caps: ConcurrencyCaps, rates: RateLimits,
+    ) -> list[Job]:
+        """Claim under global caps and rate limits: claimers of this daemon serialise on a mutex row and its buckets.
+
+        Counting running jobs, spending tokens and claiming new ones happen
+        under one lock, so two masters can never both see "one slot free"
+        (or "one token left") and both take it.
         """
         jobs = self.table
         with self.engine.begin() as connection:
             self._promote_due(connection, now)
-            self._lock_mutex(connection, f"claim:{daemon}")
-            running: dict[str, int] = dict(
-                connection.execute(
-                    sa.select(jobs.c.task, sa.func.count())
-                    .where(jobs.c.daemon == daemon, jobs.c.state == str(JobState.RUNNING))
-                    .group_by(jobs.c.task)
-                ).all()
-            )
-            budget = caps.slots(limit, {task: int(count) for task, count in running.items()})
-            if budget.total <= 0:
+            budget = Budget(limit)
+            if caps.active:
+                self._lock_mutex(connection, f"claim:{daemon}")
+                running: dict[str, int] = dict(
+                    connection.execute(
+                        sa.select(jobs.c.task, sa.func.count())
+                        .where(jobs.c.daemon == daemon, jobs.c.state == str(JobState.RUNNING))
+                        .group_by(jobs.c.task)
+                    ).all()
+                )
+                budget = caps.slots(limit, {task: int(count) for task, count in running.items()})
+            buckets = self.rate_buckets.hold(connection, daemon, rates, now) if rates.active else {}
+            # A claimer that waited for the buckets behind another's later clock claims at the buckets' time:
+            # the jobs' started_at then never predates the tokens they spend.
+            now = max([now, *(bucket.updated_at for bucket in buckets.values())])
+            budget = rates.narrow(budget, buckets)
+            if budget.total <= 0 and not buckets:
                 return []
-            candidates = connection.execute(
+            due = (
                 sa.select(jobs.c.id, jobs.c.task)
                 .where(
                     jobs.c.daemon == daemon,
@@ -367,8 +390,16 @@ class JobQueue:
                 )
                 .order_by(jobs.c.priority.desc(), jobs.c.id)
                 .limit(max(budget.total * 4, 50))
-            ).all()
-            ids = budget.choose([(int(row[0]), str(row[1])) for row in candidates])
+            )
+            if self.is_mysql:  # a claimer outside this lock (another config, a hand-off) may hold some
+                due = due.with_for_update(skip_locked=True)
+            candidates = [(int(row[0]), str(row[1])) for row in connection.execute(due).all()]
+            ids = budget.choose(candidates)
+            if buckets:
+                taken = set(ids)
+                spent = rates.spend(buckets, (task for job_id, task in candidates if job_id in taken))
+                self.rate_buckets.save(connection, daemon, spent)
+                self._next_tokens[daemon] = rates.next_token_at(spent, (task for job_id, task in candidates if job_id not in taken))
             if not ids:
                 return []
             connection.execute(

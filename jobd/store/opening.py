@@ -22,7 +22,10 @@ class Store:
         self.engine = engine
         self.submit_engine = submit_engine
         self.metadata, self.tables = build_tables(engine.dialect.name)
-        self.jobs = JobQueue(engine, self.tables["jobs"], self.tables["locks"], submit_engine=submit_engine)
+        self.jobs = JobQueue(
+            engine, self.tables["jobs"], self.tables["locks"], submit_engine=submit_engine,
+            rate_buckets=self.tables["rate_buckets"],
+        )
         self.leases = Leases(engine, self.tables["locks"])
         self.masters = MasterRegistry(engine, self.tables["masters"])
         self.schedules = ScheduleBook(engine, self.tables["schedules"], self.tables["schedule_pauses"], self.tables["jobs"])

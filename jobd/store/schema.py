@@ -166,10 +166,21 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )
+    # v5: one token bucket per rate-limited key (jobd.store.rate_buckets): task '' is the daemon's own limit.
+    rate_buckets = sa.Table(
+        f"{P}rate_buckets",
+        metadata,
+        sa.Column("daemon", sa.String(64), primary_key=True),
+        sa.Column("task", name, primary_key=True),
+        sa.Column("tokens", epoch, nullable=False),
+        sa.Column("updated_at", epoch, nullable=False),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
     return metadata, {
         "meta": meta, "jobs": jobs, "masters": masters, "job_logs": job_logs,
         "schedules": schedules, "schedule_pauses": schedule_pauses, "locks": locks,
-        "daemon_states": daemon_states,
+        "daemon_states": daemon_states, "rate_buckets": rate_buckets,
     }
 
 
@@ -186,7 +197,7 @@ PARTIAL_ON_SQLITE = tuple(f"{P}{name}" for name in ("jobs_waiting", "jobs_owner"
 def upgrade_steps() -> dict[int, str]:
     """What each schema version changed, in order.
 
-    Steps 1 and 2 only add tables, which ``create_all`` creates; step 3 only
+    Steps 1, 2 and 5 only add tables, which ``create_all`` creates; step 3 only
     replaces indexes (``upgrade``). No step changes a column, so the rows,
     and the SQL an application writes to submit, stay as they were.
     """
@@ -198,6 +209,8 @@ def upgrade_steps() -> dict[int, str]:
         4: "jobs: CHECK (state IN the jobd states); SQLite: the table is rebuilt to add it, and a partial "
         "index jobs_undated finds scheduled or retrying rows without run_at. Rows already stored with "
         "another state are kept as they are (listed by `jobd jobs --state`, never claimed)",
+        5: "rate_buckets: one token bucket per rate-limited daemon or task, read and spent inside the claim "
+        "so a rate limit holds across all masters",
     }
 
 

@@ -1,0 +1,77 @@
+"""The rate-limit keys of a ``[daemons.NAME]`` table, validated as the file is read.
+
+``rate_limit = "50/s"`` (also ``/m``, ``/h``) limits how many of the
+daemon's jobs start per unit of time over all hosts, ``rate_burst`` how
+many may start at once after a quiet spell (default: one second's worth, at
+least one); ``task_rate_limits`` and ``task_rate_bursts`` do the same per
+task. The arithmetic is ``jobd.rate_limits``.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
+
+from .rate_limits import Rate, RateLimits, default_burst, parse_rate
+
+
+UNLIMITED = RateLimits()
+
+
+class RateLimitSettings(BaseModel):
+    """Mixed into ``DaemonConfig``: the keys and their checks, kept out of the config module."""
+
+    rate_limit: str | None = Field(None, description='most jobs of this daemon started per second/minute/hour across all hosts, e.g. "50/s"')
+    rate_burst: int | None = Field(None, ge=1, description="most of its jobs started at once (default: one second's worth, at least 1)")
+    task_rate_limits: dict[str, str] = Field(default_factory=dict, description='task name → its rate limit, e.g. { "mail.send" = "5/s" }')
+    task_rate_bursts: dict[str, int] = Field(default_factory=dict, description="task name → its burst (default: one second's worth, at least 1)")
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_is_readable(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_rate(value)
+        return value
+
+    @field_validator("task_rate_limits")
+    @classmethod
+    def _task_rates_are_readable(cls, rates: dict[str, str]) -> dict[str, str]:
+        for task, value in rates.items():
+            try:
+                parse_rate(value)
+            except ValueError as error:
+                raise ValueError(f"task {task!r}: {error}") from None
+        return rates
+
+    @field_validator("rate_burst")
+    @classmethod
+    def _burst_has_a_rate(cls, burst: int | None, info: ValidationInfo) -> int | None:
+        if burst is not None and "rate_limit" in info.data and info.data["rate_limit"] is None:
+            raise ValueError("rate_burst needs a rate_limit")
+        return burst
+
+    @field_validator("task_rate_bursts")
+    @classmethod
+    def _task_bursts_have_rates(cls, bursts: dict[str, int], info: ValidationInfo) -> dict[str, int]:
+        for task, burst in bursts.items():
+            if burst < 1:
+                raise ValueError(f"task {task!r}: a burst must be at least 1 (got {burst})")
+        if "task_rate_limits" in info.data:  # absent: that key was refused already
+            unlimited = sorted(set(bursts) - set(info.data["task_rate_limits"]))
+            if unlimited:
+                raise ValueError(f"{', '.join(map(repr, unlimited))} has no rate in task_rate_limits")
+        return bursts
+
+    def rate_limits(self) -> RateLimits:
+        """The limits as values for the claim (``jobd.rate_limits``); asked at every dispatch."""
+        if self.rate_limit is None and not self.task_rate_limits:
+            return UNLIMITED
+        daemon = None
+        if self.rate_limit is not None:
+            daemon = _rate(self.rate_limit, self.rate_burst)
+        tasks = {task: _rate(value, self.task_rate_bursts.get(task)) for task, value in self.task_rate_limits.items()}
+        return RateLimits(daemon, tasks)
+
+
+def _rate(text: str, burst: int | None) -> Rate:
+    per_second = parse_rate(text)
+    return Rate(per_second, float(burst) if burst is not None else default_burst(per_second))

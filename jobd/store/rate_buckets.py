@@ -1,0 +1,106 @@
+"""The rate_buckets table: each rate-limited key's tokens, shared by every master.
+
+A claim of a rate-limited daemon holds its buckets' rows for the whole
+claim transaction (MySQL ``SELECT … FOR UPDATE``; SQLite's claim already
+runs in a ``BEGIN IMMEDIATE`` write transaction), refills them to the
+claim's ``now``, takes at most their whole tokens, and writes them back
+before it commits. So two masters can never spend the same token. The
+arithmetic is ``jobd.rate_limits``; only SQL lives here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..rate_limits import DAEMON_KEY, Bucket, RateLimits
+from ..states import JobState
+from .engine import READ_ONLY
+
+
+class RateBuckets:
+    """Read, lock and write the token buckets of one store."""
+
+    def __init__(self, engine: sa.Engine, table: sa.Table, jobs: sa.Table) -> None:
+        self.engine = engine
+        self.table = table
+        self.jobs = jobs
+        self.is_mysql = engine.dialect.name == "mysql"
+
+    def hold(self, connection: sa.Connection, daemon: str, limits: RateLimits, now: float) -> dict[str, Bucket]:
+        """Lock ``daemon``'s buckets for this transaction and return them refilled to ``now``.
+
+        A key seen for the first time starts full. Rows are locked in one
+        order (the daemon's own first, then tasks by name), so claimers of
+        the same daemon never deadlock on them.
+        """
+        buckets = self.table
+        rates = limits.rates()
+        query = sa.select(buckets.c.task, buckets.c.tokens, buckets.c.updated_at).where(
+            buckets.c.daemon == daemon, buckets.c.task.in_(list(rates))
+        ).order_by(buckets.c.task)
+        if self.is_mysql:
+            query = query.with_for_update()
+        stored = {str(task): Bucket(float(tokens), float(updated_at)) for task, tokens, updated_at in connection.execute(query)}
+        missing = [key for key in rates if key not in stored]
+        if missing:
+            for key in missing:
+                try:
+                    with connection.begin_nested():  # another master may create it first: then we wait for its row
+                        connection.execute(buckets.insert().values(daemon=daemon, task=key, tokens=rates[key].burst, updated_at=now))
+                except sa.exc.IntegrityError:
+                    pass
+            stored = {str(task): Bucket(float(tokens), float(updated_at)) for task, tokens, updated_at in connection.execute(query)}
+        return {key: stored[key].refilled(rate, now) for key, rate in rates.items()}
+
+    def save(self, connection: sa.Connection, daemon: str, after: Mapping[str, Bucket]) -> None:
+        """Write a claim's buckets (refilled to its ``now``, then spent) inside its transaction."""
+        buckets = self.table
+        for key, bucket in after.items():
+            connection.execute(
+                buckets.update()
+                .where(buckets.c.daemon == daemon, buckets.c.task == key)
+                .values(tokens=bucket.tokens, updated_at=bucket.updated_at)
+            )
+
+    def waits(self, daemon: str, limits: RateLimits, now: float) -> list[dict[str, Any]]:
+        """The limited keys of ``daemon`` with due jobs queued: how many, the tokens now, when the next one comes.
+
+        Read without a lock (display data for ``jobd status``). A key never
+        claimed yet has no row: it is full.
+        """
+        if not limits.active:
+            return []
+        rates = limits.rates()
+        buckets, jobs = self.table, self.jobs
+        due = sa.and_(
+            jobs.c.daemon == daemon, jobs.c.state == str(JobState.QUEUED), sa.or_(jobs.c.run_at.is_(None), jobs.c.run_at <= now)
+        )
+        with self.engine.connect().execution_options(**READ_ONLY) as connection:
+            stored = {
+                str(task): Bucket(float(tokens), float(updated_at))
+                for task, tokens, updated_at in connection.execute(
+                    sa.select(buckets.c.task, buckets.c.tokens, buckets.c.updated_at).where(buckets.c.daemon == daemon)
+                )
+            }
+            queued = {str(task): int(count) for task, count in connection.execute(
+                sa.select(jobs.c.task, sa.func.count()).where(due).group_by(jobs.c.task)
+            )}
+        found = []
+        for key, rate in rates.items():
+            waiting = sum(queued.values()) if key == DAEMON_KEY else queued.get(key, 0)
+            if not waiting:
+                continue
+            bucket = stored[key].refilled(rate, now) if key in stored else Bucket.full(rate, now)
+            found.append({
+                "key": daemon if key == DAEMON_KEY else f"{daemon}:{key}",
+                "task": None if key == DAEMON_KEY else key,
+                "per_second": rate.per_second,
+                "burst": rate.burst,
+                "waiting": waiting,
+                "tokens": round(bucket.tokens, 3),
+                "next_token_in": round(max(0.0, bucket.next_token_at(rate) - now), 3),
+            })
+        return found
