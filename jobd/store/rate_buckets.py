@@ -11,6 +11,7 @@ arithmetic is ``jobd.rate_limits``; only SQL lives here.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -30,8 +31,13 @@ class RateBuckets:
         self.jobs = jobs
         self.is_mysql = engine.dialect.name == "mysql"
 
-    def hold(self, connection: sa.Connection, daemon: str, limits: RateLimits, now: float) -> dict[str, Bucket]:
+    def hold(self, connection: sa.Connection, daemon: str, limits: RateLimits, now: float, *, reread_clock: bool = False) -> dict[str, Bucket]:
         """Lock ``daemon``'s buckets for this transaction and return them refilled to ``now``.
+
+        With ``reread_clock``, ``now`` is the clock read again once the rows
+        are locked: a claim that waited behind another master's counts in
+        the second it really claims in, not the one it asked in (its jobs
+        would otherwise start a lock wait later, maybe in the next second).
 
         A key seen for the first time starts full. Rows are locked in one
         order (the daemon's own first, then tasks by name), so claimers of
@@ -58,6 +64,8 @@ class RateBuckets:
                 except sa.exc.IntegrityError:
                     pass
             stored = _buckets(connection.execute(query))
+        if reread_clock:
+            now = max(now, time.time())
         at = max([now, *(bucket.updated_at for bucket in stored.values())])
         return {key: stored[key].refilled(rate, at) for key, rate in rates.items()}
 
