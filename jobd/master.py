@@ -741,7 +741,7 @@ class Master:
                 continue
             if not self._lease_valid():
                 return
-            jobs = self.store.jobs.claim(pool.daemon, wanted, self.id, now=time.time(), caps=caps, promote=daemons is None, rates=rates)
+            jobs = self.store.jobs.claim(pool.daemon, wanted, self.id, caps=caps, promote=daemons is None, rates=rates)
             self.token_waits.note(pool.daemon, self.store.jobs.next_token_at(pool.daemon) if rates.active else None)
             pool.backlog.extend(jobs)
             self._feed(pool)

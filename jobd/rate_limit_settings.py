@@ -2,16 +2,17 @@
 
 ``rate_limit = "50/s"`` (also ``/m``, ``/h``) limits how many of the
 daemon's jobs start per unit of time over all hosts, ``rate_burst`` how
-many may start at once after a quiet spell (default: one second's worth, at
-least one); ``task_rate_limits`` and ``task_rate_bursts`` do the same per
-task. The arithmetic is ``jobd.rate_limits``.
+many may start in any one second (default: one second's worth rounded up,
+at least one; never less, or the rate could not be reached);
+``task_rate_limits`` and ``task_rate_bursts`` do the same per task. The
+arithmetic is ``jobd.rate_limits``.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
-from .rate_limits import Rate, RateLimits, default_burst, parse_rate
+from .rate_limits import Rate, RateLimits, burst_problem, default_burst, parse_rate
 
 
 UNLIMITED = RateLimits()
@@ -21,9 +22,9 @@ class RateLimitSettings(BaseModel):
     """Mixed into ``DaemonConfig``: the keys and their checks, kept out of the config module."""
 
     rate_limit: str | None = Field(None, description='most jobs of this daemon started per second/minute/hour across all hosts, e.g. "50/s"')
-    rate_burst: int | None = Field(None, ge=1, description="most of its jobs started at once (default: one second's worth, at least 1)")
+    rate_burst: int | None = Field(None, ge=1, description="most of its jobs started in any one second (default: one second's worth, at least 1)")
     task_rate_limits: dict[str, str] = Field(default_factory=dict, description='task name → its rate limit, e.g. { "mail.send" = "5/s" }')
-    task_rate_bursts: dict[str, int] = Field(default_factory=dict, description="task name → its burst (default: one second's worth, at least 1)")
+    task_rate_bursts: dict[str, int] = Field(default_factory=dict, description="task name → its burst, as rate_burst (default: one second's worth, at least 1)")
 
     @field_validator("rate_limit")
     @classmethod
@@ -45,8 +46,13 @@ class RateLimitSettings(BaseModel):
     @field_validator("rate_burst")
     @classmethod
     def _burst_has_a_rate(cls, burst: int | None, info: ValidationInfo) -> int | None:
-        if burst is not None and "rate_limit" in info.data and info.data["rate_limit"] is None:
+        if burst is None or "rate_limit" not in info.data:  # absent: rate_limit was refused already
+            return burst
+        if info.data["rate_limit"] is None:
             raise ValueError("rate_burst needs a rate_limit")
+        problem = burst_problem(parse_rate(info.data["rate_limit"]), burst)
+        if problem is not None:
+            raise ValueError(f"{problem} ({info.data['rate_limit']!r})")
         return burst
 
     @field_validator("task_rate_bursts")
@@ -56,9 +62,14 @@ class RateLimitSettings(BaseModel):
             if burst < 1:
                 raise ValueError(f"task {task!r}: a burst must be at least 1 (got {burst})")
         if "task_rate_limits" in info.data:  # absent: that key was refused already
-            unlimited = sorted(set(bursts) - set(info.data["task_rate_limits"]))
+            rates = info.data["task_rate_limits"]
+            unlimited = sorted(set(bursts) - set(rates))
             if unlimited:
                 raise ValueError(f"{', '.join(map(repr, unlimited))} has no rate in task_rate_limits")
+            for task, burst in bursts.items():
+                problem = burst_problem(parse_rate(rates[task]), burst)
+                if problem is not None:
+                    raise ValueError(f"task {task!r}: {problem} ({rates[task]!r})")
         return bursts
 
     def rate_limits(self) -> RateLimits:

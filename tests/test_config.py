@@ -88,6 +88,9 @@ def test_rate_limits_per_daemon_and_task_with_bursts_defaulting_to_a_seconds_wor
         ("[daemons.m]\ntask_rate_bursts = { 'a.b' = 3 }\n", "daemons.m.task_rate_bursts", "'a.b' has no rate in task_rate_limits"),
         ("[daemons.m]\ntask_rate_limits = { 'a.b' = '1/s' }\ntask_rate_bursts = { 'a.b' = 0 }\n",
          "daemons.m.task_rate_bursts", "at least 1"),
+        ("[daemons.m]\nrate_limit = '20/s'\nrate_burst = 5\n", "daemons.m.rate_burst", "less than one second's worth of 20/s"),
+        ("[daemons.m]\ntask_rate_limits = { 'a.b' = '2.5/s' }\ntask_rate_bursts = { 'a.b' = 2 }\n",
+         "daemons.m.task_rate_bursts", "task 'a.b': a burst of 2 is less than one second's worth of 2.5/s"),
     ],
 )
 def test_bad_rate_limits_name_file_key_and_reason(text: str, key: str, reason: str) -> None:

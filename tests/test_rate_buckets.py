@@ -14,7 +14,7 @@ from jobd.states import JobState
 from jobd.store import NewJob, Store, open_store
 
 T0 = 1_000_000.0
-PER_SECOND = RateLimits(daemon=Rate(per_second=20.0, burst=5.0))
+PER_SECOND = RateLimits(daemon=Rate(per_second=5.0, burst=5.0))
 
 
 def submit(store: Store, count: int, task: str = "t.send") -> list[int]:
@@ -35,15 +35,17 @@ def test_a_claim_takes_at_most_the_burst_and_leaves_the_rest_queued(store: Store
     claimed = store.jobs.claim("main", 100, "m1", now=T0, rates=PER_SECOND)
     assert [job.id for job in claimed] == ids[:5]
     assert store.jobs.counts()["main"] == {"running": 5, "queued": 7}
-    assert store.jobs.next_token_at("main") == pytest.approx(T0 + 1 / 20)
+    assert store.jobs.next_token_at("main") == pytest.approx(T0 + 1.0)  # a token at T0 + 0.2, but this second is full
 
 
-def test_tokens_come_back_at_the_rate(store: Store) -> None:
-    submit(store, 12)
-    store.jobs.claim("main", 100, "m1", now=T0, rates=PER_SECOND)
-    assert store.jobs.claim("main", 100, "m1", now=T0 + 0.04, rates=PER_SECOND) == []
-    assert len(store.jobs.claim("main", 100, "m1", now=T0 + 0.1, rates=PER_SECOND)) == 2
-    assert store.jobs.next_token_at("main") == pytest.approx(T0 + 0.15)
+def test_tokens_come_back_at_the_rate_and_each_second_starts_at_most_the_burst(store: Store) -> None:
+    limits = RateLimits(daemon=Rate(per_second=5.0, burst=10.0))
+    submit(store, 30)
+    assert len(store.jobs.claim("main", 100, "m1", now=T0, rates=limits)) == 10
+    assert store.jobs.claim("main", 100, "m1", now=T0 + 0.5, rates=limits) == []  # 2.5 tokens, no room
+    assert len(store.jobs.claim("main", 100, "m1", now=T0 + 1.0, rates=limits)) == 5
+    assert len(store.jobs.claim("main", 100, "m1", now=T0 + 1.3, rates=limits)) == 1
+    assert store.jobs.next_token_at("main") == pytest.approx(T0 + 1.4)
 
 
 def test_an_empty_queue_leaves_no_wait(store: Store) -> None:
@@ -73,14 +75,15 @@ def test_the_bucket_is_the_stores_not_a_masters(masters: list[Store]) -> None:
     submit(masters[0], 12)
     assert len(masters[0].jobs.claim("main", 100, "m1", now=T0, rates=PER_SECOND)) == 5
     assert masters[1].jobs.claim("main", 100, "m2", now=T0, rates=PER_SECOND) == []
-    assert masters[1].jobs.next_token_at("main") == pytest.approx(T0 + 1 / 20)
+    assert masters[1].jobs.next_token_at("main") == pytest.approx(T0 + 1.0)
 
 
 def test_masters_claiming_at_once_never_spend_a_token_twice(masters: list[Store]) -> None:
-    """Rounds in which three masters claim in the same instant: together they take exactly what the bucket holds."""
+    """Rounds in which three masters claim in the same instant: together they take exactly what the limit lets start."""
     submit(masters[0], 200)
-    rounds = [T0, T0 + 0.5, T0 + 0.55, T0 + 2.0, T0 + 2.01]
-    expected = [5, 5, 1, 5, 0]  # burst; 10 tokens capped at 5; 1; capped; 0.2 of a token
+    rounds = [T0, T0 + 0.5, T0 + 1.0, T0 + 2.1, T0 + 3.05, T0 + 3.97]
+    # burst; 2.5 tokens but the second is full; 5 tokens; 5.5 capped at 5; 4.75 tokens; 4.6 but the closing margin
+    expected = [5, 0, 5, 5, 4, 0]
     for now, wanted in zip(rounds, expected):
         barrier = threading.Barrier(len(masters))
         taken: list[int] = []
@@ -104,17 +107,19 @@ def test_masters_claiming_at_once_never_spend_a_token_twice(masters: list[Store]
 
 
 def test_status_shows_what_waits_for_which_key_and_when_the_next_token_comes(store: Store) -> None:
-    limits = RateLimits(daemon=Rate(20.0, 5.0), tasks={"t.send": Rate(2.0, 2.0), "t.idle": Rate(1.0, 1.0)})
+    limits = RateLimits(daemon=Rate(10.0, 10.0), tasks={"t.send": Rate(2.0, 2.0), "t.idle": Rate(1.0, 1.0)})
     submit(store, 6, "t.send")
     submit(store, 1, "t.report")
     store.jobs.claim("main", 100, "m1", now=T0, rates=limits)
     waits = {wait["key"]: wait for wait in store.jobs.rate_buckets.waits("main", limits, T0 + 0.025)}
     assert set(waits) == {"main", "main:t.send"}  # t.idle has nothing waiting
     assert waits["main"]["waiting"] == 4 and waits["main"]["task"] is None
-    assert waits["main"]["next_token_in"] == pytest.approx(0.0)  # 2 tokens left (3 taken) plus 0.5
+    assert waits["main"]["next_token_in"] == pytest.approx(0.0)  # 7 tokens left (3 taken) plus 0.25, room for 7
+    assert waits["main"]["started_this_second"] == 3
     assert waits["main:t.send"] == {
         "key": "main:t.send", "task": "t.send", "per_second": 2.0, "burst": 2.0, "waiting": 4,
-        "tokens": pytest.approx(0.05), "next_token_in": pytest.approx(0.475),
+        "tokens": pytest.approx(0.05), "started_this_second": 2,
+        "next_token_in": pytest.approx(0.975),  # a token at T0 + 0.475, but its second is full: T0 + 1
     }
 
 

@@ -288,16 +288,17 @@ class JobQueue:
         returns, so a crash after the claim is recovered as an orphan, never lost.
         With ``caps``, no more of the daemon's (or a task's) jobs run at once
         across all masters than the caps allow; with ``rates``, no more start
-        than the rate limits' token buckets hold (``next_token_at`` then says
-        when the jobs left waiting may go). ``promote=False`` leaves the
+        than the rate limits let start (``next_token_at`` then says when the
+        jobs left waiting may go; without ``now``, the rate limits read the
+        clock once they hold their lock). ``promote=False`` leaves the
         promotion of scheduled and retrying jobs that came due to a later claim
         (a claim for a job just submitted, which is queued already).
         """
         if limit <= 0:
             return []
-        now = time.time() if now is None else now
+        from_clock, now = now is None, time.time() if now is None else now
         if (caps is not None and caps.active) or (rates is not None and rates.active):
-            return self._claim_capped(daemon, limit, owner, now, caps or ConcurrencyCaps(), rates or RateLimits())
+            return self._claim_capped(daemon, limit, owner, now, caps or ConcurrencyCaps(), rates or RateLimits(), from_clock)
         params = {"claim_daemon": daemon, "claim_now": now, "claim_limit": limit, "claim_owner": owner}
         statements = self._direct
         with direct_transaction(self.engine) as transaction:
@@ -352,7 +353,7 @@ class JobQueue:
         return self._next_tokens.get(daemon)
 
     def _claim_capped(
-        self, daemon: str, limit: int, owner: str, now: float, caps: ConcurrencyCaps, rates: RateLimits,
+        self, daemon: str, limit: int, owner: str, now: float, caps: ConcurrencyCaps, rates: RateLimits, from_clock: bool,
     ) -> list[Job]:
         """Claim under global caps and rate limits: claimers of this daemon serialise on a mutex row and its buckets.
 
@@ -374,9 +375,9 @@ class JobQueue:
                     ).all()
                 )
                 budget = caps.slots(limit, {task: int(count) for task, count in running.items()})
-            buckets = self.rate_buckets.hold(connection, daemon, rates, now) if rates.active else {}
-            # A claimer that waited for the buckets behind another's later clock claims at the buckets' time:
-            # the jobs' started_at then never predates the tokens they spend.
+            buckets = self.rate_buckets.hold(connection, daemon, rates, now, reread_clock=from_clock) if rates.active else {}
+            # A claimer claims at the buckets' time (its clock read again under their lock, or another host's
+            # later clock): the jobs' started_at is then the time their tokens and their second were counted at.
             now = max([now, *(bucket.updated_at for bucket in buckets.values())])
             budget = rates.narrow(budget, buckets)
             if budget.total <= 0 and not buckets:

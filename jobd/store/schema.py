@@ -166,7 +166,8 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )
-    # v5: one token bucket per rate-limited key (jobd.store.rate_buckets): task '' is the daemon's own limit.
+    # v5: one token bucket per rate-limited key (jobd.store.rate_buckets): task '' is the daemon's own limit;
+    # window_started counts the jobs started in calendar second window_second (at most the burst).
     rate_buckets = sa.Table(
         f"{P}rate_buckets",
         metadata,
@@ -174,6 +175,8 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
         sa.Column("task", name, primary_key=True),
         sa.Column("tokens", epoch, nullable=False),
         sa.Column("updated_at", epoch, nullable=False),
+        sa.Column("window_second", sa.BigInteger, nullable=False),
+        sa.Column("window_started", sa.Integer, nullable=False),
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )
@@ -209,8 +212,8 @@ def upgrade_steps() -> dict[int, str]:
         4: "jobs: CHECK (state IN the jobd states); SQLite: the table is rebuilt to add it, and a partial "
         "index jobs_undated finds scheduled or retrying rows without run_at. Rows already stored with "
         "another state are kept as they are (listed by `jobd jobs --state`, never claimed)",
-        5: "rate_buckets: one token bucket per rate-limited daemon or task, read and spent inside the claim "
-        "so a rate limit holds across all masters",
+        5: "rate_buckets: one token bucket per rate-limited daemon or task, with the jobs it started in the "
+        "current second, read and spent inside the claim so a rate limit holds across all masters",
     }
 
 
