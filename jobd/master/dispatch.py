@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from ..concurrency_caps import ConcurrencyCaps
 from ..job import Job
+from ..outcomes import Ending, EndingKind
 from ..workers.pool import Pool
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ class Dispatcher:
             log.warning("the store is unavailable: %s prefetched job(s) are recovered as orphans", len(jobs))
             return
         try:
-            master.store.jobs.requeue([job.id for job in jobs], master.id, refund_attempt=True)
+            master.endings.end(pool.daemon, [(job, Ending(EndingKind.RETURNED)) for job in jobs])
         except sa.exc.DBAPIError as error:
             master.store_link.failed(error)
             log.warning("could not return %s prefetched job(s); they are recovered as orphans", len(jobs))
@@ -120,6 +121,7 @@ class Dispatcher:
         if problem is None and job.task not in tasks:
             known = ", ".join(sorted(tasks)) or "none"
             problem = f"daemon {pool.daemon!r} has no task {job.task!r} (its tasks: {known})"
+        charged = True
         if problem is None:
             limits = master.limits(pool.daemon, job)
             if job.attempts <= limits.max_attempts:
@@ -128,11 +130,6 @@ class Dispatcher:
             # attempt counts (as after a worker's crash); this claim's charge does not.
             allowed = limits.max_attempts
             problem = f"its last attempt ({allowed} of {allowed}) was interrupted: its master died (or lost its lease) while it ran"
-            log.error("job %s is dead: %s", job.id, problem)
-            master.store.jobs.out_of_attempts(job.id, job.attempts, master.id, problem)
-            master.observers.job_ended(master, job, "dead", None, problem)
-            return None
-        log.error("job %s cannot run: %s", job.id, problem)
-        master.store.jobs.mark_dead_unrunnable(job.id, job.attempts, master.id, problem)
-        master.observers.job_ended(master, job, "dead", None, problem)
+            charged = False
+        master.endings.end(pool.daemon, [(job, Ending(EndingKind.UNRUNNABLE, error=problem, charged=charged))])
         return None

@@ -1,4 +1,9 @@
-"""How the jobs the master's workers ran end: finished attempts, and workers that exited.
+"""How the jobs the master holds end, all through one ``EndingWriter`` (``jobd.outcome_writer``).
+
+Finished attempts, workers that exited, jobs that can never run, cancels of
+waiting jobs and jobs handed back to the queue: each becomes an ``Ending``,
+is planned and written by the writer, and ``MasterListener`` tells the
+observers and the live activity.
 
 Finished attempts wait a few milliseconds to be written together: their
 workers already run the next job, and one commit serves the burst. Exited
@@ -9,15 +14,17 @@ outage).
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from .. import defaults
 from ..lease_guard import FENCED_REASON
-from ..outcome_writer import write_outcomes
-from ..outcomes import log_outcome, plan_outcome, record_failure
+from ..job import Job
+from ..outcome_writer import EndingWriter
+from ..outcomes import Ending, EndingKind
+from ..states import JobState
+from ..store.jobs import Outcome
 from ..workers import protocol
 from ..workers.pool import Assignment, Pool, WorkerExit
 
@@ -35,6 +42,7 @@ class Endings:
         self.pending: list[Finished] = []  # finished attempts not yet written
         self.pending_since = 0.0
         self.lost_exits: list[tuple[Pool, WorkerExit]] = []  # exited workers whose job is not yet recorded
+        self.writer = EndingWriter(master.store.jobs, master.id, [MasterListener(master)])
 
     def job_ids(self) -> set[int]:
         """The jobs whose end is known here and not yet written."""
@@ -76,27 +84,17 @@ class Endings:
                 raise
 
     def _record_finished(self, ended: list[Finished]) -> None:
-        """Write a burst of finished attempts in one transaction, then tell the observers."""
+        """Write a burst of finished attempts in one transaction (the listeners hear of each)."""
         master = self.master
-        now = time.time()
-        planned = []
-        for pool, assignment, finished in ended:
-            job = assignment.job
-            if assignment.cancel_sent_at is not None and finished.outcome != "succeeded":
-                finished = protocol.JobFinished(job.id, job.attempts, "cancelled", error="cancelled by an operator")
-            planned.append((pool, job, finished, plan_outcome(job, finished, master.limits(pool.daemon, job), now)))
-        # Raises only for an outage (nothing below ran); an outcome the store refused comes back dead.
-        written = write_outcomes(master.store.jobs, master.id, [outcome for *_, outcome in planned], now)
-        for (pool, job, finished, _planned), outcome in zip(planned, written):
-            state = str(outcome.state)
-            log_outcome(job, outcome, now)
-            error, traceback = outcome.values.get("error"), outcome.values.get("traceback")  # as capped and written
-            master.observers.job_ended(master, job, state, finished.duration, error, traceback)
-            master.activity.job_ended(pool.daemon, job.id, job.task, job.attempts, state, error)
-            if state == "succeeded":
-                info = master.inventory.get(pool.daemon, {}).get(job.task)
-                master.activity.remember_result(job, finished.result, info.options.cache_ttl if info else None)
-            master.jobs_finished += 1
+        self.writer.write([
+            (assignment.job, Ending.reported(finished, cancel_requested=assignment.cancel_sent_at is not None),
+             master.limits(pool.daemon, assignment.job))
+            for pool, assignment, finished in ended
+        ])
+
+    def end(self, daemon: str, endings: list[tuple[Job, Ending]]) -> None:
+        """Write how these jobs of ``daemon`` ended, in one transaction (an outage raises: nothing was written)."""
+        self.writer.write([(job, ending, self.master.limits(daemon, job)) for job, ending in endings])
 
     # -- exited workers ---------------------------------------------------
 
@@ -112,25 +110,48 @@ class Endings:
             self.lost_exits.pop(0)
 
     def handle_exits(self, pool: Pool, exits: list[WorkerExit]) -> None:
+        """Write how the jobs of exited workers ended: those never begun go back to the queue."""
         master = self.master
         for exit in exits:
-            if exit.unstarted:  # handed to the worker, never begun: back to the queue as they were
-                master.store.jobs.requeue([held.job.id for held in exit.unstarted], master.id, refund_attempt=True)
+            endings = [(held.job, Ending(EndingKind.RETURNED)) for held in exit.unstarted]
+            if exit.unstarted:
                 master.dispatcher.claim_soon()
-            assignment = exit.assignment
-            if assignment is None:
-                continue
-            job = assignment.job
-            drained = master.draining or master.daemons.stopping(pool.daemon)
-            if (drained and exit.reason in ("drain timeout", "master stopping")) or exit.reason == FENCED_REASON:
-                master.store.jobs.requeue([job.id], master.id, refund_attempt=True)
-                log.info("job %s returned to the queue (drain)", job.id)
-            elif assignment.cancel_sent_at is not None:
-                master.store.jobs.cancelled(job.id, job.attempts, master.id, error=exit.reason)
-                master.observers.job_ended(master, job, "cancelled", master.clock() - assignment.started_at)
-                master.activity.job_ended(pool.daemon, job.id, job.task, job.attempts, "cancelled", exit.reason)
-            else:
-                state = record_failure(master.store.jobs, master.id, job, exit.reason, None, master.limits(pool.daemon, job), time.time())
-                master.observers.job_ended(master, job, state, master.clock() - assignment.started_at, exit.reason)
-                master.activity.job_ended(pool.daemon, job.id, job.task, job.attempts, state, exit.reason)
+            if exit.assignment is not None:
+                endings.append((exit.assignment.job, self._exit_ending(pool, exit, exit.assignment)))
+            self.end(pool.daemon, endings)
         master.observers.workers_exited(master, pool, exits)
+
+    def _exit_ending(self, pool: Pool, exit: WorkerExit, assignment: Assignment) -> Ending:
+        """How the job a worker was running when it exited ended."""
+        master = self.master
+        drained = master.draining or master.daemons.stopping(pool.daemon)
+        if (drained and exit.reason in ("drain timeout", "master stopping")) or exit.reason == FENCED_REASON:
+            log.info("job %s returned to the queue (drain)", assignment.job.id)
+            return Ending(EndingKind.RETURNED)
+        duration = master.clock() - assignment.started_at
+        if assignment.cancel_sent_at is not None:
+            return Ending(EndingKind.CANCELLED, error=exit.reason, duration=duration)
+        kind = EndingKind.TIMED_OUT if exit.worker.timed_out else EndingKind.CRASHED
+        return Ending(kind, error=exit.reason, duration=duration)
+
+
+class MasterListener:
+    """What the master's observers (metrics, alerts) and live activity hear of every ending."""
+
+    def __init__(self, master: Master) -> None:
+        self.master = master
+
+    def job_ended(self, job: Job, ending: Ending, outcome: Outcome) -> None:
+        if ending.kind is EndingKind.RETURNED:
+            return  # not an ending for the outside world: the job runs again
+        master = self.master
+        state = str(outcome.state)
+        error, traceback = outcome.values.get("error"), outcome.values.get("traceback")  # as capped and written
+        master.observers.job_ended(master, job, state, ending.duration, error, traceback)
+        if ending.kind is EndingKind.UNRUNNABLE:
+            return  # it never started: live activity never showed it
+        master.activity.job_ended(job.daemon, job.id, job.task, job.attempts, state, error)
+        if outcome.state is JobState.SUCCEEDED:
+            info = master.inventory.get(job.daemon, {}).get(job.task)
+            master.activity.remember_result(job, ending.result, info.options.cache_ttl if info else None)
+        master.jobs_finished += 1

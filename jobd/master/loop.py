@@ -14,7 +14,6 @@ import signal
 import time
 from typing import TYPE_CHECKING
 
-from .. import defaults
 from ..errors import JobdError
 from ..readiness import Readiness
 from ..throttle import Throttle

@@ -17,6 +17,7 @@ from ..config import load_config, load_schedule
 from ..control.protocol import Request
 from ..errors import JobdError
 from ..inventory import inventory_in_subprocess
+from ..outcomes import CANCELLED_BY_OPERATOR, Ending, EndingKind
 from ..workers.worker import WorkerSpec
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class Operations:
             for pool in master.pools.values():
                 waiting = pool.withdraw(job_id)
                 if waiting is not None:
-                    master.store.jobs.cancelled(job_id, waiting.attempts, master.id, error="cancelled by an operator")
+                    master.endings.end(pool.daemon, [(waiting, Ending(EndingKind.CANCELLED, error=CANCELLED_BY_OPERATOR))])
                 pool.cancel(job_id)
 
     def _wake(self, _args: dict[str, Any]) -> dict[str, Any]:
