@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from ..concurrency_caps import ConcurrencyCaps
 from ..job import Job
 from ..outcomes import Ending, EndingKind
+from ..token_waits import TokenWaits
 from ..workers.pool import Pool
 
 if TYPE_CHECKING:
