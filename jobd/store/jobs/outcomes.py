@@ -21,8 +21,9 @@ class Finishing(JobsTable):
         """Write many attempts' outcomes in one transaction; return how many were written.
 
         Outcomes with the same state and values (a burst of successes returning
-        nothing, say) share one UPDATE. Each row is guarded: only an attempt this owner still holds is changed
-        ``fail``: only an attempt this owner still holds is changed.
+        nothing, say) share one UPDATE. Each row is guarded: only an attempt
+        this owner still holds (running, same attempt) is changed. Every ending
+        the master writes comes through here (``jobd.outcome_writer``).
         """
         now = time.time() if now is None else now
         jobs = self.table
