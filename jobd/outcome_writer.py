@@ -1,4 +1,11 @@
-"""Writing finished attempts so that one job's refused data never holds back the others.
+"""The one writer of every job's ending: plan it, write it, then tell whoever listens.
+
+``EndingWriter.write`` takes endings (``outcomes.Ending``), plans each with
+``plan_outcome`` and writes the burst in one transaction; the store, the
+master's observers (metrics, alerts), live activity and the log hear of an
+ending from here and from nowhere else.
+
+Writing so that one job's refused data never holds back the others:
 
 The master writes a burst of outcomes in one transaction (a group commit).
 If the store refuses that write because of one job's data (a value too long
@@ -16,9 +23,13 @@ running under this owner.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from . import defaults
+from .job import Job
+from .outcomes import Ending, Limits, log_outcome, plan_outcome
 from .output_caps import truncate_text
 from .states import JobState
 from .store.errors import describe, is_outage
@@ -29,6 +40,41 @@ log = logging.getLogger("jobd.outcomes")
 REFUSED_PREFIX = "the store refused this job's outcome: "
 REFUSED_MINIMAL = "the store refused this job's outcome (see the master's log)"
 _REASON_BYTES = 2 * 1024  # fits every store's error column, whatever max_error_bytes says
+
+
+class EndingListener(Protocol):
+    def job_ended(self, job: Job, ending: Ending, outcome: Outcome) -> None:
+        """``job``'s attempt ended as ``ending`` and the store now holds ``outcome`` (as written)."""
+
+
+class EndingWriter:
+    """Writes the endings of one owner's attempts and tells the listeners, in that order."""
+
+    def __init__(
+        self, queue: JobQueue, owner: str, listeners: Sequence[EndingListener] = (), *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.queue = queue
+        self.owner = owner
+        self.listeners = list(listeners)
+        self.clock = clock
+
+    def write(self, endings: Sequence[tuple[Job, Ending, Limits]]) -> list[Outcome]:
+        """Plan and write ``endings`` in one transaction; return the outcomes as written.
+
+        Raises the store's error only for an outage, before any listener
+        heard of anything: the caller keeps the endings and writes them again.
+        """
+        if not endings:
+            return []
+        now = self.clock()
+        planned = [plan_outcome(job, ending, limits, now) for job, ending, limits in endings]
+        written = write_outcomes(self.queue, self.owner, planned, now)
+        for (job, ending, _limits), outcome in zip(endings, written):
+            log_outcome(job, ending, outcome, now)
+            for listener in self.listeners:
+                listener.job_ended(job, ending, outcome)
+        return written
 
 
 def write_outcomes(queue: JobQueue, owner: str, outcomes: Sequence[Outcome], now: float) -> list[Outcome]:
@@ -45,30 +91,6 @@ def write_outcomes(queue: JobQueue, owner: str, outcomes: Sequence[Outcome], now
         if len(outcomes) > 1:
             log.warning("the store refused a batch of %s outcomes (%s); writing them one by one", len(outcomes), _short(error))
     return [_write_one(lambda one: queue.apply_outcomes(owner, [one], now=now), outcome) for outcome in outcomes]
-
-
-def write_failure(write: Callable[[str, str | None], object], job_id: int, error: str, traceback: str | None) -> str:
-    """Record a failed attempt through ``write(error, traceback)``; return the error written.
-
-    If the store refuses the values (not an outage), the failure is recorded
-    with the store's reason instead, then with a fixed one.
-    """
-    try:
-        write(error, traceback)
-        return error
-    except Exception as refusal:
-        if is_outage(refusal):
-            raise
-        reason = _refused(refusal)
-        log.error("job %s: the store refused its failure (%s); recording that instead", job_id, _short(refusal))
-    try:
-        write(reason, None)
-        return reason
-    except Exception as refusal:
-        if is_outage(refusal):
-            raise
-    write(REFUSED_MINIMAL, None)  # short fixed text: if this fails too, the store is sick, not the data
-    return REFUSED_MINIMAL
 
 
 def _write_one(write: Callable[[Outcome], object], outcome: Outcome) -> Outcome:

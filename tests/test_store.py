@@ -17,10 +17,27 @@ from jobd.errors import InvalidTransition, StoreUnavailable, UnknownJob
 from jobd.states import JobState
 from jobd.store import SCHEMA_VERSION, NewJob, Store, open_store
 from jobd.store import cursor_sql as direct
+from jobd.job import encode_json
+from jobd.store.jobs import Outcome
 
 
 def new(task: str = "t.record", **kwargs) -> NewJob:  # type: ignore[no-untyped-def]
     return NewJob(daemon=kwargs.pop("daemon", "main"), task=task, args=kwargs.pop("args", {}), **kwargs)
+
+
+def succeed(store: Store, job_id: int, attempt: int, owner: str, result: Any, *, now: float | None = None) -> bool:
+    """Record a success the way the master does (``apply_outcomes``); False if that attempt is not the owner's."""
+    return store.jobs.apply_outcomes(owner, [Outcome(job_id, attempt, JobState.SUCCEEDED, {"result": encode_json(result)})], now=now) == 1
+
+
+def fail(
+    store: Store, job_id: int, attempt: int, owner: str, *, error: str, traceback: str | None, retry_at: float | None,
+    now: float | None = None,
+) -> bool:
+    """Record a failed attempt the way the master does: ``retrying`` until ``retry_at``, ``dead`` if None."""
+    state = JobState.RETRYING if retry_at is not None else JobState.DEAD
+    values = {"error": error, "traceback": traceback, "run_at": retry_at}
+    return store.jobs.apply_outcomes(owner, [Outcome(job_id, attempt, state, values)], now=now) == 1
 
 
 def test_initialise_is_idempotent_and_versioned(store: Store) -> None:
@@ -166,24 +183,24 @@ def test_concurrent_claims_never_hand_out_a_job_twice(store: Store) -> None:
 def test_success_is_recorded_only_by_the_owner_of_that_attempt(store: Store) -> None:
     job_id = store.jobs.insert(new())
     (job,) = store.jobs.claim("main", 1, "m1")
-    assert not store.jobs.succeed(job_id, job.attempts, "someone-else", {"x": 1})
-    assert not store.jobs.succeed(job_id, job.attempts + 1, "m1", {"x": 1})
-    assert store.jobs.succeed(job_id, job.attempts, "m1", {"x": 1})
+    assert not succeed(store, job_id, job.attempts, "someone-else", {"x": 1})
+    assert not succeed(store, job_id, job.attempts + 1, "m1", {"x": 1})
+    assert succeed(store, job_id, job.attempts, "m1", {"x": 1})
     done = store.jobs.get(job_id)
     assert done.state is JobState.SUCCEEDED and done.result == {"x": 1} and done.finished_at
-    assert not store.jobs.succeed(job_id, job.attempts, "m1", {"x": 2}), "a finished job cannot finish twice"
+    assert not succeed(store, job_id, job.attempts, "m1", {"x": 2}), "a finished job cannot finish twice"
 
 
 def test_failure_retries_at_the_given_time_then_dies_with_its_traceback(store: Store) -> None:
     job_id = store.jobs.insert(new())
     (job,) = store.jobs.claim("main", 1, "m1", now=100.0)
-    store.jobs.fail(job_id, job.attempts, "m1", error="boom", traceback="Traceback…", retry_at=160.0, now=100.0)
+    fail(store, job_id, job.attempts, "m1", error="boom", traceback="Traceback…", retry_at=160.0, now=100.0)
     retrying = store.jobs.get(job_id)
     assert retrying.state is JobState.RETRYING and retrying.run_at == 160.0
     assert store.jobs.claim("main", 1, "m1", now=150.0) == []
     (again,) = store.jobs.claim("main", 1, "m1", now=160.0)
     assert again.attempts == 2
-    store.jobs.fail(job_id, again.attempts, "m1", error="boom again", traceback="Traceback 2", retry_at=None)
+    fail(store, job_id, again.attempts, "m1", error="boom again", traceback="Traceback 2", retry_at=None)
     dead = store.jobs.get(job_id)
     assert dead.state is JobState.DEAD and dead.error == "boom again" and dead.traceback == "Traceback 2"
 
@@ -202,7 +219,7 @@ def test_requeue_returns_running_jobs_and_keeps_the_checkpoint(store: Store) -> 
 def test_checkpoint_of_a_stale_attempt_is_refused(store: Store) -> None:
     job_id = store.jobs.insert(new())
     (job,) = store.jobs.claim("main", 1, "m1")
-    store.jobs.requeue_owned_by(["m1"])
+    store.jobs.requeue_orphans(store.masters.live_ids_query())  # m1 is no live master
     store.jobs.claim("main", 1, "m2")
     assert not store.jobs.save_checkpoint(job_id, job.attempts, {"stale": True})
 
@@ -211,7 +228,7 @@ def test_unique_key_dedupes_while_unfinished_only(store: Store) -> None:
     first = store.jobs.insert(new(unique_key="report:2026-11-21"))
     assert store.jobs.insert(new(unique_key="report:2026-11-21")) == first
     (job,) = store.jobs.claim("main", 1, "m1")
-    store.jobs.succeed(first, job.attempts, "m1", None)
+    succeed(store, first, job.attempts, "m1", None)
     assert store.jobs.insert(new(unique_key="report:2026-11-21")) != first
 
 
@@ -231,7 +248,7 @@ def test_retry_requeues_dead_jobs_only(store: Store) -> None:
     with pytest.raises(InvalidTransition):
         store.jobs.retry(job_id)
     (job,) = store.jobs.claim("main", 1, "m1")
-    store.jobs.fail(job_id, job.attempts, "m1", error="x", traceback=None, retry_at=None)
+    fail(store, job_id, job.attempts, "m1", error="x", traceback=None, retry_at=None)
     again = store.jobs.retry(job_id)
     assert again.state is JobState.QUEUED and again.attempts == 0
 
@@ -280,7 +297,7 @@ def test_masters_register_heartbeat_and_expire(store: Store) -> None:
 def test_jobs_of_a_dead_master_are_requeued_with_the_attempt_counted(store: Store) -> None:
     job_id = store.jobs.insert(new())
     store.jobs.claim("main", 1, "dead-master")
-    assert store.jobs.requeue_owned_by(["dead-master"]) == [job_id]
+    assert store.jobs.requeue_orphans(store.masters.live_ids_query()) == [job_id]
     job = store.jobs.get(job_id)
     assert job.state is JobState.QUEUED and job.attempts == 1 and job.owner is None
 
@@ -288,12 +305,12 @@ def test_jobs_of_a_dead_master_are_requeued_with_the_attempt_counted(store: Stor
 def test_pruning_deletes_only_old_finished_jobs_in_batches(store: Store) -> None:
     old_done = store.jobs.insert(new(), now=100.0)
     store.jobs.claim("main", 1, "m1", now=100.0)
-    store.jobs.succeed(old_done, 1, "m1", None, now=100.0)
+    succeed(store, old_done, 1, "m1", None, now=100.0)
     still_queued = store.jobs.insert(new(), now=100.0)
     recent_ids = [store.jobs.insert(new(), now=1000.0) for _ in range(3)]
     for job in store.jobs.claim("main", 10, "m1", now=1000.0):
         if job.id in recent_ids:
-            store.jobs.succeed(job.id, job.attempts, "m1", None, now=1000.0)
+            succeed(store, job.id, job.attempts, "m1", None, now=1000.0)
     assert store.jobs.prune_finished(older_than=500.0, batch=1) == [old_done]
     assert store.jobs.prune_finished(older_than=500.0, batch=1) == []
     remaining = {job.id for job in store.jobs.list(limit=100)}
@@ -483,9 +500,9 @@ def _sqlite_plans(store: Store, operation: Callable[[], object]) -> list[str]:
             id="claim-with-promotion-of-due-scheduled-and-retrying-jobs",
         ),
         pytest.param(
-            lambda store, running_job: store.jobs.requeue_owned_by(["m1", "m2"], now=2_000.0),
-            ["jobd_jobs_owner (owner=? AND state=?)", "INTEGER PRIMARY KEY (rowid=?)"],
-            id="requeue-the-jobs-of-dead-masters",
+            lambda store, running_job: store.jobs.requeue([running_job], "m1", refund_attempt=True, now=2_000.0),
+            ["INTEGER PRIMARY KEY (rowid=?)"],
+            id="return-jobs-to-the-queue",
         ),
         pytest.param(
             lambda store, running_job: store.jobs.requeue_orphans(store.masters.live_ids_query(), now=2_000.0),
@@ -523,7 +540,7 @@ def _sqlite_plans(store: Store, operation: Callable[[], object]) -> list[str]:
             id="hand-off-read",
         ),
         pytest.param(
-            lambda store, running_job: store.jobs.succeed(running_job, 1, "m1", None, now=2_000.0),
+            lambda store, running_job: succeed(store, running_job, 1, "m1", None, now=2_000.0),
             ["INTEGER PRIMARY KEY (rowid=?)"],
             id="finish",
         ),
@@ -540,8 +557,8 @@ def test_sqlite_queries_search_their_index_instead_of_scanning_the_jobs(
     store.jobs.insert(new(run_at=1_500.0), now=1_000.0)
     running = [store.jobs.insert(new(), now=1_000.0) for _ in range(3)]
     store.jobs.claim("main", 3, "m1", now=1_000.0)
-    store.jobs.fail(running[0], 1, "m1", error="boom", traceback=None, retry_at=1_500.0, now=1_000.0)
-    store.jobs.succeed(running[1], 1, "m1", None, now=1_000.0)
+    fail(store, running[0], 1, "m1", error="boom", traceback=None, retry_at=1_500.0, now=1_000.0)
+    succeed(store, running[1], 1, "m1", None, now=1_000.0)
     try:
         plans = _sqlite_plans(store, lambda: operation(store, running[2]))
     finally:

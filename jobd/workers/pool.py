@@ -14,107 +14,27 @@ import logging
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .. import defaults
 from ..output_caps import cap_progress
 from ..config import DaemonConfig
 from ..job import Job
-from . import memory, protocol
-from .direct import DIRECT, MASTER, Channel, open_channel
-from .memory import Recycle
+from . import protocol
+from .direct import DIRECT, MASTER, open_channel
+from .feeding import Admit, plan_feed
+from .recycling import Recycling
 from .pipelining import MAX_UNREAD_BYTES, Pipeline
-from .processes import ProcessLauncher, SpawnedProcess
+from .processes import ProcessLauncher
 from .restarts import RestartState, WorkerDeath, after_death
-from .states import WorkerState, change_worker_state
+from .states import WorkerState
+from .supervised import Assignment, Worker, WorkerExit, describe_exit, unread_bytes
 from .worker import WorkerSpec
 
+__all__ = ["Admit", "Assignment", "Pool", "Worker", "WorkerExit", "unread_bytes"]
+
 log = logging.getLogger("jobd.pool")
-
-
-@dataclass
-class Assignment:
-    """A job attempt handed to a worker."""
-
-    job: Job
-    timeout: float
-    started_at: float  # monotonic; when it became the worker's running job
-    cancel_sent_at: float | None = None
-    frame_bytes: int = 0  # its share of the frame that handed it over (unread while it waits: see pipelining)
-
-    @property
-    def attempt(self) -> int:
-        return self.job.attempts
-
-
-@dataclass
-class Worker:
-    spawned: SpawnedProcess
-    started_at: float  # monotonic
-    state: WorkerState = WorkerState.STARTING
-    jobs_done: int = 0
-    # Handed to the worker and not finished, in the order it runs them: the
-    # first is running, the others wait in the worker's pipe.
-    assignments: deque[Assignment] = field(default_factory=deque)
-    terminate_sent_at: float | None = None
-    kill_grace: float = defaults.TIMEOUT_KILL_GRACE_SECONDS  # SIGTERM → SIGKILL once it is told to stop
-    exit_reason: str | None = None
-    current_progress: dict[str, Any] | None = None
-    outdated: bool = False  # to be replaced once its current job ends (reload, restart)
-    rss_bytes: int | None = None  # last measured resident set size
-    pipe_closed: bool = False  # the worker's end is closed: nothing more to read
-    wall_started_at: float = field(default_factory=time.time)
-    reader: protocol.FrameReader = field(init=False)  # the master reads this worker's frames through it
-    channel: Channel | None = None  # its own hand-off socket and gate (``direct.py``)
-
-    def __post_init__(self) -> None:
-        self.reader = protocol.FrameReader(self.spawned.connection.fileno())
-
-    @property
-    def pid(self) -> int:
-        return self.spawned.pid
-
-    @property
-    def assignment(self) -> Assignment | None:
-        """The job the worker is running now, if any."""
-        return self.assignments[0] if self.assignments else None
-
-    @property
-    def connection(self) -> Connection:
-        return self.spawned.connection
-
-    def move_to(self, target: WorkerState) -> None:
-        self.state = change_worker_state(self.state, target)
-
-    def offered_socket(self) -> str | None:
-        """The suffix of this worker's socket if submits may hand it jobs straight (``direct.py``): not retiring."""
-        if self.channel is None or self.outdated or self.state not in (WorkerState.IDLE, WorkerState.BUSY):
-            return None
-        return self.channel.suffix
-
-    def outdate(self) -> None:
-        """To be replaced once its current job ends: no more jobs from submits either."""
-        self.outdated = True
-        self.refuse_submits()
-
-    def refuse_submits(self) -> None:
-        """A submit's datagram that reaches this worker from now on goes to the master (``direct.py``)."""
-        if self.channel is not None:
-            self.channel.gate.close()
-
-
-@dataclass(frozen=True)
-class WorkerExit:
-    """A worker is gone; ``assignment`` is the job it was running, ``unstarted`` those it never began."""
-
-    worker: Worker
-    exit_code: int | None
-    assignment: Assignment | None
-    reason: str
-    unstarted: tuple[Assignment, ...] = ()
 
 
 class Pool:
@@ -136,10 +56,10 @@ class Pool:
         self.crash_streak = 0
         self.next_spawn_at = 0.0
         self.restarts = 0
-        self.recycles: dict[Recycle, int] = {reason: 0 for reason in Recycle}
-        self.next_memory_check_at = 0.0
+        self.recycling = Recycling(daemon, launcher, clock)
+        self.recycles = self.recycling.counts  # by reason (a metric)
         self.fatal_error: str | None = None
-        self.backlog: deque[Job] = deque()  # claimed ahead of free workers (see Master._dispatch)
+        self._backlog: deque[Job] = deque()  # claimed ahead of free workers, owned by the master (see jobd.master.dispatch)
         self.pipeline = Pipeline()
 
     # -- size -------------------------------------------------------------
@@ -169,6 +89,11 @@ class Pool:
         if limit:
             slots = min(slots, limit - worker.jobs_done - len(held))
         return max(0, slots)
+
+    def room(self) -> int:
+        """How many more jobs the pool's workers may be handed now, all together."""
+        depth = self.depth()
+        return sum(self.free_slots(worker, depth) for worker in self.workers)
 
     def busy_workers(self) -> list[Worker]:
         return [worker for worker in self.workers if worker.state is WorkerState.BUSY]
@@ -206,7 +131,7 @@ class Pool:
             return
         worker.move_to(WorkerState.STOPPING)
         worker.refuse_submits()
-        if not self._write(worker, [protocol.StopWorker()]):
+        if not worker.send([protocol.StopWorker()]):
             self.launcher.kill(worker.pid)
         if not worker.assignments:
             worker.terminate_sent_at = self.clock()  # else: once its running job ends (see _on_finished)
@@ -253,7 +178,7 @@ class Pool:
             return False  # a busy worker does not read its pipe: the write could block the master (see pipelining)
         if worker.channel is not None and not worker.channel.gate.take(MASTER):
             return False
-        if not self._write_frame(worker, frame):
+        if not worker.send_frame(frame):
             if self.launcher.reap(worker.spawned) is None:  # alive, yet its pipe is closed: stop it
                 self.kill(worker, "its pipe closed")  # reap() replaces it
             return False  # already dead: reap() says how (a crash, a kill -9), which is the job's reason
@@ -289,27 +214,9 @@ class Pool:
                 if position == 0:
                     self.launcher.send_signal(worker.pid, signal.SIGUSR1)
                 else:
-                    self._write(worker, [protocol.CancelJob(job_id)])  # if the worker is gone, reap() says so
+                    worker.send([protocol.CancelJob(job_id)])  # if the worker is gone, reap() says so
                 return True
         return False
-
-    @staticmethod
-    def _write(worker: Worker, messages: list[protocol.Message]) -> bool:
-        """Send ``messages`` to ``worker`` in one frame; False if its pipe is closed."""
-        try:
-            protocol.send(worker.connection.fileno(), messages)  # OSError once closed: never a reused fd
-        except (OSError, ValueError):
-            return False
-        return True
-
-    @staticmethod
-    def _write_frame(worker: Worker, frame: bytes) -> bool:
-        """Send an encoded frame to ``worker``; False if its pipe is closed."""
-        try:
-            protocol.send_frame(worker.connection.fileno(), frame)  # OSError once closed: never a reused fd
-        except (OSError, ValueError):
-            return False
-        return True
 
     def on_message(self, worker: Worker, message: protocol.Message) -> tuple[Assignment, protocol.JobFinished] | None:
         """Apply a worker's message; return (assignment, outcome) when a job ended."""
@@ -350,54 +257,116 @@ class Pool:
         if worker.state is WorkerState.STOPPING and worker.terminate_sent_at is None:
             worker.terminate_sent_at = self.clock()  # retired while busy: it exits now
         if worker.state in (WorkerState.IDLE, WorkerState.BUSY):
-            self._recycle_if_due(worker)
+            self.recycling.between_jobs(worker, self.settings)
             if worker.outdated and not worker.assignments:
                 self.retire(worker)
         return assignment, message
 
-    def _recycle_if_due(self, worker: Worker) -> None:
-        """Between jobs: stop handing jobs to a worker that did its share or grew; it is retired once it holds none."""
-        if worker.outdated:
-            return
-        limit = self.settings.max_tasks_per_worker
-        if limit and worker.jobs_done >= limit:
-            log.info("daemon %s: recycling worker %s after %s jobs", self.daemon, worker.pid, worker.jobs_done)
-            self.recycles[Recycle.MAX_TASKS] += 1
-            worker.outdate()
-        elif self._grown(worker):
-            self.recycles[Recycle.MAX_MEMORY] += 1
-            worker.outdate()
-
-    def _grown(self, worker: Worker) -> bool:
-        """Whether the worker's RSS passed ``max_memory_mb`` (no job is interrupted for it)."""
-        if not self.settings.max_memory_mb:
-            return False
-        worker.rss_bytes = self.launcher.rss_bytes(worker.pid)
-        if not memory.over_limit(worker.rss_bytes, self.settings.max_memory_mb):
-            return False
-        assert worker.rss_bytes is not None
-        log.warning(
-            "daemon %s: recycling worker %s after %s jobs: %s", self.daemon, worker.pid, worker.jobs_done,
-            memory.describe(worker.rss_bytes, self.settings.max_memory_mb, "max_memory_mb"),
-        )
-        return True
-
     def check_memory(self) -> None:
         """During jobs: kill a worker past ``max_memory_hard_mb``; its job is retried like after a crash."""
-        limit = self.settings.max_memory_hard_mb
-        now = self.clock()
-        if not limit or now < self.next_memory_check_at:
-            return
-        self.next_memory_check_at = now + defaults.MEMORY_CHECK_INTERVAL_SECONDS
-        for worker in self.busy_workers():
-            worker.rss_bytes = self.launcher.rss_bytes(worker.pid)
-            if memory.over_limit(worker.rss_bytes, limit):
-                assert worker.rss_bytes is not None
-                reason = f"killed: {memory.describe(worker.rss_bytes, limit, 'max_memory_hard_mb')}"
-                job_id = worker.assignment.job.id if worker.assignment else None
-                log.warning("daemon %s: worker %s running job %s %s", self.daemon, worker.pid, job_id, reason)
-                self.recycles[Recycle.MEMORY_HARD_LIMIT] += 1
-                self.kill(worker, reason)
+        for worker, reason in self.recycling.over_hard_limit(self.busy_workers(), self.settings.max_memory_hard_mb):
+            self.kill(worker, reason)
+
+    # -- the backlog: claimed jobs waiting for a worker ---------------------
+
+    @property
+    def waiting(self) -> int:
+        """How many claimed jobs wait in the backlog."""
+        return len(self._backlog)
+
+    def hold(self, jobs: Iterable[Job]) -> None:
+        """Keep claimed jobs until a worker has room (after those already waiting)."""
+        self._backlog.extend(jobs)
+
+    def give_back(self) -> list[Job]:
+        """Empty the backlog and return what waited in it (the caller returns or abandons those jobs)."""
+        jobs = list(self._backlog)
+        self._backlog.clear()
+        return jobs
+
+    def withdraw(self, job_id: int) -> Job | None:
+        """Take one job out of the backlog (an operator cancelled it); None if it does not wait here."""
+        for job in self._backlog:
+            if job.id == job_id:
+                self._backlog.remove(job)
+                return job
+        return None
+
+    def held_job_ids(self) -> set[int]:
+        """Every job this pool holds: waiting in the backlog or handed to a worker."""
+        held = {job.id for job in self._backlog}
+        held.update(assignment.job.id for worker in self.workers for assignment in worker.assignments)
+        return held
+
+    def feed(self, admit: Admit) -> list[tuple[Worker, Job]]:
+        """Give workers with room the backlog's jobs, the least loaded worker first; return what each got.
+
+        Each worker gets its share in one write (see ``depth``: one job at a
+        time unless the pool's jobs are short). A job ``admit`` refuses is
+        dropped (the caller ended it); jobs a worker could not take wait for
+        the next one with room.
+        """
+        if not self._backlog:
+            return []
+        depth = self.depth()
+        slots = [self.free_slots(worker, depth) for worker in self.workers]  # read once per feed
+        loads = [len(worker.assignments) for worker in self.workers]
+        handed = plan_feed(self._backlog, loads, slots, self.pipeline.is_short, admit)
+        started: list[tuple[Worker, Job]] = []
+        for index, jobs in handed.items():
+            worker = self.workers[index]
+            if not self.assign(worker, jobs):
+                self._backlog.extendleft(job for job, _timeout in reversed(jobs))  # for the next worker with room
+                continue
+            started.extend((worker, job) for job, _timeout in jobs)
+        return started
+
+    # -- reading workers ----------------------------------------------------
+
+    def sentinels(self) -> set[int]:
+        """The descriptors that become readable when one of the live workers ends."""
+        return {worker.sentinel for worker in self.live_workers()}
+
+    def messages(self, worker: Worker) -> list[protocol.Message]:
+        """The messages in what ``worker`` wrote since the last read; a worker that writes garbage is stopped."""
+        messages: list[protocol.Message] = []
+        for frame in worker.read():
+            try:
+                messages.extend(protocol.decode(frame))
+            except ValueError as error:
+                log.error("daemon %s: worker %s sent an unreadable message (%s); stopping it", self.daemon, worker.pid, error)
+                self.kill(worker, f"unreadable message from the worker: {error}")
+                break
+        return messages
+
+    def progress_by_job(self) -> dict[int, dict[str, Any]]:
+        """The latest progress each running job reported."""
+        return {
+            worker.assignment.job.id: worker.current_progress
+            for worker in self.busy_workers()
+            if worker.assignment and worker.current_progress
+        }
+
+    # -- stopping -----------------------------------------------------------
+
+    def refuse_submits(self) -> None:
+        """No submit's job reaches a worker of this pool from now on (a drain): they go back to the queue."""
+        for worker in self.live_workers():
+            worker.refuse_submits()
+
+    def retire_idle(self) -> None:
+        """Retire every worker that runs nothing now."""
+        for worker in self.live_workers():
+            if worker.assignment is None:
+                self.retire(worker)
+
+    def wind_down(self, *, kill_running: bool) -> None:
+        """Retire every worker; with ``kill_running``, kill those whose job outlived the drain timeout."""
+        for worker in self.live_workers():
+            if kill_running and worker.assignment is not None:
+                self.kill(worker, "drain timeout", grace=defaults.DRAIN_KILL_GRACE_SECONDS)
+            else:
+                self.retire(worker)  # a busy one ends its running job first and starts none it holds
 
     # -- supervision ------------------------------------------------------
 
@@ -415,7 +384,7 @@ class Pool:
             worker.assignments.clear()
             worker.move_to(WorkerState.EXITED)
             worker.connection.close()
-            reason = worker.exit_reason or _describe_exit(code)
+            reason = worker.exit_reason or describe_exit(code)
             if worker.exit_reason is None and held and not expected:
                 reason += " while running the job"  # the task ended its own process (os._exit, a crash) or was killed from outside
             if not expected:
@@ -447,6 +416,7 @@ class Pool:
                         self.daemon, assignment.job.id, assignment.timeout, worker.pid,
                     )
                     self.kill(worker, f"timed out after {assignment.timeout:g}s")
+                    worker.timed_out = True
                 elif assignment.cancel_sent_at is not None and now - assignment.cancel_sent_at > defaults.CANCEL_GRACE_SECONDS:
                     self.kill(worker, "cancelled by an operator (did not stop in time)")
             if (
@@ -469,43 +439,8 @@ class Pool:
         return {
             "daemon": self.daemon,
             "size": self.size,
-            "workers": [
-                {
-                    "pid": worker.pid,
-                    "state": str(worker.state),
-                    "uptime": round(now - worker.started_at, 1),
-                    "jobs_done": worker.jobs_done,
-                    "job_id": worker.assignment.job.id if worker.assignment else None,
-                    "task": worker.assignment.job.task if worker.assignment else None,
-                    "attempt": worker.assignment.job.attempts if worker.assignment else None,
-                    "progress": worker.current_progress,
-                    "running_for": round(now - worker.assignment.started_at, 1) if worker.assignment else None,
-                    "waiting": max(0, len(worker.assignments) - 1),
-                    "rss_mb": round(worker.rss_bytes / memory.MB, 1) if worker.rss_bytes else None,
-                }
-                for worker in self.live_workers()
-            ],
+            "workers": [worker.snapshot(now) for worker in self.live_workers()],
             "restarts": self.restarts,
             "recycles": {str(reason): count for reason, count in self.recycles.items()},
             "error": self.fatal_error,
         }
-
-
-def unread_bytes(worker: Worker) -> int:
-    """At most how many bytes of jobs handed to ``worker`` wait unread in its pipe.
-
-    The running job's frame was read whole; the jobs waiting behind it may
-    not have been (counted in full: a bound, not a measure).
-    """
-    waiting = list(worker.assignments)[1:]
-    return sum(assignment.frame_bytes for assignment in waiting)
-
-
-def _describe_exit(code: int) -> str:
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"worker killed by {name}"
-    return f"worker exited with code {code}"

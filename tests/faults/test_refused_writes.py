@@ -16,7 +16,9 @@ import pymysql
 import pytest
 import sqlalchemy as sa
 
-from jobd.outcome_writer import REFUSED_PREFIX, write_failure, write_outcomes
+from jobd.outcome_writer import REFUSED_PREFIX, EndingWriter, write_outcomes
+from jobd.outcomes import Ending, EndingKind, Limits
+from jobd.output_caps import OutputCaps
 from jobd.states import JobState
 from jobd.store import NewJob, Store, open_store
 from jobd.store.errors import describe, is_outage
@@ -139,13 +141,17 @@ def test_a_refused_outcome_is_written_once_and_rewriting_a_written_burst_changes
     assert again[0].state is JobState.DEAD and store.jobs.get(job_id).attempts == 1
 
 
-def test_a_failure_the_store_refuses_is_recorded_with_the_store_reason_instead(store: Store) -> None:
+def test_a_crash_whose_error_the_store_refuses_kills_the_job_with_the_store_reason_instead(store: Store) -> None:
     (job_id,) = _claimed(store, 1)
-    refused_text = "E" * 100_000 if store.engine.dialect.name == "mysql" else "worker died over \udcff"
+    uncapped = Limits(timeout=60, max_attempts=3, backoff_base=1, backoff_max=1, caps=OutputCaps(error_bytes=1_000_000))
+    writer = EndingWriter(store.jobs, OWNER)
 
-    def fail(error: str, traceback: str | None) -> object:
-        return store.jobs.fail(job_id, 1, OWNER, error=error, traceback=traceback, retry_at=None)
+    (written,) = writer.write([(store.jobs.get(job_id), Ending(EndingKind.CRASHED, error="E" * 100_000), uncapped)])
 
-    written = write_failure(fail, job_id, refused_text, None)
     job = store.jobs.get(job_id)
-    assert job.state is JobState.DEAD and job.error == written and written.startswith(REFUSED_PREFIX)
+    assert job.error == written.values["error"]
+    if store.engine.dialect.name == "mysql":
+        assert written.state is JobState.DEAD, "retrying with the same refused text would fail forever"
+        assert job.state is JobState.DEAD and job.error.startswith(REFUSED_PREFIX)
+    else:
+        assert job.state is JobState.RETRYING and job.error == "E" * 100_000  # SQLite takes it: only a refusal is replaced

@@ -1,0 +1,136 @@
+"""Dispatch: claim due jobs for the pools, keep a prefetch, feed workers with room.
+
+Prefetched jobs wait in the pool's backlog, already claimed (running, owned
+by this master): a worker that finishes gets the next one at once, without
+waiting for a store round trip. They go back to the queue on a drain, a
+daemon stop or a cancel; after a crash they are recovered like any running
+job of a dead master.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Collection
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from ..concurrency_caps import ConcurrencyCaps
+from ..job import Job
+from ..outcomes import Ending, EndingKind
+from ..token_waits import TokenWaits
+from ..workers.pool import Pool
+
+if TYPE_CHECKING:
+    from .core import Master
+
+log = logging.getLogger("jobd.master")
+
+
+def default_prefetch(workers: int, depth: int = 1) -> int:
+    """Jobs claimed ahead of free workers: enough that a claim serves a burst (two rounds of
+    every worker's pipeline for short jobs), few enough that other masters are not starved."""
+    return max(8, 4 * workers, 2 * depth * workers) if workers else 0
+
+
+class Dispatcher:
+    def __init__(self, master: Master) -> None:
+        self.master = master
+        self.claim_requested = True  # look for due jobs on the next turn
+        self.token_waits = TokenWaits()  # rate-limited daemons: when their next token is due
+
+    def claim_soon(self) -> None:
+        """Look for due jobs on the next turn: a worker freed up, a job came due, or more may be waiting."""
+        self.claim_requested = True
+
+    def seconds_until_token(self, now: float) -> float | None:
+        """How long until a rate-limited daemon's next token is due (None: no daemon waits for one)."""
+        return self.token_waits.seconds_until_next(now)
+
+    def claim_if_tokens_due(self, now: float) -> None:
+        """Look for jobs once a rate-limited daemon's next token is due, not only at the next poll."""
+        if self.token_waits.take_due(now):
+            self.claim_soon()
+
+    def dispatch_if_requested(self) -> None:
+        if self.claim_requested:
+            self.claim_requested = False
+            self.dispatch()
+
+    def dispatch(self, daemons: Collection[str] | None = None) -> None:
+        """Claim due jobs for every pool (or the pools of ``daemons``): its idle workers plus a prefetch."""
+        master = self.master
+        for pool in master.pools.values():
+            if daemons is not None and pool.daemon not in daemons:
+                continue
+            if not master.daemons.accepts_jobs(pool.daemon):
+                self.return_backlog(pool)
+                continue
+            self.feed(pool)
+            settings = pool.settings
+            caps = ConcurrencyCaps(settings.concurrency, settings.task_concurrency)
+            rates = settings.rate_limits()
+            prefetch = 0 if caps.active or rates.active else (
+                settings.prefetch if settings.prefetch is not None else default_prefetch(pool.size, pool.depth()))
+            room = pool.room()
+            if pool.size == 0 or (room == 0 and pool.waiting > prefetch // 2):
+                continue  # enough waiting: refill in batches, not one claim per finished job
+            wanted = room + prefetch - pool.waiting
+            if wanted <= 0:
+                continue
+            if not master.lease_keeper.valid():
+                return
+            jobs = master.store.jobs.claim(
+                pool.daemon, wanted, master.id, caps=caps, promote=daemons is None, rates=rates)
+            self.token_waits.note(pool.daemon, master.store.jobs.next_token_at(pool.daemon) if rates.active else None)
+            pool.hold(jobs)
+            self.feed(pool)
+            if len(jobs) == wanted:
+                self.claim_soon()  # there may be more waiting
+
+    def feed(self, pool: Pool) -> None:
+        """Give workers with room the pool's prefetched jobs (``Pool.feed``)."""
+        master = self.master
+        if not pool.waiting or master.lease_lost or not master.lease.may_start(master.clock()):
+            return  # a master that may have lost its lease starts nothing it holds
+        for worker, job in pool.feed(lambda job: self._admit(pool, job)):
+            master.activity.job_started(pool.daemon, job.id, job.task, job.attempts, worker.pid)
+
+    def return_backlog(self, pool: Pool) -> None:
+        """Hand prefetched, unstarted jobs back to the queue (their attempt refunded)."""
+        master = self.master
+        jobs = pool.give_back()
+        if not jobs:
+            return
+        if not master.store_health.available:
+            log.warning("the store is unavailable: %s prefetched job(s) are recovered as orphans", len(jobs))
+            return
+        try:
+            master.endings.end(pool.daemon, [(job, Ending(EndingKind.RETURNED)) for job in jobs])
+        except sa.exc.DBAPIError as error:
+            master.store_link.failed(error)
+            log.warning("could not return %s prefetched job(s); they are recovered as orphans", len(jobs))
+        except Exception:
+            log.exception("could not return %s prefetched job(s); they are recovered as orphans", len(jobs))
+
+    def _admit(self, pool: Pool, job: Job) -> float | None:
+        """A claimed job's timeout if it can run at all; if not, it is dead now, with the reason."""
+        master = self.master
+        tasks = master.inventory.get(pool.daemon, {})
+        problem = job.unrunnable  # a row jobd cannot use as stored (store/row_decoding.py)
+        if problem is None and job.task not in tasks:
+            known = ", ".join(sorted(tasks)) or "none"
+            problem = f"daemon {pool.daemon!r} has no task {job.task!r} (its tasks: {known})"
+        charged = True
+        if problem is None:
+            limits = master.limits(pool.daemon, job)
+            if job.attempts <= limits.max_attempts:
+                return limits.timeout
+            # Recovered after its master died during its last allowed attempt: that
+            # attempt counts (as after a worker's crash); this claim's charge does not.
+            allowed = limits.max_attempts
+            problem = f"its last attempt ({allowed} of {allowed}) was interrupted: its master died (or lost its lease) while it ran"
+            charged = False
+        master.endings.end(pool.daemon, [(job, Ending(EndingKind.UNRUNNABLE, error=problem, charged=charged))])
+        return None

@@ -1,0 +1,76 @@
+"""The loop's periodic work: the ticker's due schedules, heartbeats, claims, offers, progress.
+
+Each chore runs at its own pace (a ``Throttle`` each); a submitter waiting
+for its job to start comes first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from .. import defaults
+from ..throttle import Throttle
+
+if TYPE_CHECKING:
+    from .core import Master
+
+log = logging.getLogger("jobd.master")
+
+PROGRESS_FLUSH_SECONDS = 2.0
+
+
+class PeriodicWork:
+    def __init__(self, master: Master) -> None:
+        self.master = master
+        self.poll = Throttle(master.config.poll_interval, master.clock)
+        self.progress_flush = Throttle(PROGRESS_FLUSH_SECONDS, master.clock)
+
+    def tick(self) -> None:
+        master = self.master
+        master.handoff.claim_woken()  # a submitter is waiting for its job to start: before the periodic chores below
+        master.observers.tick(master)
+        master.lease_keeper.beat_if_due()
+        if master.activity.due():
+            self._publish_activity()
+        if master.draining:
+            master.drain.proceed()
+            return
+        master.daemons.tick()
+        for pool in master.pools.values():
+            pool.maintain()
+        if self.poll.ready():
+            master.dispatcher.claim_soon()
+            master.operations.apply_cancel_requests()
+            master.ticker.refresh_pauses()
+        if master.ticker.run_due():
+            master.dispatcher.claim_soon()
+        master.dispatcher.claim_if_tokens_due(time.time())
+        master.dispatcher.dispatch_if_requested()
+        if master.handoff.adopt_check.ready():
+            master.handoff.adopt_lost_handoffs()
+        if master.handoff.offer_check.ready():
+            master.handoff.offer_handoffs()
+        if self.progress_flush.ready():
+            self._flush_progress()
+
+    def _flush_progress(self) -> None:
+        """Persist running jobs' latest progress (display data: a failure is logged, never raised)."""
+        master = self.master
+        progress = {job_id: report for pool in master.pools.values() for job_id, report in pool.progress_by_job().items()}
+        try:
+            master.store.jobs.save_progress(progress)
+        except Exception:
+            log.warning("could not persist progress", exc_info=True)
+            master.observers.store_error("progress")
+
+    def _publish_activity(self) -> None:
+        master = self.master
+        try:
+            snapshot = master.status(counts_max_age=defaults.SNAPSHOT_COUNTS_MAX_AGE_SECONDS)
+        except Exception:
+            log.debug("no status snapshot for live activity this time", exc_info=True)
+            snapshot = None
+        if snapshot is not None:
+            master.activity.publish(snapshot)

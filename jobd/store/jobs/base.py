@@ -1,0 +1,54 @@
+"""What every part of the jobs queue shares: the engine, the tables, compiled statements, a locked read."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from ...errors import UnknownJob
+from ...job import Job
+from ..rate_buckets import RateBuckets
+from .records import row_to_job
+from .statements import ClaimStatements, DirectStatements
+
+
+class JobsTable:
+    """The jobs table of one store (``JobQueue`` is this plus one mixin per concern)."""
+
+    def __init__(
+        self, engine: sa.Engine, table: sa.Table, locks: sa.Table, *, submit_engine: sa.Engine | None = None,
+        rate_buckets: sa.Table,
+    ) -> None:
+        self.engine = engine
+        self.rate_buckets = RateBuckets(engine, rate_buckets, table)
+        self._next_tokens: dict[str, float | None] = {}  # daemon → when a rate lets its waiting jobs go (last claim)
+        self.submit_engine = submit_engine  # autocommit connections for a submit's own statements (MySQL)
+        self.table = table
+        self.locks = locks
+        self.is_mysql = engine.dialect.name == "mysql"
+        self._next_promotion = float("-inf")
+        self._claim_statements = ClaimStatements(table)
+        # A submit in the caller's transaction: built once, executed with the row
+        # as parameters (``insert().values(**row)`` spent more time building and
+        # cache-keying the expression than SQLite spent writing the row).
+        self._insert_row = table.insert()
+        self._find_unique = sa.select(table.c.id).where(table.c.unique_key == sa.bindparam("unique_key"))
+        self._direct_statements: DirectStatements | None = None
+
+    @property
+    def _direct(self) -> DirectStatements:
+        """Compiled on first use: most processes that open a store never submit or claim."""
+        if self._direct_statements is None:
+            # The dialect learns the server (MariaDB or MySQL, its version) on the
+            # first connection: compile after it, as SQLAlchemy's own cache does.
+            self.engine.connect().close()
+            self._direct_statements = DirectStatements(self.engine, self.table, self._claim_statements)
+        return self._direct_statements
+
+    def _get_on(self, connection: sa.Connection, job_id: int, *, lock: bool = False) -> Job:
+        query = sa.select(self.table).where(self.table.c.id == job_id)
+        if lock and self.is_mysql:
+            query = query.with_for_update()
+        row = connection.execute(query).mappings().first()
+        if row is None:
+            raise UnknownJob(f"no job with id {job_id}")
+        return row_to_job(row)

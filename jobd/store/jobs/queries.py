@@ -1,0 +1,96 @@
+"""Reading jobs: one, a filtered page, counts per state, what is due."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+
+from ...job import Job
+from ...states import CLAIMABLE, JobState
+from ..engine import READ_ONLY
+from ..job_window import created_conditions, id_range_for_created
+from ..state_lookup import in_states
+from .base import JobsTable
+from .records import row_to_job
+
+
+class Queries(JobsTable):
+    """Read-only questions about jobs."""
+
+    def get(self, job_id: int) -> Job:
+        with self.engine.connect().execution_options(**READ_ONLY) as connection:
+            return self._get_on(connection, job_id)
+
+    def list(
+        self,
+        *,
+        states: Sequence[JobState | str] = (),  # any stored value (``jobd jobs --state``)
+        daemon: str | None = None,
+        task: str | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+    ) -> list[Job]:
+        """Most recent jobs first, filtered; ``before_id`` pages on by key (no offset, no count).
+
+        A creation-time window becomes a primary-key range (``job_window``), so it walks the key, not the table.
+        """
+        jobs = self.table
+        query = sa.select(jobs).order_by(jobs.c.id.desc()).limit(limit)
+        if before_id is not None:
+            query = query.where(jobs.c.id < before_id)
+        if created_after is not None or created_before is not None:
+            with self.engine.connect().execution_options(**READ_ONLY) as connection:
+                window = id_range_for_created(connection, jobs, created_after, created_before)
+            if window is None:
+                return []
+            query = query.where(jobs.c.id.between(*window), *created_conditions(jobs, created_after, created_before))
+        if daemon:
+            query = query.where(jobs.c.daemon == daemon)
+            if states:
+                query = query.where(jobs.c.state.in_([str(state) for state in states]))
+        elif states:
+            query = query.where(*in_states(jobs, states, self.engine.dialect.name))
+        if task:
+            query = query.where(jobs.c.task == task)
+        with self.engine.connect().execution_options(**READ_ONLY) as connection:
+            return [row_to_job(row) for row in connection.execute(query).mappings()]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Number of jobs per daemon and state: ``{daemon: {state: n}}``."""
+        jobs = self.table
+        query = sa.select(jobs.c.daemon, jobs.c.state, sa.func.count()).group_by(jobs.c.daemon, jobs.c.state)
+        result: dict[str, dict[str, int]] = {}
+        with self.engine.connect().execution_options(**READ_ONLY) as connection:
+            for daemon, state, count in connection.execute(query):
+                result.setdefault(daemon, {})[state] = int(count)
+        return result
+
+    def due_stats(self, *, now: float | None = None) -> dict[str, tuple[int, float | None]]:
+        """Per daemon: how many jobs are due and waiting, and since when the oldest is due (metrics)."""
+        now = time.time() if now is None else now
+        jobs = self.table
+        due_since = sa.func.coalesce(jobs.c.run_at, jobs.c.created_at)
+        query = (
+            sa.select(jobs.c.daemon, sa.func.count(), sa.func.min(due_since))
+            .where(
+                *in_states(jobs, CLAIMABLE, self.engine.dialect.name),
+                sa.or_(jobs.c.run_at.is_(None), jobs.c.run_at <= now),
+            )
+            .group_by(jobs.c.daemon)
+        )
+        with self.engine.connect().execution_options(**READ_ONLY) as connection:
+            return {daemon: (int(count), oldest) for daemon, count, oldest in connection.execute(query)}
+
+    def queue_depth(self, daemon: str) -> tuple[int, float | None]:
+        """How many of ``daemon``'s jobs are queued (due, waiting for a worker), and since when the oldest."""
+        jobs = self.table
+        query = sa.select(sa.func.count(), sa.func.min(jobs.c.created_at)).where(
+            jobs.c.daemon == daemon, jobs.c.state == str(JobState.QUEUED)
+        )
+        with self.engine.connect().execution_options(**READ_ONLY) as connection:
+            count, oldest = connection.execute(query).one()
+        return int(count), oldest

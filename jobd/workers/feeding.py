@@ -1,0 +1,43 @@
+"""Which waiting job goes to which worker: the pure half of ``Pool.feed``.
+
+The least loaded worker with room gets the next job; a worker takes more
+than one only while the jobs it is given are short (``pipelining``), so a
+long job never waits behind another in a worker's pipe.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from ..job import Job
+
+# A job's timeout if it may run; None if it cannot run at all (the caller has ended it).
+Admit = Callable[[Job], float | None]
+
+
+def plan_feed(
+    waiting: deque[Job], loads: Sequence[int], slots: Sequence[int], is_short: Callable[[str], bool], admit: Admit,
+) -> dict[int, list[tuple[Job, float]]]:
+    """Take jobs off the front of ``waiting`` for the workers with free ``slots``; return them by worker index.
+
+    ``loads[i]`` is how many jobs worker ``i`` holds already. A job ``admit``
+    refuses is dropped from ``waiting`` without taking a slot.
+    """
+    free = list(slots)
+    room = [(loads[index], index) for index in range(len(free)) if free[index] > 0]
+    heapq.heapify(room)
+    handed: dict[int, list[tuple[Job, float]]] = {}
+    while room and waiting:
+        load, index = heapq.heappop(room)
+        job = waiting.popleft()
+        timeout = admit(job)
+        if timeout is None:
+            heapq.heappush(room, (load, index))
+            continue
+        handed.setdefault(index, []).append((job, timeout))
+        free[index] -= 1
+        if free[index] > 0 and is_short(job.task):
+            heapq.heappush(room, (load + 1, index))  # more may wait behind this one
+    return handed

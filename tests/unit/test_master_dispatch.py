@@ -1,0 +1,149 @@
+"""The master's dispatcher and endings on the fake launcher, a manual clock and a SQLite file.
+
+No process starts: the fake workers are pipes, and a test plays a worker by
+writing the messages a real one would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jobd.config import JobdConfig
+from jobd.inventory import TaskInfo
+from jobd.master import Master
+from jobd.states import JobState
+from jobd.store import NewJob
+from jobd.tasks import TaskOptions
+from jobd.workers import protocol
+from jobd.workers.pool import Pool, Worker
+
+from .fakes import UNREACHABLE_SOCKET, FakeLauncher, ManualClock
+
+
+@pytest.fixture
+def master(tmp_path: Path, launcher: FakeLauncher, clock: ManualClock) -> Iterator[Master]:
+    config = JobdConfig.model_validate({
+        "store": f"sqlite:///{tmp_path / 'jobd.db'}", "socket": UNREACHABLE_SOCKET, "schedule_dir": None,
+        "daemons": {"main": {"workers": 2, "prefetch": 3, "max_attempts": 2, "timeout": 30}},
+    })
+    inventory = {"main": {"t.work": TaskInfo("t.work", TaskOptions())}}
+    built = Master(config, inventory, launcher=launcher, clock=clock)  # type: ignore[arg-type]
+    built.store.initialise()
+    built.create_pool("main", config.daemons["main"])
+    yield built
+    built.activity.stop()
+    built.store.dispose()
+    built.wake_pipe.close()
+    built.loop.close()
+
+
+def ready_pool(master: Master) -> tuple[Pool, list[Worker]]:
+    pool = master.pools["main"]
+    pool.maintain()
+    for worker in pool.workers:
+        pool.on_message(worker, protocol.WorkerReady(worker.pid))
+    return pool, list(pool.workers)
+
+
+def submit(master: Master, count: int, task: str = "t.work") -> list[int]:
+    return [master.store.jobs.insert(NewJob("main", task, {"n": n})) for n in range(count)]
+
+
+def report(master: Master, launcher: FakeLauncher, worker: Worker, message: protocol.Message) -> None:
+    """Play ``worker``: write ``message`` to the master and let its loop read it."""
+    launcher.workers[worker.pid].worker_end.send_bytes(protocol.encode([message]))
+    master.loop.ready = {worker.reader.fd}
+    master.loop.read_messages()
+
+
+def test_a_claim_takes_jobs_for_the_idle_workers_plus_the_prefetch_and_starts_them(master: Master, launcher: FakeLauncher) -> None:
+    pool, workers = ready_pool(master)
+    submit(master, 10)
+
+    master.dispatcher.dispatch()
+
+    running = master.store.jobs.list(states=[JobState.RUNNING])
+    assert len(running) == 2 + 3 and all(job.owner == master.id for job in running)
+    assert pool.waiting == 3
+    handed = [m for worker in workers for m in launcher.workers[worker.pid].read() if isinstance(m, protocol.RunJob)]
+    assert len(handed) == 2
+
+
+def test_a_finished_job_is_written_and_its_worker_gets_the_next_prefetched_job(
+    master: Master, launcher: FakeLauncher, clock: ManualClock
+) -> None:
+    pool, (first, _second) = ready_pool(master)
+    submit(master, 5)
+    master.dispatcher.dispatch()
+    (run,) = [m for m in launcher.workers[first.pid].read() if isinstance(m, protocol.RunJob)]
+
+    report(master, launcher, first, protocol.JobFinished(run.job_id, run.attempt, "succeeded", result={"ok": 1}, duration=0.1))
+    clock.advance(1.0)
+    master.endings.gather([])  # the batch window passed: the burst is written
+
+    done = master.store.jobs.get(run.job_id)
+    assert done.state is JobState.SUCCEEDED and done.result == {"ok": 1}
+    assert master.jobs_finished == 1 and pool.waiting == 2
+    assert len([m for m in launcher.workers[first.pid].read() if isinstance(m, protocol.RunJob)]) == 2
+
+
+def test_a_job_of_an_unknown_task_dies_with_the_reason_instead_of_reaching_a_worker(master: Master, launcher: FakeLauncher) -> None:
+    _pool, workers = ready_pool(master)
+    (job_id,) = submit(master, 1, task="t.gone")
+
+    master.dispatcher.dispatch()
+
+    dead = master.store.jobs.get(job_id)
+    assert dead.state is JobState.DEAD and "has no task 't.gone'" in (dead.error or "")
+    assert not [m for worker in workers for m in launcher.workers[worker.pid].read() if isinstance(m, protocol.RunJob)]
+
+
+def test_a_crashed_worker_s_job_is_retried_and_a_timed_out_one_says_so(master: Master, launcher: FakeLauncher, clock: ManualClock) -> None:
+    pool, (first, second) = ready_pool(master)
+    submit(master, 2)
+    master.dispatcher.dispatch()
+    crashed, slow = (first.assignment, second.assignment)
+    assert crashed is not None and slow is not None
+    launcher.exit(first.pid, -9)
+    master.endings.exited(pool, pool.reap())
+    clock.advance(31)
+    pool.check_timeouts()
+    launcher.exit(second.pid, -15)
+    master.endings.exited(pool, pool.reap())
+
+    master.endings.settle_exits()
+
+    after_crash, after_timeout = master.store.jobs.get(crashed.job.id), master.store.jobs.get(slow.job.id)
+    assert after_crash.state is JobState.RETRYING and after_crash.error == "worker killed by SIGKILL while running the job"
+    assert after_timeout.state is JobState.RETRYING and after_timeout.error == "timed out after 30s"
+
+
+def test_a_drain_returns_the_prefetched_jobs_with_their_attempt_refunded(master: Master) -> None:
+    pool, _workers = ready_pool(master)
+    submit(master, 10)
+    master.dispatcher.dispatch()
+    waiting = pool.held_job_ids() - {w.assignment.job.id for w in pool.workers if w.assignment}
+
+    master.begin_drain("test")
+
+    assert pool.waiting == 0
+    for job_id in waiting:
+        job = master.store.jobs.get(job_id)
+        assert job.state is JobState.QUEUED and job.attempts == 0 and job.owner is None
+
+
+def test_a_cancel_of_a_waiting_job_ends_it_cancelled_at_once(master: Master) -> None:
+    pool, _workers = ready_pool(master)
+    submit(master, 10)
+    master.dispatcher.dispatch()
+    waiting = sorted(pool.held_job_ids() - {w.assignment.job.id for w in pool.workers if w.assignment})[0]
+    master.store.jobs.cancel(waiting)
+
+    master.operations.apply_cancel_requests()
+
+    cancelled = master.store.jobs.get(waiting)
+    assert cancelled.state is JobState.CANCELLED and cancelled.error == "cancelled by an operator"
+    assert waiting not in pool.held_job_ids()

@@ -1,0 +1,186 @@
+"""Pool supervision on the fake launcher: restarts with backoff, recycling, timeouts, drains, the backlog."""
+
+from __future__ import annotations
+
+import signal
+
+from jobd import defaults
+from jobd.config import DaemonConfig, JobdConfig
+from jobd.job import Job
+from jobd.states import JobState
+from jobd.workers import protocol
+from jobd.workers.memory import MB, Recycle
+from jobd.workers.pool import Pool, Worker
+from jobd.workers.states import WorkerState
+from jobd.workers.worker import WorkerSpec
+
+from .fakes import UNREACHABLE_SOCKET, FakeLauncher, ManualClock
+
+
+def make_pool(launcher: FakeLauncher, clock: ManualClock, **settings: object) -> Pool:
+    daemon = DaemonConfig(**settings)  # type: ignore[arg-type]
+    config = JobdConfig.model_validate({"socket": UNREACHABLE_SOCKET, "daemons": {"main": settings}, "schedule_dir": None})
+    return Pool("main", daemon, WorkerSpec(config=config, daemon="main"), launcher, clock)  # type: ignore[arg-type]
+
+
+def job(job_id: int, task: str = "t.work") -> Job:
+    return Job(id=job_id, daemon="main", task=task, args={}, state=JobState.RUNNING, attempts=1)
+
+
+def ready(pool: Pool) -> list[Worker]:
+    """Start the pool's workers and have each say it is ready."""
+    pool.maintain()
+    for worker in pool.workers:
+        pool.on_message(worker, protocol.WorkerReady(worker.pid))
+    return list(pool.workers)
+
+
+def finish(pool: Pool, worker: Worker, job_id: int) -> None:
+    pool.on_message(worker, protocol.JobFinished(job_id, 1, "succeeded", duration=0.01))
+
+
+def test_a_pool_starts_its_size_and_replaces_a_worker_that_crashes_after_doing_jobs(launcher: FakeLauncher, clock: ManualClock) -> None:
+    pool = make_pool(launcher, clock, workers=2)
+    first, second = ready(pool)
+    assert pool.assign(first, [(job(1), 60.0)])
+    finish(pool, first, 1)
+    launcher.exit(first.pid, 1)
+
+    (exit,) = pool.reap()
+    pool.maintain()
+
+    assert exit.worker is first and exit.assignment is None and exit.reason == "worker exited with code 1"
+    assert len(pool.serving_workers()) == 2 and first not in pool.workers
+    assert pool.crash_streak == 0, "a worker that made progress does not back off"
+
+
+def test_a_worker_that_never_gets_going_is_restarted_once_at_once_then_with_growing_backoff(
+    launcher: FakeLauncher, clock: ManualClock
+) -> None:
+    pool = make_pool(launcher, clock, workers=1)
+    spawn_times = []
+    for _ in range(4):
+        pool.maintain()
+        while not pool.workers:  # waiting out the backoff
+            clock.advance(0.1)
+            pool.maintain()
+        spawn_times.append(clock.now)
+        launcher.exit(pool.workers[0].pid, 1)  # dies before saying it is ready
+        pool.reap()
+    gaps = [round(later - earlier, 1) for earlier, later in zip(spawn_times, spawn_times[1:])]
+    base = defaults.WORKER_RESTART_BACKOFF_BASE_SECONDS
+    assert gaps[0] == 0.0, "one quick retry: a start can be unlucky"
+    assert gaps[1] >= base and gaps[2] >= 2 * base
+    assert pool.crash_streak == 4 and pool.restarts == 4
+
+
+def test_a_worker_is_recycled_after_its_share_of_jobs_without_interrupting_one(launcher: FakeLauncher, clock: ManualClock) -> None:
+    pool = make_pool(launcher, clock, workers=1, max_tasks_per_worker=2)
+    (worker,) = ready(pool)
+    for job_id in (1, 2):
+        assert pool.assign(worker, [(job(job_id), 60.0)])
+        assert worker.state is WorkerState.BUSY
+        finish(pool, worker, job_id)
+
+    assert worker.state is WorkerState.STOPPING and pool.recycles[Recycle.MAX_TASKS] == 1
+    assert any(isinstance(message, protocol.StopWorker) for message in launcher.workers[worker.pid].read())
+    assert pool.free_slots(worker, 1) == 0
+    pool.maintain()
+    assert len(pool.serving_workers()) == 1 and pool.serving_workers()[0] is not worker
+
+
+def test_a_worker_grown_past_max_memory_is_recycled_between_jobs(launcher: FakeLauncher, clock: ManualClock) -> None:
+    pool = make_pool(launcher, clock, workers=1, max_memory_mb=100)
+    (worker,) = ready(pool)
+    launcher.rss[worker.pid] = 150 * MB
+    assert pool.assign(worker, [(job(1), 60.0)])
+    finish(pool, worker, 1)
+    assert worker.state is WorkerState.STOPPING and pool.recycles[Recycle.MAX_MEMORY] == 1
+    assert launcher.signals_to(worker.pid) == [], "no job is interrupted for it"
+
+
+def test_a_worker_past_the_hard_memory_limit_is_killed_during_its_job(launcher: FakeLauncher, clock: ManualClock) -> None:
+    pool = make_pool(launcher, clock, workers=1, max_memory_hard_mb=100)
+    (worker,) = ready(pool)
+    assert pool.assign(worker, [(job(1), 60.0)])
+    launcher.rss[worker.pid] = 150 * MB
+    pool.check_timeouts()
+    assert launcher.signals_to(worker.pid) == [signal.SIGTERM]
+    assert pool.recycles[Recycle.MEMORY_HARD_LIMIT] == 1 and (worker.exit_reason or "").startswith("killed: RSS 150 MB")
+
+
+def test_a_job_past_its_timeout_gets_sigterm_then_sigkill_after_the_grace(launcher: FakeLauncher, clock: ManualClock) -> None:
+    pool = make_pool(launcher, clock, workers=1)
+    (worker,) = ready(pool)
+    assert pool.assign(worker, [(job(1), 5.0)])
+    clock.advance(5.5)
+    pool.check_timeouts()
+    assert launcher.signals_to(worker.pid) == [signal.SIGTERM] and worker.timed_out
+    clock.advance(defaults.TIMEOUT_KILL_GRACE_SECONDS + 0.1)
+    pool.check_timeouts()
+    assert launcher.signals_to(worker.pid) == [signal.SIGTERM, signal.SIGKILL]
+
+    (exit,) = pool.reap()
+    assert exit.assignment is not None and exit.assignment.job.id == 1 and exit.reason == "timed out after 5s"
+
+
+def test_a_drain_retires_idle_workers_and_kills_only_jobs_past_the_drain_timeout(launcher: FakeLauncher, clock: ManualClock) -> None:
+    pool = make_pool(launcher, clock, workers=2)
+    busy, idle = ready(pool)
+    assert pool.assign(busy, [(job(1), 600.0)])
+
+    pool.wind_down(kill_running=False)
+    assert idle.state is WorkerState.STOPPING and busy.state is WorkerState.STOPPING
+    assert launcher.signals_to(busy.pid) == [], "a busy worker ends its running job first"
+
+    pool.wind_down(kill_running=True)
+    assert launcher.signals_to(busy.pid) == [signal.SIGTERM] and busy.exit_reason == "drain timeout"
+    clock.advance(defaults.DRAIN_KILL_GRACE_SECONDS + 0.1)
+    pool.check_timeouts()
+    assert launcher.signals_to(busy.pid) == [signal.SIGTERM, signal.SIGKILL]
+
+
+def test_a_worker_that_exits_holding_jobs_reports_the_running_one_and_those_it_never_began(
+    launcher: FakeLauncher, clock: ManualClock
+) -> None:
+    pool = make_pool(launcher, clock, workers=1)
+    (worker,) = ready(pool)
+    pool.pipeline.record("t.short", 0.001)  # short jobs may wait behind each other in a worker's pipe
+    assert pool.assign(worker, [(job(1, "t.short"), 60.0), (job(2, "t.short"), 60.0)])
+    launcher.kill(worker.pid)
+
+    (exit,) = pool.reap()
+    assert exit.assignment is not None and exit.assignment.job.id == 1
+    assert [held.job.id for held in exit.unstarted] == [2]
+    assert exit.reason == "worker killed by SIGKILL while running the job"
+
+
+def test_the_backlog_feeds_the_least_loaded_workers_and_keeps_the_rest(launcher: FakeLauncher, clock: ManualClock) -> None:
+    pool = make_pool(launcher, clock, workers=2)
+    first, second = ready(pool)
+    pool.hold([job(n) for n in (1, 2, 3)])
+
+    started = pool.feed(lambda _job: 60.0)
+
+    assert sorted((worker.pid, j.id) for worker, j in started) == sorted([(first.pid, 1), (second.pid, 2)])
+    assert pool.waiting == 1 and pool.room() == 0
+    assert pool.held_job_ids() == {1, 2, 3}
+    assert [message.job_id for message in launcher.workers[first.pid].read() if isinstance(message, protocol.RunJob)] == [1]
+    finish(pool, first, 1)
+    assert [(worker.pid, j.id) for worker, j in pool.feed(lambda _job: 60.0)] == [(first.pid, 3)]
+
+
+def test_a_job_the_feed_cannot_admit_is_dropped_without_taking_a_worker(launcher: FakeLauncher, clock: ManualClock) -> None:
+    pool = make_pool(launcher, clock, workers=1)
+    (worker,) = ready(pool)
+    pool.hold([job(1), job(2)])
+    started = pool.feed(lambda candidate: None if candidate.id == 1 else 60.0)
+    assert [(w.pid, j.id) for w, j in started] == [(worker.pid, 2)] and pool.waiting == 0
+
+
+def test_the_backlog_gives_back_and_withdraws_what_waits(launcher: FakeLauncher, clock: ManualClock) -> None:
+    pool = make_pool(launcher, clock, workers=0)
+    pool.hold([job(1), job(2), job(3)])
+    withdrawn = pool.withdraw(2)
+    assert withdrawn is not None and withdrawn.id == 2 and pool.withdraw(2) is None
+    assert [j.id for j in pool.give_back()] == [1, 3] and pool.waiting == 0
