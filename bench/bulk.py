@@ -215,12 +215,15 @@ def main() -> int:
     parser.add_argument("--only", default="", help=f"comma-separated systems (default: all of {', '.join(RUNS)})")
     parser.add_argument("--rounds", type=int, help="repeat every run this many times (medians are printed)")
     parser.add_argument("--bulk-jobs", type=int, help="jobs per submit_many run")
+    parser.add_argument("--loop-jobs", type=int, help="jobs per submit loop run")
+    parser.add_argument("--peer-jobs", type=int, help="jobs per peer run")
+    parser.add_argument("--deadline", type=float, help="seconds an end-to-end run may take before it is cut")
     parser.add_argument("--redis", default="127.0.0.1:6379", help="host:port of the peers' Redis (loopback)")
     options = parser.parse_args()
 
     sizes = QUICK if options.quick else FULL
-    sizes = Sizes(sizes.bulk_jobs if options.bulk_jobs is None else options.bulk_jobs, sizes.loop_jobs,
-                  sizes.peer_jobs, sizes.deadline, options.rounds or sizes.rounds)
+    sizes = Sizes(options.bulk_jobs or sizes.bulk_jobs, options.loop_jobs or sizes.loop_jobs,
+                  options.peer_jobs or sizes.peer_jobs, options.deadline or sizes.deadline, options.rounds or sizes.rounds)
     names = [n.strip() for n in options.only.split(",") if n.strip()] or list(RUNS)
     unknown = [n for n in names if n not in RUNS]
     if unknown:

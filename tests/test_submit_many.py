@@ -23,12 +23,25 @@ from jobd.store.bulk_insert import MAX_ROWS_PER_STATEMENT, chunks, row_bytes
 from support import Deployment
 
 
-@pytest.fixture
-def deployment(deployment_factory: Callable[[str | None], Deployment], store_url: str) -> Deployment:
-    made = deployment_factory(store_url)
+def prepared(made: Deployment) -> Deployment:
     made.write_config({"main": {"workers": 2}})
     made.store.initialise()
     return made
+
+
+@pytest.fixture
+def deployment(deployment_factory: Callable[[str | None], Deployment], store_url: str) -> Deployment:
+    return prepared(deployment_factory(store_url))
+
+
+@pytest.fixture
+def sqlite_deployment(deployment_factory: Callable[[str | None], Deployment]) -> Deployment:
+    return prepared(deployment_factory(None))
+
+
+@pytest.fixture
+def mariadb_deployment(deployment_factory: Callable[[str | None], Deployment], mariadb_url: str) -> Deployment:
+    return prepared(deployment_factory(mariadb_url))
 
 
 def stored(deployment: Deployment) -> list[tuple[int, dict[str, Any], str | None, str]]:
@@ -60,9 +73,8 @@ def test_priority_run_at_and_max_attempts_apply_to_every_job(deployment: Deploym
         assert job.run_at == pytest.approx(later.timestamp())
 
 
-def test_sqlite_statements_stay_under_the_connections_variable_limit(deployment: Deployment) -> None:
-    if not deployment.store_url.startswith("sqlite"):
-        pytest.skip("a SQLite limit")
+def test_sqlite_statements_stay_under_the_connections_variable_limit(sqlite_deployment: Deployment) -> None:
+    deployment = sqlite_deployment
     with deployment.store.engine.begin() as connection:
         raw = connection.connection.dbapi_connection
         assert isinstance(raw, sqlite3.Connection)
@@ -78,9 +90,8 @@ def test_sqlite_statements_stay_under_the_connections_variable_limit(deployment:
     assert [row[2] for row in stored(deployment)] == [f"k{n}" for n in range(500)]
 
 
-def test_mariadb_statements_stay_under_max_allowed_packet(deployment: Deployment) -> None:
-    if deployment.store_url.startswith("sqlite"):
-        pytest.skip("a MariaDB limit")
+def test_mariadb_statements_stay_under_max_allowed_packet(mariadb_deployment: Deployment) -> None:
+    deployment = mariadb_deployment
     with deployment.store.engine.connect() as connection:
         packet = int(connection.exec_driver_sql("SELECT @@max_allowed_packet").scalar_one())
     size = 512 * 1024  # args near the per-job cap: far fewer rows than MAX_ROWS_PER_STATEMENT fill a packet
