@@ -29,7 +29,7 @@ from jobd.store import open_store
 from .options import ConfigOption, JsonOption
 from . import daemons as daemon_output
 from .output import ago, console, counted, duration, error_console, print_json, reports_errors, when
-from . import logs_command, systemd_command
+from . import jobs_file, logs_command, systemd_command
 
 app = typer.Typer(
     name="jobd",
@@ -359,6 +359,7 @@ def trigger(
     wait_without_master: Annotated[bool, typer.Option("--wait-without-master", help="With --wait: wait even if no live master runs DAEMON now.")] = False,
     reuse_cached: Annotated[bool, typer.Option("--reuse-cached", help="Print the id of a fresh cached run (cache_ttl tasks) instead of running again.")] = False,
     timeout: Annotated[float, typer.Option(help="With --wait: give up after this many seconds.")] = 3600.0,
+    from_file: Annotated[Optional[str], typer.Option("--from-file", help="One job per line, each a JSON object of args (- for stdin); all submitted or none.")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Submit an intent: run TASK on DAEMON now (or after --delay). Prints the job id.
@@ -368,10 +369,16 @@ def trigger(
     With --wait, exits 0 if the job succeeded, 1 if it ended dead or cancelled,
     6 if --timeout ran out first, and 4 at once if no live master runs DAEMON
     (the job stays queued; --wait-without-master waits anyway).
+    With --from-file jobs.jsonl, one job per line; prints how many and their ids.
     """
     settings = _config(config)
-    args = parse_trigger_args(arg or [], json_args)
     run_at = time.time() + delay if delay else None
+    if from_file is not None:
+        if arg or json_args is not None or unique_key or wait or reuse_cached:
+            raise InvalidArgs("--from-file takes each job's args from its lines: no --arg, --json, --unique-key, --wait or --reuse-cached")
+        print(jobs_file.submit_file(settings, daemon, task, from_file, priority=priority, run_at=run_at), flush=True)
+        return
+    args = parse_trigger_args(arg or [], json_args)
     job_id = api.submit(daemon, task, args, run_at=run_at, priority=priority, unique_key=unique_key, config=settings,
                         reuse_cached=reuse_cached)
     print(job_id, flush=True)

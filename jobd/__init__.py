@@ -10,6 +10,7 @@ For task code::
 For applications::
 
     job_id = jobd.submit("mailing", "mailing.send_campaign", {"campaign_id": 42})
+    result = jobd.submit_many("mailing", "mailing.send_one", [{"contact_id": n} for n in contacts])
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from .tasks import task
 
 __version__ = "0.1.0"
-__all__ = ["task", "submit", "get_job", "__version__"]
+__all__ = ["task", "submit", "submit_many", "get_job", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -30,5 +31,11 @@ def __getattr__(name: str) -> Any:
 
         value = getattr(api, name)
         globals()[name] = value  # found directly from now on: an app submits all day
+        return value
+    if name in {"submit_many", "BulkResult"}:
+        from . import bulk
+
+        value = getattr(bulk, name)
+        globals()[name] = value
         return value
     raise AttributeError(f"module 'jobd' has no attribute {name!r}")

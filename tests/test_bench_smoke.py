@@ -75,3 +75,12 @@ def test_rate_limit_benchmark_prints_each_second_and_the_rate_against_its_goal(m
         assert re.search(rf"^\| {counted} \| \d+ \| \d+ \| \d+ \| \d+ \| \d+ \|$", output, re.MULTILINE), output
         assert re.search(rf"^\| {counted} \| [\d.]+/s \| [\d.]+ \| [\d.]+ \| \d+ \| \d+ \| \d+ of 5 \|$", output, re.MULTILINE), output
     assert re.search(r"^start after claim: median [\d.]+ ms", output, re.MULTILINE), output
+
+
+@pytest.mark.timeout(120)
+def test_bulk_benchmark_compares_submit_many_with_a_submit_loop() -> None:
+    output = run_bench("bulk.py", "--quick", "--only", "jobd-sqlite", "--bulk-jobs", "2000")
+    rows = {tuple(cell.strip() for cell in line.split("|")[1:3]): line.split("|") for line in output.splitlines() if line.startswith("| jobd")}
+    bulk, loop = rows[("jobd-sqlite", "submit_many")], rows[("jobd-sqlite", "submit loop")]
+    assert re.fullmatch(r"[\d,]+", bulk[4].strip()) and re.fullmatch(r"[\d,]+", bulk[5].strip()), bulk
+    assert re.fullmatch(r"[\d.]+×", loop[6].strip()), loop

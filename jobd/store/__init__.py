@@ -15,14 +15,18 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .bulk_insert import BulkJobs
     from .jobs import NewJob
     from .masters import MasterRecord
     from .opening import Store, open_store
     from .schema import SCHEMA_VERSION
 
-__all__ = ["Store", "open_store", "NewJob", "MasterRecord", "SCHEMA_VERSION"]
+__all__ = ["Store", "open_store", "NewJob", "BulkJobs", "MasterRecord", "SCHEMA_VERSION"]
 
-_HOME = {"Store": "opening", "open_store": "opening", "NewJob": "jobs", "MasterRecord": "masters", "SCHEMA_VERSION": "schema"}
+_HOME = {
+    "Store": "opening", "open_store": "opening", "NewJob": "jobs", "BulkJobs": "bulk_insert",
+    "MasterRecord": "masters", "SCHEMA_VERSION": "schema",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from ..errors import StoreUnavailable
+from .bulk_insert import BulkJobInsert
 from .desired_states import DesiredStates
 from .cursor_sql import release_held
 from .engine import READ_ONLY, make_engine
@@ -26,6 +27,7 @@ class Store:
             engine, self.tables["jobs"], self.tables["locks"], submit_engine=submit_engine,
             rate_buckets=self.tables["rate_buckets"],
         )
+        self.bulk_jobs = BulkJobInsert(engine, self.tables["jobs"])
         self.leases = Leases(engine, self.tables["locks"])
         self.masters = MasterRegistry(engine, self.tables["masters"])
         self.schedules = ScheduleBook(engine, self.tables["schedules"], self.tables["schedule_pauses"], self.tables["jobs"])
