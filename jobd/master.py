@@ -31,6 +31,7 @@ from .control.protocol import Request
 from .control.server import ControlServer, Inbox
 from .daemons.control import DaemonControls
 from .errors import ExitCode, JobdError, UnknownDaemon
+from .catalogue import publish_after_reload
 from .inventory import Inventory, inventory_in_subprocess
 from .job import Job
 from .lease_guard import FENCED_REASON, LeaseGuard
@@ -1046,6 +1047,7 @@ class Master:
             if name not in here:
                 pool.size = 0
         self.daemons.sync(config, self.pools)
+        publish_after_reload(self.store, config, inventory)
         log.info("config reloaded from %s", config.source)
         self.claim_requested = True
         return {"reloaded": True, "daemons": sorted(config.daemons), "schedules": sorted(schedule)}
