@@ -13,7 +13,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from jobd import api, rate_status, unserved
+from jobd import api, catalogue, rate_status, unserved
 from jobd.daemons import client as daemon_client
 from jobd.ops import runner
 from jobd.config import JobdConfig, load_config
@@ -55,6 +55,7 @@ def check(config: ConfigOption = None) -> None:
 
     Example: jobd check --config /etc/jobd/jobd.toml
     Prints each daemon with its tasks, or the file, key and reason of the first problem.
+    Publishes the tasks to the store's task catalogue, which jobd.submit checks intents against.
     """
     settings = _config(config)
     inventory = load_inventory(settings)
@@ -62,6 +63,8 @@ def check(config: ConfigOption = None) -> None:
     for daemon, tasks in inventory.items():
         names = ", ".join(sorted(tasks)) or "[yellow]no tasks[/]"
         console.print(f"  {daemon} ({counted(settings.daemons[daemon].workers, 'worker')}): {names}")
+    published, note = catalogue.publish_for_check(settings, inventory)
+    console.print(f"  task catalogue {'' if published else '[yellow]'}{escape(note)}")
 
 
 @app.command()

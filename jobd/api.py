@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from . import defaults
 from .activity.results import find_cached, unique_key_for
+from .catalogue import CatalogueCache, read_published
 from .config import JobdConfig, find_config_path, load_config
 from .control.protocol import Request
 from .errors import InvalidArgs, StoreUnavailable, UnknownTask
@@ -71,13 +72,45 @@ def resolve_config(config: JobdConfig | str | os.PathLike[str] | None) -> JobdCo
 
 
 def validate_intent(config: JobdConfig, daemon: str, task: str, args: Any) -> dict[str, Any]:
-    """Check an intent against the config and the task's signature; return the args.
+    """Check an intent against the config and the daemon's published task catalogue; return the args.
 
-    That the args are JSON is checked when the job's row is made (``NewJob.row``).
+    The catalogue (``jobd.catalogue``) holds the task names and argument
+    signatures the master, or `jobd check`, last published for ``daemon``:
+    nothing of the task code is imported here. This process holds it and
+    reads it again when it is older than a few seconds or refuses an intent,
+    so a task a reloaded master just started serving is accepted at once.
+    When no catalogue was published for the daemon yet (no master has
+    started on this store, and `jobd check` has not run since `jobd init`),
+    the daemon's task code is imported in this process and checked instead,
+    refusing with the same errors. That the args are JSON is checked when
+    the job's row is made (``NewJob.row``).
     """
     config.daemon(daemon)  # UnknownDaemon naming the known ones
     if not isinstance(args, dict):
         raise InvalidArgs("args must be a JSON object such as {\"campaign_id\": 42}")
+    catalogues = _catalogue_for(config.store)
+    published = catalogues.get(daemon)
+    if published is None:
+        _check_by_importing(config, daemon, task, args)
+        return args
+    try:
+        published.check(task, args)
+    except (UnknownTask, InvalidArgs):
+        fresh = catalogues.get(daemon, fresh=True)  # published since we read it? A refusal is worth a look
+        if fresh is None or fresh.version == published.version:
+            raise
+        fresh.check(task, args)
+    return args
+
+
+@lru_cache(maxsize=8)
+def _catalogue_for(url: str) -> CatalogueCache:
+    store = _store_for(url)
+    return CatalogueCache(lambda: read_published(store))
+
+
+def _check_by_importing(config: JobdConfig, daemon: str, task: str, args: dict[str, Any]) -> None:
+    """The check before any catalogue was published: the task's own code, imported in this process."""
     source = str(config.source)
     if source in _task_sources or config.source.exists():
         _task_sources.add(source)
@@ -89,7 +122,6 @@ def validate_intent(config: JobdConfig, daemon: str, task: str, args: Any) -> di
         known = ", ".join(sorted(tasks)) or "none"
         raise UnknownTask(f"daemon {daemon!r} has no task {task!r} (its tasks: {known})")
     definition.check_args(args)
-    return args
 
 
 def submit(

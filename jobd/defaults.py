@@ -7,7 +7,7 @@ CONFIG_ENV_VAR = "JOBD_CONFIG"
 
 # Store
 DEFAULT_STORE_URL = "sqlite:///jobd.db"  # relative paths resolve next to the config file
-STORE_SCHEMA_VERSION = 5  # v2 (issue 7): jobd_job_logs; v3: partial indexes on SQLite; v4: CHECK on jobs.state; v5: jobd_rate_buckets
+STORE_SCHEMA_VERSION = 6  # v2 (issue 7): jobd_job_logs; v3: partial indexes on SQLite; v4: CHECK on jobs.state; v5: jobd_rate_buckets; v6: jobd_task_catalogue
 TABLE_PREFIX = "jobd_"
 # Every store call is bounded in time, so an outage or a silent partition is an
 # error after a few seconds, never a hang. MySQL/MariaDB: PyMySQL's timeouts,
@@ -18,6 +18,9 @@ STORE_WRITE_TIMEOUT_SECONDS = 10
 # SQLite: how long a writer waits for another process's lock before "database is
 # locked" (overridable in the URL: ``sqlite:///jobd.db?timeout=10``).
 SQLITE_BUSY_TIMEOUT_SECONDS = 10.0
+# A submitting process re-reads the task catalogue (jobd.catalogue) once its copy is this
+# old, and at once when it refuses an intent: a daemon's changed tasks are seen within it.
+CATALOGUE_MAX_AGE_SECONDS = 5.0
 START_STORE_WAIT_SECONDS = 15.0  # a starting master waits this long for a store that does not answer (then exits 3)
 STORE_RETRY_INTERVAL_SECONDS = 0.5  # a master probes a store that failed this often, and resumes once it answers
 STORE_PROBE_TIMEOUT_SECONDS = 2  # the probe's own connect/read timeout (a stalled store must not hold it)

@@ -8,10 +8,12 @@ which also proves every task path imports before anything starts.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +22,38 @@ from .errors import ConfigError, UnknownTask
 from .migrations.task import MIGRATE_TASK, migrate_task_definition
 from .schedules import Schedule
 from .task_code import add_python_path as add_paths, import_tasks, shell_task_definition
+from .task_signature import ParameterData, signature_to_data
 from .tasks import TaskDefinition, TaskOptions
 
 
 @dataclass(frozen=True)
 class TaskInfo:
-    """What the master needs to know of a task without importing it."""
+    """What the master, and an application submitting, need to know of a task without importing it.
+
+    ``parameters`` is the task's signature as data (``jobd.task_signature``;
+    None if Python cannot read it), ``code`` names the code that runs it: its
+    module, function and a digest of the module's source, or a shell task's spec.
+    """
 
     name: str
     options: TaskOptions
+    parameters: list[ParameterData] | None = None
+    code: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"options": self.options.to_dict(), "parameters": self.parameters, "code": self.code}
+
+    @classmethod
+    def from_dict(cls, name: str, data: dict[str, Any]) -> TaskInfo:
+        return cls(name, TaskOptions(**data["options"]), data["parameters"], data["code"])
+
+    @classmethod
+    def of(cls, definition: TaskDefinition) -> TaskInfo:
+        try:
+            parameters: list[ParameterData] | None = signature_to_data(definition.signature)
+        except (TypeError, ValueError):  # a callable Python has no signature for: the worker's bind decides
+            parameters = None
+        return cls(definition.name, definition.options, parameters, code_identity(definition))
 
 
 Inventory = dict[str, dict[str, TaskInfo]]  # daemon → task name → info
@@ -54,6 +79,31 @@ def load_daemon_tasks(config: JobdConfig, daemon: str, schedule: Schedule | None
     return served
 
 
+def code_identity(definition: TaskDefinition) -> str:
+    """What a task runs, as a short string that changes when its code does: module, function, source digest."""
+    spec = getattr(definition.function, "__jobd_shell_spec__", None)
+    if spec is not None:
+        return "shell:" + _digest(spec.model_dump_json().encode())
+    module = sys.modules.get(definition.module)
+    where = f"{definition.module}:{getattr(definition.function, '__qualname__', '')}"
+    path = getattr(module, "__file__", None)
+    source = _file_digest(str(path)) if path else None
+    return f"{where}:{source}" if source else where
+
+
+@lru_cache(maxsize=1024)
+def _file_digest(path: str) -> str | None:
+    """A module's source digest, read once per inventory process however many tasks the module holds."""
+    try:
+        return _digest(Path(path).read_bytes())
+    except OSError:
+        return None
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
 def load_inventory(config: JobdConfig) -> Inventory:
     """The inventory of every daemon, importing task code in this process.
 
@@ -61,7 +111,7 @@ def load_inventory(config: JobdConfig) -> Inventory:
     """
     schedule = load_schedule(config)  # read the schedule files once, not once per daemon
     inventory = {
-        daemon: {name: TaskInfo(name, definition.options) for name, definition in load_daemon_tasks(config, daemon, schedule).items()}
+        daemon: {name: TaskInfo.of(definition) for name, definition in load_daemon_tasks(config, daemon, schedule).items()}
         for daemon in config.daemons
     }
     schedule.check_references({daemon: set(tasks) for daemon, tasks in inventory.items()})
@@ -81,10 +131,7 @@ def inventory_in_subprocess(config_path: Path, timeout: float = 120.0) -> Invent
             raise ConfigError(str(config_path), None, f"task code failed to load: {completed.stderr.strip()[-2000:]}") from None
         raise ConfigError(problem["source"], problem["key"], problem["reason"])
     data = json.loads(_last_line(completed.stdout))
-    return {
-        daemon: {name: TaskInfo(name, TaskOptions(**options)) for name, options in tasks.items()}
-        for daemon, tasks in data.items()
-    }
+    return {daemon: {name: TaskInfo.from_dict(name, info) for name, info in tasks.items()} for daemon, tasks in data.items()}
 
 
 def require_task(inventory: Inventory, daemon: str, task: str) -> TaskInfo:
@@ -103,7 +150,7 @@ def _main(argv: list[str]) -> int:
     except ConfigError as error:
         print(json.dumps({"source": error.source, "key": error.key, "reason": error.reason}))
         return 2
-    print(json.dumps({daemon: {name: info.options.to_dict() for name, info in tasks.items()} for daemon, tasks in inventory.items()}))
+    print(json.dumps({daemon: {name: info.to_dict() for name, info in tasks.items()} for daemon, tasks in inventory.items()}))
     return 0
 
 

@@ -60,6 +60,7 @@ def shell_task_definition(name: str, spec: ShellTaskSpec) -> TaskDefinition:
         result = run_shell_task(spec, logger=ctx.logger, cancelled=lambda: ctx.cancelled)
         return {"exit_code": result.exit_code, "duration": round(result.duration, 3)}
 
+    run_command.__jobd_shell_spec__ = spec  # type: ignore[attr-defined]  # its code identity (jobd.inventory)
     return TaskDefinition(name, run_command, TaskOptions(timeout=(spec.timeout.total_seconds() + 10) if spec.timeout else None))
 
 

@@ -16,7 +16,7 @@ from functools import cached_property
 from typing import Any
 
 from .names import TASK_NAME_PATTERN
-from .errors import InvalidArgs
+from .task_signature import ArgsCheck
 
 TaskFunction = Callable[..., Any]
 
@@ -49,39 +49,12 @@ class TaskDefinition:
         return inspect.signature(self.function)
 
     @cached_property
-    def _keywords(self) -> tuple[frozenset[str], frozenset[str], bool, frozenset[str]] | None:
-        """(names args may use, names args must give, whether any other name is accepted too,
-        names args may never use: the parameter that receives ctx).
-
-        None when the signature is unusual enough (ctx not positional, a
-        required positional-only parameter) to leave every check to ``bind``.
-        """
-        parameters = list(self.signature.parameters.values())
-        if not parameters or parameters[0].kind not in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.VAR_POSITIONAL):
-            return None
-        rest = parameters[1:] if parameters[0].kind is not inspect.Parameter.VAR_POSITIONAL else parameters
-        if any(p.kind is p.POSITIONAL_ONLY and p.default is p.empty for p in rest):
-            return None
-        by_keyword = [p for p in rest if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        return (
-            frozenset(p.name for p in by_keyword),
-            frozenset(p.name for p in by_keyword if p.default is p.empty),
-            any(p.kind is p.VAR_KEYWORD for p in rest),
-            frozenset(p.name for p in parameters[:1] if p.kind is p.POSITIONAL_OR_KEYWORD),
-        )
+    def args_check(self) -> ArgsCheck:
+        return ArgsCheck(self.signature)
 
     def check_args(self, args: dict[str, Any]) -> None:
         """Raise ``InvalidArgs`` unless ``args`` fit the function's keyword parameters."""
-        keywords = self._keywords
-        if keywords is not None:
-            allowed, required, any_name, taken = keywords
-            names = args.keys()
-            if (any_name or names <= allowed) and required <= names and taken.isdisjoint(names):
-                return  # what Signature.bind accepts, decided with two set comparisons
-        try:
-            self.signature.bind(None, **args)
-        except TypeError as error:
-            raise InvalidArgs(f"task {self.name!r} does not accept these args: {error}") from None
+        self.args_check.check(self.name, args)
 
 
 _registry: dict[str, TaskDefinition] = {}

@@ -226,12 +226,13 @@ def test_an_old_v1_store_upgrades_in_place(store_url: str) -> None:
     job_id = store.jobs.insert(NewJob("main", "t.record", {}))
     with store.engine.begin() as connection:  # make it look like jobd v1 left it
         store.tables["job_logs"].drop(connection)
+        store.tables["task_catalogue"].drop(connection)
         meta = store.tables["meta"]
         connection.execute(meta.update().where(meta.c.key == "schema_version").values(value="1"))
     assert store.version() == 1
-    assert store.initialise() == SCHEMA_VERSION == 5
-    assert store.version() == 5
-    assert sa.inspect(store.engine).has_table("jobd_job_logs")
+    assert store.initialise() == SCHEMA_VERSION == 6
+    assert store.version() == 6
+    assert sa.inspect(store.engine).has_table("jobd_job_logs") and sa.inspect(store.engine).has_table("jobd_task_catalogue")
     assert store.jobs.get(job_id).task == "t.record"
     store.dispose()
 

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from jobd.errors import InvalidTransition, StoreUnavailable, UnknownJob
 from jobd.states import JobState
 from jobd.store import SCHEMA_VERSION, NewJob, Store, open_store
+from jobd.store.task_catalogue import CatalogueRow
 from jobd.store import cursor_sql as direct
 from jobd.job import encode_json
 from jobd.store.jobs import Outcome
@@ -76,8 +77,8 @@ def test_a_v2_store_upgrades_to_the_current_schema_and_keeps_its_jobs(store: Sto
     indexes_before = _index_definitions(store)
     _set_version(store, 2)
     assert store.version() == 2
-    assert store.initialise() == SCHEMA_VERSION == 5
-    assert store.version() == 5 and store.initialise() == 5
+    assert store.initialise() == SCHEMA_VERSION == 6
+    assert store.version() == 6 and store.initialise() == 6
     assert _index_definitions(store) == indexes_before
     assert [store.jobs.get(job_id).state for job_id in job_ids] == [JobState.RUNNING, JobState.SCHEDULED]
 
@@ -112,6 +113,22 @@ def test_a_v2_sqlite_store_gets_partial_indexes(tmp_path: Path) -> None:
         assert [job.id for job in store.jobs.claim("main", 5, "m1", now=2_000.0)] == [job_ids[1]]
     finally:
         store.dispose()
+
+
+@pytest.mark.parametrize("version, tables_it_lacks", [(4, ["rate_buckets", "task_catalogue"]), (5, ["task_catalogue"])])
+def test_a_v4_or_v5_store_gains_the_task_catalogue_and_keeps_its_jobs(store: Store, version: int, tables_it_lacks: list[str]) -> None:
+    """v6 only adds the task catalogue's table: a store an older jobd left behind upgrades in place."""
+    job_id = store.jobs.insert(new(), now=1_000.0)
+    with store.engine.begin() as connection:
+        for name in tables_it_lacks:
+            store.tables[name].drop(connection)
+    _set_version(store, version)
+    assert not sa.inspect(store.engine).has_table("jobd_task_catalogue")
+
+    assert store.initialise() == SCHEMA_VERSION == 6
+    assert store.version() == 6 and store.task_catalogue.read() == []
+    assert store.task_catalogue.publish([CatalogueRow("main", "v1", '{"tasks": {}}', 1.0)]) == ["main"]
+    assert store.jobs.get(job_id).state == JobState.QUEUED
 
 
 def test_a_store_newer_than_this_jobd_is_refused(store: Store) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 
 from jobd.errors import InvalidArgs
+from jobd.task_signature import ArgsCheck, signature_from_data, signature_to_data
 from jobd.tasks import TaskDefinition
 
 SIGNATURES = [
@@ -64,3 +66,21 @@ def test_refused_args_say_what_the_task_does_not_accept() -> None:
         definition.check_args({})
     with pytest.raises(InvalidArgs, match="unexpected keyword argument 'campain_id'"):
         definition.check_args({"campaign_id": 1, "campain_id": 2})
+
+
+@pytest.mark.parametrize("source", SIGNATURES)
+def test_a_signature_written_down_as_data_accepts_and_refuses_exactly_like_the_function(source: str) -> None:
+    """What a submit checks against the task catalogue, without the task's code, reads like the worker's check."""
+    definition = _definition(source)
+    from_data = ArgsCheck(signature_from_data(json.loads(json.dumps(signature_to_data(definition.signature)))))
+    for size in range(5):
+        for names in itertools.combinations(NAMES, size):
+            args = dict.fromkeys(names, 1)
+            outcomes = []
+            for check in (definition.check_args, lambda args: from_data.check("t.t", args)):
+                try:
+                    check(args)
+                    outcomes.append("accepted")
+                except InvalidArgs as error:
+                    outcomes.append(str(error))
+            assert outcomes[0] == outcomes[1], (source, args)

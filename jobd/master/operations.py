@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from ..catalogue import publish_after_reload
 from ..config import load_config, load_schedule
 from ..control.protocol import Request
 from ..errors import JobdError
@@ -144,6 +145,7 @@ class Operations:
             if name not in here:
                 pool.size = 0
         master.daemons.sync(config, master.pools)
+        publish_after_reload(master.store, config, inventory)
         log.info("config reloaded from %s", config.source)
         master.dispatcher.claim_soon()
         return {"reloaded": True, "daemons": sorted(config.daemons), "schedules": sorted(schedule)}

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..catalogue import publish_catalogue
 from ..config import JobdConfig
 from ..control import client
 from ..errors import JobdError, MasterAlreadyRunning, MasterNotRunning
@@ -38,6 +39,7 @@ def preflight(config: JobdConfig) -> Inventory:
     store = open_store(config.store)
     try:
         store.initialise()
+        publish_catalogue(store, config, inventory)  # what submits check intents against from now on
     finally:
         store.dispose()
     return inventory

@@ -15,6 +15,7 @@ from .leases import Leases
 from .masters import MasterRecord, MasterRegistry
 from .schedules import ScheduleBook
 from .schema import SCHEMA_VERSION, build_tables, upgrade
+from .task_catalogue import TaskCatalogueTable
 
 class Store:
     """One store: its engine, tables, job queue and master registry."""
@@ -33,6 +34,7 @@ class Store:
         self.schedules = ScheduleBook(engine, self.tables["schedules"], self.tables["schedule_pauses"], self.tables["jobs"])
         self.job_logs = JobLogTable(engine, self.tables["job_logs"])
         self.daemon_states = DesiredStates(engine, self.tables["daemon_states"])
+        self.task_catalogue = TaskCatalogueTable(engine, self.tables["task_catalogue"])
 
     @property
     def url(self) -> str:

@@ -180,10 +180,22 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )
+    # v6: each daemon's task names and argument signatures (jobd.catalogue), so a submit imports no task code.
+    task_catalogue = sa.Table(
+        f"{P}task_catalogue",
+        metadata,
+        sa.Column("daemon", sa.String(64), primary_key=True),
+        sa.Column("version", sa.String(64), nullable=False),  # digest of the daemon's config and task code
+        sa.Column("tasks", text_type, nullable=False),  # JSON: task name → its parameters
+        sa.Column("published_at", epoch, nullable=False),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
     return metadata, {
         "meta": meta, "jobs": jobs, "masters": masters, "job_logs": job_logs,
         "schedules": schedules, "schedule_pauses": schedule_pauses, "locks": locks,
         "daemon_states": daemon_states, "rate_buckets": rate_buckets,
+        "task_catalogue": task_catalogue,
     }
 
 
@@ -200,7 +212,7 @@ PARTIAL_ON_SQLITE = tuple(f"{P}{name}" for name in ("jobs_waiting", "jobs_owner"
 def upgrade_steps() -> dict[int, str]:
     """What each schema version changed, in order.
 
-    Steps 1, 2 and 5 only add tables, which ``create_all`` creates; step 3 only
+    Steps 1, 2, 5 and 6 only add tables, which ``create_all`` creates; step 3 only
     replaces indexes (``upgrade``). No step changes a column, so the rows,
     and the SQL an application writes to submit, stay as they were.
     """
@@ -214,6 +226,8 @@ def upgrade_steps() -> dict[int, str]:
         "another state are kept as they are (listed by `jobd jobs --state`, never claimed)",
         5: "rate_buckets: one token bucket per rate-limited daemon or task, with the jobs it started in the "
         "current second, read and spent inside the claim so a rate limit holds across all masters",
+        6: "task_catalogue: each daemon's task names and argument signatures, published by the master and "
+        "`jobd check`, against which a submit checks an intent without importing task code",
     }
 
 

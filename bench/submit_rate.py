@@ -1,0 +1,155 @@
+"""How fast one process submits with ``jobd.submit``, checking intents against the task catalogue or the task code.
+
+A fresh interpreter per round submits N intents one by one (no master
+running: each is a validation, a durable INSERT and a wake-up datagram to
+nobody) and reports submits per second and the SQL statements it sent per
+submit. Two ways of checking an intent, side by side:
+
+* ``catalogue`` — `jobd check` has published the daemon's tasks; the
+  process reads the catalogue once and imports no task module;
+* ``imports`` — no catalogue in the store yet: the process imports the
+  daemon's task code to check, as every submit did before the catalogue.
+
+Medians over the rounds, and the ratio to ``imports``.
+
+    python bench/submit_rate.py [--submits 2000] [--rounds 5] [--store mysql+pymysql://root@127.0.0.1:3306/DB]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+TASKS = '''
+import jobd
+
+@jobd.task("bench.noop")
+def noop(ctx, n: int = 0) -> None:
+    pass
+'''
+
+SUBMITTER = '''
+import json, sys, time
+import sqlalchemy as sa
+import jobd
+
+statements = 0
+
+
+def count(*_args):
+    global statements
+    statements += 1
+
+
+@sa.event.listens_for(sa.engine.Engine, "connect")
+def trace(dbapi_connection, _record):  # every statement a connection runs, raw cursors' too
+    if hasattr(dbapi_connection, "set_trace_callback"):
+        dbapi_connection.set_trace_callback(count)
+
+
+try:
+    import pymysql.connections
+
+    _query = pymysql.connections.Connection.query
+
+    def query(self, sql, unbuffered=False):
+        count()
+        return _query(self, sql, unbuffered)
+
+    pymysql.connections.Connection.query = query
+except ImportError:
+    pass
+
+config, submits = sys.argv[1], int(sys.argv[2])
+jobd.submit("bench", "bench.noop", {"n": -1}, config=config)  # warm: config, engine, catalogue or imports
+statements = 0
+started = time.perf_counter()
+for n in range(submits):
+    jobd.submit("bench", "bench.noop", {"n": n}, config=config)
+elapsed = time.perf_counter() - started
+print(json.dumps({"rate": submits / elapsed, "statements": statements / submits,
+                  "task_module_imported": "bench_tasks" in sys.modules}))
+'''
+
+
+def jobd_command(root: Path, *args: str) -> None:
+    subprocess.run([sys.executable, "-m", "jobd.cli.app", *args, "--config", str(root / "jobd.toml")],
+                   check=True, capture_output=True, timeout=120)
+
+
+def deployment(store: str | None) -> Path:
+    root = Path(tempfile.mkdtemp(prefix="jobd-submit-", dir="/tmp"))
+    (root / "bench_tasks.py").write_text(TASKS)
+    url = store or f"sqlite:///{root / 'jobd.db'}"
+    (root / "jobd.toml").write_text(
+        f'store = "{url}"\nsocket = "jobd.sock"\npython_path = ["{root}"]\n'
+        '[daemons.bench]\nmodules = ["bench_tasks"]\n'
+    )
+    jobd_command(root, "init")
+    return root
+
+
+def clear(store: str | None, root: Path) -> None:
+    """Empty the catalogue and the jobs between rounds (a fresh file on SQLite)."""
+    if store is None:
+        for name in ("jobd.db", "jobd.db-wal", "jobd.db-shm"):
+            (root / name).unlink(missing_ok=True)
+        jobd_command(root, "init")
+        return
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(store)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DELETE FROM jobd_jobs")
+        connection.exec_driver_sql("DELETE FROM jobd_task_catalogue")
+    engine.dispose()
+
+
+def one_round(root: Path, store: str | None, mode: str, submits: int) -> dict[str, float]:
+    clear(store, root)
+    if mode == "catalogue":
+        jobd_command(root, "check")
+    completed = subprocess.run([sys.executable, "-c", SUBMITTER, str(root / "jobd.toml"), str(submits)],
+                               check=True, capture_output=True, text=True, timeout=600, cwd=root,
+                               env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    result: dict[str, float] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--submits", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--store", help="a MySQL/MariaDB URL of an empty database (default: a SQLite file)")
+    options = parser.parse_args()
+    root = deployment(options.store)
+    modes = ("imports", "catalogue")
+    results: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
+    try:
+        for round_number in range(options.rounds):
+            for mode in modes if round_number % 2 == 0 else tuple(reversed(modes)):
+                results[mode].append(one_round(root, options.store, mode, options.submits))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    reference = statistics.median(r["rate"] for r in results["imports"])
+    print(f"jobd.submit, one process, {options.submits} submits x {options.rounds} rounds, "
+          f"store {'SQLite file' if options.store is None else 'MySQL/MariaDB'}; medians\n")
+    print("| check by  | submits/s | x imports | statements/submit | task module imported |")
+    print("|-----------|-----------|-----------|-------------------|----------------------|")
+    for mode in modes:
+        rate = statistics.median(r["rate"] for r in results[mode])
+        statements = statistics.median(r["statements"] for r in results[mode])
+        imported = {bool(r["task_module_imported"]) for r in results[mode]}
+        print(f"| {mode:<9} | {rate:>9,.0f} | {rate / reference:>9.2f} | {statements:>17.2f} | {str(sorted(imported)):<20} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

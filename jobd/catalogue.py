@@ -1,0 +1,203 @@
+"""The task catalogue: which tasks each daemon serves and which args they take, published as data.
+
+An application that submits jobs should not have to carry, import and run
+the top level of every task module (with its dependencies and import-time
+side effects) only to learn that ``mailing.send_campaign`` exists and takes
+``campaign_id``. The master already learns that in a throwaway interpreter
+(``jobd.inventory``); it publishes it to the store at start and on reload,
+and so does ``jobd check``. A submit checks its intent against that
+catalogue (``CatalogueCache``) and imports nothing.
+
+Each daemon's entry carries a version: a digest of the daemon's config and
+its tasks' code identity (module, function, source digest; a shell task's
+spec). Publishing writes only entries whose version changed. A submitting
+process holds what it read and reads again when it is older than
+``CATALOGUE_MAX_AGE_SECONDS`` or when it refuses an intent, so a daemon's
+new task or changed signature is seen at once and never costs a store
+round trip per accepted submit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from . import defaults
+from .config import JobdConfig
+from .errors import JobdError, StoreUnavailable, UnknownTask
+from .inventory import Inventory
+from .store import Store, open_store
+from .store.diagnosis import describe_store_error, missing_tables
+from .store.errors import describe, is_outage
+from .store.task_catalogue import CatalogueRow
+from .task_signature import ArgsCheck, signature_from_data
+
+log = logging.getLogger("jobd.catalogue")
+
+
+@dataclass(frozen=True)
+class DaemonCatalogue:
+    """One daemon's published tasks; an ``ArgsCheck`` each (None: Python could not read its signature)."""
+
+    daemon: str
+    version: str
+    tasks: Mapping[str, ArgsCheck | None]
+    published_at: float
+
+    def check(self, task: str, args: dict[str, Any]) -> None:
+        """``UnknownTask`` or ``InvalidArgs``, worded as when the task's own code checks them."""
+        if task not in self.tasks:
+            known = ", ".join(sorted(self.tasks)) or "none"
+            raise UnknownTask(f"daemon {self.daemon!r} has no task {task!r} (its tasks: {known})")
+        args_check = self.tasks[task]
+        if args_check is not None:
+            args_check.check(task, args)
+
+
+def catalogue_rows(config: JobdConfig, inventory: Inventory, now: float) -> list[CatalogueRow]:
+    """Each daemon of ``inventory`` as a catalogue row, versioned with its config and task code."""
+    rows = []
+    for daemon, tasks in sorted(inventory.items()):
+        served = {name: {"parameters": info.parameters} for name, info in sorted(tasks.items())}
+        identity = {
+            "config": config.daemons[daemon].model_dump(mode="json") if daemon in config.daemons else None,
+            "python_path": [str(path) for path in config.python_path],
+            "code": {name: info.code for name, info in sorted(tasks.items())},
+            "tasks": served,
+        }
+        version = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+        rows.append(CatalogueRow(daemon, version, json.dumps({"tasks": served}, sort_keys=True), now))
+    return rows
+
+
+def decode(row: CatalogueRow) -> DaemonCatalogue:
+    """A row as the submit side uses it; ValueError if its JSON is not a catalogue."""
+    data = json.loads(row.tasks)
+    tasks = data.get("tasks") if isinstance(data, dict) else None
+    if not isinstance(tasks, dict):
+        raise ValueError("no 'tasks' object")
+    checks: dict[str, ArgsCheck | None] = {}
+    for name, entry in tasks.items():
+        parameters = entry.get("parameters") if isinstance(entry, dict) else None
+        checks[name] = None if parameters is None else ArgsCheck(signature_from_data(parameters))
+    return DaemonCatalogue(row.daemon, row.version, checks, row.published_at)
+
+
+def publish_catalogue(store: Store, config: JobdConfig, inventory: Inventory) -> list[str]:
+    """Write the daemons' tasks to the store; returns the daemons whose entry changed.
+
+    ``StoreUnavailable`` when the store fails, saying what was not done.
+    """
+    try:
+        return store.task_catalogue.publish(catalogue_rows(config, inventory, time.time()))
+    except sa.exc.DBAPIError as error:
+        raise StoreUnavailable(f"the task catalogue was not published to the store at {store.url}: {describe_store_error(error)}") from None
+
+
+def publish_for_check(config: JobdConfig, inventory: Inventory) -> tuple[bool, str]:
+    """`jobd check`'s publication: (published, what happened, in a few words).
+
+    A store that is not there, not initialised, or at another schema leaves
+    the check passing: a config is checked where its store may not be
+    reachable (a CI job, a laptop). Submits then go on checking against the
+    catalogue published before, or the task code.
+    """
+    if _sqlite_file_missing(config.store):
+        return False, "not published: the store is not initialised (run `jobd init`)"
+    store = open_store(config.store)
+    try:
+        store.require_schema()
+        changed = publish_catalogue(store, config, inventory)
+    except StoreUnavailable as error:
+        return False, f"not published: {error}"
+    finally:
+        store.dispose()
+    return True, f"published to {store.url} ({'updated: ' + ', '.join(changed) if changed else 'unchanged'})"
+
+
+def _sqlite_file_missing(url: str) -> bool:
+    """Whether ``url`` is a SQLite file that does not exist (opening it would create an empty one)."""
+    parsed = sa.make_url(url)
+    return parsed.get_backend_name() == "sqlite" and bool(parsed.database) and not Path(str(parsed.database)).exists()
+
+
+def publish_after_reload(store: Store, config: JobdConfig, inventory: Inventory) -> None:
+    """Publish for a master that just applied a config; a store that fails only delays it (logged)."""
+    try:
+        changed = publish_catalogue(store, config, inventory)
+    except JobdError as error:
+        log.warning("%s; submits check against the one published before until the next reload or `jobd check`", error)
+        return
+    if changed:
+        log.info("task catalogue published for %s", ", ".join(changed))
+
+
+def read_published(store: Store) -> list[CatalogueRow]:
+    """Every published row; none when the store has no catalogue table yet (never initialised, or older than v5).
+
+    ``StoreUnavailable`` when the store is out of reach, worded like a failed submit.
+    """
+    try:
+        return store.task_catalogue.read()
+    except sa.exc.DBAPIError as error:
+        if missing_tables(str(error.orig)):
+            return []
+        if is_outage(error):
+            raise StoreUnavailable(
+                f"the job was not submitted: the store at {store.url} is unavailable ({describe(error)}); try again later"
+            ) from None
+        raise
+
+
+class CatalogueCache:
+    """The published catalogue as one process holds it: read at most once per ``max_age``, or on demand.
+
+    A row that is not a catalogue (written by hand, say) is left out with a
+    warning: that daemon's intents are then checked by importing its code.
+    A store that fails while a copy is held leaves the copy in use.
+    """
+
+    def __init__(
+        self, read: Callable[[], list[CatalogueRow]], *,
+        max_age: float = defaults.CATALOGUE_MAX_AGE_SECONDS, clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._read = read
+        self._max_age = max_age
+        self._clock = clock
+        self._daemons: dict[str, DaemonCatalogue] = {}
+        self._read_at: float | None = None
+
+    def get(self, daemon: str, *, fresh: bool = False) -> DaemonCatalogue | None:
+        """``daemon``'s catalogue, None if none was published; ``fresh`` reads the store first."""
+        now = self._clock()
+        if fresh or self._read_at is None or now - self._read_at >= self._max_age:
+            self._refresh(now)
+        return self._daemons.get(daemon)
+
+    def _refresh(self, now: float) -> None:
+        try:
+            rows = self._read()
+        except StoreUnavailable:
+            if self._read_at is None:
+                raise
+            return  # keep the copy held; the next submit asks again
+        daemons = {}
+        for row in rows:
+            held = self._daemons.get(row.daemon)
+            if held is not None and held.version == row.version:
+                daemons[row.daemon] = held  # unchanged: not decoded again
+                continue
+            try:
+                daemons[row.daemon] = decode(row)
+            except (ValueError, TypeError, AttributeError) as error:
+                log.warning("the task catalogue of daemon %r is not readable (%s): its intents are checked "
+                            "by importing its task code; `jobd check` publishes it again", row.daemon, error)
+        self._daemons, self._read_at = daemons, now
