@@ -51,9 +51,7 @@ from .store.retry import retry_outages
 from .throttle import Throttle
 from .ticker import Ticker
 from .token_waits import TokenWaits
-from .handoff import Offer, handed_job, offer_path, publish, runnable_handed
-from .wakeup import Handed, HandedJob, WakeSocket, parse_handed
-from .workers.direct import remove_stale
+from .handoff.desk import HandoffDesk
 from .workers import fence
 from .workers import protocol
 from .workers.pool import Assignment, Pool, Worker, WorkerExit
@@ -98,22 +96,15 @@ class Master:
         self.signals = SignalReceiver(self.wake_pipe)
         self.inbox = Inbox(self.wake_pipe.wake)
         self.control = ControlServer(config.socket, self.inbox)
-        self.wakeups = WakeSocket(config.socket)
+        self.handoffs = HandoffDesk(config.socket, self.id, enabled=config.handoff, clock=clock)  # jobd.handoff
         self.woken: set[str] = set()  # daemons a submit announced a job for (see _claim_woken)
         self.token_waits = TokenWaits()  # rate-limited daemons: when their next token is due (see _dispatch)
-        self.handoff_offer = offer_path(config.socket)
-        self._offered: Offer | None = None  # daemons whose jobs submits may hand straight to us, and to which workers
-        self._offer_check = Throttle(defaults.HANDOFF_OFFER_INTERVAL_SECONDS, clock)
-        self._adopt_check = Throttle(defaults.HANDOFF_ADOPT_AFTER_SECONDS, clock)
         self.draining = False
         self.drain_started_at: float | None = None
         self.finished = False
         self.started_at = time.time()
         self.claim_requested = True
         self.jobs_finished = 0
-        # How submits' jobs reached a worker: straight ("to_workers"), or through this
-        # master ("through_master"), of which workers passed on "passed_by_workers".
-        self.handoffs = {"to_workers": 0, "through_master": 0, "passed_by_workers": 0}
         self._poll = Throttle(config.poll_interval, clock)
         self._reap = Throttle(REAP_INTERVAL_SECONDS, clock)
         self._readiness = Readiness()
@@ -190,8 +181,7 @@ class Master:
         self.lease.renewed(self.clock())
         self.lease.start(self._kill_workers_now)
         self.control.start()
-        self.wakeups.open()
-        remove_stale(self.config.socket)  # workers' sockets a killed master left behind
+        self.handoffs.open()
         self.signals.install()
         for name in self.config.daemons_here():
             self._create_pool(name, self.config.daemons[name])
@@ -241,7 +231,7 @@ class Master:
 
     def _shutdown(self) -> None:
         self._withdraw_offer()
-        self.wakeups.drain()  # hand-offs sent before the offer was withdrawn go back to the queue:
+        self.handoffs.read_everything()  # hand-offs sent before the offer was withdrawn go back to the queue:
         self._store_guarded(self._take_handed)  # a stopping master refuses them
         self._store_guarded(self._flush_outcomes)
         self._store_guarded(self._settle_exits)
@@ -260,7 +250,7 @@ class Master:
         self._store_guarded(self._take_handed)  # what submits sent to the workers meanwhile: back to the queue
         self.observers.stopped(self)
         self.control.stop()
-        self.wakeups.close()
+        self.handoffs.close()
         self.signals.uninstall()
         self.activity.stop()
         self.lease.stop()
@@ -394,71 +384,55 @@ class Master:
 
         True if a submit's wake-up is all that arrived.
         """
-        wake_fd = self.wakeups.fileno()
-        watched: dict[int, int] = {self.wake_pipe.read_fd: 0, wake_fd: 0}
+        watched: dict[int, int] = {self.wake_pipe.read_fd: 0}
         sentinels = set()
+        busy_channels = []  # workers' hand-off sockets they cannot read now: we do
         for pool in self.pools.values():
             for worker in pool.live_workers():
                 if not worker.pipe_closed:
                     watched[worker.reader.fd] = worker.pid
                 if worker.channel is not None and worker.state is not WorkerState.IDLE:
-                    watched[worker.channel.fileno()] = worker.pid  # it cannot read its socket now: we do
+                    busy_channels.append(worker.channel)
                 sentinel = worker.spawned.process.sentinel
                 watched[sentinel] = worker.pid
                 sentinels.add(sentinel)
         self._sentinels = sentinels
+        handoff_fds = self.handoffs.fds(busy_channels)
+        watched.update(dict.fromkeys(handoff_fds, 0))
         self._ready = self._readiness.wait(watched, timeout)
         if self.wake_pipe.read_fd in self._ready:
             self.wake_pipe.clear()
-        if wake_fd not in self._ready:
-            return False
-        self.woken |= self.wakeups.take()
-        return len(self._ready) == 1
+        self.woken |= self.handoffs.collect(self._ready)
+        return bool(self._ready) and self._ready <= handoff_fds
 
     def _claim_woken(self) -> None:
         """Start the jobs submits handed us, then claim for the daemons submits woke us for."""
-        if self.wakeups.handed:
+        if self.handoffs.pending:
             self._store_guarded(self._take_handed)
         if self.woken and not self.draining and self.store_health.available:
             woken, self.woken = self.woken, set()
             self._store_guarded(lambda: self._dispatch(woken))
             self.wal_checkpoints.nudge()  # now, rather than while the next submit commits
 
-    # -- hand-offs (jobd/handoff.py) --------------------------------------
+    # -- hand-offs (jobd/handoff/) ----------------------------------------
 
     def _take_handed(self) -> None:
-        """Give workers the jobs submits claimed for this master.
+        """Give workers the jobs submits claimed for this master (those the store confirms as ours to start)."""
+        self._adopt(self.handoffs.take_handed(self.store.jobs, self._jobs_in_hand))
 
-        A datagram only names a job, whoever sent it: the store says which are
-        ours to start (running, ours, first attempt), so a forged or stale one
-        runs nothing, and one we already hold is not started twice.
-        """
-        handed = self.wakeups.take_handed()
-        self.handoffs["through_master"] += len(handed)
-        confirmed = self.store.jobs.handed(sorted({h.job_id for h in handed}), self.id) if handed else []
-        self._adopt(runnable_handed(confirmed, self._jobs_in_hand()) if confirmed else [])
-
-    def _took_handoff(self, pool: Pool, worker: Worker, took: protocol.TookHandoff) -> None:
+    def _took_handoff(self, pool: Pool, worker: Worker, took: protocol.HandedJob) -> None:
         """A worker started a job a submit handed it directly: it is that worker's running job."""
-        handed = HandedJob(pool.daemon, took.job_id, took.priority, took.max_attempts, took.task, took.args)
-        job = handed_job(handed, self.id, time.time())
+        job = self.handoffs.took(pool.daemon, took)
         pool.took_handoff(worker, job, self._limits(pool.daemon, job).timeout)
         self.activity.job_started(pool.daemon, job.id, job.task, job.attempts, worker.pid)
-        self.handoffs["to_workers"] += 1
         self.wal_checkpoints.nudge()  # a submit just committed and its job runs: the next one is least likely now
-
-    def _passed_on(self, handed: list[Handed]) -> None:
-        """Hand-offs sent to a worker that did not run them: the master takes them like its own."""
-        self.wakeups.handed.extend(handed)
-        self.handoffs["passed_by_workers"] += len(handed)
 
     def _close_channels(self, exits: list[WorkerExit]) -> None:
         """Keep what submits sent to exited workers' sockets (taken like any hand-off), then close them."""
         for exit in exits:
             channel = exit.worker.channel
             if channel is not None:
-                self._passed_on(channel.drain())
-                channel.close()
+                self.handoffs.channel_closed(channel)
                 exit.worker.channel = None
 
     def _adopt(self, jobs: list[Job]) -> None:
@@ -480,11 +454,7 @@ class Master:
 
     def _adopt_lost_handoffs(self) -> None:
         """Adopt running jobs of ours we never heard of: a submit claimed them for us and died before saying so."""
-        started_before = time.time() - defaults.HANDOFF_ADOPT_AFTER_SECONDS
-        lost = set(self.store.jobs.owned_running(self.id, started_before=started_before)) - self._jobs_in_hand()
-        if lost:
-            log.warning("adopting %s job(s) handed to this master without a word: %s", len(lost), sorted(lost)[:20])
-            self._adopt(self.store.jobs.handed(sorted(lost), self.id))
+        self._adopt(self.handoffs.lost(self.store.jobs, self._jobs_in_hand))
 
     def _jobs_in_hand(self) -> set[int]:
         """Every job this master holds in memory: prefetched, with a worker, or with an outcome to write."""
@@ -504,11 +474,7 @@ class Master:
         """
         stopping = self.draining or self.lease_lost
         pools = [pool for pool in self.pools.values() if not stopping and self._takes_handoffs(pool)]
-        workers = {pool.daemon: tuple(filter(None, (w.offered_socket() for w in pool.workers))) for pool in pools}
-        offered = Offer(self.id, frozenset(workers), {daemon: found for daemon, found in workers.items() if found}) if pools else None
-        if offered != self._offered:
-            publish(self.handoff_offer, offered)
-            self._offered = offered
+        self.handoffs.publish({pool.daemon: tuple(filter(None, (w.offered_socket() for w in pool.workers))) for pool in pools})
 
     def _takes_handoffs(self, pool: Pool) -> bool:
         settings = pool.settings
@@ -518,12 +484,7 @@ class Master:
         return any(pool.free_slots(worker, depth) > 0 for worker in pool.workers)
 
     def _withdraw_offer(self) -> None:
-        if self._offered:
-            self._offered = None
-            try:
-                publish(self.handoff_offer, None)
-            except OSError:
-                log.warning("could not remove the hand-off offer %s", self.handoff_offer, exc_info=True)
+        self.handoffs.withdraw()
 
     def _act_on_signals(self) -> None:
         for signum in self.signals.take():
@@ -545,8 +506,6 @@ class Master:
         for pool in self.pools.values():
             freed = False
             for worker in pool.live_workers():
-                if worker.channel is not None and worker.channel.fileno() in self._ready:
-                    self._passed_on(worker.channel.drain())
                 if worker.pipe_closed or worker.reader.fd not in self._ready:
                     continue
                 for message in self._messages_from(pool, worker):
@@ -557,7 +516,7 @@ class Master:
             if freed:
                 self._feed(pool)  # workers with room get prefetched jobs before any store round trip
                 self.claim_requested = True
-        if self.wakeups.handed:
+        if self.handoffs.pending:
             self._take_handed()  # hand-offs a worker passed on, or that waited on a busy worker's socket
         if ended:
             if not self._pending_outcomes:
@@ -603,12 +562,11 @@ class Master:
     ) -> tuple[Assignment, protocol.JobFinished] | None:
         if isinstance(message, protocol.WorkerReady):
             self.claim_requested = True
-        if isinstance(message, protocol.TookHandoff):
+        if isinstance(message, protocol.HandedJob):
             self._took_handoff(pool, worker, message)
             return None
         if isinstance(message, protocol.PassedHandoff):
-            handed = parse_handed(message.datagram, message.trusted)
-            self._passed_on([handed] if handed is not None else [])
+            self.handoffs.passed(message)
             return None
         if isinstance(message, protocol.ProgressReport) and worker.assignment is not None:
             running = worker.assignment.job
@@ -705,9 +663,9 @@ class Master:
         if self.claim_requested:
             self.claim_requested = False
             self._dispatch()
-        if self._adopt_check.ready():
+        if self.handoffs.adopt_due():
             self._adopt_lost_handoffs()
-        if self._offer_check.ready():
+        if self.handoffs.offer_due():
             self._offer_handoffs()
         if self._progress_flush.ready():
             self._flush_progress()
@@ -1081,7 +1039,7 @@ class Master:
                 "uptime": round(time.time() - self.started_at, 1),
                 "config": str(self.config.source),
                 "jobs_finished": self.jobs_finished,
-                "handoffs": dict(self.handoffs),
+                "handoffs": self.handoffs.counted(),
             },
             "daemons": {
                 name: self.daemons.status(name, {**pool.snapshot(), "counts": counts.get(name, {})})

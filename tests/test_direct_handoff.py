@@ -22,11 +22,13 @@ import pytest
 
 import jobd
 from jobd import defaults
-from jobd.handoff import OfferReader, offer_path
+from jobd.handoff.datagrams import encode_handed_job
+from jobd.handoff.gate import DIRECT, FREE, MASTER, Gate
+from jobd.handoff.offer import OfferReader
+from jobd.handoff.sockets import OFFER_SUFFIX, path_beside
 from jobd.states import JobState
 from jobd.store import NewJob
-from jobd.wakeup import HandedJob, encode_handed_job
-from jobd.workers.direct import DIRECT, FREE, MASTER, Gate, worker_socket_path
+from jobd.workers.protocol import HandedJob
 from support import Deployment, send_as_nobody, wait_until
 
 POLL_NEVER = 600  # a job that starts in time was handed over, not found by a poll
@@ -35,9 +37,9 @@ POLL_NEVER = 600  # a job that starts in time was handed over, not found by a po
 def worker_sockets(deployment: Deployment, daemon: str, count: int) -> list[Path]:
     """The sockets of ``daemon``'s workers as the master offers them, once all ``count`` are offered."""
     def offered() -> list[Path] | None:
-        offer = OfferReader().read(offer_path(deployment.socket))
+        offer = OfferReader().read(path_beside(deployment.socket, OFFER_SUFFIX))
         suffixes = offer.workers.get(daemon, ()) if offer is not None else ()
-        return [worker_socket_path(deployment.socket, suffix) for suffix in suffixes] if len(suffixes) == count else None
+        return [path_beside(deployment.socket, suffix) for suffix in suffixes] if len(suffixes) == count else None
 
     return wait_until(offered, message=f"the master to offer {count} worker socket(s) for {daemon}")
 
@@ -146,7 +148,7 @@ def test_a_draining_master_returns_a_hand_off_sent_to_a_worker(deployment: Deplo
     busy = hand_to(deployment, busy_socket, "t.sleep", {"seconds": 3})
     wait_until(lambda: deployment.lines("started.log"), message="a job keeping the drain open")
     master.send_signal(signal.SIGTERM)
-    wait_until(lambda: not offer_path(deployment.socket).exists(), message="the offer withdrawn on SIGTERM")
+    wait_until(lambda: not path_beside(deployment.socket, OFFER_SUFFIX).exists(), message="the offer withdrawn on SIGTERM")
 
     late = hand_to(deployment, busy_socket, "t.record", {"n": 3})
     assert master.wait(timeout=60) == 0
@@ -158,7 +160,7 @@ def test_a_draining_master_returns_a_hand_off_sent_to_a_worker(deployment: Deplo
 
 def test_a_master_removes_worker_sockets_a_killed_master_left(deployment: Deployment) -> None:
     deployment.write_config({"main": {"workers": 1}}, poll_interval=POLL_NEVER)
-    leftover = worker_socket_path(deployment.socket, "w999")
+    leftover = path_beside(deployment.socket, "w999")
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     stale.bind(str(leftover))
     stale.close()  # bound, then abandoned: what a SIGKILL leaves

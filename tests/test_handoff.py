@@ -17,19 +17,21 @@ import pytest
 
 import jobd
 from jobd import defaults
-from jobd.handoff import FORMAT, Offer, OfferReader, format_offer, offer_path, parse_offer, publish
+from jobd.handoff.datagrams import (
+    MAX_HANDED_JOB_BYTES, decode_handed, decode_handed_job, encode_handed, encode_handed_job,
+)
+from jobd.handoff.offer import FORMAT, Offer, OfferReader, format_offer, parse_offer, publish
+from jobd.handoff.sockets import OFFER_SUFFIX, WAKE_SUFFIX, path_beside
 from jobd.states import JobState
 from jobd.store import NewJob
-from jobd.wakeup import (
-    MAX_HANDED_JOB_BYTES, HandedJob, decode_handed, decode_handed_job, encode_handed, encode_handed_job, wake_socket_path,
-)
+from jobd.workers.protocol import HandedJob
 from support import Deployment, send_as_nobody, wait_until
 
 POLL_NEVER = 600  # a job that starts in time was handed over, not found by a poll
 
 
 def offer_of(deployment: Deployment) -> Offer | None:
-    return OfferReader().read(offer_path(deployment.socket))
+    return OfferReader().read(path_beside(deployment.socket, OFFER_SUFFIX))
 
 
 def offered(deployment: Deployment, daemon: str) -> Offer:
@@ -148,7 +150,7 @@ def test_a_hand_off_to_a_killed_master_goes_back_to_the_queue_and_runs_on_the_ne
     offered(deployment, "main")
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(timeout=30)
-    assert offer_path(deployment.socket).exists()  # left behind with the wake socket nobody reads
+    assert path_beside(deployment.socket, OFFER_SUFFIX).exists()  # left behind with the wake socket nobody reads
 
     job_id = jobd.submit("main", "t.record", {"n": 3}, config=deployment.config_path)
     job = deployment.store.jobs.get(job_id)
@@ -181,7 +183,7 @@ def test_a_forged_hand_off_runs_nothing(deployment: Deployment) -> None:
     sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
         for job_id in (queued, 10**12):
-            sender.sendto(encode_handed("main", job_id), str(wake_socket_path(deployment.socket)))
+            sender.sendto(encode_handed("main", job_id), str(path_beside(deployment.socket, WAKE_SUFFIX)))
     finally:
         sender.close()
     time.sleep(1.0)
@@ -196,12 +198,12 @@ def test_a_stopping_master_withdraws_its_offer_and_returns_late_hand_offs(deploy
     busy = jobd.submit("main", "t.sleep", {"seconds": 3}, config=deployment.config_path)
     wait_until(lambda: state_of(deployment, busy) is JobState.RUNNING, message="a job keeping the drain open")
     master.send_signal(signal.SIGTERM)
-    wait_until(lambda: not offer_path(deployment.socket).exists(), message="the offer withdrawn on SIGTERM")
+    wait_until(lambda: not path_beside(deployment.socket, OFFER_SUFFIX).exists(), message="the offer withdrawn on SIGTERM")
 
     late = deployment.store.jobs.insert(NewJob("main", "t.record", {"n": 7}, handed_to=offer.master))
     sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
-        sender.sendto(encode_handed("main", late), str(wake_socket_path(deployment.socket)))
+        sender.sendto(encode_handed("main", late), str(path_beside(deployment.socket, WAKE_SUFFIX)))
     finally:
         sender.close()
     assert master.wait(timeout=60) == 0
@@ -230,7 +232,7 @@ def test_a_described_hand_off_from_another_user_is_checked_against_the_store(dep
     offered(deployment, "main")
     queued = deployment.store.jobs.insert(NewJob("main", "t.record", {"n": 8}))
     forged = encode_handed_job(HandedJob("main", queued, 0, None, "t.record", '{"n":666}')) or b""
-    send_as_nobody(deployment.root, wake_socket_path(deployment.socket), forged)
+    send_as_nobody(deployment.root, path_beside(deployment.socket, WAKE_SUFFIX), forged)
     time.sleep(1.0)
     assert deployment.answers()
     assert state_of(deployment, queued) is JobState.QUEUED

@@ -24,7 +24,8 @@ from ..output_caps import cap_progress
 from ..config import DaemonConfig
 from ..job import Job
 from . import memory, protocol
-from .direct import DIRECT, MASTER, Channel, open_channel
+from ..handoff.channel import Channel, open_channel
+from ..handoff.gate import DIRECT, MASTER
 from .memory import Recycle
 from .pipelining import MAX_UNREAD_BYTES, Pipeline
 from .processes import ProcessLauncher, SpawnedProcess
@@ -68,7 +69,7 @@ class Worker:
     pipe_closed: bool = False  # the worker's end is closed: nothing more to read
     wall_started_at: float = field(default_factory=time.time)
     reader: protocol.FrameReader = field(init=False)  # the master reads this worker's frames through it
-    channel: Channel | None = None  # its own hand-off socket and gate (``direct.py``)
+    channel: Channel | None = None  # its own hand-off socket and gate (``jobd.handoff``)
 
     def __post_init__(self) -> None:
         self.reader = protocol.FrameReader(self.spawned.connection.fileno())
@@ -90,7 +91,7 @@ class Worker:
         self.state = change_worker_state(self.state, target)
 
     def offered_socket(self) -> str | None:
-        """The suffix of this worker's socket if submits may hand it jobs straight (``direct.py``): not retiring."""
+        """The suffix of this worker's socket if submits may hand it jobs straight (``jobd.handoff``): not retiring."""
         if self.channel is None or self.outdated or self.state not in (WorkerState.IDLE, WorkerState.BUSY):
             return None
         return self.channel.suffix
@@ -101,7 +102,7 @@ class Worker:
         self.refuse_submits()
 
     def refuse_submits(self) -> None:
-        """A submit's datagram that reaches this worker from now on goes to the master (``direct.py``)."""
+        """A submit's datagram that reaches this worker from now on goes to the master (``jobd.handoff``)."""
         if self.channel is not None:
             self.channel.gate.close()
 
@@ -188,7 +189,7 @@ class Pool:
                 extra -= 1
 
     def _spawn(self) -> Worker:
-        channel = open_channel(self.spec.config.socket, self.launcher.context)
+        channel = open_channel(self.spec.config.socket, self.launcher.context) if self.spec.config.handoff else None
         try:
             spawned = self.launcher.spawn(self.spec, name=f"jobd-worker-{self.daemon}", channel=channel)
         except BaseException:
@@ -243,7 +244,7 @@ class Pool:
         """Hand ``worker`` these (job, timeout) pairs in one write; it runs them after those it holds.
 
         False if the worker is gone (its pipe is closed) or has just taken a
-        submit's job (``direct.py``): it got none of them, and the caller keeps
+        submit's job (``jobd.handoff``): it got none of them, and the caller keeps
         them for another worker.
         """
         if not jobs:
@@ -266,7 +267,7 @@ class Pool:
         return True
 
     def took_handoff(self, worker: Worker, job: Job, timeout: float) -> None:
-        """``worker`` started a job a submit handed it directly (``direct.py``): it is its running job now.
+        """``worker`` started a job a submit handed it directly (``jobd.handoff``): it is its running job now.
 
         It goes first: the worker could take it only while the master held
         nothing of it, so any job this master handed it since (if it heard of
