@@ -16,7 +16,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Hashable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -384,7 +384,7 @@ class Master:
 
         True if a submit's wake-up is all that arrived.
         """
-        watched: dict[int, int] = {self.wake_pipe.read_fd: 0}
+        watched: dict[int, Hashable] = {self.wake_pipe.read_fd: 0}
         sentinels = set()
         busy_channels = []  # workers' hand-off sockets they cannot read now: we do
         for pool in self.pools.values():
@@ -398,12 +398,12 @@ class Master:
                 sentinels.add(sentinel)
         self._sentinels = sentinels
         handoff_fds = self.handoffs.fds(busy_channels)
-        watched.update(dict.fromkeys(handoff_fds, 0))
+        watched.update(handoff_fds)
         self._ready = self._readiness.wait(watched, timeout)
         if self.wake_pipe.read_fd in self._ready:
             self.wake_pipe.clear()
         self.woken |= self.handoffs.collect(self._ready)
-        return bool(self._ready) and self._ready <= handoff_fds
+        return bool(self._ready) and self._ready <= handoff_fds.keys()
 
     def _claim_woken(self) -> None:
         """Start the jobs submits handed us, then claim for the daemons submits woke us for."""

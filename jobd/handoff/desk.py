@@ -29,7 +29,7 @@ from ..workers.protocol import HandedJob, PassedHandoff
 from .channel import Channel, remove_stale
 from .datagrams import parse_handed
 from .offer import Offer, publish
-from .sockets import OFFER_SUFFIX, WakeSocket, path_beside
+from .sockets import OFFER_SUFFIX, WAKE_SUFFIX, WakeSocket, path_beside
 
 log = logging.getLogger("jobd.master")
 
@@ -68,10 +68,13 @@ class HandoffDesk:
 
     # -- the loop's wait and read ----------------------------------------
 
-    def fds(self, busy: Iterable[Channel]) -> set[int]:
-        """The descriptors to wait on: the wake socket, and the sockets of ``busy`` workers (they cannot read them now)."""
+    def fds(self, busy: Iterable[Channel]) -> dict[int, str]:
+        """The descriptors to wait on: the wake socket, and the sockets of ``busy`` workers (they cannot read them now).
+
+        Each with a token naming its socket, so a number the kernel reuses for a new socket is watched anew.
+        """
         self._watched = {channel.fileno(): channel for channel in busy}
-        return {self.wake.fileno(), *self._watched}
+        return {self.wake.fileno(): WAKE_SUFFIX, **{fd: channel.suffix for fd, channel in self._watched.items()}}
 
     def collect(self, ready: Collection[int]) -> set[str]:
         """Read the desk's sockets among ``ready``: the daemons wake-ups named; hand-offs wait in ``pending``."""

@@ -22,7 +22,7 @@ from jobd.states import JobState
 from jobd.store import NewJob
 from jobd.workers.protocol import HandedJob
 
-from support import Deployment, wait_until
+from support import Deployment, needs_handoff, wait_until
 
 POLL_NEVER = 600  # nothing is found by a poll: only hand-offs start jobs
 MISSING = 10**9
@@ -63,6 +63,7 @@ def _runs(deployment: Deployment) -> list[int]:
     return [int(line) for line in deployment.lines("runs.log")]
 
 
+@needs_handoff
 def test_a_forged_run_datagram_for_a_missing_or_finished_job_runs_nothing_on_a_worker_or_the_master(
     deployment: Deployment,
 ) -> None:
@@ -90,6 +91,7 @@ def test_a_forged_run_datagram_for_a_missing_or_finished_job_runs_nothing_on_a_w
     assert any("ignored a hand-off of job" in line for line in deployment.lines("jobd.log"))
 
 
+@needs_handoff
 def test_a_run_datagram_sent_again_for_a_job_the_master_holds_does_not_start_it_twice(deployment: Deployment) -> None:
     deployment.write_config({"main": {"workers": 2}}, poll_interval=POLL_NEVER)
     deployment.start_master()
