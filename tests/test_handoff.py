@@ -302,7 +302,7 @@ def test_with_the_hand_off_switched_off_a_submit_is_queued_and_its_wake_up_start
     wait_until(lambda: state_of(deployment, job_id) is JobState.SUCCEEDED, timeout=20, message="the job, woken for")
     assert deployment.status()["master"]["handoffs"] == {"to_workers": 0, "through_master": 0, "passed_by_workers": 0}
     assert not path_beside(deployment.socket, OFFER_SUFFIX).exists()
-    assert not list(deployment.root.glob("jobd.sock.w*"))  # no worker has a socket of its own
+    assert not list(deployment.root.glob("jobd.sock.w[0-9]*"))  # no worker has a socket of its own
 
 
 def test_the_store_confirms_only_running_jobs_of_the_asking_master(store) -> None:  # type: ignore[no-untyped-def]
