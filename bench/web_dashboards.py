@@ -54,7 +54,7 @@ SUBMIT_LOOP = '''
 import sys, time
 from pathlib import Path
 from jobd.store import NewJob, open_store
-from jobd.wakeup import announce
+from jobd.handoff.submit_side import announce
 
 url, socket, rate, stop = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3]), Path(sys.argv[4])
 store = open_store(url)

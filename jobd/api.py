@@ -25,14 +25,14 @@ from .catalogue import CatalogueCache, read_published
 from .config import JobdConfig, find_config_path, load_config
 from .control.protocol import Request
 from .errors import InvalidArgs, StoreUnavailable, UnknownTask
-from .handoff import Offer, OfferReader, offer_path
+from .handoff.submit_side import announce, hand_off, offer_for
 from .inventory import load_daemon_tasks
 from .job import Job, encode_args
 from .store import NewJob, Store, open_store
 from .store.diagnosis import describe_store_error, missing_tables
 from .store.errors import describe, is_outage
 from .tasks import TaskDefinition
-from .wakeup import HandedJob, announce, hand_over, hand_to_worker
+from .workers.protocol import HandedJob
 
 log = logging.getLogger("jobd.api")
 
@@ -166,8 +166,8 @@ def submit(
         run_at = run_at.timestamp()
     store = _store_for(settings.store)
     offer = None
-    if connection is None and unique_key is None and (run_at is None or run_at <= time.time()):
-        offer = _handoff_offer(settings.socket, daemon)
+    if settings.handoff and connection is None and unique_key is None and (run_at is None or run_at <= time.time()):
+        offer = offer_for(settings.socket, daemon)  # the local master takes the job straight (jobd.handoff)
     handed_to = offer.master if offer is not None else None
     new_job = NewJob(
         daemon=daemon, task=task, args=arguments, priority=priority, run_at=run_at,
@@ -184,28 +184,10 @@ def submit(
             f"the job was not submitted: the store at {store.url} is unavailable ({describe(error)}); try again later"
         ) from None
     if offer is not None:
-        handed = HandedJob(daemon, job_id, priority, max_attempts, task, new_job.encoded_args)
-        worker = offer.worker_socket(settings.socket, daemon)
-        if not (worker is not None and hand_to_worker(worker, handed)) and not hand_over(settings.socket, handed):
-            # Nobody took it (the master is gone, or cannot keep up): back to the queue, attempt refunded.
-            try:
-                store.jobs.requeue([job_id], offer.master, refund_attempt=True)
-            except sa.exc.DBAPIError:
-                # Committed all the same: the master adopts it, or recovers it as an orphan if it is gone.
-                log.warning("job %s: could not put it back in the queue after a failed hand-off", job_id, exc_info=True)
-            announce(settings.socket, daemon)
+        hand_off(store.jobs, settings.socket, offer, HandedJob(daemon, job_id, priority, max_attempts, task, new_job.encoded_args))
     elif connection is None:
         announce(settings.socket, daemon)  # the master claims at once instead of at its next poll
     return job_id
-
-
-def _handoff_offer(control_socket: Path, daemon: str) -> Offer | None:
-    """The local master's offer to take ``daemon``'s jobs straight from a submit, if it makes one (``jobd.handoff``)."""
-    offer = _offers.read(offer_path(control_socket))
-    return offer if offer is not None and daemon in offer.daemons else None
-
-
-_offers = OfferReader()
 
 
 def get_job(job_id: int, *, config: JobdConfig | str | os.PathLike[str] | None = None) -> Job:
@@ -217,7 +199,7 @@ def wake_master(socket_path: Path) -> None:
 
     A request over the control socket, answered by the master loop (``jobd
     cancel`` needs that: the running job is stopped on the master's side).
-    A plain submit only needs ``jobd.wakeup.announce``, which is much cheaper.
+    A plain submit only needs ``jobd.handoff.submit_side.announce``, which is much cheaper.
     Fire-and-forget: no master, or a busy one, costs nothing but the poll delay.
     """
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -28,7 +28,7 @@ from .job import encode_args
 from .store import BulkJobs
 from .store.diagnosis import describe_store_error, missing_tables
 from .store.errors import describe, is_outage
-from .wakeup import announce
+from .handoff.submit_side import announce
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,7 @@ class JobdConfig(_Strict):
     )
     retention: Duration = Field(default=7 * 86400.0, description="finished jobs older than this are pruned")
     prune_interval: Duration = 300.0
+    handoff: bool = Field(True, description="submits hand jobs straight to idle local workers (jobd.handoff); $JOBD_HANDOFF overrides")
     python_path: list[Path] = Field(
         default_factory=list, description="directories added to sys.path to import task modules"
     )
@@ -344,7 +345,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> JobdConfig:
 def parse_config(text: str, config_path: Path) -> JobdConfig:
     """Validate the TOML ``text`` of ``config_path`` (pure apart from the time-zone database)."""
     try:
-        data = tomllib.loads(text)
+        data = tomllib.loads(text) | ({"handoff": switch} if (switch := os.environ.get(defaults.HANDOFF_ENV_VAR)) else {})
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(str(config_path), None, f"not valid TOML: {error}") from None
     try:

@@ -63,6 +63,7 @@ OUTCOME_BATCH_MAX = 200
 HANDOFF_OFFER_INTERVAL_SECONDS = 0.01  # a master republishes which daemons take hand-offs at most this often
 DIRECT_GATE_LOCK_SECONDS = 0.05  # the master and a worker hold a worker's gate lock for microseconds; longer: the other died
 MAX_DIRECT_DATAGRAMS_PER_READ = 256  # the master reads at most this many from a busy worker's socket per turn
+HANDOFF_ENV_VAR = "JOBD_HANDOFF"  # "off" (or "on") overrides jobd.toml's handoff, e.g. to run the tests without it
 HANDOFF_ADOPT_AFTER_SECONDS = 5.0  # a job handed to a master without a datagram is adopted after this long
 WAL_CHECKPOINT_INTERVAL_SECONDS = 0.25  # a SQLite store's log is copied back by the master's thread this often
 WAL_TRUNCATE_ABOVE_BYTES = 1024 * 1024  # ...and truncated when it is larger (a full disk needs its space back)

@@ -41,6 +41,21 @@ class Job:
     args_problem: str | None = None  # set when a row's args are not a JSON object
     row_problem: str | None = None  # set when another field of the row cannot be used (``store.row_decoding``)
 
+    @classmethod
+    def handed(
+        cls, id: int, daemon: str, task: str, args: dict[str, Any], *,
+        priority: int, max_attempts: int | None, owner: str, now: float,
+    ) -> Job:
+        """A job a submit inserted already claimed for ``owner`` and handed over (``jobd.handoff``).
+
+        The row holds the same (``NewJob.row`` with ``handed_to``: running,
+        first attempt, ``owner``'s), so the master need not read it back.
+        """
+        return cls(
+            id, daemon, task, args, JobState.RUNNING, priority=priority, attempts=1, max_attempts=max_attempts,
+            owner=owner, created_at=now, started_at=now, updated_at=now,
+        )
+
     @property
     def unrunnable(self) -> str | None:
         """Why this job can never run as stored (the master ends it dead with this reason), or None."""

@@ -15,12 +15,21 @@ from typing import Any
 
 import pytest
 
+from jobd.config import parse_config
 from jobd.control import client
 from jobd.errors import MasterNotRunning
 from jobd.store import Store, open_store
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NOBODY = 65534
+
+#: Whether the configs tests write run with the hand-off, decided as the config loader decides it:
+#: the suite also runs with ``JOBD_HANDOFF=off``, which switches it off.
+HANDOFF_ON = parse_config("", FIXTURES / "jobd.toml").handoff
+
+#: For a test that specifies the hand-off itself (an offer, a worker's socket, a job run straight
+#: from a datagram): it cannot hold with the hand-off switched off.
+needs_handoff = pytest.mark.skipif(not HANDOFF_ON, reason="specifies the hand-off, which JOBD_HANDOFF=off switches off")
 
 
 def send_as_nobody(root: Path, path: Path, datagram: bytes) -> None:

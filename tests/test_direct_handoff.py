@@ -22,12 +22,14 @@ import pytest
 
 import jobd
 from jobd import defaults
-from jobd.handoff import OfferReader, offer_path
+from jobd.handoff.datagrams import encode_handed_job
+from jobd.handoff.gate import DIRECT, FREE, MASTER, Gate
+from jobd.handoff.offer import OfferReader
+from jobd.handoff.sockets import OFFER_SUFFIX, path_beside
 from jobd.states import JobState
 from jobd.store import NewJob
-from jobd.wakeup import HandedJob, encode_handed_job
-from jobd.workers.direct import DIRECT, FREE, MASTER, Gate, worker_socket_path
-from support import Deployment, send_as_nobody, wait_until
+from jobd.workers.protocol import HandedJob
+from support import Deployment, needs_handoff, send_as_nobody, wait_until
 
 POLL_NEVER = 600  # a job that starts in time was handed over, not found by a poll
 
@@ -35,9 +37,9 @@ POLL_NEVER = 600  # a job that starts in time was handed over, not found by a po
 def worker_sockets(deployment: Deployment, daemon: str, count: int) -> list[Path]:
     """The sockets of ``daemon``'s workers as the master offers them, once all ``count`` are offered."""
     def offered() -> list[Path] | None:
-        offer = OfferReader().read(offer_path(deployment.socket))
+        offer = OfferReader().read(path_beside(deployment.socket, OFFER_SUFFIX))
         suffixes = offer.workers.get(daemon, ()) if offer is not None else ()
-        return [worker_socket_path(deployment.socket, suffix) for suffix in suffixes] if len(suffixes) == count else None
+        return [path_beside(deployment.socket, suffix) for suffix in suffixes] if len(suffixes) == count else None
 
     return wait_until(offered, message=f"the master to offer {count} worker socket(s) for {daemon}")
 
@@ -100,6 +102,7 @@ def test_the_gate_is_shared_with_the_worker_process() -> None:
 # -- with a real master ------------------------------------------------------
 
 
+@needs_handoff
 def test_a_submit_to_an_idle_worker_starts_there_without_the_master(deployment: Deployment) -> None:
     deployment.write_config({"main": {"workers": 2}}, poll_interval=POLL_NEVER)
     deployment.start_master()
@@ -112,6 +115,7 @@ def test_a_submit_to_an_idle_worker_starts_there_without_the_master(deployment: 
     assert handoffs(deployment) == {"to_workers": 1, "through_master": 0, "passed_by_workers": 0}
 
 
+@needs_handoff
 def test_a_hand_off_to_a_busy_worker_is_read_by_the_master_and_runs_on_another(deployment: Deployment) -> None:
     deployment.write_config({"main": {"workers": 2}}, poll_interval=POLL_NEVER)
     deployment.start_master()
@@ -127,6 +131,7 @@ def test_a_hand_off_to_a_busy_worker_is_read_by_the_master_and_runs_on_another(d
     assert not any("adopting" in line for line in deployment.lines("jobd.log"))
 
 
+@needs_handoff
 def test_a_worker_killed_while_running_a_submitted_job_runs_it_again(deployment: Deployment) -> None:
     deployment.write_config({"main": {"workers": 1}}, poll_interval=0.2)
     deployment.start_master()
@@ -139,6 +144,7 @@ def test_a_worker_killed_while_running_a_submitted_job_runs_it_again(deployment:
     assert deployment.store.jobs.get(job_id).attempts == 2
 
 
+@needs_handoff
 def test_a_draining_master_returns_a_hand_off_sent_to_a_worker(deployment: Deployment) -> None:
     deployment.write_config({"main": {"workers": 2}}, poll_interval=POLL_NEVER, drain_timeout=30)
     master = deployment.start_master()
@@ -146,7 +152,7 @@ def test_a_draining_master_returns_a_hand_off_sent_to_a_worker(deployment: Deplo
     busy = hand_to(deployment, busy_socket, "t.sleep", {"seconds": 3})
     wait_until(lambda: deployment.lines("started.log"), message="a job keeping the drain open")
     master.send_signal(signal.SIGTERM)
-    wait_until(lambda: not offer_path(deployment.socket).exists(), message="the offer withdrawn on SIGTERM")
+    wait_until(lambda: not path_beside(deployment.socket, OFFER_SUFFIX).exists(), message="the offer withdrawn on SIGTERM")
 
     late = hand_to(deployment, busy_socket, "t.record", {"n": 3})
     assert master.wait(timeout=60) == 0
@@ -156,9 +162,10 @@ def test_a_draining_master_returns_a_hand_off_sent_to_a_worker(deployment: Deplo
     assert not list(deployment.root.glob("*.sock.w*"))  # the workers' sockets are removed with them
 
 
+@needs_handoff
 def test_a_master_removes_worker_sockets_a_killed_master_left(deployment: Deployment) -> None:
     deployment.write_config({"main": {"workers": 1}}, poll_interval=POLL_NEVER)
-    leftover = worker_socket_path(deployment.socket, "w999")
+    leftover = path_beside(deployment.socket, "w999")
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     stale.bind(str(leftover))
     stale.close()  # bound, then abandoned: what a SIGKILL leaves
@@ -168,6 +175,7 @@ def test_a_master_removes_worker_sockets_a_killed_master_left(deployment: Deploy
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="sending as another user needs root")
+@needs_handoff
 def test_a_hand_off_from_another_user_to_a_worker_is_checked_against_the_store(deployment: Deployment) -> None:
     deployment.write_config({"main": {"workers": 1}}, poll_interval=POLL_NEVER)
     deployment.start_master()
@@ -182,6 +190,7 @@ def test_a_hand_off_from_another_user_to_a_worker_is_checked_against_the_store(d
     assert handoffs(deployment)["to_workers"] == 0
 
 
+@needs_handoff
 def test_a_burst_of_submits_from_several_processes_runs_every_job_exactly_once(
     store_url: str, deployment_factory: Callable[[str], Deployment]
 ) -> None:
@@ -230,6 +239,7 @@ def test_a_burst_of_submits_from_several_processes_runs_every_job_exactly_once(
     assert not any("adopting" in line or "which it was not running" in line for line in log)  # the master's view held
 
 
+@needs_handoff
 def test_submits_follow_workers_recycled_after_every_job(deployment: Deployment) -> None:
     """Each job retires its worker: submits meet sockets that are closing or gone, and every job still runs once."""
     deployment.write_config({"main": {"workers": 1, "max_tasks_per_worker": 1}}, poll_interval=0.2)

@@ -11,7 +11,9 @@ import pytest
 
 import jobd
 from jobd.states import JobState
-from jobd.wakeup import MAX_DATAGRAM_BYTES, WakeSocket, announce, decode, encode, wake_socket_path
+from jobd.handoff.datagrams import MAX_DATAGRAM_BYTES, decode, encode
+from jobd.handoff.sockets import WAKE_SUFFIX, WakeSocket, path_beside
+from jobd.handoff.submit_side import announce
 from support import Deployment, wait_until
 
 # Far beyond every deadline below: a job that runs in time was started by its wake-up, not by a poll.
@@ -64,7 +66,7 @@ def test_a_submit_starts_the_job_without_waiting_for_the_poll(deployment: Deploy
 def test_the_wake_socket_is_born_with_the_control_sockets_restrictive_mode(deployment: Deployment) -> None:
     deployment.write_config({"main": {"workers": 1}})
     deployment.start_master()
-    path = wake_socket_path(deployment.socket)
+    path = path_beside(deployment.socket, WAKE_SUFFIX)
     assert stat.S_ISSOCK(os.stat(path).st_mode)
     mode = stat.S_IMODE(os.stat(path).st_mode)
     assert mode == 0o660, oct(mode)
@@ -74,7 +76,7 @@ def test_garbage_oversized_and_unknown_wake_ups_are_ignored_and_the_master_keeps
     deployment.write_config({"main": {"workers": 1}}, poll_interval=POLL_NEVER)
     deployment.start_master()
     idle_workers(deployment, "main", 1)
-    path = str(wake_socket_path(deployment.socket))
+    path = str(path_beside(deployment.socket, WAKE_SUFFIX))
     sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sender.settimeout(10)  # the master drains its queue: a blocked send would mean it stopped reading
     try:
@@ -102,7 +104,7 @@ def test_a_stale_wake_socket_of_a_killed_master_does_not_prevent_the_next_start(
     first = deployment.start_master()
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(timeout=30)
-    path = wake_socket_path(deployment.socket)
+    path = path_beside(deployment.socket, WAKE_SUFFIX)
     assert path.exists()  # left behind: nobody receives there any more
     announce(deployment.socket, "main")  # a submitter's wake-up to a dead master is simply lost
 
@@ -115,7 +117,7 @@ def test_a_stale_wake_socket_of_a_killed_master_does_not_prevent_the_next_start(
 def test_a_stopped_master_removes_its_wake_socket(deployment: Deployment) -> None:
     deployment.write_config({"main": {"workers": 1}})
     master = deployment.start_master()
-    path = wake_socket_path(deployment.socket)
+    path = path_beside(deployment.socket, WAKE_SUFFIX)
     assert path.exists()
     master.send_signal(signal.SIGTERM)
     assert master.wait(timeout=60) == 0
@@ -152,7 +154,7 @@ def test_a_wake_socket_path_too_long_for_unix_sockets_leaves_the_master_polling(
     """A control socket path that fits with 5 bytes to spare must not stop a master from starting."""
     folder = tmp_path / ("d" * max(1, 104 - len(str(tmp_path)) - len("/jobd.sock")))
     control = folder / "jobd.sock"
-    assert len(str(control)) <= 107 < len(str(wake_socket_path(control)))
+    assert len(str(control)) <= 107 < len(str(path_beside(control, WAKE_SUFFIX)))
     receiver = WakeSocket(control)
     receiver.open()
     try:
@@ -161,4 +163,4 @@ def test_a_wake_socket_path_too_long_for_unix_sockets_leaves_the_master_polling(
         assert receiver.take() == set()
     finally:
         receiver.close()
-    assert not wake_socket_path(control).exists()
+    assert not path_beside(control, WAKE_SUFFIX).exists()

@@ -22,7 +22,7 @@ def test_a_frame_round_trips_every_message_kind_in_order() -> None:
         protocol.WorkerFailed("no module named x"),
         protocol.ProgressReport(7, {"done": 1, "total": 2}),
         protocol.JobFinished(7, 1, "failed", error="boom", traceback="tb", permanent=True, duration=0.5),
-        protocol.TookHandoff(9, -2, None, "mail.send", '{"to":"a@b.c"}'),
+        protocol.HandedJob("main", 9, -2, None, "mail.send", '{"to":"a@b.c"}'),
         protocol.PassedHandoff(b"run/1 main 9", False),
     ]
     assert protocol.decode(protocol.encode(messages)) == messages

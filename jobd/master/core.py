@@ -41,7 +41,6 @@ from ..store.checkpoints import WalCheckpointer
 from ..store.health import StoreHealth, store_probe
 from ..store.retry import retry_outages
 from ..ticker import Ticker
-from ..workers.direct import remove_stale
 from ..workers.pool import Pool
 from ..workers.processes import ProcessLauncher
 from ..workers.worker import WorkerSpec
@@ -141,8 +140,7 @@ class Master:
         self.lease.renewed(self.clock())
         self.lease.start(self.lease_keeper.kill_workers_now)
         self.control.start()
-        self.handoff.wakeups.open()
-        remove_stale(self.config.socket)  # workers' sockets a killed master left behind
+        self.handoff.desk.open()  # also removes what a killed master left: its workers' sockets, its offer
         self.signals.install()
         for name in self.config.daemons_here():
             self.create_pool(name, self.config.daemons[name])
@@ -154,7 +152,7 @@ class Master:
     def _shutdown(self) -> None:
         guarded = self.store_link.guarded
         self.handoff.withdraw_offer()
-        self.handoff.wakeups.drain()  # hand-offs sent before the offer was withdrawn go back to the queue:
+        self.handoff.desk.read_everything()  # hand-offs sent before the offer was withdrawn go back to the queue:
         guarded(self.handoff.take_handed)  # a stopping master refuses them
         guarded(self.endings.flush)
         guarded(self.endings.settle_exits)
@@ -173,7 +171,7 @@ class Master:
         guarded(self.handoff.take_handed)  # what submits sent to the workers meanwhile: back to the queue
         self.observers.stopped(self)
         self.control.stop()
-        self.handoff.wakeups.close()
+        self.handoff.desk.close()
         self.signals.uninstall()
         self.activity.stop()
         self.lease.stop()

@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from collections.abc import Hashable
 from typing import TYPE_CHECKING
 
 from ..errors import JobdError
 from ..readiness import Readiness
 from ..throttle import Throttle
-from ..wakeup import parse_handed
 from ..workers import protocol
 from ..workers.pool import Assignment, Pool, Worker
 from .endings import Finished
@@ -82,22 +82,25 @@ class Loop:
         True if a submit's wake-up is all that arrived.
         """
         master = self.master
-        wakeups = master.handoff.wakeups
-        wake_fd = wakeups.fileno()
-        watched: dict[int, int] = {master.wake_pipe.read_fd: 0, wake_fd: 0}
+        desk = master.handoff.desk
+        watched: dict[int, Hashable] = {master.wake_pipe.read_fd: 0}
         sentinels: set[int] = set()
+        busy_channels = []  # workers' hand-off sockets they cannot read now: the desk does
         for pool in master.pools.values():
             for worker in pool.live_workers():
                 watched.update(worker.watched())
+                channel = worker.busy_channel()
+                if channel is not None:
+                    busy_channels.append(channel)
             sentinels |= pool.sentinels()
         self.sentinels = sentinels
+        handoff_fds = desk.fds(busy_channels)
+        watched.update(handoff_fds)
         self.ready = self.readiness.wait(watched, timeout)
         if master.wake_pipe.read_fd in self.ready:
             master.wake_pipe.clear()
-        if wake_fd not in self.ready:
-            return False
-        master.handoff.woken |= wakeups.take()
-        return len(self.ready) == 1
+        master.handoff.woken |= desk.collect(self.ready)
+        return bool(self.ready) and self.ready <= handoff_fds.keys()
 
     def act_on_signals(self) -> None:
         master = self.master
@@ -121,7 +124,6 @@ class Loop:
         for pool in master.pools.values():
             freed = False
             for worker in pool.live_workers():
-                master.handoff.passed_on(worker.handed_while_busy(self.ready))
                 if not worker.wrote(self.ready):
                     continue
                 for message in pool.messages(worker):
@@ -132,7 +134,7 @@ class Loop:
             if freed:
                 master.dispatcher.feed(pool)  # workers with room get prefetched jobs before any store round trip
                 master.dispatcher.claim_soon()
-        if master.handoff.wakeups.handed:
+        if master.handoff.desk.pending:
             master.handoff.take_handed()  # hand-offs a worker passed on, or that waited on a busy worker's socket
         master.endings.gather(ended)
 
@@ -140,12 +142,11 @@ class Loop:
         master = self.master
         if isinstance(message, protocol.WorkerReady):
             master.dispatcher.claim_soon()
-        if isinstance(message, protocol.TookHandoff):
+        if isinstance(message, protocol.HandedJob):
             master.handoff.took_handoff(pool, worker, message)
             return None
         if isinstance(message, protocol.PassedHandoff):
-            handed = parse_handed(message.datagram, message.trusted)
-            master.handoff.passed_on([handed] if handed is not None else [])
+            master.handoff.desk.passed(message)
             return None
         if isinstance(message, protocol.ProgressReport) and worker.assignment is not None:
             running = worker.assignment.job

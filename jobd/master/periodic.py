@@ -48,9 +48,9 @@ class PeriodicWork:
             master.dispatcher.claim_soon()
         master.dispatcher.claim_if_tokens_due(time.time())
         master.dispatcher.dispatch_if_requested()
-        if master.handoff.adopt_check.ready():
+        if master.handoff.desk.adopt_due():
             master.handoff.adopt_lost_handoffs()
-        if master.handoff.offer_check.ready():
+        if master.handoff.desk.offer_due():
             master.handoff.offer_handoffs()
         if self.progress_flush.ready():
             self._flush_progress()

@@ -53,7 +53,7 @@ class StatusReport:
                 "uptime": round(time.time() - master.started_at, 1),
                 "config": str(master.config.source),
                 "jobs_finished": master.jobs_finished,
-                "handoffs": dict(master.handoff.handoffs),
+                "handoffs": master.handoff.desk.counted(),
             },
             "daemons": {
                 name: master.daemons.status(name, {**pool.snapshot(), "counts": counts.get(name, {})})

@@ -2,7 +2,7 @@
 
 A worker touches the store for two things: saving a checkpoint (durable
 when ``ctx.checkpoint`` returns) and checking that a submit's hand-off names
-a job its master may run (``store.handoff_check``). For those two statements
+a job its master may run (``jobd.handoff``). For those two statements
 it used to load SQLAlchemy — about 10 MB of every worker's own memory and a
 tenth of a second of its start — while the task code rarely needs it.
 

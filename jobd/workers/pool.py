@@ -20,9 +20,10 @@ from typing import Any
 from .. import defaults
 from ..output_caps import cap_progress
 from ..config import DaemonConfig
+from ..handoff.channel import open_channel
+from ..handoff.gate import DIRECT, MASTER
 from ..job import Job
 from . import protocol
-from .direct import DIRECT, MASTER, open_channel
 from .feeding import Admit, plan_feed
 from .recycling import Recycling
 from .pipelining import MAX_UNREAD_BYTES, Pipeline
@@ -113,7 +114,7 @@ class Pool:
                 extra -= 1
 
     def _spawn(self) -> Worker:
-        channel = open_channel(self.spec.config.socket, self.launcher.context)
+        channel = open_channel(self.spec.config.socket, self.launcher.context) if self.spec.config.handoff else None
         try:
             spawned = self.launcher.spawn(self.spec, name=f"jobd-worker-{self.daemon}", channel=channel)
         except BaseException:
@@ -168,7 +169,7 @@ class Pool:
         """Hand ``worker`` these (job, timeout) pairs in one write; it runs them after those it holds.
 
         False if the worker is gone (its pipe is closed) or has just taken a
-        submit's job (``direct.py``): it got none of them, and the caller keeps
+        submit's job (``jobd.handoff``): it got none of them, and the caller keeps
         them for another worker.
         """
         if not jobs:
@@ -191,7 +192,7 @@ class Pool:
         return True
 
     def took_handoff(self, worker: Worker, job: Job, timeout: float) -> None:
-        """``worker`` started a job a submit handed it directly (``direct.py``): it is its running job now.
+        """``worker`` started a job a submit handed it directly (``jobd.handoff``): it is its running job now.
 
         It goes first: the worker could take it only while the master held
         nothing of it, so any job this master handed it since (if it heard of

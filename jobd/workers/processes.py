@@ -31,7 +31,7 @@ from ..errors import ConfigError
 from ..observability.log_channels import open_worker_channel
 from ..store.engine import driver_target
 from . import sessions
-from .direct import Channel
+from ..handoff.channel import Channel
 from .fence import HostFence
 from .lifeline import Lifeline
 from .memory import rss_bytes

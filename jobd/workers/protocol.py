@@ -90,15 +90,32 @@ class JobFinished:
 
 
 @dataclass(frozen=True)
-class TookHandoff:
-    """worker → master: a submit handed this job straight to this worker (``direct.py``); it starts now."""
+class HandedJob:
+    """A job a submit inserted already claimed for a master (running, attempt 1) and handed over by datagram.
 
+    The one shape of a handed job (``jobd.handoff``): what a ``run`` datagram
+    names or describes, what the master confirms against the store, and, as
+    a message (worker → master), a job a worker took straight from a submit
+    and starts now. Without ``task`` only its id is known (a ``run/1``, or a
+    sender not trusted with the content): whoever receives it reads the row.
+    """
+
+    daemon: str
     job_id: int
-    priority: int
-    max_attempts: int | None
-    task: str
-    args: str  # as stored: canonical JSON
+    priority: int = 0
+    max_attempts: int | None = None
+    task: str | None = None
+    args: str | None = None  # as stored: canonical JSON
     type: str = "took"
+
+    @property
+    def described(self) -> bool:
+        """Whether the content came along (a trusted ``run/2``), so the job can start without reading its row."""
+        return self.task is not None and self.args is not None
+
+    def named_only(self) -> HandedJob:
+        """The same hand-off believed for its id alone (the sender is not trusted with the content)."""
+        return HandedJob(self.daemon, self.job_id)
 
 
 @dataclass(frozen=True)
@@ -110,9 +127,9 @@ class PassedHandoff:
     type: str = "passed"
 
 
-Message = RunJob | CancelJob | StopWorker | WorkerReady | WorkerFailed | ProgressReport | JobFinished | TookHandoff | PassedHandoff
+Message = RunJob | CancelJob | StopWorker | WorkerReady | WorkerFailed | ProgressReport | JobFinished | HandedJob | PassedHandoff
 _KINDS: tuple[type, ...] = (
-    RunJob, CancelJob, StopWorker, WorkerReady, WorkerFailed, ProgressReport, JobFinished, TookHandoff, PassedHandoff,
+    RunJob, CancelJob, StopWorker, WorkerReady, WorkerFailed, ProgressReport, JobFinished, HandedJob, PassedHandoff,
 )
 # type name → (class, the names of its fields in order, without "type")
 _TYPES: dict[str, tuple[type, tuple[str, ...]]] = {

@@ -15,9 +15,8 @@ from typing import Any
 
 from .. import defaults
 from ..job import Job
-from ..wakeup import Handed
+from ..handoff.channel import Channel
 from . import memory, protocol
-from .direct import Channel
 from .processes import SpawnedProcess
 from .states import WorkerState, change_worker_state
 
@@ -55,7 +54,7 @@ class Worker:
     pipe_closed: bool = False  # the worker's end is closed: nothing more to read
     wall_started_at: float = field(default_factory=time.time)
     reader: protocol.FrameReader = field(init=False)  # the master reads this worker's frames through it
-    channel: Channel | None = None  # its own hand-off socket and gate (``direct.py``)
+    channel: Channel | None = None  # its own hand-off socket and gate (``jobd.handoff``)
     timed_out: bool = False  # killed because its running job outran its timeout
 
     def __post_init__(self) -> None:
@@ -80,12 +79,13 @@ class Worker:
         return int(self.spawned.process.sentinel)
 
     def watched(self) -> dict[int, int]:
-        """The descriptors the master waits on for this worker (pipe, hand-off socket, sentinel), each to its pid."""
+        """The descriptors the master waits on for this worker (pipe, sentinel), each to its pid.
+
+        Its hand-off socket is watched by the master's hand-off desk, and only while busy (``busy_channel``).
+        """
         watched: dict[int, int] = {}
         if not self.pipe_closed:
             watched[self.reader.fd] = self.pid
-        if self.channel is not None and self.state is not WorkerState.IDLE:
-            watched[self.channel.fileno()] = self.pid  # it cannot read its socket now: the master does
         watched[self.sentinel] = self.pid
         return watched
 
@@ -101,20 +101,14 @@ class Worker:
         """Whether the worker's pipe is among the ``ready`` descriptors."""
         return not self.pipe_closed and self.reader.fd in ready
 
-    def handed_while_busy(self, ready: set[int]) -> list[Handed]:
-        """Hand-offs waiting on this worker's socket, if it is among ``ready`` (the worker cannot read them now)."""
-        if self.channel is None or self.channel.fileno() not in ready:
-            return []
-        return self.channel.drain()
+    def busy_channel(self) -> Channel | None:
+        """Its hand-off socket while it cannot read it (not idle): the master reads what submits send there."""
+        return self.channel if self.state is not WorkerState.IDLE else None
 
-    def close_channel(self) -> list[Handed]:
-        """Close the hand-off socket of a worker that exited; return what submits had sent to it."""
-        if self.channel is None:
-            return []
-        left = self.channel.drain()
-        self.channel.close()
-        self.channel = None
-        return left
+    def detach_channel(self) -> Channel | None:
+        """Forget the hand-off socket of a worker that exited; the caller reads what is left and closes it."""
+        channel, self.channel = self.channel, None
+        return channel
 
     def send(self, messages: list[protocol.Message]) -> bool:
         """Send ``messages`` in one frame; False if the pipe is closed."""
@@ -153,7 +147,7 @@ class Worker:
         self.state = change_worker_state(self.state, target)
 
     def offered_socket(self) -> str | None:
-        """The suffix of this worker's socket if submits may hand it jobs straight (``direct.py``): not retiring."""
+        """The suffix of this worker's socket if submits may hand it jobs straight (``jobd.handoff``): not retiring."""
         if self.channel is None or self.outdated or self.state not in (WorkerState.IDLE, WorkerState.BUSY):
             return None
         return self.channel.suffix
@@ -164,7 +158,7 @@ class Worker:
         self.refuse_submits()
 
     def refuse_submits(self) -> None:
-        """A submit's datagram that reaches this worker from now on goes to the master (``direct.py``)."""
+        """A submit's datagram that reaches this worker from now on goes to the master (``jobd.handoff``)."""
         if self.channel is not None:
             self.channel.gate.close()
 

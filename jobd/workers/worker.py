@@ -36,7 +36,8 @@ from ..store.driver_sql import WorkerStatements
 from ..tasks import TaskDefinition
 from ..trailing import process_flusher
 from . import lifeline as lifelines, protocol
-from .direct import Channel, WorkerEnd, handoff_guard
+from ..handoff.channel import Channel
+from ..handoff.worker_side import WorkerEnd, handoff_guard
 from .fence import Ledger, ledger_path
 from .settings import WorkerSettings, load_tasks
 
@@ -171,7 +172,7 @@ class _Inbox:
     one it reads whatever else arrived: a cancel for a job still waiting here,
     or a stop, which leaves every waiting job unstarted (the master hands them
     back to the queue when this process exits). With nothing to run, it also
-    waits on its own hand-off socket (``direct.py``): a submit's job starts
+    waits on its own hand-off socket (``jobd.handoff``): a submit's job starts
     from there without passing through the master.
     """
 

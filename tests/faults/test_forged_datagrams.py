@@ -15,13 +15,14 @@ import socket
 from pathlib import Path
 
 import jobd
-from jobd.handoff import OfferReader, offer_path
+from jobd.handoff.datagrams import encode_handed_job
+from jobd.handoff.offer import OfferReader
+from jobd.handoff.sockets import OFFER_SUFFIX, WAKE_SUFFIX, path_beside
 from jobd.states import JobState
 from jobd.store import NewJob
-from jobd.wakeup import HandedJob, encode_handed_job, wake_socket_path
-from jobd.workers.direct import worker_socket_path
+from jobd.workers.protocol import HandedJob
 
-from support import Deployment, wait_until
+from support import Deployment, needs_handoff, wait_until
 
 POLL_NEVER = 600  # nothing is found by a poll: only hand-offs start jobs
 MISSING = 10**9
@@ -41,9 +42,9 @@ def _run_datagram(job_id: int, n: int) -> bytes:
 
 def _worker_sockets(deployment: Deployment, count: int) -> list[Path]:
     def offered() -> list[Path] | None:
-        offer = OfferReader().read(offer_path(deployment.socket))
+        offer = OfferReader().read(path_beside(deployment.socket, OFFER_SUFFIX))
         suffixes = offer.workers.get("main", ()) if offer is not None else ()
-        return [worker_socket_path(deployment.socket, suffix) for suffix in suffixes] if len(suffixes) == count else None
+        return [path_beside(deployment.socket, suffix) for suffix in suffixes] if len(suffixes) == count else None
 
     return wait_until(offered, message=f"the master to offer {count} worker socket(s)")
 
@@ -62,6 +63,7 @@ def _runs(deployment: Deployment) -> list[int]:
     return [int(line) for line in deployment.lines("runs.log")]
 
 
+@needs_handoff
 def test_a_forged_run_datagram_for_a_missing_or_finished_job_runs_nothing_on_a_worker_or_the_master(
     deployment: Deployment,
 ) -> None:
@@ -72,7 +74,7 @@ def test_a_forged_run_datagram_for_a_missing_or_finished_job_runs_nothing_on_a_w
     wait_until(lambda: deployment.store.jobs.get(finished).state is JobState.SUCCEEDED, message="the first job")
     queued = deployment.store.jobs.insert(NewJob("main", "t.record", {"n": 2}))  # waits: nothing polls
     genuine = []
-    for path in [*sockets, wake_socket_path(deployment.socket)]:
+    for path in [*sockets, path_beside(deployment.socket, WAKE_SUFFIX)]:
         for job_id in (MISSING, finished, queued):
             _send(path, _run_datagram(job_id, 666))
         genuine.append(_genuine(deployment, path, 3))
@@ -89,6 +91,7 @@ def test_a_forged_run_datagram_for_a_missing_or_finished_job_runs_nothing_on_a_w
     assert any("ignored a hand-off of job" in line for line in deployment.lines("jobd.log"))
 
 
+@needs_handoff
 def test_a_run_datagram_sent_again_for_a_job_the_master_holds_does_not_start_it_twice(deployment: Deployment) -> None:
     deployment.write_config({"main": {"workers": 2}}, poll_interval=POLL_NEVER)
     deployment.start_master()
@@ -96,7 +99,7 @@ def test_a_run_datagram_sent_again_for_a_job_the_master_holds_does_not_start_it_
     running = jobd.submit("main", "t.sleep", {"seconds": 2}, config=deployment.config_path)
     wait_until(lambda: deployment.lines("started.log"), message="the sleeping job to start")
     replay = encode_handed_job(HandedJob("main", running, 0, None, "t.sleep", '{"seconds":2}')) or b""
-    _send(wake_socket_path(deployment.socket), replay)  # the master reads its wake socket itself
-    _genuine(deployment, wake_socket_path(deployment.socket), 4)
+    _send(path_beside(deployment.socket, WAKE_SUFFIX), replay)  # the master reads its wake socket itself
+    _genuine(deployment, path_beside(deployment.socket, WAKE_SUFFIX), 4)
     wait_until(lambda: deployment.store.jobs.get(running).state is JobState.SUCCEEDED, message="the sleeping job")
     assert len(deployment.lines("started.log")) == 1, deployment.lines("started.log")
