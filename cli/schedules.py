@@ -15,9 +15,9 @@ from rich.table import Table
 from jobd.config import JobdConfig, load_config, load_schedule
 from jobd.errors import BadInput, ConfigError
 from jobd.schedules import import_crontab
-from jobd.store import open_store
 
-from jobd.status import schedule_rows
+from jobd.ops.jobs import set_schedule_paused
+from jobd.status.report import schedule_rows
 
 from .options import ConfigOption, JsonOption
 from .output import ago, console, print_json, reports_errors
@@ -136,12 +136,10 @@ def _set_paused(config: Path | None, target: str, *, paused: bool) -> None:
     """Persist a pause (or its end) for a daemon or entry and say what changed."""
     settings = load_config(config)
     key = _target(settings, target)
-    store = open_store(settings.store)
-    store.initialise()
     if paused:
-        outcome = "paused" if store.schedules.pause(key) else "was already paused"
+        outcome = "paused" if set_schedule_paused(settings, key, paused=True) else "was already paused"
     else:
-        outcome = "resumed" if store.schedules.resume(key) else "was not paused"
+        outcome = "resumed" if set_schedule_paused(settings, key, paused=False) else "was not paused"
     console.print(f"{target}: {outcome}")
 
 
