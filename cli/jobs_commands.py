@@ -36,7 +36,7 @@ def jobs(
     """
     from jobd.ops.jobs import STATE_NAMES, list_jobs
 
-    listing = list_jobs(load_settings(config), states=state or [], daemon=daemon, task=task, limit=limit)
+    listing = list_jobs(load_settings(config, with_schedule=False), states=state or [], daemon=daemon, task=task, limit=limit)
     if listing.unknown_states and not listing.jobs:  # a typo, most likely: say so (stderr, so --json stays parseable)
         error_console.print(f"no job in {', '.join(map(repr, listing.unknown_states))}: not a jobd state "
                             f"(jobd states: {', '.join(sorted(STATE_NAMES))})", highlight=False)
@@ -60,7 +60,7 @@ def job_detail(job_id: int, config: ConfigOption = None, as_json: JsonOption = F
     """
     from jobd.ops.jobs import show_job
 
-    job = show_job(load_settings(config), job_id)
+    job = show_job(load_settings(config, with_schedule=False), job_id)
     if as_json:
         print_json(job.to_dict())
         return
@@ -114,7 +114,7 @@ def cancel(job_id: int, config: ConfigOption = None) -> None:
     from jobd.ops.jobs import cancel_job
     from jobd.states import JobState, phrase
 
-    job = cancel_job(load_settings(config), job_id)
+    job = cancel_job(load_settings(config, with_schedule=False), job_id)
     if job.state is JobState.CANCELLED:
         console.print(f"job {job_id} cancelled")
     else:
@@ -130,5 +130,5 @@ def retry(job_id: int, config: ConfigOption = None) -> None:
     from jobd.ops.jobs import retry_job
     from jobd.states import phrase
 
-    job = retry_job(load_settings(config), job_id)
+    job = retry_job(load_settings(config, with_schedule=False), job_id)
     console.print(f"job {job_id} {phrase(job.state)} again")

@@ -36,7 +36,7 @@ def logs(
     from jobd.ops.jobs import job_log_lines, show_job
     from jobd.states import FINAL
 
-    settings = load_settings(config)
+    settings = load_settings(config, with_schedule=False)
     last = _print(job_log_lines(settings, job_id, recent=lines), as_json, show_job=job_id is None)
     while follow:
         if job_id is not None and show_job(settings, job_id).state in FINAL:

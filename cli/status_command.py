@@ -30,7 +30,7 @@ def status(
     Example: jobd status --json
              jobd status mailing    (workers, running jobs, queue, recent failures, next ticks)
     """
-    settings = load_settings(config)
+    settings = load_settings(config, with_schedule=False)
     if daemon is not None:
         _print_daemon(settings, daemon, as_json)
         return

@@ -49,7 +49,7 @@ def trigger(
     from jobd.ops.jobs import daemon_is_served, submit_intent, wait_for_job
     from jobd.states import JobState
 
-    settings = load_settings(config)
+    settings = load_settings(config, with_schedule=False)
     run_at = time.time() + delay if delay else None
     if from_file is not None:
         if arg or json_args is not None or unique_key or wait or reuse_cached:

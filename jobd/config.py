@@ -199,8 +199,13 @@ def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     return (Path.cwd() / defaults.CONFIG_FILE_NAME).resolve()
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> JobdConfig:
-    """Read and validate a jobd.toml; raise ``ConfigError`` naming file, key and reason."""
+def load_config(path: str | os.PathLike[str] | None = None, *, with_schedule: bool = True) -> JobdConfig:
+    """Read and validate a jobd.toml; raise ``ConfigError`` naming file, key and reason.
+
+    ``with_schedule=False`` leaves the schedule entries unread: for commands
+    that only read or submit jobs, which neither need the schedule engine nor
+    should refuse to show the queue because a schedule file is broken.
+    """
     config_path = find_config_path(path)
     try:
         text = config_path.read_text(encoding="utf-8")
@@ -210,10 +215,10 @@ def load_config(path: str | os.PathLike[str] | None = None) -> JobdConfig:
         ) from None
     except OSError as error:
         raise ConfigError(str(config_path), None, f"cannot read: {error.strerror}") from None
-    return parse_config(text, config_path)
+    return parse_config(text, config_path, with_schedule=with_schedule)
 
 
-def parse_config(text: str, config_path: Path) -> JobdConfig:
+def parse_config(text: str, config_path: Path, *, with_schedule: bool = True) -> JobdConfig:
     """Validate the TOML ``text`` of ``config_path`` (pure apart from the time-zone database)."""
     try:
         data = tomllib.loads(text) | ({"handoff": switch} if (switch := os.environ.get(defaults.HANDOFF_ENV_VAR)) else {})
@@ -224,7 +229,8 @@ def parse_config(text: str, config_path: Path) -> JobdConfig:
     except ValidationError as error:
         raise _config_error(config_path, error) from None
     config = _check_socket_path(_resolve_paths(config))
-    load_schedule(config, text)  # an invalid schedule refuses the whole config
+    if with_schedule:
+        load_schedule(config, text)  # an invalid schedule refuses the whole config
     return config
 
 

@@ -115,7 +115,7 @@ def _with_live_activity(report: StatusReport, settings: JobdConfig, now: float) 
     """Add every host's masters and running jobs (memcached), and the local master's running jobs."""
     announced: list[AnnouncedMaster] = []
     running: list[RunningJob] = []
-    shared = shared_activity(settings)
+    shared = shared_activity(settings)  # None without memcached (whose client is then never imported)
     if shared is not None:
         try:
             view = read_view(shared, source="memcached", now=now)
