@@ -3,7 +3,8 @@
 Each line is one job's args as a JSON object (blank lines are skipped). The
 whole file is read and checked before anything is submitted: a line that is
 not a JSON object stops the command with its line number (exit 2), and
-nothing is written; then every job goes in through ``jobd.submit_many``.
+nothing is written; then every job goes in through ``jobd.submit_many``
+(``jobd.ops.jobs.submit_intents``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobd.bulk import BulkResult, submit_many
+from jobd.bulk import BulkResult
 from jobd.config import JobdConfig
 from jobd.errors import InvalidArgs
+from jobd.ops.jobs import submit_intents
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ def submit_file(settings: JobdConfig, daemon: str, task: str, source: str, *, pr
     """Submit one job per line of ``source`` (all or none); the line that says what was submitted."""
     parsed = read_jobs_file(source)
     try:
-        result = submit_many(daemon, task, parsed.jobs, priority=priority, run_at=run_at, config=settings)
+        result = submit_intents(settings, daemon, task, parsed.jobs, priority=priority, run_at=run_at)
     except InvalidArgs as error:
         raise InvalidArgs(f"{parsed.where} {_item_as_line(str(error), parsed.lines)}") from None
     return summary(result)

@@ -6,16 +6,15 @@ import datetime as dt
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from jobd.config import load_config
-from jobd.states import FINAL
-from jobd.store import open_store
-from jobd.store.job_logs import JobLogLine
-
+from .options import load_settings
 from .output import reports_errors
+
+if TYPE_CHECKING:
+    from jobd.ops.jobs import JobLogLine
 
 FOLLOW_POLL_SECONDS = 0.5
 FINAL_LINES_WAIT_SECONDS = 1.5  # > the master's log flush interval (0.5 s) plus the log queue's delay
@@ -34,27 +33,25 @@ def logs(
     Example: jobd logs 42            (why did job 42 fail?)
              jobd logs 42 --follow   (watch it run)
     """
-    store = open_store(load_config(config).store)
-    if job_id is not None:
-        store.jobs.get(job_id)  # an unknown id is an error (exit 2), not an empty log
-        found = store.job_logs.lines(job_id)
-    else:
-        found = store.job_logs.recent(lines)
-    last = _print(found, as_json, show_job=job_id is None)
+    from jobd.ops.jobs import job_log_lines, show_job
+    from jobd.states import FINAL
+
+    settings = load_settings(config, with_schedule=False)
+    last = _print(job_log_lines(settings, job_id, recent=lines), as_json, show_job=job_id is None)
     while follow:
-        if job_id is not None and store.jobs.get(job_id).state in FINAL:
+        if job_id is not None and show_job(settings, job_id).state in FINAL:
             # The master writes log lines in batches, so the job's last lines can
             # land just after its final state: read until they stop coming.
             quiet_since = time.monotonic()
             deadline = quiet_since + FINAL_LINES_WAIT_SECONDS * 4
             while time.monotonic() - quiet_since < FINAL_LINES_WAIT_SECONDS and time.monotonic() < deadline:
-                newest = _print(store.job_logs.lines(job_id, after_id=last), as_json, show_job=False)
+                newest = _print(job_log_lines(settings, job_id, after_id=last), as_json, show_job=False)
                 if newest > last:
                     last, quiet_since = newest, time.monotonic()
                 time.sleep(FOLLOW_POLL_SECONDS / 2)
             return
         time.sleep(FOLLOW_POLL_SECONDS)
-        last = max(last, _print(store.job_logs.lines(job_id, after_id=last), as_json, show_job=job_id is None))
+        last = max(last, _print(job_log_lines(settings, job_id, after_id=last), as_json, show_job=job_id is None))
 
 
 def _print(found: list[JobLogLine], as_json: bool, *, show_job: bool) -> int:

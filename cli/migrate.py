@@ -1,7 +1,8 @@
 """``jobd migrate``: run, preview and inspect per-tenant migrations (thin: render only).
 
-Mounted by the main CLI with ``app.add_typer(migrate_app, name="migrate")``;
-runnable alone as ``python -m jobd.cli.migrate`` until then.
+Mounted by the main CLI with ``app.add_typer(migrate_app, name="migrate")``.
+The migration engine (SQLAlchemy, sqlglot) and rich's progress views are
+imported when a migrate command runs, not when ``jobd`` starts.
 """
 
 from __future__ import annotations
@@ -11,27 +12,28 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.syntax import Syntax
 from rich.table import Table
 
-from jobd.config import load_config
 from jobd.errors import ExitCode, JobdError, exit_code_for
-from jobd.job import Job
-from jobd.migrations.catalog import list_snapshots, prune_all, repair_tenants, restore_tenant
-from jobd.migrations.fleet import FleetSummary, run_migrations
-from jobd.migrations.jobs import JobMode, job_mode, run_as_jobs
 from jobd.migrations.outcome import OutcomeStatus, TenantOutcome
 from jobd.migrations.settings import MigrationsSettings, SnapshotMode, load_migrations_settings
-from jobd.migrations.status import FleetStatus, fleet_status
-from jobd.migrations.tenants import Tenant
 from jobd.states import FINAL, JobState
 
+from .options import load_settings
 from .output import make_console
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+    from jobd.job import Job
+    from jobd.migrations.fleet import FleetSummary
+    from jobd.migrations.jobs import JobMode
+    from jobd.migrations.status import FleetStatus
+    from jobd.migrations.tenants import Tenant
 
 migrate_app = typer.Typer(
     help="Migrate every tenant database: in parallel, behind snapshots, resumable.",
@@ -70,7 +72,7 @@ def _config_path(option: Path | None, ctx: typer.Context) -> Path:
 def _settings(option: Path | None, ctx: typer.Context) -> MigrationsSettings:
     """The [migrations] settings, after the whole file was validated as every command does (README)."""
     path = _config_path(option, ctx)
-    load_config(path)  # a bad key anywhere is refused here (exit 2), before any tenant is contacted
+    load_settings(path)  # a bad key anywhere is refused here (exit 2), before any tenant is contacted
     return load_migrations_settings(path)
 
 
@@ -118,13 +120,16 @@ def migrate(
     ctx.obj = {"config": config}
     if ctx.invoked_subcommand is not None:
         return
+    from jobd.migrations.jobs import job_mode
+    from jobd.migrations.status import fleet_status
+
     settings = _guard(lambda: _settings(config, ctx))
     mode = snapshot or settings.snapshot
     if dry_run:
         preview = _guard(lambda: fleet_status(settings, tenant_names=_names(tenants), snapshot_mode=mode))
         _print_json(preview.to_json()) if as_json else _render_preview(preview)
         return
-    jobs = None if foreground else _guard(lambda: job_mode(load_config(_config_path(config, ctx)), note=_note))
+    jobs = None if foreground else _guard(lambda: job_mode(load_settings(_config_path(config, ctx)), note=_note))
     if jobs is not None:
         if parallel is not None:
             _note(f"--parallel is ignored: the {jobs.daemon!r} daemon's workers set how many tenants run at once")
@@ -143,6 +148,10 @@ def _run_with_display(
     settings: MigrationsSettings, names: list[str] | None, parallel: int | None, canary: int,
     mode: SnapshotMode, lock_wait: float, as_json: bool,
 ) -> FleetSummary:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from jobd.migrations.fleet import run_migrations
+
     live = console.is_terminal and not as_json
     if not live:
         def line(outcome: TenantOutcome) -> None:
@@ -181,6 +190,10 @@ def _run_jobs_with_display(
     jobs: JobMode, names: list[str] | None, canary: int, mode: SnapshotMode, lock_wait: float, as_json: bool,
 ) -> FleetSummary:
     """Submit the tenants as jobs and show each one's progress as the master records it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from jobd.migrations.jobs import run_as_jobs
+
     live = console.is_terminal and not as_json
     finished: set[str] = set()
     rows: dict[str, TaskID] = {}
@@ -243,6 +256,8 @@ def _render_summary(summary: FleetSummary) -> None:
 
 
 def _render_preview(preview: FleetStatus) -> None:
+    from rich.syntax import Syntax
+
     for status in preview.tenants:
         header = f"[bold]{status.tenant}[/] ({status.database}) — {status.state}, at {status.current or '(none)'}"
         console.print(header, highlight=False)
@@ -259,6 +274,8 @@ def _render_preview(preview: FleetStatus) -> None:
 @migrate_app.command()
 def status(ctx: typer.Context, config: ConfigOption = None, tenants: TenantsOption = None, as_json: JsonOption = False) -> None:
     """How many tenants are at each step, and which are behind or blocked."""
+    from jobd.migrations.status import fleet_status
+
     report = _guard(lambda: fleet_status(_settings(config, ctx), tenant_names=_names(tenants)))
     if as_json:
         _print_json(report.to_json())
@@ -286,6 +303,8 @@ def repair(
     lock_wait: LockWaitOption = 0.0,
 ) -> None:
     """Accept edited/removed applied steps and clear failed runs (touches only jobd's rows)."""
+    from jobd.migrations.catalog import repair_tenants
+
     if not tenants and not all_tenants:
         _refuse("name the tenants to repair with --tenants a,b, or pass --all")
     results = _guard(lambda: repair_tenants(_settings(config, ctx), tenant_names=_names(tenants), lock_wait=lock_wait))
@@ -300,6 +319,8 @@ def snapshots(
     prune: Annotated[bool, typer.Option("--prune", help="Drop snapshots beyond migrations.snapshot_retention now")] = False,
 ) -> None:
     """List each tenant's snapshots (with the failure that used one, if any)."""
+    from jobd.migrations.catalog import list_snapshots, prune_all
+
     if prune:
         dropped = _guard(lambda: prune_all(_settings(config, ctx), tenant_names=_names(tenants)))
         console.print(f"dropped {len(dropped)} snapshot database(s)")
@@ -326,6 +347,8 @@ def restore(
     lock_wait: LockWaitOption = 0.0,
 ) -> None:
     """Restore a tenant from its latest run's snapshot (rows written since are lost)."""
+    from jobd.migrations.catalog import restore_tenant
+
     settings = _guard(lambda: _settings(config, ctx))
     if not yes:
         if not sys.stdin.isatty():

@@ -9,12 +9,10 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
 import typer
 from rich.console import Console
 
-from jobd.errors import ExitCode, JobdError, exit_code_for
-from jobd.store.diagnosis import describe_store_error
+from jobd.errors import JobdError, exit_code_for
 
 #: Width of output piped to a file or another program: wide enough that no table wraps or cuts a name.
 PIPED_WIDTH = 512
@@ -35,7 +33,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def reports_errors(function: F) -> F:
-    """Turn a JobdError (or a store that fails) into a one-line message on stderr and its exit code."""
+    """Turn a JobdError into a one-line message on stderr and its exit code.
+
+    A store that fails is a ``StoreUnavailable`` (exit 3) by the time it gets
+    here: the library functions the commands call translate the driver's errors.
+    """
 
     @wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -44,9 +46,6 @@ def reports_errors(function: F) -> F:
         except JobdError as error:
             _print_error(str(error))
             raise typer.Exit(int(exit_code_for(error))) from None
-        except sa.exc.DBAPIError as error:
-            _print_error(describe_store_error(error))
-            raise typer.Exit(int(ExitCode.UNAVAILABLE)) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -6,22 +6,18 @@ import os
 import pwd
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from rich import box
-from rich.table import Table
 
-from jobd.config import JobdConfig, load_config, load_schedule
 from jobd.errors import BadInput, ConfigError
-from jobd.schedules import import_crontab
-from jobd.store import open_store
 
-from jobd.status import schedule_rows
-
-from .options import ConfigOption, JsonOption
+from .options import ConfigOption, JsonOption, load_settings
 from .output import ago, console, print_json, reports_errors
 from .ticks import tick_label
+
+if TYPE_CHECKING:
+    from jobd.config import JobdConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -35,12 +31,17 @@ def register(app: typer.Typer) -> None:
 
         Example: jobd schedules
         """
-        settings = load_config(config)
+        settings = load_settings(config)
+        from jobd.status.report import schedule_rows
+
         rows = schedule_rows(settings)
         if as_json:
             print_json(rows)
             return
         now = time.time()
+        from rich import box
+        from rich.table import Table
+
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
         table.add_column("entry", overflow="fold", min_width=14)
         table.add_column("daemon", no_wrap=True)
@@ -99,6 +100,8 @@ def register(app: typer.Typer) -> None:
             text = crontab.read_text(encoding="utf-8")
         except OSError as error:
             raise BadInput(f"{crontab}: cannot read: {error.strerror}") from None
+        from jobd.schedules import import_crontab
+
         result = import_crontab(text, daemon=daemon, source=str(crontab), system=system, retries=retries)
         if output is not None:
             output.write_text(result.toml, encoding="utf-8")
@@ -134,20 +137,22 @@ def user_switch_note(users: tuple[str, ...], effective_uid: int) -> str | None:
 
 def _set_paused(config: Path | None, target: str, *, paused: bool) -> None:
     """Persist a pause (or its end) for a daemon or entry and say what changed."""
-    settings = load_config(config)
+    settings = load_settings(config)
     key = _target(settings, target)
-    store = open_store(settings.store)
-    store.initialise()
+    from jobd.ops.jobs import set_schedule_paused
+
     if paused:
-        outcome = "paused" if store.schedules.pause(key) else "was already paused"
+        outcome = "paused" if set_schedule_paused(settings, key, paused=True) else "was already paused"
     else:
-        outcome = "resumed" if store.schedules.resume(key) else "was not paused"
+        outcome = "resumed" if set_schedule_paused(settings, key, paused=False) else "was not paused"
     console.print(f"{target}: {outcome}")
 
 
 def _target(settings: JobdConfig, name: str) -> str:
     if name in settings.daemons:
         return f"daemon:{name}"
+    from jobd.config import load_schedule
+
     schedule = load_schedule(settings)
     if name in schedule:
         return f"entry:{name}"

@@ -36,7 +36,7 @@ from .errors import JobdError, StoreUnavailable, UnknownTask
 from .inventory import Inventory
 from .store import Store, open_store
 from .store.diagnosis import describe_store_error, missing_tables
-from .store.errors import describe, is_outage
+from .store.errors import describe, is_outage, raised_as_unavailable
 from .store.task_catalogue import CatalogueRow
 from .task_signature import ArgsCheck, signature_from_data
 
@@ -114,8 +114,9 @@ def publish_for_check(config: JobdConfig, inventory: Inventory) -> tuple[bool, s
         return False, "not published: the store is not initialised (run `jobd init`)"
     store = open_store(config.store)
     try:
-        store.require_schema()
-        changed = publish_catalogue(store, config, inventory)
+        with raised_as_unavailable():
+            store.require_schema()
+            changed = publish_catalogue(store, config, inventory)
     except StoreUnavailable as error:
         return False, f"not published: {error}"
     finally:

@@ -7,30 +7,35 @@ The buckets live in the store, so the wait is the same whichever master
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-import sqlalchemy as sa
-
 from .config import JobdConfig
-from .errors import JobdError
+from .errors import StoreUnavailable
 from .store import Store
+from .store.errors import raised_as_unavailable
 
 
-def add_rate_waits(report: dict[str, Any], settings: JobdConfig, store: Store, *, now: float | None = None) -> None:
-    """Set ``rate_limited`` on each rate-limited daemon of ``report`` that has due jobs queued (a list, one entry per key)."""
+def rate_waits(settings: JobdConfig, store: Store, daemons: Iterable[str], *, now: float | None = None) -> dict[str, list[dict[str, Any]]]:
+    """For each rate-limited daemon of ``daemons`` with due jobs queued: its waits (one entry per key).
+
+    Empty when the store is down or not initialised: the wait is display data.
+    """
     now = time.time() if now is None else now
-    for name, daemon in (report.get("daemons") or {}).items():
+    found: dict[str, list[dict[str, Any]]] = {}
+    for name in daemons:
         config = settings.daemons.get(name)
         limits = config.rate_limits() if config is not None else None
         if limits is None or not limits.active:
             continue
         try:
-            waits = store.jobs.rate_buckets.waits(name, limits, now)
-        except (JobdError, sa.exc.DBAPIError):  # the store is down or not initialised: nothing to add
-            return
+            with raised_as_unavailable():
+                waits = store.jobs.rate_buckets.waits(name, limits, now)
+        except StoreUnavailable:
+            return found
         if waits:
-            daemon["rate_limited"] = waits
+            found[name] = waits
+    return found
 
 
 def notes(report: Mapping[str, Any]) -> list[str]:

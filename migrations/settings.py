@@ -24,15 +24,16 @@ from __future__ import annotations
 import tomllib
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
 
 from jobd.errors import ConfigError
 from jobd.migrations.errors import UnsafeIdentifier
 from jobd.migrations.identifiers import validate_identifier, validate_tenant_name
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 DEFAULT_PARALLEL = 4
 DEFAULT_SNAPSHOT_RETENTION = 3
@@ -93,6 +94,11 @@ class MigrationsSettings(BaseModel):
     @classmethod
     def _parsable_url(cls, value: str | None) -> str | None:
         if value is not None:
+            # SQLAlchemy is imported only for a config with tenant URLs: every
+            # command reads this model, and most never touch a tenant database.
+            from sqlalchemy.engine import make_url
+            from sqlalchemy.exc import ArgumentError
+
             try:
                 make_url(value)
             except ArgumentError as error:
@@ -117,6 +123,8 @@ class MigrationsSettings(BaseModel):
         """The server the tenant databases live on, without a database selected."""
         base = self.tenant_url if self.tenant_url is not None else self.registry_url
         assert base is not None  # guaranteed by the model validator
+        from sqlalchemy.engine import make_url
+
         return make_url(base).set(database=None)
 
 

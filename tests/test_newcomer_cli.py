@@ -17,7 +17,7 @@ from jobd.states import JobState, phrase
 from jobd.store import NewJob
 from support import Deployment, wait_until
 
-from jobd.cli.app import job_fields_for_people
+from jobd.cli.jobs_commands import job_fields_for_people
 from jobd.cli.output import counted
 
 

@@ -17,6 +17,7 @@ from .control import queue_report
 from .plan import Desired, default_desired
 from ..errors import JobdError, MasterNotRunning
 from ..store import open_store
+from ..store.errors import raised_as_unavailable
 
 POLL_SECONDS = 0.1
 
@@ -40,6 +41,7 @@ def start_running(config: JobdConfig, names: list[str]) -> dict[str, Any] | None
     return result
 
 
+@raised_as_unavailable()
 def choose_daemons_for_start(config: JobdConfig, names: list[str]) -> None:
     """Before a master starts with named daemons: exactly those run, now and after later restarts.
 
@@ -90,6 +92,7 @@ def stop_timeout(config: JobdConfig, names: list[str]) -> float:
     return max((config.drain_timeout_for(name) for name in names if name in config.daemons), default=config.drain_timeout) + 15
 
 
+@raised_as_unavailable()
 def status_from_store(config: JobdConfig, name: str) -> dict[str, Any]:
     """`jobd status DAEMON` while no master runs: desired state, counts, queue and failures."""
     settings = config.daemon(name)

@@ -22,6 +22,7 @@ from .plan import DaemonState, Desired, WorkerView, change_daemon_state, default
 from ..errors import BadInput, UnknownDaemon
 from ..observability.procstats import ProcessSample, cpu_percent, sample
 from ..states import JobState
+from ..status.model import PoolStatus
 from ..store import Store
 from ..workers.memory import MB
 from ..workers.pool import Pool
@@ -210,25 +211,31 @@ class DaemonControls:
     # -- status -------------------------------------------------------------
 
     def status(self, daemon: str, snapshot: dict[str, Any]) -> dict[str, Any]:
-        """A pool's snapshot with desired/actual state and each worker's CPU% and RSS."""
-        control = self.controls.get(daemon)
-        extra = control.describe() if control else {}
+        """``pool_status`` over a pool's plain snapshot (``jobd status DAEMON`` answers plain data)."""
+        return self.pool_status(PoolStatus.from_wire({"daemon": daemon, **snapshot})).to_wire()
+
+    def pool_status(self, status: PoolStatus) -> PoolStatus:
+        """A pool's status with desired/actual state and each worker's CPU% and RSS."""
+        control = self.controls.get(status.daemon)
+        described = control.describe() if control else {}
         now = self.clock()
-        alive = set()
-        for worker in snapshot.get("workers", []):
-            pid = worker["pid"]
-            alive.add(pid)
-            current = sample(pid, now)
+        workers = []
+        for worker in status.workers:
+            current = sample(worker.pid, now)
             if current is None:
-                worker["cpu_percent"] = worker["rss_bytes"] = worker["rss_mb"] = None
+                workers.append(replace(worker, cpu_percent=None, rss_bytes=None, rss_mb=None))
                 continue
-            worker["cpu_percent"] = cpu_percent(self._samples.get(pid), current, worker.get("uptime") or 0.0)
-            worker["rss_bytes"] = current.rss_bytes
-            worker["rss_mb"] = round(current.rss_bytes / MB, 1)  # the same sample in both units
-            self._samples[pid] = current
+            workers.append(replace(
+                worker,
+                cpu_percent=cpu_percent(self._samples.get(worker.pid), current, worker.uptime or 0.0),
+                rss_bytes=current.rss_bytes,
+                rss_mb=round(current.rss_bytes / MB, 1),  # the same sample in both units
+            ))
+            self._samples[worker.pid] = current
+        alive = {worker.pid for worker in workers}
         for pid in [pid for pid in self._samples if pid not in alive and not self._pid_of(pid)]:
             del self._samples[pid]
-        return {**snapshot, **extra}
+        return replace(status, workers=workers, **described)
 
     def _pid_of(self, pid: int) -> bool:
         return any(worker.pid == pid for control in self.controls.values() for worker in control.pool.live_workers())

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import time
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from .. import __version__
+from ..status.snapshot import build_master_status
 
 if TYPE_CHECKING:
     from .core import Master
@@ -40,24 +37,9 @@ class StatusReport:
                 self.schedule_rows = master.ticker.describe()
             except sa.exc.DBAPIError as error:
                 master.store_link.failed(error)
-        return {
-            "store": master.store_health.to_dict(),
-            "lease": master.lease.to_dict(now),
-            "master": {
-                "id": master.id,
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "version": __version__,
-                "state": "draining" if master.draining else "running",
-                "started_at": master.started_at,
-                "uptime": round(time.time() - master.started_at, 1),
-                "config": str(master.config.source),
-                "jobs_finished": master.jobs_finished,
-                "handoffs": master.handoff.desk.counted(),
-            },
-            "daemons": {
-                name: master.daemons.status(name, {**pool.snapshot(), "counts": counts.get(name, {})})
-                for name, pool in master.pools.items()
-            },
-            "schedules": self.schedule_rows,
-        }
+        return build_master_status(
+            master_id=master.id, started_at=master.started_at, draining=master.draining, config_source=master.config.source,
+            jobs_finished=master.jobs_finished, handoffs=master.handoff.desk.counted(), store=master.store_health.to_dict(),
+            lease=master.lease.to_dict(now), pools=master.pools, controls=master.daemons, counts=counts,
+            schedules=self.schedule_rows,
+        ).to_wire()

@@ -26,6 +26,7 @@ from ..observability.logs import configure_master_logging, shutdown_logging
 from ..master import Master
 from .pidfile import PidFile, running_pid
 from ..store import open_store
+from ..store.errors import raised_as_unavailable
 
 log = logging.getLogger("jobd.runner")
 
@@ -36,12 +37,13 @@ def preflight(config: JobdConfig) -> Inventory:
     if pid is not None:
         raise MasterAlreadyRunning(f"a master is already running (pid {pid}, pid file {config.pid_file})")
     inventory = inventory_in_subprocess(config.source)
-    store = open_store(config.store)
-    try:
-        store.initialise()
-        publish_catalogue(store, config, inventory)  # what submits check intents against from now on
-    finally:
-        store.dispose()
+    with raised_as_unavailable():
+        store = open_store(config.store)
+        try:
+            store.initialise()
+            publish_catalogue(store, config, inventory)  # what submits check intents against from now on
+        finally:
+            store.dispose()
     return inventory
 
 
@@ -192,12 +194,4 @@ def _status_quietly(config: JobdConfig) -> dict[str, Any] | None:
         return None
 
 
-def master_status(config: JobdConfig) -> dict | None:
-    """The running master's status, or None if none answers."""
-    try:
-        return client.call(config.socket, "status")
-    except MasterNotRunning:
-        return None
-
-
-__all__ = ["preflight", "run_foreground", "start_daemon", "stop_master", "master_status", "Path"]
+__all__ = ["preflight", "run_foreground", "start_daemon", "stop_master", "Path"]

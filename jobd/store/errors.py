@@ -9,14 +9,20 @@ holds every job behind it. Such a write must fail the job it belongs to,
 with the store's reason, and let the others through.
 
 Pure classification of DBAPI exceptions (pymysql and sqlite3), wrapped by
-SQLAlchemy or not.
+SQLAlchemy or not; and ``raised_as_unavailable``, the boundary above which
+callers see jobd's own ``StoreUnavailable`` instead.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import sqlalchemy as sa
+
+from ..errors import StoreUnavailable
+from .diagnosis import describe_store_error
 
 # MySQL/MariaDB server error codes that blame the statement's data, whatever
 # exception class pymysql gives them: retrying the same values fails again.
@@ -105,3 +111,19 @@ def _is_pymysql(error: BaseException, names: tuple[str, ...]) -> bool:
     return any(
         klass.__module__.startswith("pymysql") and klass.__name__ in names for klass in type(error).__mro__
     )
+
+
+@contextmanager
+def raised_as_unavailable() -> Iterator[None]:
+    """Turn SQLAlchemy's errors into jobd's ``StoreUnavailable`` (the driver's reason, what to do).
+
+    The boundary for callers above the store — the operator functions the
+    CLI and ``jobd web`` call — so nothing there needs SQLAlchemy's classes:
+    a store that is down, refuses a statement, or has no jobd tables yet is
+    one error with one exit code (3) and an actionable message.
+    Also a decorator (``@raised_as_unavailable()``).
+    """
+    try:
+        yield
+    except sa.exc.DBAPIError as error:
+        raise StoreUnavailable(describe_store_error(error)) from error

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+from typing import TYPE_CHECKING
+
 import sqlalchemy as sa
 
 from ..errors import StoreUnavailable
@@ -13,9 +16,11 @@ from .job_logs import JobLogTable
 from .jobs import JobQueue, NewJob
 from .leases import Leases
 from .masters import MasterRecord, MasterRegistry
-from .schedules import ScheduleBook
 from .schema import SCHEMA_VERSION, build_tables, upgrade
 from .task_catalogue import TaskCatalogueTable
+
+if TYPE_CHECKING:
+    from .schedules import ScheduleBook
 
 class Store:
     """One store: its engine, tables, job queue and master registry."""
@@ -31,10 +36,20 @@ class Store:
         self.bulk_jobs = BulkJobInsert(engine, self.tables["jobs"])
         self.leases = Leases(engine, self.tables["locks"])
         self.masters = MasterRegistry(engine, self.tables["masters"])
-        self.schedules = ScheduleBook(engine, self.tables["schedules"], self.tables["schedule_pauses"], self.tables["jobs"])
         self.job_logs = JobLogTable(engine, self.tables["job_logs"])
         self.daemon_states = DesiredStates(engine, self.tables["daemon_states"])
         self.task_catalogue = TaskCatalogueTable(engine, self.tables["task_catalogue"])
+
+    @cached_property
+    def schedules(self) -> ScheduleBook:
+        """Fire times and pauses of schedule entries.
+
+        Built on first use: it brings the schedule engine (APScheduler's
+        triggers), which the commands that only read or submit jobs never need.
+        """
+        from .schedules import ScheduleBook
+
+        return ScheduleBook(self.engine, self.tables["schedules"], self.tables["schedule_pauses"], self.tables["jobs"])
 
     @property
     def url(self) -> str:

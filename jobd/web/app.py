@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import sqlalchemy as sa
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -51,14 +50,6 @@ def create_app(config: JobdConfig, tokens: Tokens, *, sources: WebSources | None
             log.error("%s %s: %s", request.method, request.url.path, error)
         return error_response(status, str(error))
 
-    async def store_error(request: Request, error: Exception) -> Response:
-        assert isinstance(error, sa.exc.DBAPIError)
-        reason = (str(error.orig).strip() or type(error.orig).__name__).splitlines()[0]
-        if "no such table" in reason or "doesn't exist" in reason:
-            reason = f"the store has no jobd tables ({reason}): run `jobd init` first"
-        log.warning("%s %s: store error: %s", request.method, request.url.path, reason)
-        return error_response(503, f"the store cannot answer: {reason}")
-
     async def http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
         return error_response(error.status_code, str(error.detail), dict(error.headers or {}))
@@ -100,7 +91,7 @@ def create_app(config: JobdConfig, tokens: Tokens, *, sources: WebSources | None
     ]
     app = Starlette(
         routes=routes,
-        exception_handlers={ApiError: api_error, JobdError: jobd_error, sa.exc.DBAPIError: store_error, HTTPException: http_error, Exception: unexpected},
+        exception_handlers={ApiError: api_error, JobdError: jobd_error, HTTPException: http_error, Exception: unexpected},
         lifespan=lifespan,
     )
     app.state.feed = feed

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from .. import defaults
 from ..errors import JobdError
+from ..store.errors import raised_as_unavailable
 from .feed import LiveFeed, sse_frame
 from .migrations_view import migrations_report
 from .operations import DeadFilter, Operations, parse_moment
@@ -32,6 +33,17 @@ log = logging.getLogger("jobd.web")
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 JOB_REFRESH_SECONDS = 0.5
 SSE_HEADERS = {"cache-control": "no-store", "x-accel-buffering": "no"}
+
+
+
+async def off_loop(function: Any, *args: Any) -> Any:
+    """``function(*args)`` on a worker thread; a store that fails is a ``StoreUnavailable`` (503), not a driver error."""
+    return await run_in_threadpool(_store_errors_translated, function, *args)
+
+
+def _store_errors_translated(function: Any, *args: Any) -> Any:
+    with raised_as_unavailable():
+        return function(*args)
 
 
 class Intent(BaseModel):
@@ -119,7 +131,7 @@ class Api:
 
     async def status(self, request: Request) -> Response:
         self.authorise(request, Access.READ)
-        return JSONResponse(await run_in_threadpool(self.sources.status))
+        return JSONResponse(await off_loop(self.sources.status))
 
     async def view(self, request: Request) -> Response:
         self.authorise(request, Access.READ)
@@ -131,7 +143,7 @@ class Api:
 
     async def schedules(self, request: Request) -> Response:
         self.authorise(request, Access.READ)
-        return JSONResponse({"schedules": await run_in_threadpool(self.sources.schedules)})
+        return JSONResponse({"schedules": await off_loop(self.sources.schedules)})
 
     async def jobs(self, request: Request) -> Response:
         self.authorise(request, Access.READ)
@@ -143,7 +155,7 @@ class Api:
         states = [value for item in query.getlist("state") for value in item.split(",") if value]
         after = parse_moment(query.get("created_after"), "created_after")
         until = parse_moment(query.get("created_before"), "created_before")
-        rows, next_before = await run_in_threadpool(
+        rows, next_before = await off_loop(
             lambda: self.sources.jobs(states=states, daemon=query.get("daemon") or None, task=query.get("task") or None,
                                       limit=limit, before=before, created_after=after, created_before=until)
         )
@@ -155,13 +167,13 @@ class Api:
 
     async def job(self, request: Request) -> Response:
         self.authorise(request, Access.READ)
-        return JSONResponse(await run_in_threadpool(self.sources.job, _job_id(request)))
+        return JSONResponse(await off_loop(self.sources.job, _job_id(request)))
 
     async def job_live(self, request: Request) -> Response:
         """One job as it changes (state, progress, new log lines), for the job page."""
         self.authorise(request, Access.READ)
         job_id = _job_id(request)
-        first = await run_in_threadpool(self.sources.job, job_id)  # 404 before the stream starts
+        first = await off_loop(self.sources.job, job_id)  # 404 before the stream starts
         return StreamingResponse(self._job_stream(job_id, first), media_type="text/event-stream", headers=SSE_HEADERS)
 
     async def _job_stream(self, job_id: int, first: dict[str, Any]) -> Any:
@@ -180,7 +192,7 @@ class Api:
                     yield sse_frame("job", job)
                 await asyncio.sleep(JOB_REFRESH_SECONDS if running is None else self.feed.interval)
                 try:
-                    job = await run_in_threadpool(self.sources.job, job_id)
+                    job = await off_loop(self.sources.job, job_id)
                 except JobdError as error:  # pruned, or the store went away: say so and end the stream
                     yield sse_frame("gone", {"job_id": job_id, "message": str(error)})
                     return
@@ -198,7 +210,7 @@ class Api:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "body"
             raise ApiError(400, f"{where}: {first['msg']}") from None
-        job_id = await run_in_threadpool(self.sources.submit, intent.model_dump())
+        job_id = await off_loop(self.sources.submit, intent.model_dump())
         log.info("submitted job %s (%s on %s) by %s", job_id, intent.task, intent.daemon, who(access, request))
         return JSONResponse({"job_id": job_id, "url": f"/api/v1/jobs/{job_id}"}, status_code=201)
 
@@ -214,7 +226,7 @@ class Api:
         body = await read_json(request, empty={})
         if not isinstance(body, dict) or body:
             raise ApiError(400, f"{action} takes no parameters: send {{}} or an empty body")
-        job = await run_in_threadpool(getattr(self.sources, action), job_id)
+        job = await off_loop(getattr(self.sources, action), job_id)
         log.info("%s of job %s by %s: now %s", action, job_id, who(access, request), job["state"])
         return JSONResponse({"job_id": job_id, "state": job["state"]})
 
@@ -222,7 +234,7 @@ class Api:
         access = self.authorise(request, Access.ADMIN)
         job_id = _job_id(request)
         _no_parameters(await read_json(request, empty={}), "delete")
-        answer = await run_in_threadpool(self.operations.delete_job, job_id)
+        answer = await off_loop(self.operations.delete_job, job_id)
         log.info("delete of job %s (%s) by %s", job_id, answer["state"], who(access, request))
         return JSONResponse(answer)
 
@@ -237,7 +249,7 @@ class Api:
                            parse_moment(body.created_before, "created_before"))
         if where.empty and not body.all:
             raise ApiError(400, "no filter given: name a daemon, task or time window, or send \"all\": true for every dead job")
-        answer = await run_in_threadpool(self.operations.dead_jobs, action, where)
+        answer = await off_loop(self.operations.dead_jobs, action, where)
         log.info("%s of %s dead jobs (%s) by %s%s", action, answer["count"], where.describe(), who(access, request),
                  "; more are left" if answer["more_left"] else "")
         return JSONResponse(answer)
@@ -254,7 +266,7 @@ class Api:
             workers = _validated(Scale, body).workers
         else:
             _no_parameters(body, action)
-        answer = await run_in_threadpool(self.operations.daemon, action, name, workers)
+        answer = await off_loop(self.operations.daemon, action, name, workers)
         log.info("%s of daemon %s%s by %s", action, name, f" to {workers} workers" if action == "scale" else "", who(access, request))
         return JSONResponse(answer)
 
@@ -265,14 +277,14 @@ class Api:
         if action not in ("pause", "resume", "run"):
             raise ApiError(404, f"no schedule action {action!r} (pause, resume, run)")
         _no_parameters(await read_json(request, empty={}), action)
-        answer = await run_in_threadpool(self.operations.schedule, action, name)
+        answer = await off_loop(self.operations.schedule, action, name)
         done = f"submitted job {answer['job_id']}" if action == "run" else ("done" if answer["changed"] else "no change")
         log.info("%s of schedule entry %s by %s: %s", action, name, who(access, request), done)
         return JSONResponse(answer, status_code=201 if action == "run" else 200)
 
     async def migrations(self, request: Request) -> Response:
         self.authorise(request, Access.READ)
-        return JSONResponse(await run_in_threadpool(migrations_report, self.sources.config))
+        return JSONResponse(await off_loop(migrations_report, self.sources.config))
 
     # -- the browser's session --------------------------------------------
 

@@ -26,7 +26,7 @@ from ..control import client
 from ..errors import InvalidArgs, JobdError
 from ..job import Job
 from ..states import JobState
-from ..status import full_status, masters_report, schedule_rows
+from ..status.report import full_status, masters_report, schedule_rows
 from ..store import Store, open_store
 
 MASTERS_REFRESH_SECONDS = 2.0  # the registry's heartbeats change once a second at most

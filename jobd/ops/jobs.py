@@ -1,0 +1,158 @@
+"""What an operator does to jobs: list, show, submit, wait for, cancel, retry, read their logs.
+
+``jobd jobs``, ``jobd job``, ``jobd trigger``, ``jobd cancel``, ``jobd
+retry``, ``jobd logs``, ``jobd init`` and ``jobd pause/resume`` are thin over
+these functions, so tests and scripts call them directly and the command
+line never opens the store itself. Each opens the store only when it needs
+it, once per process, and answers a store that fails with jobd's own
+``StoreUnavailable`` (``raised_as_unavailable``): nothing above this module
+handles SQLAlchemy's errors.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from ..config import JobdConfig
+from ..errors import WaitTimedOut
+from ..job import Job
+from ..states import FINAL, JobState
+from ..store import Store, open_store
+from ..store.errors import raised_as_unavailable
+from ..store.job_logs import JobLogLine
+
+if TYPE_CHECKING:
+    from ..bulk import BulkResult
+
+#: Every state name jobd knows; ``jobd jobs --state`` also takes others (rows written by applications).
+STATE_NAMES = frozenset(str(state) for state in JobState)
+
+
+@lru_cache(maxsize=4)
+def store_at(url: str) -> Store:
+    """The store at ``url``, opened once per process (an engine connects lazily, on first use)."""
+    return open_store(url)
+
+
+@raised_as_unavailable()
+def initialise_store(settings: JobdConfig) -> tuple[str, int]:
+    """Create or upgrade the store's tables; the store's URL (password hidden) and schema version."""
+    store = store_at(settings.store)
+    return store.url, store.initialise()
+
+
+@dataclass(frozen=True)
+class JobListing:
+    """``jobd jobs``: the jobs found, and the asked-for states that are not jobd states."""
+
+    jobs: list[Job]
+    unknown_states: list[str]
+
+
+@raised_as_unavailable()
+def list_jobs(
+    settings: JobdConfig, *, states: Sequence[str] = (), daemon: str | None = None, task: str | None = None, limit: int = 50,
+) -> JobListing:
+    """Recent jobs, newest first, filtered by any stored state value, daemon and task.
+
+    Any stored value: rows an application wrote with another state (before
+    schema v4 refused them) must be listable; a name that is not a jobd state
+    matches only such rows, and is reported back so a typo can be named.
+    """
+    wanted: list[JobState | str] = [JobState(value) if value in STATE_NAMES else value for value in states]
+    found = store_at(settings.store).jobs.list(states=wanted, daemon=daemon, task=task, limit=limit)
+    return JobListing(found, sorted({str(value) for value in wanted} - STATE_NAMES))
+
+
+@raised_as_unavailable()
+def show_job(settings: JobdConfig, job_id: int) -> Job:
+    """One job; ``UnknownJob`` (exit 2) when no job has that id."""
+    return store_at(settings.store).jobs.get(job_id)
+
+
+@raised_as_unavailable()
+def cancel_job(settings: JobdConfig, job_id: int) -> Job:
+    """Cancel a waiting job at once; ask the master running it to stop it (the job as it is now)."""
+    from ..api import wake_master
+
+    job = store_at(settings.store).jobs.cancel(job_id)
+    wake_master(settings.socket)  # the master stops a running job on its side
+    return job
+
+
+@raised_as_unavailable()
+def retry_job(settings: JobdConfig, job_id: int) -> Job:
+    """Queue a dead or cancelled job again with a fresh set of attempts."""
+    from ..api import wake_master
+
+    job = store_at(settings.store).jobs.retry(job_id)
+    wake_master(settings.socket)
+    return job
+
+
+@raised_as_unavailable()
+def submit_intent(settings: JobdConfig, daemon: str, task: str, args: dict[str, Any], **options: Any) -> int:
+    """``jobd.submit`` for an operator: the job id (options as ``jobd.api.submit``)."""
+    from ..api import submit
+
+    return submit(daemon, task, args, config=settings, **options)
+
+
+@raised_as_unavailable()
+def submit_intents(settings: JobdConfig, daemon: str, task: str, items: list[dict[str, Any]], **options: Any) -> BulkResult:
+    """``jobd.submit_many`` for an operator: every job of ``items`` or none (options as ``jobd.bulk.submit_many``)."""
+    from ..bulk import submit_many
+
+    return submit_many(daemon, task, items, config=settings, **options)
+
+
+@raised_as_unavailable()
+def daemon_is_served(settings: JobdConfig, daemon: str) -> bool:
+    """Whether a live master on any host runs ``daemon`` (its heartbeat lists it)."""
+    now = time.time()
+    return any(
+        daemon in record.daemons and record.is_alive(now, settings.heartbeat_lease) and record.state == "running"
+        for record in store_at(settings.store).masters.all()
+    )
+
+
+@raised_as_unavailable()
+def wait_for_job(settings: JobdConfig, job_id: int, timeout: float) -> Job:
+    """Poll the store until the job reaches a final state; ``WaitTimedOut`` (exit 6) at the deadline."""
+    store = store_at(settings.store)
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while True:
+        job = store.jobs.get(job_id)
+        if job.state in FINAL:
+            return job
+        if time.monotonic() > deadline:
+            raise WaitTimedOut(f"job {job_id} is still {job.state} after {timeout:g}s (it may still finish; see `jobd job {job_id}`)")
+        time.sleep(delay)
+        delay = min(0.5, delay * 1.5)
+
+
+@raised_as_unavailable()
+def job_log_lines(settings: JobdConfig, job_id: int | None, *, after_id: int | None = None, recent: int = 100) -> list[JobLogLine]:
+    """Log lines, oldest first: a job's (``UnknownJob`` for an unknown id) or, without ``job_id``, the
+    ``recent`` latest of all jobs; with ``after_id`` (following), only the lines written since that one.
+    """
+    store = store_at(settings.store)
+    if after_id is not None:
+        return store.job_logs.lines(job_id, after_id=after_id)
+    if job_id is None:
+        return store.job_logs.recent(recent)
+    store.jobs.get(job_id)  # an unknown id is an error (exit 2), not an empty log
+    return store.job_logs.lines(job_id)
+
+
+@raised_as_unavailable()
+def set_schedule_paused(settings: JobdConfig, key: str, *, paused: bool) -> bool:
+    """Persist a pause (or its end) of ``daemon:NAME`` or ``entry:NAME``; whether anything changed."""
+    store = store_at(settings.store)
+    store.initialise()
+    return store.schedules.pause(key) if paused else store.schedules.resume(key)
