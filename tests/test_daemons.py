@@ -45,7 +45,7 @@ def serving(deployment: Deployment, daemon: str) -> list[int]:
 def test_stop_sms_lets_its_running_jobs_finish_starts_no_new_one_and_mailing_goes_on(deployment: Deployment) -> None:
     deployment.write_config({"mailing": {"workers": 1}, "sms": {"workers": 2, "drain_timeout": 30}})
     deployment.start_master()
-    running = submit(deployment, "sms", "t.sleep", count=2, seconds=1.5)
+    running = submit(deployment, "sms", "t.sleep", count=2, seconds=8)  # outlasts the `jobd stop` process start-up even on a busy machine: the stop must find them running
     wait_until(lambda: started_ids(deployment) >= set(running), message="both sms jobs to start")
     waiting = submit(deployment, "sms", "t.sleep", count=3, seconds=0.1)
 
