@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import stamps  # noqa: E402
 from base import Adapter  # noqa: E402
-from peers import load_systems, machine, pick_redis_database, versions, wait_for  # noqa: E402
+from peers import load_systems, machine, markdown_table, pick_redis_database, versions, wait_for  # noqa: E402
 
 JOBD = ("jobd-sqlite", "jobd-mariadb")
 PEERS = ("celery", "rq", "huey", "dramatiq")
@@ -202,11 +202,7 @@ def table(results: list[Measured]) -> str:
             "1.0× (reference)" if mine else ratio(reference.insert_rate if reference else None, r.insert_rate),
             "" if mine else ratio(reference.end_to_end_rate if reference else None, r.end_to_end_rate),
         ])
-    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
-    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |"]
-    lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in rows]
-    return "\n".join(lines)
+    return markdown_table(headers, rows)
 
 
 def main() -> int:

@@ -335,6 +335,11 @@ def table(results: dict[str, Measured]) -> str:
     reference = results.get(REFERENCE)
     headers = ["system"] + [column[0] for column in COLUMNS]
     rows = [[name] + [cell(result, reference, column) for column in COLUMNS] for name, result in results.items()]
+    return markdown_table(headers, rows)
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table with columns padded to their widest cell (bench/RESULTS.md takes it as printed)."""
     widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
     lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |"]
     lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")

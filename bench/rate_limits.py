@@ -26,8 +26,6 @@ import argparse
 import json
 import os
 import secrets
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -40,6 +38,9 @@ import sqlalchemy as sa
 
 from jobd.rate_limits import CLOSING_MARGIN, default_burst
 from jobd.store import NewJob, open_store
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scaleout import tear_down  # noqa: E402
 
 TASKS = '''import time
 
@@ -106,17 +107,7 @@ def run(masters: int, rate: int, seconds: int, workers: int) -> tuple[list[int],
             lags,
         )
     finally:
-        for process in processes:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait(10)
-        store.dispose()
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
-        admin.close()
-        for root in roots:
-            shutil.rmtree(root, ignore_errors=True)
+        tear_down(processes, store, admin, name, roots)
 
 
 def _wait(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]

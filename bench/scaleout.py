@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pymysql
 
@@ -61,17 +62,22 @@ def run_once(masters: int, jobs: int, workers: int, timeout: float) -> float:
             time.sleep(0.1)
         raise TimeoutError(f"{masters} master(s) did not finish {jobs} jobs in {timeout:.0f}s")
     finally:
-        for process in processes:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait(10)
-        store.dispose()
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
-        admin.close()
-        for root in roots:
-            shutil.rmtree(root, ignore_errors=True)
+        tear_down(processes, store, admin, name, roots)
+
+
+def tear_down(processes: list[subprocess.Popen[bytes]], store: Any, admin: Any, database: str, roots: list[Path]) -> None:
+    """Kill the masters this bench started (their groups), drop its database, remove its folders."""
+    for process in processes:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(10)
+    store.dispose()
+    admin.cursor().execute(f"DROP DATABASE IF EXISTS `{database}`")
+    admin.close()
+    for root in roots:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> int:
