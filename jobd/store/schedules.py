@@ -22,13 +22,13 @@ import random
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 
 from ..job import Job, encode_json
-from ..schedules import ScheduleEntry, TickPlan, apply_jitter, fire_key, overlap_decision, plan_ticks
+from ..schedules import OverlapPolicy, ScheduleEntry, TickPlan, apply_jitter, fire_key, overlap_decision, plan_ticks
 from ..states import ACTIVE, JobState
 from .engine import READ_ONLY
 
@@ -83,7 +83,7 @@ class _Decided:
 class _NewJob:
     decided: _Decided
     values: dict[str, Any]
-    job: Job | None  # the claimed job it becomes (its id still to come), if the master takes it
+    claimed: bool  # created claimed by the ticking master (``TickClaim``)
 
 
 def _utc(epoch: float | None) -> dt.datetime | None:
@@ -162,7 +162,9 @@ class ScheduleBook:
 
     def _apply_overlap(self, connection: sa.Connection, firing: list[_Decided], now: dt.datetime) -> None:
         """Skip or replace the ticks whose entry's previous job is still active (its overlap policy)."""
-        previous = [item.last_job_id for item in firing if item.last_job_id is not None]
+        previous = [  # an entry that allows overlap fires whatever its previous job does: no need to look
+            item.last_job_id for item in firing if item.last_job_id is not None and item.entry.overlap is not OverlapPolicy.ALLOW
+        ]
         active: set[int] = set()
         if previous:
             jobs = self.jobs
@@ -196,16 +198,12 @@ class ScheduleBook:
                     "fire_key": fire_key(entry.name, tick), "origin": "schedule", "created_at": created, "updated_at": created,
                     "owner": None, "started_at": None,
                 }
-                job = None
+                claimed = False
                 if claim is not None and run_at <= created and budget.get(entry.daemon, 0) > 0:
                     budget[entry.daemon] -= 1
                     values.update(state=str(JobState.RUNNING), attempts=1, owner=claim.owner, started_at=created)
-                    job = Job(
-                        id=0, daemon=entry.daemon, task=entry.task, args=dict(entry.args), state=JobState.RUNNING,
-                        attempts=1, max_attempts=entry.max_attempts, run_at=run_at, fire_key=values["fire_key"],
-                        origin="schedule", owner=claim.owner, created_at=created, started_at=created, updated_at=created,
-                    )
-                new_jobs.append(_NewJob(item, values, job))
+                    claimed = True
+                new_jobs.append(_NewJob(item, values, claimed))
         return new_jobs
 
     def _claim_budget(
@@ -298,8 +296,14 @@ class ScheduleBook:
     @staticmethod
     def _created(new: _NewJob, job_id: int) -> None:
         new.decided.fired.append(job_id)
-        if new.job is not None:
-            new.decided.claimed.append(replace(new.job, id=job_id))
+        if new.claimed:
+            values, entry = new.values, new.decided.entry
+            new.decided.claimed.append(Job(
+                id=job_id, daemon=entry.daemon, task=entry.task, args=dict(entry.args), state=JobState.RUNNING,
+                attempts=1, max_attempts=entry.max_attempts, run_at=values["run_at"], fire_key=values["fire_key"],
+                origin="schedule", owner=values["owner"], created_at=values["created_at"], started_at=values["started_at"],
+                updated_at=values["updated_at"],
+            ))
 
     def _move_cursors(self, connection: sa.Connection, decided: list[_Decided], now: dt.datetime) -> None:
         """Persist every entry's cursor and counters in one batched UPDATE."""
