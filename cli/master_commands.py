@@ -81,7 +81,7 @@ def start(
     if names:
         daemon_client.choose_daemons_for_start(settings, names)
     if foreground:
-        raise typer.Exit(runner.run_foreground(settings, inventory))
+        runner.exec_master(settings, inventory)  # the master runs without the CLI's libraries (jobd.ops.master_main)
     pid = runner.start_daemon(settings, inventory)
     console.print(f"jobd master started (pid {pid}); control socket {settings.socket}")
 

@@ -130,7 +130,16 @@ def inventory_in_subprocess(config_path: Path, timeout: float = 120.0) -> Invent
         except ValueError:
             raise ConfigError(str(config_path), None, f"task code failed to load: {completed.stderr.strip()[-2000:]}") from None
         raise ConfigError(problem["source"], problem["key"], problem["reason"])
-    data = json.loads(_last_line(completed.stdout))
+    return decode_inventory(_last_line(completed.stdout))
+
+
+def encode_inventory(inventory: Inventory) -> str:
+    """The inventory as JSON text, for another process of this jobd (``decode_inventory``)."""
+    return json.dumps({daemon: {name: info.to_dict() for name, info in tasks.items()} for daemon, tasks in inventory.items()})
+
+
+def decode_inventory(text: str) -> Inventory:
+    data = json.loads(text)
     return {daemon: {name: TaskInfo.from_dict(name, info) for name, info in tasks.items()} for daemon, tasks in data.items()}
 
 
@@ -150,7 +159,7 @@ def _main(argv: list[str]) -> int:
     except ConfigError as error:
         print(json.dumps({"source": error.source, "key": error.key, "reason": error.reason}))
         return 2
-    print(json.dumps({daemon: {name: info.to_dict() for name, info in tasks.items()} for daemon, tasks in inventory.items()}))
+    print(encode_inventory(inventory))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""A worker holds the task protocol and its task code, not the master's or the CLI's libraries.
+"""A worker holds the task protocol and its task code, not the master's or the CLI's libraries; the master holds no CLI library.
 
 jobd runs beside the application it serves; every module a worker imports
 is memory taken from that application, once per worker. A real master with
@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import jobd
 
@@ -73,3 +74,29 @@ def test_each_worker_holds_only_the_agreed_modules_and_none_of_the_heavy_librari
             f"worker {pid} imported modules beyond the agreed list: {sorted(modules - allowed)} "
             "(measure with bench/footprint.py; if they are worth it, add them to AGREED)"
         )
+
+
+#: What the command line needs and a master never does: its libraries, and those a master loads only when configured to.
+CLI_ONLY = {"typer", "click", "rich", "pygments", "shellingham", "sqlglot", "prometheus_client"}
+
+
+def test_the_master_s_entry_point_holds_none_of_the_command_line_s_libraries(tmp_path: Path) -> None:
+    shown = subprocess.run(
+        [sys.executable, "-c",
+         "import sys, jobd.ops.master_main; from jobd.store import open_store; "
+         f"open_store('sqlite:///{tmp_path / 'jobd.db'}').initialise(); "
+         "print(sorted({name.partition('.')[0] for name in sys.modules}), 'jobd.cli' in sys.modules, "
+         "'sqlalchemy.dialects.mysql' in sys.modules)"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )
+    modules, cli, mysql_dialect = shown.stdout.rsplit(" ", 2)
+    assert not set(ast.literal_eval(modules.strip())) & CLI_ONLY
+    assert (cli, mysql_dialect.strip()) == ("False", "False"), "no CLI module, and no MySQL dialect for a SQLite store"
+
+
+def test_jobd_start_foreground_becomes_the_master_in_its_own_entry_point_keeping_its_pid(deployment: Deployment) -> None:
+    deployment.write_config({"main": {"workers": 1, "modules": ["footprint_tasks"]}})
+    process = deployment.start_master()
+    assert deployment.status()["master"]["pid"] == process.pid, "the process systemd or the caller started is the master"
+    command = (Path("/proc") / str(process.pid) / "cmdline").read_bytes().split(b"\0")
+    assert b"jobd.ops.master_main" in command and b"jobd.cli.app" not in command

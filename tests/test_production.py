@@ -154,8 +154,9 @@ def test_the_metrics_endpoint_reports_what_ran(deployment: Deployment) -> None:
 
 def test_schedule_lag_and_error_counters_are_reportable_from_other_modules() -> None:
     from jobd.observability import metrics
+    from jobd.observability.prometheus import Metrics
 
-    collected = metrics.Metrics()
+    collected = Metrics()
     metrics.install(collected)
     try:
         metrics.observe_schedule_lag("reports.daily", 1.5)

@@ -71,12 +71,7 @@ class Dispatcher:
             settings = pool.settings
             caps = ConcurrencyCaps(settings.concurrency, settings.task_concurrency)
             rates = settings.rate_limits()
-            prefetch = 0 if caps.active or rates.active else (
-                settings.prefetch if settings.prefetch is not None else default_prefetch(pool.size, pool.depth()))
-            room = pool.room()
-            if pool.size == 0 or (room == 0 and pool.waiting > prefetch // 2):
-                continue  # enough waiting: refill in batches, not one claim per finished job
-            wanted = room + prefetch - pool.waiting
+            wanted = self.wanted(pool, limited=caps.active or rates.active)
             if wanted <= 0:
                 continue
             if not master.lease_keeper.valid():
@@ -88,6 +83,21 @@ class Dispatcher:
             self.feed(pool)
             if len(jobs) == wanted:
                 self.claim_soon()  # there may be more waiting
+
+    def wanted(self, pool: Pool, *, limited: bool) -> int:
+        """How many jobs to claim for ``pool`` now: its workers' room plus a prefetch, less what waits.
+
+        None while enough wait already (the backlog is refilled in batches,
+        not one claim per finished job); no prefetch for a ``limited`` pool
+        (caps or rate limits count what it holds).
+        """
+        settings = pool.settings
+        prefetch = 0 if limited else (
+            settings.prefetch if settings.prefetch is not None else default_prefetch(pool.size, pool.depth()))
+        room = pool.room()
+        if pool.size == 0 or (room == 0 and pool.waiting > prefetch // 2):
+            return 0
+        return max(0, room + prefetch - pool.waiting)
 
     def feed(self, pool: Pool) -> None:
         """Give workers with room the pool's prefetched jobs (``Pool.feed``)."""

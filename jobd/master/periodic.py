@@ -1,7 +1,9 @@
 """The loop's periodic work: the ticker's due schedules, heartbeats, claims, offers, progress.
 
 Each chore runs at its own pace (a ``Throttle`` each); a submitter waiting
-for its job to start comes first.
+for its job to start comes first, then a due schedule tick: its jobs are
+created claimed by this master (as many as its workers have room for, plus
+the prefetch) and reach free workers before any other chore runs.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import time
 from typing import TYPE_CHECKING
 
 from .. import defaults
+from ..concurrency_caps import ConcurrencyCaps
+from ..job import Job
+from ..store.schedules import TickClaim
 from ..throttle import Throttle
 
 if TYPE_CHECKING:
@@ -30,6 +35,8 @@ class PeriodicWork:
     def tick(self) -> None:
         master = self.master
         master.handoff.claim_woken()  # a submitter is waiting for its job to start: before the periodic chores below
+        if not master.draining and master.ticker.run_due(self._tick_claim, self._hand_over):
+            master.dispatcher.claim_soon()  # the jobs this master did not take wait in the queue
         master.observers.tick(master)
         master.lease_keeper.beat_if_due()
         if master.activity.due():
@@ -44,8 +51,6 @@ class PeriodicWork:
             master.dispatcher.claim_soon()
             master.operations.apply_cancel_requests()
             master.ticker.refresh_pauses()
-        if master.ticker.run_due():
-            master.dispatcher.claim_soon()
         master.dispatcher.claim_if_tokens_due(time.time())
         master.dispatcher.dispatch_if_requested()
         if master.handoff.desk.adopt_due():
@@ -54,6 +59,34 @@ class PeriodicWork:
             master.handoff.offer_handoffs()
         if self.progress_flush.ready():
             self._flush_progress()
+
+    def _tick_claim(self) -> TickClaim | None:
+        """What this master takes of a tick's jobs as they are created: what a claim now would take.
+
+        Nothing for a daemon under caps or rate limits (those are counted
+        under their own lock by a claim), a stopped one, or while this master
+        may not start jobs (its lease).
+        """
+        master = self.master
+        if master.lease_lost or not master.lease.may_start(master.clock()) or not master.lease_keeper.valid():
+            return None
+        limits: dict[str, int] = {}
+        for name, pool in master.pools.items():
+            settings = pool.settings
+            if ConcurrencyCaps(settings.concurrency, settings.task_concurrency).active or settings.rate_limits().active:
+                continue
+            if master.daemons.accepts_jobs(name):
+                limits[name] = master.dispatcher.wanted(pool, limited=False)
+        return TickClaim(master.id, limits) if any(limits.values()) else None
+
+    def _hand_over(self, jobs: list[Job]) -> None:
+        """The jobs a tick created claimed by this master: into their pools, to workers with room at once."""
+        master = self.master
+        for name, pool in master.pools.items():
+            held = [job for job in jobs if job.daemon == name]
+            if held:
+                pool.hold(held)
+                master.dispatcher.feed(pool)
 
     def _flush_progress(self) -> None:
         """Persist running jobs' latest progress (display data: a failure is logged, never raised)."""

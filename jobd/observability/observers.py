@@ -24,13 +24,14 @@ from ..config import JobdConfig
 from ..errors import JobdError
 from .job_logs import JobLogCapture, job_extra
 from ..job import Job
-from .metrics import Metrics, PoolState, Snapshot
+from .metrics import PoolState, Snapshot
 from ..ops.sdnotify import SystemdNotifier
 from ..throttle import Throttle
 from ..workers.states import WorkerState
 
 if TYPE_CHECKING:
     from ..master import Master
+    from .prometheus import Metrics
     from ..workers.pool import Pool, WorkerExit
 
 log = logging.getLogger("jobd.observers")
@@ -48,7 +49,11 @@ class Observers:
         self.config = config
         self.notifier = notifier or SystemdNotifier.from_environment()
         self.job_logs = job_logs
-        self.metrics: Metrics | None = Metrics() if config.metrics else None
+        self.metrics: Metrics | None = None
+        if config.metrics:
+            from .prometheus import Metrics  # only a master that serves metrics holds prometheus-client
+
+            self.metrics = Metrics()
         self.alerter = Alerter(config.alert_command, config.alert_timeout, clock=clock)
         self.crash_loops = CrashLoopWatch()
         self._status = Throttle(defaults.STATUS_INTERVAL_SECONDS, clock)

@@ -14,13 +14,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ..catalogue import publish_catalogue
 from ..config import JobdConfig
 from ..control import client
 from ..errors import JobdError, MasterAlreadyRunning, MasterNotRunning
-from ..inventory import Inventory, inventory_in_subprocess
+from ..inventory import Inventory, encode_inventory, inventory_in_subprocess
 from ..observability.job_logs import JobLogCapture
 from ..observability.logs import configure_master_logging, shutdown_logging
 from ..master import Master
@@ -45,6 +45,26 @@ def preflight(config: JobdConfig) -> Inventory:
         finally:
             store.dispose()
     return inventory
+
+
+def exec_master(config: JobdConfig, inventory: Inventory, *, ready_fd: int | None = None) -> NoReturn:
+    """Become the master: replace this process with ``jobd.ops.master_main`` for ``config``.
+
+    The same pid goes on (systemd's main process, the caller's child), in an
+    interpreter that never imported the CLI; the checked ``inventory`` goes
+    with it in an anonymous file, so task code is not imported again.
+    """
+    inventory_fd = os.memfd_create("jobd-inventory", 0)  # inheritable: no MFD_CLOEXEC
+    unwritten = memoryview(encode_inventory(inventory).encode())
+    while unwritten:
+        unwritten = unwritten[os.write(inventory_fd, unwritten):]
+    arguments = [sys.executable, "-m", "jobd.ops.master_main", str(config.source), "--inventory-fd", str(inventory_fd)]
+    if ready_fd is not None:
+        os.set_inheritable(ready_fd, True)
+        arguments += ["--ready-fd", str(ready_fd)]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, arguments)
 
 
 def run_foreground(config: JobdConfig, inventory: Inventory, *, ready_fd: int | None = None) -> int:
@@ -84,13 +104,12 @@ def start_daemon(config: JobdConfig, inventory: Inventory, *, timeout: float = 6
         if os.fork() != 0:
             os._exit(0)
         _detach_stdio(config)
-        code = 1
         try:
-            code = run_foreground(config, inventory, ready_fd=write_fd)
+            exec_master(config, inventory, ready_fd=write_fd)
         except BaseException:
             logging.getLogger("jobd").exception("master failed")
         finally:
-            os._exit(code)
+            os._exit(1)
     os.close(write_fd)
     os.waitpid(first, 0)
     answer = _read_answer(read_fd, timeout)
@@ -194,4 +213,4 @@ def _status_quietly(config: JobdConfig) -> dict[str, Any] | None:
         return None
 
 
-__all__ = ["preflight", "run_foreground", "start_daemon", "stop_master", "Path"]
+__all__ = ["preflight", "exec_master", "run_foreground", "start_daemon", "stop_master", "Path"]

@@ -7,8 +7,9 @@ MySQL, free of time-zone conversions, and easy to write from any language
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
 
 from .. import defaults
 from ..states import JobState
@@ -32,10 +33,25 @@ def _now_default(dialect: str) -> sa.TextClause:
     return sa.text("((julianday('now') - 2440587.5) * 86400.0)")
 
 
+def _long_text(dialect: str) -> sa.types.TypeEngine[str]:
+    """TEXT; MEDIUMTEXT on MySQL, whose TEXT holds 64 KB (the MySQL dialect is loaded only for a MySQL store)."""
+    if dialect == "sqlite":
+        return sa.Text()
+    from sqlalchemy.dialects import mysql
+
+    return sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql")
+
+
+def _table_options(dialect: str) -> dict[str, Any]:
+    """InnoDB and utf8mb4 on MySQL; nothing elsewhere (naming MySQL's options loads its dialect)."""
+    return {} if dialect == "sqlite" else {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+
+
 def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
     """The tables of schema ``SCHEMA_VERSION`` for the given SQLAlchemy dialect name."""
     metadata = sa.MetaData()
-    text_type = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql")
+    text_type = _long_text(dialect)
+    options = _table_options(dialect)
     epoch: sa.Double[float] = sa.Double()
     name = sa.String(defaults.MAX_NAME_LENGTH)
 
@@ -89,8 +105,7 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
         # Pruning of jobs that finished before the retention.
         sa.Index(f"{P}jobs_state_finished", "state", "finished_at", sqlite_where=sa.text("finished_at IS NOT NULL")),
         *_undated_index(dialect),
-        mysql_engine="InnoDB",
-        mysql_charset="utf8mb4",
+        **options,
     )
     masters = sa.Table(
         f"{P}masters",
@@ -105,8 +120,7 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
         sa.Column("started_at", epoch, nullable=False),
         sa.Column("heartbeat_at", epoch, nullable=False),
         sa.Column("stopped_at", epoch, nullable=True),
-        mysql_engine="InnoDB",
-        mysql_charset="utf8mb4",
+        **options,
     )
     schedules = sa.Table(
         f"{P}schedules",
@@ -118,16 +132,14 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
         sa.Column("skipped", sa.Integer, nullable=False, server_default="0"),  # overlap `forbid` skips
         sa.Column("last_skipped_at", epoch, nullable=True),
         sa.Column("updated_at", epoch, nullable=True),
-        mysql_engine="InnoDB",
-        mysql_charset="utf8mb4",
+        **options,
     )
     schedule_pauses = sa.Table(
         f"{P}schedule_pauses",
         metadata,
         sa.Column("target", name, primary_key=True),  # "daemon:NAME" or "entry:NAME"
         sa.Column("paused_at", epoch, nullable=False),
-        mysql_engine="InnoDB",
-        mysql_charset="utf8mb4",
+        **options,
     )
     locks = sa.Table(
         f"{P}locks",
@@ -135,8 +147,7 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
         sa.Column("name", name, primary_key=True),  # mutex rows and leases ("claim:mailing", "prune")
         sa.Column("owner", sa.String(64), nullable=True),
         sa.Column("expires_at", epoch, nullable=True),
-        mysql_engine="InnoDB",
-        mysql_charset="utf8mb4",
+        **options,
     )
     # v2: each job's own log lines (jobd.observability.job_logs), so `jobd logs ID` needs no grep.
     job_logs = sa.Table(
@@ -151,8 +162,7 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
         sa.Column("worker_pid", sa.Integer, nullable=True),
         sa.Column("message", text_type, nullable=False),
         sa.Index(f"{P}job_logs_job", "job_id", "id"),
-        mysql_engine="InnoDB",
-        mysql_charset="utf8mb4",
+        **options,
     )
     # Operators' desired state per host and daemon (jobd start/stop/scale DAEMON).
     daemon_states = sa.Table(
@@ -163,8 +173,7 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
         sa.Column("running", sa.Boolean, nullable=False),
         sa.Column("workers", sa.Integer, nullable=True),  # NULL: the config's `workers`
         sa.Column("updated_at", epoch, nullable=False),
-        mysql_engine="InnoDB",
-        mysql_charset="utf8mb4",
+        **options,
     )
     # v5: one token bucket per rate-limited key (jobd.store.rate_buckets): task '' is the daemon's own limit;
     # window_started counts the jobs started in calendar second window_second (at most the burst).
@@ -177,8 +186,7 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
         sa.Column("updated_at", epoch, nullable=False),
         sa.Column("window_second", sa.BigInteger, nullable=False),
         sa.Column("window_started", sa.Integer, nullable=False),
-        mysql_engine="InnoDB",
-        mysql_charset="utf8mb4",
+        **options,
     )
     # v6: each daemon's task names and argument signatures (jobd.catalogue), so a submit imports no task code.
     task_catalogue = sa.Table(
@@ -188,8 +196,7 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
         sa.Column("version", sa.String(64), nullable=False),  # digest of the daemon's config and task code
         sa.Column("tasks", text_type, nullable=False),  # JSON: task name → its parameters
         sa.Column("published_at", epoch, nullable=False),
-        mysql_engine="InnoDB",
-        mysql_charset="utf8mb4",
+        **options,
     )
     return metadata, {
         "meta": meta, "jobs": jobs, "masters": masters, "job_logs": job_logs,

@@ -1,0 +1,74 @@
+"""The master's own entry point: a process that holds the master and none of the CLI.
+
+``jobd start`` checks everything in the operator's terminal (pid file,
+config, task imports, store, catalogue) with the command line's libraries
+loaded — typer, rich and what they pull in. Then it replaces itself with
+this module (``exec``: the same pid, so systemd's main pid, the pid file and
+a caller waiting on the process see no difference), handing over the
+inventory it computed through an anonymous file. The master then runs in an
+interpreter that never imported the CLI: tens of megabytes less for as long
+as the host runs.
+
+    python -m jobd.ops.master_main CONFIG [--inventory-fd N] [--ready-fd N]
+
+Without ``--inventory-fd`` it runs the preflight itself. ``--ready-fd``:
+the pipe a detaching ``jobd start`` waits on ("ok", or "error: …").
+Errors end the process with the CLI's exit codes and a one-line message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import sqlalchemy as sa
+
+from ..config import load_config
+from ..errors import ExitCode, JobdError, exit_code_for
+from ..inventory import Inventory, decode_inventory
+from ..store.diagnosis import describe_store_error
+from .runner import preflight, run_foreground
+
+def read_inventory(fd: int) -> Inventory:
+    """The inventory ``runner.exec_master`` wrote to the file ``fd`` (read from its start; closed after)."""
+    with os.fdopen(fd, "r", encoding="utf-8") as handle:
+        handle.seek(0)
+        return decode_inventory(handle.read())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobd.ops.master_main", description="Run a jobd master in this process.")
+    parser.add_argument("config", help="the jobd.toml to run")
+    parser.add_argument("--inventory-fd", type=int, help="a file holding the checked inventory (from jobd start)")
+    parser.add_argument("--ready-fd", type=int, help="a pipe to say 'ok' or 'error: …' on once the master is up")
+    options = parser.parse_args(argv)
+    try:
+        config = load_config(options.config)
+        inventory = read_inventory(options.inventory_fd) if options.inventory_fd is not None else preflight(config)
+    except (JobdError, sa.exc.DBAPIError) as error:
+        return _failed(error, options.ready_fd)
+    try:
+        return run_foreground(config, inventory, ready_fd=options.ready_fd)  # it answers on the ready pipe itself
+    except (JobdError, sa.exc.DBAPIError) as error:
+        return _failed(error, None)
+
+
+def _failed(error: JobdError | sa.exc.DBAPIError, ready_fd: int | None) -> int:
+    """Say why the master did not run where its starter looks (stderr, the ready pipe); the CLI's exit code."""
+    if isinstance(error, JobdError):
+        message, code = str(error), exit_code_for(error)
+    else:
+        message, code = describe_store_error(error), ExitCode.UNAVAILABLE
+    sys.stderr.write(f"error: {message}\n")
+    if ready_fd is not None:
+        try:
+            os.write(ready_fd, f"error: {message}\n".encode())
+            os.close(ready_fd)
+        except OSError:
+            pass  # the starter is gone
+    return int(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
