@@ -79,6 +79,7 @@ CONTROL_PROTOCOL_VERSION = 1
 # and a reply past this size is declined (the CLI then reads the store itself).
 JOBS_LIST_MAX = 10000
 CONTROL_MAX_JOBS_REPLY_BYTES = 1024 * 1024
+JOBS_FROM_MASTER_TIMEOUT_SECONDS = 5.0  # a master that does not answer by then: the CLI reads the store
 # Connections the kernel queues before the control thread accepts them: a burst of
 # CLI calls or app submits (hundreds at once) must wait, not be refused.
 CONTROL_LISTEN_BACKLOG = 1024

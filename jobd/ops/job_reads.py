@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .. import defaults
 from ..config_digest import config_digest
 from ..errors import JobdError, MasterNotRunning, UnknownJob
 from ..job import Job
@@ -69,7 +70,7 @@ def _ask_master(config: ConfigPath, op: str, args: dict[str, Any]) -> Any:
 
     settings = config_digest(config)  # ConfigError here as from load_config
     try:
-        return client.call(settings.socket, op, args)
+        return client.call(settings.socket, op, args, timeout=defaults.JOBS_FROM_MASTER_TIMEOUT_SECONDS)
     except UnknownJob:
         raise
     except (MasterNotRunning, JobdError, OSError):
