@@ -4,8 +4,8 @@ Issue 19's goal: ``jobd status --json``, ``jobd trigger`` and ``jobd jobs -n
 20`` at most 1.2× the wall time of ``rq info`` on the same machine (median of
 10). Each command runs as the user runs it — the installed console script,
 a fresh interpreter every time — against a throw-away deployment (SQLite
-store, one daemon, 200 jobs); ``status --json`` is timed with the master
-running and with it stopped. ``rq info`` asks a Redis holding one queue of
+store, one daemon, 200 jobs); ``status --json``, ``jobs`` and ``job`` are
+timed with the master running and with it stopped. ``rq info`` asks a Redis holding one queue of
 200 jobs: a ``redis-server`` this script starts on a free loopback port
 (or ``--redis HOST:PORT``, an empty database there) and stops by pid.
 
@@ -156,11 +156,16 @@ def main() -> None:
                 times[name].append(run(command, root))
         run([*jobd_command, "start", *with_config], root)
         master_started = True
-        running = "jobd status --json (master running)"
-        times[running] = []
+        with_master = {  # jobs and job are answered by the master when one runs (jobd.ops.job_reads)
+            "jobd status --json (master running)": [*jobd_command, "status", "--json", *with_config],
+            "jobd jobs -n 20 (master running)": commands["jobd jobs -n 20"],
+            "jobd job ID (master running)": commands["jobd job ID"],
+        }
+        times.update({name: [] for name in with_master})
         for _ in range(options.runs):
             times["rq info"].append(run(commands["rq info"], root))
-            times[running].append(run([*jobd_command, "status", "--json", *with_config], root))
+            for name, command in with_master.items():
+                times[name].append(run(command, root))
     finally:
         if master_started:
             subprocess.run([str(BIN / "jobd"), "stop", "-c", str(root / "jobd.toml")], cwd=root, capture_output=True, timeout=120)

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from jobd.defaults import JOBS_LIST_MAX
+
 from .options import ConfigOption, JsonOption, load_settings
 from .output import ago, console, error_console, print_json, reports_errors, when
 
@@ -27,16 +29,17 @@ def jobs(
     state: Annotated[Optional[list[str]], typer.Option("--state", "-s", help="Filter by state (repeatable; any stored value).")] = None,
     daemon: Annotated[Optional[str], typer.Option("--daemon", "-d")] = None,
     task: Annotated[Optional[str], typer.Option("--task", "-t")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10000)] = 50,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=JOBS_LIST_MAX)] = 50,
     as_json: JsonOption = False,
 ) -> None:
     """List recent jobs, newest first.
 
     Example: jobd jobs --state dead --daemon mailing
     """
-    from jobd.ops.jobs import STATE_NAMES, list_jobs
+    from jobd.ops.job_reads import list_jobs
+    from jobd.states import STATE_NAMES
 
-    listing = list_jobs(load_settings(config, with_schedule=False), states=state or [], daemon=daemon, task=task, limit=limit)
+    listing = list_jobs(config, states=state or [], daemon=daemon, task=task, limit=limit)
     if listing.unknown_states and not listing.jobs:  # a typo, most likely: say so (stderr, so --json stays parseable)
         error_console.print(f"no job in {', '.join(map(repr, listing.unknown_states))}: not a jobd state "
                             f"(jobd states: {', '.join(sorted(STATE_NAMES))})", highlight=False)
@@ -58,9 +61,9 @@ def job_detail(job_id: int, config: ConfigOption = None, as_json: JsonOption = F
 
     Example: jobd job 42
     """
-    from jobd.ops.jobs import show_job
+    from jobd.ops.job_reads import show_job
 
-    job = show_job(load_settings(config, with_schedule=False), job_id)
+    job = show_job(config, job_id)
     if as_json:
         print_json(job.to_dict())
         return

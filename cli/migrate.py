@@ -20,13 +20,14 @@ from rich.table import Table
 
 from jobd.errors import ExitCode, JobdError, exit_code_for
 from jobd.migrations.outcome import OutcomeStatus, TenantOutcome
-from jobd.migrations.settings import MigrationsSettings, SnapshotMode, load_migrations_settings
+from jobd.migrations.snapshot_mode import SnapshotMode
 from jobd.states import FINAL, JobState
 
 from .options import load_settings
 from .output import make_console
 
 if TYPE_CHECKING:
+    from jobd.migrations.settings import MigrationsSettings
     from rich.progress import TaskID
 
     from jobd.job import Job
@@ -73,6 +74,8 @@ def _settings(option: Path | None, ctx: typer.Context) -> MigrationsSettings:
     """The [migrations] settings, after the whole file was validated as every command does (README)."""
     path = _config_path(option, ctx)
     load_settings(path)  # a bad key anywhere is refused here (exit 2), before any tenant is contacted
+    from jobd.migrations.settings import load_migrations_settings
+
     return load_migrations_settings(path)
 
 

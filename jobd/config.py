@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from . import defaults
+from .config_path import find_config_path  # noqa: F401  (imported from here too)
 from .config_sections import (  # noqa: F401  (DaemonConfig, WebConfig and the value types are imported from here too)
     MIN_CAP_BYTES, OUTPUT_CAP_SETTINGS, DaemonConfig, Duration, Size, Strict, WebConfig, caps_from,
 )
@@ -187,16 +188,6 @@ class JobdConfig(Strict):
     def drain_timeout_for(self, daemon: str) -> float:
         own = self.daemons[daemon].drain_timeout
         return self.drain_timeout if own is None else own
-
-
-def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The config file to use: ``--config``, else ``$JOBD_CONFIG``, else ``./jobd.toml``."""
-    if explicit:
-        return Path(explicit).resolve()
-    from_env = os.environ.get(defaults.CONFIG_ENV_VAR)
-    if from_env:
-        return Path(from_env).resolve()
-    return (Path.cwd() / defaults.CONFIG_FILE_NAME).resolve()
 
 
 def load_config(path: str | os.PathLike[str] | None = None, *, with_schedule: bool = True) -> JobdConfig:

@@ -75,6 +75,11 @@ CONTROL_MAX_REQUEST_BYTES = 64 * 1024
 CONTROL_REQUEST_TIMEOUT_SECONDS = 10.0
 CONTROL_SOCKET_MODE = 0o660
 CONTROL_PROTOCOL_VERSION = 1
+# `jobd jobs` and `jobd job` ask a running master (its store is open): at most this many jobs,
+# and a reply past this size is declined (the CLI then reads the store itself).
+JOBS_LIST_MAX = 10000
+CONTROL_MAX_JOBS_REPLY_BYTES = 1024 * 1024
+JOBS_FROM_MASTER_TIMEOUT_SECONDS = 5.0  # a master that does not answer by then: the CLI reads the store
 # Connections the kernel queues before the control thread accepts them: a burst of
 # CLI calls or app submits (hundreds at once) must wait, not be refused.
 CONTROL_LISTEN_BACKLOG = 1024

@@ -68,6 +68,11 @@ class Job:
         data["state"] = str(self.state)
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Job:
+        """The job ``to_dict`` described (a master's answer to ``jobd jobs``); ValueError/TypeError if it is not one."""
+        return cls(**{**data, "state": JobState(data["state"])})
+
 
 def encode_json(value: Any) -> str:
     """Canonical JSON text for the store (sorted keys, no spaces: stable for cache keys).

@@ -27,6 +27,9 @@ class JobState(StrEnum):
 #: States from which a worker may be given the job.
 CLAIMABLE = frozenset({JobState.SCHEDULED, JobState.QUEUED, JobState.RETRYING})
 #: States that end a job for good.
+#: Every state name jobd knows; ``jobd jobs --state`` also takes others (rows written by applications).
+STATE_NAMES = frozenset(str(state) for state in JobState)
+
 FINAL = frozenset({JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED})
 #: States that count as "not finished" (for overlap rules and unique keys).
 ACTIVE = frozenset(JobState) - FINAL

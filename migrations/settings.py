@@ -22,7 +22,6 @@ Example::
 from __future__ import annotations
 
 import tomllib
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from jobd.errors import ConfigError
 from jobd.migrations.errors import UnsafeIdentifier
 from jobd.migrations.identifiers import validate_identifier, validate_tenant_name
+from jobd.migrations.snapshot_mode import SnapshotMode
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -39,14 +39,6 @@ DEFAULT_PARALLEL = 4
 DEFAULT_SNAPSHOT_RETENTION = 3
 DEFAULT_LOCK_WAIT_TIMEOUT = 30
 DEFAULT_DAEMON = "migrate"
-
-
-class SnapshotMode(str, Enum):
-    """What a tenant's snapshot copies before its first pending step."""
-
-    TOUCHED = "touched"  # the tables the pending steps name (the whole schema if unsure)
-    SCHEMA = "schema"  # every base table of the tenant database
-    NONE = "none"  # nothing: a failure cannot be undone (explicit opt-out)
 
 
 class StaticTenant(BaseModel):

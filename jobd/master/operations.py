@@ -20,6 +20,7 @@ from ..errors import JobdError
 from ..inventory import inventory_in_subprocess
 from ..outcomes import CANCELLED_BY_OPERATOR, Ending, EndingKind
 from ..workers.worker import WorkerSpec
+from . import job_queries
 
 if TYPE_CHECKING:
     from .core import Master
@@ -47,6 +48,8 @@ class Operations:
             "restart_daemons": self._claiming_after(daemons.restart),
             "scale_daemon": self._claiming_after(daemons.scale),
             "daemon_status": self._daemon_status,
+            "list_jobs": lambda args: job_queries.list_jobs(master.store, args),
+            "show_job": lambda args: job_queries.show_job(master.store, args),
         }
 
     def serve(self) -> None:

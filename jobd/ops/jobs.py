@@ -13,23 +13,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from ..config import JobdConfig
 from ..errors import WaitTimedOut
 from ..job import Job
-from ..states import FINAL, JobState
+from ..states import FINAL, STATE_NAMES, JobState  # noqa: F401  (STATE_NAMES: imported from here too)
 from ..store import Store, open_store
 from ..store.errors import raised_as_unavailable
 from ..store.job_logs import JobLogLine
+from .job_reads import JobListing
 
 if TYPE_CHECKING:
     from ..bulk import BulkResult
 
-#: Every state name jobd knows; ``jobd jobs --state`` also takes others (rows written by applications).
-STATE_NAMES = frozenset(str(state) for state in JobState)
 
 
 @lru_cache(maxsize=4)
@@ -45,14 +43,6 @@ def initialise_store(settings: JobdConfig) -> tuple[str, int]:
     return store.url, store.initialise()
 
 
-@dataclass(frozen=True)
-class JobListing:
-    """``jobd jobs``: the jobs found, and the asked-for states that are not jobd states."""
-
-    jobs: list[Job]
-    unknown_states: list[str]
-
-
 @raised_as_unavailable()
 def list_jobs(
     settings: JobdConfig, *, states: Sequence[str] = (), daemon: str | None = None, task: str | None = None, limit: int = 50,
@@ -63,8 +53,13 @@ def list_jobs(
     schema v4 refused them) must be listable; a name that is not a jobd state
     matches only such rows, and is reported back so a typo can be named.
     """
+    return find_jobs(store_at(settings.store), states=states, daemon=daemon, task=task, limit=limit)
+
+
+def find_jobs(store: Store, *, states: Sequence[str], daemon: str | None, task: str | None, limit: int) -> JobListing:
+    """``list_jobs`` on an open store: the CLI's own, or a running master's (``jobd.master.job_queries``)."""
     wanted: list[JobState | str] = [JobState(value) if value in STATE_NAMES else value for value in states]
-    found = store_at(settings.store).jobs.list(states=wanted, daemon=daemon, task=task, limit=limit)
+    found = store.jobs.list(states=wanted, daemon=daemon, task=task, limit=limit)
     return JobListing(found, sorted({str(value) for value in wanted} - STATE_NAMES))
 
 

@@ -1,0 +1,151 @@
+"""The few settings a quick command reads, without building the config models every time.
+
+``jobd jobs``, ``jobd job``, ``jobd trigger`` and ``jobd status`` need a
+handful of keys — the control socket, the store URL, the daemon names. Building
+the pydantic models for them costs a tenth of a second of every command, about
+as long as the rest of the command. So the file is validated in full as
+before, and the keys such commands read are remembered, keyed by a
+fingerprint of everything the validation depended on: the file's path and
+bytes, ``$JOBD_HANDOFF``, and the modules that define the config. The next
+command reading the same file finds its digest and builds nothing.
+
+Nothing here judges a config: a file the full validation has not accepted
+has no digest, so it is validated (and its errors reported) exactly as by
+``jobd.config.load_config``. The defaults and the path resolution are the
+models' own, since a digest is only ever made from a validated ``JobdConfig``.
+The digests live in ``$XDG_CACHE_HOME/jobd`` (else ``~/.cache/jobd``), one
+small file each, readable only by their owner (a store URL may hold a
+password); where that folder cannot be written, every command validates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import defaults
+from .config_path import find_config_path
+
+if TYPE_CHECKING:
+    from .config import JobdConfig
+
+#: Bumped when ``ConfigDigest`` changes shape: older digests are then ignored.
+DIGEST_FORMAT = 1
+#: Digests kept; past this, the least recently written go (configs edited or thrown away).
+MAX_DIGESTS = 64
+#: The modules whose code decides what a valid config is and what it resolves to
+#: (relative to this package; ``jobd.migrations`` is the ``migrations`` folder beside it).
+VALIDATING_MODULES = (
+    "config.py", "config_sections.py", "config_path.py", "config_digest.py", "defaults.py", "names.py",
+    "durations.py", "output_caps.py", "../migrations/settings.py", "../migrations/snapshot_mode.py",
+)
+
+
+@dataclass(frozen=True)
+class ConfigDigest:
+    """The settings of a validated jobd.toml that the quick commands read (paths absolute)."""
+
+    source: Path
+    store: str
+    socket: Path
+    daemons: tuple[str, ...]
+    heartbeat_lease: float
+
+    @classmethod
+    def of(cls, config: JobdConfig) -> ConfigDigest:
+        return cls(
+            source=config.source, store=config.store, socket=config.socket,
+            daemons=tuple(config.daemons), heartbeat_lease=float(config.heartbeat_lease),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "format": DIGEST_FORMAT, "source": str(self.source), "socket": str(self.socket)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ConfigDigest:
+        return cls(
+            source=Path(data["source"]), store=str(data["store"]), socket=Path(data["socket"]),
+            daemons=tuple(str(name) for name in data["daemons"]), heartbeat_lease=float(data["heartbeat_lease"]),
+        )
+
+
+def config_digest(path: str | os.PathLike[str] | None = None) -> ConfigDigest:
+    """The digest of the config at ``path`` (as ``load_config`` finds it), validating it if it is new.
+
+    Raises ``ConfigError`` exactly as ``load_config(path, with_schedule=False)`` does.
+    """
+    config_path = find_config_path(path)
+    try:
+        text = config_path.read_bytes()
+    except OSError:
+        text = None  # the full load names the problem
+    if text is not None:
+        key = fingerprint(config_path, text)
+        remembered = _read(key)
+        if remembered is not None:
+            return remembered
+    from .config import load_config
+
+    config = load_config(config_path, with_schedule=False)
+    digest = ConfigDigest.of(config)
+    if text is not None and config_path.read_bytes() == text:  # remember only what was validated
+        _write(fingerprint(config_path, text), digest)
+    return digest
+
+
+def fingerprint(config_path: Path, text: bytes) -> str:
+    """What a validation's outcome depends on: the file, the environment it reads, the validating code."""
+    package = Path(__file__).parent
+    hasher = hashlib.sha256(f"{DIGEST_FORMAT}\0{config_path}\0".encode())
+    hasher.update(text)
+    hasher.update(f"\0{os.environ.get(defaults.HANDOFF_ENV_VAR, '')}\0".encode())
+    for name in VALIDATING_MODULES:
+        try:
+            status = (package / name).stat()
+        except OSError:
+            continue
+        hasher.update(f"{name}:{status.st_mtime_ns}:{status.st_size}\0".encode())
+    return hasher.hexdigest()
+
+
+def digest_folder() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "jobd" / "config-digests"
+
+
+def _read(key: str) -> ConfigDigest | None:
+    try:
+        data = json.loads((digest_folder() / f"{key}.json").read_text(encoding="utf-8"))
+        if data.get("format") != DIGEST_FORMAT:
+            return None
+        return ConfigDigest.from_json(data)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # absent or unreadable: validate
+
+
+def _write(key: str, digest: ConfigDigest) -> None:
+    folder = digest_folder()
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".digest-")  # mode 0600
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as file:
+                json.dump(digest.to_json(), file)
+            os.replace(temporary, folder / f"{key}.json")  # readers see a whole digest or none
+        except BaseException:
+            os.unlink(temporary)
+            raise
+        _forget_oldest(folder)
+    except OSError:
+        pass  # a cache that cannot be written only costs the next command a validation
+
+
+def _forget_oldest(folder: Path) -> None:
+    digests = sorted(folder.glob("*.json"), key=lambda path: path.stat().st_mtime_ns)
+    for path in digests[:-MAX_DIGESTS]:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,77 @@
+"""``jobd jobs`` and ``jobd job ID`` at the cost of one socket round trip when a master runs.
+
+The local master holds the store open; asking it (``list_jobs``,
+``show_job``: ``jobd.master.job_queries``) spares the command validating the
+whole config and loading the database layer. When no master answers, when
+it declines (a reply too large) or cannot answer (an older master, its
+store down), the command reads the store itself through ``jobd.ops.jobs``,
+whose errors are then the ones reported. Either way the queries are the
+same functions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .. import defaults
+from ..config_digest import config_digest
+from ..errors import JobdError, MasterNotRunning, UnknownJob
+from ..job import Job
+
+ConfigPath = str | os.PathLike[str] | None
+
+
+@dataclass(frozen=True)
+class JobListing:
+    """``jobd jobs``: the jobs found, and the asked-for states that are not jobd states."""
+
+    jobs: list[Job]
+    unknown_states: list[str]
+
+
+def list_jobs(
+    config: ConfigPath, *, states: Sequence[str] = (), daemon: str | None = None, task: str | None = None, limit: int = 50,
+) -> JobListing:
+    """As ``jobd.ops.jobs.list_jobs`` for the config at ``config``."""
+    answer = _ask_master(config, "list_jobs", {"states": list(states), "daemon": daemon, "task": task, "limit": limit})
+    if answer is not None:
+        try:
+            if answer["jobs"] is not None:
+                return JobListing([Job.from_dict(job) for job in answer["jobs"]], list(answer["unknown_states"]))
+        except (KeyError, TypeError, ValueError):
+            pass  # not an answer this version understands: read the store
+    from ..config import load_config
+    from .jobs import list_jobs as from_store
+
+    return from_store(load_config(config, with_schedule=False), states=states, daemon=daemon, task=task, limit=limit)
+
+
+def show_job(config: ConfigPath, job_id: int) -> Job:
+    """As ``jobd.ops.jobs.show_job`` for the config at ``config``."""
+    answer = _ask_master(config, "show_job", {"id": job_id})
+    if answer is not None:
+        try:
+            if answer["job"] is not None:
+                return Job.from_dict(answer["job"])
+        except (KeyError, TypeError, ValueError):
+            pass
+    from ..config import load_config
+    from .jobs import show_job as from_store
+
+    return from_store(load_config(config, with_schedule=False), job_id)
+
+
+def _ask_master(config: ConfigPath, op: str, args: dict[str, Any]) -> Any:
+    """The local master's answer; None when the store must be read instead. ``UnknownJob`` is the answer."""
+    from ..control import client
+
+    settings = config_digest(config)  # ConfigError here as from load_config
+    try:
+        return client.call(settings.socket, op, args, timeout=defaults.JOBS_FROM_MASTER_TIMEOUT_SECONDS)
+    except UnknownJob:
+        raise
+    except (MasterNotRunning, JobdError, OSError):
+        return None
