@@ -106,12 +106,11 @@ class Pool:
         while len(serving) < self.size and now >= self.next_spawn_at:
             serving.append(self._spawn())
         extra = len(serving) - self.size
-        for worker in sorted(serving, key=lambda w: w.state is WorkerState.BUSY):
+        for worker in sorted(serving, key=lambda w: w.state is WorkerState.BUSY):  # idle ones first
             if extra <= 0:
                 break
-            if worker.state is not WorkerState.BUSY:
-                self.retire(worker)
-                extra -= 1
+            self.retire(worker)  # a busy one ends its running job first (told by ``ctx.stopping``)
+            extra -= 1
 
     def _spawn(self) -> Worker:
         channel = open_channel(self.spec.config.socket, self.launcher.context) if self.spec.config.handoff else None
@@ -136,6 +135,18 @@ class Pool:
             self.launcher.kill(worker.pid)
         if not worker.assignments:
             worker.terminate_sent_at = self.clock()  # else: once its running job ends (see _on_finished)
+        else:
+            self._signal_stopping(worker)
+
+    def _signal_stopping(self, worker: Worker) -> None:
+        """Tell a retiring worker's running task that it should save and yield (``ctx.stopping``).
+
+        Only a worker that holds a job: it said it was ready, so its handler is
+        installed (before that, the signal's default action would kill it).
+        """
+        if not worker.stopping_signalled and worker.state is WorkerState.STOPPING and worker.assignments:
+            worker.stopping_signalled = True
+            self.launcher.send_signal(worker.pid, protocol.STOPPING_SIGNAL)
 
     def replace_all(self) -> None:
         """Replace every worker (new code, new settings) without interrupting a job.
@@ -204,6 +215,7 @@ class Pool:
             worker.terminate_sent_at = None  # retired in the meantime: it exits once this job ends
         worker.current_progress = None
         worker.assignments.appendleft(Assignment(job=job, timeout=timeout, started_at=self.clock()))
+        self._signal_stopping(worker)  # retired while it took the job: the job hears of it at once
 
     def cancel(self, job_id: int) -> bool:
         """Cancel ``job_id`` in its worker: SIGUSR1 (→ ``ctx.cancelled``) if it runs, else a message not to start it."""

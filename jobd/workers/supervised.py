@@ -50,6 +50,7 @@ class Worker:
     exit_reason: str | None = None
     current_progress: dict[str, Any] | None = None
     outdated: bool = False  # to be replaced once its current job ends (reload, restart)
+    stopping_signalled: bool = False  # its running task was told (``ctx.stopping``): once per worker
     rss_bytes: int | None = None  # last measured resident set size
     pipe_closed: bool = False  # the worker's end is closed: nothing more to read
     wall_started_at: float = field(default_factory=time.time)
