@@ -96,12 +96,14 @@ class TaskContext:
         clock: Callable[[], float] = time.time,
         progress_interval: float = defaults.PROGRESS_SEND_INTERVAL_SECONDS,
         flusher: Flusher | None = None,
+        batch: Any = None,
     ) -> None:
         self.job_id = job_id
         self.attempt = attempt
         self.daemon = daemon
         self.task = task
         self.last_checkpoint = last_checkpoint
+        self.batch = batch  # the batch this job is a member of (``batch.submit(...)`` adds to it), else None
         self.logger = logging.getLogger(f"jobd.task.{task}")
         self._progress_sink = progress_sink
         self._checkpoint_sink = checkpoint_sink

@@ -185,7 +185,7 @@ class Pool:
         """
         if not jobs:
             return True
-        frame = protocol.encode([protocol.RunJob(job.id, job.attempts, job.task, job.args, job.checkpoint) for job, _ in jobs])
+        frame = protocol.encode([protocol.RunJob(job.id, job.attempts, job.task, job.args, job.checkpoint, job.batch_id) for job, _ in jobs])
         if worker.assignments and unread_bytes(worker) + len(frame) > MAX_UNREAD_BYTES:
             return False  # a busy worker does not read its pipe: the write could block the master (see pipelining)
         if worker.channel is not None and not worker.channel.gate.take(MASTER):

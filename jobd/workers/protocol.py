@@ -35,6 +35,7 @@ class RunJob:
     task: str
     args: dict[str, Any]
     checkpoint: Any
+    batch_id: int | None = None  # its batch, which the task may add members to (``ctx.batch``)
     type: str = "run"
 
 

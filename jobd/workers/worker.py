@@ -27,6 +27,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from ..activity.progress import JobProgress
+from ..batch_member import MemberBatch
 from ..output_caps import DEFAULT_CAPS, OutputCaps, OutputRejected, cap_error, cap_traceback, encode_checkpoint, encode_result
 from ..context import Cancelled, StopEarly, TaskContext
 from ..errors import ConfigError, InvalidArgs, PermanentFailure, TaskFailed
@@ -155,13 +156,20 @@ def worker_main(
         cancel.is_set = False
         ledger.began(message.job_id, message.attempt)
         progress.job_started(message.job_id, message.task, message.attempt)
-        finished = run_job(message, tasks, settings.daemon, progress, checkpoints, cancel, caps, stopping)
+        finished = run_job(message, tasks, settings.daemon, progress, checkpoints, cancel, caps, stopping, settings.source)
         progress.job_ended(message.job_id)
         inbox.cancelled.discard(message.job_id)  # a cancel that came too late
         _send(connection, finished)
         if direct is not None:  # only now: the master must not write to us while we write a large result
             direct.done()
     logging.shutdown()
+
+
+def batch_of(message: protocol.RunJob, config_source: str | None) -> MemberBatch | None:
+    """``ctx.batch`` for a member of a batch (it may add members to it), else None."""
+    if message.batch_id is None or config_source is None:
+        return None
+    return MemberBatch(message.batch_id, message.job_id, config_source)
 
 
 def _send(connection: Connection, message: protocol.Message) -> None:
@@ -235,6 +243,7 @@ def run_job(
     cancel: _SignalFlag,
     caps: OutputCaps = DEFAULT_CAPS,
     stopping: _SignalFlag | None = None,
+    config_source: str | None = None,
 ) -> protocol.JobFinished:
     """Run one attempt and describe how it ended; never raises.
 
@@ -267,7 +276,7 @@ def run_job(
             job_id=message.job_id, attempt=message.attempt, daemon=daemon, task=message.task,
             last_checkpoint=message.checkpoint, progress_sink=progress, checkpoint_sink=checkpoints,
             is_cancelled=lambda: cancel.is_set, is_stopping=lambda: stopping is not None and stopping.is_set,
-            flusher=process_flusher(),
+            flusher=process_flusher(), batch=batch_of(message, config_source),
         )
         log.info("job %s attempt %s: %s started", message.job_id, message.attempt, message.task)
         try:
