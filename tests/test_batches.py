@@ -90,12 +90,12 @@ def test_cancelling_a_batch_cancels_its_waiting_members_and_no_callback_runs(dep
     deployment.write_config({"main": {"workers": 1, "prefetch": 0}})
     deployment.start_master()
     with jobd.batch("stopped", on_complete=DONE, on_failure=FAILED, config=deployment.config_path) as batch:
-        (first, *waiting) = batch.submit_many("main", "t.sleep", [{"seconds": 1.0} for _ in range(5)])
+        (first, *waiting) = batch.submit_many("main", "t.sleep", [{"seconds": 8.0} for _ in range(5)])  # outlasts the CLI's start
     wait_until(lambda: deployment.lines("started.log"), message="the first member to start")
     result = deployment.jobd("batch", str(batch.id), "--cancel")
     assert result.returncode == 0, result.stderr
     assert f"batch {batch.id} cancelled" in result.stdout
-    deployment.wait_all_final([first, *waiting])
+    deployment.wait_all_final([first, *waiting], timeout=90)  # the running one: killed after the cancel grace
     assert all(deployment.store.jobs.get(job_id).state is JobState.CANCELLED for job_id in waiting)
     found = deployment.store.batches.get(batch.id)
     assert found.state is BatchState.CANCELLED and found.cancelled >= 4

@@ -146,6 +146,14 @@ def test_cancelling_a_batch_cancels_its_waiting_members_flags_running_ones_and_q
     assert store.batches.member_states(batch_id) == {"cancelled": 4}
 
 
+def test_batches_that_ended_before_the_retention_are_pruned_and_open_ones_stay(store: Store) -> None:
+    ended = store.batches.create("old", now=1_000.0)
+    store.batches.seal(ended, now=1_000.0)  # no members: complete at once
+    still_open = store.batches.create("older but open", now=500.0)
+    assert store.batches.prune(older_than=2_000.0) == 1
+    assert [batch.id for batch in store.batches.list()] == [still_open]
+
+
 def test_two_masters_ending_the_last_members_at_once_queue_on_complete_exactly_once(store_url: str) -> None:
     """Each round's two members end in two transactions racing on two connections: one of them completes it."""
     masters = [open_store(store_url), open_store(store_url)]
@@ -193,14 +201,14 @@ def test_two_masters_ending_the_last_members_at_once_queue_on_complete_exactly_o
             opened.dispose()
 
 
-def test_a_v4_store_gains_batches_and_keeps_its_jobs(store: Store) -> None:
+def test_a_v6_store_gains_batches_and_keeps_its_jobs(store: Store) -> None:
     job_id = store.jobs.insert(NewJob("main", "t.record", {}))
     with store.engine.begin() as connection:
         store.tables["batches"].drop(connection)
         connection.exec_driver_sql("DROP INDEX jobd_jobs_batch" + (" ON jobd_jobs" if store.jobs.is_mysql else ""))
         connection.exec_driver_sql("ALTER TABLE jobd_jobs DROP COLUMN batch_id")
         meta = store.tables["meta"]
-        connection.execute(meta.update().where(meta.c.key == "schema_version").values(value="4"))
+        connection.execute(meta.update().where(meta.c.key == "schema_version").values(value="6"))
     assert "batch_id" not in {column["name"] for column in sa.inspect(store.engine).get_columns("jobd_jobs")}
 
     assert store.initialise() == SCHEMA_VERSION == 7

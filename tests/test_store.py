@@ -71,7 +71,7 @@ def _sqlite_index_sql(store: Store) -> dict[str, str]:
 
 
 def test_a_v2_store_upgrades_to_the_current_schema_and_keeps_its_jobs(store: Store) -> None:
-    """v3 changes only SQLite's indexes; v4 adds the state CHECK; v5 batches (the rows and indexes stay as they were)."""
+    """v3 changes only SQLite's indexes; v4 adds the state CHECK; v5 rate buckets; v6 the task catalogue; v7 batches (the rows and indexes stay as they were)."""
     job_ids = [store.jobs.insert(new(run_at=run_at), now=1_000.0) for run_at in (None, 2_000.0)]
     store.jobs.claim("main", 1, "m1", now=1_000.0)
     indexes_before = _index_definitions(store)
@@ -95,7 +95,7 @@ def test_a_v2_sqlite_store_gets_partial_indexes(tmp_path: Path) -> None:
                 connection.exec_driver_sql(f"DROP INDEX jobd_{name}")
                 connection.exec_driver_sql(f"CREATE INDEX jobd_{name} ON jobd_jobs ({columns})")
             connection.exec_driver_sql("DROP INDEX jobd_jobs_undated")  # v4's
-            connection.exec_driver_sql("DROP INDEX jobd_jobs_batch")  # v5's
+            connection.exec_driver_sql("DROP INDEX jobd_jobs_batch")  # v7's
         _set_version(store, 2)
         assert not any("WHERE" in sql for sql in _sqlite_index_sql(store).values())
 

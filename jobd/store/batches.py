@@ -241,6 +241,14 @@ class BatchBook:
                 raise InvalidTransition(f"batch {batch_id} completed before it could be cancelled")
             return self._get_on(own, batch_id)
 
+    def prune(self, *, older_than: float) -> int:
+        """Delete batches that ended before ``older_than`` (the jobs' retention); open ones stay, however old."""
+        batches = self.batches
+        with self.engine.begin() as connection:
+            return int(connection.execute(
+                batches.delete().where(batches.c.state != str(BatchState.OPEN), batches.c.finished_at < older_than)
+            ).rowcount)
+
     def get(self, batch_id: int) -> Batch:
         with self.engine.connect().execution_options(**READ_ONLY) as connection:
             return self._get_on(connection, batch_id)
