@@ -135,17 +135,7 @@ class Pool:
             self.launcher.kill(worker.pid)
         if not worker.assignments:
             worker.terminate_sent_at = self.clock()  # else: once its running job ends (see _on_finished)
-        else:
-            self._signal_stopping(worker)
-
-    def _signal_stopping(self, worker: Worker) -> None:
-        """Tell a retiring worker's running task that it should save and yield (``ctx.stopping``).
-
-        Only a worker that holds a job: it said it was ready, so its handler is
-        installed (before that, the signal's default action would kill it).
-        """
-        if not worker.stopping_signalled and worker.state is WorkerState.STOPPING and worker.assignments:
-            worker.stopping_signalled = True
+        elif worker.hears_stopping():  # its running task should save and yield (``ctx.stopping``)
             self.launcher.send_signal(worker.pid, protocol.STOPPING_SIGNAL)
 
     def replace_all(self) -> None:
@@ -215,7 +205,8 @@ class Pool:
             worker.terminate_sent_at = None  # retired in the meantime: it exits once this job ends
         worker.current_progress = None
         worker.assignments.appendleft(Assignment(job=job, timeout=timeout, started_at=self.clock()))
-        self._signal_stopping(worker)  # retired while it took the job: the job hears of it at once
+        if worker.hears_stopping():  # retired while it took the job: the job hears of it at once
+            self.launcher.send_signal(worker.pid, protocol.STOPPING_SIGNAL)
 
     def cancel(self, job_id: int) -> bool:
         """Cancel ``job_id`` in its worker: SIGUSR1 (→ ``ctx.cancelled``) if it runs, else a message not to start it."""

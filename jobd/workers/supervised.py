@@ -153,6 +153,17 @@ class Worker:
             return None
         return self.channel.suffix
 
+    def hears_stopping(self) -> bool:
+        """True once, for a retiring worker that holds a job: time to tell its task (``ctx.stopping``).
+
+        Only a worker that holds a job said it was ready, so its handler is
+        installed (before that, the signal's default action would kill it).
+        """
+        if self.stopping_signalled or self.state is not WorkerState.STOPPING or not self.assignments:
+            return False
+        self.stopping_signalled = True
+        return True
+
     def outdate(self) -> None:
         """To be replaced once its current job ends: no more jobs from submits either."""
         self.outdated = True
