@@ -33,7 +33,7 @@ from .batch_record import Batch, BatchState, Callback
 from .config import JobdConfig
 from .errors import InvalidArgs
 from .store import NewJob, Store
-from .wakeup import announce
+from .handoff.submit_side import announce
 
 CallbackSpec = Callback | tuple[str, str] | tuple[str, str, dict[str, Any]]
 _SAMPLE = {"id": 1, "name": "batch", "total": 1, "succeeded": 1, "dead": 0, "cancelled": 0}
