@@ -14,7 +14,7 @@ from __future__ import annotations
 import typer
 
 from . import jobs_commands, logs_command, master_commands, status_command, systemd_command, trigger_command
-from . import schedules as schedule_commands
+from . import batches as batch_commands, schedules as schedule_commands
 from .migrate import migrate_app
 
 app = typer.Typer(
@@ -42,6 +42,7 @@ app.command()(jobs_commands.retry)
 app.command()(master_commands.top)
 app.command()(master_commands.web)
 schedule_commands.register(app)
+batch_commands.register(app)
 app.add_typer(migrate_app, name="migrate", help="Per-tenant schema migrations behind snapshots (see docs/migrations.md).")
 app.command("logs")(logs_command.logs)
 app.add_typer(systemd_command.app, name="systemd")

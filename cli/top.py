@@ -166,6 +166,16 @@ def schedules_table(entries: list[dict[str, Any]], now: float, limit: int) -> Ta
     return table
 
 
+def batch_line(batch: dict[str, Any]) -> str:
+    """An open batch in one line: 'batch 7 campaign-42: 320/500 finished (64%), 2 dead'."""
+    line = f"batch {batch['id']} {batch['name']}: {batch['finished']}/{batch['total']} finished"
+    if batch.get("percent") is not None:
+        line += f" ({batch['percent']:g}%)"
+    if batch.get("dead"):
+        line += f", {batch['dead']} dead"
+    return line + ("" if batch.get("sealed") else ", still taking members")
+
+
 def _title(text: str) -> Text:
     return Text(text, style="bold reverse")
 
@@ -182,6 +192,7 @@ def render(
     if view.get("note"):
         parts.append(Text(str(view["note"]), style="yellow"))
     parts += [Text(note, style="bold yellow") for note in unserved.notes(view)]  # jobs nobody runs
+    parts += [Text(batch_line(batch), no_wrap=True, overflow="ellipsis") for batch in view.get("batches") or []]
     daemons = view.get("daemons") or {}
     parts += [_title(" Daemons "), daemons_table(view, width)]
     running = controls.sorted_running(view.get("running") or [])

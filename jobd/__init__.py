@@ -11,6 +11,8 @@ For applications::
 
     job_id = jobd.submit("mailing", "mailing.send_campaign", {"campaign_id": 42})
     result = jobd.submit_many("mailing", "mailing.send_one", [{"contact_id": n} for n in contacts])
+    with jobd.batch("campaign-42", on_complete=("reports", "campaign.done", {})) as batch:
+        batch.submit("mailing", "mailing.send_chunk", {"chunk": 1})
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 from .tasks import task
 
 __version__ = "0.1.0"
-__all__ = ["task", "submit", "submit_many", "get_job", "__version__"]
+__all__ = ["task", "submit", "submit_many", "get_job", "batch", "get_batch", "cancel_batch", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -36,6 +38,12 @@ def __getattr__(name: str) -> Any:
         from . import bulk
 
         value = getattr(bulk, name)
+        globals()[name] = value
+        return value
+    if name in {"batch", "get_batch", "cancel_batch"}:
+        from . import batches
+
+        value = getattr(batches, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'jobd' has no attribute {name!r}")

@@ -3,7 +3,11 @@
 A task is called as ``function(ctx, **args)``. Through ``ctx`` it reports
 progress (cheap: throttled), saves checkpoints (durable: in the store when
 the call returns, so a retry after any crash resumes from there), logs with
-its job id attached, and notices when an operator cancelled it.
+its job id attached, notices when an operator cancelled it, and notices
+when its worker is stopping (``ctx.stopping``: the master drains, or the
+worker is retired), so a long task can save its place and yield the job back
+to the queue (``ctx.stop_early``) instead of being cut off at the drain
+timeout.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from . import defaults
 from .errors import JobdError
@@ -24,6 +28,10 @@ _Call = tuple[float, float | None, str | None, float]  # done, total, message, w
 
 class Cancelled(JobdError):
     """Raised by ``ctx.raise_if_cancelled()`` when an operator cancelled the job."""
+
+
+class StopEarly(JobdError):
+    """Raised by ``ctx.stop_early()``: the job goes back to the queue, its attempt given back."""
 
 
 class ProgressSink(Protocol):
@@ -84,19 +92,23 @@ class TaskContext:
         progress_sink: ProgressSink,
         checkpoint_sink: CheckpointSink,
         is_cancelled: Callable[[], bool],
+        is_stopping: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.time,
         progress_interval: float = defaults.PROGRESS_SEND_INTERVAL_SECONDS,
         flusher: Flusher | None = None,
+        batch: Any = None,
     ) -> None:
         self.job_id = job_id
         self.attempt = attempt
         self.daemon = daemon
         self.task = task
         self.last_checkpoint = last_checkpoint
+        self.batch = batch  # the batch this job is a member of (``batch.submit(...)`` adds to it), else None
         self.logger = logging.getLogger(f"jobd.task.{task}")
         self._progress_sink = progress_sink
         self._checkpoint_sink = checkpoint_sink
         self._is_cancelled = is_cancelled
+        self._is_stopping = is_stopping
         self._clock = clock
         self._started_at = clock()
         self._throttle: TrailingThrottle[_Call] = TrailingThrottle(progress_interval)
@@ -167,3 +179,28 @@ class TaskContext:
     def raise_if_cancelled(self) -> None:
         if self._is_cancelled():
             raise Cancelled(f"job {self.job_id} was cancelled")
+
+    @property
+    def stopping(self) -> bool:
+        """True once this worker is on its way out: the master drains (``jobd stop``, SIGTERM) or retires it.
+
+        A task that runs long should look at it between units of work and,
+        when it is set, save its place and call ``ctx.stop_early(state)``;
+        one that ignores it keeps running until the drain timeout.
+        """
+        return self._is_stopping()
+
+    def stop_early(self, state: Any = None, *, save: bool = True) -> NoReturn:
+        """Save ``state`` as the checkpoint and hand the job back to the queue; never returns.
+
+        The job is queued again with this attempt given back, and the next
+        run (on whichever worker or master claims it) starts with
+        ``ctx.last_checkpoint == state``. ``save=False`` keeps the checkpoint
+        already saved. Only for a worker that is stopping: a job that yielded
+        while nothing asked it to would be claimed again at once, forever.
+        """
+        if not self._is_stopping():
+            raise JobdError(f"job {self.job_id}: ctx.stop_early() is for a stopping worker; check ctx.stopping first")
+        if save:
+            self.checkpoint(state)
+        raise StopEarly(f"job {self.job_id} yielded to a stop")

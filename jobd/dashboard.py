@@ -18,6 +18,7 @@ from .activity import shared_activity
 from .activity.base import bucket_of
 from .activity.history import finished_points
 from .activity.view import VIEW_VERSION, Record, recent_failures, read_view
+from .batch_record import BatchState
 from .config import JobdConfig
 from .control import client
 from .errors import JobdError
@@ -51,13 +52,17 @@ class Dashboard:
                     self._store = open_store(self.config.store)
                 if self._store.version() is not None:
                     found = unserved.from_store(self._store, lease=self.config.heartbeat_lease)
+                    found["batches"] = [batch.to_dict() for batch in self._store.batches.list(states=[BatchState.OPEN], limit=5)]
             except Exception:  # the dashboard keeps drawing whatever fails
                 found = {}
             self._unseen_cache = (now, found)
         found = self._unseen_cache[1]
         if daemon is None:
             return dict(found)
-        return {key: [entry for entry in entries if entry["daemon"] == daemon] for key, entries in found.items()}
+        return {  # a batch may span daemons: shown whichever one is picked
+            key: entries if key == "batches" else [entry for entry in entries if entry["daemon"] == daemon]
+            for key, entries in found.items()
+        }
 
     def _view(self, daemon: str | None = None, last_hour: bool = False) -> Record:
         if self.shared is not None:

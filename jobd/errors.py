@@ -62,6 +62,10 @@ class UnknownJob(BadInput):
     """No job has the given id."""
 
 
+class UnknownBatch(BadInput):
+    """No batch has the given id."""
+
+
 class InvalidTransition(JobdError):
     """A job or worker was asked to move to a state it cannot reach from its current one."""
 

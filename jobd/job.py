@@ -38,6 +38,7 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     updated_at: float | None = None
+    batch_id: int | None = None  # the batch it is a member of (``jobd.batches``)
     args_problem: str | None = None  # set when a row's args are not a JSON object
     row_problem: str | None = None  # set when another field of the row cannot be used (``store.row_decoding``)
 

@@ -116,7 +116,7 @@ def _write_one(write: Callable[[Outcome], object], outcome: Outcome) -> Outcome:
 
 
 def _dead(outcome: Outcome, error: str) -> Outcome:
-    return Outcome(outcome.job_id, outcome.attempt, JobState.DEAD, {"error": error, "traceback": None, "run_at": None})
+    return Outcome(outcome.job_id, outcome.attempt, JobState.DEAD, {"error": error, "traceback": None, "run_at": None}, outcome.batch_id)
 
 
 def _refused(error: BaseException) -> str:

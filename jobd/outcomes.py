@@ -99,25 +99,25 @@ def plan_outcome(job: Job, ending: Ending, limits: Limits, now: float) -> Outcom
     """
     kind = ending.kind
     if kind is EndingKind.RETURNED:
-        return Outcome(job.id, job.attempts, JobState.QUEUED, {"owner": None, "attempts": max(0, job.attempts - 1)})
+        return Outcome(job.id, job.attempts, JobState.QUEUED, {"owner": None, "attempts": max(0, job.attempts - 1)}, job.batch_id)
     caps = limits.caps
     error = cap_error(ending.error, caps)
     if kind is EndingKind.UNRUNNABLE:
         values: dict[str, Any] = {"error": error or "cannot run", "traceback": None, "run_at": None}
         if not ending.charged:
             values["attempts"] = max(0, job.attempts - 1)  # never past max_attempts
-        return Outcome(job.id, job.attempts, JobState.DEAD, values)
+        return Outcome(job.id, job.attempts, JobState.DEAD, values, job.batch_id)
     traceback = cap_traceback(ending.traceback, caps)
     if kind is EndingKind.SUCCEEDED:
         try:
-            return Outcome(job.id, job.attempts, JobState.SUCCEEDED, {"result": encode_result(ending.result, caps)})
+            return Outcome(job.id, job.attempts, JobState.SUCCEEDED, {"result": encode_result(ending.result, caps)}, job.batch_id)
         except OutputRejected as rejected:
             error, traceback = str(rejected), None
     elif kind is EndingKind.CANCELLED:
-        return Outcome(job.id, job.attempts, JobState.CANCELLED, {"error": error or "cancelled"})
+        return Outcome(job.id, job.attempts, JobState.CANCELLED, {"error": error or "cancelled"}, job.batch_id)
     when = retry_at(job.attempts, limits, now, permanent=ending.permanent)
     values = {"error": error or "failed", "traceback": traceback, "run_at": when}
-    return Outcome(job.id, job.attempts, JobState.RETRYING if when is not None else JobState.DEAD, values)
+    return Outcome(job.id, job.attempts, JobState.RETRYING if when is not None else JobState.DEAD, values, job.batch_id)
 
 
 def log_outcome(job: Job, ending: Ending, outcome: Outcome, now: float) -> None:

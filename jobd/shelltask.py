@@ -8,7 +8,10 @@ command would hand out arbitrary code execution.
 
 The command runs in its own process group: a timeout or a cancellation
 signals the whole group, so a ``sh -c`` wrapper cannot leave its children
-running. The group stays in the worker's session (not a session of its own),
+running. When the worker is stopping (``ctx.stopping``) the group gets one
+SIGTERM and the command may end as it likes: a command that then exits
+non-zero goes back to the queue, its attempt given back, like any task that
+yields to a stop. The group stays in the worker's session (not a session of its own),
 so when the worker dies — killed, or with its master — the command and
 everything it started go with it (``jobd.workers.sessions``). Output is
 streamed to the logger line by line as it comes, tagged with its stream, and
@@ -155,6 +158,10 @@ class ShellTaskCancelled(ShellTaskFailed):
     """The job was cancelled (e.g. overlap ``replace``) and the process group was killed."""
 
 
+class ShellTaskStopped(ShellTaskFailed):
+    """The worker was stopping, the group got SIGTERM, and the command exited non-zero: run it again later."""
+
+
 class ShellUserRefused(PermanentFailure):
     """The command must run as another user and this process cannot switch to it.
 
@@ -170,6 +177,7 @@ def run_shell(
     timeout: float | timedelta | None = None,
     logger: LineLogger,
     cancelled: Callable[[], bool] = lambda: False,
+    stopping: Callable[[], bool] = lambda: False,
     kill_grace: float = DEFAULT_KILL_GRACE,
     interpreter: str | None = None,
     user: str | None = None,
@@ -179,7 +187,9 @@ def run_shell(
     Output lines are logged as they come, at INFO, with ``extra={"stream":
     "stdout"|"stderr", "pid": pid}``. On timeout or when ``cancelled()``
     turns true, the process group gets SIGTERM, then SIGKILL after
-    ``kill_grace`` seconds. Processes the command leaves behind in its group
+    ``kill_grace`` seconds. When ``stopping()`` turns true, the group gets
+    SIGTERM once and the command is waited for (its timeout still holds);
+    exiting non-zero then raises ``ShellTaskStopped``. Processes the command leaves behind in its group
     after exiting are terminated the same way: a finished task owns nothing.
     ``user`` switches identity in the child (``ShellUserRefused`` if this
     process cannot); ``interpreter`` runs a string command instead of ``/bin/sh``.
@@ -212,7 +222,13 @@ def run_shell(
         _start_reader(process.stderr, "stderr", process.pid, logger, last_lines),
     ]
     stop_reason: str | None = None
+    stopped = False
     while process.poll() is None:
+        if not stopped and stopping():
+            stopped = True
+            logger.log(logging.INFO, "shell task %s: the worker is stopping; SIGTERM to its process group", shown,
+                       extra={"pid": process.pid})
+            _signal_group(process.pid, signal.SIGTERM)
         if timeout_seconds is not None and time.monotonic() - started >= timeout_seconds:
             stop_reason = f"timed out after {timeout_seconds:g}s"
         elif cancelled():
@@ -239,17 +255,20 @@ def run_shell(
         raise ShellTaskTimedOut(shown, exit_code, lines, stop_reason)
     if stop_reason:
         raise ShellTaskCancelled(shown, exit_code, lines, stop_reason)
+    if stopped and exit_code != 0:
+        raise ShellTaskStopped(shown, exit_code, lines, "was stopped with its worker")
     if exit_code != 0:
         raise ShellTaskFailed(shown, exit_code, lines, _exit_reason(exit_code))
     return ShellResult(pid=process.pid, exit_code=exit_code, duration=duration, last_lines=lines)
 
 
 def run_shell_task(
-    spec: ShellTaskSpec, *, logger: LineLogger, cancelled: Callable[[], bool] = lambda: False
+    spec: ShellTaskSpec, *, logger: LineLogger, cancelled: Callable[[], bool] = lambda: False,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> ShellResult:
     """``run_shell`` with everything taken from a configured ``ShellTaskSpec``."""
-    return run_shell(spec.command, cwd=spec.cwd, env=spec.env, timeout=spec.timeout,
-                     logger=logger, cancelled=cancelled, interpreter=spec.interpreter, user=spec.user)
+    return run_shell(spec.command, cwd=spec.cwd, env=spec.env, timeout=spec.timeout, logger=logger,
+                     cancelled=cancelled, stopping=stopping, interpreter=spec.interpreter, user=spec.user)
 
 
 def user_switch(user: str | None, effective_uid: int) -> tuple[dict[str, Any], dict[str, str]]:

@@ -55,9 +55,12 @@ def shell_task_definition(name: str, spec: ShellTaskSpec) -> TaskDefinition:
 
     def run_command(ctx: Any) -> dict[str, Any]:
         # Imported here: only a daemon that serves shell tasks loads the runner (and pydantic with it).
-        from .shelltask import run_shell_task
+        from .shelltask import ShellTaskStopped, run_shell_task
 
-        result = run_shell_task(spec, logger=ctx.logger, cancelled=lambda: ctx.cancelled)
+        try:
+            result = run_shell_task(spec, logger=ctx.logger, cancelled=lambda: ctx.cancelled, stopping=lambda: ctx.stopping)
+        except ShellTaskStopped:
+            ctx.stop_early(save=False)  # back to the queue, attempt given back: the command starts over next time
         return {"exit_code": result.exit_code, "duration": round(result.duration, 3)}
 
     run_command.__jobd_shell_spec__ = spec  # type: ignore[attr-defined]  # its code identity (jobd.inventory)

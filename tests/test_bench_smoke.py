@@ -84,3 +84,13 @@ def test_bulk_benchmark_compares_submit_many_with_a_submit_loop() -> None:
     bulk, loop = rows[("jobd-sqlite", "submit_many")], rows[("jobd-sqlite", "submit loop")]
     assert re.fullmatch(r"[\d,]+", bulk[4].strip()) and re.fullmatch(r"[\d,]+", bulk[5].strip()), bulk
     assert re.fullmatch(r"[\d.]+×", loop[6].strip()), loop
+
+
+@pytest.mark.timeout(240)
+def test_batch_benchmark_checks_on_complete_once_across_a_killed_master(mariadb: dict[str, Any]) -> None:
+    finished = subprocess.run(
+        [sys.executable, str(BENCH / "batches.py"), "--quick"], capture_output=True, text=True, timeout=230,
+    )
+    assert finished.returncode == 0, finished.stdout[-2000:] + finished.stderr[-3000:]
+    assert "| 1 | 2,000 |" in finished.stdout
+    assert "on_complete exactly once, after the last member, with the batch's counts: yes" in finished.stdout

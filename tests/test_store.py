@@ -71,14 +71,14 @@ def _sqlite_index_sql(store: Store) -> dict[str, str]:
 
 
 def test_a_v2_store_upgrades_to_the_current_schema_and_keeps_its_jobs(store: Store) -> None:
-    """v3 changes only SQLite's indexes; v4 adds the state CHECK (the rows and indexes stay as they were)."""
+    """v3 changes only SQLite's indexes; v4 adds the state CHECK; v5 rate buckets; v6 the task catalogue; v7 batches (the rows and indexes stay as they were)."""
     job_ids = [store.jobs.insert(new(run_at=run_at), now=1_000.0) for run_at in (None, 2_000.0)]
     store.jobs.claim("main", 1, "m1", now=1_000.0)
     indexes_before = _index_definitions(store)
     _set_version(store, 2)
     assert store.version() == 2
-    assert store.initialise() == SCHEMA_VERSION == 6
-    assert store.version() == 6 and store.initialise() == 6
+    assert store.initialise() == SCHEMA_VERSION == 7
+    assert store.version() == 7 and store.initialise() == 7
     assert _index_definitions(store) == indexes_before
     assert [store.jobs.get(job_id).state for job_id in job_ids] == [JobState.RUNNING, JobState.SCHEDULED]
 
@@ -95,6 +95,7 @@ def test_a_v2_sqlite_store_gets_partial_indexes(tmp_path: Path) -> None:
                 connection.exec_driver_sql(f"DROP INDEX jobd_{name}")
                 connection.exec_driver_sql(f"CREATE INDEX jobd_{name} ON jobd_jobs ({columns})")
             connection.exec_driver_sql("DROP INDEX jobd_jobs_undated")  # v4's
+            connection.exec_driver_sql("DROP INDEX jobd_jobs_batch")  # v7's
         _set_version(store, 2)
         assert not any("WHERE" in sql for sql in _sqlite_index_sql(store).values())
 
@@ -117,7 +118,7 @@ def test_a_v2_sqlite_store_gets_partial_indexes(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("version, tables_it_lacks", [(4, ["rate_buckets", "task_catalogue"]), (5, ["task_catalogue"])])
 def test_a_v4_or_v5_store_gains_the_task_catalogue_and_keeps_its_jobs(store: Store, version: int, tables_it_lacks: list[str]) -> None:
-    """v6 only adds the task catalogue's table: a store an older jobd left behind upgrades in place."""
+    """v6 only adds the task catalogue's table (v7 batches): a store an older jobd left behind upgrades in place."""
     job_id = store.jobs.insert(new(), now=1_000.0)
     with store.engine.begin() as connection:
         for name in tables_it_lacks:
@@ -125,8 +126,8 @@ def test_a_v4_or_v5_store_gains_the_task_catalogue_and_keeps_its_jobs(store: Sto
     _set_version(store, version)
     assert not sa.inspect(store.engine).has_table("jobd_task_catalogue")
 
-    assert store.initialise() == SCHEMA_VERSION == 6
-    assert store.version() == 6 and store.task_catalogue.read() == []
+    assert store.initialise() == SCHEMA_VERSION == 7
+    assert store.version() == 7 and store.task_catalogue.read() == []
     assert store.task_catalogue.publish([CatalogueRow("main", "v1", '{"tasks": {}}', 1.0)]) == ["main"]
     assert store.jobs.get(job_id).state == JobState.QUEUED
 

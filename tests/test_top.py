@@ -71,6 +71,13 @@ def test_schedules_are_shown_when_masters_publish_them() -> None:
     assert "nightly-sales" in text and "(in 1h" in text
 
 
+def test_open_batches_are_shown_with_their_progress() -> None:
+    view = _busy_view(running=1, failures=0)
+    view["batches"] = [{"id": 7, "name": "campaign-42", "finished": 320, "total": 500, "percent": 64.0, "dead": 2, "sealed": True}]
+    text = "\n".join(_frame(view, 100, 30))
+    assert "batch 7 campaign-42: 320/500 finished (64%), 2 dead" in text
+
+
 def _tmux(server: str, *args: str) -> str:
     return subprocess.run(["tmux", "-L", server, *args], capture_output=True, text=True, timeout=10).stdout
 

@@ -191,5 +191,6 @@ class LeaseKeeper:
             if len(pruned) < PRUNE_BATCH:
                 break
         store.masters.prune(older_than=older_than)
+        store.batches.prune(older_than=older_than)
         if deleted:
             log.info("pruned %s finished job(s) older than %s", deleted, master.config.retention)

@@ -305,6 +305,7 @@ class StatusReport:
     lease: Record | None = None
     unserved: list[Record] | None = None
     unknown_states: list[Record] | None = None
+    batches: list[Record] | None = None  # open and recently ended batches; [] while the store cannot be read
 
     @property
     def running(self) -> bool:
@@ -325,11 +326,12 @@ class StatusReport:
         if self.unknown_states is not None:
             unseen["unknown_states"] = self.unknown_states
         head: Record = {"version": STATUS_JSON_VERSION, "generated_at": now}
+        tail: Record = {"batches": self.batches} if self.batches is not None else {}
         if self.master is None:
-            return {**head, **unseen, "masters": masters, "master": {"running": False}, "daemons": daemons}
+            return {**head, **unseen, "masters": masters, "master": {"running": False}, "daemons": daemons, **tail}
         live: Record = {"master": {"running": True, **self.master.to_wire()}, "daemons": daemons}
         if self.store is not None:
             live["store"] = self.store
         if self.lease is not None:
             live["lease"] = self.lease
-        return {**head, **live, "masters": masters, **unseen}
+        return {**head, **live, "masters": masters, **unseen, **tail}

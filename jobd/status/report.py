@@ -53,7 +53,16 @@ def read_status(
         })
     if live_activity:
         report = _with_live_activity(report, settings, now)
-    return report
+    return replace(report, batches=_recent_batches(store, now))
+
+
+def _recent_batches(store: Store, now: float) -> list[dict[str, Any]]:
+    """Open batches and those that ended in the last hour; none while the store cannot be read."""
+    try:
+        with raised_as_unavailable():
+            return [batch.to_dict() for batch in store.batches.recent(now=now)]
+    except StoreUnavailable:
+        return []
 
 
 def full_status(settings: JobdConfig, *, store: Store | None = None, now: float | None = None) -> dict[str, Any]:

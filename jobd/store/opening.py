@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from ..errors import StoreUnavailable
 from .bulk_insert import BulkJobInsert
+from .batches import BatchBook, BatchCounters
 from .desired_states import DesiredStates
 from .cursor_sql import release_held
 from .engine import READ_ONLY, make_engine
@@ -29,11 +30,13 @@ class Store:
         self.engine = engine
         self.submit_engine = submit_engine
         self.metadata, self.tables = build_tables(engine.dialect.name)
+        counters = BatchCounters(self.tables["batches"], self.tables["jobs"])
         self.jobs = JobQueue(
             engine, self.tables["jobs"], self.tables["locks"], submit_engine=submit_engine,
-            rate_buckets=self.tables["rate_buckets"],
+            rate_buckets=self.tables["rate_buckets"], batch_counters=counters,
         )
         self.bulk_jobs = BulkJobInsert(engine, self.tables["jobs"])
+        self.batches = BatchBook(engine, self.tables["batches"], self.tables["jobs"], counters)
         self.leases = Leases(engine, self.tables["locks"])
         self.masters = MasterRegistry(engine, self.tables["masters"])
         self.job_logs = JobLogTable(engine, self.tables["job_logs"])

@@ -75,6 +75,7 @@ def decode_row(row: Any) -> Job:
         started_at=_number(row["started_at"], "started_at", []),
         finished_at=_number(row["finished_at"], "finished_at", []),
         updated_at=_number(row["updated_at"], "updated_at", []),
+        batch_id=_optional_integer(row.get("batch_id"), "batch_id", []),
     )
 
 

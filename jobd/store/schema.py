@@ -88,6 +88,7 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
         sa.Column("started_at", epoch, nullable=True),
         sa.Column("finished_at", epoch, nullable=True),
         sa.Column("updated_at", epoch, nullable=True),
+        sa.Column("batch_id", sa.BigInteger, nullable=True),  # v7: the batch this job is a member of (jobd.batches)
         sa.CheckConstraint(STATE_CHECK, name=STATE_CHECK_NAME),
         sa.UniqueConstraint("unique_key", name=f"{P}jobs_unique_key"),
         sa.UniqueConstraint("fire_key", name=f"{P}jobs_fire_key"),
@@ -105,6 +106,8 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
         # Pruning of jobs that finished before the retention.
         sa.Index(f"{P}jobs_state_finished", "state", "finished_at", sqlite_where=sa.text("finished_at IS NOT NULL")),
         *_undated_index(dialect),
+        # v7: a batch's members (cancel, `jobd batch ID`); SQLite: only the rows that have one.
+        sa.Index(f"{P}jobs_batch", "batch_id", "state", sqlite_where=sa.text("batch_id IS NOT NULL")),
         **options,
     )
     masters = sa.Table(
@@ -198,12 +201,40 @@ def build_tables(dialect: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
         sa.Column("published_at", epoch, nullable=False),
         **options,
     )
+    batches = build_batches_table(metadata, epoch, name, text_type, options)
     return metadata, {
-        "meta": meta, "jobs": jobs, "masters": masters, "job_logs": job_logs,
+        "meta": meta, "batches": batches, "jobs": jobs, "masters": masters, "job_logs": job_logs,
         "schedules": schedules, "schedule_pauses": schedule_pauses, "locks": locks,
         "daemon_states": daemon_states, "rate_buckets": rate_buckets,
         "task_catalogue": task_catalogue,
     }
+
+
+def build_batches_table(
+    metadata: sa.MetaData, epoch: sa.Double[float], name: sa.String, text_type: sa.types.TypeEngine[str], options: dict[str, Any],
+) -> sa.Table:
+    """v7: one row per batch, its counters written in the transaction of each member's ending (``store.batches``)."""
+    return sa.Table(
+        f"{P}batches",
+        metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column("name", name, nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),  # open | complete | cancelled (jobd.batch_record)
+        sa.Column("sealed", sa.Boolean, nullable=False, server_default=sa.false()),  # no more members but a running member's
+        sa.Column("total", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("succeeded", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("dead", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("cancelled", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("on_complete", text_type, nullable=True),  # JSON {"daemon", "task", "args"}
+        sa.Column("on_failure", text_type, nullable=True),
+        sa.Column("complete_job_id", sa.BigInteger, nullable=True),
+        sa.Column("failure_job_id", sa.BigInteger, nullable=True),
+        sa.Column("created_at", epoch, nullable=False),
+        sa.Column("finished_at", epoch, nullable=True),
+        sa.Column("updated_at", epoch, nullable=False),
+        sa.Index(f"{P}batches_state", "state", "id"),
+        **options,
+    )
 
 
 def _undated_index(dialect: str) -> list[sa.Index]:
@@ -235,6 +266,7 @@ def upgrade_steps() -> dict[int, str]:
         "current second, read and spent inside the claim so a rate limit holds across all masters",
         6: "task_catalogue: each daemon's task names and argument signatures, published by the master and "
         "`jobd check`, against which a submit checks an intent without importing task code",
+        7: "batches: groups of jobs with counters and completion callbacks; jobs.batch_id and its index",
     }
 
 
@@ -255,6 +287,19 @@ def upgrade(connection: sa.Connection, tables: dict[str, sa.Table], from_version
             _rebuild_sqlite_jobs(connection, tables["jobs"])
         else:
             _add_mysql_state_check(connection, tables["jobs"])
+    if from_version < 7:
+        _add_batch_column(connection, tables["jobs"])
+
+
+def _add_batch_column(connection: sa.Connection, jobs: sa.Table) -> None:
+    """v7: ``jobs.batch_id`` and its index, unless a rebuild above already made the table with them."""
+    present = {column["name"] for column in sa.inspect(connection).get_columns(jobs.name)}
+    if "batch_id" not in present:
+        column_type = jobs.c.batch_id.type.compile(dialect=connection.dialect)
+        connection.exec_driver_sql(f"ALTER TABLE {jobs.name} ADD COLUMN batch_id {column_type} NULL")
+    for index in jobs.indexes:
+        if index.name == f"{P}jobs_batch":
+            index.create(connection, checkfirst=True)
 
 
 def _rebuild_sqlite_jobs(connection: sa.Connection, jobs: sa.Table) -> None:
@@ -275,7 +320,8 @@ def _rebuild_sqlite_jobs(connection: sa.Connection, jobs: sa.Table) -> None:
     assert create.lstrip().startswith(head), create[:80]
     connection.exec_driver_sql(f"DROP TABLE IF EXISTS {rebuilt}")
     connection.exec_driver_sql(create.lstrip().replace(head, f"CREATE TABLE {rebuilt} (", 1))
-    columns = ", ".join(column.name for column in jobs.columns)
+    old = {str(row[1]) for row in connection.exec_driver_sql(f"PRAGMA table_info({jobs.name})")}
+    columns = ", ".join(column.name for column in jobs.columns if column.name in old)  # later versions' columns start empty
     connection.exec_driver_sql("PRAGMA ignore_check_constraints = ON")
     try:
         connection.exec_driver_sql(f"INSERT INTO {rebuilt} ({columns}) SELECT {columns} FROM {jobs.name}")

@@ -106,12 +106,11 @@ class Pool:
         while len(serving) < self.size and now >= self.next_spawn_at:
             serving.append(self._spawn())
         extra = len(serving) - self.size
-        for worker in sorted(serving, key=lambda w: w.state is WorkerState.BUSY):
+        for worker in sorted(serving, key=lambda w: w.state is WorkerState.BUSY):  # idle ones first
             if extra <= 0:
                 break
-            if worker.state is not WorkerState.BUSY:
-                self.retire(worker)
-                extra -= 1
+            self.retire(worker)  # a busy one ends its running job first (told by ``ctx.stopping``)
+            extra -= 1
 
     def _spawn(self) -> Worker:
         channel = open_channel(self.spec.config.socket, self.launcher.context) if self.spec.config.handoff else None
@@ -136,6 +135,8 @@ class Pool:
             self.launcher.kill(worker.pid)
         if not worker.assignments:
             worker.terminate_sent_at = self.clock()  # else: once its running job ends (see _on_finished)
+        elif worker.hears_stopping():  # its running task should save and yield (``ctx.stopping``)
+            self.launcher.send_signal(worker.pid, protocol.STOPPING_SIGNAL)
 
     def replace_all(self) -> None:
         """Replace every worker (new code, new settings) without interrupting a job.
@@ -174,7 +175,7 @@ class Pool:
         """
         if not jobs:
             return True
-        frame = protocol.encode([protocol.RunJob(job.id, job.attempts, job.task, job.args, job.checkpoint) for job, _ in jobs])
+        frame = protocol.encode([protocol.RunJob(job.id, job.attempts, job.task, job.args, job.checkpoint, job.batch_id) for job, _ in jobs])
         if worker.assignments and unread_bytes(worker) + len(frame) > MAX_UNREAD_BYTES:
             return False  # a busy worker does not read its pipe: the write could block the master (see pipelining)
         if worker.channel is not None and not worker.channel.gate.take(MASTER):
@@ -204,6 +205,8 @@ class Pool:
             worker.terminate_sent_at = None  # retired in the meantime: it exits once this job ends
         worker.current_progress = None
         worker.assignments.appendleft(Assignment(job=job, timeout=timeout, started_at=self.clock()))
+        if worker.hears_stopping():  # retired while it took the job: the job hears of it at once
+            self.launcher.send_signal(worker.pid, protocol.STOPPING_SIGNAL)
 
     def cancel(self, job_id: int) -> bool:
         """Cancel ``job_id`` in its worker: SIGUSR1 (→ ``ctx.cancelled``) if it runs, else a message not to start it."""

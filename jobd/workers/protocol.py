@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
@@ -20,6 +21,9 @@ from typing import Any
 
 PROTOCOL_VERSION = 2
 READ_CHUNK_BYTES = 1 << 16
+#: master → busy worker, besides the pipe: its running task sees ``ctx.stopping``. A signal, not a
+#: message, because a worker reads its pipe only between jobs; SIGUSR1 is the running job's cancel.
+STOPPING_SIGNAL = signal.SIGUSR2
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class RunJob:
     task: str
     args: dict[str, Any]
     checkpoint: Any
+    batch_id: int | None = None  # its batch, which the task may add members to (``ctx.batch``)
     type: str = "run"
 
 
@@ -80,7 +85,7 @@ class JobFinished:
 
     job_id: int
     attempt: int
-    outcome: str  # "succeeded" | "failed" | "cancelled"
+    outcome: str  # "succeeded" | "failed" | "cancelled" | "returned" (yielded to a stop: back to the queue)
     result: Any = None
     error: str | None = None
     traceback: str | None = None

@@ -50,6 +50,7 @@ class Worker:
     exit_reason: str | None = None
     current_progress: dict[str, Any] | None = None
     outdated: bool = False  # to be replaced once its current job ends (reload, restart)
+    stopping_signalled: bool = False  # its running task was told (``ctx.stopping``): once per worker
     rss_bytes: int | None = None  # last measured resident set size
     pipe_closed: bool = False  # the worker's end is closed: nothing more to read
     wall_started_at: float = field(default_factory=time.time)
@@ -151,6 +152,17 @@ class Worker:
         if self.channel is None or self.outdated or self.state not in (WorkerState.IDLE, WorkerState.BUSY):
             return None
         return self.channel.suffix
+
+    def hears_stopping(self) -> bool:
+        """True once, for a retiring worker that holds a job: time to tell its task (``ctx.stopping``).
+
+        Only a worker that holds a job said it was ready, so its handler is
+        installed (before that, the signal's default action would kill it).
+        """
+        if self.stopping_signalled or self.state is not WorkerState.STOPPING or not self.assignments:
+            return False
+        self.stopping_signalled = True
+        return True
 
     def outdate(self) -> None:
         """To be replaced once its current job ends: no more jobs from submits either."""

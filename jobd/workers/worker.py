@@ -27,8 +27,9 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from ..activity.progress import JobProgress
+from ..batch_member import MemberBatch
 from ..output_caps import DEFAULT_CAPS, OutputCaps, OutputRejected, cap_error, cap_traceback, encode_checkpoint, encode_result
-from ..context import Cancelled, TaskContext
+from ..context import Cancelled, StopEarly, TaskContext
 from ..errors import ConfigError, InvalidArgs, PermanentFailure, TaskFailed
 from ..job import encode_json
 from ..observability.logs import JobLogContext, configure_worker_logging, job_logging_context
@@ -60,8 +61,11 @@ class WorkerSpec:
     owner: str = ""  # the master's id: a submit's job is run only if the store says it is this master's
 
 
-class _CancelFlag:
-    """Set by SIGUSR1 from the master; read by ``ctx.cancelled``."""
+class _SignalFlag:
+    """Set by a signal from the master: SIGUSR1 → ``ctx.cancelled`` (per job), SIGUSR2 → ``ctx.stopping`` (for good).
+
+    The handler only records; the task reads the flag when it looks.
+    """
 
     def __init__(self) -> None:
         self.is_set = False
@@ -123,8 +127,9 @@ def worker_main(
     lifelines.detach_from_fork_server()
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the master, which drains
-    cancel = _CancelFlag()
+    cancel, stopping = _SignalFlag(), _SignalFlag()
     signal.signal(signal.SIGUSR1, cancel.on_signal)
+    signal.signal(protocol.STOPPING_SIGNAL, stopping.on_signal)  # installed before WorkerReady: the master signals only ready workers
     caps = settings.caps
     configure_worker_logging(settings.log_channel, settings.log_level, caps.log_line_bytes)
     if settings.problem is not None:
@@ -151,13 +156,20 @@ def worker_main(
         cancel.is_set = False
         ledger.began(message.job_id, message.attempt)
         progress.job_started(message.job_id, message.task, message.attempt)
-        finished = run_job(message, tasks, settings.daemon, progress, checkpoints, cancel, caps)
+        finished = run_job(message, tasks, settings.daemon, progress, checkpoints, cancel, caps, stopping, settings.source)
         progress.job_ended(message.job_id)
         inbox.cancelled.discard(message.job_id)  # a cancel that came too late
         _send(connection, finished)
         if direct is not None:  # only now: the master must not write to us while we write a large result
             direct.done()
     logging.shutdown()
+
+
+def batch_of(message: protocol.RunJob, config_source: str | None) -> MemberBatch | None:
+    """``ctx.batch`` for a member of a batch (it may add members to it), else None."""
+    if message.batch_id is None or config_source is None:
+        return None
+    return MemberBatch(message.batch_id, message.job_id, config_source)
 
 
 def _send(connection: Connection, message: protocol.Message) -> None:
@@ -228,8 +240,10 @@ def run_job(
     daemon: str,
     progress: Any,
     checkpoints: Any,
-    cancel: _CancelFlag,
+    cancel: _SignalFlag,
     caps: OutputCaps = DEFAULT_CAPS,
+    stopping: _SignalFlag | None = None,
+    config_source: str | None = None,
 ) -> protocol.JobFinished:
     """Run one attempt and describe how it ended; never raises.
 
@@ -261,7 +275,8 @@ def run_job(
         ctx = TaskContext(
             job_id=message.job_id, attempt=message.attempt, daemon=daemon, task=message.task,
             last_checkpoint=message.checkpoint, progress_sink=progress, checkpoint_sink=checkpoints,
-            is_cancelled=lambda: cancel.is_set, flusher=process_flusher(),
+            is_cancelled=lambda: cancel.is_set, is_stopping=lambda: stopping is not None and stopping.is_set,
+            flusher=process_flusher(), batch=batch_of(message, config_source),
         )
         log.info("job %s attempt %s: %s started", message.job_id, message.attempt, message.task)
         try:
@@ -269,6 +284,9 @@ def run_job(
         except Cancelled as error:
             log.info("job %s cancelled: %s", message.job_id, error)
             return finished("cancelled", error=str(error))
+        except StopEarly:
+            log.info("job %s yielded to the stop of its worker; it goes back to the queue", message.job_id)
+            return finished("returned")  # like a drain's return: back to the queue, attempt given back
         except PermanentFailure as error:
             log.error("job %s failed for good: %s", message.job_id, error)
             return finished("failed", error=str(error), permanent=True)

@@ -131,13 +131,14 @@ def test_a_drain_retires_idle_workers_and_kills_only_jobs_past_the_drain_timeout
 
     pool.wind_down(kill_running=False)
     assert idle.state is WorkerState.STOPPING and busy.state is WorkerState.STOPPING
-    assert launcher.signals_to(busy.pid) == [], "a busy worker ends its running job first"
+    # A busy worker ends its running job first: only told so (``ctx.stopping``), never killed for it.
+    assert launcher.signals_to(busy.pid) == [protocol.STOPPING_SIGNAL] and launcher.signals_to(idle.pid) == []
 
     pool.wind_down(kill_running=True)
-    assert launcher.signals_to(busy.pid) == [signal.SIGTERM] and busy.exit_reason == "drain timeout"
+    assert launcher.signals_to(busy.pid) == [protocol.STOPPING_SIGNAL, signal.SIGTERM] and busy.exit_reason == "drain timeout"
     clock.advance(defaults.DRAIN_KILL_GRACE_SECONDS + 0.1)
     pool.check_timeouts()
-    assert launcher.signals_to(busy.pid) == [signal.SIGTERM, signal.SIGKILL]
+    assert launcher.signals_to(busy.pid) == [protocol.STOPPING_SIGNAL, signal.SIGTERM, signal.SIGKILL]
 
 
 def test_a_worker_that_exits_holding_jobs_reports_the_running_one_and_those_it_never_began(
@@ -184,3 +185,21 @@ def test_the_backlog_gives_back_and_withdraws_what_waits(launcher: FakeLauncher,
     withdrawn = pool.withdraw(2)
     assert withdrawn is not None and withdrawn.id == 2 and pool.withdraw(2) is None
     assert [j.id for j in pool.give_back()] == [1, 3] and pool.waiting == 0
+
+
+def test_a_scale_down_retires_idle_workers_first_then_tells_a_busy_one_it_is_stopping_once(launcher: FakeLauncher, clock: ManualClock) -> None:
+    pool = make_pool(launcher, clock, workers=3)
+    first, second, idle = ready(pool)
+    assert pool.assign(first, [(job(1), 600.0)]) and pool.assign(second, [(job(2), 600.0)])
+
+    pool.size = 2
+    pool.maintain()
+    assert idle.state is WorkerState.STOPPING and launcher.signals_to(idle.pid) == []
+    assert first.state is WorkerState.BUSY and second.state is WorkerState.BUSY
+
+    pool.size = 1
+    pool.maintain()
+    pool.maintain()  # asked again on the next tick: told once
+    (retired,) = [worker for worker in (first, second) if worker.state is WorkerState.STOPPING]
+    assert launcher.signals_to(retired.pid) == [protocol.STOPPING_SIGNAL]
+    assert pool.size == len(pool.serving_workers())

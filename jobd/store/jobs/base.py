@@ -6,6 +6,8 @@ import sqlalchemy as sa
 
 from ...errors import UnknownJob
 from ...job import Job
+from ...states import JobState
+from ..batches import BatchCounters
 from ..rate_buckets import RateBuckets
 from .records import row_to_job
 from .statements import ClaimStatements, DirectStatements
@@ -16,9 +18,10 @@ class JobsTable:
 
     def __init__(
         self, engine: sa.Engine, table: sa.Table, locks: sa.Table, *, submit_engine: sa.Engine | None = None,
-        rate_buckets: sa.Table,
+        rate_buckets: sa.Table, batch_counters: BatchCounters | None = None,
     ) -> None:
         self.engine = engine
+        self.batch_counters = batch_counters  # every final state written here is counted in its batch, same transaction
         self.rate_buckets = RateBuckets(engine, rate_buckets, table)
         self._next_tokens: dict[str, float | None] = {}  # daemon → when a rate lets its waiting jobs go (last claim)
         self.submit_engine = submit_engine  # autocommit connections for a submit's own statements (MySQL)
@@ -52,3 +55,8 @@ class JobsTable:
         if row is None:
             raise UnknownJob(f"no job with id {job_id}")
         return row_to_job(row)
+
+    def _count_in_batches(self, connection: sa.Connection, job_ids: list[int], state: JobState, now: float, sign: int = 1) -> None:
+        """Count rows this transaction moved to (or, ``sign=-1``, out of) ``state`` in their batches' counters."""
+        if self.batch_counters is not None:
+            self.batch_counters.record(connection, self.batch_counters.endings_of(connection, job_ids, state, sign), now)

@@ -28,11 +28,12 @@ class OperatorActions(JobsTable):
                 connection.execute(jobs.update().where(jobs.c.id == job_id).values(cancel_requested=True, updated_at=now))
             else:
                 target = transition(job.state, JobState.CANCELLED)
-                connection.execute(
+                if connection.execute(
                     jobs.update()
                     .where(jobs.c.id == job_id, jobs.c.state == str(job.state))
                     .values(state=str(target), finished_at=now, updated_at=now, unique_key=None)
-                )
+                ).rowcount:
+                    self._count_in_batches(connection, [job_id], target, now)
             return self._get_on(connection, job_id)
 
     def retry(self, job_id: int, *, now: float | None = None) -> Job:
@@ -43,14 +44,15 @@ class OperatorActions(JobsTable):
             job = self._get_on(connection, job_id, lock=True)
             if job.state not in sources_of(JobState.QUEUED) - {JobState.RUNNING, JobState.RETRYING, JobState.SCHEDULED}:
                 raise InvalidTransition(f"job {job_id} {phrase(job.state)}; only dead or cancelled jobs can be retried")
-            connection.execute(
+            if connection.execute(
                 jobs.update()
                 .where(jobs.c.id == job_id, jobs.c.state == str(job.state))
                 .values(
                     state=str(JobState.QUEUED), attempts=0, run_at=None, finished_at=None,
                     cancel_requested=False, updated_at=now,
                 )
-            )
+            ).rowcount:
+                self._count_in_batches(connection, [job_id], job.state, now, sign=-1)  # it is no longer dead or cancelled
             return self._get_on(connection, job_id)
 
     def delete(self, job_id: int) -> Job:
@@ -106,6 +108,7 @@ class OperatorActions(JobsTable):
                     connection.execute(jobs.update().where(*guarded).values(
                         state=str(transition(JobState.DEAD, JobState.QUEUED)), attempts=0, run_at=None, finished_at=None,
                         cancel_requested=False, updated_at=now))
+                    self._count_in_batches(connection, ids, JobState.DEAD, now, sign=-1)
                 else:
                     connection.execute(jobs.delete().where(*guarded))
             changed += ids

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from ...job import encode_json
 from ...states import FINAL, JobState, transition
+from ..batches import BatchEndings
 from .base import JobsTable
 from .records import Outcome, group_key
 
@@ -27,19 +28,20 @@ class Finishing(JobsTable):
         """
         now = time.time() if now is None else now
         jobs = self.table
-        groups: dict[tuple[JobState, Any], list[Outcome]] = {}
+        groups: dict[tuple[JobState, Any, int | None], list[Outcome]] = {}
         for outcome in outcomes:
             transition(JobState.RUNNING, outcome.state)
-            groups.setdefault((outcome.state, group_key(outcome.values)), []).append(outcome)
+            groups.setdefault((outcome.state, group_key(outcome.values), outcome.batch_id), []).append(outcome)
         written = 0
+        endings = BatchEndings()  # a group is one batch's: its rowcount is what that batch counts
         with self.engine.begin() as connection:
-            for (target, _), members in groups.items():
+            for (target, _, batch_id), members in groups.items():
                 values = {**members[0].values, "state": str(target), "updated_at": now, "worker_pid": None}
                 if target in FINAL:
                     values.update(finished_at=now, unique_key=None)
                 if target is JobState.RETRYING:
                     values.update(owner=None)
-                written += int(connection.execute(
+                count = int(connection.execute(
                     jobs.update()
                     .where(
                         # The id list first: SQLite then looks rows up by rowid instead of
@@ -51,6 +53,10 @@ class Finishing(JobsTable):
                     )
                     .values(**values)
                 ).rowcount)
+                written += count
+                endings.add(batch_id, target, count)
+            if endings and self.batch_counters is not None:
+                self.batch_counters.record(connection, endings, now)
         return written
 
     def save_checkpoint(self, job_id: int, attempt: int, checkpoint: Any) -> bool:

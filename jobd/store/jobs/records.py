@@ -21,6 +21,7 @@ class Outcome:
     attempt: int
     state: JobState
     values: dict[str, Any]
+    batch_id: int | None = None  # the job's batch, whose counters count a final state in the same transaction
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class NewJob:
     origin: str = "intent"
     max_attempts: int | None = None
     handed_to: str | None = None  # a master this job is claimed for as it is inserted (``jobd.handoff``)
+    batch_id: int | None = None  # set only by ``BatchBook.add_members``, which counts it in the batch
 
     @cached_property
     def encoded_args(self) -> str:
@@ -72,6 +74,7 @@ class NewJob:
             "origin": self.origin,
             "created_at": now,
             "updated_at": now,
+            "batch_id": self.batch_id,
         }
 
 

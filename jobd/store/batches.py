@@ -1,0 +1,320 @@
+"""Batches in the store: their rows, their members, and the counters kept in step with members' endings.
+
+The counters change in the same transaction as the member's own row, from
+every place a job's final state is written (``BatchCounters.record``, called
+once per transaction by ``JobQueue``): a crash, a retried write or two masters
+finishing members at once can neither lose nor double a count. A callback
+job is inserted by the transaction whose conditional UPDATE moved the batch
+on (``state`` open → complete, ``failure_job_id`` NULL → set): that UPDATE
+matches once, so the callback exists exactly once, and only if that
+transaction commits.
+
+Lock order, to keep masters from deadlocking on MySQL: a transaction touches
+members' job rows first and the batch's row after (endings, cancel, adding
+members all do), batch rows in id order.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from ..batch_record import Batch, BatchState, Callback, batch_transition, callback_args
+from ..errors import InvalidArgs, InvalidTransition, UnknownBatch
+from ..job import encode_json
+from ..states import CLAIMABLE, JobState, transition
+from .engine import READ_ONLY
+
+if TYPE_CHECKING:
+    from .jobs import NewJob
+
+_COLUMN = {JobState.SUCCEEDED: "succeeded", JobState.DEAD: "dead", JobState.CANCELLED: "cancelled"}
+_CLAIMING = -1  # a callback being inserted by this very transaction (never seen by another: it commits with the id)
+
+
+class BatchEndings:
+    """How one transaction changes batches' counters: members that reached a counted state (or left one, negative)."""
+
+    def __init__(self) -> None:
+        self.changes: dict[int, dict[JobState, int]] = {}
+
+    def add(self, batch_id: int | None, state: JobState, count: int = 1) -> None:
+        if batch_id is None or count == 0 or state not in _COLUMN:
+            return
+        per_state = self.changes.setdefault(batch_id, {})
+        per_state[state] = per_state.get(state, 0) + count
+
+    def __bool__(self) -> bool:
+        return bool(self.changes)
+
+
+class BatchCounters:
+    """The part of batches the jobs queue writes, inside its own transactions."""
+
+    def __init__(self, batches: sa.Table, jobs: sa.Table) -> None:
+        self.batches = batches
+        self.jobs = jobs
+
+    def endings_of(self, connection: sa.Connection, job_ids: Sequence[int], state: JobState, sign: int = 1) -> BatchEndings:
+        """The batches of ``job_ids`` (rows this transaction just moved to or out of ``state``), counted."""
+        endings = BatchEndings()
+        if not job_ids or state not in _COLUMN:
+            return endings
+        jobs = self.jobs
+        rows = connection.execute(
+            sa.select(jobs.c.batch_id, sa.func.count()).where(jobs.c.id.in_(list(job_ids)), jobs.c.batch_id.is_not(None))
+            .group_by(jobs.c.batch_id)
+        )
+        for batch_id, count in rows:
+            endings.add(int(batch_id), state, sign * int(count))
+        return endings
+
+    def record(self, connection: sa.Connection, endings: BatchEndings, now: float) -> None:
+        """Apply ``endings`` to the counters, then queue the callbacks they make due (once each)."""
+        batches = self.batches
+        for batch_id in sorted(endings.changes):
+            changes = {
+                _COLUMN[state]: getattr(batches.c, _COLUMN[state]) + count for state, count in endings.changes[batch_id].items()
+            }
+            updated = connection.execute(
+                batches.update()
+                .where(batches.c.id == batch_id, batches.c.state != str(BatchState.COMPLETE))  # a complete batch's counts are final
+                .values(**changes, updated_at=now)
+            ).rowcount
+            if updated:
+                self.settle(connection, batch_id, now)
+
+    def settle(self, connection: sa.Connection, batch_id: int, now: float) -> None:
+        """Queue ``on_failure`` at the first dead member and ``on_complete`` once every member finished."""
+        batches = self.batches
+        open_ = batches.c.state == str(BatchState.OPEN)
+        claimed_failure = connection.execute(
+            batches.update()
+            .where(batches.c.id == batch_id, open_, batches.c.dead > 0, batches.c.failure_job_id.is_(None),
+                   batches.c.on_failure.is_not(None))
+            .values(failure_job_id=_CLAIMING)
+        ).rowcount
+        if claimed_failure:
+            batch = self._locked(connection, batch_id)
+            assert batch.on_failure is not None
+            job_id = self._queue_callback(connection, batch.on_failure, batch, now)
+            connection.execute(batches.update().where(batches.c.id == batch_id).values(failure_job_id=job_id))
+        finished = batches.c.succeeded + batches.c.dead + batches.c.cancelled
+        completed = connection.execute(
+            batches.update()
+            .where(batches.c.id == batch_id, open_, batches.c.sealed.is_(True), finished >= batches.c.total)
+            .values(state=str(batch_transition(BatchState.OPEN, BatchState.COMPLETE)), finished_at=now, updated_at=now)
+        ).rowcount
+        if completed:
+            batch = self._locked(connection, batch_id)
+            if batch.on_complete is not None:
+                job_id = self._queue_callback(connection, batch.on_complete, batch, now)
+                connection.execute(batches.update().where(batches.c.id == batch_id).values(complete_job_id=job_id))
+
+    def _locked(self, connection: sa.Connection, batch_id: int) -> Batch:
+        query = sa.select(self.batches).where(self.batches.c.id == batch_id)
+        if connection.dialect.name == "mysql":
+            query = query.with_for_update()  # the latest counts, not a snapshot
+        row = connection.execute(query).mappings().first()
+        if row is None:
+            raise UnknownBatch(f"no batch has id {batch_id}")
+        return row_to_batch(row)
+
+    def _queue_callback(self, connection: sa.Connection, callback: Callback, batch: Batch, now: float) -> int:
+        row = {
+            "daemon": callback.daemon, "task": callback.task, "args": encode_json(callback_args(callback, batch)),
+            "state": str(JobState.QUEUED), "priority": 0, "attempts": 0, "origin": "batch", "created_at": now, "updated_at": now,
+        }
+        primary_key = connection.execute(self.jobs.insert().values(**row)).inserted_primary_key
+        assert primary_key is not None
+        return int(primary_key[0])
+
+
+class BatchBook:
+    """Creating, sealing, cancelling and reading batches (members are added through ``JobQueue``)."""
+
+    def __init__(self, engine: sa.Engine, batches: sa.Table, jobs: sa.Table, counters: BatchCounters) -> None:
+        self.engine = engine
+        self.batches = batches
+        self.jobs = jobs
+        self.counters = counters
+        self._insert_returning_ids = jobs.insert().returning(jobs.c.id, sort_by_parameter_order=True)
+
+    def create(
+        self, name: str, *, on_complete: Callback | None = None, on_failure: Callback | None = None,
+        connection: sa.Connection | None = None, now: float | None = None,
+    ) -> int:
+        """A new open, unsealed batch; its id."""
+        now = time.time() if now is None else now
+        row = {
+            "name": name, "state": str(BatchState.OPEN), "sealed": False, "total": 0, "succeeded": 0, "dead": 0, "cancelled": 0,
+            "on_complete": json.dumps(on_complete.to_dict()) if on_complete else None,
+            "on_failure": json.dumps(on_failure.to_dict()) if on_failure else None,
+            "created_at": now, "updated_at": now,
+        }
+        with _transaction(self.engine, connection) as own:
+            primary_key = own.execute(self.batches.insert().values(**row)).inserted_primary_key
+        assert primary_key is not None
+        return int(primary_key[0])
+
+    def add_members(
+        self, batch_id: int, jobs: Sequence[NewJob], *, by_member: int | None = None,
+        connection: sa.Connection | None = None, now: float | None = None,
+    ) -> list[int]:
+        """Insert ``jobs`` as members of the batch and count them, in one transaction; their ids.
+
+        Unique keys are refused: a duplicate would be counted yet never run
+        as a member. The rows go in as multi-row INSERTs with ``RETURNING``
+        (SQLite 3.35+, MariaDB 10.5+), ids in the order of ``jobs``.
+        """
+        now = time.time() if now is None else now
+        if any(job.unique_key is not None or job.handed_to is not None for job in jobs):
+            raise InvalidArgs("batch members take no unique key")
+        rows = [replace(job, batch_id=batch_id).row(now) for job in jobs]
+        with _transaction(self.engine, connection) as own:
+            ids = [int(job_id) for job_id in own.execute(self._insert_returning_ids, rows).scalars()]
+            self.count_added(own, batch_id, len(ids), by_member=by_member, now=now)
+        return ids
+
+    def count_added(self, connection: sa.Connection, batch_id: int, added: int, *, by_member: int | None, now: float) -> None:
+        """Count ``added`` members just inserted in this transaction; refuse (roll back) if the batch takes none.
+
+        An open batch takes members until it is sealed; after that only from
+        one of its own running members (a fan-out from a task).
+        """
+        batches, jobs = self.batches, self.jobs
+        takes = [batches.c.state == str(BatchState.OPEN)]
+        if by_member is None:
+            takes.append(batches.c.sealed.is_(False))
+        else:
+            member = connection.execute(sa.select(jobs.c.state, jobs.c.batch_id).where(jobs.c.id == by_member)).first()
+            if member is None or member.batch_id != batch_id or member.state != str(JobState.RUNNING):
+                raise InvalidTransition(f"job {by_member} is not a running member of batch {batch_id}; only those add to it")
+        updated = connection.execute(
+            batches.update().where(batches.c.id == batch_id, *takes).values(total=batches.c.total + added, updated_at=now)
+        ).rowcount
+        if not updated:
+            batch = self._get_on(connection, batch_id)
+            why = "sealed: only its running members add to it" if batch.state is BatchState.OPEN else str(batch.state)
+            raise InvalidTransition(f"batch {batch_id} ({batch.name!r}) takes no more members: it is {why}")
+
+    def seal(self, batch_id: int, *, connection: sa.Connection | None = None, now: float | None = None) -> Batch:
+        """No more members but from its running ones; it completes once every member has finished (maybe now)."""
+        now = time.time() if now is None else now
+        with _transaction(self.engine, connection) as own:
+            own.execute(
+                self.batches.update().where(self.batches.c.id == batch_id, self.batches.c.state == str(BatchState.OPEN))
+                .values(sealed=True, updated_at=now)
+            )
+            self.counters.settle(own, batch_id, now)
+            return self._get_on(own, batch_id)
+
+    def cancel(self, batch_id: int, *, connection: sa.Connection | None = None, now: float | None = None) -> Batch:
+        """Cancel the batch: its waiting members now, its running ones asked to stop; no callback runs."""
+        now = time.time() if now is None else now
+        jobs, batches = self.jobs, self.batches
+        with _transaction(self.engine, connection) as own:
+            batch = self._get_on(own, batch_id)
+            batch_transition(batch.state, BatchState.CANCELLED)
+            members = jobs.c.batch_id == batch_id
+            cancelled = 0
+            for waiting in sorted(CLAIMABLE):
+                cancelled += int(own.execute(
+                    jobs.update().where(members, jobs.c.state == str(waiting))
+                    .values(state=str(transition(waiting, JobState.CANCELLED)), finished_at=now, updated_at=now,
+                            unique_key=None, error=f"batch {batch_id} was cancelled")
+                ).rowcount)
+            own.execute(
+                jobs.update().where(members, jobs.c.state == str(JobState.RUNNING)).values(cancel_requested=True, updated_at=now)
+            )
+            updated = own.execute(
+                batches.update().where(batches.c.id == batch_id, batches.c.state == str(BatchState.OPEN))
+                .values(state=str(BatchState.CANCELLED), cancelled=batches.c.cancelled + cancelled, finished_at=now, updated_at=now)
+            ).rowcount
+            if not updated:  # completed meanwhile (its last member ended between the read and here): undo all
+                raise InvalidTransition(f"batch {batch_id} completed before it could be cancelled")
+            return self._get_on(own, batch_id)
+
+    def prune(self, *, older_than: float) -> int:
+        """Delete batches that ended before ``older_than`` (the jobs' retention); open ones stay, however old."""
+        batches = self.batches
+        with self.engine.begin() as connection:
+            return int(connection.execute(
+                batches.delete().where(batches.c.state != str(BatchState.OPEN), batches.c.finished_at < older_than)
+            ).rowcount)
+
+    def get(self, batch_id: int) -> Batch:
+        with self.engine.connect().execution_options(**READ_ONLY) as connection:
+            return self._get_on(connection, batch_id)
+
+    def list(self, *, states: Sequence[BatchState] = (), limit: int = 50, before_id: int | None = None) -> list[Batch]:
+        """Most recent batches first; ``before_id`` pages on by key."""
+        batches = self.batches
+        query = sa.select(batches).order_by(batches.c.id.desc()).limit(limit)
+        if states:
+            query = query.where(batches.c.state.in_([str(state) for state in states]))
+        if before_id is not None:
+            query = query.where(batches.c.id < before_id)
+        with self.engine.connect().execution_options(**READ_ONLY) as connection:
+            return [row_to_batch(row) for row in connection.execute(query).mappings()]
+
+    def recent(self, *, now: float, within: float = 3600.0, limit: int = 50) -> builtins.list[Batch]:
+        """``status --json``'s batches: the open ones and those that ended within ``within`` seconds, newest first."""
+        return [
+            batch for batch in self.list(limit=limit)
+            if batch.state is BatchState.OPEN or (batch.finished_at or 0) >= now - within
+        ]
+
+    def member_states(self, batch_id: int) -> dict[str, int]:
+        """How many members are in each state now (from the jobs themselves: includes waiting and running)."""
+        jobs = self.jobs
+        query = sa.select(jobs.c.state, sa.func.count()).where(jobs.c.batch_id == batch_id).group_by(jobs.c.state)
+        with self.engine.connect().execution_options(**READ_ONLY) as connection:
+            return {str(state): int(count) for state, count in connection.execute(query)}
+
+    def _get_on(self, connection: sa.Connection, batch_id: int) -> Batch:
+        row = connection.execute(sa.select(self.batches).where(self.batches.c.id == batch_id)).mappings().first()
+        if row is None:
+            raise UnknownBatch(f"no batch has id {batch_id}")
+        return row_to_batch(row)
+
+
+def row_to_batch(row: Any) -> Batch:
+    return Batch(
+        id=int(row["id"]), name=str(row["name"]), state=BatchState(row["state"]), sealed=bool(row["sealed"]),
+        total=int(row["total"]), succeeded=int(row["succeeded"]), dead=int(row["dead"]), cancelled=int(row["cancelled"]),
+        on_complete=Callback.from_dict(json.loads(row["on_complete"])) if row["on_complete"] else None,
+        on_failure=Callback.from_dict(json.loads(row["on_failure"])) if row["on_failure"] else None,
+        complete_job_id=_id(row["complete_job_id"]), failure_job_id=_id(row["failure_job_id"]),
+        created_at=row["created_at"], finished_at=row["finished_at"], updated_at=row["updated_at"],
+    )
+
+
+def _id(value: Any) -> int | None:
+    return int(value) if value is not None and int(value) > 0 else None
+
+
+class _transaction:
+    """The caller's transaction when it gives one (it commits or rolls back), else one of our own."""
+
+    def __init__(self, engine: sa.Engine, connection: sa.Connection | None) -> None:
+        self.engine = engine
+        self.given = connection
+        self._own: Any = None
+
+    def __enter__(self) -> sa.Connection:
+        if self.given is not None:
+            return self.given
+        self._own = self.engine.begin()
+        return self._own.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._own is not None:
+            self._own.__exit__(*exc)
+
