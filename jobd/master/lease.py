@@ -93,6 +93,7 @@ class LeaseKeeper:
         self.last_beat = sent_at
         if master.lease.renewed(sent_at):
             log.warning("master %s renewed its lease: nobody took its jobs over; running jobs again", master.id)
+            self.hold_again()
             master.dispatcher.claim_soon()
         self.recover_orphans()
         if self.prune.ready():
@@ -128,6 +129,19 @@ class LeaseKeeper:
         for pool in list(self.master.pools.values()):
             for worker in pool.live_workers():
                 self.master.launcher.kill(worker.pid)
+
+    def hold_again(self) -> None:
+        """After a renewal, hold again the jobs the fence let go: still ours (running) in the store, held nowhere.
+
+        Without this they would wait for this master's death to be recovered
+        as orphans (the hand-off's periodic adoption finds them too, but only
+        while the hand-off is switched on).
+        """
+        master = self.master
+        ours = set(master.store.jobs.owned_running(master.id, started_before=time.time())) - master.handoff.jobs_in_hand()
+        if ours:
+            log.warning("holding again %s job(s) let go while the lease was in doubt: %s", len(ours), sorted(ours)[:20])
+            master.handoff.adopt(master.store.jobs.handed(sorted(ours), master.id))
 
     def fence(self, reason: str) -> None:
         """Kill every worker now (SIGKILL) and start nothing: the jobs this master holds may be others' already."""
