@@ -35,6 +35,8 @@ class StopEarly(JobdError):
 
 
 class ProgressSink(Protocol):
+    """Where a task's progress reports go (the worker's pipe to the master, ``activity.progress.JobProgress``)."""
+
     def report(self, job_id: int, progress: dict[str, Any]) -> None: ...
 
 

@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, Protocol
+from typing import Any
 
+from ..context import ProgressSink
 from ..output_caps import DEFAULT_CAPS, OutputCaps, cap_progress
 from .base import Activity
 from .recorder import progress_record
-
-
-class ProgressSink(Protocol):
-    def report(self, job_id: int, progress: dict[str, Any]) -> None: ...
 
 
 class JobProgress:
