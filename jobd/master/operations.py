@@ -53,8 +53,16 @@ class Operations:
         }
 
     def serve(self) -> None:
-        """Answer every request the control socket received since the last turn."""
-        for request, future in self.master.inbox.drain():
+        """Answer every request the control socket received since the last turn.
+
+        Finished attempts still gathered for a group commit are written first:
+        an answer ("sms: stopped", a status) must never run ahead of the store,
+        where the asker looks next.
+        """
+        requests = self.master.inbox.drain()
+        if requests and self.master.endings.pending:
+            self.master.store_link.guarded(self.master.endings.flush)
+        for request, future in requests:
             self._answer(request, future)
 
     def _answer(self, request: Request, future: Future[Any]) -> None:
