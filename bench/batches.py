@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import secrets
-import shutil
 import signal
 import statistics
 import subprocess
@@ -40,6 +39,9 @@ import pymysql
 import jobd
 from jobd.batch_record import BatchState
 from jobd.store import Store, open_store
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scaleout import tear_down  # noqa: E402
 
 TASKS = '''import jobd
 
@@ -155,17 +157,7 @@ def run_once(members: int, masters: int, workers: int, kill_at: float, timeout: 
         after = callback_created is not None and last_member is not None and callback_created >= last_member
         return Run(members, submitted, complete_seconds, killed_running, on_complete_runs, on_failure_runs, counts_right, after)
     finally:
-        for process in processes:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait(10)
-        store.dispose()
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
-        admin.close()
-        for root in roots:
-            shutil.rmtree(root, ignore_errors=True)
+        tear_down(processes, store, admin, name, roots)
 
 
 def main() -> int:
