@@ -148,13 +148,13 @@ def run_once(members: int, masters: int, workers: int, kill_at: float, timeout: 
         with store.engine.connect() as connection:
             last_member = connection.exec_driver_sql(
                 "SELECT MAX(finished_at) FROM jobd_jobs WHERE batch_id = %s", (batch.id,)).scalar_one()
-        callback_created = store.jobs.get(callbacks[0]).created_at if callbacks[0] else None
+        callback_started = store.jobs.get(callbacks[0]).started_at if callbacks[0] else None  # it must run after every member ended
         counts_right = (
             (found.state, found.total, found.succeeded, found.dead) == (BatchState.COMPLETE, members, members, 0)
             and isinstance(result, dict) and result.get("succeeded") == members and result.get("total") == members
             and count_rows(store, "batch_id = %s AND state = 'succeeded'", batch.id) == members
         )
-        after = callback_created is not None and last_member is not None and callback_created >= last_member
+        after = callback_started is not None and last_member is not None and callback_started >= last_member
         return Run(members, submitted, complete_seconds, killed_running, on_complete_runs, on_failure_runs, counts_right, after)
     finally:
         tear_down(processes, store, admin, name, roots)
