@@ -131,6 +131,8 @@ def test_deleting_a_job_refuses_one_that_runs_or_waits_and_removes_a_finished_on
     deployment, server = acting
     finished = deployment.store.jobs.insert(NewJob("main", "t.record", {"n": 3}))
     wait_until(lambda: deployment.store.jobs.get(finished).state is JobState.SUCCEEDED, timeout=30, message="the job to finish")
+    wait_until(lambda: len(deployment.store.job_logs.lines(finished)) >= 2, timeout=30,
+               message="its log lines to be stored (the master writes them in batches)")
     running = deployment.store.jobs.insert(NewJob("main", "t.sleep", {"seconds": 30}))
     wait_until(lambda: deployment.store.jobs.get(running).state is JobState.RUNNING, timeout=30, message="the sleeper to run")
     waiting = deployment.store.jobs.insert(NewJob("parked", "t.noop", {}))
