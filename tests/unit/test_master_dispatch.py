@@ -6,6 +6,8 @@ writing the messages a real one would.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,21 +25,29 @@ from jobd.workers.pool import Pool, Worker
 from .fakes import UNREACHABLE_SOCKET, FakeLauncher, ManualClock
 
 
-@pytest.fixture
-def master(tmp_path: Path, launcher: FakeLauncher, clock: ManualClock) -> Iterator[Master]:
+@contextmanager
+def built_master(tmp_path: Path, launcher: FakeLauncher, clock: ManualClock, task: str) -> Iterator[Master]:
+    """A real Master on a SQLite file, with the fake launcher and clock: one daemon "main" serving ``task``."""
     config = JobdConfig.model_validate({
         "store": f"sqlite:///{tmp_path / 'jobd.db'}", "socket": UNREACHABLE_SOCKET, "schedule_dir": None,
         "daemons": {"main": {"workers": 2, "prefetch": 3, "max_attempts": 2, "timeout": 30}},
     })
-    inventory = {"main": {"t.work": TaskInfo("t.work", TaskOptions())}}
-    built = Master(config, inventory, launcher=launcher, clock=clock)  # type: ignore[arg-type]
+    built = Master(config, {"main": {task: TaskInfo(task, TaskOptions())}}, launcher=launcher, clock=clock)  # type: ignore[arg-type]
     built.store.initialise()
-    built.create_pool("main", config.daemons["main"])
-    yield built
-    built.activity.stop()
-    built.store.dispose()
-    built.wake_pipe.close()
-    built.loop.close()
+    try:
+        yield built
+    finally:
+        built.activity.stop()
+        built.store.dispose()
+        built.wake_pipe.close()
+        built.loop.close()
+
+
+@pytest.fixture
+def master(tmp_path: Path, launcher: FakeLauncher, clock: ManualClock) -> Iterator[Master]:
+    with built_master(tmp_path, launcher, clock, "t.work") as built:
+        built.create_pool("main", built.config.daemons["main"])
+        yield built
 
 
 def ready_pool(master: Master) -> tuple[Pool, list[Worker]]:

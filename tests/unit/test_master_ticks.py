@@ -13,16 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from jobd.config import JobdConfig
-from jobd.inventory import TaskInfo
 from jobd.master import Master
 from jobd.schedules import parse_schedule_text
 from jobd.states import JobState
-from jobd.tasks import TaskOptions
 from jobd.workers import protocol
 
 from .fakes import UNREACHABLE_SOCKET, FakeLauncher, ManualClock
-from .test_master_dispatch import ready_pool
+from .test_master_dispatch import built_master, ready_pool
 
 ENTRIES = 10
 
@@ -39,22 +36,12 @@ class WallClock:
 
 @pytest.fixture
 def master(tmp_path: Path, launcher: FakeLauncher, clock: ManualClock) -> Iterator[Master]:
-    config = JobdConfig.model_validate({
-        "store": f"sqlite:///{tmp_path / 'jobd.db'}", "socket": UNREACHABLE_SOCKET, "schedule_dir": None,
-        "daemons": {"main": {"workers": 2, "prefetch": 3, "max_attempts": 2, "timeout": 30}},
-    })
-    inventory = {"main": {"t.tick": TaskInfo("t.tick", TaskOptions())}}
-    built = Master(config, inventory, launcher=launcher, clock=clock)  # type: ignore[arg-type]
-    built.store.initialise()
-    built.store.masters.register(built.id, pid=os.getpid(), version="test", daemons=["main"], control_socket=str(UNREACHABLE_SOCKET))
-    built.create_pool("main", config.daemons["main"])
-    text = "".join(f'[entries.e{n:02d}]\ndaemon = "main"\ntask = "t.tick"\nevery = "1s"\n' for n in range(ENTRIES))
-    built.ticker.set_schedule(parse_schedule_text(text, "ticks.toml", "UTC"))
-    yield built
-    built.activity.stop()
-    built.store.dispose()
-    built.wake_pipe.close()
-    built.loop.close()
+    with built_master(tmp_path, launcher, clock, "t.tick") as built:
+        built.store.masters.register(built.id, pid=os.getpid(), version="test", daemons=["main"], control_socket=str(UNREACHABLE_SOCKET))
+        built.create_pool("main", built.config.daemons["main"])
+        text = "".join(f'[entries.e{n:02d}]\ndaemon = "main"\ntask = "t.tick"\nevery = "1s"\n' for n in range(ENTRIES))
+        built.ticker.set_schedule(parse_schedule_text(text, "ticks.toml", "UTC"))
+        yield built
 
 
 def test_a_due_tick_reaches_the_free_workers_in_its_own_turn_and_the_rest_waits_in_the_queue(
