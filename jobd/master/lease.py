@@ -175,9 +175,11 @@ class LeaseKeeper:
         for record in store.masters.silent(lease=lease):
             if record.id == master.id or (fenced := self._fenced(record)) is None:
                 continue
+            # Refund before declaring it dead: once it is dead, any master's requeue_orphans below re-queues its
+            # jobs with their attempt charged, and a master that lost the declare_dead race gets there first.
+            self.refund_unstarted(fenced)
             if store.masters.declare_dead(record, lease=lease):
                 log.warning("master %s on %s is dead (no heartbeat for %.0fs)", record.id, record.host, time.time() - record.heartbeat_at)
-                self.refund_unstarted(fenced)
         recovered = store.jobs.requeue_orphans(store.masters.live_ids_query())
         if recovered:
             log.warning("re-queued %s job(s) of dead master(s): %s", len(recovered), recovered[:20])
