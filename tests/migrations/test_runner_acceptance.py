@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from jobd.migrations.fleet import run_migrations
@@ -39,9 +37,7 @@ def test_failing_step_restores_those_tenants_exactly_and_the_others_finish(fleet
         fleet.seed_duplicates(tenant)
     before = {tenant: fleet.fingerprint(tenant) for tenant in FAILING}
 
-    started = time.monotonic()
     summary = run_migrations(fleet.settings, parallel=4)
-    first_run = time.monotonic() - started
 
     assert not summary.ok
     by_tenant = {outcome.tenant: outcome for outcome in summary.outcomes}
@@ -60,18 +56,21 @@ def test_failing_step_restores_those_tenants_exactly_and_the_others_finish(fleet
     for tenant in set(fleet.tenants) - set(FAILING):
         assert by_tenant[tenant].status is OutcomeStatus.MIGRATED
 
-    # Acceptance 3: fix the data, re-run: only the three are migrated, and quickly.
+    # Acceptance 3: fix the data, re-run: only the three are migrated; the others are not even snapshotted.
+    # (That is what makes the re-run quick; a wall-clock comparison here failed on a busy machine.)
     for tenant in FAILING:
         fleet.fix_duplicates(tenant)
-    started = time.monotonic()
+    runs_before = {tenant: fleet.sql(fleet.database(tenant), "SELECT COUNT(*) FROM jobd_migration_runs") for tenant in fleet.tenants}
     rerun = run_migrations(fleet.settings, parallel=4)
-    second_run = time.monotonic() - started
 
     assert rerun.ok
     migrated = {outcome.tenant for outcome in rerun.outcomes if outcome.status is OutcomeStatus.MIGRATED}
     assert migrated == set(FAILING)
     assert rerun.count(OutcomeStatus.UP_TO_DATE) == len(fleet.tenants) - len(FAILING)
-    assert second_run < first_run * 0.75, (first_run, second_run)
+    up_to_date = [outcome for outcome in rerun.outcomes if outcome.status is OutcomeStatus.UP_TO_DATE]
+    assert all(outcome.snapshot_database is None and not outcome.applied for outcome in up_to_date)
+    runs_after = {tenant: fleet.sql(fleet.database(tenant), "SELECT COUNT(*) FROM jobd_migration_runs") for tenant in fleet.tenants}
+    assert {tenant for tenant in fleet.tenants if runs_after[tenant] != runs_before[tenant]} == set(FAILING)
 
 
 def test_registry_row_with_an_injection_is_refused_and_nothing_runs_for_it(fleet: Fleet) -> None:
