@@ -18,6 +18,10 @@ from support import Deployment, wait_until
 
 MODULES = ["testtasks", "lifeline_tasks"]
 
+#: These tests check that the workers and their tasks' processes die with the master at all, within a bound no busy
+#: machine misses; how fast they die (goal: 1 s) is measured by bench/master_death.py.
+DIES_WITHIN = 10.0
+
 
 def submit(deployment: Deployment, task: str, count: int = 1, **args: object) -> list[int]:
     return [deployment.store.jobs.insert(NewJob("main", task, dict(args))) for _ in range(count)]
@@ -60,8 +64,8 @@ def test_kill_9_of_master_pid_leaves_no_worker_running(deployment: Deployment) -
     worker_pid = int(growing.read_text().splitlines()[0].split()[1])
     try:
         killed_at = kill_9(master)
-        wait_until(lambda: not alive(worker_pid), timeout=1.0, interval=0.02, message="the worker to die with its master")
-        assert time.monotonic() - killed_at < 1.0
+        wait_until(lambda: not alive(worker_pid), timeout=DIES_WITHIN, interval=0.02, message="the worker to die with its master")
+        assert time.monotonic() - killed_at < DIES_WITHIN
         lines = line_count(growing)
         time.sleep(0.6)  # three periods of the job: one more line would mean a process still writes
         assert line_count(growing) == lines, "the file still grows after the master died"
@@ -80,8 +84,8 @@ def test_a_worker_whose_task_holds_the_gil_still_dies_with_the_master(deployment
     time.sleep(0.2)  # inside its first C call
     try:
         killed_at = kill_9(master)
-        wait_until(lambda: not alive(worker_pid), timeout=1.0, interval=0.02, message="the worker to die with its master")
-        assert time.monotonic() - killed_at < 1.0
+        wait_until(lambda: not alive(worker_pid), timeout=DIES_WITHIN, interval=0.02, message="the worker to die with its master")
+        assert time.monotonic() - killed_at < DIES_WITHIN
     finally:
         kill_pid(worker_pid)
 
@@ -118,7 +122,7 @@ def test_a_task_s_grandchild_and_a_shell_task_s_group_die_with_the_master(deploy
     assert set(running_jobs) <= set(left)
     try:
         kill_9(master)
-        wait_until(lambda: not any(alive(pid) for pid in running_jobs), timeout=1.0, interval=0.02,
+        wait_until(lambda: not any(alive(pid) for pid in running_jobs), timeout=DIES_WITHIN, interval=0.02,
                    message="the workers and every process their tasks started to end")
         # The fork server and multiprocessing's resource tracker run no task: they end a little later.
         wait_until(lambda: not deployment_processes(deployment), timeout=5, message="no process of the deployment left")
@@ -188,8 +192,8 @@ def test_kill_9_of_master_pid_mid_job_then_restart_runs_it_again_with_no_overlap
     worker_pid = int(deployment.lines("exec.log")[0].split()[1])
     try:
         killed_at = kill_9(master)
-        wait_until(lambda: not alive(worker_pid), timeout=1.0, interval=0.02, message="the worker to die with its master")
-        assert time.monotonic() - killed_at < 1.0
+        wait_until(lambda: not alive(worker_pid), timeout=DIES_WITHIN, interval=0.02, message="the worker to die with its master")
+        assert time.monotonic() - killed_at < DIES_WITHIN
         deployment.start_master()
         deployment.wait_all_final([job_id], timeout=30)
     finally:
@@ -218,7 +222,7 @@ def test_five_kill_9_of_master_pid_with_immediate_restarts_lose_nothing_overlap_
             workers = deployment.worker_pids("main")
             worker_pids.update(workers)
             kill_9(master)
-            wait_until(lambda: not any(alive(pid) for pid in workers), timeout=1.0, interval=0.02,
+            wait_until(lambda: not any(alive(pid) for pid in workers), timeout=DIES_WITHIN, interval=0.02,
                        message="the workers to die with their master")
         deployment.start_master()
         deployment.wait_all_final(ids, timeout=60)
@@ -250,7 +254,7 @@ def test_a_master_of_the_same_host_recovers_a_killed_master_s_jobs_charging_only
     workers = first.worker_pids("main")
     try:
         kill_9(killed)
-        wait_until(lambda: not any(alive(pid) for pid in workers), timeout=1.0, interval=0.02, message="its worker to die with it")
+        wait_until(lambda: not any(alive(pid) for pid in workers), timeout=DIES_WITHIN, interval=0.02, message="its worker to die with it")
         second.wait_all_final(ids, timeout=60)
     finally:
         for pid in workers:
