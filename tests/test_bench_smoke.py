@@ -1,4 +1,4 @@
-"""The benchmarks still run: tiny versions of bench/peers.py and bench/footprint.py (jobd only) and bench/cron.py.
+"""The benchmarks still run: tiny versions of bench/peers.py and bench/footprint.py (jobd only), bench/cron.py and others.
 
 They need none of the bench extras (Celery, RQ, Huey, Dramatiq): peers whose
 package is missing are skipped, jobd always runs. Numbers are not checked
@@ -51,6 +51,14 @@ def test_footprint_benchmark_measures_every_jobd_process_and_the_goals() -> None
     uss = rows["worker 1"].split("|")[4].strip()
     assert re.fullmatch(r"\d+\.\d", uss), rows["worker 1"]
     assert "| master USS ≤ 30 MiB |" in output
+
+
+@pytest.mark.timeout(120)
+def test_master_death_benchmark_kills_a_master_and_times_the_end_of_each_of_its_processes() -> None:
+    output = run_bench("master_death.py", "--rounds", "1")
+    for label in ("workers + task processes", "all, with fork server + tracker"):
+        assert re.search(rf"│ {re.escape(label)} +│ +1 │ +[\d,]+ │ +[\d,]+ │ +[\d,]+ │ +[01] │", output), output
+    assert re.search(r"^load average \(1, 5, 15 min\): [\d.]+ [\d.]+ [\d.]+ before", output, re.MULTILINE), output
 
 
 def test_peer_benchmark_skips_systems_whose_package_is_missing(tmp_path: Path) -> None:
