@@ -136,6 +136,15 @@ def wait_for_both_jobs(master: Master) -> tuple[list[int], int, list[int]]:
     raise RoundFailed(f"the two jobs did not start within {START_SECONDS:.0f}s: {tail(master.folder / 'master.out')}")
 
 
+def survivor(process: Tracked) -> str:
+    """A process still running at the bound, with its parent, process group and session (which worker's it is)."""
+    try:
+        fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return f"{process.role} {process.pid}"
+    return f"{process.role} {process.pid} (parent {fields[1]}, group {fields[2]}, session {fields[3]})"
+
+
 def tail(path: Path) -> str:
     return path.read_text(errors="replace")[-2000:] if path.exists() else "(no output)"
 
@@ -196,12 +205,12 @@ def run_round(folder: Path, number: int) -> Round:
         killed_at = time.monotonic()
         master.kill_9()
         gone = watch(tracked, killed_at)
+        survivors = [survivor(process) for process in tracked if process.pid not in gone]
     finally:
         if master.running():
             master.kill_9()
         kill_leftovers(token, grace=0)
     task_processes = [process for process in tracked if process.role not in HELPER_ROLES]
-    survivors = [f"{process.role} {process.pid}" for process in tracked if process.pid not in gone]
     last = max(task_processes, key=lambda process: gone.get(process.pid, math.inf))
     return Round(
         tasks_seconds=None if any(p.pid not in gone for p in task_processes) else gone[last.pid],
@@ -232,7 +241,7 @@ def rounds_table(rounds: list[Round]) -> Table:
 
 def summary_table(rounds: list[Round]) -> Table:
     table = Table(title=f"kill -9 of the master's PID → its processes gone (goal: {GOAL_SECONDS:g} s), ms")
-    for column in ("gone", "rounds", "p50", "p90", "max", f"over {GOAL_SECONDS:g} s"):
+    for column in ("gone", "rounds", "p50", "p90", "max", f"over {GOAL_SECONDS:g} s", f"alive at {BOUND_SECONDS:g} s"):
         table.add_column(column, justify="left" if column == "gone" else "right")
     for label, values in (
         (TASKS_LABEL, [r.tasks_seconds for r in rounds]),
@@ -241,7 +250,7 @@ def summary_table(rounds: list[Round]) -> Table:
         timed = [math.inf if value is None else value for value in values]
         table.add_row(label, str(len(timed)), milliseconds(finite(percentile(timed, 0.5))),
                       milliseconds(finite(percentile(timed, 0.9))), milliseconds(finite(max(timed))),
-                      str(sum(value > GOAL_SECONDS for value in timed)))
+                      str(sum(value > GOAL_SECONDS for value in timed)), str(sum(math.isinf(value) for value in timed)))
     return table
 
 
@@ -264,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="jobd-death-", dir="/tmp"))
     rounds: list[Round] = []
-    error: str | None = None
+    errors: list[str] = []
     try:
         for number in range(1, options.rounds + 1):
             measured = run_round(root / f"round-{number}", number)
@@ -273,10 +282,9 @@ def main(argv: list[str] | None = None) -> int:
                            f"(last: {measured.last}), all {milliseconds(measured.all_seconds)} ms, load {measured.load:.2f}",
                            highlight=False)
             if measured.survivors:
-                error = f"round {number}: alive {BOUND_SECONDS:g} s after the master's kill: {', '.join(measured.survivors)}"
-                break
+                errors.append(f"round {number}: alive {BOUND_SECONDS:g} s after the master's kill: {', '.join(measured.survivors)}")
     except RoundFailed as failure:
-        error = f"round {len(rounds) + 1}: {failure}"
+        errors.append(f"round {len(rounds) + 1}: {failure}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -288,10 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     if rounds:
         console.print(rounds_table(rounds))
         console.print(summary_table(rounds))
-    if error:
+    for error in errors:
         console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
-        return 1
-    return 0
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":
