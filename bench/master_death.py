@@ -268,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     if options.rounds < 1:
         parser.error("--rounds must be at least 1")
-    console, progress = Console(), Console(stderr=True)
+    # Piped to a file or a test, the tables keep one line per row (rich would wrap them at 80 columns).
+    console, progress = Console() if sys.stdout.isatty() else Console(width=120), Console(stderr=True)
     load_before = load_average()
     started = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="jobd-death-", dir="/tmp"))

@@ -57,7 +57,7 @@ def test_footprint_benchmark_measures_every_jobd_process_and_the_goals() -> None
 def test_master_death_benchmark_kills_a_master_and_times_the_end_of_each_of_its_processes() -> None:
     output = run_bench("master_death.py", "--rounds", "1")
     for label in ("workers + task processes", "all, with fork server + tracker"):
-        assert re.search(rf"│ {re.escape(label)} +│ +1 │ +[\d,]+ │ +[\d,]+ │ +[\d,]+ │ +[01] │", output), output
+        assert re.search(rf"│ {re.escape(label)} +│ +1 │ +[\d,]+ │ +[\d,]+ │ +[\d,]+ │ +[01] │ +0 │", output), output
     assert re.search(r"^load average \(1, 5, 15 min\): [\d.]+ [\d.]+ [\d.]+ before", output, re.MULTILINE), output
 
 
