@@ -13,7 +13,10 @@ holds its "alive" pipe — which every worker inherits. ``detach_from_fork_serve
 drops the worker's copy, so the fork server too ends with the master and
 PDEATHSIG stays as a second, kernel-only line (it fires even if the
 watcher thread cannot run); the lifeline is the one that also takes the
-task's children along.
+task's children along. The fork server's own exit hook (``server_exit``)
+kills every worker's session before the fork server is gone, so a
+parent-death SIGKILL that reaches a worker in the middle of its lifeline's
+scan leaves nothing behind.
 
 The write end is close-on-exec and the fork server is started by
 fork+exec with only its own descriptors, so no other process ever holds a

@@ -30,6 +30,7 @@ class ProcStat:
 
     pid: int
     state: str  # "Z": a zombie, which runs nothing
+    parent: int
     session: int
     start_time: int  # field 22: clock ticks after boot; with the pid, names one process for ever (until reboot)
 
@@ -49,7 +50,9 @@ def parse_stat(pid: int, text: bytes) -> ProcStat | None:
         return None
     try:
         # tail[0] is field 3 (state), so field N is tail[N - 3].
-        return ProcStat(pid=pid, state=tail[0].decode("ascii", "replace"), session=int(tail[3]), start_time=int(tail[19]))
+        return ProcStat(
+            pid=pid, state=tail[0].decode("ascii", "replace"), parent=int(tail[1]), session=int(tail[3]), start_time=int(tail[19]),
+        )
     except ValueError:
         return None
 
@@ -89,6 +92,11 @@ def session_members(session: int, *, started_since: int = 0, proc: str = PROC) -
         stat.pid for stat in all_processes(proc)
         if stat.session == session and stat.running and stat.start_time >= started_since
     ]
+
+
+def children(parent: int, proc: str = PROC) -> list[ProcStat]:
+    """The running processes whose parent is ``parent``."""
+    return [stat for stat in all_processes(proc) if stat.parent == parent and stat.running]
 
 
 def kill_session(session: int, *, spare: int | None = None, started_since: int = 0) -> int:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from jobd.store import NewJob
-from jobd.workers import fence, sessions
+from jobd.workers import fence, server_exit, sessions
 
 from support import Deployment, wait_until
 
@@ -61,7 +61,7 @@ def test_a_run_record_survives_a_round_trip_and_garbage_is_no_record() -> None:
 def test_stat_fields_are_counted_from_the_last_parenthesis_of_the_command_name() -> None:
     fields = " ".join(str(n) for n in range(4, 53))  # fields 4.. (ppid onwards)
     stat = sessions.parse_stat(42, f"42 (a) (b c) S {fields}".encode())
-    assert stat is not None and stat.state == "S" and stat.session == 6 and stat.start_time == 22
+    assert stat is not None and stat.state == "S" and stat.parent == 4 and stat.session == 6 and stat.start_time == 22
     assert sessions.parse_stat(42, b"42 (short) S 1 2") is None
 
 
@@ -191,3 +191,28 @@ def test_after_a_reboot_or_without_a_ledger_nothing_is_refunded(tmp_path: Path) 
     assert fence.HostFence(socket, "host:2:new").secure(timeout=1).started == {(7, 1)}
     fence.ledger_path(socket, worker.pid).unlink()
     assert fence.HostFence(socket, "host:2:new").secure(timeout=1).master_id is None  # which jobs began is unknown
+
+
+def test_a_fork_server_ending_with_its_master_kills_each_worker_s_session_first() -> None:
+    """``server_exit``: a stand-in fork server with two "workers" (session leaders) whose tasks left children."""
+    server = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import subprocess, sys, time\n"
+            "for _ in range(2):\n"
+            "    w = subprocess.Popen(['sh', '-c', 'sleep 60 & echo $!; echo $$; wait'], stdout=subprocess.PIPE, start_new_session=True)\n"
+            "    print(w.stdout.readline().decode().strip(), w.stdout.readline().decode().strip(), flush=True)\n"
+            "time.sleep(60)\n"
+        )],
+        stdout=subprocess.PIPE,
+    )
+    assert server.stdout is not None
+    pids = [int(pid) for _ in range(2) for pid in server.stdout.readline().split()]
+    try:
+        assert all(running(pid) for pid in pids)
+
+        signalled = server_exit.end_workers(server.pid)
+
+        wait_until(lambda: not any(running(pid) for pid in pids), timeout=10, message="the workers and their children to die")
+        assert signalled >= 4 and running(server.pid)  # the fork server itself goes on to exit on its own
+    finally:
+        reap(server, *pids)
