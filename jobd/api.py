@@ -186,7 +186,7 @@ def submit(
     if offer is not None:
         hand_off(store.jobs, settings.socket, offer, HandedJob(daemon, job_id, priority, max_attempts, task, new_job.encoded_args))
     elif connection is None:
-        announce(settings.socket, daemon)  # the master claims at once instead of at its next poll
+        announce(settings.socket, daemon, priority)  # the master claims at once instead of at its next poll
     return job_id
 
 

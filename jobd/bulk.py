@@ -106,7 +106,7 @@ def submit_many(
             f"no job was submitted: the store at {store.url} is unavailable ({describe(error)}); try again later"
         ) from None
     if connection is None:
-        announce(settings.socket, daemon)  # once for the whole bulk: the master claims them in its own batches
+        announce(settings.socket, daemon, priority)  # once for the whole bulk: the master claims them in its own batches
     ids: list[int] = []
     duplicates: list[Duplicate] = []
     for index, job_id in enumerate(inserted.ids):

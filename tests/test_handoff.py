@@ -151,9 +151,9 @@ def test_the_desk_reads_wake_ups_and_hand_offs_from_its_socket(tmp_path: Path) -
     try:
         announce(tmp_path / "jobd.sock", "mailing")
         assert hand_to_master(tmp_path / "jobd.sock", HandedJob("main", 5))
-        assert desk.collect(desk.fds([])) == {"mailing"}
+        assert desk.collect(desk.fds([])) == {"mailing": 0}
         assert desk.pending == [HandedJob("main", 5)]  # named only: the store says what it is
-        assert desk.collect(set()) == set()  # a socket that was not ready is not read
+        assert desk.collect(set()) == {}  # a socket that was not ready is not read
     finally:
         desk.close()
 
@@ -163,7 +163,7 @@ def test_a_desk_switched_off_ignores_hand_offs_and_offers_nothing(tmp_path: Path
     try:
         assert hand_to_master(tmp_path / "jobd.sock", HandedJob("main", 5, 0, None, "t.noop", "{}"))
         announce(tmp_path / "jobd.sock", "main")
-        assert desk.collect(desk.fds([])) == {"main"}
+        assert desk.collect(desk.fds([])) == {"main": 0}
         assert desk.pending == [] and desk.wake.ignored == 1
         desk.publish({"main": ("w1",)})
         assert not path_beside(tmp_path / "jobd.sock", OFFER_SUFFIX).exists()

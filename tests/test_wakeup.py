@@ -34,6 +34,13 @@ def succeeded(deployment: Deployment, job_id: int) -> bool:
         b"",
         b"mailing",
         b"wake/2 mailing",
+        b"wake/2 mailing ",
+        b"wake/2 mailing 1e3",
+        b"wake/2 mailing +5",
+        b"wake/2 mailing 007",
+        b"wake/2 mailing 2147483648",
+        b"wake/2 mailing 5 6",
+        b"wake/3 mailing 5",
         b"wake/1 ",
         b"wake/1 Mailing",
         b"wake/1 mailing\n",
@@ -46,9 +53,13 @@ def test_a_datagram_that_is_not_a_wake_up_names_no_daemon(datagram: bytes) -> No
     assert decode(datagram) is None
 
 
-def test_a_wake_up_names_its_daemon() -> None:
-    assert decode(encode("mailing")) == "mailing"
-    assert decode(encode("sms-eu_2")) == "sms-eu_2"
+def test_a_wake_up_names_its_daemon_and_the_job_s_priority() -> None:
+    assert decode(encode("mailing")) == ("mailing", 0)
+    assert decode(encode("sms-eu_2")) == ("sms-eu_2", 0)
+    assert encode("mailing") == b"wake/1 mailing"  # what masters before priorities understand
+    assert decode(encode("mailing", 100)) == ("mailing", 100)
+    assert decode(encode("mailing", -7)) == ("mailing", -7)
+    assert decode(encode("mailing", 2**31 - 1)) == ("mailing", 2**31 - 1)
 
 
 def test_a_submit_starts_the_job_without_waiting_for_the_poll(deployment: Deployment) -> None:
@@ -136,15 +147,15 @@ def test_a_wake_socket_drains_every_pending_wake_up_without_blocking(tmp_path) -
     receiver = WakeSocket(tmp_path / "jobd.sock")
     receiver.open()
     try:
-        assert receiver.take() == set()
-        for name in ("mailing", "sms", "mailing"):
-            announce(tmp_path / "jobd.sock", name)
+        assert receiver.take() == {}
+        for name, priority in (("mailing", 0), ("sms", 0), ("mailing", 100), ("mailing", 5)):
+            announce(tmp_path / "jobd.sock", name, priority)
         sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sender.sendto(b"noise", str(receiver.path))
         sender.close()
-        assert receiver.take() == {"mailing", "sms"}
+        assert receiver.take() == {"mailing": 100, "sms": 0}  # each daemon once, with its most urgent job's priority
         assert receiver.ignored == 1
-        assert receiver.take() == set()
+        assert receiver.take() == {}
     finally:
         receiver.close()
     assert not receiver.path.exists()
@@ -158,9 +169,9 @@ def test_a_wake_socket_path_too_long_for_unix_sockets_leaves_the_master_polling(
     receiver = WakeSocket(control)
     receiver.open()
     try:
-        assert receiver.take() == set() and receiver.fileno() >= 0
+        assert receiver.take() == {} and receiver.fileno() >= 0
         announce(control, "main")  # cannot be delivered: nothing breaks
-        assert receiver.take() == set()
+        assert receiver.take() == {}
     finally:
         receiver.close()
     assert not path_beside(control, WAKE_SUFFIX).exists()

@@ -11,6 +11,7 @@ import pytest
 
 from jobd.workers import protocol
 from jobd.workers.pipelining import MAX_DEPTH, SHORT_JOB_SECONDS, Pipeline
+from jobd.workers.worker import _Inbox
 
 
 def test_a_frame_round_trips_every_message_kind_in_order() -> None:
@@ -24,6 +25,8 @@ def test_a_frame_round_trips_every_message_kind_in_order() -> None:
         protocol.JobFinished(7, 1, "failed", error="boom", traceback="tb", permanent=True, duration=0.5),
         protocol.HandedJob("main", 9, -2, None, "mail.send", '{"to":"a@b.c"}'),
         protocol.PassedHandoff(b"run/1 main 9", False),
+        protocol.RunJob(10, 1, "mail.send", {}, None, None, 100),
+        protocol.JobJumpedAhead(10),
     ]
     assert protocol.decode(protocol.encode(messages)) == messages
 
@@ -104,6 +107,24 @@ def test_short_jobs_are_handed_out_a_few_milliseconds_ahead() -> None:
     assert tens.depth() == 2  # the next job waits in the pipe; no more
 
 
+def test_the_depth_counts_the_wall_time_a_job_takes_a_busy_pool_not_only_its_task() -> None:
+    """A no-op task takes 30 µs, but a pool of 2 gets through one every 200 µs: 5 ms ahead is 12 jobs, not 128."""
+    pipeline = Pipeline()
+    now = 100.0
+    for _ in range(600):
+        now += 0.0002  # one finished job every 200 µs across the pool, every worker busy
+        pipeline.record("noop", 0.00003, now, saturated=True, workers=2)
+    assert pipeline.pace.mean == pytest.approx(0.0004)
+    assert pipeline.depth() == 1 + int(0.005 / 0.0004)
+
+
+def test_a_lull_is_not_counted_as_the_pace() -> None:
+    pipeline = Pipeline()
+    for step in range(600):
+        pipeline.record("noop", 0.00003, 100.0 + step * 0.01, saturated=False, workers=2)  # one job every 10 ms: idle
+    assert pipeline.pace.mean is None and pipeline.depth() == MAX_DEPTH
+
+
 def test_nothing_waits_behind_a_task_never_seen_or_recently_long() -> None:
     pipeline = Pipeline()
     for _ in range(20):
@@ -145,6 +166,21 @@ def test_send_writes_the_framing_connections_read_even_for_frames_larger_than_th
             protocol.send(worker_end.fileno(), [message])
         reader.join(timeout=30)
         assert [protocol.decode(frame) for frame in received] == [[message] for message in messages]
+    finally:
+        master_end.close()
+        worker_end.close()
+
+
+def test_a_worker_runs_the_most_urgent_job_it_was_handed_next_and_says_so() -> None:
+    master_end, worker_end = Pipe()
+    inbox = _Inbox(worker_end)
+    try:
+        protocol.send(master_end.fileno(), [protocol.RunJob(n, 1, "t.work", {}, None) for n in (1, 2, 3)])
+        assert inbox.next_job().job_id == 1 and not inbox.jumped  # type: ignore[union-attr]
+        protocol.send(master_end.fileno(), [protocol.RunJob(4, 1, "t.work", {}, None, None, 100), protocol.RunJob(5, 1, "t.work", {}, None)])
+        assert inbox.next_job().job_id == 4 and inbox.jumped  # type: ignore[union-attr]
+        assert [inbox.next_job().job_id for _ in range(3)] == [2, 3, 5]  # type: ignore[union-attr]
+        assert not inbox.jumped
     finally:
         master_end.close()
         worker_end.close()

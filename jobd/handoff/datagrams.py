@@ -1,6 +1,9 @@
 """The hand-off's datagrams: versioned, bounded, checked against a fixed format (pure, no I/O).
 
 * ``wake/1 DAEMON``: a job of that daemon waits in the queue; claim now.
+* ``wake/2 DAEMON PRIORITY``: the same for a job of that priority (sent when
+  it is not 0): a master whose prefetch holds only lower ones claims it at
+  once instead of after them (``jobd.master.dispatch``).
 * ``run/1 DAEMON JOB_ID``: a job a submit claimed for the receiving master.
 * ``run/2 DAEMON JOB_ID PRIORITY MAX_ATTEMPTS|- TASK ARGS_JSON``: the same with
   the job's content, taken as it is only from a trusted sender (``parse_handed``).
@@ -16,27 +19,40 @@ from ..names import NAME_PATTERN, TASK_NAME_PATTERN
 from ..workers.protocol import HandedJob
 
 WAKE_PREFIX = b"wake/1 "
+PRIORITY_WAKE_PREFIX = b"wake/2 "
 NAMED_PREFIX = b"run/1 "
 DESCRIBED_PREFIX = b"run/2 "
 MAX_DATAGRAM_BYTES = 128  # a wake-up or a run/1: a daemon name (at most 64 characters) and a job id fit
 MAX_HANDED_JOB_BYTES = 8192  # a run/2; a job whose args are longer is handed over as a run/1
 MAX_JOB_ID = 2**63 - 1
+MIN_PRIORITY, MAX_PRIORITY = -(2**31), 2**31 - 1  # the store's INTEGER column
 
 
-def encode(daemon: str) -> bytes:
-    """The wake-up for ``daemon`` (``UnicodeEncodeError`` for a name no daemon has)."""
+def encode(daemon: str, priority: int = 0) -> bytes:
+    """The wake-up for a job of ``daemon`` (``UnicodeEncodeError`` for a name no daemon has)."""
+    if priority:
+        return PRIORITY_WAKE_PREFIX + f"{daemon} {priority}".encode("ascii")
     return WAKE_PREFIX + daemon.encode("ascii")
 
 
-def decode(datagram: bytes) -> str | None:
-    """The daemon a datagram names, or None if it is not a well-formed wake-up."""
-    if len(datagram) > MAX_DATAGRAM_BYTES or not datagram.startswith(WAKE_PREFIX):
+def decode(datagram: bytes) -> tuple[str, int] | None:
+    """The (daemon, priority) a wake-up names, or None if it is not a well-formed one."""
+    if len(datagram) > MAX_DATAGRAM_BYTES:
+        return None
+    if datagram.startswith(WAKE_PREFIX):
+        text, number = datagram[len(WAKE_PREFIX):], b"0"
+    elif datagram.startswith(PRIORITY_WAKE_PREFIX):
+        text, _, number = datagram[len(PRIORITY_WAKE_PREFIX):].partition(b" ")
+    else:
         return None
     try:
-        name = datagram[len(WAKE_PREFIX):].decode("ascii")
+        name = text.decode("ascii")
+        priority = _signed_integer(number.decode("ascii"))
     except UnicodeDecodeError:
         return None
-    return name if NAME_PATTERN.fullmatch(name) else None
+    if not NAME_PATTERN.fullmatch(name) or priority is None or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        return None
+    return name, priority
 
 
 def encode_handed(daemon: str, job_id: int) -> bytes:
@@ -77,7 +93,7 @@ def decode_handed_job(datagram: bytes) -> HandedJob | None:
     if len(fields) != 6:
         return None
     daemon, number, priority, limit, task, args = fields
-    job_id, priority_value = _integer(number), _integer(priority.removeprefix("-"))
+    job_id, priority_value = _integer(number), _signed_integer(priority)
     max_attempts = None if limit == "-" else _integer(limit)
     if (
         not NAME_PATTERN.fullmatch(daemon) or not TASK_NAME_PATTERN.fullmatch(task)
@@ -85,7 +101,7 @@ def decode_handed_job(datagram: bytes) -> HandedJob | None:
         or (limit != "-" and max_attempts is None) or not args.startswith("{")
     ):
         return None
-    return HandedJob(daemon, job_id, -priority_value if priority.startswith("-") else priority_value, max_attempts, task, args)
+    return HandedJob(daemon, job_id, priority_value, max_attempts, task, args)
 
 
 def parse_handed(datagram: bytes, trusted: bool) -> HandedJob | None:
@@ -109,3 +125,9 @@ def _integer(text: str) -> int | None:
     if not text or not text.isascii() or not text.isdigit() or (len(text) > 1 and text[0] == "0") or len(text) > 19:
         return None
     return int(text)
+
+
+def _signed_integer(text: str) -> int | None:
+    """``_integer`` with an optional leading minus sign."""
+    value = _integer(text.removeprefix("-"))
+    return None if value is None else (-value if text.startswith("-") else value)

@@ -29,7 +29,7 @@ from ..workers.protocol import HandedJob, PassedHandoff
 from .channel import Channel, remove_stale
 from .datagrams import parse_handed
 from .offer import Offer, publish
-from .sockets import OFFER_SUFFIX, WAKE_SUFFIX, WakeSocket, path_beside
+from .sockets import OFFER_SUFFIX, WAKE_SUFFIX, WakeSocket, Woken, path_beside
 
 log = logging.getLogger("jobd.master")
 
@@ -76,14 +76,19 @@ class HandoffDesk:
         self._watched = {channel.fileno(): channel for channel in busy}
         return {self.wake.fileno(): WAKE_SUFFIX, **{fd: channel.suffix for fd, channel in self._watched.items()}}
 
-    def collect(self, ready: Collection[int]) -> set[str]:
+    def collect(self, ready: Collection[int]) -> Woken:
         """Read the desk's sockets among ``ready``: the daemons wake-ups named; hand-offs wait in ``pending``."""
-        woken = self.wake.take() if self.wake.fileno() in ready else set()
-        self.pending.extend(self.wake.handed)
-        self.wake.handed.clear()
+        woken = self.read_wake() if self.wake.fileno() in ready else {}
         for fd, channel in self._watched.items():
             if fd in ready:
                 self.passed_on(channel.drain())
+        return woken
+
+    def read_wake(self) -> Woken:
+        """What waits on the wake socket (a read that never waits): the wake-ups; hand-offs go to ``pending``."""
+        woken = self.wake.take()
+        self.pending.extend(self.wake.handed)
+        self.wake.handed.clear()
         return woken
 
     def read_everything(self) -> None:

@@ -111,11 +111,20 @@ def _sender_uid(ancillary: list[tuple[int, int, bytes]]) -> int | None:
     return None
 
 
+Woken = dict[str, int]  # daemon -> the highest priority of the jobs a wake-up announced for it
+
+
+def merge_woken(into: Woken, more: Woken) -> None:
+    """Add ``more``'s wake-ups to ``into``, keeping each daemon's highest announced priority."""
+    for daemon, priority in more.items():
+        into[daemon] = max(priority, into.get(daemon, priority))
+
+
 @dataclass
 class Received:
     """What one read of a socket brought: daemons woken for, hand-offs, and how many datagrams fit neither."""
 
-    woken: set[str] = field(default_factory=set)
+    woken: Woken = field(default_factory=dict)
     handed: list[HandedJob] = field(default_factory=list)
     ignored: int = 0
 
@@ -141,12 +150,12 @@ def read_datagrams(
             if stop_at_handed:
                 break
             continue
-        name = decode(datagram)
-        if name is None:
+        wake = decode(datagram)
+        if wake is None:
             received.ignored += 1
             log.debug("ignored a malformed datagram (%s bytes)", len(datagram))
         else:
-            received.woken.add(name)
+            merge_woken(received.woken, {wake[0]: wake[1]})
     return received
 
 
@@ -177,13 +186,13 @@ class WakeSocket:
             raise ValueError("the wake socket is not open")
         return self._socket.fileno()
 
-    def take(self, *, everything: bool = False) -> set[str]:
+    def take(self, *, everything: bool = False) -> Woken:
         """The daemons named by the wake-ups received since the last call; hand-offs collect in ``handed``.
 
         Stops at the first hand-off unless ``everything`` (a stopping master reads what is left).
         """
         if self._socket is None:
-            return set()
+            return {}
         limit = MAX_DATAGRAMS_PER_TAKE * (MAX_DATAGRAMS_PER_TAKE if everything else 1)
         received = read_datagrams(
             self._socket, limit=limit, trusted=self.trusted_uids, handoffs=self.handoffs, stop_at_handed=not everything,

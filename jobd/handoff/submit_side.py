@@ -31,14 +31,14 @@ def offer_for(control_socket: Path, daemon: str) -> Offer | None:
     return offer if offer is not None and daemon in offer.daemons else None
 
 
-def announce(control_socket: Path, daemon: str) -> None:
-    """Tell the master serving ``control_socket`` that a job of ``daemon`` is waiting.
+def announce(control_socket: Path, daemon: str, priority: int = 0) -> None:
+    """Tell the master serving ``control_socket`` that a job of ``daemon`` (of ``priority``) is waiting.
 
     With no master, a master that cannot keep up, or no permission, the job
     simply waits for the next poll.
     """
     try:
-        send(path_beside(control_socket, WAKE_SUFFIX), encode(daemon))
+        send(path_beside(control_socket, WAKE_SUFFIX), encode(daemon, priority))
     except UnicodeEncodeError:
         pass  # not a daemon name any master has
 
@@ -57,7 +57,7 @@ def hand_off(jobs: JobQueue, control_socket: Path, offer: Offer, job: HandedJob)
     except sa.exc.DBAPIError:
         # Committed all the same: the master adopts it, or recovers it as an orphan if it is gone.
         log.warning("job %s: could not put it back in the queue after a failed hand-off", job.job_id, exc_info=True)
-    announce(control_socket, job.daemon)
+    announce(control_socket, job.daemon, job.priority)
 
 
 def hand_to_master(control_socket: Path, job: HandedJob) -> bool:

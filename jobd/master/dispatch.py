@@ -5,13 +5,20 @@ by this master): a worker that finishes gets the next one at once, without
 waiting for a store round trip. They go back to the queue on a drain, a
 daemon stop or a cancel; after a crash they are recovered like any running
 job of a dead master.
+
+A full backlog is not refilled until it is half empty, so a job submitted
+with a higher priority than everything in it would wait for that half: a
+submit's wake-up names its job's priority, and a master whose backlog holds
+only lower ones claims past it at once (``claim(min_priority=...)``). The
+backlog hands out the highest priority first, so that job goes to the next
+worker with room.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -32,6 +39,14 @@ def default_prefetch(workers: int, depth: int = 1) -> int:
     """Jobs claimed ahead of free workers: enough that a claim serves a burst (two rounds of
     every worker's pipeline for short jobs), few enough that other masters are not starved."""
     return max(8, 4 * workers, 2 * depth * workers) if workers else 0
+
+
+def above_backlog(pool: Pool, announced: int | None) -> int | None:
+    """The lowest priority worth claiming past ``pool``'s waiting jobs for a job of ``announced`` priority; None: none."""
+    lowest = pool.lowest_waiting_priority()
+    if announced is None or lowest is None or announced <= lowest:
+        return None
+    return lowest + 1
 
 
 class Dispatcher:
@@ -58,8 +73,12 @@ class Dispatcher:
             self.claim_requested = False
             self.dispatch()
 
-    def dispatch(self, daemons: Collection[str] | None = None) -> None:
-        """Claim due jobs for every pool (or the pools of ``daemons``): its idle workers plus a prefetch."""
+    def dispatch(self, daemons: Mapping[str, int] | None = None) -> None:
+        """Claim due jobs for every pool (or the pools of ``daemons``): its idle workers plus a prefetch.
+
+        ``daemons`` maps each daemon a submit woke the master for to the
+        highest priority announced: one above the backlog is claimed past it.
+        """
         master = self.master
         for pool in master.pools.values():
             if daemons is not None and pool.daemon not in daemons:
@@ -71,18 +90,23 @@ class Dispatcher:
             settings = pool.settings
             caps = ConcurrencyCaps(settings.concurrency, settings.task_concurrency)
             rates = settings.rate_limits()
-            wanted = self.wanted(pool, limited=caps.active or rates.active)
-            if wanted <= 0:
+            limited = caps.active or rates.active
+            wanted = self.wanted(pool, limited=limited)
+            announced = daemons.get(pool.daemon) if daemons is not None and not limited else None
+            min_priority, refill = above_backlog(pool, announced), False
+            if min_priority is not None:  # only what is more urgent than the backlog: a small, quick claim
+                wanted, refill = max(1, pool.size), wanted > 0  # enough for every worker's next job
+            elif wanted <= 0:
                 continue
             if not master.lease_keeper.valid():
                 return
             jobs = master.store.jobs.claim(
-                pool.daemon, wanted, master.id, caps=caps, promote=daemons is None, rates=rates)
+                pool.daemon, wanted, master.id, caps=caps, promote=daemons is None, rates=rates, min_priority=min_priority)
             self.token_waits.note(pool.daemon, master.store.jobs.next_token_at(pool.daemon) if rates.active else None)
             pool.hold(jobs)
             self.feed(pool)
-            if len(jobs) == wanted:
-                self.claim_soon()  # there may be more waiting
+            if len(jobs) == wanted or refill:
+                self.claim_soon()  # there may be more waiting (or the refill this urgent claim put off)
 
     def wanted(self, pool: Pool, *, limited: bool) -> int:
         """How many jobs to claim for ``pool`` now: its workers' room plus a prefetch, less what waits.

@@ -82,6 +82,7 @@ class Endings:
             except sa.exc.DBAPIError:
                 self.pending = ended + self.pending  # written on the next try
                 raise
+            self.master.wal_checkpoints.nudge()  # the log grew: copy it back before a submitter's commit has to
 
     def _record_finished(self, ended: list[Finished]) -> None:
         """Write a burst of finished attempts in one transaction (the listeners hear of each)."""

@@ -13,9 +13,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..handoff.desk import HandoffDesk
+from ..handoff.sockets import Woken, merge_woken
 from ..job import Job
 from ..workers import protocol
 from ..workers.pool import Pool, Worker, WorkerExit
+from .dispatch import above_backlog
 
 if TYPE_CHECKING:
     from .core import Master
@@ -25,7 +27,16 @@ class HandoffSide:
     def __init__(self, master: Master) -> None:
         self.master = master
         self.desk = HandoffDesk(master.config.socket, master.id, enabled=master.config.handoff, clock=master.clock)
-        self.woken: set[str] = set()  # daemons a submit announced a job for (see claim_woken)
+        self.woken: Woken = {}  # daemons a submit announced a job for, with its priority (see claim_woken)
+
+    def catch_up(self) -> None:
+        """Read the wake-ups that came during this turn (one read that does not wait): their jobs are claimed in it."""
+        merge_woken(self.woken, self.desk.read_wake())
+
+    def urgent(self) -> bool:
+        """Whether a wake-up announced a job more urgent than all its pool holds (claim it before anything else)."""
+        pools = self.master.pools
+        return any(daemon in pools and above_backlog(pools[daemon], priority) is not None for daemon, priority in self.woken.items())
 
     def claim_woken(self) -> None:
         """Start the jobs submits handed us, then claim for the daemons submits woke us for."""
@@ -33,7 +44,7 @@ class HandoffSide:
         if self.desk.pending:
             master.store_link.guarded(self.take_handed)
         if self.woken and not master.draining and master.store_health.available:
-            woken, self.woken = self.woken, set()
+            woken, self.woken = self.woken, {}
             master.store_link.guarded(lambda: master.dispatcher.dispatch(woken))
             master.wal_checkpoints.nudge()  # now, rather than while the next submit commits
 

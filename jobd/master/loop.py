@@ -16,6 +16,7 @@ from collections.abc import Hashable
 from typing import TYPE_CHECKING
 
 from ..errors import JobdError
+from ..handoff.sockets import merge_woken
 from ..readiness import Readiness
 from ..throttle import Throttle
 from ..workers import protocol
@@ -44,8 +45,8 @@ class Loop:
     def turn(self) -> None:
         master = self.master
         guarded = master.store_link.guarded
-        if self.wait(self.wait_timeout()):
-            master.handoff.claim_woken()  # only a submit's wake-up arrived: its job first, the rest of the turn after
+        if self.wait(self.wait_timeout()) or master.handoff.urgent():
+            master.handoff.claim_woken()  # only a submit's wake-up arrived, or one for an urgent job: its job first
         self.act_on_signals()
         guarded(self.read_messages)
         master.lease_keeper.check()  # before the reap: workers the lease guard killed exit for that reason
@@ -99,7 +100,7 @@ class Loop:
         self.ready = self.readiness.wait(watched, timeout)
         if master.wake_pipe.read_fd in self.ready:
             master.wake_pipe.clear()
-        master.handoff.woken |= desk.collect(self.ready)
+        merge_woken(master.handoff.woken, desk.collect(self.ready))
         return bool(self.ready) and self.ready <= handoff_fds.keys()
 
     def act_on_signals(self) -> None:

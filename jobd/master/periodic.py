@@ -34,6 +34,7 @@ class PeriodicWork:
 
     def tick(self) -> None:
         master = self.master
+        master.handoff.catch_up()  # wake-ups sent while this turn read its workers: claimed now, not next turn
         master.handoff.claim_woken()  # a submitter is waiting for its job to start: before the periodic chores below
         if not master.draining and master.ticker.run_due(self._tick_claim, self._hand_over):
             master.dispatcher.claim_soon()  # the jobs this master did not take wait in the queue

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from ..status.snapshot import build_master_status
+from .job_counts import BackgroundCounts
 
 if TYPE_CHECKING:
     from .core import Master
@@ -15,23 +16,29 @@ if TYPE_CHECKING:
 class StatusReport:
     def __init__(self, master: Master) -> None:
         self.master = master
-        self.counts: tuple[float, dict[str, dict[str, int]]] | None = None  # when read, and the counts
+        self.counts = BackgroundCounts(master.store.jobs.counts, master.clock)
         self.schedule_rows: list[dict[str, Any]] = []  # the last read, shown while the store is down
 
     def status(self, *, counts_max_age: float = 0.0) -> dict[str, Any]:
         """This master's status; job counts may be up to ``counts_max_age`` seconds old.
 
         Counting jobs scans the jobs table, so the live snapshot published
-        every second reuses a count for a few seconds; `jobd status` asks fresh.
+        every second reuses a count for a few seconds, read by a thread
+        (``job_counts``); `jobd status` asks fresh.
         """
         master = self.master
         now = master.clock()
-        if (self.counts is None or now - self.counts[0] > counts_max_age) and master.store_health.available:
+        counts: dict[str, dict[str, int]] | None = None
+        if counts_max_age > 0:
+            counts = self.counts.get(counts_max_age) if master.store_health.available else self.counts.get(float("inf"))
+        elif master.store_health.available:
             try:
-                self.counts = (now, master.store.jobs.counts())
+                counts = master.store.jobs.counts()
+                self.counts.store(counts)
             except sa.exc.DBAPIError as error:  # answer from memory: the counts last read
                 master.store_link.failed(error)
-        counts = self.counts[1] if self.counts is not None else {}
+        if counts is None:
+            counts = self.counts.latest[1] if self.counts.latest is not None else {}
         if master.store_health.available:
             try:
                 self.schedule_rows = master.ticker.describe()

@@ -9,7 +9,8 @@ checkpoint on commit (``open_store(url, checkpoint_on_commit=False)``);
 this thread runs PASSIVE checkpoints instead: they take no lock writers
 wait for, and SQLite releases the GIL meanwhile, so the master loop goes on.
 The master ``nudge``s the thread when it has just handed a job over (then
-nobody is likely to be waiting for the disk), and it checkpoints at most
+nobody is likely to be waiting for the disk) or written outcomes (the log
+grew), and it checkpoints at most
 every ``interval`` seconds, at least every ``4 * interval`` seconds. Checkpointing often keeps the log far below the
 limit at which other processes' commits (submitters, the CLI, which keep
 SQLite's default) would checkpoint; while no master runs, they still do.
@@ -45,9 +46,10 @@ TRUNCATE_BUSY_TIMEOUT_MS = 200
 
 
 class WalCheckpointer:
-    def __init__(self, engine: sa.Engine, interval: float) -> None:
+    def __init__(self, engine: sa.Engine, interval: float, truncate_above: int = defaults.WAL_TRUNCATE_ABOVE_BYTES) -> None:
         self.engine = engine
         self.interval = interval
+        self.truncate_above = truncate_above
         self.checkpoints = 0
         self._stopping = threading.Event()
         self._nudged = threading.Event()
@@ -99,12 +101,12 @@ class WalCheckpointer:
     def checkpoint(self) -> None:
         """One PASSIVE checkpoint (copy what no reader still needs; wait for nobody), or a TRUNCATE one to reclaim space.
 
-        A log over ``WAL_TRUNCATE_ABOVE_BYTES`` is truncated too: SQLite
+        A log over ``truncate_above`` bytes is truncated too: SQLite
         starts the log over only when a writer finds it fully copied and no
         reader in it, which a busy master may rarely offer; meanwhile the
         file keeps growing, and keeps its largest size for good.
         """
-        truncate = self._reclaim.is_set() or self._wal_bytes() > defaults.WAL_TRUNCATE_ABOVE_BYTES
+        truncate = self._reclaim.is_set() or self._wal_bytes() > self.truncate_above
         raw = self.engine.raw_connection()  # outside any transaction: a checkpoint cannot run inside one
         try:
             cursor = raw.cursor()

@@ -8,19 +8,19 @@ long job never waits behind another in a worker's pipe.
 from __future__ import annotations
 
 import heapq
-from collections import deque
 from collections.abc import Callable, Sequence
 
 from ..job import Job
+from .backlog import Backlog
 
 # A job's timeout if it may run; None if it cannot run at all (the caller has ended it).
 Admit = Callable[[Job], float | None]
 
 
 def plan_feed(
-    waiting: deque[Job], loads: Sequence[int], slots: Sequence[int], is_short: Callable[[str], bool], admit: Admit,
+    waiting: Backlog, loads: Sequence[int], slots: Sequence[int], is_short: Callable[[str], bool], admit: Admit,
 ) -> dict[int, list[tuple[Job, float]]]:
-    """Take jobs off the front of ``waiting`` for the workers with free ``slots``; return them by worker index.
+    """Take the most urgent jobs of ``waiting`` for the workers with free ``slots``; return them by worker index.
 
     ``loads[i]`` is how many jobs worker ``i`` holds already. A job ``admit``
     refuses is dropped from ``waiting`` without taking a slot.

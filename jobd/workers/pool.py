@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -24,6 +23,7 @@ from ..handoff.channel import open_channel
 from ..handoff.gate import DIRECT, MASTER
 from ..job import Job
 from . import protocol
+from .backlog import Backlog
 from .feeding import Admit, plan_feed
 from .recycling import Recycling
 from .pipelining import MAX_UNREAD_BYTES, Pipeline
@@ -60,7 +60,7 @@ class Pool:
         self.recycling = Recycling(daemon, launcher, clock)
         self.recycles = self.recycling.counts  # by reason (a metric)
         self.fatal_error: str | None = None
-        self._backlog: deque[Job] = deque()  # claimed ahead of free workers, owned by the master (see jobd.master.dispatch)
+        self._backlog = Backlog()  # claimed ahead of free workers, owned by the master (see jobd.master.dispatch)
         self.pipeline = Pipeline()
 
     # -- size -------------------------------------------------------------
@@ -169,13 +169,12 @@ class Pool:
     def assign(self, worker: Worker, jobs: list[tuple[Job, float]]) -> bool:
         """Hand ``worker`` these (job, timeout) pairs in one write; it runs them after those it holds.
 
-        False if the worker is gone (its pipe is closed) or has just taken a
-        submit's job (``jobd.handoff``): it got none of them, and the caller keeps
-        them for another worker.
+        False if the worker is gone (its pipe is closed) or has just taken a submit's job
+        (``jobd.handoff``): it got none of them, and the caller keeps them for another worker.
         """
         if not jobs:
             return True
-        frame = protocol.encode([protocol.RunJob(job.id, job.attempts, job.task, job.args, job.checkpoint, job.batch_id) for job, _ in jobs])
+        frame = protocol.encode([protocol.RunJob.of(job) for job, _ in jobs])
         if worker.assignments and unread_bytes(worker) + len(frame) > MAX_UNREAD_BYTES:
             return False  # a busy worker does not read its pipe: the write could block the master (see pipelining)
         if worker.channel is not None and not worker.channel.gate.take(MASTER):
@@ -238,6 +237,8 @@ class Pool:
             return None
         if isinstance(message, protocol.JobFinished):
             return self._on_finished(worker, message)
+        if isinstance(message, protocol.JobJumpedAhead):
+            worker.jumped_ahead(message.job_id, self.clock())
         return None
 
     def _on_finished(self, worker: Worker, message: protocol.JobFinished) -> tuple[Assignment, protocol.JobFinished] | None:
@@ -248,7 +249,8 @@ class Pool:
         assignment = worker.assignments.popleft()
         worker.current_progress = None
         worker.jobs_done += 1
-        self.pipeline.record(assignment.job.task, message.duration)
+        saturated = bool(self._backlog) or all(w.assignments for w in self.workers)  # no worker idles for lack of work
+        self.pipeline.record(assignment.job.task, message.duration, self.clock(), saturated=saturated, workers=len(self.workers))
         if worker.assignments:
             following = worker.assignments[0]
             following.started_at = self.clock()
@@ -279,22 +281,20 @@ class Pool:
         return len(self._backlog)
 
     def hold(self, jobs: Iterable[Job]) -> None:
-        """Keep claimed jobs until a worker has room (after those already waiting)."""
+        """Keep claimed jobs until a worker has room (after those of their priority already waiting)."""
         self._backlog.extend(jobs)
+
+    def lowest_waiting_priority(self) -> int | None:
+        """The lowest priority in the backlog: a due job above it should not wait behind it (None: empty)."""
+        return self._backlog.lowest_priority()
 
     def give_back(self) -> list[Job]:
         """Empty the backlog and return what waited in it (the caller returns or abandons those jobs)."""
-        jobs = list(self._backlog)
-        self._backlog.clear()
-        return jobs
+        return self._backlog.take_all()
 
     def withdraw(self, job_id: int) -> Job | None:
         """Take one job out of the backlog (an operator cancelled it); None if it does not wait here."""
-        for job in self._backlog:
-            if job.id == job_id:
-                self._backlog.remove(job)
-                return job
-        return None
+        return self._backlog.remove(job_id)
 
     def held_job_ids(self) -> set[int]:
         """Every job this pool holds: waiting in the backlog or handed to a worker."""
@@ -320,7 +320,7 @@ class Pool:
         for index, jobs in handed.items():
             worker = self.workers[index]
             if not self.assign(worker, jobs):
-                self._backlog.extendleft(job for job, _timeout in reversed(jobs))  # for the next worker with room
+                self._backlog.put_back(job for job, _timeout in jobs)  # for the next worker with room
                 continue
             started.extend((worker, job) for job, _timeout in jobs)
         return started

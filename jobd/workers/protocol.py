@@ -17,7 +17,10 @@ import signal
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..job import Job
 
 PROTOCOL_VERSION = 2
 READ_CHUNK_BYTES = 1 << 16
@@ -28,7 +31,7 @@ STOPPING_SIGNAL = signal.SIGUSR2
 
 @dataclass(frozen=True)
 class RunJob:
-    """master → worker: run this attempt of this job (after the ones already sent)."""
+    """master → worker: run this attempt of this job (after the ones already sent, unless it is more urgent)."""
 
     job_id: int
     attempt: int
@@ -36,7 +39,21 @@ class RunJob:
     args: dict[str, Any]
     checkpoint: Any
     batch_id: int | None = None  # its batch, which the task may add members to (``ctx.batch``)
+    priority: int = 0  # a job sent later with a higher priority starts before those waiting in the worker
     type: str = "run"
+
+    @classmethod
+    def of(cls, job: Job) -> RunJob:
+        """The message that runs ``job``, as claimed (its attempt counted)."""
+        return cls(job.id, job.attempts, job.task, job.args, job.checkpoint, job.batch_id, job.priority)
+
+
+@dataclass(frozen=True)
+class JobJumpedAhead:
+    """worker → master: this job starts now, before jobs handed earlier (it is more urgent than they are)."""
+
+    job_id: int
+    type: str = "jumped"
 
 
 @dataclass(frozen=True)
@@ -132,9 +149,13 @@ class PassedHandoff:
     type: str = "passed"
 
 
-Message = RunJob | CancelJob | StopWorker | WorkerReady | WorkerFailed | ProgressReport | JobFinished | HandedJob | PassedHandoff
+Message = (
+    RunJob | CancelJob | StopWorker | WorkerReady | WorkerFailed | ProgressReport | JobFinished | HandedJob | PassedHandoff
+    | JobJumpedAhead
+)
 _KINDS: tuple[type, ...] = (
     RunJob, CancelJob, StopWorker, WorkerReady, WorkerFailed, ProgressReport, JobFinished, HandedJob, PassedHandoff,
+    JobJumpedAhead,
 )
 # type name → (class, the names of its fields in order, without "type")
 _TYPES: dict[str, tuple[type, tuple[str, ...]]] = {

@@ -70,6 +70,15 @@ class Worker:
         """The job the worker is running now, if any."""
         return self.assignments[0] if self.assignments else None
 
+    def jumped_ahead(self, job_id: int, now: float) -> None:
+        """The worker started ``job_id`` before jobs handed to it earlier: it is the running one now."""
+        for index, held in enumerate(self.assignments):
+            if held.job.id == job_id and index > 0:
+                del self.assignments[index]
+                held.started_at = now
+                self.assignments.appendleft(held)
+                return
+
     @property
     def connection(self) -> Connection:
         return self.spawned.connection

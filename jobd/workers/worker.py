@@ -154,6 +154,8 @@ def worker_main(
             _send(connection, protocol.JobFinished(message.job_id, message.attempt, "cancelled", error="cancelled by an operator"))
             continue
         cancel.is_set = False
+        if inbox.jumped:
+            _send(connection, protocol.JobJumpedAhead(message.job_id))  # before the master reads it as the running one
         ledger.began(message.job_id, message.attempt)
         progress.job_started(message.job_id, message.task, message.attempt)
         finished = run_job(message, tasks, settings.daemon, progress, checkpoints, cancel, caps, stopping, settings.source)
@@ -192,6 +194,8 @@ class _Inbox:
         self.connection = connection
         self.reader = protocol.FrameReader(connection.fileno())  # all that arrived, in one read
         self.waiting: deque[protocol.RunJob] = deque()
+        self.mixed = False  # jobs of different priorities wait: the next one is looked for, not just taken
+        self.jumped = False  # the last job taken was not the first handed (the master is told)
         self.cancelled: set[int] = set()
         self.stopping = False
         self.direct = direct
@@ -217,7 +221,20 @@ class _Inbox:
             return None  # the master is gone
         if self.stopping:
             return None
-        return self.waiting.popleft()
+        return self._most_urgent()
+
+    def _most_urgent(self) -> protocol.RunJob:
+        """The first of the waiting jobs with the highest priority (usually simply the first)."""
+        self.jumped = False
+        if not self.mixed:
+            return self.waiting.popleft()
+        waiting = self.waiting
+        best = max(range(len(waiting)), key=lambda index: (waiting[index].priority, -index))
+        job = waiting[best]
+        del waiting[best]
+        self.jumped = best > 0
+        self.mixed = len({other.priority for other in waiting}) > 1
+        return job
 
     def _master_wrote(self) -> bool:
         """Wait for the master or a submit; True if the master wrote (it goes first), False for the socket."""
@@ -227,6 +244,7 @@ class _Inbox:
     def _take(self, messages: list[protocol.Message]) -> None:
         for message in messages:
             if isinstance(message, protocol.RunJob):
+                self.mixed = self.mixed or bool(self.waiting and message.priority != self.waiting[0].priority)
                 self.waiting.append(message)
             elif isinstance(message, protocol.CancelJob):
                 self.cancelled.add(message.job_id)

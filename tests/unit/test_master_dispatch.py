@@ -58,8 +58,8 @@ def ready_pool(master: Master) -> tuple[Pool, list[Worker]]:
     return pool, list(pool.workers)
 
 
-def submit(master: Master, count: int, task: str = "t.work") -> list[int]:
-    return [master.store.jobs.insert(NewJob("main", task, {"n": n})) for n in range(count)]
+def submit(master: Master, count: int, task: str = "t.work", priority: int = 0) -> list[int]:
+    return [master.store.jobs.insert(NewJob("main", task, {"n": n}, priority=priority)) for n in range(count)]
 
 
 def report(master: Master, launcher: FakeLauncher, worker: Worker, message: protocol.Message) -> None:
@@ -98,6 +98,37 @@ def test_a_finished_job_is_written_and_its_worker_gets_the_next_prefetched_job(
     assert done.state is JobState.SUCCEEDED and done.result == {"ok": 1}
     assert master.jobs_finished == 1 and pool.waiting == 2
     assert len([m for m in launcher.workers[first.pid].read() if isinstance(m, protocol.RunJob)]) == 2
+
+
+def test_a_job_announced_above_a_full_prefetch_is_claimed_past_it_and_goes_to_the_next_free_worker(
+    master: Master, launcher: FakeLauncher,
+) -> None:
+    pool, (first, _second) = ready_pool(master)
+    submit(master, 20)
+    master.dispatcher.dispatch()
+    assert master.dispatcher.wanted(pool, limited=False) == 0  # the prefetch is full: a plain wake-up claims nothing
+    (urgent,) = submit(master, 1, priority=100)
+
+    master.dispatcher.dispatch({"main": 0})
+    assert master.store.jobs.get(urgent).state is JobState.QUEUED
+    master.dispatcher.dispatch({"main": 100})  # a submit's wake-up names its job's priority
+
+    assert master.store.jobs.get(urgent).state is JobState.RUNNING and urgent in pool.held_job_ids()
+    (run,) = [m for m in launcher.workers[first.pid].read() if isinstance(m, protocol.RunJob)]
+    report(master, launcher, first, protocol.JobFinished(run.job_id, run.attempt, "succeeded", duration=0.1))
+    assert [m.job_id for m in launcher.workers[first.pid].read() if isinstance(m, protocol.RunJob)][-1] == urgent
+
+
+def test_a_wake_up_for_a_job_no_more_urgent_than_the_prefetch_claims_nothing_more(master: Master) -> None:
+    pool, _workers = ready_pool(master)
+    submit(master, 20, priority=5)
+    master.dispatcher.dispatch()
+    held = pool.held_job_ids()
+    submit(master, 1, priority=5)
+
+    master.dispatcher.dispatch({"main": 5})
+
+    assert pool.held_job_ids() == held
 
 
 def test_a_job_of_an_unknown_task_dies_with_the_reason_instead_of_reaching_a_worker(master: Master, launcher: FakeLauncher) -> None:

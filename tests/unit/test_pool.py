@@ -23,8 +23,8 @@ def make_pool(launcher: FakeLauncher, clock: ManualClock, **settings: object) ->
     return Pool("main", daemon, WorkerSpec(config=config, daemon="main"), launcher, clock)  # type: ignore[arg-type]
 
 
-def job(job_id: int, task: str = "t.work") -> Job:
-    return Job(id=job_id, daemon="main", task=task, args={}, state=JobState.RUNNING, attempts=1)
+def job(job_id: int, task: str = "t.work", priority: int = 0) -> Job:
+    return Job(id=job_id, daemon="main", task=task, args={}, state=JobState.RUNNING, attempts=1, priority=priority)
 
 
 def ready(pool: Pool) -> list[Worker]:
@@ -177,6 +177,33 @@ def test_a_job_the_feed_cannot_admit_is_dropped_without_taking_a_worker(launcher
     pool.hold([job(1), job(2)])
     started = pool.feed(lambda candidate: None if candidate.id == 1 else 60.0)
     assert [(w.pid, j.id) for w, j in started] == [(worker.pid, 2)] and pool.waiting == 0
+
+
+def test_the_backlog_feeds_the_most_urgent_job_first_and_equal_ones_in_claim_order(launcher: FakeLauncher, clock: ManualClock) -> None:
+    pool = make_pool(launcher, clock, workers=1)
+    (worker,) = ready(pool)
+    pool.hold([job(1), job(2), job(3)])
+    pool.hold([job(4, priority=100), job(5, priority=-1), job(6)])
+    assert pool.lowest_waiting_priority() == -1
+
+    assert [j.id for _worker, j in pool.feed(lambda _job: 60.0)] == [4]
+    finish(pool, worker, 4)
+    fed = [j.id for _worker, j in pool.feed(lambda _job: 60.0)]  # short jobs: maybe more than one
+    assert fed == [1, 2, 3, 6, 5][:len(fed)]
+    assert [j.id for j in pool.give_back()] == [1, 2, 3, 6, 5][len(fed):] and pool.lowest_waiting_priority() is None
+
+
+def test_a_job_the_worker_started_ahead_of_others_becomes_its_running_one(launcher: FakeLauncher, clock: ManualClock) -> None:
+    pool = make_pool(launcher, clock, workers=1)
+    (worker,) = ready(pool)
+    assert pool.assign(worker, [(job(1, "t.short"), 60.0), (job(2, "t.short"), 60.0), (job(3, "t.short", priority=100), 60.0)])
+    clock.advance(1.0)
+
+    pool.on_message(worker, protocol.JobJumpedAhead(3))
+
+    assert [held.job.id for held in worker.assignments] == [3, 1, 2]
+    assert worker.assignment is not None and worker.assignment.started_at == clock.now  # its timeout counts from now
+    assert pool.on_message(worker, protocol.JobFinished(3, 1, "succeeded")) is not None
 
 
 def test_the_backlog_gives_back_and_withdraws_what_waits(launcher: FakeLauncher, clock: ManualClock) -> None:

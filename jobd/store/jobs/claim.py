@@ -16,7 +16,7 @@ from ..cursor_sql import direct_transaction
 from ..engine import READ_ONLY
 from .base import JobsTable
 from .records import row_to_job
-from .statements import PROMOTE_INTERVAL_SECONDS, counted_attempt, counted_attempt_of
+from .statements import NO_PRIORITY_BOUND, PROMOTE_INTERVAL_SECONDS, counted_attempt, counted_attempt_of
 
 
 class Claiming(JobsTable):
@@ -24,7 +24,7 @@ class Claiming(JobsTable):
 
     def claim(
         self, daemon: str, limit: int, owner: str, *, now: float | None = None, caps: ConcurrencyCaps | None = None,
-        promote: bool = True, rates: RateLimits | None = None,
+        promote: bool = True, rates: RateLimits | None = None, min_priority: int | None = None,
     ) -> list[Job]:
         """Take up to ``limit`` due jobs of ``daemon`` for ``owner``; highest priority first.
 
@@ -37,13 +37,19 @@ class Claiming(JobsTable):
         clock once they hold their lock). ``promote=False`` leaves the
         promotion of scheduled and retrying jobs that came due to a later claim
         (a claim for a job just submitted, which is queued already).
+        ``min_priority`` takes only jobs of at least that priority: a master
+        whose prefetch is full claims a more urgent job past it (not with
+        caps or rate limits, which prefetch nothing).
         """
         if limit <= 0:
             return []
         from_clock, now = now is None, time.time() if now is None else now
         if (caps is not None and caps.active) or (rates is not None and rates.active):
             return self._claim_capped(daemon, limit, owner, now, caps or ConcurrencyCaps(), rates or RateLimits(), from_clock)
-        params = {"claim_daemon": daemon, "claim_now": now, "claim_limit": limit, "claim_owner": owner}
+        params = {
+            "claim_daemon": daemon, "claim_now": now, "claim_limit": limit, "claim_owner": owner,
+            "claim_min_priority": NO_PRIORITY_BOUND if min_priority is None else min_priority,
+        }
         statements = self._direct
         with direct_transaction(self.engine) as transaction:
             if promote and self._promotion_due(now):

@@ -19,12 +19,16 @@ from ..schema import UNDATED_WHERE
 PROMOTE_INTERVAL_SECONDS = 0.1
 
 
+NO_PRIORITY_BOUND = -(2**31)  # the lowest value of the INTEGER priority column: every job qualifies
+
+
 class ClaimStatements:
     """The claim's statements, built once with bound parameters.
 
     Claims run many times a second; building SQLAlchemy expressions each time
     was most of the master's CPU. Parameters: claim_daemon, claim_now,
-    claim_limit, claim_owner (and claim_ids for MySQL's second step).
+    claim_limit, claim_owner, claim_min_priority (``NO_PRIORITY_BOUND`` but
+    for a claim past a full prefetch) and claim_ids for MySQL's second step.
     """
 
     def __init__(self, jobs: sa.Table) -> None:
@@ -32,6 +36,7 @@ class ClaimStatements:
         due = sa.and_(
             jobs.c.daemon == sa.bindparam("claim_daemon"),
             jobs.c.state == str(JobState.QUEUED),
+            jobs.c.priority >= sa.bindparam("claim_min_priority", type_=sa.Integer()),
             sa.or_(jobs.c.run_at.is_(None), jobs.c.run_at <= now),
         )
         limit = sa.bindparam("claim_limit", type_=sa.Integer())
