@@ -30,6 +30,13 @@ def status(
     Example: jobd status --json
              jobd status mailing    (workers, running jobs, queue, recent failures, next ticks)
     """
+    if daemon is None and as_json:
+        from jobd.ops.status_reads import status_from_master
+
+        document = status_from_master(config)  # composed by the running master: nothing heavy loaded here
+        if document is not None:
+            print_json(document)
+            return
     settings = load_settings(config, with_schedule=False)
     if daemon is not None:
         _print_daemon(settings, daemon, as_json)

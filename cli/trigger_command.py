@@ -46,11 +46,22 @@ def trigger(
     (the job stays queued; --wait-without-master waits anyway).
     With --from-file jobs.jsonl, one job per line; prints how many and their ids.
     """
+    run_at = time.time() + delay if delay else None
+    args: dict[str, Any] | None = None  # parsed once: --json - reads standard input
+    if from_file is None and not (unique_key or wait or reuse_cached):
+        from jobd.config_digest import config_digest
+        from jobd.ops.quick_submit import submit_quickly
+
+        digest = config_digest(config)  # ConfigError first, as from load_settings below
+        args = parse_trigger_args(arg or [], json_args)
+        quick_id = submit_quickly(digest, daemon, task, args, run_at=run_at, priority=priority)  # None: the full submit
+        if quick_id is not None:
+            print(quick_id, flush=True)
+            return
     from jobd.ops.jobs import daemon_is_served, submit_intent, wait_for_job
     from jobd.states import JobState
 
     settings = load_settings(config, with_schedule=False)
-    run_at = time.time() + delay if delay else None
     if from_file is not None:
         if arg or json_args is not None or unique_key or wait or reuse_cached:
             raise InvalidArgs("--from-file takes each job's args from its lines: no --arg, --json, --unique-key, --wait or --reuse-cached")
@@ -58,7 +69,8 @@ def trigger(
 
         print(submit_file(settings, daemon, task, from_file, priority=priority, run_at=run_at), flush=True)
         return
-    args = parse_trigger_args(arg or [], json_args)
+    if args is None:
+        args = parse_trigger_args(arg or [], json_args)
     job_id = submit_intent(settings, daemon, task, args, run_at=run_at, priority=priority, unique_key=unique_key,
                            reuse_cached=reuse_cached)
     print(job_id, flush=True)

@@ -23,43 +23,27 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 
 from . import defaults
+from .catalogue_check import DaemonCatalogue, decode
 from .config import JobdConfig
-from .errors import JobdError, StoreUnavailable, UnknownTask
+from .errors import JobdError, StoreUnavailable
 from .inventory import Inventory
 from .store import Store, open_store
 from .store.diagnosis import describe_store_error, missing_tables
 from .store.errors import describe, is_outage, raised_as_unavailable
 from .store.task_catalogue import CatalogueRow
-from .task_signature import ArgsCheck, signature_from_data
+
+__all__ = [  # DaemonCatalogue and decode live in ``catalogue_check``: a submit through the driver alone needs no SQLAlchemy
+    "CatalogueCache", "DaemonCatalogue", "catalogue_rows", "decode", "publish_after_reload", "publish_catalogue",
+    "publish_for_check", "read_published",
+]
 
 log = logging.getLogger("jobd.catalogue")
-
-
-@dataclass(frozen=True)
-class DaemonCatalogue:
-    """One daemon's published tasks; an ``ArgsCheck`` each (None: Python could not read its signature)."""
-
-    daemon: str
-    version: str
-    tasks: Mapping[str, ArgsCheck | None]
-    published_at: float
-
-    def check(self, task: str, args: dict[str, Any]) -> None:
-        """``UnknownTask`` or ``InvalidArgs``, worded as when the task's own code checks them."""
-        if task not in self.tasks:
-            known = ", ".join(sorted(self.tasks)) or "none"
-            raise UnknownTask(f"daemon {self.daemon!r} has no task {task!r} (its tasks: {known})")
-        args_check = self.tasks[task]
-        if args_check is not None:
-            args_check.check(task, args)
 
 
 def catalogue_rows(config: JobdConfig, inventory: Inventory, now: float) -> list[CatalogueRow]:
@@ -76,19 +60,6 @@ def catalogue_rows(config: JobdConfig, inventory: Inventory, now: float) -> list
         version = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
         rows.append(CatalogueRow(daemon, version, json.dumps({"tasks": served}, sort_keys=True), now))
     return rows
-
-
-def decode(row: CatalogueRow) -> DaemonCatalogue:
-    """A row as the submit side uses it; ValueError if its JSON is not a catalogue."""
-    data = json.loads(row.tasks)
-    tasks = data.get("tasks") if isinstance(data, dict) else None
-    if not isinstance(tasks, dict):
-        raise ValueError("no 'tasks' object")
-    checks: dict[str, ArgsCheck | None] = {}
-    for name, entry in tasks.items():
-        parameters = entry.get("parameters") if isinstance(entry, dict) else None
-        checks[name] = None if parameters is None else ArgsCheck(signature_from_data(parameters))
-    return DaemonCatalogue(row.daemon, row.version, checks, row.published_at)
 
 
 def publish_catalogue(store: Store, config: JobdConfig, inventory: Inventory) -> list[str]:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .config import JobdConfig
 
 #: Bumped when ``ConfigDigest`` changes shape: older digests are then ignored.
-DIGEST_FORMAT = 1
+DIGEST_FORMAT = 2
 #: Digests kept; past this, the least recently written go (configs edited or thrown away).
 MAX_DIGESTS = 64
 #: The modules whose code decides what a valid config is and what it resolves to
@@ -55,12 +55,18 @@ class ConfigDigest:
     socket: Path
     daemons: tuple[str, ...]
     heartbeat_lease: float
+    handoff: bool
+    #: ``settings_key`` of the validated config: a master asked to answer for this file compares it with its own.
+    settings: str
+    #: How the driver connects to the store (``jobd.store.driver_sql.DriverTarget`` as JSON); None if unknown.
+    driver: dict[str, Any] | None
 
     @classmethod
     def of(cls, config: JobdConfig) -> ConfigDigest:
         return cls(
             source=config.source, store=config.store, socket=config.socket,
-            daemons=tuple(config.daemons), heartbeat_lease=float(config.heartbeat_lease),
+            daemons=tuple(config.daemons), heartbeat_lease=float(config.heartbeat_lease), handoff=bool(config.handoff),
+            settings=settings_key(config), driver=_driver_of(config.store),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -68,10 +74,41 @@ class ConfigDigest:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ConfigDigest:
+        driver = data["driver"]
         return cls(
             source=Path(data["source"]), store=str(data["store"]), socket=Path(data["socket"]),
             daemons=tuple(str(name) for name in data["daemons"]), heartbeat_lease=float(data["heartbeat_lease"]),
+            handoff=bool(data["handoff"]), settings=str(data["settings"]), driver=dict(driver) if driver is not None else None,
         )
+
+
+def settings_key(config: JobdConfig) -> str:
+    """A fingerprint of every validated setting (not the file's bytes: its comments and layout do not count).
+
+    Two processes that validated the same file in the same environment get
+    the same key; a master compares it with an asker's (``status_report``) to
+    answer only for the config the asker would have read itself.
+    """
+    data = json.dumps(config.model_dump(mode="json"), sort_keys=True, default=str)
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+def _driver_of(url: str) -> dict[str, Any] | None:
+    """The store's ``DriverTarget`` as JSON, worked out once by SQLAlchemy; None where it cannot be.
+
+    A command that submits reads it here instead of loading SQLAlchemy to
+    work it out (``jobd.ops.quick_submit``). A URL SQLAlchemy refuses, or
+    arguments that are not plain data, leave it out: such a command then
+    takes the full path, which reports the problem.
+    """
+    from .store.engine import driver_target
+
+    try:
+        target = driver_target(url)
+        data = {"dialect": target.dialect, "args": list(target.args), "kwargs": target.kwargs, "setup": list(target.setup)}
+        return dict(json.loads(json.dumps(data)))  # plain JSON data only (a value that is not raises here)
+    except Exception:  # best effort: a digest never fails a command; the full path reports what is wrong
+        return None
 
 
 def config_digest(path: str | os.PathLike[str] | None = None) -> ConfigDigest:

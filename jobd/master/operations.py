@@ -21,6 +21,7 @@ from ..inventory import inventory_in_subprocess
 from ..outcomes import CANCELLED_BY_OPERATOR, Ending, EndingKind
 from ..workers.worker import WorkerSpec
 from . import job_queries
+from .status_answer import StatusAnswer
 
 if TYPE_CHECKING:
     from .core import Master
@@ -50,6 +51,7 @@ class Operations:
             "daemon_status": self._daemon_status,
             "list_jobs": lambda args: job_queries.list_jobs(master.store, args),
             "show_job": lambda args: job_queries.show_job(master.store, args),
+            "status_report": StatusAnswer(master),
         }
 
     def serve(self) -> None:

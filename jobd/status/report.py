@@ -43,7 +43,17 @@ def read_status(
     masters and running jobs.
     """
     now = time.time() if now is None else now
-    live = local_master_status(settings)
+    return compose_status(settings, local_master_status(settings), store, now=now, live_activity=live_activity)
+
+
+def compose_status(
+    settings: JobdConfig, live: MasterStatus | None, store: Store | None = None, *, now: float, live_activity: bool = True,
+) -> StatusReport:
+    """``read_status`` once the local master's own status is known (None: no master answered).
+
+    A running master composes it too, for the ``status_report`` operation
+    (``jobd.master.status_answer``), with the same code and its own store.
+    """
     store = store or open_store(settings.store)  # connects on first use: not at all while a master answers from memory
     report = _from_master(settings, live, store, now) if live is not None else _from_store(settings, store, now)
     waits = rate_waits(settings, store, report.daemons, now=now)  # the same from every host: the buckets are in the store

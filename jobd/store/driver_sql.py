@@ -80,6 +80,22 @@ def prepare_sqlite_connection(connection: Any, pragmas: tuple[str, ...]) -> None
     cursor.close()
 
 
+def open_connection(target: DriverTarget, driver: Any) -> Any:
+    """A connection on which each statement commits as it runs (SQLite: its own transaction; MySQL: autocommit).
+
+    ``driver`` is ``target``'s DB-API module; its ``Error`` is raised when the store cannot be reached.
+    """
+    if target.dialect == "sqlite":
+        connection = driver.connect(*target.args, **target.kwargs)
+        try:
+            prepare_sqlite_connection(connection, target.setup)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+    return driver.connect(*target.args, **target.kwargs, autocommit=True)
+
+
 class WorkerStatements:
     """A checkpoint's UPDATE and a hand-off's guarded read, on one connection this worker keeps.
 
@@ -146,11 +162,7 @@ class WorkerStatements:
         return importlib.import_module(self.target.driver_module)
 
     def _connect(self, driver: Any) -> Any:
-        if self.target.dialect == "sqlite":
-            connection = driver.connect(*self.target.args, **self.target.kwargs)
-            prepare_sqlite_connection(connection, self.target.setup)
-            return connection
-        return driver.connect(*self.target.args, **self.target.kwargs, autocommit=True)
+        return open_connection(self.target, driver)
 
     def close(self) -> None:
         connection, self._connection = self._connection, None

@@ -8,19 +8,12 @@ holds the whole catalogue and asks again only when it is old or refused.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import sqlalchemy as sa
 
+from .catalogue_row import CatalogueRow
 from .engine import READ_ONLY
 
-
-@dataclass(frozen=True)
-class CatalogueRow:
-    daemon: str
-    version: str
-    tasks: str  # JSON, decoded by jobd.catalogue
-    published_at: float
+__all__ = ["CatalogueRow", "TaskCatalogueTable"]
 
 
 class TaskCatalogueTable:

@@ -1,0 +1,145 @@
+"""`jobd trigger DAEMON TASK` through the database driver alone, when nothing about it needs more.
+
+The full submit (``jobd.api.submit``) validates the config's models, loads
+SQLAlchemy, reads the task catalogue, inserts the job and wakes the master:
+most of the command's time goes on loading what one SELECT and one INSERT do
+not need. Here the config's validated settings come from its digest
+(``jobd.config_digest``: the store's driver arguments among them), the
+daemon's catalogue row and the INSERT go through the driver
+(``store.driver_submit``), and the same checks refuse the same intents with
+the same words: an unknown task or bad args (``catalogue_check``), args that
+are not JSON or too large (``NewJob.row``). The job is committed before its
+id is returned, then the master is woken as by the full submit.
+
+``submit_quickly`` returns None, having written nothing, whenever the full
+submit has more to do or more to say, and the caller then takes it:
+
+* a daemon the config does not name (``UnknownDaemon``, named by the full path);
+* a local master offering to take the daemon's jobs straight (``jobd.handoff``);
+* no catalogue published for the daemon (the full path imports its task
+  code), or a row that is not a catalogue;
+* a store not reached, not initialised (a SQLite file that does not exist
+  is never created here), or an INSERT refused (nothing written: the full
+  path tries again and reports what the store says);
+* options the full submit alone handles (``--unique-key``, ``--reuse-cached``)
+  are never brought here (``cli.trigger_command``).
+
+One case cannot be handed over: a MySQL connection lost during the INSERT
+may have committed it, so trying again could submit the job twice. That is
+reported as the full submit reports it (``StoreUnavailable``, "the job was
+not submitted", as likely true there as here).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from ..catalogue_check import decode
+from ..config_digest import ConfigDigest
+from ..errors import StoreUnavailable
+from ..store.driver_sql import DriverTarget
+from ..store.new_job import NewJob
+
+
+def submit_quickly(
+    digest: ConfigDigest, daemon: str, task: str, args: dict[str, Any], *, run_at: float | None = None, priority: int = 0,
+) -> int | None:
+    """The id of the committed job; None when the full submit must run instead (nothing was written).
+
+    ``digest`` is the config's (``config_digest``). ``UnknownTask`` and
+    ``InvalidArgs`` as from ``jobd.api.submit``.
+    """
+    if digest.driver is None or daemon not in digest.daemons or not isinstance(args, dict):
+        return None
+    if digest.handoff and (run_at is None or run_at <= time.time()) and _offered(digest, daemon):
+        return None  # the full submit hands the job to the master's idle worker
+    target = _target(digest.driver)
+    if target is None:
+        return None
+    from ..store.driver_submit import SubmitStatements
+
+    store = SubmitStatements(target)
+    try:
+        try:
+            row = store.catalogue_row(daemon)
+        except store.driver.Error:
+            return None  # out of reach, or no catalogue table: the full submit says what is wrong
+        if row is None:
+            return None
+        try:
+            catalogue = decode(row)
+        except (ValueError, TypeError, AttributeError):
+            return None  # the full submit warns and checks by importing the task code
+        catalogue.check(task, args)
+        values = NewJob(daemon=daemon, task=task, args=args, priority=priority, run_at=run_at).row(time.time())
+        try:
+            job_id = store.insert(values)
+        except store.driver.Error as error:
+            if not _maybe_committed(target, error):
+                return None
+            raise _not_submitted(digest.store, error) from None
+    finally:
+        store.close()
+    _announce(digest.socket, daemon)
+    return job_id
+
+
+def _target(driver: dict[str, Any]) -> DriverTarget | None:
+    """The digest's driver arguments; None for a SQLite file that does not exist (connecting would create it)."""
+    try:
+        target = DriverTarget(
+            str(driver["dialect"]), tuple(driver["args"]), dict(driver["kwargs"]), tuple(str(line) for line in driver["setup"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    if target.dialect == "sqlite":
+        database = target.args[0] if target.args else None
+        if not isinstance(database, str) or target.kwargs.get("uri") or not Path(database).is_file():
+            return None
+    elif target.dialect != "mysql":
+        return None
+    return target
+
+
+def _offered(digest: ConfigDigest, daemon: str) -> bool:
+    from ..handoff.offer import OfferReader
+    from ..handoff.sockets import OFFER_SUFFIX, path_beside
+
+    offer = OfferReader().read(path_beside(digest.socket, OFFER_SUFFIX))
+    return offer is not None and daemon in offer.daemons
+
+
+def _maybe_committed(target: DriverTarget, error: BaseException) -> bool:
+    """Whether a failed INSERT may have been committed all the same (a MySQL connection lost mid-way).
+
+    A SQLite statement that fails wrote nothing, and neither did a MySQL
+    statement the server refused (its data, its table).
+    """
+    if target.dialect == "sqlite":
+        return False
+    from ..store.errors import is_outage
+
+    return is_outage(error)
+
+
+def _not_submitted(url: str, error: BaseException) -> StoreUnavailable:
+    """The full submit's words for a store that failed the INSERT (``jobd.api.submit``)."""
+    import sqlalchemy as sa
+
+    from ..store.errors import describe
+
+    shown = sa.make_url(url).render_as_string(hide_password=True)
+    return StoreUnavailable(f"the job was not submitted: the store at {shown} is unavailable ({describe(error)}); try again later")
+
+
+def _announce(control_socket: Path, daemon: str) -> None:
+    """Wake the master for ``daemon``, as ``jobd.handoff.submit_side.announce`` (which loads SQLAlchemy) does."""
+    from ..handoff.datagrams import encode
+    from ..handoff.sockets import WAKE_SUFFIX, path_beside, send
+
+    try:
+        send(path_beside(control_socket, WAKE_SUFFIX), encode(daemon))
+    except UnicodeEncodeError:
+        pass  # not a daemon name any master has

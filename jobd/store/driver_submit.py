@@ -1,0 +1,69 @@
+"""A submit's two statements through the database driver alone: read a daemon's catalogue row, insert a job.
+
+`jobd trigger` used to load SQLAlchemy (about a third of its wall time)
+for one SELECT and one INSERT. Here they are written once in SQL with the
+driver's placeholders (never a value pasted in; the column names are
+``NewJob.row``'s own), on a connection opened as a worker's is
+(``driver_sql.open_connection``: the same arguments and pragmas as the
+engine's). The INSERT commits as it runs, as the engine's submit does: the
+job is durable when ``insert`` returns. The jobs table's defaults are the
+server's (``schema.py``), so a row inserted here is the row SQLAlchemy's
+INSERT of the same values makes.
+
+Errors are the driver's own (``driver.Error``); the caller decides what
+each means (``jobd.ops.quick_submit``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+from .. import defaults
+from .catalogue_row import CatalogueRow
+from .driver_sql import DriverTarget, open_connection
+
+
+class SubmitStatements:
+    """One connection to the store, opened on first use, for a catalogue read and job inserts."""
+
+    def __init__(self, target: DriverTarget) -> None:
+        self.target = target
+        self.driver: Any = importlib.import_module(target.driver_module)
+        self._connection: Any = None
+        self._catalogue = (
+            f"SELECT daemon, version, tasks, published_at FROM {defaults.TABLE_PREFIX}task_catalogue "
+            f"WHERE daemon = {target.placeholder}"
+        )
+
+    def catalogue_row(self, daemon: str) -> CatalogueRow | None:
+        """``daemon``'s published catalogue row; None if none was published."""
+        # fetchall: the statement ends here (SQLite would keep a read transaction open otherwise).
+        rows = self._execute(self._catalogue, (daemon,)).fetchall()
+        if not rows:
+            return None
+        name, version, tasks, published_at = rows[0]
+        return CatalogueRow(name, version, tasks, float(published_at))
+
+    def insert(self, row: Mapping[str, Any]) -> int:
+        """Insert ``row`` (``NewJob.row``) into the jobs table, committed; the new job's id."""
+        columns = ", ".join(row)
+        marks = ", ".join([self.target.placeholder] * len(row))
+        sql = f"INSERT INTO {defaults.TABLE_PREFIX}jobs ({columns}) VALUES ({marks})"
+        return int(self._execute(sql, tuple(row.values())).lastrowid)
+
+    def _execute(self, sql: str, parameters: tuple[Any, ...]) -> Any:
+        if self._connection is None:
+            self._connection = open_connection(self.target, self.driver)
+        cursor = self._connection.cursor()
+        cursor.execute(sql, parameters)
+        return cursor
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:
+                pass

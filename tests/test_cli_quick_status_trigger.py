@@ -1,0 +1,147 @@
+"""`jobd status --json` and `jobd trigger` take quick paths that load neither SQLAlchemy nor pydantic, and say the same.
+
+``status --json`` with a master running gets its document from the master
+(``status_report``), which answers only for the config the command would
+have read. ``trigger`` submits through the database driver when the daemon's
+task catalogue is published (``jobd.ops.quick_submit``), and refuses an
+unknown task or bad args there with the full submit's words, writing nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobd.config import load_config
+from jobd.config_digest import config_digest
+from jobd.control import client
+from jobd.errors import ProtocolError
+from jobd.ops.quick_submit import submit_quickly
+from jobd.status.report import read_status
+from support import Deployment
+from test_cli_fast_paths import HEAVY, loaded_by, own_cache  # noqa: F401  (own_cache: a fixture)
+
+#: Fields of the status document that change from one reading to the next.
+MOVING = {"generated_at", "uptime", "heartbeat_age", "heartbeat_at", "renewed_ago", "fence_in", "since", "idle_for", "last_seen"}
+
+
+def steady(document: Any) -> Any:
+    """The status document without the fields that move with the clock."""
+    if isinstance(document, dict):
+        return {key: steady(value) for key, value in document.items() if key not in MOVING}
+    if isinstance(document, list):
+        return [steady(value) for value in document]
+    return document
+
+
+def job_count(deployment: Deployment) -> int:
+    return len(deployment.store.jobs.list(limit=10000))
+
+
+def test_status_json_with_a_master_running_is_the_masters_document_and_loads_nothing_heavy(
+    deployment: Deployment, tmp_path: Path, own_cache: Path,
+) -> None:
+    deployment.write_config({"main": {"workers": 1}, "other": {"workers": 1}})
+    deployment.start_master()
+    deployment.jobd("trigger", "main", "t.record", "--wait", timeout=60, check=True)
+    deployment.jobd("status", "--json", check=True)  # the first command validates the new config
+    result, loaded = loaded_by(deployment, tmp_path, "status", "--json")
+    assert result.returncode == 0, result.stderr
+    assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+    from_master = json.loads(result.stdout)
+    composed_here = json.loads(json.dumps(read_status(load_config(deployment.config_path, with_schedule=False)).to_json(), default=str))
+    assert steady(from_master) == steady(composed_here)
+    assert from_master["master"]["running"] is True and list(from_master["daemons"]) == ["main", "other"]
+
+
+def test_a_master_answers_a_status_report_only_for_the_config_it_runs(deployment: Deployment, own_cache: Path) -> None:
+    deployment.write_config({"main": {"workers": 1}})
+    deployment.start_master()
+    running = config_digest(deployment.config_path).settings
+    assert client.call(deployment.socket, "status_report", {"settings": running})["report"]["version"] == 1
+    deployment.write_config({"main": {"workers": 1}}, heartbeat_lease=45)  # edited, not reloaded
+    edited = config_digest(deployment.config_path).settings
+    assert edited != running
+    assert client.call(deployment.socket, "status_report", {"settings": edited}) == {"report": None}
+    status = json.loads(deployment.jobd("status", "--json", check=True).stdout)  # composed by the command
+    assert status["master"]["running"] is True
+    for bad in ({}, {"settings": 3}, {"settings": "x" * 129}):
+        with pytest.raises(ProtocolError, match="settings must be"):
+            client.call(deployment.socket, "status_report", bad)
+
+
+def published(deployment: Deployment, daemons: dict[str, dict[str, Any]]) -> None:
+    """A deployment whose task catalogue is in the store, as after any master's start or `jobd check`."""
+    deployment.write_config(daemons)
+    deployment.jobd("init", check=True)
+    deployment.jobd("check", check=True)
+    config_digest(deployment.config_path)  # as the first command after an edit does: validate and remember it
+
+
+def test_trigger_through_the_driver_writes_the_job_the_full_submit_writes_and_loads_nothing_heavy(
+    deployment_factory: Callable[[str], Deployment], store_url: str, tmp_path: Path, own_cache: Path,
+) -> None:
+    deployment = deployment_factory(store_url)
+    published(deployment, {"main": {"workers": 1}})
+    full = deployment.jobd("trigger", "main", "t.record", "--arg", "n=3", "--priority", "2", "--unique-key", "k", check=True)
+    result, loaded = loaded_by(deployment, tmp_path, "trigger", "main", "t.record", "--arg", "n=3", "--priority", "2")
+    assert result.returncode == 0, result.stderr
+    assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+    full_job, quick_job = (deployment.store.jobs.get(int(output.strip())) for output in (full.stdout, result.stdout))
+    ignored = {"id", "unique_key", "created_at", "updated_at"}
+    assert {k: v for k, v in quick_job.to_dict().items() if k not in ignored} == {
+        k: v for k, v in full_job.to_dict().items() if k not in ignored
+    }
+    assert quick_job.to_dict()["state"] == "queued" and quick_job.args == {"n": 3}
+    later = deployment.jobd("trigger", "main", "t.record", "--delay", "60", check=True)
+    assert str(deployment.store.jobs.get(int(later.stdout)).state) == "scheduled"
+
+
+@pytest.mark.parametrize("args, message", [
+    (("main", "t.nope"), "error: daemon 'main' has no task 't.nope' (its tasks: "),
+    (("main", "t.record", "--arg", "m=1"), "error: task 't.record' does not accept these args"),
+    (("main", "t.record", "--json", "{bad"), "error: --json is not valid JSON"),
+    (("nope", "t.record"), "error: unknown daemon 'nope' (known daemons: main)"),
+])
+def test_trigger_refuses_bad_input_with_the_full_submits_words_and_writes_nothing(
+    deployment: Deployment, tmp_path: Path, own_cache: Path, args: tuple[str, ...], message: str,
+) -> None:
+    published(deployment, {"main": {"workers": 1}})
+    before = job_count(deployment)
+    result = deployment.jobd("trigger", *args)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith(message), result.stderr
+    assert job_count(deployment) == before
+
+
+def test_the_driver_path_refuses_unknown_tasks_and_bad_args_itself(deployment: Deployment, own_cache: Path) -> None:
+    from jobd.errors import InvalidArgs, UnknownTask
+
+    published(deployment, {"main": {"workers": 1}})
+    digest = config_digest(deployment.config_path)
+    with pytest.raises(UnknownTask, match="has no task 't.nope'"):
+        submit_quickly(digest, "main", "t.nope", {})
+    with pytest.raises(InvalidArgs, match="does not accept these args"):
+        submit_quickly(digest, "main", "t.record", {"m": 1})
+    with pytest.raises(InvalidArgs, match="exceed"):
+        submit_quickly(digest, "main", "t.record", {"n": "x" * 2_000_000})
+    assert job_count(deployment) == 0
+    job_id = submit_quickly(digest, "main", "t.record", {"n": 1})
+    assert job_id is not None and deployment.store.jobs.get(job_id).args == {"n": 1}
+
+
+def test_the_driver_path_leaves_to_the_full_submit_what_it_cannot_decide(deployment: Deployment, own_cache: Path) -> None:
+    deployment.write_config({"main": {"workers": 1}})
+    digest = config_digest(deployment.config_path)
+    assert submit_quickly(digest, "main", "t.record", {}) is None  # no store file: never created here
+    assert not Path(deployment.store_url.removeprefix("sqlite:///")).exists()
+    deployment.jobd("init", check=True)
+    assert submit_quickly(digest, "main", "t.record", {}) is None  # no catalogue: the full submit imports the task code
+    assert submit_quickly(digest, "nope", "t.record", {}) is None  # the full submit names the known daemons
+    assert job_count(deployment) == 0
+    result = deployment.jobd("trigger", "main", "t.record", check=True)  # and it does submit
+    assert deployment.store.jobs.get(int(result.stdout)).task == "t.record"
