@@ -25,7 +25,7 @@ from pathlib import Path
 from .. import defaults
 from ..unix_sockets import born_private, prepare_path
 from ..workers.protocol import HandedJob
-from .datagrams import MAX_HANDED_JOB_BYTES, decode, parse_handed
+from .datagrams import MAX_HANDED_JOB_BYTES, decode, encode, parse_handed
 
 log = logging.getLogger("jobd.wakeup")
 
@@ -157,6 +157,18 @@ def read_datagrams(
         else:
             merge_woken(received.woken, {wake[0]: wake[1]})
     return received
+
+
+def announce(control_socket: Path, daemon: str, priority: int = 0) -> None:
+    """Tell the master serving ``control_socket`` that a job of ``daemon`` (of ``priority``) is waiting.
+
+    With no master, a master that cannot keep up, or no permission, the job
+    simply waits for the next poll.
+    """
+    try:
+        send(path_beside(control_socket, WAKE_SUFFIX), encode(daemon, priority))
+    except UnicodeEncodeError:
+        pass  # not a daemon name any master has
 
 
 class WakeSocket:

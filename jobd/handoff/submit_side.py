@@ -16,9 +16,9 @@ import sqlalchemy as sa
 
 from ..store.jobs import JobQueue
 from ..workers.protocol import HandedJob
-from .datagrams import encode, encode_handed, encode_handed_job
+from .datagrams import encode_handed, encode_handed_job
 from .offer import Offer, OfferReader
-from .sockets import OFFER_SUFFIX, WAKE_SUFFIX, path_beside, send
+from .sockets import OFFER_SUFFIX, WAKE_SUFFIX, announce, path_beside, send
 
 log = logging.getLogger("jobd.api")
 
@@ -29,18 +29,6 @@ def offer_for(control_socket: Path, daemon: str) -> Offer | None:
     """The local master's offer to take ``daemon``'s jobs straight from a submit, if it makes one."""
     offer = _offers.read(path_beside(control_socket, OFFER_SUFFIX))
     return offer if offer is not None and daemon in offer.daemons else None
-
-
-def announce(control_socket: Path, daemon: str, priority: int = 0) -> None:
-    """Tell the master serving ``control_socket`` that a job of ``daemon`` (of ``priority``) is waiting.
-
-    With no master, a master that cannot keep up, or no permission, the job
-    simply waits for the next poll.
-    """
-    try:
-        send(path_beside(control_socket, WAKE_SUFFIX), encode(daemon, priority))
-    except UnicodeEncodeError:
-        pass  # not a daemon name any master has
 
 
 def hand_off(jobs: JobQueue, control_socket: Path, offer: Offer, job: HandedJob) -> None:

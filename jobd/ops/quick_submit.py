@@ -82,7 +82,9 @@ def submit_quickly(
             raise _not_submitted(digest.store, error) from None
     finally:
         store.close()
-    _announce(digest.socket, daemon)
+    from ..handoff.sockets import announce  # (what jobd.submit does too, without its SQLAlchemy imports)
+
+    announce(digest.socket, daemon, priority)  # the master claims it now (past its prefetch if it is urgent)
     return job_id
 
 
@@ -132,14 +134,3 @@ def _not_submitted(url: str, error: BaseException) -> StoreUnavailable:
 
     shown = sa.make_url(url).render_as_string(hide_password=True)
     return StoreUnavailable(f"the job was not submitted: the store at {shown} is unavailable ({describe(error)}); try again later")
-
-
-def _announce(control_socket: Path, daemon: str) -> None:
-    """Wake the master for ``daemon``, as ``jobd.handoff.submit_side.announce`` (which loads SQLAlchemy) does."""
-    from ..handoff.datagrams import encode
-    from ..handoff.sockets import WAKE_SUFFIX, path_beside, send
-
-    try:
-        send(path_beside(control_socket, WAKE_SUFFIX), encode(daemon))
-    except UnicodeEncodeError:
-        pass  # not a daemon name any master has
