@@ -514,7 +514,7 @@ def _sqlite_plans(store: Store, operation: Callable[[], object]) -> list[str]:
         pytest.param(
             lambda store, running_job: store.jobs.claim("main", 5, "m1", now=2_000.0),
             ["jobd_jobs_waiting (state=? AND run_at<?)", "jobd_jobs_waiting (state=? AND run_at<?)",
-             "jobd_jobs_undated (state=?)", "jobd_jobs_ready (daemon=? AND state=?)"],
+             "jobd_jobs_undated (state=?)", "jobd_jobs_ready (daemon=? AND state=? AND priority>?)"],
             id="claim-with-promotion-of-due-scheduled-and-retrying-jobs",
         ),
         pytest.param(

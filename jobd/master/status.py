@@ -29,7 +29,7 @@ class StatusReport:
         master = self.master
         now = master.clock()
         counts: dict[str, dict[str, int]] | None = None
-        if counts_max_age > 0:
+        if counts_max_age > 0 and self.counts.latest is not None:  # the first snapshot waits for real counts
             counts = self.counts.get(counts_max_age) if master.store_health.available else self.counts.get(float("inf"))
         elif master.store_health.available:
             try:
