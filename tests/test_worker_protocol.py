@@ -107,24 +107,6 @@ def test_short_jobs_are_handed_out_a_few_milliseconds_ahead() -> None:
     assert tens.depth() == 2  # the next job waits in the pipe; no more
 
 
-def test_the_depth_counts_the_wall_time_a_job_takes_a_busy_pool_not_only_its_task() -> None:
-    """A no-op task takes 30 µs, but a pool of 2 gets through one every 200 µs: 5 ms ahead is 12 jobs, not 128."""
-    pipeline = Pipeline()
-    now = 100.0
-    for _ in range(600):
-        now += 0.0002  # one finished job every 200 µs across the pool, every worker busy
-        pipeline.record("noop", 0.00003, now, saturated=True, workers=2)
-    assert pipeline.pace.mean == pytest.approx(0.0004)
-    assert pipeline.depth() == 1 + int(0.005 / 0.0004)
-
-
-def test_a_lull_is_not_counted_as_the_pace() -> None:
-    pipeline = Pipeline()
-    for step in range(600):
-        pipeline.record("noop", 0.00003, 100.0 + step * 0.01, saturated=False, workers=2)  # one job every 10 ms: idle
-    assert pipeline.pace.mean is None and pipeline.depth() == MAX_DEPTH
-
-
 def test_nothing_waits_behind_a_task_never_seen_or_recently_long() -> None:
     pipeline = Pipeline()
     for _ in range(20):

@@ -11,14 +11,7 @@ wait minutes while another worker may be free (Celery's prefetch trap). So:
   is not short, so nothing waits behind it);
 * a worker holds at most enough jobs to stay busy for ``AHEAD_SECONDS`` at
   the pool's mean job duration, at least 2 (the next job is there when the
-  current one ends) and at most ``MAX_DEPTH``. The duration that counts is
-  the longer of the task's own and the pool's *pace*: while every worker has
-  work, the wall time between two finished jobs times the number of workers,
-  measured over windows of ``PACE_WINDOW_SECONDS`` — the task plus the
-  worker's reading, ledger and reply plus the master's share of each job. A
-  no-op task runs in 5 µs, but a pool of two gets through one in about
-  200 µs, mostly the master's: 5 ms of the former queued 50 ms of real work
-  ahead of a more urgent job.
+  current one ends) and at most ``MAX_DEPTH``.
 
 A task's recent maximum decays by ``MAX_DECAY`` per finished job of that
 task, so one slow run stops jobs from queueing behind that task at once,
@@ -46,7 +39,6 @@ AHEAD_SECONDS = 0.005
 MAX_DEPTH = 128
 MEAN_WEIGHT = 0.1  # exponential moving average: the newest duration's weight
 MAX_DECAY = 0.95
-PACE_WINDOW_SECONDS = 0.05
 
 
 class JobDurations:
@@ -71,19 +63,10 @@ class Pipeline:
 
     def __init__(self) -> None:
         self.all_jobs = JobDurations()
-        self.pace = JobDurations()  # a worker's wall time per job while all have work (``Pace``)
-        self._pace_window = Pace()
         self.tasks: dict[str, JobDurations] = {}
 
-    def record(
-        self, task: str, seconds: float, now: float | None = None, *, saturated: bool = False, workers: int = 1,
-    ) -> None:
-        """A job of ``task`` ended at ``now`` after ``seconds``; ``saturated``: each of the ``workers`` had work."""
+    def record(self, task: str, seconds: float) -> None:
         self.all_jobs.record(seconds)
-        if now is not None:
-            per_job = self._pace_window.finished(now, still_busy=saturated)
-            if per_job is not None:
-                self.pace.record(per_job * max(1, workers))
         durations = self.tasks.get(task)
         if durations is None:
             durations = self.tasks[task] = JobDurations()
@@ -99,7 +82,7 @@ class Pipeline:
         mean = self.all_jobs.mean
         if mean is None or not any(durations.short for durations in self.tasks.values()):
             return 1
-        ahead = int(AHEAD_SECONDS / max(mean, self.pace.mean or 0.0, 1e-6))
+        ahead = int(AHEAD_SECONDS / max(mean, 1e-6))
         return 1 + min(MAX_DEPTH - 1, max(1, ahead))
 
     def room(self, held_tasks: list[str], depth: int) -> int:
@@ -107,31 +90,3 @@ class Pipeline:
         if held_tasks and not all(self.is_short(task) for task in held_tasks):
             return 0
         return max(0, depth - len(held_tasks))
-
-
-class Pace:
-    """Wall time per finished job while there is work for everyone, measured a window at a time.
-
-    Per job, the master's clock says little: it reads results in bursts, so
-    most jobs seem to take no time and one takes the whole gap. Over a
-    window, elapsed time / jobs finished is exact. A lull (nothing waiting
-    for a worker) ends the window: idle time is not the pace.
-    """
-
-    def __init__(self) -> None:
-        self.since: float | None = None
-        self.jobs = 0
-
-    def finished(self, now: float, *, still_busy: bool) -> float | None:
-        """A job ended at ``now``; the seconds per job of the window this closes, if it closes one."""
-        if self.since is None:
-            self.since, self.jobs = (now if still_busy else None), 0
-            return None
-        self.jobs += 1
-        pace = None
-        if now - self.since >= PACE_WINDOW_SECONDS:
-            pace = (now - self.since) / self.jobs
-            self.since, self.jobs = now, 0
-        if not still_busy:
-            self.since, self.jobs = None, 0
-        return pace

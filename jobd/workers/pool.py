@@ -249,8 +249,7 @@ class Pool:
         assignment = worker.assignments.popleft()
         worker.current_progress = None
         worker.jobs_done += 1
-        saturated = bool(self._backlog) or all(w.assignments for w in self.workers)  # no worker idles for lack of work
-        self.pipeline.record(assignment.job.task, message.duration, self.clock(), saturated=saturated, workers=len(self.workers))
+        self.pipeline.record(assignment.job.task, message.duration)
         if worker.assignments:
             following = worker.assignments[0]
             following.started_at = self.clock()
