@@ -51,6 +51,18 @@ SAMPLE_TIMEOUT = 30.0
 WARM_UP = 3
 
 
+def on_server(statement: str) -> None:
+    """Run one statement on the local MariaDB server (a database of this run: created, dropped)."""
+    import pymysql
+
+    connection = pymysql.connect(**MARIADB)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+    finally:
+        connection.close()
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
@@ -70,15 +82,8 @@ class Run:
         """The store's URL: a SQLite file in the folder, or a MariaDB database made for this run."""
         if self.store == "sqlite":
             return f"sqlite:///{self.folder / 'jobd.db'}"
-        import pymysql
-
         self.database = f"jobdbench_prio_{secrets.token_hex(4)}"
-        connection = pymysql.connect(**MARIADB)
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(f"CREATE DATABASE `{self.database}` CHARACTER SET utf8mb4")
-        finally:
-            connection.close()
+        on_server(f"CREATE DATABASE `{self.database}` CHARACTER SET utf8mb4")
         return f"mysql+pymysql://root@127.0.0.1:3306/{self.database}"
 
     def prepare(self, backlog: int, workers: int) -> float:
@@ -165,14 +170,7 @@ class Run:
                 pass
             self.master.wait(10)
         if self.database:
-            import pymysql
-
-            connection = pymysql.connect(**MARIADB)
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute(f"DROP DATABASE IF EXISTS `{self.database}`")
-            finally:
-                connection.close()
+            on_server(f"DROP DATABASE IF EXISTS `{self.database}`")
 
 
 def measure(store: str, backlog: int, samples: int, rate: float, workers: int, keep: bool) -> dict[str, object]:

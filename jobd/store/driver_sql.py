@@ -166,8 +166,13 @@ class WorkerStatements:
 
     def close(self) -> None:
         connection, self._connection = self._connection, None
-        if connection is not None:
-            try:
-                connection.close()
-            except Exception:
-                pass
+        close_quietly(connection)
+
+
+def close_quietly(connection: Any) -> None:
+    """Close a driver connection (if any) that may already be broken: nothing to report either way."""
+    if connection is not None:
+        try:
+            connection.close()
+        except Exception:
+            pass

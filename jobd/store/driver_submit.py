@@ -22,7 +22,7 @@ from typing import Any
 
 from .. import defaults
 from .catalogue_row import CatalogueRow
-from .driver_sql import DriverTarget, open_connection
+from .driver_sql import DriverTarget, close_quietly, open_connection
 
 
 class SubmitStatements:
@@ -62,8 +62,4 @@ class SubmitStatements:
 
     def close(self) -> None:
         connection, self._connection = self._connection, None
-        if connection is not None:
-            try:
-                connection.close()
-            except Exception:
-                pass
+        close_quietly(connection)
