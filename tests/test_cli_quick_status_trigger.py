@@ -145,3 +145,18 @@ def test_the_driver_path_leaves_to_the_full_submit_what_it_cannot_decide(deploym
     assert job_count(deployment) == 0
     result = deployment.jobd("trigger", "main", "t.record", check=True)  # and it does submit
     assert deployment.store.jobs.get(int(result.stdout)).task == "t.record"
+
+
+def test_the_quick_trigger_gives_up_at_once_on_a_store_out_of_reach_and_falls_back_only_on_an_older_schema() -> None:
+    """Falling back to the full submit on an outage made `jobd trigger` wait out two read timeouts (20 s)."""
+    import sqlite3
+
+    import pymysql
+
+    from jobd.ops.quick_submit import _out_of_reach
+
+    assert _out_of_reach(pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query (timed out)"))
+    assert _out_of_reach(pymysql.err.OperationalError(2003, "Can't connect to MySQL server on '127.0.0.1'"))
+    assert _out_of_reach(sqlite3.OperationalError("database is locked"))
+    assert not _out_of_reach(sqlite3.OperationalError("no such table: jobd_task_catalogue"))
+    assert not _out_of_reach(pymysql.err.ProgrammingError(1146, "Table 'x.jobd_task_catalogue' doesn't exist"))

@@ -64,8 +64,10 @@ def submit_quickly(
     try:
         try:
             row = store.catalogue_row(daemon)
-        except store.driver.Error:
-            return None  # out of reach, or no catalogue table: the full submit says what is wrong
+        except store.driver.Error as error:
+            if _out_of_reach(error):  # the full submit would wait as long again, and fail the same way
+                raise _not_submitted(digest.store, error) from None
+            return None  # no catalogue table (an older schema): the full submit says what is wrong
         if row is None:
             return None
         try:
@@ -124,6 +126,13 @@ def _maybe_committed(target: DriverTarget, error: BaseException) -> bool:
     from ..store.errors import is_outage
 
     return is_outage(error)
+
+
+def _out_of_reach(error: BaseException) -> bool:
+    """Whether the store could not be reached (a read timeout, a refused connection), not a missing table."""
+    from ..store.errors import is_outage
+
+    return is_outage(error) and "no such table" not in str(error)
 
 
 def _not_submitted(url: str, error: BaseException) -> StoreUnavailable:
