@@ -100,7 +100,12 @@ class Endings:
     # -- exited workers ---------------------------------------------------
 
     def exited(self, pool: Pool, exits: list[WorkerExit]) -> None:
-        """Workers that exited: their jobs are settled with ``settle_exits`` (kept through an outage)."""
+        """Workers that exited: their jobs are settled with ``settle_exits`` (kept through an outage).
+
+        A job a worker reported ended just before it exited is recorded like any
+        other (it was read at the reap, not in the turn's read of its pipe).
+        """
+        self.gather([(pool, assignment, finished) for exit in exits for assignment, finished in exit.reported])
         self.lost_exits.extend((pool, exit) for exit in exits)
 
     def settle_exits(self) -> None:

@@ -283,8 +283,7 @@ class Pool:
         """Keep claimed jobs until a worker has room (after those of their priority already waiting)."""
         self._backlog.extend(jobs)
 
-    def lowest_waiting_priority(self) -> int | None:
-        """The lowest priority in the backlog: a due job above it should not wait behind it (None: empty)."""
+    def lowest_waiting_priority(self) -> int | None:  # a due job above it should not wait behind the backlog
         return self._backlog.lowest_priority()
 
     def give_back(self) -> list[Job]:
@@ -330,10 +329,10 @@ class Pool:
         """The descriptors that become readable when one of the live workers ends."""
         return {worker.sentinel for worker in self.live_workers()}
 
-    def messages(self, worker: Worker) -> list[protocol.Message]:
-        """The messages in what ``worker`` wrote since the last read; a worker that writes garbage is stopped."""
+    def messages(self, worker: Worker, frames: list[bytes] | None = None) -> list[protocol.Message]:
+        """The messages in what ``worker`` wrote since the last read (or in ``frames``); a worker that writes garbage is stopped."""
         messages: list[protocol.Message] = []
-        for frame in worker.read():
+        for frame in worker.read() if frames is None else frames:
             try:
                 messages.extend(protocol.decode(frame))
             except ValueError as error:
@@ -381,6 +380,8 @@ class Pool:
             code = self.launcher.reap(worker.spawned)
             if code is None:
                 continue
+            # What it wrote between the last read and its exit: read before its jobs are judged by what it held.
+            reported = [ended for m in self.messages(worker, worker.read_remaining()) if (ended := self.on_message(worker, m))]
             expected = worker.state is WorkerState.STOPPING and worker.exit_reason is None
             was_ready = worker.state is not WorkerState.STARTING
             held = list(worker.assignments)
@@ -396,7 +397,7 @@ class Pool:
             # A worker told to stop reports its running job before it exits: what
             # it still holds then, it never started. Otherwise the first was running.
             running = None if (expected and code == 0) or not held else held.pop(0)
-            exits.append(WorkerExit(worker, code, running, reason, tuple(held)))
+            exits.append(WorkerExit(worker, code, running, reason, tuple(held), tuple(reported)))
         self.workers = [worker for worker in self.workers if worker.state is not WorkerState.EXITED]
         return exits
 

@@ -6,6 +6,7 @@ behind ``processes.ProcessLauncher``.
 
 from __future__ import annotations
 
+import select
 import signal
 import time
 from collections import deque
@@ -98,6 +99,13 @@ class Worker:
             watched[self.reader.fd] = self.pid
         watched[self.sentinel] = self.pid
         return watched
+
+    def read_remaining(self) -> list[bytes]:
+        """Once its process ended: every frame still in its pipe (it may have reported a job just before it exited)."""
+        frames: list[bytes] = []
+        while not self.pipe_closed and select.select([self.reader.fd], [], [], 0)[0]:
+            frames.extend(self.read())  # an end of file marks the pipe closed
+        return frames
 
     def read(self) -> list[bytes]:
         """The frames the worker wrote since the last read (its pipe is readable); none once it closed."""
@@ -193,6 +201,7 @@ class WorkerExit:
     assignment: Assignment | None
     reason: str
     unstarted: tuple[Assignment, ...] = ()
+    reported: tuple[tuple[Assignment, protocol.JobFinished], ...] = ()  # jobs it reported ended just before it exited
 
 
 

@@ -206,6 +206,22 @@ def test_a_job_the_worker_started_ahead_of_others_becomes_its_running_one(launch
     assert pool.on_message(worker, protocol.JobFinished(3, 1, "succeeded")) is not None
 
 
+def test_a_job_reported_just_before_its_worker_exited_is_read_at_the_reap_not_returned_as_unstarted(
+    launcher: FakeLauncher, clock: ManualClock,
+) -> None:
+    pool = make_pool(launcher, clock, workers=1)
+    (worker,) = ready(pool)
+    assert pool.assign(worker, [(job(1, "t.short"), 60.0), (job(2, "t.short"), 60.0)])
+    pool.retire(worker)  # `jobd stop`: it reports its running job, then exits, before the master's next read
+    launcher.workers[worker.pid].worker_end.send_bytes(protocol.encode([protocol.JobFinished(1, 1, "succeeded")]))
+    launcher.exit(worker.pid, 0)
+
+    (exit,) = pool.reap()
+
+    assert [(held.job.id, finished.outcome) for held, finished in exit.reported] == [(1, "succeeded")]
+    assert exit.assignment is None and [held.job.id for held in exit.unstarted] == [2]
+
+
 def test_the_backlog_gives_back_and_withdraws_what_waits(launcher: FakeLauncher, clock: ManualClock) -> None:
     pool = make_pool(launcher, clock, workers=0)
     pool.hold([job(1), job(2), job(3)])
