@@ -62,16 +62,20 @@ class Endings:
     def gather(self, ended: list[Finished]) -> None:
         """Add finished attempts to the burst; write it once it is full, old enough, or the master drains."""
         clock = self.master.clock
-        if ended:
-            if not self.pending:
-                self.pending_since = clock()
-            self.pending.extend(ended)
+        self.add(ended)
         if self.pending and (
             self.master.draining
             or len(self.pending) >= defaults.OUTCOME_BATCH_MAX
             or clock() - self.pending_since >= defaults.OUTCOME_BATCH_SECONDS
         ):
             self.flush()
+
+    def add(self, ended: list[Finished]) -> None:
+        """Add finished attempts to the burst without writing anything (the turn's store-guarded steps write it)."""
+        if ended:
+            if not self.pending:
+                self.pending_since = self.master.clock()
+            self.pending.extend(ended)
 
     def flush(self) -> None:
         """Write the finished attempts gathered so far (a group commit: one transaction)."""
@@ -105,7 +109,7 @@ class Endings:
         A job a worker reported ended just before it exited is recorded like any
         other (it was read at the reap, not in the turn's read of its pipe).
         """
-        self.gather([(pool, assignment, finished) for exit in exits for assignment, finished in exit.reported])
+        self.add([(pool, assignment, finished) for exit in exits for assignment, finished in exit.reported])
         self.lost_exits.extend((pool, exit) for exit in exits)
 
     def settle_exits(self) -> None:
