@@ -33,6 +33,12 @@ class HandoffSide:
         """Read the wake-ups that came during this turn (one read that does not wait): their jobs are claimed in it."""
         merge_woken(self.woken, self.desk.read_wake())
 
+    def claim_if_urgent(self) -> None:
+        """Between the turn's longer steps: claim at once for a wake-up about a job more urgent than its pool holds."""
+        self.catch_up()
+        if self.urgent():
+            self.claim_woken()
+
     def urgent(self) -> bool:
         """Whether a wake-up announced a job more urgent than all its pool holds (claim it before anything else)."""
         pools = self.master.pools

@@ -49,6 +49,7 @@ class Loop:
             master.handoff.claim_woken()  # only a submit's wake-up arrived, or one for an urgent job: its job first
         self.act_on_signals()
         guarded(self.read_messages)
+        master.handoff.claim_if_urgent()  # reading (and writing) a burst of outcomes took a while
         master.lease_keeper.check()  # before the reap: workers the lease guard killed exit for that reason
         reap = self.reap.ready() or not self.sentinels.isdisjoint(self.ready)
         for pool in list(master.pools.values()):

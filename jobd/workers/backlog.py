@@ -59,6 +59,10 @@ class Backlog:
         self._heap.clear()
         return jobs
 
+    def top_priority(self) -> int | None:
+        """The priority of the job that leaves next; None if empty."""
+        return -self._heap[0][0] if self._heap else None
+
     def lowest_priority(self) -> int | None:
         """The lowest priority waiting (a job above it should not wait behind it); None if empty."""
         return -max(entry[0] for entry in self._heap) if self._heap else None

@@ -1,11 +1,9 @@
 """A daemon's pool of long-running workers, supervised by the master.
 
 The pool keeps ``size`` workers alive, hands jobs to workers with room
-(short jobs several at a time, see ``pipelining``), notices workers that
-exit or hang, restarts them with backoff (so a crash-looping task cannot
-spin the CPU), and recycles workers after a number of jobs. It knows nothing
-of the store: it reports what happened to the master, which records
-outcomes.
+(short jobs several at a time, see ``pipelining``), notices workers that exit
+or hang, restarts them (with backoff if they never get going), and recycles
+workers. It knows nothing of the store: the master records what it reports.
 """
 
 from __future__ import annotations
@@ -30,7 +28,7 @@ from .pipelining import MAX_UNREAD_BYTES, Pipeline
 from .processes import ProcessLauncher
 from .restarts import RestartState, WorkerDeath, after_death
 from .states import WorkerState
-from .supervised import Assignment, Worker, WorkerExit, describe_exit, unread_bytes
+from .supervised import Assignment, Worker, WorkerExit, describe_exit, held_priority, unread_bytes
 from .worker import WorkerSpec
 
 __all__ = ["Admit", "Assignment", "Pool", "Worker", "WorkerExit", "unread_bytes"]
@@ -313,7 +311,9 @@ class Pool:
         depth = self.depth()
         slots = [self.free_slots(worker, depth) for worker in self.workers]  # read once per feed
         loads = [len(worker.assignments) for worker in self.workers]
-        handed = plan_feed(self._backlog, loads, slots, self.pipeline.is_short, admit)
+        jump_above = [held_priority(worker) if not free and depth > 1 and self.free_slots(worker, depth + 1) else None
+                      for worker, free in zip(self.workers, slots)]  # full workers an urgent job may still go to
+        handed = plan_feed(self._backlog, loads, slots, self.pipeline.is_short, admit, jump_above)
         started: list[tuple[Worker, Job]] = []
         for index, jobs in handed.items():
             worker = self.workers[index]

@@ -205,6 +205,11 @@ class WorkerExit:
 
 
 
+def held_priority(worker: Worker) -> int | None:
+    """The highest priority among the jobs ``worker`` holds; None if it holds none."""
+    return max((assignment.job.priority for assignment in worker.assignments), default=None)
+
+
 def unread_bytes(worker: Worker) -> int:
     """At most how many bytes of jobs handed to ``worker`` wait unread in its pipe.
 

@@ -193,6 +193,29 @@ def test_the_backlog_feeds_the_most_urgent_job_first_and_equal_ones_in_claim_ord
     assert [j.id for j in pool.give_back()] == [1, 2, 3, 6, 5][len(fed):] and pool.lowest_waiting_priority() is None
 
 
+def test_a_job_more_urgent_than_all_a_full_worker_holds_goes_to_it_past_its_depth(launcher: FakeLauncher, clock: ManualClock) -> None:
+    pool = make_pool(launcher, clock, workers=1)
+    (worker,) = ready(pool)
+    pool.pipeline.record("t.short", 0.001)  # short jobs: a few milliseconds' worth may wait in the worker
+    depth = pool.depth()
+    pool.hold([job(n, "t.short") for n in range(1, depth + 2)])
+    assert len(pool.feed(lambda _job: 60.0)) == depth and pool.room() == 0
+    pool.hold([job(100, "t.short", priority=100), job(101, "t.short", priority=100)])
+
+    assert [j.id for _worker, j in pool.feed(lambda _job: 60.0)] == [100], "one job jumps, not the backlog"
+    assert [j.id for _worker, j in pool.feed(lambda _job: 60.0)] == [], "no more than the worker's most urgent"
+    assert pool.waiting == 2
+
+
+def test_no_job_jumps_into_a_worker_running_a_job_that_may_be_long(launcher: FakeLauncher, clock: ManualClock) -> None:
+    pool = make_pool(launcher, clock, workers=1)
+    (worker,) = ready(pool)
+    pool.pipeline.record("t.short", 0.001)
+    assert pool.assign(worker, [(job(1, "t.slow"), 60.0)])
+    pool.hold([job(2, "t.short", priority=100)])
+    assert pool.feed(lambda _job: 60.0) == [] and pool.waiting == 1
+
+
 def test_a_job_the_worker_started_ahead_of_others_becomes_its_running_one(launcher: FakeLauncher, clock: ManualClock) -> None:
     pool = make_pool(launcher, clock, workers=1)
     (worker,) = ready(pool)
