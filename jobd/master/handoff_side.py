@@ -117,7 +117,7 @@ class HandoffSide:
         settings = pool.settings
         if pool.waiting or settings.concurrency or settings.task_concurrency or settings.rate_limits().active or not self.master.daemons.accepts_jobs(pool.daemon):
             return False  # waiting jobs go first; caps and rate limits are counted under the claim's lock
-        return pool.room() > 0
+        return any(not worker.assignments and pool.free_slots(worker, 1) for worker in pool.workers)
 
     def withdraw_offer(self) -> None:
         self.desk.withdraw()

@@ -29,6 +29,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from .engine import sqlite_busy_timeout
+from .sqlite_write_lock import begin_immediate
+
 
 class DirectStatement:
     """A Core statement compiled once for ``engine``'s dialect, executed on a raw cursor."""
@@ -153,10 +156,10 @@ def direct_transaction(
     implicitly (autocommit is off). ``autocommit=True``: each statement
     commits as it runs, so there is no transaction, no BEGIN and no COMMIT
     to send — on MySQL through an engine made with ``make_engine(url,
-    autocommit=True)``; on SQLite because jobd's connections leave the
-    driver no transaction control, so a statement outside BEGIN is its own
-    transaction (a writing one takes the write lock as it starts, waiting
-    up to the busy timeout, as ``BEGIN IMMEDIATE`` would). Only for a block
+    autocommit=True)``. On SQLite every writing block is one transaction
+    begun with ``BEGIN IMMEDIATE``, its write lock taken in short polls
+    (``sqlite_write_lock``) rather than by SQLite's busy handler, whose
+    sleeps grow to tens of milliseconds. ``autocommit`` only for a block
     whose one write needs nothing read before it in the same transaction.
     ``read_only=True``: the block only reads; on SQLite it takes no write
     lock (each statement reads in its own implicit transaction).
@@ -210,12 +213,13 @@ def _transaction(
     dialect = engine.dialect
     driver_error: type[Exception] = dialect.loaded_dbapi.Error
     transaction = DirectTransaction(cursor)
+    sqlite_write = dialect.name == "sqlite" and not read_only
     try:
-        if dialect.name == "sqlite" and not read_only and not autocommit:
+        if sqlite_write:  # even for one statement: the lock is taken in short polls (sqlite_write_lock)
             transaction.last_sql = "BEGIN IMMEDIATE"
-            cursor.execute(transaction.last_sql)
+            begin_immediate(cursor, sqlite_busy_timeout(engine.url), driver_error)
         yield transaction
-        if not autocommit and not (read_only and dialect.name == "sqlite"):
+        if sqlite_write or (not autocommit and dialect.name != "sqlite"):
             transaction.last_sql = "COMMIT"
             raw.commit()
     except driver_error as error:

@@ -28,7 +28,7 @@ from .pipelining import MAX_UNREAD_BYTES, Pipeline
 from .processes import ProcessLauncher
 from .restarts import RestartState, WorkerDeath, after_death
 from .states import WorkerState
-from .supervised import Assignment, Worker, WorkerExit, describe_exit, held_priority, unread_bytes
+from .supervised import Assignment, Worker, WorkerExit, describe_exit, held_priority, lowest_waiting_priority, unread_bytes
 from .worker import WorkerSpec
 
 __all__ = ["Admit", "Assignment", "Pool", "Worker", "WorkerExit", "unread_bytes"]
@@ -281,8 +281,8 @@ class Pool:
         """Keep claimed jobs until a worker has room (after those of their priority already waiting)."""
         self._backlog.extend(jobs)
 
-    def lowest_waiting_priority(self) -> int | None:  # a due job above it should not wait behind the backlog
-        return self._backlog.lowest_priority()
+    def lowest_waiting_priority(self) -> int | None:  # in the backlog or in a pipe: a job above it should not wait
+        return lowest_waiting_priority(self._backlog.lowest_priority(), self.workers)
 
     def give_back(self) -> list[Job]:
         """Empty the backlog and return what waited in it (the caller returns or abandons those jobs)."""

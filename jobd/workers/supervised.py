@@ -10,6 +10,7 @@ import select
 import signal
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -208,6 +209,12 @@ class WorkerExit:
 def held_priority(worker: Worker) -> int | None:
     """The highest priority among the jobs ``worker`` holds; None if it holds none."""
     return max((assignment.job.priority for assignment in worker.assignments), default=None)
+
+
+def lowest_waiting_priority(backlog_lowest: int | None, workers: Iterable[Worker]) -> int | None:
+    """The lowest priority of the jobs that wait: ``backlog_lowest`` or one behind a worker's running job."""
+    unstarted = (assignment.job.priority for worker in workers for assignment in list(worker.assignments)[1:])
+    return min((priority for priority in (backlog_lowest, *unstarted) if priority is not None), default=None)
 
 
 def unread_bytes(worker: Worker) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from jobd import defaults
 from jobd.config import JobdConfig
 from jobd.inventory import TaskInfo
 from jobd.master import Master
@@ -117,6 +118,32 @@ def test_a_job_announced_above_a_full_prefetch_is_claimed_past_it_and_goes_to_th
     (run,) = [m for m in launcher.workers[first.pid].read() if isinstance(m, protocol.RunJob)]
     report(master, launcher, first, protocol.JobFinished(run.job_id, run.attempt, "succeeded", duration=0.1))
     assert [m.job_id for m in launcher.workers[first.pid].read() if isinstance(m, protocol.RunJob)][-1] == urgent
+
+
+def test_sqlite_writes_stay_short_only_for_a_while_after_an_urgent_claim(master: Master, clock: ManualClock) -> None:
+    ready_pool(master)
+    submit(master, 20)
+    master.dispatcher.dispatch()
+    assert master.dispatcher.jobs_per_write() is None, "no urgent job yet: one transaction per claim or burst"
+    submit(master, 1, priority=100)
+
+    master.dispatcher.dispatch({"main": 100})
+    assert master.dispatcher.jobs_per_write() == defaults.SQLITE_JOBS_PER_WRITE
+    clock.advance(defaults.SHORT_WRITES_AFTER_URGENT_SECONDS + 1)
+    assert master.dispatcher.jobs_per_write() is None
+
+
+def test_a_claim_larger_than_a_short_write_takes_every_job_it_wanted(master: Master, clock: ManualClock) -> None:
+    pool, _workers = ready_pool(master)
+    master.dispatcher.urgent_claimed_at = clock()  # short writes: as just after an urgent claim
+    size = defaults.SQLITE_JOBS_PER_WRITE
+    pool.settings = pool.settings.model_copy(update={"prefetch": 2 * size + 5})
+    submit(master, 3 * size)
+    wanted = master.dispatcher.wanted(pool, limited=False)
+
+    master.dispatcher.dispatch()
+
+    assert wanted > 2 * size and len(pool.held_job_ids()) == wanted
 
 
 def test_a_wake_up_for_a_job_no_more_urgent_than_the_prefetch_claims_nothing_more(master: Master) -> None:
