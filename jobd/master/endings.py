@@ -80,11 +80,12 @@ class Endings:
     def flush(self) -> None:
         """Write the finished attempts gathered so far (a group commit: one transaction, or a few on SQLite).
 
-        Between two transactions of one burst, an urgent job's claim goes
+        Before each transaction of the burst, an urgent job's claim goes
         first (see ``Dispatcher.jobs_per_write``).
         """
         size = self.master.dispatcher.jobs_per_write() or len(self.pending)
         while self.pending:
+            self.master.handoff.claim_if_urgent()
             ended, self.pending = self.pending[:size], self.pending[size:]
             try:
                 self._record_finished(ended)
@@ -92,8 +93,6 @@ class Endings:
                 self.pending = ended + self.pending  # written on the next try
                 raise
             self.master.wal_checkpoints.nudge()  # the log grew: copy it back before a submitter's commit has to
-            if self.pending:
-                self.master.handoff.claim_if_urgent()
 
     def _record_finished(self, ended: list[Finished]) -> None:
         """Write a burst of finished attempts in one transaction (the listeners hear of each)."""
