@@ -18,7 +18,8 @@ back to the pool.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
+import functools
 import os
 import threading
 import time
@@ -30,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from .engine import sqlite_busy_timeout
-from .sqlite_write_lock import begin_immediate
+from .sqlite_write_lock import NO_WAIT, is_busy, retry_while_locked, wait_in_sqlite
 
 
 class DirectStatement:
@@ -133,15 +134,22 @@ def _same(value: Any) -> Any:
 class DirectTransaction:
     """A transaction on a pooled DBAPI connection: ``execute`` direct statements, commit at the end."""
 
-    def __init__(self, cursor: Any) -> None:
+    def __init__(self, cursor: Any, retry: Callable[[Callable[[], Any]], Any] | None = None) -> None:
+        """``retry``: how a statement SQLite found the lock taken for is tried again (each its own transaction)."""
         self.cursor = cursor
         self.last_sql: str | None = None
+        self.retry = retry
 
     def execute(self, statement: DirectStatement, values: Mapping[str, Any]) -> Any:
         """Run ``statement`` with ``values``; return the cursor (for ``lastrowid`` or ``statement.rows``)."""
         sql, params = statement.parameters(values)
         self.last_sql = sql
-        self.cursor.execute(sql, params)
+        try:
+            self.cursor.execute(sql, params)
+        except Exception as error:
+            if self.retry is None or not is_busy(error):
+                raise
+            self.retry(lambda: self.cursor.execute(sql, params))
         return self.cursor
 
 
@@ -156,11 +164,11 @@ def direct_transaction(
     implicitly (autocommit is off). ``autocommit=True``: each statement
     commits as it runs, so there is no transaction, no BEGIN and no COMMIT
     to send — on MySQL through an engine made with ``make_engine(url,
-    autocommit=True)``. On SQLite every writing block is one transaction
-    begun with ``BEGIN IMMEDIATE``, its write lock taken in short polls
-    (``sqlite_write_lock``) rather than by SQLite's busy handler, whose
-    sleeps grow to tens of milliseconds. ``autocommit`` only for a block
-    whose one write needs nothing read before it in the same transaction.
+    autocommit=True)``; on SQLite because jobd's connections leave the
+    driver no transaction control, so a statement outside BEGIN is its own
+    transaction. Only for a block whose one write needs nothing read before
+    it in the same transaction. On SQLite the write lock is waited for in
+    short polls (``sqlite_write_lock``), not in SQLite's busy handler.
     ``read_only=True``: the block only reads; on SQLite it takes no write
     lock (each statement reads in its own implicit transaction).
 
@@ -179,15 +187,27 @@ def direct_transaction(
         return
     raw = _connect(engine)
     cursor = raw.cursor()
+    polls = False
     try:
+        polls = _poll_for_locks(engine, cursor)
         with _transaction(engine, raw, cursor, autocommit, read_only) as transaction:
             yield transaction
     finally:
         try:
+            if polls:
+                cursor.execute(wait_in_sqlite(sqlite_busy_timeout(engine.url)))  # back to the pool as it came
             cursor.close()
         except Exception:
             pass
         raw.close()
+
+
+def _poll_for_locks(engine: sa.Engine, cursor: Any) -> bool:
+    """On SQLite, switch this connection's busy timeout off: its statements poll (``sqlite_write_lock``)."""
+    if engine.dialect.name != "sqlite":
+        return False
+    cursor.execute(NO_WAIT)
+    return True
 
 
 def _connect(engine: sa.Engine) -> Any:
@@ -212,14 +232,18 @@ def _transaction(
 ) -> Iterator[DirectTransaction]:
     dialect = engine.dialect
     driver_error: type[Exception] = dialect.loaded_dbapi.Error
-    transaction = DirectTransaction(cursor)
-    sqlite_write = dialect.name == "sqlite" and not read_only
+    sqlite = dialect.name == "sqlite"
+    retry = None
+    if sqlite:  # the connection's busy timeout is off (_poll_for_locks): wait for the lock here
+        busy_timeout = sqlite_busy_timeout(engine.url)
+        retry = functools.partial(retry_while_locked, busy_timeout=busy_timeout, driver_error=driver_error)
+    transaction = DirectTransaction(cursor, retry if autocommit or read_only else None)
     try:
-        if sqlite_write:  # even for one statement: the lock is taken in short polls (sqlite_write_lock)
+        if retry is not None and not read_only and not autocommit:
             transaction.last_sql = "BEGIN IMMEDIATE"
-            begin_immediate(cursor, sqlite_busy_timeout(engine.url), driver_error)
+            retry(lambda: cursor.execute("BEGIN IMMEDIATE"))
         yield transaction
-        if sqlite_write or (not autocommit and dialect.name != "sqlite"):
+        if not autocommit and not (read_only and sqlite):
             transaction.last_sql = "COMMIT"
             raw.commit()
     except driver_error as error:
@@ -258,6 +282,7 @@ class HeldConnection:
         self._cursor: Any = None
         self._pid = 0
         self._taken_at = 0.0
+        self._given_back: str | None = None  # the pragma that restores its busy timeout (SQLite)
 
     def take(self, engine: sa.Engine) -> tuple[Any, Any]:
         """The connection and its cursor (call with ``lock`` held)."""
@@ -273,13 +298,21 @@ class HeldConnection:
             raw = _connect(engine)
             self._raw, self._cursor = raw, raw.cursor()
             self._pid, self._taken_at = os.getpid(), time.monotonic()
+            if _poll_for_locks(engine, self._cursor):
+                self._given_back = wait_in_sqlite(sqlite_busy_timeout(engine.url))
         return raw, self._cursor
 
     def release(self) -> None:
         """Give the connection back to the pool (call with ``lock`` held, or when nobody uses it)."""
-        raw, self._raw, self._cursor = self._raw, None, None
+        raw, cursor, self._raw, self._cursor = self._raw, self._cursor, None, None
+        given_back, self._given_back = self._given_back, None
         if raw is None or self._pid != os.getpid():
             return
+        try:
+            if given_back is not None and raw.is_valid:
+                cursor.execute(given_back)  # its busy timeout back, for the pool's other users
+        except Exception:
+            raw.invalidate()  # not handed to anyone else without it
         try:
             raw.close()  # back to the pool, or closed if it was invalidated
         except Exception:
