@@ -14,6 +14,7 @@ builds them, holds the state they share (the pools, ``draining``,
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -118,6 +119,12 @@ class Master:
             ready(None)
         self.observers.ready(self)
         log.info("master %s ready: daemons %s", self.id, ", ".join(self.pools) or "none")
+        # What start-up built (modules, SQLAlchemy's tables and compiled statements, the
+        # config) lives as long as the master: out of the collector's way, a full
+        # collection takes 1-3 ms instead of 35-45 ms, which every job waiting on the
+        # loop at that moment paid for (a priority-100 job's p99 with a million queued).
+        gc.collect()
+        gc.freeze()
         try:
             while not self.finished:
                 self.loop.turn()
