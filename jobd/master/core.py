@@ -144,6 +144,9 @@ class Master:
         ), "registering this master")
         self.lease_keeper.fence_previous_run()
         through_outages(self.lease_keeper.recover_orphans, "recovering dead masters' jobs")
+        # Counted now, before any job waits on the loop: later counts are read by a thread,
+        # and the first snapshot would otherwise count on the loop (140 ms with a million queued).
+        through_outages(lambda: self.reporter.counts.store(self.store.jobs.counts()), "counting jobs")
         self.lease.renewed(self.clock())
         self.lease.start(self.lease_keeper.kill_workers_now)
         self.control.start()
