@@ -102,7 +102,7 @@ class HandoffSide:
         return held
 
     def offer_handoffs(self) -> None:
-        """Publish which daemons have room now, so submits hand their jobs straight to us (or withdraw it).
+        """Publish which daemons have an idle worker now, so submits hand their jobs straight to us (or withdraw it).
 
         The offer names every serving worker's socket: a submit's datagram to
         one that is busy after all is read by the desk (``Loop.wait``) and fed like a
@@ -117,6 +117,8 @@ class HandoffSide:
         settings = pool.settings
         if pool.waiting or settings.concurrency or settings.task_concurrency or settings.rate_limits().active or not self.master.daemons.accepts_jobs(pool.daemon):
             return False  # waiting jobs go first; caps and rate limits are counted under the claim's lock
+        # An idle worker, not merely room behind short jobs: a job handed to a busy worker waits for the
+        # desk to read it and the store to confirm it, slower than a claim (and a more urgent job's claim).
         return any(not worker.assignments and pool.free_slots(worker, 1) for worker in pool.workers)
 
     def withdraw_offer(self) -> None:
