@@ -1,4 +1,4 @@
-"""The benchmarks still run: tiny versions of bench/peers.py and bench/footprint.py (jobd only), bench/cron.py and others.
+"""The benchmarks still run: tiny versions of bench/peers.py and bench/footprint.py (jobd only), bench/cron.py, bench/priorities.py and others.
 
 They need none of the bench extras (Celery, RQ, Huey, Dramatiq): peers whose
 package is missing are skipped, jobd always runs. Numbers are not checked
@@ -59,6 +59,12 @@ def test_master_death_benchmark_kills_a_master_and_times_the_end_of_each_of_its_
     for label in ("workers + task processes", "all, with fork server + tracker"):
         assert re.search(rf"│ {re.escape(label)} +│ +1 │ +[\d,]+ │ +[\d,]+ │ +[\d,]+ │ +[01] │ +0 │", output), output
     assert re.search(r"^load average \(1, 5, 15 min\): [\d.]+ [\d.]+ [\d.]+ before", output, re.MULTILINE), output
+
+
+@pytest.mark.timeout(120)
+def test_priority_benchmark_times_urgent_jobs_behind_a_backlog() -> None:
+    output = run_bench("priorities.py", "--stores", "sqlite", "--backlog", "50000", "--samples", "5")
+    assert re.search(r"│ +sqlite │ +[\d.]+ │ +5/5 │ +[\d.]+ │", output), output  # every urgent job started
 
 
 def test_peer_benchmark_skips_systems_whose_package_is_missing(tmp_path: Path) -> None:
