@@ -184,7 +184,10 @@ def submit(
             f"the job was not submitted: the store at {store.url} is unavailable ({describe(error)}); try again later"
         ) from None
     if offer is not None:
-        hand_off(store.jobs, settings.socket, offer, HandedJob(daemon, job_id, priority, max_attempts, task, new_job.encoded_args))
+        hand_off(
+            settings.socket, offer, HandedJob(daemon, job_id, priority, max_attempts, task, new_job.encoded_args),
+            lambda job_id, master: store.jobs.requeue([job_id], master, refund_attempt=True), (sa.exc.DBAPIError,),
+        )
     elif connection is None:
         announce(settings.socket, daemon, priority)  # the master claims at once instead of at its next poll
     return job_id

@@ -5,6 +5,7 @@
 have read. ``trigger`` submits through the database driver when the daemon's
 task catalogue is published (``jobd.ops.quick_submit``), and refuses an
 unknown task or bad args there with the full submit's words, writing nothing.
+With an idle worker offered it hands the job over as ``jobd.submit`` does.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from jobd.config import load_config
 from jobd.config_digest import config_digest
 from jobd.control import client
 from jobd.errors import ProtocolError
+from jobd.handoff.offer import Offer, OfferReader, publish
+from jobd.handoff.sockets import OFFER_SUFFIX, path_beside
 from jobd.ops.quick_submit import submit_quickly
 from jobd.status.report import read_status
-from support import Deployment
+from jobd.states import JobState
+from support import Deployment, needs_handoff, wait_until
 from test_cli_fast_paths import HEAVY, loaded_by, own_cache  # noqa: F401  (own_cache: a fixture)
 
 #: Fields of the status document that change from one reading to the next.
@@ -99,6 +103,45 @@ def test_trigger_through_the_driver_writes_the_job_the_full_submit_writes_and_lo
     assert quick_job.to_dict()["state"] == "queued" and quick_job.args == {"n": 3}
     later = deployment.jobd("trigger", "main", "t.record", "--delay", "60", check=True)
     assert str(deployment.store.jobs.get(int(later.stdout)).state) == "scheduled"
+
+
+@needs_handoff
+def test_trigger_with_an_idle_worker_hands_the_job_straight_over_and_loads_nothing_heavy(
+    deployment: Deployment, tmp_path: Path, own_cache: Path,
+) -> None:
+    published(deployment, {"main": {"workers": 1}})
+    deployment.start_master()
+    wait_until(
+        lambda: (offer := OfferReader().read(path_beside(deployment.socket, OFFER_SUFFIX))) is not None and "main" in offer.daemons,
+        message="the master to offer its idle worker",
+    )
+    result, loaded = loaded_by(deployment, tmp_path, "trigger", "main", "t.record", "--arg", "n=7")
+    assert result.returncode == 0, result.stderr
+    assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+    job_id = int(result.stdout)
+    wait_until(lambda: deployment.store.jobs.get(job_id).state is JobState.SUCCEEDED, timeout=30, message="the handed job to run")
+    job = deployment.store.jobs.get(job_id)
+    assert job.started_at == job.created_at  # inserted claimed: a master's claim of a queued job starts it later
+    assert (job.attempts, job.args) == (1, {"n": 7})
+
+
+@needs_handoff
+def test_a_hand_off_nobody_takes_goes_back_to_the_queue_as_from_the_full_submit(deployment: Deployment, own_cache: Path) -> None:
+    """A master killed with its offer left behind: the send fails, the job is queued again, its attempt refunded."""
+    import jobd
+
+    published(deployment, {"main": {"workers": 1}})
+    publish(path_beside(deployment.socket, OFFER_SUFFIX), Offer("gone:1:0badcafe", frozenset({"main"}), {"main": ("w1",)}))
+    quick = submit_quickly(config_digest(deployment.config_path), "main", "t.record", {"n": 1})
+    full = jobd.submit("main", "t.record", {"n": 1}, config=deployment.config_path)
+    assert quick is not None
+    rows = [deployment.store.jobs.get(job_id).to_dict() for job_id in (quick, full)]
+    for row in rows:
+        assert (row["state"], row["owner"], row["attempts"], row["worker_pid"]) == ("queued", None, 0, None)
+    moving = {"id", "created_at", "updated_at", "started_at"}
+    assert [{k: v for k, v in row.items() if k not in moving} for row in rows] == [
+        {k: v for k, v in rows[1].items() if k not in moving}
+    ] * 2
 
 
 @pytest.mark.parametrize("args, message", [

@@ -9,13 +9,16 @@ daemon's catalogue row and the INSERT go through the driver
 (``store.driver_submit``), and the same checks refuse the same intents with
 the same words: an unknown task or bad args (``catalogue_check``), args that
 are not JSON or too large (``NewJob.row``). The job is committed before its
-id is returned, then the master is woken as by the full submit.
+id is returned, then the master is woken as by the full submit. When the
+local master offers to take the daemon's jobs straight (``jobd.handoff``),
+the job is inserted claimed for it and handed to one of its idle workers,
+as the full submit does: the same row, the same datagram, and the same way
+back to the queue if nobody takes it.
 
 ``submit_quickly`` returns None, having written nothing, whenever the full
 submit has more to do or more to say, and the caller then takes it:
 
 * a daemon the config does not name (``UnknownDaemon``, named by the full path);
-* a local master offering to take the daemon's jobs straight (``jobd.handoff``);
 * no catalogue published for the daemon (the full path imports its task
   code), or a row that is not a catalogue;
 * a store not reached, not initialised (a SQLite file that does not exist
@@ -34,13 +37,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..catalogue_check import decode
 from ..config_digest import ConfigDigest
 from ..errors import StoreUnavailable
 from ..store.driver_sql import DriverTarget
 from ..store.new_job import NewJob
+from ..workers.protocol import HandedJob
+
+if TYPE_CHECKING:
+    from ..handoff.offer import Offer
 
 
 def submit_quickly(
@@ -53,8 +60,7 @@ def submit_quickly(
     """
     if digest.driver is None or daemon not in digest.daemons or not isinstance(args, dict):
         return None
-    if digest.handoff and (run_at is None or run_at <= time.time()) and _offered(digest, daemon):
-        return None  # the full submit hands the job to the master's idle worker
+    offer = _offer(digest, daemon) if digest.handoff and (run_at is None or run_at <= time.time()) else None
     target = _target(digest.driver)
     if target is None:
         return None
@@ -75,18 +81,26 @@ def submit_quickly(
         except (ValueError, TypeError, AttributeError):
             return None  # the full submit warns and checks by importing the task code
         catalogue.check(task, args)
-        values = NewJob(daemon=daemon, task=task, args=args, priority=priority, run_at=run_at).row(time.time())
+        new_job = NewJob(
+            daemon=daemon, task=task, args=args, priority=priority, run_at=run_at,
+            handed_to=offer.master if offer is not None else None,
+        )
+        values = new_job.row(time.time())
         try:
             job_id = store.insert(values)
         except store.driver.Error as error:
             if not _maybe_committed(target, error):
                 return None
             raise _not_submitted(digest.store, error) from None
+        from ..handoff.submit_side import announce, hand_off  # what jobd.submit does, without its SQLAlchemy
+
+        if offer is not None:
+            handed = HandedJob(daemon, job_id, priority, None, task, new_job.encoded_args)
+            hand_off(digest.socket, offer, handed, store.requeue_handed, (store.driver.Error,))
+        else:
+            announce(digest.socket, daemon, priority)  # the master claims it now (past its prefetch if it is urgent)
     finally:
         store.close()
-    from ..handoff.sockets import announce  # (what jobd.submit does too, without its SQLAlchemy imports)
-
-    announce(digest.socket, daemon, priority)  # the master claims it now (past its prefetch if it is urgent)
     return job_id
 
 
@@ -107,12 +121,11 @@ def _target(driver: dict[str, Any]) -> DriverTarget | None:
     return target
 
 
-def _offered(digest: ConfigDigest, daemon: str) -> bool:
-    from ..handoff.offer import OfferReader
-    from ..handoff.sockets import OFFER_SUFFIX, path_beside
+def _offer(digest: ConfigDigest, daemon: str) -> Offer | None:
+    """The local master's offer to take ``daemon``'s jobs straight, as ``jobd.submit`` reads it."""
+    from ..handoff.submit_side import offer_for
 
-    offer = OfferReader().read(path_beside(digest.socket, OFFER_SUFFIX))
-    return offer is not None and daemon in offer.daemons
+    return offer_for(digest.socket, daemon)
 
 
 def _maybe_committed(target: DriverTarget, error: BaseException) -> bool:

@@ -1,4 +1,4 @@
-"""A submit's two statements through the database driver alone: read a daemon's catalogue row, insert a job.
+"""A submit's statements through the database driver alone: read a daemon's catalogue row, insert a job.
 
 `jobd trigger` used to load SQLAlchemy (about a third of its wall time)
 for one SELECT and one INSERT. Here they are written once in SQL with the
@@ -10,6 +10,10 @@ job is durable when ``insert`` returns. The jobs table's defaults are the
 server's (``schema.py``), so a row inserted here is the row SQLAlchemy's
 INSERT of the same values makes.
 
+A job inserted already claimed for a master's hand-off that nobody took
+goes back to the queue with ``requeue_handed``: ``JobQueue.requeue``'s
+UPDATE for one job, its attempt refunded.
+
 Errors are the driver's own (``driver.Error``); the caller decides what
 each means (``jobd.ops.quick_submit``).
 """
@@ -17,10 +21,12 @@ each means (``jobd.ops.quick_submit``).
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from .. import defaults
+from ..states import JobState, transition
 from .catalogue_row import CatalogueRow
 from .driver_sql import DriverTarget, close_quietly, open_connection
 
@@ -52,6 +58,18 @@ class SubmitStatements:
         marks = ", ".join([self.target.placeholder] * len(row))
         sql = f"INSERT INTO {defaults.TABLE_PREFIX}jobs ({columns}) VALUES ({marks})"
         return int(self._execute(sql, tuple(row.values())).lastrowid)
+
+    def requeue_handed(self, job_id: int, master: str) -> int:
+        """Put job ``job_id`` back in the queue if it is still running for ``master``, attempt refunded; rows moved."""
+        transition(JobState.RUNNING, JobState.QUEUED)
+        mark = self.target.placeholder
+        sql = (
+            f"UPDATE {defaults.TABLE_PREFIX}jobs SET state = {mark}, owner = NULL, worker_pid = NULL, updated_at = {mark}, "
+            f"attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END "
+            f"WHERE id = {mark} AND state = {mark} AND owner = {mark}"
+        )
+        values = (str(JobState.QUEUED), time.time(), job_id, str(JobState.RUNNING), master)
+        return int(self._execute(sql, values).rowcount)
 
     def _execute(self, sql: str, parameters: tuple[Any, ...]) -> Any:
         if self._connection is None:
