@@ -10,7 +10,14 @@ submit. Two ways of checking an intent, side by side:
 * ``imports`` — no catalogue in the store yet: the process imports the
   daemon's task code to check, as every submit did before the catalogue.
 
-Medians over the rounds, and the ratio to ``imports``.
+Beside them, the floor: ``driver`` inserts the same rows through the
+database driver alone (``store.driver_submit``, the statement `jobd
+trigger` sends), on a connection opened as jobd opens its own (the same
+pragmas, each INSERT committed as it runs), with no check and no wake-up.
+No submit that is durable when it returns goes under it on this machine:
+what ``catalogue`` costs above it is jobd's own work per submit.
+
+Medians over the rounds, the ratio to ``imports``, and microseconds per submit.
 
     python bench/submit_rate.py [--submits 2000] [--rounds 5] [--store mysql+pymysql://root@127.0.0.1:3306/DB]
 """
@@ -67,12 +74,30 @@ try:
 except ImportError:
     pass
 
-config, submits = sys.argv[1], int(sys.argv[2])
-jobd.submit("bench", "bench.noop", {"n": -1}, config=config)  # warm: config, engine, catalogue or imports
+config, submits, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+if mode == "driver":  # the floor: the same row, inserted through the driver alone
+    from jobd.config import load_config
+    from jobd.store.driver_submit import SubmitStatements
+    from jobd.store.engine import driver_target
+    from jobd.store.new_job import NewJob
+
+    driver_statements = SubmitStatements(driver_target(load_config(config).store))
+
+    def submit(n):
+        driver_statements.insert(NewJob("bench", "bench.noop", {"n": n}).row(time.time()))
+
+    submit(-1)
+    if hasattr(driver_statements._connection, "set_trace_callback"):
+        driver_statements._connection.set_trace_callback(count)
+else:
+    def submit(n):
+        jobd.submit("bench", "bench.noop", {"n": n}, config=config)
+
+submit(-1)  # warm: config, engine, catalogue or imports
 statements = 0
 started = time.perf_counter()
 for n in range(submits):
-    jobd.submit("bench", "bench.noop", {"n": n}, config=config)
+    submit(n)
 elapsed = time.perf_counter() - started
 print(json.dumps({"rate": submits / elapsed, "statements": statements / submits,
                   "task_module_imported": "bench_tasks" in sys.modules}))
@@ -116,7 +141,7 @@ def one_round(root: Path, store: str | None, mode: str, submits: int) -> dict[st
     clear(store, root)
     if mode == "catalogue":
         jobd_command(root, "check")
-    completed = subprocess.run([sys.executable, "-c", SUBMITTER, str(root / "jobd.toml"), str(submits)],
+    completed = subprocess.run([sys.executable, "-c", SUBMITTER, str(root / "jobd.toml"), str(submits), mode],
                                check=True, capture_output=True, text=True, timeout=600, cwd=root,
                                env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     result: dict[str, float] = json.loads(completed.stdout.strip().splitlines()[-1])
@@ -130,7 +155,7 @@ def main() -> int:
     parser.add_argument("--store", help="a MySQL/MariaDB URL of an empty database (default: a SQLite file)")
     options = parser.parse_args()
     root = deployment(options.store)
-    modes = ("imports", "catalogue")
+    modes = ("imports", "catalogue", "driver")
     results: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
     try:
         for round_number in range(options.rounds):
@@ -141,13 +166,18 @@ def main() -> int:
     reference = statistics.median(r["rate"] for r in results["imports"])
     print(f"jobd.submit, one process, {options.submits} submits x {options.rounds} rounds, "
           f"store {'SQLite file' if options.store is None else 'MySQL/MariaDB'}; medians\n")
-    print("| check by  | submits/s | x imports | statements/submit | task module imported |")
-    print("|-----------|-----------|-----------|-------------------|----------------------|")
+    print("| check by  | submits/s | x imports | µs/submit | statements/submit | task module imported |")
+    print("|-----------|-----------|-----------|-----------|-------------------|----------------------|")
     for mode in modes:
         rate = statistics.median(r["rate"] for r in results[mode])
         statements = statistics.median(r["statements"] for r in results[mode])
         imported = {bool(r["task_module_imported"]) for r in results[mode]}
-        print(f"| {mode:<9} | {rate:>9,.0f} | {rate / reference:>9.2f} | {statements:>17.2f} | {str(sorted(imported)):<20} |")
+        print(f"| {mode:<9} | {rate:>9,.0f} | {rate / reference:>9.2f} | {1e6 / rate:>9.1f} | {statements:>17.2f} "
+              f"| {str(sorted(imported)):<20} |")
+    floor = statistics.median(r["rate"] for r in results["driver"])
+    catalogue = statistics.median(r["rate"] for r in results["catalogue"])
+    print(f"\njobd.submit (catalogue) spends {1e6 / catalogue - 1e6 / floor:.1f} µs per submit above the driver's "
+          f"own INSERT ({1e6 / floor:.1f} µs): {catalogue / floor:.2f}x the floor's rate")
     return 0
 
 
