@@ -32,6 +32,11 @@ fi
 
 [[ -x .venv/bin/python ]] || python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+# Compile the code the suite's processes import, once. The suite starts hundreds
+# of Python processes (masters, workers, CLI commands), and where the
+# environment says not to write bytecode (PYTHONDONTWRITEBYTECODE, as some CI
+# images set) each of them would compile jobd again: 0.3 s of CPU per master.
+.venv/bin/python -m compileall -q -j 0 jobd cli migrations tests bench examples >/dev/null
 
 echo "type-checking (mypy)"
 .venv/bin/python -m mypy
