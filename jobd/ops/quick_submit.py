@@ -37,17 +37,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..catalogue_check import decode
 from ..config_digest import ConfigDigest
 from ..errors import StoreUnavailable
+from ..handoff.submit_side import announce, hand_off, offer_for
 from ..store.driver_sql import DriverTarget
 from ..store.new_job import NewJob
 from ..workers.protocol import HandedJob
-
-if TYPE_CHECKING:
-    from ..handoff.offer import Offer
 
 
 def submit_quickly(
@@ -60,7 +58,7 @@ def submit_quickly(
     """
     if digest.driver is None or daemon not in digest.daemons or not isinstance(args, dict):
         return None
-    offer = _offer(digest, daemon) if digest.handoff and (run_at is None or run_at <= time.time()) else None
+    offer = offer_for(digest.socket, daemon) if digest.handoff and (run_at is None or run_at <= time.time()) else None
     target = _target(digest.driver)
     if target is None:
         return None
@@ -92,8 +90,6 @@ def submit_quickly(
             if not _maybe_committed(target, error):
                 return None
             raise _not_submitted(digest.store, error) from None
-        from ..handoff.submit_side import announce, hand_off  # what jobd.submit does, without its SQLAlchemy
-
         if offer is not None:
             handed = HandedJob(daemon, job_id, priority, None, task, new_job.encoded_args)
             hand_off(digest.socket, offer, handed, store.requeue_handed, (store.driver.Error,))
@@ -119,13 +115,6 @@ def _target(driver: dict[str, Any]) -> DriverTarget | None:
     elif target.dialect != "mysql":
         return None
     return target
-
-
-def _offer(digest: ConfigDigest, daemon: str) -> Offer | None:
-    """The local master's offer to take ``daemon``'s jobs straight, as ``jobd.submit`` reads it."""
-    from ..handoff.submit_side import offer_for
-
-    return offer_for(digest.socket, daemon)
 
 
 def _maybe_committed(target: DriverTarget, error: BaseException) -> bool:
