@@ -11,6 +11,8 @@ With an idle worker offered it hands the job over as ``jobd.submit`` does.
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -142,6 +144,40 @@ def test_a_hand_off_nobody_takes_goes_back_to_the_queue_as_from_the_full_submit(
     assert [{k: v for k, v in row.items() if k not in moving} for row in rows] == [
         {k: v for k, v in rows[1].items() if k not in moving}
     ] * 2
+
+
+@needs_handoff
+def test_trigger_after_a_kill_9_of_the_master_pid_alone_puts_its_job_back_and_the_next_master_runs_it(
+    deployment: Deployment, own_cache: Path,
+) -> None:
+    """The killed master leaves its offer behind: nobody takes the job, the driver path queues it again."""
+    published(deployment, {"main": {"workers": 1}})
+    first = deployment.start_master()
+    wait_until(
+        lambda: (offer := OfferReader().read(path_beside(deployment.socket, OFFER_SUFFIX))) is not None and "main" in offer.daemons,
+        message="the master to offer its idle worker",
+    )
+    workers = deployment.worker_pids("main")
+    os.kill(first.pid, signal.SIGKILL)  # the PID alone, as the OOM killer does
+    first.wait(timeout=30)
+    wait_until(lambda: not any(alive(pid) for pid in workers), timeout=30, message="the killed master's worker to end")
+    assert path_beside(deployment.socket, OFFER_SUFFIX).exists()  # left behind, naming a worker nobody reads
+
+    job_id = int(deployment.jobd("trigger", "main", "t.record", "--arg", "n=8", check=True).stdout)
+    job = deployment.store.jobs.get(job_id)
+    assert (job.state, job.owner, job.attempts) == (JobState.QUEUED, None, 0)
+
+    deployment.start_master()
+    wait_until(lambda: deployment.store.jobs.get(job_id).state is JobState.SUCCEEDED, timeout=30, message="the job on the next master")
+    assert deployment.store.jobs.get(job_id).attempts == 1
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @pytest.mark.parametrize("args, message", [
