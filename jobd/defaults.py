@@ -7,7 +7,7 @@ CONFIG_ENV_VAR = "JOBD_CONFIG"
 
 # Store
 DEFAULT_STORE_URL = "sqlite:///jobd.db"  # relative paths resolve next to the config file
-STORE_SCHEMA_VERSION = 7  # v2 (issue 7): jobd_job_logs; v3: partial indexes on SQLite; v4: CHECK on jobs.state; v5: jobd_rate_buckets; v6: jobd_task_catalogue; v7: batches
+STORE_SCHEMA_VERSION = 8  # v2 (issue 7): jobd_job_logs; v3: partial indexes on SQLite; v4: CHECK on jobs.state; v5: jobd_rate_buckets; v6: jobd_task_catalogue; v7: batches; v8: partial unique key indexes on SQLite
 TABLE_PREFIX = "jobd_"
 # Every store call is bounded in time, so an outage or a silent partition is an
 # error after a few seconds, never a hang. MySQL/MariaDB: PyMySQL's timeouts,

@@ -211,8 +211,8 @@ def test_a_v6_store_gains_batches_and_keeps_its_jobs(store: Store) -> None:
         connection.execute(meta.update().where(meta.c.key == "schema_version").values(value="6"))
     assert "batch_id" not in {column["name"] for column in sa.inspect(store.engine).get_columns("jobd_jobs")}
 
-    assert store.initialise() == SCHEMA_VERSION == 7
-    assert store.version() == 7 and store.initialise() == 7
+    assert store.initialise() == SCHEMA_VERSION == 8
+    assert store.version() == 8 and store.initialise() == 8
     assert store.jobs.get(job_id).state is JobState.QUEUED and store.jobs.get(job_id).batch_id is None
     batch_id = store.batches.create("after the upgrade")
     assert store.jobs.get(members(store, batch_id, 1)[0]).batch_id == batch_id

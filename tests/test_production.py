@@ -232,8 +232,8 @@ def test_an_old_v1_store_upgrades_in_place(store_url: str) -> None:
         meta = store.tables["meta"]
         connection.execute(meta.update().where(meta.c.key == "schema_version").values(value="1"))
     assert store.version() == 1
-    assert store.initialise() == SCHEMA_VERSION == 7
-    assert store.version() == 7
+    assert store.initialise() == SCHEMA_VERSION == 8
+    assert store.version() == 8
     assert sa.inspect(store.engine).has_table("jobd_job_logs") and sa.inspect(store.engine).has_table("jobd_task_catalogue")
     assert store.jobs.get(job_id).task == "t.record"
     store.dispose()

@@ -71,14 +71,14 @@ def _sqlite_index_sql(store: Store) -> dict[str, str]:
 
 
 def test_a_v2_store_upgrades_to_the_current_schema_and_keeps_its_jobs(store: Store) -> None:
-    """v3 changes only SQLite's indexes; v4 adds the state CHECK; v5 rate buckets; v6 the task catalogue; v7 batches (the rows and indexes stay as they were)."""
+    """v3 changes only SQLite's indexes; v4 adds the state CHECK; v5 rate buckets; v6 the task catalogue; v7 batches; v8 SQLite's key indexes (the rows and indexes stay as they were)."""
     job_ids = [store.jobs.insert(new(run_at=run_at), now=1_000.0) for run_at in (None, 2_000.0)]
     store.jobs.claim("main", 1, "m1", now=1_000.0)
     indexes_before = _index_definitions(store)
     _set_version(store, 2)
     assert store.version() == 2
-    assert store.initialise() == SCHEMA_VERSION == 7
-    assert store.version() == 7 and store.initialise() == 7
+    assert store.initialise() == SCHEMA_VERSION == 8
+    assert store.version() == 8 and store.initialise() == 8
     assert _index_definitions(store) == indexes_before
     assert [store.jobs.get(job_id).state for job_id in job_ids] == [JobState.RUNNING, JobState.SCHEDULED]
 
@@ -89,6 +89,7 @@ def test_a_v2_sqlite_store_gets_partial_indexes(tmp_path: Path) -> None:
         store.initialise()
         job_ids = [store.jobs.insert(new(run_at=run_at), now=1_000.0) for run_at in (None, 2_000.0)]
         store.jobs.claim("main", 1, "m1", now=1_000.0)
+        _as_v7_left_it(store)  # the key columns unique through table constraints
         with store.engine.begin() as connection:  # make it look like jobd v2 left it: full indexes
             for name, columns in [("jobs_waiting", "state, run_at"), ("jobs_owner", "owner, state"),
                                   ("jobs_state_finished", "state, finished_at")]:
@@ -116,6 +117,83 @@ def test_a_v2_sqlite_store_gets_partial_indexes(tmp_path: Path) -> None:
         store.dispose()
 
 
+def _as_v7_left_it(store: Store) -> None:
+    """Make a SQLite store look as jobd v7 left it: the key columns unique through table constraints."""
+    indexes = [sql for name, sql in _sqlite_index_sql(store).items() if name not in ("jobd_jobs_unique_key", "jobd_jobs_fire_key")]
+    with store.engine.begin() as connection:
+        create = connection.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'jobd_jobs'").scalar()
+        constraints = ", CONSTRAINT jobd_jobs_unique_key UNIQUE (unique_key), CONSTRAINT jobd_jobs_fire_key UNIQUE (fire_key)"
+        closing = create.rindex(")")
+        connection.exec_driver_sql("ALTER TABLE jobd_jobs RENAME TO jobd_jobs_old")
+        connection.exec_driver_sql(create[:closing] + constraints + create[closing:])
+        connection.exec_driver_sql("INSERT INTO jobd_jobs SELECT * FROM jobd_jobs_old")
+        connection.exec_driver_sql("DROP TABLE jobd_jobs_old")
+        for sql in indexes:
+            connection.exec_driver_sql(sql)
+    _set_version(store, 7)
+
+
+def _query_plan(store: Store, sql: str, parameters: tuple[object, ...]) -> str:
+    with store.engine.connect() as connection:
+        return " ".join(str(row[-1]) for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", parameters))
+
+
+def test_sqlite_keeps_the_key_columns_unique_through_partial_indexes_that_lookups_use(tmp_path: Path) -> None:
+    """v8: a plain job (no unique key, no fire key) adds no entry to the key indexes; lookups by key still use them."""
+    store = open_store(f"sqlite:///{tmp_path / 'jobd.db'}")
+    try:
+        store.initialise()
+        indexes = _sqlite_index_sql(store)
+        assert indexes["jobd_jobs_unique_key"].startswith("CREATE UNIQUE INDEX")
+        assert indexes["jobd_jobs_unique_key"].endswith("WHERE unique_key IS NOT NULL")
+        assert indexes["jobd_jobs_fire_key"].endswith("WHERE fire_key IS NOT NULL")
+        assert "UNIQUE" not in _sqlite_table_sql(store)
+        assert "INDEX jobd_jobs_unique_key (unique_key" in _query_plan(store, "SELECT id FROM jobd_jobs WHERE unique_key = ?", ("k",))
+        assert "INDEX jobd_jobs_unique_key (unique_key" in _query_plan(
+            store, "SELECT id, unique_key FROM jobd_jobs WHERE unique_key IN (?, ?)", ("a", "b"))
+
+        first = store.jobs.insert(new(unique_key="mail-42"))
+        assert store.jobs.insert(new(unique_key="mail-42")) == first  # the unfinished job holding the key
+        store.jobs.insert(new())
+        with pytest.raises(sa.exc.IntegrityError, match="unique_key"):
+            with store.engine.begin() as connection:
+                connection.exec_driver_sql(
+                    "INSERT INTO jobd_jobs (daemon, task, args, unique_key) VALUES ('main', 't.x', '{}', 'mail-42')")
+    finally:
+        store.dispose()
+
+
+def test_a_v7_sqlite_store_is_rebuilt_with_partial_key_indexes_and_keeps_its_jobs(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'jobd.db'}")
+    try:
+        store.initialise()
+        keyed = store.jobs.insert(new(unique_key="report-7"), now=1_000.0)
+        plain = store.jobs.insert(new(run_at=2_000.0), now=1_000.0)
+        _as_v7_left_it(store)
+        assert "jobd_jobs_unique_key UNIQUE" in _sqlite_table_sql(store) and "jobd_jobs_unique_key" not in _sqlite_index_sql(store)
+
+        assert store.initialise() == SCHEMA_VERSION == 8
+        assert "UNIQUE" not in _sqlite_table_sql(store)
+        indexes = _sqlite_index_sql(store)
+        assert indexes["jobd_jobs_unique_key"].endswith("WHERE unique_key IS NOT NULL")
+        assert {"jobd_jobs_ready", "jobd_jobs_waiting", "jobd_jobs_owner", "jobd_jobs_state_finished",
+                "jobd_jobs_undated", "jobd_jobs_batch", "jobd_jobs_fire_key"} <= set(indexes)
+        with store.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+        assert store.jobs.insert(new(unique_key="report-7")) == keyed  # the key still holds
+        assert [store.jobs.get(job_id).state for job_id in (keyed, plain)] == [JobState.QUEUED, JobState.SCHEDULED]
+
+        _set_version(store, 7)  # an upgrade run again (interrupted before it recorded v8) copies nothing again
+        assert store.initialise() == 8 and _sqlite_index_sql(store) == indexes
+    finally:
+        store.dispose()
+
+
+def _sqlite_table_sql(store: Store) -> str:
+    with store.engine.connect() as connection:
+        return str(connection.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'jobd_jobs'").scalar())
+
+
 @pytest.mark.parametrize("version, tables_it_lacks", [(4, ["rate_buckets", "task_catalogue"]), (5, ["task_catalogue"])])
 def test_a_v4_or_v5_store_gains_the_task_catalogue_and_keeps_its_jobs(store: Store, version: int, tables_it_lacks: list[str]) -> None:
     """v6 only adds the task catalogue's table (v7 batches): a store an older jobd left behind upgrades in place."""
@@ -126,8 +204,8 @@ def test_a_v4_or_v5_store_gains_the_task_catalogue_and_keeps_its_jobs(store: Sto
     _set_version(store, version)
     assert not sa.inspect(store.engine).has_table("jobd_task_catalogue")
 
-    assert store.initialise() == SCHEMA_VERSION == 7
-    assert store.version() == 7 and store.task_catalogue.read() == []
+    assert store.initialise() == SCHEMA_VERSION == 8
+    assert store.version() == 8 and store.task_catalogue.read() == []
     assert store.task_catalogue.publish([CatalogueRow("main", "v1", '{"tasks": {}}', 1.0)]) == ["main"]
     assert store.jobs.get(job_id).state == JobState.QUEUED
 
