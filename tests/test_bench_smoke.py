@@ -1,4 +1,4 @@
-"""The benchmarks still run: tiny versions of bench/peers.py and bench/footprint.py (jobd only), bench/cron.py, bench/priorities.py and others.
+"""The benchmarks still run: tiny versions of bench/peers.py and bench/footprint.py (jobd only), bench/cron.py, bench/priorities.py, bench/schedule_latency.py and others.
 
 They need none of the bench extras (Celery, RQ, Huey, Dramatiq): peers whose
 package is missing are skipped, jobd always runs. Numbers are not checked
@@ -116,3 +116,13 @@ def test_submit_rate_benchmark_sets_jobd_submit_beside_the_drivers_own_insert() 
     for mode, statements in (("imports", "1.00"), ("catalogue", "1.00"), ("driver", "1.00")):
         assert re.search(rf"^\| {mode} +\| +[\d,]+ \| +[\d.]+ \| +[\d.]+ \| +{statements} \|", output, re.MULTILINE), output
     assert re.search(r"^jobd.submit \(catalogue\) spends -?[\d.]+ µs per submit above the driver's own INSERT", output, re.MULTILINE), output
+
+
+@pytest.mark.timeout(120)
+def test_schedule_latency_benchmark_reports_every_job_and_the_first_and_last_of_each_tick() -> None:
+    output = run_bench("schedule_latency.py", "--entries", "5", "--seconds", "4")
+    for label in ("every job", "first of a tick", "last of a tick"):
+        row = next((line for line in output.splitlines() if line.strip().startswith(label)), None)
+        assert row is not None, output
+        count, *milliseconds = row.strip()[len(label):].split()
+        assert int(count) > 0 and len(milliseconds) == 5 and all(re.fullmatch(r"-?\d+\.\d", value) for value in milliseconds), row
