@@ -45,12 +45,15 @@ def check(config: ConfigOption = None) -> None:
 def init(config: ConfigOption = None) -> None:
     """Create or upgrade the store's tables (idempotent; `jobd start` does it too).
 
+    Prints "store URL created at schema vN", "… is at schema vN", or for an
+    upgrade the versions, how long it took and what each new version changed.
+
     Example: jobd init
     """
     from jobd.ops.jobs import initialise_store
 
-    url, version = initialise_store(load_settings(config))
-    console.print(f"store {url} is at schema v{version}")
+    for line in initialise_store(load_settings(config)).describe():
+        console.print(line, highlight=False)
 
 
 @reports_errors

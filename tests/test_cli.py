@@ -145,3 +145,17 @@ def test_start_detaches_and_stop_stops_it(deployment: Deployment) -> None:
     assert stopped.returncode == 0, stopped.stderr
     assert not deployment.answers()
     assert deployment.jobd("stop").returncode == 4
+
+
+def test_init_says_whether_it_created_upgraded_or_found_the_store_and_what_an_upgrade_changed(deployment: Deployment) -> None:
+    deployment.write_config({"main": {"workers": 1}})
+    created = deployment.jobd("init", check=True).stdout
+    assert "created at schema v8" in created
+    meta = deployment.store.tables["meta"]
+    with deployment.store.engine.begin() as connection:  # as jobd v7 left it (v8 changes nothing a re-run cannot redo)
+        connection.execute(meta.update().where(meta.c.key == "schema_version").values(value="7"))
+
+    upgraded = deployment.jobd("init", check=True).stdout
+    assert "upgraded from schema v7 to v8 in " in upgraded
+    assert "v8: SQLite: jobs.unique_key and jobs.fire_key are unique through partial indexes" in " ".join(upgraded.split())
+    assert "is at schema v8" in deployment.jobd("init", check=True).stdout

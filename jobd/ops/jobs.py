@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from ..states import FINAL, STATE_NAMES, JobState  # noqa: F401  (STATE_NAMES: i
 from ..store import Store, open_store
 from ..store.errors import raised_as_unavailable
 from ..store.job_logs import JobLogLine
+from ..store.schema import upgrade_steps
 from .job_reads import JobListing
 
 if TYPE_CHECKING:
@@ -36,11 +38,35 @@ def store_at(url: str) -> Store:
     return open_store(url)
 
 
+@dataclass(frozen=True)
+class StoreInitialised:
+    """What `jobd init` did: the store (password hidden), the version it found (None: new), the version now."""
+
+    url: str
+    found: int | None
+    version: int
+    seconds: float
+
+    def describe(self) -> list[str]:
+        """The lines `jobd init` prints: what changed, and for an upgrade what each version brought."""
+        if self.found is None:
+            return [f"store {self.url} created at schema v{self.version}"]
+        if self.found >= self.version:
+            return [f"store {self.url} is at schema v{self.version}"]
+        steps = upgrade_steps()
+        return [
+            f"store {self.url} upgraded from schema v{self.found} to v{self.version} in {self.seconds:.1f} s:",
+            *(f"  v{number}: {steps[number]}" for number in range(self.found + 1, self.version + 1) if number in steps),
+        ]
+
+
 @raised_as_unavailable()
-def initialise_store(settings: JobdConfig) -> tuple[str, int]:
-    """Create or upgrade the store's tables; the store's URL (password hidden) and schema version."""
+def initialise_store(settings: JobdConfig) -> StoreInitialised:
+    """Create or upgrade the store's tables."""
     store = store_at(settings.store)
-    return store.url, store.initialise()
+    began = time.monotonic()
+    version = store.initialise()
+    return StoreInitialised(store.url, store.found_version, version, time.monotonic() - began)
 
 
 @raised_as_unavailable()

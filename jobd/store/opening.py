@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -24,12 +26,15 @@ from .task_catalogue import TaskCatalogueTable
 if TYPE_CHECKING:
     from .schedules import ScheduleBook
 
+log = logging.getLogger("jobd.store")
+
 class Store:
     """One store: its engine, tables, job queue and master registry."""
 
     def __init__(self, engine: sa.Engine, *, submit_engine: sa.Engine | None = None) -> None:
         self.engine = engine
         self.submit_engine = submit_engine
+        self.found_version: int | None = None  # the schema version ``initialise`` found (None: none yet)
         self.metadata, self.tables = build_tables(engine.dialect.name)
         counters = BatchCounters(self.tables["batches"], self.tables["jobs"])
         self.jobs = JobQueue(
@@ -72,13 +77,18 @@ class Store:
         return self.engine.url.render_as_string(hide_password=True)
 
     def initialise(self) -> int:
-        """Create or upgrade the schema to ``SCHEMA_VERSION``; idempotent. Returns the version."""
+        """Create or upgrade the schema to ``SCHEMA_VERSION``; idempotent. Returns the version.
+
+        The version found before (None: a new store) is kept in ``found_version``;
+        an upgrade is logged with what it took.
+        """
+        began = time.monotonic()
         try:
             with self.engine.begin() as connection:
                 if self.engine.dialect.name == "mysql":
                     # Two masters starting together must not race on CREATE TABLE.
                     connection.exec_driver_sql("SELECT GET_LOCK('jobd_schema', 30)")
-                version = self._version_on(connection)
+                version = self.found_version = self._version_on(connection)
                 if version is not None and version > SCHEMA_VERSION:
                     raise StoreUnavailable(
                         f"the store at {self.url} has schema v{version}, newer than this jobd "
@@ -101,6 +111,8 @@ class Store:
                     connection.exec_driver_sql("SELECT RELEASE_LOCK('jobd_schema')")
         except sa.exc.OperationalError as error:
             raise StoreUnavailable(f"cannot reach the store at {self.url}: {error.orig}") from error
+        if version is not None and version < SCHEMA_VERSION:
+            log.info("store %s upgraded from schema v%s to v%s in %.1f s", self.url, version, SCHEMA_VERSION, time.monotonic() - began)
         return SCHEMA_VERSION
 
     def version(self) -> int | None:
