@@ -4,7 +4,7 @@ A config the full validation accepted is remembered by a fingerprint
 (``jobd.config_digest``); a changed or invalid file is validated again with
 the same errors. With a master running, the jobs come from its store over the
 control socket (``list_jobs``, ``show_job``), and the command imports neither
-SQLAlchemy nor pydantic; without one, it reads the store, and both say the same.
+SQLAlchemy nor pydantic; without one, it reads the store (still without pydantic), and both say the same.
 """
 
 from __future__ import annotations
@@ -63,6 +63,20 @@ def test_jobs_and_job_with_a_master_running_load_neither_sqlalchemy_nor_pydantic
         assert result.returncode == 0, result.stderr
         assert job_id in result.stdout
         assert loaded.isdisjoint(HEAVY), (args, sorted(loaded & set(HEAVY)))
+
+
+def test_jobs_and_job_with_no_master_read_the_store_without_building_the_config_models(
+    deployment: Deployment, tmp_path: Path, own_cache: Path,
+) -> None:
+    deployment.write_config({"main": {"workers": 1}})
+    deployment.jobd("init", check=True)
+    job_id = deployment.jobd("trigger", "main", "t.record", check=True).stdout.split()[0]
+    deployment.jobd("jobs", "-n", "5", check=True)  # the first command validates the new config
+    for args in (("jobs", "-n", "5"), ("job", job_id, "--json")):
+        result, loaded = loaded_by(deployment, tmp_path, *args)
+        assert result.returncode == 0, result.stderr
+        assert job_id in result.stdout
+        assert "pydantic" not in loaded and "sqlalchemy" in loaded, args  # the store read, at the digest's URL
 
 
 def test_the_master_and_the_store_list_the_same_jobs(deployment: Deployment, own_cache: Path) -> None:

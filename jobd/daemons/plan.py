@@ -15,10 +15,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from ..config import DaemonConfig
 from ..errors import InvalidTransition
 from ..workers.states import WorkerState
+
+if TYPE_CHECKING:
+    from ..config import DaemonConfig  # annotations only: the store reads desired states without the config's models
 
 
 class DaemonState(StrEnum):

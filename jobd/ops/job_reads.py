@@ -5,8 +5,9 @@ The local master holds the store open; asking it (``list_jobs``,
 whole config and loading the database layer. When no master answers, when
 it declines (a reply too large) or cannot answer (an older master, its
 store down), the command reads the store itself through ``jobd.ops.jobs``,
-whose errors are then the ones reported. Either way the queries are the
-same functions.
+whose errors are then the ones reported, at the URL the config's digest
+holds (``jobd.config_digest``): it builds no config models either way.
+Either way the queries are the same functions.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import defaults
-from ..config_digest import config_digest
+from ..config_digest import ConfigDigest, config_digest
 from ..errors import JobdError, MasterNotRunning, UnknownJob
 from ..job import Job
 
@@ -36,39 +37,38 @@ def list_jobs(
     config: ConfigPath, *, states: Sequence[str] = (), daemon: str | None = None, task: str | None = None, limit: int = 50,
 ) -> JobListing:
     """As ``jobd.ops.jobs.list_jobs`` for the config at ``config``."""
-    answer = _ask_master(config, "list_jobs", {"states": list(states), "daemon": daemon, "task": task, "limit": limit})
+    settings = config_digest(config)  # ConfigError here as from load_config
+    answer = _ask_master(settings, "list_jobs", {"states": list(states), "daemon": daemon, "task": task, "limit": limit})
     if answer is not None:
         try:
             if answer["jobs"] is not None:
                 return JobListing([Job.from_dict(job) for job in answer["jobs"]], list(answer["unknown_states"]))
         except (KeyError, TypeError, ValueError):
             pass  # not an answer this version understands: read the store
-    from ..config import load_config
     from .jobs import list_jobs as from_store
 
-    return from_store(load_config(config, with_schedule=False), states=states, daemon=daemon, task=task, limit=limit)
+    return from_store(settings, states=states, daemon=daemon, task=task, limit=limit)
 
 
 def show_job(config: ConfigPath, job_id: int) -> Job:
     """As ``jobd.ops.jobs.show_job`` for the config at ``config``."""
-    answer = _ask_master(config, "show_job", {"id": job_id})
+    settings = config_digest(config)
+    answer = _ask_master(settings, "show_job", {"id": job_id})
     if answer is not None:
         try:
             if answer["job"] is not None:
                 return Job.from_dict(answer["job"])
         except (KeyError, TypeError, ValueError):
             pass
-    from ..config import load_config
     from .jobs import show_job as from_store
 
-    return from_store(load_config(config, with_schedule=False), job_id)
+    return from_store(settings, job_id)
 
 
-def _ask_master(config: ConfigPath, op: str, args: dict[str, Any]) -> Any:
+def _ask_master(settings: ConfigDigest, op: str, args: dict[str, Any]) -> Any:
     """The local master's answer; None when the store must be read instead. ``UnknownJob`` is the answer."""
     from ..control import client
 
-    settings = config_digest(config)  # ConfigError here as from load_config
     try:
         return client.call(settings.socket, op, args, timeout=defaults.JOBS_FROM_MASTER_TIMEOUT_SECONDS)
     except UnknownJob:

@@ -15,9 +15,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..config import JobdConfig
 from ..errors import WaitTimedOut
 from ..job import Job
 from ..states import FINAL, STATE_NAMES, JobState  # noqa: F401  (STATE_NAMES: imported from here too)
@@ -29,6 +28,15 @@ from .job_reads import JobListing
 
 if TYPE_CHECKING:
     from ..bulk import BulkResult
+    from ..config import JobdConfig
+
+
+class StoreSettings(Protocol):
+    """What reading the store needs of a config: its URL (a ``JobdConfig``, or a ``ConfigDigest``,
+    which spares a command with no master to ask building the config's models)."""
+
+    @property
+    def store(self) -> str: ...
 
 
 
@@ -71,7 +79,7 @@ def initialise_store(settings: JobdConfig) -> StoreInitialised:
 
 @raised_as_unavailable()
 def list_jobs(
-    settings: JobdConfig, *, states: Sequence[str] = (), daemon: str | None = None, task: str | None = None, limit: int = 50,
+    settings: StoreSettings, *, states: Sequence[str] = (), daemon: str | None = None, task: str | None = None, limit: int = 50,
 ) -> JobListing:
     """Recent jobs, newest first, filtered by any stored state value, daemon and task.
 
@@ -90,7 +98,7 @@ def find_jobs(store: Store, *, states: Sequence[str], daemon: str | None, task: 
 
 
 @raised_as_unavailable()
-def show_job(settings: JobdConfig, job_id: int) -> Job:
+def show_job(settings: StoreSettings, job_id: int) -> Job:
     """One job; ``UnknownJob`` (exit 2) when no job has that id."""
     return store_at(settings.store).jobs.get(job_id)
 
