@@ -243,6 +243,9 @@ def _undated_index(dialect: str) -> list[sa.Index]:
     return [sa.Index(f"{P}jobs_undated", "state", sqlite_where=sa.text(UNDATED_WHERE))]
 
 
+KEY_COLUMNS = ("unique_key", "fire_key")  # each unique among the jobs that have one
+
+
 def _key_uniqueness(dialect: str) -> list[sa.UniqueConstraint | sa.Index]:
     """``unique_key`` and ``fire_key`` are each unique among the jobs that have one.
 
@@ -260,8 +263,6 @@ def _key_uniqueness(dialect: str) -> list[sa.UniqueConstraint | sa.Index]:
         for column in KEY_COLUMNS
     ]
 
-
-KEY_COLUMNS = ("unique_key", "fire_key")
 
 PARTIAL_ON_SQLITE = tuple(f"{P}{name}" for name in ("jobs_waiting", "jobs_owner", "jobs_state_finished"))
 
