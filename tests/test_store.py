@@ -20,6 +20,7 @@ from jobd.store.task_catalogue import CatalogueRow
 from jobd.store import cursor_sql as direct
 from jobd.job import encode_json
 from jobd.store.jobs import Outcome
+from faults.rows_sql import downgrade_keys_to_v7
 
 
 def new(task: str = "t.record", **kwargs) -> NewJob:  # type: ignore[no-untyped-def]
@@ -89,7 +90,7 @@ def test_a_v2_sqlite_store_gets_partial_indexes(tmp_path: Path) -> None:
         store.initialise()
         job_ids = [store.jobs.insert(new(run_at=run_at), now=1_000.0) for run_at in (None, 2_000.0)]
         store.jobs.claim("main", 1, "m1", now=1_000.0)
-        _as_v7_left_it(store)  # the key columns unique through table constraints
+        downgrade_keys_to_v7(store)  # the key columns unique through table constraints
         with store.engine.begin() as connection:  # make it look like jobd v2 left it: full indexes
             for name, columns in [("jobs_waiting", "state, run_at"), ("jobs_owner", "owner, state"),
                                   ("jobs_state_finished", "state, finished_at")]:
@@ -115,22 +116,6 @@ def test_a_v2_sqlite_store_gets_partial_indexes(tmp_path: Path) -> None:
         assert [job.id for job in store.jobs.claim("main", 5, "m1", now=2_000.0)] == [job_ids[1]]
     finally:
         store.dispose()
-
-
-def _as_v7_left_it(store: Store) -> None:
-    """Make a SQLite store look as jobd v7 left it: the key columns unique through table constraints."""
-    indexes = [sql for name, sql in _sqlite_index_sql(store).items() if name not in ("jobd_jobs_unique_key", "jobd_jobs_fire_key")]
-    with store.engine.begin() as connection:
-        create = connection.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'jobd_jobs'").scalar()
-        constraints = ", CONSTRAINT jobd_jobs_unique_key UNIQUE (unique_key), CONSTRAINT jobd_jobs_fire_key UNIQUE (fire_key)"
-        closing = create.rindex(")")
-        connection.exec_driver_sql("ALTER TABLE jobd_jobs RENAME TO jobd_jobs_old")
-        connection.exec_driver_sql(create[:closing] + constraints + create[closing:])
-        connection.exec_driver_sql("INSERT INTO jobd_jobs SELECT * FROM jobd_jobs_old")
-        connection.exec_driver_sql("DROP TABLE jobd_jobs_old")
-        for sql in indexes:
-            connection.exec_driver_sql(sql)
-    _set_version(store, 7)
 
 
 def _query_plan(store: Store, sql: str, parameters: tuple[object, ...]) -> str:
@@ -169,7 +154,7 @@ def test_a_v7_sqlite_store_is_rebuilt_with_partial_key_indexes_and_keeps_its_job
         store.initialise()
         keyed = store.jobs.insert(new(unique_key="report-7"), now=1_000.0)
         plain = store.jobs.insert(new(run_at=2_000.0), now=1_000.0)
-        _as_v7_left_it(store)
+        downgrade_keys_to_v7(store)
         assert "jobd_jobs_unique_key UNIQUE" in _sqlite_table_sql(store) and "jobd_jobs_unique_key" not in _sqlite_index_sql(store)
 
         assert store.initialise() == SCHEMA_VERSION == 8

@@ -50,3 +50,22 @@ def downgrade_to_v3(store: Store) -> None:
         connection.exec_driver_sql("UPDATE jobd_meta SET value = '3' WHERE `key` = 'schema_version'"
                                    if store.engine.dialect.name == "mysql" else
                                    "UPDATE jobd_meta SET value = '3' WHERE key = 'schema_version'")
+
+
+def downgrade_keys_to_v7(store: Store) -> None:
+    """Make a SQLite store look as jobd v7 left it: the key columns unique through table constraints."""
+    with store.engine.begin() as connection:
+        create = str(connection.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'jobd_jobs'").scalar())
+        indexes = list(connection.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = 'jobd_jobs' AND type = 'index' AND sql IS NOT NULL "
+            "AND name NOT IN ('jobd_jobs_unique_key', 'jobd_jobs_fire_key')"
+        ).scalars())
+        constraints = ", CONSTRAINT jobd_jobs_unique_key UNIQUE (unique_key), CONSTRAINT jobd_jobs_fire_key UNIQUE (fire_key)"
+        closing = create.rindex(")")
+        connection.exec_driver_sql("ALTER TABLE jobd_jobs RENAME TO jobd_jobs_old")
+        connection.exec_driver_sql(create[:closing] + constraints + create[closing:])
+        connection.exec_driver_sql("INSERT INTO jobd_jobs SELECT * FROM jobd_jobs_old")
+        connection.exec_driver_sql("DROP TABLE jobd_jobs_old")
+        for index in indexes:
+            connection.exec_driver_sql(index)
+        connection.exec_driver_sql("UPDATE jobd_meta SET value = '7' WHERE key = 'schema_version'")
