@@ -4,10 +4,13 @@ The local master holds the store open; asking it (``list_jobs``,
 ``show_job``: ``jobd.master.job_queries``) spares the command validating the
 whole config and loading the database layer. When no master answers, when
 it declines (a reply too large) or cannot answer (an older master, its
-store down), the command reads the store itself through ``jobd.ops.jobs``,
-whose errors are then the ones reported, at the URL the config's digest
-holds (``jobd.config_digest``): it builds no config models either way.
-Either way the queries are the same functions.
+store down), the command reads the store itself, whose errors are then the
+ones reported: through the database driver alone (``store.driver_reads``),
+connecting as the config's digest recorded (``jobd.config_digest``), so it
+neither builds config models nor imports SQLAlchemy. Where the digest has no
+driver arguments to use (a SQLite file that does not exist yet), it goes
+through ``jobd.ops.jobs`` at the digest's URL. Every way runs the same
+statements (``store.job_reads_sql``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,11 @@ from .. import defaults
 from ..config_digest import ConfigDigest, config_digest
 from ..errors import JobdError, MasterNotRunning, UnknownJob
 from ..job import Job
+from ..states import STATE_NAMES
+from ..store.driver_reads import driver_job_reads
+from ..store.driver_sql import existing_target
+from ..store.job_reads_sql import JobFilter
+from ..store.row_decoding import decode_found, decode_row
 
 ConfigPath = str | os.PathLike[str] | None
 
@@ -31,6 +39,11 @@ class JobListing:
 
     jobs: list[Job]
     unknown_states: list[str]
+
+    @classmethod
+    def of(cls, jobs: list[Job], states: Sequence[str]) -> JobListing:
+        """``jobs`` found for ``states``, naming those that are not jobd states (only rows another application wrote match them)."""
+        return cls(jobs, sorted({str(state) for state in states} - STATE_NAMES))
 
 
 def list_jobs(
@@ -45,6 +58,11 @@ def list_jobs(
                 return JobListing([Job.from_dict(job) for job in answer["jobs"]], list(answer["unknown_states"]))
         except (KeyError, TypeError, ValueError):
             pass  # not an answer this version understands: read the store
+    target = existing_target(settings.driver)
+    if target is not None:
+        wanted = JobFilter(tuple(str(state) for state in states), daemon, task, limit)
+        with driver_job_reads(target) as reads:
+            return JobListing.of([decode_row(row) for row in reads.page(wanted)], states)
     from .jobs import list_jobs as from_store
 
     return from_store(settings, states=states, daemon=daemon, task=task, limit=limit)
@@ -60,6 +78,10 @@ def show_job(config: ConfigPath, job_id: int) -> Job:
                 return Job.from_dict(answer["job"])
         except (KeyError, TypeError, ValueError):
             pass
+    target = existing_target(settings.driver)
+    if target is not None:
+        with driver_job_reads(target) as reads:
+            return decode_found(reads.get(job_id), job_id)
     from .jobs import show_job as from_store
 
     return from_store(settings, job_id)

@@ -93,8 +93,7 @@ def list_jobs(
 def find_jobs(store: Store, *, states: Sequence[str], daemon: str | None, task: str | None, limit: int) -> JobListing:
     """``list_jobs`` on an open store: the CLI's own, or a running master's (``jobd.master.job_queries``)."""
     wanted: list[JobState | str] = [JobState(value) if value in STATE_NAMES else value for value in states]
-    found = store.jobs.list(states=wanted, daemon=daemon, task=task, limit=limit)
-    return JobListing(found, sorted({str(value) for value in wanted} - STATE_NAMES))
+    return JobListing.of(store.jobs.list(states=wanted, daemon=daemon, task=task, limit=limit), states)
 
 
 @raised_as_unavailable()

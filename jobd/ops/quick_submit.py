@@ -36,14 +36,13 @@ not submitted", as likely true there as here).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 from ..catalogue_check import decode
 from ..config_digest import ConfigDigest
 from ..errors import StoreUnavailable
 from ..handoff.submit_side import announce, hand_off, offer_for
-from ..store.driver_sql import DriverTarget
+from ..store.driver_sql import DriverTarget, existing_target
 from ..store.new_job import NewJob
 from ..workers.protocol import HandedJob
 
@@ -56,10 +55,10 @@ def submit_quickly(
     ``digest`` is the config's (``config_digest``). ``UnknownTask`` and
     ``InvalidArgs`` as from ``jobd.api.submit``.
     """
-    if digest.driver is None or daemon not in digest.daemons or not isinstance(args, dict):
+    if daemon not in digest.daemons or not isinstance(args, dict):
         return None
     offer = offer_for(digest.socket, daemon) if digest.handoff and (run_at is None or run_at <= time.time()) else None
-    target = _target(digest.driver)
+    target = existing_target(digest.driver)
     if target is None:
         return None
     from ..store.driver_submit import SubmitStatements
@@ -98,23 +97,6 @@ def submit_quickly(
     finally:
         store.close()
     return job_id
-
-
-def _target(driver: dict[str, Any]) -> DriverTarget | None:
-    """The digest's driver arguments; None for a SQLite file that does not exist (connecting would create it)."""
-    try:
-        target = DriverTarget(
-            str(driver["dialect"]), tuple(driver["args"]), dict(driver["kwargs"]), tuple(str(line) for line in driver["setup"]),
-        )
-    except (KeyError, TypeError, ValueError):
-        return None
-    if target.dialect == "sqlite":
-        database = target.args[0] if target.args else None
-        if not isinstance(database, str) or target.kwargs.get("uri") or not Path(database).is_file():
-            return None
-    elif target.dialect != "mysql":
-        return None
-    return target
 
 
 def _maybe_committed(target: DriverTarget, error: BaseException) -> bool:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .. import defaults
@@ -47,6 +48,27 @@ class DriverTarget:
     @property
     def placeholder(self) -> str:
         return "?" if self.dialect == "sqlite" else "%s"
+
+
+def existing_target(driver: dict[str, Any] | None) -> DriverTarget | None:
+    """A config digest's driver arguments (``jobd.config_digest``), or None where connecting is not
+    the whole answer: none recorded, data not of this version's shape, a SQLite file that does not
+    exist (connecting would create it). Such a command takes the full path, which reports the problem."""
+    if driver is None:
+        return None
+    try:
+        target = DriverTarget(
+            str(driver["dialect"]), tuple(driver["args"]), dict(driver["kwargs"]), tuple(str(line) for line in driver["setup"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    if target.dialect == "sqlite":
+        database = target.args[0] if target.args else None
+        if not isinstance(database, str) or target.kwargs.get("uri") or not Path(database).is_file():
+            return None
+    elif target.dialect != "mysql":
+        return None
+    return target
 
 
 def sqlite_pragmas(busy_timeout_seconds: float, *, checkpoint_on_commit: bool = True) -> tuple[str, ...]:

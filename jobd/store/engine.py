@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import os
 import weakref
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 
 from .. import defaults
 from ..errors import StoreUnavailable
 from .driver_sql import DriverTarget, prepare_sqlite_connection, sqlite_pragmas
+from .job_reads_sql import Rows
 
 SQLITE_BUSY_TIMEOUT_MS = int(defaults.SQLITE_BUSY_TIMEOUT_SECONDS * 1000)
 MYSQL_TIMEOUTS = {
@@ -29,6 +31,16 @@ MYSQL_TIMEOUTS = {
 }
 SERVER_STATUS_IN_TRANS = 0x0001  # MySQL protocol: a transaction is open on this connection
 READ_ONLY = {"jobd_read_only": True}
+
+
+def rows_of(connection: sa.Connection) -> Rows:
+    """Run driver SQL (``job_reads_sql``) on a SQLAlchemy connection, inside whatever transaction it holds."""
+
+    def rows(sql: str, parameters: tuple[Any, ...]) -> Sequence[Mapping[str, Any]]:
+        # RowMapping is keyed by name here: driver SQL has no Column objects to key by.
+        return cast(Sequence[Mapping[str, Any]], connection.exec_driver_sql(sql, parameters).mappings().all())
+
+    return rows
 
 
 def make_engine(url: str, *, checkpoint_on_commit: bool = True, autocommit: bool = False) -> sa.Engine:

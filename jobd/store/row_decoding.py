@@ -20,6 +20,7 @@ from functools import partial
 from typing import Any
 
 from .. import defaults
+from ..errors import UnknownJob
 from ..job import Job
 from ..states import JobState
 
@@ -29,6 +30,13 @@ from ..states import JobState
 sqlite_text: Callable[[bytes], str] = partial(str, encoding="utf-8", errors="surrogateescape")
 
 _STATES = {str(state): state for state in JobState}
+
+
+def decode_found(row: Any, job_id: int) -> Job:
+    """The job in the row read for ``job_id``; ``UnknownJob`` when there was none (None)."""
+    if row is None:
+        raise UnknownJob(f"no job with id {job_id}")
+    return decode_row(row)
 
 
 def decode_row(row: Any) -> Job:

@@ -1,15 +1,9 @@
-"""Finding jobs by state alone ("every running job") through an index, on both backends.
+"""Finding jobs by state alone ("every running job") through an index, as SQLAlchemy conditions.
 
-A query that names states but no daemon needs an index led by ``state``. On
-MySQL ``jobs_waiting (state, run_at)`` is one. On SQLite it is partial (it
-holds only rows with a ``run_at``, so a plain job's INSERT and claim do not
-write it; see ``schema.py``), and so are the other indexes led by ``state``:
-such a query would read the whole table. What SQLite has instead is the
-claim's ``jobs_ready (daemon, state, …)``, usable once the daemons are named.
-So on SQLite the condition also says "the daemon is one that has jobs", and
-those daemons are found with one index seek each: a loose index scan over
-``jobs_ready``, written as a recursive CTE (SQLite has no skip scan without
-``ANALYZE`` statistics). SQLite then searches ``(daemon, state)`` per daemon.
+The reasoning, and the SQL, are ``job_reads_sql.JobReads.in_states``'s: on
+SQLite the condition also says "the daemon is one that has jobs"
+(``DAEMON_HAS_JOBS``), so SQLite searches the claim's ``(daemon, state)``
+index per daemon instead of reading the whole table.
 """
 
 from __future__ import annotations
@@ -19,20 +13,13 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 
 from ..states import JobState
+from .job_reads_sql import DAEMON_HAS_JOBS
 
 
-def in_states(jobs: sa.Table, states: Iterable[JobState | str], dialect: str) -> list[sa.ColumnElement[bool]]:
-    """The WHERE terms for "the job is in one of ``states``", indexed on ``dialect``."""
+def in_states(jobs: sa.Table, states: Iterable[JobState | str], dialect: str) -> list[sa.ColumnElement[bool] | sa.TextClause]:
+    """The WHERE terms for "the job is in one of ``states``", indexed on ``dialect`` (a query on ``jobs`` alone)."""
     names = sorted(str(state) for state in states)
-    state_term = jobs.c.state == names[0] if len(names) == 1 else jobs.c.state.in_(names)
+    state_term: sa.ColumnElement[bool] = jobs.c.state == names[0] if len(names) == 1 else jobs.c.state.in_(names)
     if dialect != "sqlite":
         return [state_term]
-    return [jobs.c.daemon.in_(daemons_with_jobs(jobs)), state_term]
-
-
-def daemons_with_jobs(jobs: sa.Table) -> sa.Select[tuple[str]]:
-    """Every daemon that has a row in ``jobs``: the smallest, then the next one above it, and so on."""
-    first = sa.select(sa.func.min(jobs.c.daemon).label("name")).cte("daemons_with_jobs", recursive=True)
-    following = sa.select(sa.func.min(jobs.c.daemon)).where(jobs.c.daemon > first.c.name).scalar_subquery()
-    daemons = first.union_all(sa.select(following).where(first.c.name.is_not(None)))
-    return sa.select(daemons.c.name)
+    return [sa.text(DAEMON_HAS_JOBS), state_term]

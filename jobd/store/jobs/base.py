@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from ...errors import UnknownJob
 from ...job import Job
 from ...states import JobState
 from ..batches import BatchCounters
+from ..engine import rows_of
+from ..job_reads_sql import JobReads
 from ..rate_buckets import RateBuckets
-from .records import row_to_job
+from ..row_decoding import decode_found
 from .statements import ClaimStatements, DirectStatements
 
 
@@ -47,14 +48,12 @@ class JobsTable:
             self._direct_statements = DirectStatements(self.engine, self.table, self._claim_statements)
         return self._direct_statements
 
+    def _reads(self, connection: sa.Connection) -> JobReads:
+        """The read statements ``jobd jobs`` also runs without SQLAlchemy, here on ``connection``."""
+        return JobReads(rows_of(connection), self.engine.dialect.name)
+
     def _get_on(self, connection: sa.Connection, job_id: int, *, lock: bool = False) -> Job:
-        query = sa.select(self.table).where(self.table.c.id == job_id)
-        if lock and self.is_mysql:
-            query = query.with_for_update()
-        row = connection.execute(query).mappings().first()
-        if row is None:
-            raise UnknownJob(f"no job with id {job_id}")
-        return row_to_job(row)
+        return decode_found(self._reads(connection).get(job_id, lock=lock), job_id)
 
     def _count_in_batches(self, connection: sa.Connection, job_ids: list[int], state: JobState, now: float, sign: int = 1) -> None:
         """Count rows this transaction moved to (or, ``sign=-1``, out of) ``state`` in their batches' counters."""

@@ -11,7 +11,6 @@ from ...errors import InvalidArgs, InvalidTransition
 from ...job import Job
 from ...states import FINAL, JobState, phrase, sources_of, transition
 from ..engine import READ_ONLY
-from ..job_window import created_conditions, id_range_for_created
 from .base import JobsTable
 
 
@@ -83,7 +82,7 @@ class OperatorActions(JobsTable):
         jobs = self.table
         dead = str(JobState.DEAD)
         with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            window = id_range_for_created(connection, jobs, created_after, created_before) if (
+            window = self._reads(connection).id_range_for_created(created_after, created_before) if (
                 created_after is not None or created_before is not None) else (0, 2**63 - 1)
         changed: list[int] = []
         if window is None:
@@ -127,3 +126,13 @@ class OperatorActions(JobsTable):
                     )
                 ).scalars()
             )
+
+
+def created_conditions(jobs: sa.Table, created_after: float | None, created_before: float | None) -> list[sa.ColumnElement[bool]]:
+    """The exact creation-time conditions, applied inside the id range (``JobReads.id_range_for_created``)."""
+    conditions: list[sa.ColumnElement[bool]] = []
+    if created_after is not None:
+        conditions.append(jobs.c.created_at >= created_after)
+    if created_before is not None:
+        conditions.append(jobs.c.created_at < created_before)
+    return conditions

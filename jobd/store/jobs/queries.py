@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from ...job import Job
 from ...states import CLAIMABLE, JobState
 from ..engine import READ_ONLY
-from ..job_window import created_conditions, id_range_for_created
+from ..job_reads_sql import JobFilter
 from ..state_lookup import in_states
 from .base import JobsTable
 from .records import row_to_job
@@ -36,28 +36,13 @@ class Queries(JobsTable):
     ) -> list[Job]:
         """Most recent jobs first, filtered; ``before_id`` pages on by key (no offset, no count).
 
-        A creation-time window becomes a primary-key range (``job_window``), so it walks the key, not the table.
+        The statements are ``job_reads_sql``'s, which ``jobd jobs`` also runs with no master (and no SQLAlchemy).
         """
-        jobs = self.table
-        query = sa.select(jobs).order_by(jobs.c.id.desc()).limit(limit)
-        if before_id is not None:
-            query = query.where(jobs.c.id < before_id)
-        if created_after is not None or created_before is not None:
-            with self.engine.connect().execution_options(**READ_ONLY) as connection:
-                window = id_range_for_created(connection, jobs, created_after, created_before)
-            if window is None:
-                return []
-            query = query.where(jobs.c.id.between(*window), *created_conditions(jobs, created_after, created_before))
-        if daemon:
-            query = query.where(jobs.c.daemon == daemon)
-            if states:
-                query = query.where(jobs.c.state.in_([str(state) for state in states]))
-        elif states:
-            query = query.where(*in_states(jobs, states, self.engine.dialect.name))
-        if task:
-            query = query.where(jobs.c.task == task)
+        wanted = JobFilter(
+            tuple(str(state) for state in states), daemon, task, limit, before_id, created_after, created_before,
+        )
         with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            return [row_to_job(row) for row in connection.execute(query).mappings()]
+            return [row_to_job(row) for row in self._reads(connection).page(wanted)]
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Number of jobs per daemon and state: ``{daemon: {state: n}}``."""
