@@ -4,8 +4,9 @@ Issue 19's goal: ``jobd status --json``, ``jobd trigger`` and ``jobd jobs -n
 20`` at most 1.2× the wall time of ``rq info`` on the same machine (median of
 10). Each command runs as the user runs it — the installed console script,
 a fresh interpreter every time — against a throw-away deployment (SQLite
-store, one daemon, 200 jobs); ``status --json``, ``jobs``, ``job`` and
-``trigger`` are timed with the master running and with it stopped, and
+store, one daemon, 200 jobs); ``status`` (tables and ``--json``), ``jobs``, ``job`` and
+``trigger`` are timed with the master running and with it stopped (``status DAEMON``
+with it running), and
 ``trigger`` also once the task catalogue is published (``jobd check``; a
 master's start does it too), which a submit checks against instead of
 importing the daemon's task code. ``rq info`` asks a Redis holding one queue of
@@ -168,6 +169,7 @@ def main() -> None:
         commands = {
             "rq info": [str(BIN / "rq"), "info", "--url", redis.url],
             "jobd status --json (master stopped)": [*jobd_command, "status", "--json", *with_config],
+            "jobd status (master stopped)": [*jobd_command, "status", *with_config],
             "jobd jobs -n 20": [*jobd_command, "jobs", "-n", "20", *with_config],
             "jobd job ID": [*jobd_command, "job", "1", *with_config],
             "jobd trigger": [*jobd_command, "trigger", "main", "bench.noop", "--arg", "n=1", *with_config],
@@ -187,8 +189,10 @@ def main() -> None:
             times[published].append(run(commands["jobd trigger"], root))
         run([*jobd_command, "start", *with_config], root)
         master_started = True
-        with_master = {  # jobs, job and status --json are answered by the master when one runs
+        with_master = {  # jobs, job and status (tables, --json, one daemon) are answered by the master when one runs
             "jobd status --json (master running)": [*jobd_command, "status", "--json", *with_config],
+            "jobd status (master running)": commands["jobd status (master stopped)"],
+            "jobd status main (master running)": [*jobd_command, "status", "main", *with_config],
             "jobd jobs -n 20 (master running)": commands["jobd jobs -n 20"],
             "jobd job ID (master running)": commands["jobd job ID"],
             "jobd trigger (master running)": commands["jobd trigger"],

@@ -1,23 +1,21 @@
-"""`jobd status [DAEMON] [--json]`: the typed ``StatusReport`` printed for people or programs.
+"""`jobd status [DAEMON] [--json]`: the status document printed for people or programs.
 
-``--json`` prints ``StatusReport.to_json()`` (docs/status-json.md); the
-tables below read the same report. Library code is imported when the
-command runs (see ``cli.jobs_commands``).
+``--json`` prints the document (``StatusReport.to_json()``, docs/status-json.md);
+the tables below read the same document. With a master running, the
+master composes it (``jobd.ops.status_reads``) and the command validates no
+config models and loads no database code, for people and programs alike.
+Library code is imported when the command runs (see ``cli.jobs_commands``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Optional
+from pathlib import Path
+from typing import Annotated, Any, Optional
 
 import typer
 
 from .options import ConfigOption, JsonOption, load_settings
 from .output import console, duration, print_json, reports_errors, when
-
-if TYPE_CHECKING:
-    from jobd.config import JobdConfig
-    from jobd.status.model import StatusReport
-
 
 @reports_errors
 def status(
@@ -30,77 +28,81 @@ def status(
     Example: jobd status --json
              jobd status mailing    (workers, running jobs, queue, recent failures, next ticks)
     """
-    if daemon is None and as_json:
-        from jobd.ops.status_reads import status_from_master
-
-        document = status_from_master(config)  # composed by the running master: nothing heavy loaded here
-        if document is not None:
-            print_json(document)
-            return
-    settings = load_settings(config, with_schedule=False)
     if daemon is not None:
-        _print_daemon(settings, daemon, as_json)
+        _print_daemon(config, daemon, as_json)
         return
-    from jobd.status.report import read_status
+    from jobd.ops.status_reads import status_from_master
 
-    report = read_status(settings, live_activity=as_json)  # the running jobs of every host: for tools
+    document = status_from_master(config)  # composed by the running master: nothing heavy loaded here
+    if document is None:
+        from jobd.status.report import read_status
+
+        settings = load_settings(config, with_schedule=False)
+        document = read_status(settings, live_activity=as_json).to_json()  # the running jobs of every host: for tools
     if as_json:
-        print_json(report.to_json())  # the documented shape: docs/status-json.md
-        return
-    print_report(report)
+        print_json(document)  # the documented shape: docs/status-json.md
+    else:
+        print_status(document)
 
 
-def _print_daemon(settings: JobdConfig, daemon: str, as_json: bool) -> None:
+def _print_daemon(config: Path | None, daemon: str, as_json: bool) -> None:
+    """The running master's detail on ``daemon`` (the config's digest names its socket), else the store's."""
+    from jobd.config_digest import config_digest
     from jobd.control import client
-    from jobd.daemons import client as daemon_client
     from jobd.errors import MasterNotRunning
 
     from . import daemons as daemon_output
 
     try:
-        detail = client.call(settings.socket, "daemon_status", {"daemon": daemon})
+        detail = client.call(config_digest(config).socket, "daemon_status", {"daemon": daemon})
     except MasterNotRunning:
-        detail = daemon_client.status_from_store(settings, daemon)
+        from jobd.daemons import client as daemon_client
+
+        detail = daemon_client.status_from_store(load_settings(config, with_schedule=False), daemon)
     if as_json:
         print_json(detail)
     else:
         daemon_output.print_daemon_detail(detail)
 
 
-def print_report(report: StatusReport) -> None:
-    """The status for people: master, other hosts' masters, one row per daemon, then the workers."""
+def print_status(document: dict[str, Any]) -> None:
+    """The status for people, from the ``status --json`` document: master, other hosts' masters, a row per daemon, workers.
+
+    One renderer over the documented shape, whether the running master composed the document or this command did.
+    """
     from rich import box
     from rich.markup import escape
     from rich.table import Table
 
-    from jobd.status.model import RegisteredMaster
-
     from . import daemons as daemon_output
 
-    master = report.master
-    if master is not None:
-        console.print(f"master [green]running[/] pid {master.pid} on {master.host}, up {duration(master.uptime)}")
+    master = document["master"]
+    if master.get("running"):
+        console.print(f"master [green]running[/] pid {master['pid']} on {master['host']}, up {duration(master.get('uptime'))}")
     else:
         console.print("master [red]not running[/] (counts below come from the store)")
-    store_health = report.store or {}
+    store_health = document.get("store") or {}
     if store_health.get("available") is False:
         console.print(
             f"store [red]unavailable[/] since {when(store_health.get('since'))} ({store_health.get('error')}); "
             "counts below are the last read, workers keep running",
             highlight=False,
         )
-    registered = [record for record in report.masters if isinstance(record, RegisteredMaster)]
-    if len(registered) > 1 or any(not record.alive for record in registered):
+    registered = [record for record in document.get("masters") or [] if "heartbeat_age" in record]  # the store's registry
+    if len(registered) > 1 or any(not record["alive"] for record in registered):
         hosts = Table("master", "host", "pid", "state", "daemons", "heartbeat")
         for record in registered:
-            state = record.state if record.alive or record.state in ("stopped", "dead") else "silent"
-            hosts.add_row(record.id, record.host, str(record.pid), state, ", ".join(record.daemons), f"{record.heartbeat_age:.0f}s ago")
+            state = record["state"] if record["alive"] or record["state"] in ("stopped", "dead") else "silent"
+            hosts.add_row(
+                record["id"], record["host"], str(record["pid"]), state, ", ".join(record["daemons"]),
+                f"{record['heartbeat_age']:.0f}s ago",
+            )
         console.print(hosts)
     # busy/idle per worker are in the workers table below; this one fits 80 columns
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for header in ("daemon", "desired", "actual", "queued", "running", "retry", "done", "dead", "cancel"):
         table.add_column(header, no_wrap=True, min_width=len(header))
-    rows = {name: daemon.to_json() for name, daemon in report.daemons.items()}
+    rows: dict[str, dict[str, Any]] = document["daemons"]
     for name, row in rows.items():
         counts = row["counts"]
         table.add_row(
@@ -112,7 +114,8 @@ def print_report(report: StatusReport) -> None:
     console.print(table)
     from jobd import rate_status
 
-    for note in report.notes() + rate_status.notes({"daemons": rows}):  # jobs nobody runs, unknown states, rate waits
+    unseen = [entry["note"] for key in ("unserved", "unknown_states") for entry in document.get(key) or []]
+    for note in unseen + rate_status.notes(document):  # jobs nobody runs, unknown states, rate waits
         console.print(f"[yellow]{escape(note)}[/]", highlight=False)
     workers = daemon_output.workers_table(rows)
     if workers is not None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import JobdConfig
 from .errors import StoreUnavailable
-from .store import Store
-from .store.errors import raised_as_unavailable
+
+if TYPE_CHECKING:  # ``notes`` serves `jobd status` for people, which loads neither
+    from .config import JobdConfig
+    from .store import Store
 
 
 def rate_waits(settings: JobdConfig, store: Store, daemons: Iterable[str], *, now: float | None = None) -> dict[str, list[dict[str, Any]]]:
@@ -21,6 +22,8 @@ def rate_waits(settings: JobdConfig, store: Store, daemons: Iterable[str], *, no
 
     Empty when the store is down or not initialised: the wait is display data.
     """
+    from .store.errors import raised_as_unavailable
+
     now = time.time() if now is None else now
     found: dict[str, list[dict[str, Any]]] = {}
     for name in daemons:

@@ -64,6 +64,31 @@ def test_status_json_with_a_master_running_is_the_masters_document_and_loads_not
     assert from_master["master"]["running"] is True and list(from_master["daemons"]) == ["main", "other"]
 
 
+def test_status_for_people_with_a_master_running_prints_the_masters_document_and_loads_nothing_heavy(
+    deployment: Deployment, tmp_path: Path, own_cache: Path,
+) -> None:
+    deployment.write_config({"main": {"workers": 1}, "other": {"workers": 2}})
+    deployment.start_master()
+    deployment.jobd("trigger", "main", "t.record", "--wait", timeout=60, check=True)
+    deployment.jobd("status", check=True)  # the first command validates the new config
+    for args in (("status",), ("status", "main")):
+        result, loaded = loaded_by(deployment, tmp_path, *args)
+        assert result.returncode == 0, result.stderr
+        assert loaded.isdisjoint(HEAVY), (args, sorted(loaded & set(HEAVY)))
+    tables = deployment.jobd("status", check=True).stdout
+    assert "master running pid" in tables
+    rows = {line.split()[0]: line.split()[1:] for line in tables.splitlines() if line.split()[:1] in (["main"], ["other"])}
+    assert rows["main"][:3] == ["started/1", "started/1", "0"] and rows["main"][5] == "1"  # desired, actual, queued; done
+    assert rows["other"][:2] == ["started/2", "started/2"]
+    detail = deployment.jobd("status", "main", check=True).stdout
+    assert "main: desired started/1, actual started/1" in detail
+    # Composed by the command instead (the file edited since the master read it): the same table for the daemons.
+    deployment.write_config({"main": {"workers": 1}, "other": {"workers": 2}}, heartbeat_lease=45)
+    composed_here = deployment.jobd("status", check=True).stdout
+    assert [line for line in composed_here.splitlines() if line.split()[:1] in (["main"], ["other"])][:2] == \
+        [line for line in tables.splitlines() if line.split()[:1] in (["main"], ["other"])][:2]
+
+
 def test_a_master_answers_a_status_report_only_for_the_config_it_runs(deployment: Deployment, own_cache: Path) -> None:
     deployment.write_config({"main": {"workers": 1}})
     deployment.start_master()
