@@ -10,9 +10,11 @@ own store and sends the document.
 The asker names the config it would have read by its ``settings_key``
 (``jobd.config_digest``); the master answers only when that is the config it
 runs, so the document is exactly the one the command would have composed.
-Otherwise, or when the document is larger than
+Otherwise, while its store is down (each read would hold the master's loop
+for a read timeout), or when the document is larger than
 ``CONTROL_MAX_JOBS_REPLY_BYTES``, it answers ``{"report": None}`` and the
-command composes the document itself, as it does when no master answers.
+command composes the document itself, asking the master for its own status
+as it does for another config.
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ class StatusAnswer:
             return {"report": None}  # the file changed since this master read it (or another environment read it)
         # As the asker would have it: the status operation's answer after its trip through JSON.
         live = MasterStatus.from_wire(json.loads(json.dumps(master.status(), default=str)))
+        if live.store.get("available") is False:
+            # The store is down: composing would wait out a read timeout per read, with this
+            # master's loop held. The asker composes it, on its own time, from this master's memory.
+            return {"report": None}
         document = compose_status(master.config, live, master.store, now=time.time(), live_activity=True).to_json()
         if len(json.dumps(document, default=str)) > defaults.CONTROL_MAX_JOBS_REPLY_BYTES:
             return {"report": None}
