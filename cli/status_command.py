@@ -31,9 +31,10 @@ def status(
     if daemon is not None:
         _print_daemon(config, daemon, as_json)
         return
-    from jobd.ops.status_reads import status_from_master
+    from jobd.ops.status_reads import quick_status
 
-    document = status_from_master(config)  # composed by the running master: nothing heavy loaded here
+    # Composed by the running master, or with none by this command through the driver: nothing heavy loaded here.
+    document = quick_status(config, live_activity=as_json)
     if document is None:
         from jobd.status.report import read_status
 

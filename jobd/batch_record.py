@@ -13,6 +13,7 @@ transactions that write members' endings.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -123,3 +124,18 @@ def is_complete(state: BatchState, sealed: bool, total: int, finished: int) -> b
 def callback_args(callback: Callback, batch: Batch) -> dict[str, Any]:
     """The callback job's args: its own, plus ``batch`` (the counts when it was queued)."""
     return {**callback.args, "batch": batch.summary()}
+
+
+def row_to_batch(row: Any) -> Batch:
+    return Batch(
+        id=int(row["id"]), name=str(row["name"]), state=BatchState(row["state"]), sealed=bool(row["sealed"]),
+        total=int(row["total"]), succeeded=int(row["succeeded"]), dead=int(row["dead"]), cancelled=int(row["cancelled"]),
+        on_complete=Callback.from_dict(json.loads(row["on_complete"])) if row["on_complete"] else None,
+        on_failure=Callback.from_dict(json.loads(row["on_failure"])) if row["on_failure"] else None,
+        complete_job_id=_id(row["complete_job_id"]), failure_job_id=_id(row["failure_job_id"]),
+        created_at=row["created_at"], finished_at=row["finished_at"], updated_at=row["updated_at"],
+    )
+
+
+def _id(value: Any) -> int | None:
+    return int(value) if value is not None and int(value) > 0 else None

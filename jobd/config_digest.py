@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .config import JobdConfig
 
 #: Bumped when ``ConfigDigest`` changes shape: older digests are then ignored.
-DIGEST_FORMAT = 2
+DIGEST_FORMAT = 3
 #: Digests kept; past this, the least recently written go (configs edited or thrown away).
 MAX_DIGESTS = 64
 #: The modules whose code decides what a valid config is and what it resolves to
@@ -44,6 +44,26 @@ VALIDATING_MODULES = (
     "config.py", "config_sections.py", "config_path.py", "config_digest.py", "defaults.py", "names.py",
     "durations.py", "output_caps.py", "../migrations/settings.py", "../migrations/snapshot_mode.py",
 )
+
+
+@dataclass(frozen=True)
+class DaemonFacts:
+    """What ``jobd status`` with no master shows of a configured daemon (``jobd.status.compose``)."""
+
+    workers: int
+    enabled: bool
+    #: Its jobs can wait for a rate limit: the status then says how long, which takes the full path.
+    rate_limited: bool
+
+
+@dataclass(frozen=True)
+class StatusFacts:
+    """The settings a status is composed from, as ``JobdConfig`` has them (``jobd.status.compose.StatusSettings``)."""
+
+    store: str
+    daemons: dict[str, DaemonFacts]
+    heartbeat_lease: float
+    memcached: list[str]
 
 
 @dataclass(frozen=True)
@@ -60,6 +80,8 @@ class ConfigDigest:
     settings: str
     #: How the driver connects to the store (``jobd.store.driver_sql.DriverTarget`` as JSON); None if unknown.
     driver: dict[str, Any] | None
+    daemon_facts: dict[str, DaemonFacts]
+    memcached: list[str]
 
     @classmethod
     def of(cls, config: JobdConfig) -> ConfigDigest:
@@ -67,7 +89,15 @@ class ConfigDigest:
             source=config.source, store=config.store, socket=config.socket,
             daemons=tuple(config.daemons), heartbeat_lease=float(config.heartbeat_lease), handoff=bool(config.handoff),
             settings=settings_key(config), driver=_driver_of(config.store),
+            daemon_facts={
+                name: DaemonFacts(int(daemon.workers), bool(daemon.enabled), bool(daemon.rate_limits().active))
+                for name, daemon in config.daemons.items()
+            },
+            memcached=list(config.memcached),
         )
+
+    def status_facts(self) -> StatusFacts:
+        return StatusFacts(self.store, dict(self.daemon_facts), self.heartbeat_lease, list(self.memcached))
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "format": DIGEST_FORMAT, "source": str(self.source), "socket": str(self.socket)}
@@ -79,6 +109,11 @@ class ConfigDigest:
             source=Path(data["source"]), store=str(data["store"]), socket=Path(data["socket"]),
             daemons=tuple(str(name) for name in data["daemons"]), heartbeat_lease=float(data["heartbeat_lease"]),
             handoff=bool(data["handoff"]), settings=str(data["settings"]), driver=dict(driver) if driver is not None else None,
+            daemon_facts={
+                str(name): DaemonFacts(int(facts["workers"]), bool(facts["enabled"]), bool(facts["rate_limited"]))
+                for name, facts in data["daemon_facts"].items()
+            },
+            memcached=[str(server) for server in data["memcached"]],
         )
 
 

@@ -58,6 +58,10 @@ def notes(report: Mapping[str, Any]) -> list[str]:
 def from_store(store: Any, *, lease: float, now: float | None = None, counts: Mapping[str, Mapping[str, int]] | None = None) -> dict[str, Any]:
     """``{"unserved": …, "unknown_states": …}`` from the store's counts and its live masters."""
     now = time.time() if now is None else now
-    counts = store.jobs.counts() if counts is None else counts
-    served = {daemon for record in store.masters.live(lease=lease, now=now) for daemon in record.daemons}
+    return from_records(store.jobs.counts() if counts is None else counts, store.masters.all(), lease=lease, now=now)
+
+
+def from_records(counts: Mapping[str, Mapping[str, int]], masters: Iterable[Any], *, lease: float, now: float) -> dict[str, Any]:
+    """``from_store`` on counts and registry records already read (``MasterRecord``: ``is_alive``, ``daemons``)."""
+    served = {daemon for record in masters if record.is_alive(now, lease) for daemon in record.daemons}
     return {"unserved": unserved(counts, served), "unknown_states": unknown_states(counts)}

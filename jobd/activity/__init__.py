@@ -6,17 +6,27 @@ configured: a worker of a deployment without memcached never imports it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .base import Activity
 from .memory import MemoryActivity
 
 if TYPE_CHECKING:
-    from ..config import JobdConfig
     from .memcached import MemcachedActivity, namespace_for
 
 
-def shared_activity(config: JobdConfig) -> MemcachedActivity | None:
+class ActivitySettings(Protocol):
+    """What finding the shared activity needs of a config (a ``JobdConfig``, or a digest's ``StatusFacts``)."""
+
+    @property
+    def memcached(self) -> Sequence[str]: ...
+
+    @property
+    def store(self) -> str: ...
+
+
+def shared_activity(config: ActivitySettings) -> MemcachedActivity | None:
     """The deployment's memcached activity store, or None when no memcached is configured."""
     if not config.memcached:
         return None

@@ -15,13 +15,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..errors import InvalidTransition
 from ..workers.states import WorkerState
 
-if TYPE_CHECKING:
-    from ..config import DaemonConfig  # annotations only: the store reads desired states without the config's models
+
+class DaemonSizing(Protocol):
+    """What a desired state needs of a daemon's config: a ``DaemonConfig``, or a config digest's facts
+    (``jobd status`` with no master builds no config models)."""
+
+    @property
+    def workers(self) -> int: ...
+
+    @property
+    def enabled(self) -> bool: ...
 
 
 class DaemonState(StrEnum):
@@ -57,13 +65,13 @@ class Desired:
     running: bool
     workers: int | None = None
 
-    def size(self, settings: DaemonConfig) -> int:
+    def size(self, settings: DaemonSizing) -> int:
         """The number of workers the pool should have."""
         if not self.running:
             return 0
         return settings.workers if self.workers is None else self.workers
 
-    def to_dict(self, settings: DaemonConfig | None = None) -> dict[str, object]:
+    def to_dict(self, settings: DaemonSizing | None = None) -> dict[str, object]:
         """Plain data in the run states' words ("started"/"stopped"), as status shows it."""
         state = DaemonState.STARTED if self.running else DaemonState.STOPPED
         data: dict[str, object] = {"state": str(state), "workers": self.workers}
@@ -72,7 +80,7 @@ class Desired:
         return data
 
 
-def default_desired(settings: DaemonConfig) -> Desired:
+def default_desired(settings: DaemonSizing) -> Desired:
     """Before any operator command, a daemon runs if the config enables it."""
     return Desired(running=settings.enabled)
 

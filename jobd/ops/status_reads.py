@@ -1,28 +1,39 @@
-"""``jobd status --json`` at the cost of one socket round trip when a master runs.
+"""``jobd status`` at the cost of one socket round trip when a master runs, and of a few reads when none does.
 
 The local master composes the document on its own store (``status_report``:
 ``jobd.master.status_answer``) for the config this command would read,
 named by its digest (``jobd.config_digest``); the command then validates no
-models and loads no database code. When no master answers, when it
-declines (another config, a document too large) or fails, the command
-composes the document itself (``jobd.status.report.read_status``), and its
-errors are then the ones reported.
+models and loads no database code. When no master answers, the command
+composes the document from the store through the database driver alone
+(``quick_status``), with the settings the digest holds: the same
+composition (``jobd.status.compose``) on the same statements
+(``store.status_reads_sql``). Whenever that cannot give the whole answer —
+a master that declines (another config, a document too large) or fails, a
+daemon whose jobs may wait for a rate limit, a store not reached or at
+another schema version — the command composes the document in full
+(``jobd.status.report.read_status``), and its errors are then the ones reported.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+import time
+from dataclasses import replace
 from typing import Any
 
 from .. import defaults
-from ..config_digest import config_digest
-from ..errors import JobdError, MasterNotRunning
+from ..config_digest import ConfigDigest, config_digest
+from ..errors import JobdError, MasterNotRunning, StoreUnavailable
 
 
-def status_from_master(config: str | os.PathLike[str] | None) -> dict[str, Any] | None:
-    """The ``status --json`` document the local master composed, or None when the command must compose it.
+def quick_status(config: str | os.PathLike[str] | None, *, live_activity: bool) -> dict[str, Any] | None:
+    """The ``status --json`` document, composed by the local master or, with none running, through the driver;
+    None when the command must compose it in full.
 
-    ``ConfigError`` as from ``load_config`` for a file the full validation has not accepted.
+    ``live_activity``: with no master, also read every host's masters and running jobs from memcached (``--json``;
+    a master's document always has them). ``ConfigError`` as from ``load_config`` for a file the full validation
+    has not accepted.
     """
     from ..control import client
 
@@ -31,7 +42,33 @@ def status_from_master(config: str | os.PathLike[str] | None) -> dict[str, Any] 
         answer = client.call(
             digest.socket, "status_report", {"settings": digest.settings}, timeout=defaults.JOBS_FROM_MASTER_TIMEOUT_SECONDS,
         )
-    except (MasterNotRunning, JobdError, OSError):
-        return None  # no master, an older one (unknown operation), or one that failed: compose it here
+    except MasterNotRunning:
+        return _from_store(digest, live_activity=live_activity)
+    except (JobdError, OSError):
+        return None  # an older master (unknown operation), or one that failed: compose it here
     report = answer.get("report") if isinstance(answer, dict) else None
-    return report if isinstance(report, dict) else None
+    return report if isinstance(report, dict) else None  # declined: another config, or too large
+
+
+def _from_store(digest: ConfigDigest, *, live_activity: bool) -> dict[str, Any] | None:
+    """The document with no master running, read through the driver; None when the full path must compose it."""
+    from ..status.compose import recent_batches, report_from_store, with_live_activity
+    from ..store.driver_reads import driver_status_reads
+    from ..store.driver_sql import existing_target
+
+    settings = digest.status_facts()
+    target = existing_target(digest.driver)
+    if target is None or any(daemon.rate_limited for daemon in settings.daemons.values()):
+        return None
+    driver = importlib.import_module(target.driver_module)
+    now = time.time()
+    try:
+        with driver_status_reads(target) as reads:
+            if reads.schema_version() != defaults.STORE_SCHEMA_VERSION:
+                return None  # not initialised, or to be upgraded: the full path says so
+            report = replace(report_from_store(settings, reads, now), batches=recent_batches(reads, now))
+    except (StoreUnavailable, driver.Error):
+        return None  # the full path reports the store's failure in its own words
+    if live_activity:
+        report = with_live_activity(report, settings, now)
+    return report.to_json()

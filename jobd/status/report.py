@@ -14,22 +14,44 @@ is jobd's ``StoreUnavailable`` here, never a SQLAlchemy error.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from .. import unserved
-from ..activity import shared_activity
-from ..activity.view import read_view
+from ..batch_record import Batch, BatchState
 from ..config import JobdConfig, load_schedule
 from ..control import client
-from ..daemons.plan import default_desired
+from ..daemons.plan import Desired
 from ..errors import MasterNotRunning, StoreUnavailable, UnknownJob
 from ..rate_status import rate_waits
 from ..store import Store, open_store
 from ..store.errors import raised_as_unavailable
-from .model import (
-    AnnouncedMaster, DaemonStatus, KnownMaster, MasterStatus, RegisteredMaster, RunningJob, StatusReport,
-)
+from ..store.master_record import MasterRecord
+from .compose import recent_batches, registered, report_from_store, with_live_activity
+from .model import DaemonStatus, KnownMaster, MasterStatus, RegisteredMaster, StatusReport
+
+
+class StoreSource:
+    """The status reads (``compose.StatusSource``) on an open ``Store``, each on a connection of its own."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def schema_version(self) -> int | None:
+        return self.store.version()
+
+    def job_counts(self) -> dict[str, dict[str, int]]:
+        return self.store.jobs.counts()
+
+    def desired_states(self, host: str | None = None) -> dict[str, Desired]:
+        return self.store.daemon_states.load(host)
+
+    def masters(self) -> list[MasterRecord]:
+        return self.store.masters.all()
+
+    def batches(self, *, states: Sequence[BatchState] = (), limit: int = 50, before_id: int | None = None) -> list[Batch]:
+        return self.store.batches.list(states=states, limit=limit, before_id=before_id)
 
 
 def read_status(
@@ -62,7 +84,7 @@ def compose_status(
             name: replace(daemon, rate_limited=waits.get(name)) for name, daemon in report.daemons.items()
         })
     if live_activity:
-        report = _with_live_activity(report, settings, now)
+        report = with_live_activity(report, settings, now)
     return replace(report, batches=_recent_batches(store, now))
 
 
@@ -70,7 +92,7 @@ def _recent_batches(store: Store, now: float) -> list[dict[str, Any]]:
     """Open batches and those that ended in the last hour; none while the store cannot be read."""
     try:
         with raised_as_unavailable():
-            return [batch.to_dict() for batch in store.batches.recent(now=now)]
+            return recent_batches(StoreSource(store), now)
     except StoreUnavailable:
         return []
 
@@ -109,77 +131,14 @@ def _from_master(settings: JobdConfig, live: MasterStatus, store: Store, now: fl
 
 @raised_as_unavailable()
 def _from_store(settings: JobdConfig, store: Store, now: float) -> StatusReport:
-    initialised = store.version() is not None
-    counts = store.jobs.counts() if initialised else {}
-    desired = store.daemon_states.load() if initialised else {}
-    unseen = unserved.from_store(store, lease=settings.heartbeat_lease, counts=counts) if initialised else {}
-    names = sorted(set(settings.daemons) | set(counts))
-    return StatusReport(
-        generated_at=now,
-        master=None,
-        daemons={
-            name: DaemonStatus(
-                size=settings.daemons[name].workers if name in settings.daemons else 0,
-                counts=counts.get(name, {}), desired=daemon_desired(settings, desired, name), state="stopped",
-            )
-            for name in names
-        },
-        masters=list(registered_masters(settings, store, now)),
-        unserved=unseen.get("unserved", []),
-        unknown_states=unseen.get("unknown_states", []),
-    )
-
-
-def _with_live_activity(report: StatusReport, settings: JobdConfig, now: float) -> StatusReport:
-    """Add every host's masters and running jobs (memcached), and the local master's running jobs."""
-    announced: list[AnnouncedMaster] = []
-    running: list[RunningJob] = []
-    shared = shared_activity(settings)  # None without memcached (whose client is then never imported)
-    if shared is not None:
-        try:
-            view = read_view(shared, source="memcached", now=now)
-        finally:
-            shared.close()
-        announced = [AnnouncedMaster.from_view(master) for master in view["masters"]]
-        running = [RunningJob.from_view(job) for job in view["running"]]
-    # The store's registry is the authority on which masters exist and live (all
-    # hosts, with heartbeats); memcached snapshots add the masters it lacks.
-    seen = {master.id for master in announced}
-    masters: list[KnownMaster] = [
-        replace(master, announced=master.id in seen) if isinstance(master, RegisteredMaster) else master
-        for master in report.masters
-    ]
-    known = {master.id for master in masters}
-    masters += [master for master in announced if master.id not in known]
-    local = report.master
-    if local is not None and not any(master.id == local.id for master in masters):
-        masters.insert(0, AnnouncedMaster.of(local))
-    running_ids = {job.job_id for job in running}
-    for name, daemon in report.daemons.items():
-        for worker in daemon.pool.workers if daemon.pool is not None else []:
-            if worker.job_id is not None and worker.job_id not in running_ids:
-                running.append(RunningJob.of_worker(name, worker, local.host if local else None, now))
-    daemons = {
-        name: replace(daemon, running_jobs=[job for job in running if job.daemon == name])
-        for name, daemon in report.daemons.items()
-    }
-    return replace(report, masters=masters, daemons=daemons)
+    return report_from_store(settings, StoreSource(store), now)
 
 
 def registered_masters(settings: JobdConfig, store: Store, now: float | None = None) -> list[RegisteredMaster]:
     """Every master known to the store (all hosts), newest first; stopped ones for an hour."""
     if store.version() is None:
         return []
-    now = time.time() if now is None else now
-    return [
-        RegisteredMaster(
-            **record.to_dict(),
-            heartbeat_age=round(now - record.heartbeat_at, 1),
-            alive=record.is_alive(now, settings.heartbeat_lease),
-        )
-        for record in store.masters.all()
-        if record.state in ("running", "draining") or now - (record.stopped_at or now) < 3600
-    ]
+    return registered(store.masters.all(), settings.heartbeat_lease, time.time() if now is None else now)
 
 
 def masters_report(settings: JobdConfig, store: Store | None = None) -> list[dict[str, Any]]:
@@ -187,14 +146,6 @@ def masters_report(settings: JobdConfig, store: Store | None = None) -> list[dic
     with raised_as_unavailable():
         found = registered_masters(settings, store or open_store(settings.store))
     return [master.to_record() for master in found]
-
-
-def daemon_desired(settings: JobdConfig, stored: dict[str, Any], name: str) -> dict[str, Any] | None:
-    """A daemon's desired state as the next master would apply it (None: not in the config)."""
-    if name not in settings.daemons:
-        return None
-    choice = stored.get(name) or default_desired(settings.daemons[name])
-    return dict(choice.to_dict(settings.daemons[name]))
 
 
 @raised_as_unavailable()

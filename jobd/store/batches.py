@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from ..batch_record import Batch, BatchState, Callback, batch_transition, callback_args
+from ..batch_record import Batch, BatchState, Callback, batch_transition, callback_args, row_to_batch
 from ..errors import InvalidArgs, InvalidTransition, UnknownBatch
 from ..job import encode_json
 from ..states import CLAIMABLE, JobState, transition
-from .engine import READ_ONLY
+from .engine import READ_ONLY, rows_of
+from .status_reads_sql import StatusReads
 
 if TYPE_CHECKING:
     from .jobs import NewJob
@@ -255,21 +256,8 @@ class BatchBook:
 
     def list(self, *, states: Sequence[BatchState] = (), limit: int = 50, before_id: int | None = None) -> list[Batch]:
         """Most recent batches first; ``before_id`` pages on by key."""
-        batches = self.batches
-        query = sa.select(batches).order_by(batches.c.id.desc()).limit(limit)
-        if states:
-            query = query.where(batches.c.state.in_([str(state) for state in states]))
-        if before_id is not None:
-            query = query.where(batches.c.id < before_id)
         with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            return [row_to_batch(row) for row in connection.execute(query).mappings()]
-
-    def recent(self, *, now: float, within: float = 3600.0, limit: int = 50) -> builtins.list[Batch]:
-        """``status --json``'s batches: the open ones and those that ended within ``within`` seconds, newest first."""
-        return [
-            batch for batch in self.list(limit=limit)
-            if batch.state is BatchState.OPEN or (batch.finished_at or 0) >= now - within
-        ]
+            return StatusReads(rows_of(connection), self.engine.dialect.name).batches(states=states, limit=limit, before_id=before_id)
 
     def member_states(self, batch_id: int) -> dict[str, int]:
         """How many members are in each state now (from the jobs themselves: includes waiting and running)."""
@@ -283,21 +271,6 @@ class BatchBook:
         if row is None:
             raise UnknownBatch(f"no batch has id {batch_id}")
         return row_to_batch(row)
-
-
-def row_to_batch(row: Any) -> Batch:
-    return Batch(
-        id=int(row["id"]), name=str(row["name"]), state=BatchState(row["state"]), sealed=bool(row["sealed"]),
-        total=int(row["total"]), succeeded=int(row["succeeded"]), dead=int(row["dead"]), cancelled=int(row["cancelled"]),
-        on_complete=Callback.from_dict(json.loads(row["on_complete"])) if row["on_complete"] else None,
-        on_failure=Callback.from_dict(json.loads(row["on_failure"])) if row["on_failure"] else None,
-        complete_job_id=_id(row["complete_job_id"]), failure_job_id=_id(row["failure_job_id"]),
-        created_at=row["created_at"], finished_at=row["finished_at"], updated_at=row["updated_at"],
-    )
-
-
-def _id(value: Any) -> int | None:
-    return int(value) if value is not None and int(value) > 0 else None
 
 
 class _transaction:

@@ -15,7 +15,8 @@ import time
 import sqlalchemy as sa
 
 from ..daemons.plan import Desired
-from .engine import READ_ONLY
+from .engine import READ_ONLY, rows_of
+from .status_reads_sql import StatusReads
 
 
 class DesiredStates:
@@ -25,11 +26,8 @@ class DesiredStates:
 
     def load(self, host: str | None = None) -> dict[str, Desired]:
         """Every daemon's desired state recorded for ``host`` (this host by default)."""
-        host = host or socket.gethostname()
-        query = sa.select(self.table).where(self.table.c.host == host)
         with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            rows = connection.execute(query).mappings().all()
-        return {row["daemon"]: Desired(running=bool(row["running"]), workers=row["workers"]) for row in rows}
+            return StatusReads(rows_of(connection), self.engine.dialect.name).desired_states(host)
 
     def save(self, daemon: str, desired: Desired, *, host: str | None = None, now: float | None = None) -> None:
         """Record ``desired`` for ``daemon`` on ``host``; committed when this returns."""

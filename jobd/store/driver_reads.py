@@ -1,10 +1,12 @@
-"""Reading jobs through the database driver alone: ``jobd jobs`` and ``jobd job ID`` with no master to ask.
+"""Reading the store through the database driver alone: ``jobd jobs``, ``jobd job ID`` and ``jobd status``
+with no master to ask.
 
-With a master running, those commands ask it (``jobd.ops.job_reads``). With
-none, they read the store themselves; the statements are the ones a master
-runs (``job_reads_sql``), here on one short-lived driver connection opened
-with the arguments the config's digest recorded. No SQLAlchemy is imported:
-that import was most of such a command's run.
+With a master running, those commands ask it (``jobd.ops.job_reads``,
+``jobd.ops.status_reads``). With none, they read the store themselves; the
+statements are the ones a master runs (``job_reads_sql``,
+``status_reads_sql``), here on one short-lived driver connection opened with
+the arguments the config's digest recorded. No SQLAlchemy is imported: that
+import was most of such a command's run.
 """
 
 from __future__ import annotations
@@ -18,16 +20,31 @@ from ..errors import StoreUnavailable
 from .diagnosis import describe_store_error
 from .driver_sql import DriverTarget, close_quietly, open_connection
 from .job_reads_sql import JobReads, Rows
+from .status_reads_sql import StatusReads
 
 
 @contextmanager
 def driver_job_reads(target: DriverTarget) -> Iterator[JobReads]:
     """The job reads on a connection of their own, closed on leaving; a driver error is ``StoreUnavailable``."""
+    with driver_rows(target) as rows:
+        yield JobReads(rows, target.dialect)
+
+
+@contextmanager
+def driver_status_reads(target: DriverTarget) -> Iterator[StatusReads]:
+    """The status reads on a connection of their own, closed on leaving; a driver error is ``StoreUnavailable``."""
+    with driver_rows(target) as rows:
+        yield StatusReads(rows, target.dialect)
+
+
+@contextmanager
+def driver_rows(target: DriverTarget) -> Iterator[Rows]:
+    """Statements on one driver connection opened for ``target``, closed on leaving."""
     driver = importlib.import_module(target.driver_module)
     connection = None
     try:
         connection = open_connection(target, driver)
-        yield JobReads(rows_on(connection), target.dialect)
+        yield rows_on(connection)
     except driver.Error as error:
         raise StoreUnavailable(describe_store_error(error)) from error
     finally:

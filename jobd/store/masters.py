@@ -1,59 +1,23 @@
-"""Masters in the store: registration, heartbeats, and who is alive.
+"""Masters in the store: registration, heartbeats, declaring the silent ones dead.
 
-A master is alive while its heartbeat is younger than the lease. A master on
-this host whose process is gone is dead at once (no need to wait out the
-lease after a ``kill -9`` and restart on the same machine).
+Who is alive is the record's own question (``master_record.MasterRecord.is_alive``),
+so ``jobd status`` answers it with no SQLAlchemy loaded.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
-from .engine import READ_ONLY
+from .engine import READ_ONLY, rows_of
+from .master_record import LIVE_STATES, MasterRecord, pid_exists
+from .status_reads_sql import StatusReads
 
-LIVE_STATES = ("running", "draining")
-
-
-@dataclass(frozen=True)
-class MasterRecord:
-    id: str
-    host: str
-    pid: int
-    version: str
-    state: str
-    daemons: list[str]
-    control_socket: str | None
-    started_at: float
-    heartbeat_at: float
-    stopped_at: float | None
-
-    def is_alive(self, now: float, lease: float) -> bool:
-        if self.state in ("stopped", "dead"):
-            return False
-        if self.host == socket.gethostname() and not pid_exists(self.pid):
-            return False
-        return now - self.heartbeat_at <= lease
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-def pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
+__all__ = ["LIVE_STATES", "MasterRecord", "MasterRegistry", "pid_exists"]  # the record lives in ``master_record``: no SQLAlchemy
 
 class MasterRegistry:
     def __init__(self, engine: sa.Engine, table: sa.Table) -> None:
@@ -127,23 +91,9 @@ class MasterRegistry:
             )
 
     def all(self) -> list[MasterRecord]:
+        """Every registered master, newest first (``StatusReads.masters``: ``jobd status`` reads the same)."""
         with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            rows = connection.execute(sa.select(self.table).order_by(self.table.c.started_at.desc())).mappings().all()
-        return [
-            MasterRecord(
-                id=row["id"],
-                host=row["host"],
-                pid=int(row["pid"]),
-                version=row["version"],
-                state=row["state"],
-                daemons=json.loads(row["daemons"] or "[]"),
-                control_socket=row["control_socket"],
-                started_at=row["started_at"],
-                heartbeat_at=row["heartbeat_at"],
-                stopped_at=row["stopped_at"],
-            )
-            for row in rows
-        ]
+            return StatusReads(rows_of(connection), self.engine.dialect.name).masters()
 
     def dead_ids(self, *, lease: float, now: float | None = None) -> list[str]:
         """Ids of masters that are not alive (stopped, crashed on this host, or lease expired)."""

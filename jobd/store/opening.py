@@ -15,12 +15,13 @@ from .bulk_insert import BulkJobInsert
 from .batches import BatchBook, BatchCounters
 from .desired_states import DesiredStates
 from .cursor_sql import release_held
-from .engine import READ_ONLY, make_engine
+from .engine import READ_ONLY, make_engine, rows_of
 from .job_logs import JobLogTable
 from .jobs import JobQueue, NewJob
 from .leases import Leases
 from .masters import MasterRecord, MasterRegistry
 from .schema import SCHEMA_VERSION, build_tables, upgrade
+from .status_reads_sql import StatusReads
 from .task_catalogue import TaskCatalogueTable
 
 if TYPE_CHECKING:
@@ -124,12 +125,7 @@ class Store:
             raise StoreUnavailable(f"cannot reach the store at {self.url}: {error.orig}") from None
 
     def _version_on(self, connection: sa.Connection) -> int | None:
-        if not sa.inspect(connection).has_table(self.tables["meta"].name):
-            return None
-        value = connection.execute(
-            sa.select(self.tables["meta"].c.value).where(self.tables["meta"].c.key == "schema_version")
-        ).scalar()
-        return int(value) if value is not None else None
+        return StatusReads(rows_of(connection), self.engine.dialect.name).schema_version()
 
     def require_schema(self) -> None:
         """Raise ``StoreUnavailable`` unless the store is initialised at our version."""

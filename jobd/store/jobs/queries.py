@@ -9,8 +9,9 @@ import sqlalchemy as sa
 
 from ...job import Job
 from ...states import CLAIMABLE, JobState
-from ..engine import READ_ONLY
+from ..engine import READ_ONLY, rows_of
 from ..job_reads_sql import JobFilter
+from ..status_reads_sql import StatusReads
 from ..state_lookup import in_states
 from .base import JobsTable
 from .records import row_to_job
@@ -45,14 +46,9 @@ class Queries(JobsTable):
             return [row_to_job(row) for row in self._reads(connection).page(wanted)]
 
     def counts(self) -> dict[str, dict[str, int]]:
-        """Number of jobs per daemon and state: ``{daemon: {state: n}}``."""
-        jobs = self.table
-        query = sa.select(jobs.c.daemon, jobs.c.state, sa.func.count()).group_by(jobs.c.daemon, jobs.c.state)
-        result: dict[str, dict[str, int]] = {}
+        """Number of jobs per daemon and state: ``{daemon: {state: n}}`` (``StatusReads.job_counts``)."""
         with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            for daemon, state, count in connection.execute(query):
-                result.setdefault(daemon, {})[state] = int(count)
-        return result
+            return StatusReads(rows_of(connection), self.engine.dialect.name).job_counts()
 
     def due_stats(self, *, now: float | None = None) -> dict[str, tuple[int, float | None]]:
         """Per daemon: how many jobs are due and waiting, and since when the oldest is due (metrics)."""

@@ -1,0 +1,77 @@
+"""The store reads a status is composed from, in SQL with the driver's placeholders, written once.
+
+``jobd status`` with no master composes the document from the store: its
+schema version, the job counts per daemon and state, this host's desired
+daemon states, the masters' registry and the recent batches. A master and
+``jobd web`` read the same through SQLAlchemy (``Connection.exec_driver_sql``,
+``engine.rows_of``); the command reads them on a bare driver connection
+(``driver_reads``), without importing SQLAlchemy. Values are parameters,
+never pasted in (see ``job_reads_sql``).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from .. import defaults
+from ..batch_record import Batch, BatchState, row_to_batch
+from ..daemons.plan import Desired
+from .job_reads_sql import JOBS, Rows, placeholder
+from .master_record import MasterRecord, row_to_master
+
+P = defaults.TABLE_PREFIX
+
+
+class StatusReads:
+    """The status reads for one dialect, run through ``rows``."""
+
+    def __init__(self, rows: Rows, dialect: str) -> None:
+        self.rows = rows
+        self.dialect = dialect
+        self.mark = placeholder(dialect)
+
+    def schema_version(self) -> int | None:
+        """The store's schema version; None when it has no jobd tables yet (never initialised)."""
+        if self.dialect == "sqlite":
+            exists = f"SELECT name FROM sqlite_master WHERE type = 'table' AND name = {self.mark}"
+        else:
+            exists = f"SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = {self.mark}"
+        if not self.rows(exists, (f"{P}meta",)):
+            return None
+        # `key` is a reserved word in MySQL; both dialects read backquotes as a quoted name.
+        found = self.rows(f"SELECT value FROM {P}meta WHERE `key` = {self.mark}", ("schema_version",))
+        value = found[0]["value"] if found else None
+        return int(value) if value is not None else None
+
+    def job_counts(self) -> dict[str, dict[str, int]]:
+        """Number of jobs per daemon and state: ``{daemon: {state: n}}``."""
+        result: dict[str, dict[str, int]] = {}
+        for row in self.rows(f"SELECT daemon, state, count(*) AS n FROM {JOBS} GROUP BY daemon, state", ()):
+            result.setdefault(row["daemon"], {})[row["state"]] = int(row["n"])
+        return result
+
+    def desired_states(self, host: str | None = None) -> dict[str, Desired]:
+        """Every daemon's desired state recorded for ``host``, this host by default (``jobd start/stop/scale DAEMON``)."""
+        query = f"SELECT daemon, running, workers FROM {P}daemon_states WHERE host = {self.mark}"
+        found = self.rows(query, (host or socket.gethostname(),))
+        return {row["daemon"]: Desired(running=bool(row["running"]), workers=row["workers"]) for row in found}
+
+    def masters(self) -> list[MasterRecord]:
+        """Every master in the registry, newest first."""
+        return [row_to_master(row) for row in self.rows(f"SELECT * FROM {P}masters ORDER BY started_at DESC", ())]
+
+    def batches(self, *, states: Sequence[BatchState] = (), limit: int = 50, before_id: int | None = None) -> list[Batch]:
+        """Most recent batches first; ``before_id`` pages on by key."""
+        conditions: list[str] = []
+        parameters: list[Any] = []
+        if states:
+            conditions.append(f"state IN ({', '.join([self.mark] * len(states))})")
+            parameters.extend(str(state) for state in states)
+        if before_id is not None:
+            conditions.append(f"id < {self.mark}")
+            parameters.append(before_id)
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        sql = f"SELECT * FROM {P}batches{where} ORDER BY id DESC LIMIT {self.mark}"
+        return [row_to_batch(row) for row in self.rows(sql, (*parameters, limit))]

@@ -1,0 +1,99 @@
+"""`jobd status` with no master reads the store through the driver alone, and says what the full path says.
+
+With no master to ask, the command composes the status itself. It used to
+validate the config's models and load SQLAlchemy for it; now it reads the
+settings from the config's digest and the store through the database driver
+(``jobd.ops.status_reads.quick_status``), running the composition and the
+statements the full path runs (``jobd.status.compose``,
+``jobd.store.status_reads_sql``). The two documents must be the same, on
+SQLite and MariaDB; where the quick path cannot give the whole answer (a
+rate-limited daemon, a store not initialised) it leaves the document to the
+full path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from jobd.batch_record import BatchState
+from jobd.config import load_config
+from jobd.daemons.plan import Desired
+from jobd.ops.status_reads import quick_status
+from jobd.states import JobState
+from jobd.status.report import read_status
+from jobd.store import NewJob
+from support import Deployment
+from test_cli_fast_paths import HEAVY, loaded_by, own_cache  # noqa: F401  (own_cache: a fixture)
+from test_cli_quick_status_trigger import steady
+
+
+def a_store_with_history(deployment: Deployment) -> None:
+    """Jobs of configured and unconfigured daemons, desired states, masters alive and stopped, batches."""
+    deployment.write_config({"main": {"workers": 2}, "other": {"workers": 1, "enabled": False}})
+    deployment.jobd("init", check=True)
+    store = deployment.store
+    for _ in range(3):
+        store.jobs.insert(NewJob(daemon="main", task="t.record", args={}))
+    failed = store.jobs.insert(NewJob(daemon="other", task="t.record", args={}))
+    store.jobs.cancel(failed)
+    store.jobs.insert(NewJob(daemon="ghost", task="t.record", args={}))  # no master runs it: an "unserved" note
+    store.daemon_states.save("other", Desired(running=True, workers=3))
+    store.masters.register("elsewhere:1:a", pid=os.getpid(), version="0.0.1", daemons=["main"], control_socket=None)
+    store.masters.register("gone:2:b", pid=os.getpid(), version="0.0.1", daemons=["other"], control_socket=None)
+    store.masters.mark_stopped("gone:2:b")
+    store.batches.create("mailing")
+    sealed = store.batches.create("sealed-empty")
+    store.batches.seal(sealed)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "mariadb"])
+def test_the_driver_composes_the_document_the_full_path_composes(
+    backend: str, deployment_factory: Callable[[str | None], Deployment], request: pytest.FixtureRequest, own_cache: Path,
+) -> None:
+    deployment = deployment_factory(request.getfixturevalue("mariadb_url") if backend == "mariadb" else None)
+    a_store_with_history(deployment)
+    quick = quick_status(deployment.config_path, live_activity=True)
+    assert quick is not None, "no master runs: the driver path answers"
+    full = json.loads(json.dumps(read_status(load_config(deployment.config_path, with_schedule=False)).to_json(), default=str))
+    assert steady(quick) == steady(full)
+    # What that document says, so the comparison cannot pass on two empty ones.
+    assert quick["master"] == {"running": False}
+    assert quick["daemons"]["main"]["counts"] == {"queued": 3} and quick["daemons"]["main"]["desired"]["size"] == 2
+    assert quick["daemons"]["other"]["desired"] == {"state": "started", "workers": 3, "size": 3}
+    assert quick["daemons"]["ghost"]["desired"] is None and quick["daemons"]["ghost"]["size"] == 0
+    assert [entry["daemon"] for entry in quick["unserved"]] == ["ghost"]
+    assert {master["id"]: master["alive"] for master in quick["masters"]} == {"elsewhere:1:a": True, "gone:2:b": False}
+    assert [batch["name"] for batch in quick["batches"]] == ["sealed-empty", "mailing"]
+    assert quick["batches"][1]["state"] == str(BatchState.OPEN)
+
+
+def test_status_with_no_master_loads_neither_sqlalchemy_nor_pydantic(deployment: Deployment, tmp_path: Path, own_cache: Path) -> None:
+    a_store_with_history(deployment)
+    deployment.jobd("status", check=True)  # the first command validates the new config
+    for args in (("status",), ("status", "--json")):
+        result, loaded = loaded_by(deployment, tmp_path, *args)
+        assert result.returncode == 0, result.stderr
+        assert loaded.isdisjoint(HEAVY), (args, sorted(loaded & set(HEAVY)))
+    tables = deployment.jobd("status", check=True).stdout
+    assert "master not running" in tables and "ghost: 1 queued, no master runs this daemon" in tables
+    assert any(line.split()[:3] == ["other", "started/3", "stopped"] for line in tables.splitlines())
+
+
+def test_a_rate_limited_daemon_or_a_store_not_initialised_is_left_to_the_full_path(deployment: Deployment, own_cache: Path) -> None:
+    deployment.write_config({"main": {"workers": 1}})
+    assert quick_status(deployment.config_path, live_activity=False) is None  # no store file yet: nothing created
+    assert not Path(deployment.store_url.removeprefix("sqlite:///")).exists()
+    deployment.jobd("init", check=True)
+    assert quick_status(deployment.config_path, live_activity=False) is not None
+    deployment.write_config({"main": {"workers": 1, "rate_limit": "1/m"}})
+    deployment.store.jobs.insert(NewJob(daemon="main", task="t.record", args={}))
+    deployment.store.jobs.insert(NewJob(daemon="main", task="t.record", args={}))
+    assert quick_status(deployment.config_path, live_activity=False) is None  # how long jobs wait: the full path says
+    document = json.loads(deployment.jobd("status", "--json", check=True).stdout)
+    assert document["daemons"]["main"]["rate_limited"][0]["waiting"] == 2
+    assert document["daemons"]["main"]["counts"] == {str(JobState.QUEUED): 2}
