@@ -33,6 +33,7 @@ from .config_path import find_config_path
 
 if TYPE_CHECKING:
     from .config import JobdConfig
+    from .rate_limits import RateLimits
 
 #: Bumped when ``ConfigDigest`` changes shape: older digests are then ignored.
 DIGEST_FORMAT = 3
@@ -52,8 +53,26 @@ class DaemonFacts:
 
     workers: int
     enabled: bool
-    #: Its jobs can wait for a rate limit: the status then says how long, which takes the full path.
-    rate_limited: bool
+    #: Its rate limits (``RateLimits.rates()``): limited key → [per second, burst]; empty when none.
+    rates: dict[str, list[float]]
+
+    @classmethod
+    def of(cls, daemon: Any) -> DaemonFacts:
+        """The facts of a ``DaemonConfig``."""
+        rates = daemon.rate_limits().rates()
+        return cls(int(daemon.workers), bool(daemon.enabled), {key: [rate.per_second, rate.burst] for key, rate in rates.items()})
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DaemonFacts:
+        rates = {str(key): [float(per_second), float(burst)] for key, (per_second, burst) in data["rates"].items()}
+        return cls(int(data["workers"]), bool(data["enabled"]), rates)
+
+    def rate_limits(self) -> RateLimits:
+        """The limits, as ``DaemonConfig.rate_limits`` gives them."""
+        from .rate_limits import DAEMON_KEY, Rate, RateLimits
+
+        rates = {key: Rate(per_second, burst) for key, (per_second, burst) in self.rates.items()}
+        return RateLimits(rates.pop(DAEMON_KEY, None), rates)
 
 
 @dataclass(frozen=True)
@@ -89,10 +108,7 @@ class ConfigDigest:
             source=config.source, store=config.store, socket=config.socket,
             daemons=tuple(config.daemons), heartbeat_lease=float(config.heartbeat_lease), handoff=bool(config.handoff),
             settings=settings_key(config), driver=_driver_of(config.store),
-            daemon_facts={
-                name: DaemonFacts(int(daemon.workers), bool(daemon.enabled), bool(daemon.rate_limits().active))
-                for name, daemon in config.daemons.items()
-            },
+            daemon_facts={name: DaemonFacts.of(daemon) for name, daemon in config.daemons.items()},
             memcached=list(config.memcached),
         )
 
@@ -109,10 +125,7 @@ class ConfigDigest:
             source=Path(data["source"]), store=str(data["store"]), socket=Path(data["socket"]),
             daemons=tuple(str(name) for name in data["daemons"]), heartbeat_lease=float(data["heartbeat_lease"]),
             handoff=bool(data["handoff"]), settings=str(data["settings"]), driver=dict(driver) if driver is not None else None,
-            daemon_facts={
-                str(name): DaemonFacts(int(facts["workers"]), bool(facts["enabled"]), bool(facts["rate_limited"]))
-                for name, facts in data["daemon_facts"].items()
-            },
+            daemon_facts={str(name): DaemonFacts.from_json(facts) for name, facts in data["daemon_facts"].items()},
             memcached=[str(server) for server in data["memcached"]],
         )
 

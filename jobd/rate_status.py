@@ -8,32 +8,41 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .errors import StoreUnavailable
-
-if TYPE_CHECKING:  # ``notes`` serves `jobd status` for people, which loads neither
-    from .config import JobdConfig
-    from .store import Store
+from .rate_limits import RateLimits
 
 
-def rate_waits(settings: JobdConfig, store: Store, daemons: Iterable[str], *, now: float | None = None) -> dict[str, list[dict[str, Any]]]:
+class RateLimited(Protocol):
+    """A daemon's settings as far as its rate limits go (a ``DaemonConfig``, or a config digest's facts)."""
+
+    def rate_limits(self) -> RateLimits: ...
+
+
+class RateWaitsSource(Protocol):
+    """Where the waits are read (``store.status_reads_sql.StatusReads.rate_waits``)."""
+
+    def rate_waits(self, daemon: str, limits: RateLimits, now: float) -> list[dict[str, Any]]: ...
+
+
+def rate_waits(
+    daemons_settings: Mapping[str, RateLimited], source: RateWaitsSource, daemons: Iterable[str], *, now: float | None = None,
+) -> dict[str, list[dict[str, Any]]]:
     """For each rate-limited daemon of ``daemons`` with due jobs queued: its waits (one entry per key).
 
-    Empty when the store is down or not initialised: the wait is display data.
+    ``daemons_settings`` are the config's daemons. Empty when the store is down
+    or not initialised (``StoreUnavailable``): the wait is display data.
     """
-    from .store.errors import raised_as_unavailable
-
     now = time.time() if now is None else now
     found: dict[str, list[dict[str, Any]]] = {}
     for name in daemons:
-        config = settings.daemons.get(name)
+        config = daemons_settings.get(name)
         limits = config.rate_limits() if config is not None else None
         if limits is None or not limits.active:
             continue
         try:
-            with raised_as_unavailable():
-                waits = store.jobs.rate_buckets.waits(name, limits, now)
+            waits = source.rate_waits(name, limits, now)
         except StoreUnavailable:
             return found
         if waits:

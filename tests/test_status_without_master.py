@@ -6,9 +6,9 @@ settings from the config's digest and the store through the database driver
 (``jobd.ops.status_reads.quick_status``), running the composition and the
 statements the full path runs (``jobd.status.compose``,
 ``jobd.store.status_reads_sql``). The two documents must be the same, on
-SQLite and MariaDB; where the quick path cannot give the whole answer (a
-rate-limited daemon, a store not initialised) it leaves the document to the
-full path.
+SQLite and MariaDB, rate limits' waits included; where the quick path cannot
+give the whole answer (a store missing or not initialised) it leaves the
+document to the full path.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from jobd.batch_record import BatchState
 from jobd.config import load_config
 from jobd.daemons.plan import Desired
 from jobd.ops.status_reads import quick_status
-from jobd.states import JobState
 from jobd.status.report import read_status
 from jobd.store import NewJob
 from support import Deployment
@@ -33,10 +32,15 @@ from test_cli_quick_status_trigger import steady
 
 
 def a_store_with_history(deployment: Deployment) -> None:
-    """Jobs of configured and unconfigured daemons, desired states, masters alive and stopped, batches."""
-    deployment.write_config({"main": {"workers": 2}, "other": {"workers": 1, "enabled": False}})
+    """Jobs of configured and unconfigured daemons, desired states, masters alive and stopped, batches, rate waits."""
+    deployment.write_config({
+        "main": {"workers": 2}, "other": {"workers": 1, "enabled": False},
+        "limited": {"workers": 1, "rate_limit": "1/m", "task_rate_limits": {"t.record": "2/h"}},
+    })
     deployment.jobd("init", check=True)
     store = deployment.store
+    for _ in range(2):
+        store.jobs.insert(NewJob(daemon="limited", task="t.record", args={}))
     for _ in range(3):
         store.jobs.insert(NewJob(daemon="main", task="t.record", args={}))
     failed = store.jobs.insert(NewJob(daemon="other", task="t.record", args={}))
@@ -66,10 +70,12 @@ def test_the_driver_composes_the_document_the_full_path_composes(
     assert quick["daemons"]["main"]["counts"] == {"queued": 3} and quick["daemons"]["main"]["desired"]["size"] == 2
     assert quick["daemons"]["other"]["desired"] == {"state": "started", "workers": 3, "size": 3}
     assert quick["daemons"]["ghost"]["desired"] is None and quick["daemons"]["ghost"]["size"] == 0
-    assert [entry["daemon"] for entry in quick["unserved"]] == ["ghost"]
+    assert [entry["daemon"] for entry in quick["unserved"]] == ["ghost", "limited"]  # only "main" has a live master
     assert {master["id"]: master["alive"] for master in quick["masters"]} == {"elsewhere:1:a": True, "gone:2:b": False}
     assert [batch["name"] for batch in quick["batches"]] == ["sealed-empty", "mailing"]
     assert quick["batches"][1]["state"] == str(BatchState.OPEN)
+    waits = {wait["key"]: (wait["waiting"], wait["per_second"], wait["burst"]) for wait in quick["daemons"]["limited"]["rate_limited"]}
+    assert waits == {"limited": (2, 1 / 60, 1.0), "limited:t.record": (2, 2 / 3600, 1.0)}
 
 
 def test_status_with_no_master_loads_neither_sqlalchemy_nor_pydantic(deployment: Deployment, tmp_path: Path, own_cache: Path) -> None:
@@ -84,16 +90,12 @@ def test_status_with_no_master_loads_neither_sqlalchemy_nor_pydantic(deployment:
     assert any(line.split()[:3] == ["other", "started/3", "stopped"] for line in tables.splitlines())
 
 
-def test_a_rate_limited_daemon_or_a_store_not_initialised_is_left_to_the_full_path(deployment: Deployment, own_cache: Path) -> None:
+def test_a_store_missing_or_not_initialised_is_left_to_the_full_path(deployment: Deployment, own_cache: Path) -> None:
     deployment.write_config({"main": {"workers": 1}})
     assert quick_status(deployment.config_path, live_activity=False) is None  # no store file yet: nothing created
     assert not Path(deployment.store_url.removeprefix("sqlite:///")).exists()
+    Path(deployment.store_url.removeprefix("sqlite:///")).write_bytes(b"")  # a file, but no jobd tables
+    assert quick_status(deployment.config_path, live_activity=False) is None
     deployment.jobd("init", check=True)
-    assert quick_status(deployment.config_path, live_activity=False) is not None
-    deployment.write_config({"main": {"workers": 1, "rate_limit": "1/m"}})
-    deployment.store.jobs.insert(NewJob(daemon="main", task="t.record", args={}))
-    deployment.store.jobs.insert(NewJob(daemon="main", task="t.record", args={}))
-    assert quick_status(deployment.config_path, live_activity=False) is None  # how long jobs wait: the full path says
-    document = json.loads(deployment.jobd("status", "--json", check=True).stdout)
-    assert document["daemons"]["main"]["rate_limited"][0]["waiting"] == 2
-    assert document["daemons"]["main"]["counts"] == {str(JobState.QUEUED): 2}
+    document = quick_status(deployment.config_path, live_activity=False)
+    assert document is not None and document["daemons"]["main"]["counts"] == {}

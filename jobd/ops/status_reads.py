@@ -8,9 +8,9 @@ composes the document from the store through the database driver alone
 (``quick_status``), with the settings the digest holds: the same
 composition (``jobd.status.compose``) on the same statements
 (``store.status_reads_sql``). Whenever that cannot give the whole answer —
-a master that declines (another config, a document too large) or fails, a
-daemon whose jobs may wait for a rate limit, a store not reached or at
-another schema version — the command composes the document in full
+a master that declines (another config, its store down, a document too
+large) or fails, a store not reached or at another schema version — the
+command composes the document in full
 (``jobd.status.report.read_status``), and its errors are then the ones reported.
 """
 
@@ -52,13 +52,13 @@ def quick_status(config: str | os.PathLike[str] | None, *, live_activity: bool) 
 
 def _from_store(digest: ConfigDigest, *, live_activity: bool) -> dict[str, Any] | None:
     """The document with no master running, read through the driver; None when the full path must compose it."""
-    from ..status.compose import recent_batches, report_from_store, with_live_activity
+    from ..status.compose import recent_batches, report_from_store, with_live_activity, with_rate_waits
     from ..store.driver_reads import driver_status_reads
     from ..store.driver_sql import existing_target
 
     settings = digest.status_facts()
     target = existing_target(digest.driver)
-    if target is None or any(daemon.rate_limited for daemon in settings.daemons.values()):
+    if target is None:
         return None
     driver = importlib.import_module(target.driver_module)
     now = time.time()
@@ -66,7 +66,8 @@ def _from_store(digest: ConfigDigest, *, live_activity: bool) -> dict[str, Any] 
         with driver_status_reads(target) as reads:
             if reads.schema_version() != defaults.STORE_SCHEMA_VERSION:
                 return None  # not initialised, or to be upgraded: the full path says so
-            report = replace(report_from_store(settings, reads, now), batches=recent_batches(reads, now))
+            report = with_rate_waits(report_from_store(settings, reads, now), settings, reads, now)
+            report = replace(report, batches=recent_batches(reads, now))
     except (StoreUnavailable, driver.Error):
         return None  # the full path reports the store's failure in its own words
     if live_activity:

@@ -23,6 +23,8 @@ from ..activity import shared_activity
 from ..activity.view import read_view
 from ..batch_record import Batch, BatchState
 from ..daemons.plan import DaemonSizing, Desired, default_desired
+from ..rate_limits import RateLimits
+from ..rate_status import rate_waits
 from ..store.master_record import MasterRecord
 from .model import AnnouncedMaster, DaemonStatus, KnownMaster, RegisteredMaster, RunningJob, StatusReport
 
@@ -34,14 +36,20 @@ RECENT_BATCH_LIMIT = 50
 STOPPED_MASTER_SECONDS = 3600
 
 
+class DaemonSettings(DaemonSizing, Protocol):
+    """What a status shows of a configured daemon: its size and whether it runs, its rate limits."""
+
+    def rate_limits(self) -> RateLimits: ...
+
+
 class StatusSettings(Protocol):
-    """The settings a status shows: each daemon's size, the lease, where the shared activity is."""
+    """The settings a status shows: each daemon's size and limits, the lease, where the shared activity is."""
 
     @property
     def store(self) -> str: ...
 
     @property
-    def daemons(self) -> Mapping[str, DaemonSizing]: ...
+    def daemons(self) -> Mapping[str, DaemonSettings]: ...
 
     @property
     def heartbeat_lease(self) -> float: ...
@@ -62,6 +70,8 @@ class StatusSource(Protocol):
     def masters(self) -> list[MasterRecord]: ...
 
     def batches(self, *, states: Sequence[BatchState] = (), limit: int = 50, before_id: int | None = None) -> list[Batch]: ...
+
+    def rate_waits(self, daemon: str, limits: RateLimits, now: float) -> list[dict[str, Any]]: ...
 
 
 def report_from_store(settings: StatusSettings, source: StatusSource, now: float) -> StatusReport:
@@ -86,6 +96,14 @@ def report_from_store(settings: StatusSettings, source: StatusSource, now: float
         unserved=unseen.get("unserved", []),
         unknown_states=unseen.get("unknown_states", []),
     )
+
+
+def with_rate_waits(report: StatusReport, settings: StatusSettings, source: StatusSource, now: float) -> StatusReport:
+    """Each rate-limited daemon says what waits for its rate (the same from every host: the buckets are in the store)."""
+    waits = rate_waits(settings.daemons, source, report.daemons, now=now)
+    if not waits:
+        return report
+    return replace(report, daemons={name: replace(daemon, rate_limited=waits.get(name)) for name, daemon in report.daemons.items()})
 
 
 def registered(records: Iterable[MasterRecord], lease: float, now: float) -> list[RegisteredMaster]:

@@ -24,11 +24,11 @@ from ..config import JobdConfig, load_schedule
 from ..control import client
 from ..daemons.plan import Desired
 from ..errors import MasterNotRunning, StoreUnavailable, UnknownJob
-from ..rate_status import rate_waits
+from ..rate_limits import RateLimits
 from ..store import Store, open_store
 from ..store.errors import raised_as_unavailable
 from ..store.master_record import MasterRecord
-from .compose import recent_batches, registered, report_from_store, with_live_activity
+from .compose import recent_batches, registered, report_from_store, with_live_activity, with_rate_waits
 from .model import DaemonStatus, KnownMaster, MasterStatus, RegisteredMaster, StatusReport
 
 
@@ -52,6 +52,10 @@ class StoreSource:
 
     def batches(self, *, states: Sequence[BatchState] = (), limit: int = 50, before_id: int | None = None) -> list[Batch]:
         return self.store.batches.list(states=states, limit=limit, before_id=before_id)
+
+    @raised_as_unavailable()
+    def rate_waits(self, daemon: str, limits: RateLimits, now: float) -> list[dict[str, Any]]:
+        return self.store.jobs.rate_buckets.waits(daemon, limits, now)
 
 
 def read_status(
@@ -78,11 +82,7 @@ def compose_status(
     """
     store = store or open_store(settings.store)  # connects on first use: not at all while a master answers from memory
     report = _from_master(settings, live, store, now) if live is not None else _from_store(settings, store, now)
-    waits = rate_waits(settings, store, report.daemons, now=now)  # the same from every host: the buckets are in the store
-    if waits:
-        report = replace(report, daemons={
-            name: replace(daemon, rate_limited=waits.get(name)) for name, daemon in report.daemons.items()
-        })
+    report = with_rate_waits(report, settings, StoreSource(store), now)
     if live_activity:
         report = with_live_activity(report, settings, now)
     return replace(report, batches=_recent_batches(store, now))

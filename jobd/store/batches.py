@@ -16,7 +16,6 @@ members all do), batch rows in id order.
 
 from __future__ import annotations
 
-import builtins
 import json
 import time
 from collections.abc import Sequence

@@ -17,9 +17,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..rate_limits import DAEMON_KEY, Bucket, RateLimits
-from ..states import JobState
-from .engine import READ_ONLY
+from ..rate_limits import Bucket, RateLimits
+from .engine import READ_ONLY, rows_of
+from .status_reads_sql import StatusReads
 
 
 class RateBuckets:
@@ -80,40 +80,9 @@ class RateBuckets:
             )
 
     def waits(self, daemon: str, limits: RateLimits, now: float) -> list[dict[str, Any]]:
-        """The limited keys of ``daemon`` with due jobs queued: how many, the tokens now, when the next may start.
-
-        Read without a lock (display data for ``jobd status``). A key never
-        claimed yet has no row: it is full.
-        """
-        if not limits.active:
-            return []
-        rates = limits.rates()
-        buckets, jobs = self.table, self.jobs
-        due = sa.and_(
-            jobs.c.daemon == daemon, jobs.c.state == str(JobState.QUEUED), sa.or_(jobs.c.run_at.is_(None), jobs.c.run_at <= now)
-        )
+        """What waits for ``daemon``'s limits (``StatusReads.rate_waits``: ``jobd status`` reads the same)."""
         with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            stored = _buckets(connection.execute(_select(buckets).where(buckets.c.daemon == daemon)))
-            queued = {str(task): int(count) for task, count in connection.execute(
-                sa.select(jobs.c.task, sa.func.count()).where(due).group_by(jobs.c.task)
-            )}
-        found = []
-        for key, rate in rates.items():
-            waiting = sum(queued.values()) if key == DAEMON_KEY else queued.get(key, 0)
-            if not waiting:
-                continue
-            bucket = stored[key].refilled(rate, now) if key in stored else Bucket.full(rate, now)
-            found.append({
-                "key": daemon if key == DAEMON_KEY else f"{daemon}:{key}",
-                "task": None if key == DAEMON_KEY else key,
-                "per_second": rate.per_second,
-                "burst": rate.burst,
-                "waiting": waiting,
-                "tokens": round(bucket.tokens, 3),
-                "started_this_second": bucket.started_this_second,
-                "next_token_in": round(max(0.0, bucket.next_start_at(rate) - now), 3),
-            })
-        return found
+            return StatusReads(rows_of(connection), self.engine.dialect.name).rate_waits(daemon, limits, now)
 
 
 def _select(buckets: sa.Table) -> sa.Select[Any]:

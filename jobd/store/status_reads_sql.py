@@ -2,7 +2,8 @@
 
 ``jobd status`` with no master composes the document from the store: its
 schema version, the job counts per daemon and state, this host's desired
-daemon states, the masters' registry and the recent batches. A master and
+daemon states, the masters' registry, the recent batches and what waits for
+a rate limit. A master and
 ``jobd web`` read the same through SQLAlchemy (``Connection.exec_driver_sql``,
 ``engine.rows_of``); the command reads them on a bare driver connection
 (``driver_reads``), without importing SQLAlchemy. Values are parameters,
@@ -18,6 +19,8 @@ from typing import Any
 from .. import defaults
 from ..batch_record import Batch, BatchState, row_to_batch
 from ..daemons.plan import Desired
+from ..rate_limits import DAEMON_KEY, Bucket, RateLimits
+from ..states import JobState
 from .job_reads_sql import JOBS, Rows, placeholder
 from .master_record import MasterRecord, row_to_master
 
@@ -75,3 +78,45 @@ class StatusReads:
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         sql = f"SELECT * FROM {P}batches{where} ORDER BY id DESC LIMIT {self.mark}"
         return [row_to_batch(row) for row in self.rows(sql, (*parameters, limit))]
+
+    def rate_waits(self, daemon: str, limits: RateLimits, now: float) -> list[dict[str, Any]]:
+        """The limited keys of ``daemon`` with due jobs queued: how many, the tokens now, when the next may start.
+
+        Read without a lock (display data for ``jobd status``). A key never
+        claimed yet has no row: it is full.
+        """
+        if not limits.active:
+            return []
+        rates = limits.rates()
+        mark = self.mark
+        stored = {
+            str(row["task"]): Bucket(float(row["tokens"]), float(row["updated_at"]), int(row["window_second"]), int(row["window_started"]))
+            for row in self.rows(
+                f"SELECT task, tokens, updated_at, window_second, window_started FROM {P}rate_buckets WHERE daemon = {mark}", (daemon,),
+            )
+        }
+        queued = {
+            str(row["task"]): int(row["n"])
+            for row in self.rows(
+                f"SELECT task, count(*) AS n FROM {JOBS} WHERE daemon = {mark} AND state = {mark} "
+                f"AND (run_at IS NULL OR run_at <= {mark}) GROUP BY task",
+                (daemon, str(JobState.QUEUED), now),
+            )
+        }
+        found = []
+        for key, rate in rates.items():
+            waiting = sum(queued.values()) if key == DAEMON_KEY else queued.get(key, 0)
+            if not waiting:
+                continue
+            bucket = stored[key].refilled(rate, now) if key in stored else Bucket.full(rate, now)
+            found.append({
+                "key": daemon if key == DAEMON_KEY else f"{daemon}:{key}",
+                "task": None if key == DAEMON_KEY else key,
+                "per_second": rate.per_second,
+                "burst": rate.burst,
+                "waiting": waiting,
+                "tokens": round(bucket.tokens, 3),
+                "started_this_second": bucket.started_this_second,
+                "next_token_in": round(max(0.0, bucket.next_start_at(rate) - now), 3),
+            })
+        return found
