@@ -40,14 +40,13 @@ def batches(
     from rich.table import Table
 
     from jobd.batch_record import BatchState
-    from jobd.batches import list_batches
     from jobd.errors import InvalidArgs
+    from jobd.ops.batch_reads import list_batches
 
     unknown = [value for value in state or [] if value not in {str(known) for known in BatchState}]
     if unknown:
         raise InvalidArgs(f"--state {unknown[0]!r} is not a batch state (batch states: {_STATES})")
-    found = list_batches(states=[BatchState(value) for value in state or []], limit=limit,
-                         config=load_settings(config, with_schedule=False))
+    found = list_batches(config, states=[BatchState(value) for value in state or []], limit=limit)
     if as_json:
         print_json([batch.to_dict() for batch in found])
         return
@@ -73,12 +72,13 @@ def batch_detail(
     Example: jobd batch 7
              jobd batch 7 --cancel
     """
-    from jobd.batches import batch_report, cancel_batch
+    from jobd.ops.batch_reads import batch_report
 
-    settings = load_settings(config, with_schedule=False)
     if cancel:
-        cancel_batch(batch_id, config=settings)
-    report = batch_report(batch_id, config=settings)
+        from jobd.batches import cancel_batch
+
+        cancel_batch(batch_id, config=load_settings(config, with_schedule=False))
+    report = batch_report(config, batch_id)
     if as_json:
         print_json(report)
         return

@@ -80,6 +80,20 @@ def test_jobs_and_job_with_no_master_read_the_store_through_the_driver_alone(
         assert loaded.isdisjoint(HEAVY), (args, sorted(loaded & set(HEAVY)))  # the store read with the digest's driver arguments
 
 
+def test_batches_and_batch_read_the_store_through_the_driver_alone(deployment: Deployment, tmp_path: Path, own_cache: Path) -> None:
+    deployment.write_config({"main": {"workers": 1}})
+    deployment.jobd("init", check=True)
+    batch_id = deployment.store.batches.create("mailing")
+    deployment.jobd("batches", check=True)  # the first command validates the new config
+    for args in (("batches",), ("batches", "--json"), ("batch", str(batch_id)), ("batch", str(batch_id), "--json")):
+        result, loaded = loaded_by(deployment, tmp_path, *args)
+        assert result.returncode == 0, result.stderr
+        assert "mailing" in result.stdout
+        assert loaded.isdisjoint(HEAVY), (args, sorted(loaded & set(HEAVY)))
+    missing = deployment.jobd("batch", "424242")
+    assert missing.returncode == 2 and "no batch has id 424242" in missing.stderr
+
+
 def test_with_no_master_a_store_without_jobd_tables_says_to_run_init(
     deployment: Deployment, tmp_path: Path, own_cache: Path,
 ) -> None:

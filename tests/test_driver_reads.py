@@ -115,3 +115,24 @@ def test_statements_carry_no_value_in_their_text() -> None:
     [(sql, parameters)] = statements
     assert "sms" not in sql and "dead" not in sql and "99" not in sql
     assert sql.count("%s") == len(parameters) == 5
+
+
+def test_the_driver_reads_batches_as_the_store_does(store: Store, store_url: str) -> None:
+    from jobd.batch_record import BatchState
+    from jobd.errors import UnknownBatch
+    from jobd.store.driver_reads import driver_status_reads
+
+    first = store.batches.create("first", now=1_000.0)
+    store.batches.add_members(first, [NewJob(daemon="main", task="t.a", args={}) for _ in range(3)], now=1_000.0)
+    store.batches.seal(first)
+    second = store.batches.create("second", now=1_100.0)
+    store.batches.cancel(second)
+    with driver_status_reads(driver_target(store_url)) as reads:
+        assert reads.batches() == store.batches.list()
+        assert [batch.id for batch in reads.batches()] == [second, first]
+        assert reads.batches(states=[BatchState.CANCELLED]) == store.batches.list(states=[BatchState.CANCELLED])
+        assert [batch.id for batch in reads.batches(limit=1)] == [second]
+        assert reads.batch(first) == store.batches.get(first) and reads.batch(first).total == 3
+        assert reads.batch_member_states(first) == store.batches.member_states(first) == {"queued": 3}
+        with pytest.raises(UnknownBatch, match="no batch has id 424242"):
+            reads.batch(424242)

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from ..batch_record import Batch, BatchState, Callback, batch_transition, callback_args, row_to_batch
-from ..errors import InvalidArgs, InvalidTransition, UnknownBatch
+from ..batch_record import Batch, BatchState, Callback, batch_transition, callback_args
+from ..errors import InvalidArgs, InvalidTransition
 from ..job import encode_json
 from ..states import CLAIMABLE, JobState, transition
 from .engine import READ_ONLY, rows_of
@@ -118,13 +118,8 @@ class BatchCounters:
                 connection.execute(batches.update().where(batches.c.id == batch_id).values(complete_job_id=job_id))
 
     def _locked(self, connection: sa.Connection, batch_id: int) -> Batch:
-        query = sa.select(self.batches).where(self.batches.c.id == batch_id)
-        if connection.dialect.name == "mysql":
-            query = query.with_for_update()  # the latest counts, not a snapshot
-        row = connection.execute(query).mappings().first()
-        if row is None:
-            raise UnknownBatch(f"no batch has id {batch_id}")
-        return row_to_batch(row)
+        """The batch's latest counts, not a snapshot: locked until the transaction ends (MySQL)."""
+        return StatusReads(rows_of(connection), connection.dialect.name).batch(batch_id, lock=True)
 
     def _queue_callback(self, connection: sa.Connection, callback: Callback, batch: Batch, now: float) -> int:
         row = {
@@ -256,20 +251,19 @@ class BatchBook:
     def list(self, *, states: Sequence[BatchState] = (), limit: int = 50, before_id: int | None = None) -> list[Batch]:
         """Most recent batches first; ``before_id`` pages on by key."""
         with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            return StatusReads(rows_of(connection), self.engine.dialect.name).batches(states=states, limit=limit, before_id=before_id)
+            return self._reads(connection).batches(states=states, limit=limit, before_id=before_id)
 
     def member_states(self, batch_id: int) -> dict[str, int]:
         """How many members are in each state now (from the jobs themselves: includes waiting and running)."""
-        jobs = self.jobs
-        query = sa.select(jobs.c.state, sa.func.count()).where(jobs.c.batch_id == batch_id).group_by(jobs.c.state)
         with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            return {str(state): int(count) for state, count in connection.execute(query)}
+            return self._reads(connection).batch_member_states(batch_id)
 
     def _get_on(self, connection: sa.Connection, batch_id: int) -> Batch:
-        row = connection.execute(sa.select(self.batches).where(self.batches.c.id == batch_id)).mappings().first()
-        if row is None:
-            raise UnknownBatch(f"no batch has id {batch_id}")
-        return row_to_batch(row)
+        return self._reads(connection).batch(batch_id)
+
+    def _reads(self, connection: sa.Connection) -> StatusReads:
+        """The batch reads ``jobd batches`` also runs without SQLAlchemy (``status_reads_sql``), on ``connection``."""
+        return StatusReads(rows_of(connection), self.engine.dialect.name)
 
 
 class _transaction:

@@ -3,7 +3,7 @@
 ``jobd status`` with no master composes the document from the store: its
 schema version, the job counts per daemon and state, this host's desired
 daemon states, the masters' registry, the recent batches and what waits for
-a rate limit. A master and
+a rate limit; ``jobd batches`` and ``jobd batch ID`` read the batches alike. A master and
 ``jobd web`` read the same through SQLAlchemy (``Connection.exec_driver_sql``,
 ``engine.rows_of``); the command reads them on a bare driver connection
 (``driver_reads``), without importing SQLAlchemy. Values are parameters,
@@ -19,6 +19,7 @@ from typing import Any
 from .. import defaults
 from ..batch_record import Batch, BatchState, row_to_batch
 from ..daemons.plan import Desired
+from ..errors import UnknownBatch
 from ..rate_limits import DAEMON_KEY, Bucket, RateLimits
 from ..states import JobState
 from .job_reads_sql import JOBS, Rows, placeholder
@@ -78,6 +79,19 @@ class StatusReads:
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         sql = f"SELECT * FROM {P}batches{where} ORDER BY id DESC LIMIT {self.mark}"
         return [row_to_batch(row) for row in self.rows(sql, (*parameters, limit))]
+
+    def batch(self, batch_id: int, *, lock: bool = False) -> Batch:
+        """One batch; ``UnknownBatch`` when no batch has that id. ``lock``: MySQL locks it until the transaction ends."""
+        sql = f"SELECT * FROM {P}batches WHERE id = {self.mark}"
+        found = self.rows(sql + (" FOR UPDATE" if lock and self.dialect == "mysql" else ""), (batch_id,))
+        if not found:
+            raise UnknownBatch(f"no batch has id {batch_id}")
+        return row_to_batch(found[0])
+
+    def batch_member_states(self, batch_id: int) -> dict[str, int]:
+        """How many of a batch's members are in each state now (from the jobs themselves: waiting and running too)."""
+        query = f"SELECT state, count(*) AS n FROM {JOBS} WHERE batch_id = {self.mark} GROUP BY state"
+        return {str(row["state"]): int(row["n"]) for row in self.rows(query, (batch_id,))}
 
     def rate_waits(self, daemon: str, limits: RateLimits, now: float) -> list[dict[str, Any]]:
         """The limited keys of ``daemon`` with due jobs queued: how many, the tokens now, when the next may start.
