@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from .options import load_settings
 from .output import reports_errors
 
 if TYPE_CHECKING:
-    from jobd.ops.jobs import JobLogLine
+    from jobd.ops.log_reads import JobLogs
+    from jobd.store.job_log_reads_sql import JobLogLine
 
 FOLLOW_POLL_SECONDS = 0.5
 FINAL_LINES_WAIT_SECONDS = 1.5  # > the master's log flush interval (0.5 s) plus the log queue's delay
@@ -33,25 +33,30 @@ def logs(
     Example: jobd logs 42            (why did job 42 fail?)
              jobd logs 42 --follow   (watch it run)
     """
-    from jobd.ops.jobs import job_log_lines, show_job
+    from jobd.ops.log_reads import job_logs
+
+    with job_logs(config) as store:  # through the database driver, on one connection while it follows
+        _show(store, job_id, follow=follow, lines=lines, as_json=as_json)
+
+
+def _show(store: JobLogs, job_id: int | None, *, follow: bool, lines: int, as_json: bool) -> None:
     from jobd.states import FINAL
 
-    settings = load_settings(config, with_schedule=False)
-    last = _print(job_log_lines(settings, job_id, recent=lines), as_json, show_job=job_id is None)
+    last = _print(store.read(job_id, recent=lines), as_json, show_job=job_id is None)
     while follow:
-        if job_id is not None and show_job(settings, job_id).state in FINAL:
+        if job_id is not None and store.job(job_id).state in FINAL:
             # The master writes log lines in batches, so the job's last lines can
             # land just after its final state: read until they stop coming.
             quiet_since = time.monotonic()
             deadline = quiet_since + FINAL_LINES_WAIT_SECONDS * 4
             while time.monotonic() - quiet_since < FINAL_LINES_WAIT_SECONDS and time.monotonic() < deadline:
-                newest = _print(job_log_lines(settings, job_id, after_id=last), as_json, show_job=False)
+                newest = _print(store.read(job_id, after_id=last), as_json, show_job=False)
                 if newest > last:
                     last, quiet_since = newest, time.monotonic()
                 time.sleep(FOLLOW_POLL_SECONDS / 2)
             return
         time.sleep(FOLLOW_POLL_SECONDS)
-        last = max(last, _print(job_log_lines(settings, job_id, after_id=last), as_json, show_job=job_id is None))
+        last = max(last, _print(store.read(job_id, after_id=last), as_json, show_job=job_id is None))
 
 
 def _print(found: list[JobLogLine], as_json: bool, *, show_job: bool) -> int:

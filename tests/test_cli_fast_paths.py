@@ -21,6 +21,7 @@ from jobd.config import load_config
 from jobd.config_digest import ConfigDigest, config_digest, digest_folder
 from jobd.control import client
 from jobd.errors import ConfigError, ProtocolError, UnknownJob
+from jobd.store import NewJob
 from support import Deployment
 
 #: Runs the CLI as ``python -m jobd.cli.app`` does, then writes the names of the modules it loaded.
@@ -94,6 +95,32 @@ def test_batches_and_batch_read_the_store_through_the_driver_alone(deployment: D
     assert missing.returncode == 2 and "no batch has id 424242" in missing.stderr
 
 
+def test_logs_read_the_store_through_the_driver_alone_and_say_the_same(deployment: Deployment, tmp_path: Path, own_cache: Path) -> None:
+    from jobd.store.job_logs import JobLogLine
+
+    deployment.write_config({"main": {"workers": 1}})
+    deployment.jobd("init", check=True)
+    job_id = deployment.store.jobs.insert(NewJob(daemon="main", task="t.record", args={}))
+    other = deployment.store.jobs.insert(NewJob(daemon="main", task="t.record", args={}))
+    deployment.store.job_logs.append([
+        JobLogLine(job_id, 1, 1_000.0, "INFO", "t.record", 42, "first line"),
+        JobLogLine(other, 1, 1_000.5, "INFO", "t.record", 42, "another job's line"),
+        JobLogLine(job_id, 1, 1_001.0, "ERROR", "t.record", 42, "Traceback: it failed"),
+    ])
+    deployment.jobd("logs", str(job_id), check=True)  # the first command validates the new config
+    for args in (("logs", str(job_id)), ("logs", "--json"), ("logs", "-n", "1")):
+        result, loaded = loaded_by(deployment, tmp_path, *args)
+        assert result.returncode == 0, result.stderr
+        assert loaded.isdisjoint(HEAVY), (args, sorted(loaded & set(HEAVY)))
+    mine = deployment.jobd("logs", str(job_id), check=True).stdout.splitlines()
+    assert [line.split(": ", 1)[1] for line in mine] == ["first line", "Traceback: it failed"]
+    assert [json.loads(line)["message"] for line in deployment.jobd("logs", "--json", check=True).stdout.splitlines()] == [
+        "first line", "another job's line", "Traceback: it failed"]
+    assert deployment.jobd("logs", "-n", "1", check=True).stdout.strip().endswith("t.record: Traceback: it failed")
+    unknown = deployment.jobd("logs", "999999")
+    assert unknown.returncode == 2 and "no job with id 999999" in unknown.stderr
+
+
 def test_with_no_master_a_store_without_jobd_tables_says_to_run_init(
     deployment: Deployment, tmp_path: Path, own_cache: Path,
 ) -> None:
@@ -101,7 +128,7 @@ def test_with_no_master_a_store_without_jobd_tables_says_to_run_init(
     store_file = Path(deployment.store_url.removeprefix("sqlite:///"))
     store_file.unlink(missing_ok=True)
     store_file.write_bytes(b"")  # a file, but no jobd tables in it
-    for args in (("jobs",), ("job", "1")):
+    for args in (("jobs",), ("job", "1"), ("logs", "1"), ("batches",)):
         result = deployment.jobd(*args)
         assert result.returncode == 3, result.stderr
         assert "the store has no jobd tables" in result.stderr and "run `jobd init` first" in result.stderr

@@ -22,9 +22,9 @@ from ..job import Job
 from ..states import FINAL, STATE_NAMES, JobState  # noqa: F401  (STATE_NAMES: imported from here too)
 from ..store import Store, open_store
 from ..store.errors import raised_as_unavailable
-from ..store.job_logs import JobLogLine
 from ..store.schema import upgrade_steps
 from .job_reads import JobListing
+from .log_reads import JobLogs
 
 if TYPE_CHECKING:
     from ..bulk import BulkResult
@@ -164,18 +164,15 @@ def wait_for_job(settings: JobdConfig, job_id: int, timeout: float) -> Job:
         delay = min(0.5, delay * 1.5)
 
 
-@raised_as_unavailable()
-def job_log_lines(settings: JobdConfig, job_id: int | None, *, after_id: int | None = None, recent: int = 100) -> list[JobLogLine]:
-    """Log lines, oldest first: a job's (``UnknownJob`` for an unknown id) or, without ``job_id``, the
-    ``recent`` latest of all jobs; with ``after_id`` (following), only the lines written since that one.
-    """
+def job_logs(settings: StoreSettings) -> JobLogs:
+    """``jobd logs``'s reads on the store at ``settings.store``, each a call of its own (a store that fails is
+    ``StoreUnavailable``): the path ``jobd.ops.log_reads`` takes when it cannot use the driver alone."""
     store = store_at(settings.store)
-    if after_id is not None:
-        return store.job_logs.lines(job_id, after_id=after_id)
-    if job_id is None:
-        return store.job_logs.recent(recent)
-    store.jobs.get(job_id)  # an unknown id is an error (exit 2), not an empty log
-    return store.job_logs.lines(job_id)
+    return JobLogs(
+        lines_after=raised_as_unavailable()(lambda job_id, after_id: store.job_logs.lines(job_id, after_id=after_id)),
+        recent=raised_as_unavailable()(store.job_logs.recent),
+        job=raised_as_unavailable()(store.jobs.get),
+    )
 
 
 @raised_as_unavailable()

@@ -11,29 +11,13 @@ file may be journald, rotated away, or on a box nobody has a shell on.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import sqlalchemy as sa
 
-from .engine import READ_ONLY
+from .engine import READ_ONLY, rows_of
+from .job_log_reads_sql import JobLogLine, JobLogReads
 
-
-@dataclass(frozen=True)
-class JobLogLine:
-    """One log record of one job attempt."""
-
-    job_id: int
-    attempt: int | None
-    created_at: float
-    level: str
-    logger: str
-    worker_pid: int | None
-    message: str  # with the traceback, if the record had one
-    id: int | None = None  # set once stored
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+__all__ = ["JobLogLine", "JobLogTable"]  # JobLogLine lives in ``job_log_reads_sql``: `jobd logs` reads without SQLAlchemy
 
 
 class JobLogTable:
@@ -57,25 +41,11 @@ class JobLogTable:
             return int(connection.execute(self.table.delete().where(self.table.c.job_id.in_(list(job_ids)))).rowcount)
 
     def lines(self, job_id: int | None = None, *, after_id: int = 0, limit: int = 10_000) -> list[JobLogLine]:
-        """Lines of ``job_id`` (or of every job) with an id above ``after_id``, oldest first."""
-        table = self.table
-        query = sa.select(table).where(table.c.id > after_id).order_by(table.c.id).limit(limit)
-        if job_id is not None:
-            query = query.where(table.c.job_id == job_id)
+        """Lines of ``job_id`` (or of every job) with an id above ``after_id``, oldest first (``JobLogReads.lines``)."""
         with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            return [_row_to_line(row) for row in connection.execute(query).mappings()]
+            return JobLogReads(rows_of(connection), self.engine.dialect.name).lines(job_id, after_id=after_id, limit=limit)
 
     def recent(self, limit: int) -> list[JobLogLine]:
-        """The last ``limit`` lines of all jobs, oldest first."""
-        table = self.table
-        query = sa.select(table).order_by(table.c.id.desc()).limit(limit)
+        """The last ``limit`` lines of all jobs, oldest first (``JobLogReads.recent``)."""
         with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            rows = list(connection.execute(query).mappings())
-        return [_row_to_line(row) for row in reversed(rows)]
-
-
-def _row_to_line(row: Any) -> JobLogLine:
-    return JobLogLine(
-        job_id=int(row["job_id"]), attempt=row["attempt"], created_at=float(row["created_at"]), level=row["level"],
-        logger=row["logger"], worker_pid=row["worker_pid"], message=row["message"], id=int(row["id"]),
-    )
+            return JobLogReads(rows_of(connection), self.engine.dialect.name).recent(limit)
