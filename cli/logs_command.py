@@ -13,8 +13,7 @@ import typer
 from .output import reports_errors
 
 if TYPE_CHECKING:
-    from jobd.ops.log_reads import JobLogs
-    from jobd.store.job_log_reads_sql import JobLogLine
+    from jobd.ops.log_reads import JobLogLine, JobLogs
 
 FOLLOW_POLL_SECONDS = 0.5
 FINAL_LINES_WAIT_SECONDS = 1.5  # > the master's log flush interval (0.5 s) plus the log queue's delay

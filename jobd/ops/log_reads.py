@@ -25,6 +25,8 @@ from ..store.job_log_reads_sql import JobLogLine, JobLogReads
 from ..store.job_reads_sql import JobReads
 from ..store.row_decoding import decode_found
 
+__all__ = ["JobLogLine", "JobLogs", "job_logs"]  # JobLogLine for the command line, which never imports jobd.store
+
 ConfigPath = str | os.PathLike[str] | None
 
 
