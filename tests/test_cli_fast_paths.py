@@ -46,6 +46,19 @@ def loaded_by(deployment: Deployment, tmp_path: Path, *args: str) -> tuple[subpr
     return result, {name.split(".")[0] for name in json.loads(modules.read_text())}
 
 
+def loads_nothing_heavy(deployment: Deployment, tmp_path: Path, *commands: tuple[str, ...]) -> list[subprocess.CompletedProcess[str]]:
+    """Run each command (after one that validates the config and remembers its digest): each must succeed
+    without importing SQLAlchemy or pydantic. Their results, in order."""
+    deployment.jobd(*commands[0], check=True)  # the first command validates the new config
+    results = []
+    for args in commands:
+        result, loaded = loaded_by(deployment, tmp_path, *args)
+        assert result.returncode == 0, result.stderr
+        assert loaded.isdisjoint(HEAVY), (args, sorted(loaded & set(HEAVY)))
+        results.append(result)
+    return results
+
+
 @pytest.fixture
 def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Digests in a folder of this test's (the CLI processes inherit the environment)."""
@@ -85,12 +98,8 @@ def test_batches_and_batch_read_the_store_through_the_driver_alone(deployment: D
     deployment.write_config({"main": {"workers": 1}})
     deployment.jobd("init", check=True)
     batch_id = deployment.store.batches.create("mailing")
-    deployment.jobd("batches", check=True)  # the first command validates the new config
-    for args in (("batches",), ("batches", "--json"), ("batch", str(batch_id)), ("batch", str(batch_id), "--json")):
-        result, loaded = loaded_by(deployment, tmp_path, *args)
-        assert result.returncode == 0, result.stderr
-        assert "mailing" in result.stdout
-        assert loaded.isdisjoint(HEAVY), (args, sorted(loaded & set(HEAVY)))
+    commands = (("batches",), ("batches", "--json"), ("batch", str(batch_id)), ("batch", str(batch_id), "--json"))
+    assert all("mailing" in result.stdout for result in loads_nothing_heavy(deployment, tmp_path, *commands))
     missing = deployment.jobd("batch", "424242")
     assert missing.returncode == 2 and "no batch has id 424242" in missing.stderr
 
@@ -107,11 +116,7 @@ def test_logs_read_the_store_through_the_driver_alone_and_say_the_same(deploymen
         JobLogLine(other, 1, 1_000.5, "INFO", "t.record", 42, "another job's line"),
         JobLogLine(job_id, 1, 1_001.0, "ERROR", "t.record", 42, "Traceback: it failed"),
     ])
-    deployment.jobd("logs", str(job_id), check=True)  # the first command validates the new config
-    for args in (("logs", str(job_id)), ("logs", "--json"), ("logs", "-n", "1")):
-        result, loaded = loaded_by(deployment, tmp_path, *args)
-        assert result.returncode == 0, result.stderr
-        assert loaded.isdisjoint(HEAVY), (args, sorted(loaded & set(HEAVY)))
+    loads_nothing_heavy(deployment, tmp_path, ("logs", str(job_id)), ("logs", "--json"), ("logs", "-n", "1"))
     mine = deployment.jobd("logs", str(job_id), check=True).stdout.splitlines()
     assert [line.split(": ", 1)[1] for line in mine] == ["first line", "Traceback: it failed"]
     assert [json.loads(line)["message"] for line in deployment.jobd("logs", "--json", check=True).stdout.splitlines()] == [

@@ -1,8 +1,9 @@
-"""`jobd status --json` and `jobd trigger` take quick paths that load neither SQLAlchemy nor pydantic, and say the same.
+"""`jobd status` and `jobd trigger` take quick paths that load neither SQLAlchemy nor pydantic, and say the same.
 
-``status --json`` with a master running gets its document from the master
-(``status_report``), which answers only for the config the command would
-have read. ``trigger`` submits through the database driver when the daemon's
+``status`` (``--json``, the tables for people, one daemon) with a master
+running gets its document from the master (``status_report``), which
+answers only for the config the command would have read and not while its
+store is down. ``trigger`` submits through the database driver when the daemon's
 task catalogue is published (``jobd.ops.quick_submit``), and refuses an
 unknown task or bad args there with the full submit's words, writing nothing.
 With an idle worker offered it hands the job over as ``jobd.submit`` does.
@@ -29,7 +30,7 @@ from jobd.ops.quick_submit import submit_quickly
 from jobd.status.report import read_status
 from jobd.states import JobState
 from support import Deployment, needs_handoff, wait_until
-from test_cli_fast_paths import HEAVY, loaded_by, own_cache  # noqa: F401  (own_cache: a fixture)
+from test_cli_fast_paths import HEAVY, loaded_by, loads_nothing_heavy, own_cache  # noqa: F401  (own_cache: a fixture)
 
 #: Fields of the status document that change from one reading to the next.
 MOVING = {
@@ -51,44 +52,29 @@ def job_count(deployment: Deployment) -> int:
     return len(deployment.store.jobs.list(limit=10000))
 
 
-def test_status_json_with_a_master_running_is_the_masters_document_and_loads_nothing_heavy(
-    deployment: Deployment, tmp_path: Path, own_cache: Path,
-) -> None:
-    deployment.write_config({"main": {"workers": 1}, "other": {"workers": 1}})
-    deployment.start_master()
-    deployment.jobd("trigger", "main", "t.record", "--wait", timeout=60, check=True)
-    deployment.jobd("status", "--json", check=True)  # the first command validates the new config
-    result, loaded = loaded_by(deployment, tmp_path, "status", "--json")
-    assert result.returncode == 0, result.stderr
-    assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
-    from_master = json.loads(result.stdout)
-    composed_here = json.loads(json.dumps(read_status(load_config(deployment.config_path, with_schedule=False)).to_json(), default=str))
-    assert steady(from_master) == steady(composed_here)
-    assert from_master["master"]["running"] is True and list(from_master["daemons"]) == ["main", "other"]
-
-
-def test_status_for_people_with_a_master_running_prints_the_masters_document_and_loads_nothing_heavy(
+def test_status_with_a_master_running_is_the_masters_document_for_programs_and_people_and_loads_nothing_heavy(
     deployment: Deployment, tmp_path: Path, own_cache: Path,
 ) -> None:
     deployment.write_config({"main": {"workers": 1}, "other": {"workers": 2}})
     deployment.start_master()
     deployment.jobd("trigger", "main", "t.record", "--wait", timeout=60, check=True)
-    deployment.jobd("status", check=True)  # the first command validates the new config
-    for args in (("status",), ("status", "main")):
-        result, loaded = loaded_by(deployment, tmp_path, *args)
-        assert result.returncode == 0, result.stderr
-        assert loaded.isdisjoint(HEAVY), (args, sorted(loaded & set(HEAVY)))
-    tables = deployment.jobd("status", check=True).stdout
+    as_json, tables, detail = (
+        result.stdout for result in loads_nothing_heavy(deployment, tmp_path, ("status", "--json"), ("status",), ("status", "main"))
+    )
+    from_master = json.loads(as_json)
+    composed_here = json.loads(json.dumps(read_status(load_config(deployment.config_path, with_schedule=False)).to_json(), default=str))
+    assert steady(from_master) == steady(composed_here)
+    assert from_master["master"]["running"] is True and list(from_master["daemons"]) == ["main", "other"]
+    # The tables for people are drawn from that document.
     assert "master running pid" in tables
     rows = {line.split()[0]: line.split()[1:] for line in tables.splitlines() if line.split()[:1] in (["main"], ["other"])}
     assert rows["main"][:3] == ["started/1", "started/1", "0"] and rows["main"][5] == "1"  # desired, actual, queued; done
     assert rows["other"][:2] == ["started/2", "started/2"]
-    detail = deployment.jobd("status", "main", check=True).stdout
     assert "main: desired started/1, actual started/1" in detail
     # Composed by the command instead (the file edited since the master read it): the same table for the daemons.
     deployment.write_config({"main": {"workers": 1}, "other": {"workers": 2}}, heartbeat_lease=45)
-    composed_here = deployment.jobd("status", check=True).stdout
-    assert [line for line in composed_here.splitlines() if line.split()[:1] in (["main"], ["other"])][:2] == \
+    composed_by_the_command = deployment.jobd("status", check=True).stdout
+    assert [line for line in composed_by_the_command.splitlines() if line.split()[:1] in (["main"], ["other"])][:2] == \
         [line for line in tables.splitlines() if line.split()[:1] in (["main"], ["other"])][:2]
 
 

@@ -27,7 +27,7 @@ from jobd.ops.status_reads import quick_status
 from jobd.status.report import read_status
 from jobd.store import NewJob
 from support import Deployment
-from test_cli_fast_paths import HEAVY, loaded_by, own_cache  # noqa: F401  (own_cache: a fixture)
+from test_cli_fast_paths import loads_nothing_heavy, own_cache  # noqa: F401  (own_cache: a fixture)
 from test_cli_quick_status_trigger import steady
 
 
@@ -80,12 +80,7 @@ def test_the_driver_composes_the_document_the_full_path_composes(
 
 def test_status_with_no_master_loads_neither_sqlalchemy_nor_pydantic(deployment: Deployment, tmp_path: Path, own_cache: Path) -> None:
     a_store_with_history(deployment)
-    deployment.jobd("status", check=True)  # the first command validates the new config
-    for args in (("status",), ("status", "--json")):
-        result, loaded = loaded_by(deployment, tmp_path, *args)
-        assert result.returncode == 0, result.stderr
-        assert loaded.isdisjoint(HEAVY), (args, sorted(loaded & set(HEAVY)))
-    tables = deployment.jobd("status", check=True).stdout
+    tables, _ = (result.stdout for result in loads_nothing_heavy(deployment, tmp_path, ("status",), ("status", "--json")))
     assert "master not running" in tables and "ghost: 1 queued, no master runs this daemon" in tables
     assert any(line.split()[:3] == ["other", "started/3", "stopped"] for line in tables.splitlines())
 
