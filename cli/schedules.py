@@ -31,10 +31,13 @@ def register(app: typer.Typer) -> None:
 
         Example: jobd schedules
         """
-        settings = load_settings(config)
-        from jobd.status.report import schedule_rows
+        from jobd.ops.status_reads import schedules_from_master
 
-        rows = schedule_rows(settings)
+        rows = schedules_from_master(config)  # the running master's: nothing heavy loaded here
+        if rows is None:
+            from jobd.status.report import schedule_rows
+
+            rows = schedule_rows(load_settings(config))
         if as_json:
             print_json(rows)
             return

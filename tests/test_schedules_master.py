@@ -7,11 +7,13 @@ import os
 import signal
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from support import Deployment, wait_until
+from test_cli_fast_paths import loads_nothing_heavy, own_cache  # noqa: F401  (own_cache: a fixture)
 
 
 def schedule_file(deployment: Deployment, text: str) -> None:
@@ -142,3 +144,26 @@ def test_import_crontab_writes_a_schedule_file_jobd_accepts(deployment: Deployme
     assert check.returncode == 0, check.stderr
     listing = json.loads(deployment.jobd("schedules", "--json").stdout)
     assert len(listing) == 2 and all(row["daemon"] == "cron" for row in listing)
+
+
+def test_jobd_schedules_with_a_master_running_shows_its_entries_and_last_outcomes_and_loads_nothing_heavy(
+    deployment: Deployment, tmp_path: Path, own_cache: Path,
+) -> None:
+    from jobd.config import load_config
+    from jobd.status.report import schedule_rows
+
+    deployment.write_config({"main": {"workers": 1}})
+    schedule_file(deployment, '[entries.often]\ndaemon = "main"\ntask = "t.tick"\nevery = "1s"\n\n'
+                              '[entries.yearly]\ndaemon = "main"\ntask = "t.tick"\ncron = "0 5 1 1 *"\n')
+    deployment.start_master()
+    wait_until(lambda: any(job.state.value == "succeeded" for job in deployment.store.jobs.list(limit=5)), timeout=30,
+               message="a tick of `often` to run")
+    listing, tables = (result.stdout for result in loads_nothing_heavy(deployment, tmp_path, ("schedules", "--json"), ("schedules",)))
+    rows = {row["name"]: row for row in json.loads(listing)}
+    assert rows["often"]["fired"] >= 1 and rows["often"]["last_outcome"] in ("queued", "running", "succeeded")
+    assert rows["yearly"]["fired"] == 0 and rows["yearly"]["last_outcome"] is None
+    assert "often" in tables and "yearly" in tables
+    # The rows the command composes itself (the full path) for the entry that does not move.
+    composed_here = {row["name"]: row for row in schedule_rows(load_config(deployment.config_path))}
+    assert json.loads(json.dumps(composed_here["yearly"], default=str)) == rows["yearly"]
+    assert set(composed_here) == set(rows)

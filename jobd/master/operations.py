@@ -14,6 +14,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from ..catalogue import publish_after_reload
+from ..status.compose import with_last_outcomes
 from ..config import load_config, load_schedule
 from ..control.protocol import Request
 from ..errors import JobdError
@@ -42,6 +43,7 @@ class Operations:
             "stop": self._stop,
             "reload": lambda _args: self.reload(),
             "schedules": lambda _args: master.ticker.describe(),
+            "schedule_rows": self._schedule_rows,
             "activity": lambda _args: master.activity.view(),
             "cached_result": lambda args: master.activity.local.get_result(str(args.get("key", ""))),
             "start_daemons": self._claiming_after(daemons.start),
@@ -119,6 +121,17 @@ class Operations:
             if row["daemon"] == pool.daemon and row["next"] and not row["paused"]
         ]
         return {"master": summary, "daemon": {**status, **master.daemons.detail(pool.daemon), "next_ticks": ticks}}
+
+    def _schedule_rows(self, _args: dict[str, Any]) -> dict[str, Any]:
+        """`jobd schedules`: every entry with its last outcome, read on this master's store.
+
+        ``{"rows": None}`` while the store is down (each read would hold this loop for a read
+        timeout): the command then reads the store itself, as when no master runs.
+        """
+        master = self.master
+        if not master.store_health.available:
+            return {"rows": None}
+        return {"rows": with_last_outcomes(master.ticker.describe(), master.store.jobs.states_of)}
 
     # -- reloading --------------------------------------------------------
 

@@ -73,3 +73,17 @@ def _from_store(digest: ConfigDigest, *, live_activity: bool) -> dict[str, Any] 
     if live_activity:
         report = with_live_activity(report, settings, now)
     return report.to_json()
+
+
+def schedules_from_master(config: str | os.PathLike[str] | None) -> list[dict[str, Any]] | None:
+    """`jobd schedules`' rows as the running master has them (its entries, their last outcomes); None when the
+    command must read them itself: no master, an older one, or one whose store is down."""
+    from ..control import client
+
+    digest = config_digest(config)
+    try:
+        answer = client.call(digest.socket, "schedule_rows", {}, timeout=defaults.JOBS_FROM_MASTER_TIMEOUT_SECONDS)
+    except (MasterNotRunning, JobdError, OSError):
+        return None
+    rows = answer.get("rows") if isinstance(answer, dict) else None
+    return rows if isinstance(rows, list) else None

@@ -14,7 +14,7 @@ database layer or the config models.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -169,3 +169,9 @@ def with_live_activity(report: StatusReport, settings: StatusSettings, now: floa
         for name, daemon in report.daemons.items()
     }
     return replace(report, masters=masters, daemons=daemons)
+
+
+def with_last_outcomes(rows: list[dict[str, Any]], states_of: Callable[[list[int]], Mapping[int, str]]) -> list[dict[str, Any]]:
+    """Schedule rows (``Ticker.describe``) with the state of each entry's last job (None: none yet, or pruned since)."""
+    states = states_of(sorted({int(row["last_job_id"]) for row in rows if row.get("last_job_id")}))
+    return [{**row, "last_outcome": states.get(int(row["last_job_id"])) if row.get("last_job_id") else None} for row in rows]

@@ -23,12 +23,12 @@ from ..batch_record import Batch, BatchState
 from ..config import JobdConfig, load_schedule
 from ..control import client
 from ..daemons.plan import Desired
-from ..errors import MasterNotRunning, StoreUnavailable, UnknownJob
+from ..errors import MasterNotRunning, StoreUnavailable
 from ..rate_limits import RateLimits
 from ..store import Store, open_store
 from ..store.errors import raised_as_unavailable
 from ..store.master_record import MasterRecord
-from .compose import recent_batches, registered, report_from_store, with_live_activity, with_rate_waits
+from .compose import recent_batches, registered, report_from_store, with_last_outcomes, with_live_activity, with_rate_waits
 from .model import DaemonStatus, KnownMaster, MasterStatus, RegisteredMaster, StatusReport
 
 
@@ -159,10 +159,4 @@ def schedule_rows(settings: JobdConfig, store: Store | None = None) -> list[dict
     except MasterNotRunning:
         store.initialise()
         rows = Ticker(store, load_schedule(settings)).describe()
-    for row in rows:
-        job_id = row.get("last_job_id")
-        try:
-            row["last_outcome"] = str(store.jobs.get(job_id).state) if job_id else None
-        except UnknownJob:  # pruned since
-            row["last_outcome"] = None
-    return rows
+    return with_last_outcomes(rows, store.jobs.states_of)

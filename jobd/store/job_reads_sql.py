@@ -76,6 +76,14 @@ class JobReads:
         found = self.rows(sql, (job_id,))
         return found[0] if found else None
 
+    def states_of(self, job_ids: Sequence[int]) -> dict[int, str]:
+        """The stored state of each of ``job_ids`` that still exists (pruned ones are left out)."""
+        if not job_ids:
+            return {}
+        marks = ", ".join([self.mark] * len(job_ids))
+        found = self.rows(f"SELECT id, state FROM {JOBS} WHERE id IN ({marks})", tuple(job_ids))
+        return {int(row["id"]): str(row["state"]) for row in found}
+
     def page(self, wanted: JobFilter) -> list[Mapping[str, Any]]:
         """The newest rows matching ``wanted``, newest first.
 

@@ -45,6 +45,11 @@ class Queries(JobsTable):
         with self.engine.connect().execution_options(**READ_ONLY) as connection:
             return [row_to_job(row) for row in self._reads(connection).page(wanted)]
 
+    def states_of(self, job_ids: Sequence[int]) -> dict[int, str]:
+        """The stored state of each of ``job_ids`` that still exists (``JobReads.states_of``)."""
+        with self.engine.connect().execution_options(**READ_ONLY) as connection:
+            return self._reads(connection).states_of(job_ids)
+
     def counts(self) -> dict[str, dict[str, int]]:
         """Number of jobs per daemon and state: ``{daemon: {state: n}}`` (``StatusReads.job_counts``)."""
         with self.engine.connect().execution_options(**READ_ONLY) as connection:
