@@ -47,7 +47,8 @@ def status(
 
 
 def _print_daemon(config: Path | None, daemon: str, as_json: bool) -> None:
-    """The running master's detail on ``daemon`` (the config's digest names its socket), else the store's."""
+    """The running master's detail on ``daemon`` (the config's digest names its socket), else the store's
+    (through the driver alone where it can)."""
     from jobd.config_digest import config_digest
     from jobd.control import client
     from jobd.errors import MasterNotRunning
@@ -57,9 +58,13 @@ def _print_daemon(config: Path | None, daemon: str, as_json: bool) -> None:
     try:
         detail = client.call(config_digest(config).socket, "daemon_status", {"daemon": daemon})
     except MasterNotRunning:
-        from jobd.daemons import client as daemon_client
+        from jobd.ops.status_reads import daemon_status_from_store
 
-        detail = daemon_client.status_from_store(load_settings(config, with_schedule=False), daemon)
+        detail = daemon_status_from_store(config, daemon)  # through the driver: nothing heavy loaded
+        if detail is None:
+            from jobd.daemons import client as daemon_client
+
+            detail = daemon_client.status_from_store(load_settings(config, with_schedule=False), daemon)
     if as_json:
         print_json(detail)
     else:

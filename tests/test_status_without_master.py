@@ -25,7 +25,9 @@ from jobd.config import load_config
 from jobd.daemons.plan import Desired
 from jobd.ops.status_reads import quick_status
 from jobd.status.report import read_status
+from jobd.states import JobState
 from jobd.store import NewJob
+from jobd.store.jobs import Outcome
 from support import Deployment
 from test_cli_fast_paths import loads_nothing_heavy, own_cache  # noqa: F401  (own_cache: a fixture)
 from test_cli_quick_status_trigger import steady
@@ -55,12 +57,16 @@ def a_store_with_history(deployment: Deployment) -> None:
     store.batches.seal(sealed)
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "mariadb"])
-def test_the_driver_composes_the_document_the_full_path_composes(
-    backend: str, deployment_factory: Callable[[str | None], Deployment], request: pytest.FixtureRequest, own_cache: Path,
-) -> None:
-    deployment = deployment_factory(request.getfixturevalue("mariadb_url") if backend == "mariadb" else None)
+@pytest.fixture(params=["sqlite", "mariadb"])
+def with_history(request: pytest.FixtureRequest, deployment_factory: Callable[[str | None], Deployment], own_cache: Path) -> Deployment:
+    """A deployment whose store has ``a_store_with_history``, on each backend; no master runs."""
+    deployment = deployment_factory(request.getfixturevalue("mariadb_url") if request.param == "mariadb" else None)
     a_store_with_history(deployment)
+    return deployment
+
+
+def test_the_driver_composes_the_document_the_full_path_composes(with_history: Deployment) -> None:
+    deployment = with_history
     quick = quick_status(deployment.config_path, live_activity=True)
     assert quick is not None, "no master runs: the driver path answers"
     full = json.loads(json.dumps(read_status(load_config(deployment.config_path, with_schedule=False)).to_json(), default=str))
@@ -94,3 +100,26 @@ def test_a_store_missing_or_not_initialised_is_left_to_the_full_path(deployment:
     deployment.jobd("init", check=True)
     document = quick_status(deployment.config_path, live_activity=False)
     assert document is not None and document["daemons"]["main"]["counts"] == {}
+
+
+def test_status_of_one_daemon_through_the_driver_is_what_the_full_path_says(with_history: Deployment) -> None:
+    from jobd.daemons.client import status_from_store
+    from jobd.ops.status_reads import daemon_status_from_store
+
+    deployment = with_history
+    store = deployment.store
+    dead = store.jobs.insert(NewJob(daemon="other", task="t.record", args={}, max_attempts=1))
+    store.jobs.claim("other", 1, "m1")
+    store.jobs.apply_outcomes("m1", [Outcome(dead, 1, JobState.DEAD, {"error": "ValueError: no", "traceback": None, "run_at": None})])
+    quick = daemon_status_from_store(deployment.config_path, "other")
+    assert quick is not None
+    full = status_from_store(load_config(deployment.config_path, with_schedule=False), "other")
+    assert steady(quick) == steady(full)
+    assert quick["daemon"]["desired"] == {"state": "started", "workers": 3, "size": 3}
+    assert [failure["id"] for failure in quick["daemon"]["recent_failures"]] == [dead]
+    assert quick["daemon"]["counts"] == {"cancelled": 1, "dead": 1}
+    main = daemon_status_from_store(deployment.config_path, "main")
+    assert main is not None and main["daemon"]["queue"]["depth"] == 3
+    assert daemon_status_from_store(deployment.config_path, "nosuch") is None  # the full path names the known daemons
+    tables = deployment.jobd("status", "other", check=True).stdout
+    assert "desired started/3, actual stopped (master not running)" in tables and "ValueError: no" in tables

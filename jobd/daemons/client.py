@@ -13,7 +13,8 @@ from typing import Any
 
 from ..config import JobdConfig
 from ..control import client
-from .control import queue_report
+from .control import store_queue_report
+from .detail import stopped_daemon_detail
 from .plan import Desired, default_desired
 from ..errors import JobdError, MasterNotRunning
 from ..store import open_store
@@ -101,9 +102,7 @@ def status_from_store(config: JobdConfig, name: str) -> dict[str, Any]:
         store.require_schema()
         desired = store.daemon_states.load().get(name) or default_desired(settings)
         counts = store.jobs.counts().get(name, {})
-        report = queue_report(store, name)
+        report = store_queue_report(store, name)
     finally:
         store.dispose()
-    daemon = {"daemon": name, "desired": desired.to_dict(settings), "state": "stopped", "size": 0,
-              "workers": [], "counts": counts, "restart": None, **report}
-    return {"master": {"running": False}, "daemon": daemon}
+    return stopped_daemon_detail(name, settings, desired, counts, report)

@@ -18,10 +18,10 @@ from dataclasses import replace
 from typing import Any
 
 from ..config import DaemonConfig, JobdConfig
+from .detail import FAILED_STATES, RECENT_FAILURES, queue_report
 from .plan import DaemonState, Desired, WorkerView, change_daemon_state, default_desired, rolling_step
 from ..errors import BadInput, UnknownDaemon
 from ..observability.procstats import ProcessSample, cpu_percent, sample
-from ..states import JobState
 from ..status.model import PoolStatus
 from ..store import Store
 from ..workers.memory import MB
@@ -31,7 +31,6 @@ from ..workers.states import WorkerState
 log = logging.getLogger("jobd.daemons")
 
 MAX_WORKERS = 512  # the same bound as the config's `workers`
-RECENT_FAILURES = 5
 
 
 class DaemonControl:
@@ -241,21 +240,13 @@ class DaemonControls:
         return any(worker.pid == pid for control in self.controls.values() for worker in control.pool.live_workers())
 
     def detail(self, daemon: str) -> dict[str, Any]:
-        return queue_report(self.store, daemon)
+        return store_queue_report(self.store, daemon)
 
 
-def queue_report(store: Store, daemon: str) -> dict[str, Any]:
-    """Queue depth, oldest queued job and recent failures of one daemon, from the store."""
-    depth, oldest = store.jobs.queue_depth(daemon)
-    failures = store.jobs.list(states=[JobState.DEAD, JobState.RETRYING], daemon=daemon, limit=RECENT_FAILURES)
-    return {
-        "queue": {"depth": depth, "oldest_created_at": oldest, "oldest_age": round(time.time() - oldest, 1) if oldest else None},
-        "recent_failures": [
-            {"id": job.id, "task": job.task, "state": str(job.state), "attempts": job.attempts,
-             "error": job.error, "finished_at": job.finished_at or job.updated_at}
-            for job in failures
-        ],
-    }
+def store_queue_report(store: Store, daemon: str) -> dict[str, Any]:
+    """``detail.queue_report`` of one daemon, read on ``store``."""
+    failures = store.jobs.list(states=list(FAILED_STATES), daemon=daemon, limit=RECENT_FAILURES)
+    return queue_report(store.jobs.queue_depth(daemon), failures, time.time())
 
 
 __all__ = ["DaemonControl", "DaemonControls", "WorkerState"]

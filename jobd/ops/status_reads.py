@@ -75,6 +75,37 @@ def _from_store(digest: ConfigDigest, *, live_activity: bool) -> dict[str, Any] 
     return report.to_json()
 
 
+def daemon_status_from_store(config: str | os.PathLike[str] | None, daemon: str) -> dict[str, Any] | None:
+    """`jobd status DAEMON` with no master running, read through the driver; None when the full path must answer
+    (a daemon the config does not name, whose error it words; a store missing, at another version, or failing)."""
+    from ..daemons.detail import FAILED_STATES, RECENT_FAILURES, queue_report, stopped_daemon_detail
+    from ..daemons.plan import default_desired
+    from ..store.driver_reads import driver_rows
+    from ..store.driver_sql import existing_target
+    from ..store.job_reads_sql import JobFilter, JobReads
+    from ..store.row_decoding import decode_row
+    from ..store.status_reads_sql import StatusReads
+
+    digest = config_digest(config)
+    settings = digest.daemon_facts.get(daemon)
+    target = existing_target(digest.driver)
+    if settings is None or target is None:
+        return None
+    driver = importlib.import_module(target.driver_module)
+    try:
+        with driver_rows(target) as rows:
+            status, jobs = StatusReads(rows, target.dialect), JobReads(rows, target.dialect)
+            if status.schema_version() != defaults.STORE_SCHEMA_VERSION:
+                return None
+            desired = status.desired_states().get(daemon) or default_desired(settings)
+            counts = status.job_counts().get(daemon, {})
+            failed = JobFilter(tuple(str(state) for state in FAILED_STATES), daemon, limit=RECENT_FAILURES)
+            report = queue_report(jobs.queue_depth(daemon), [decode_row(row) for row in jobs.page(failed)], time.time())
+    except (StoreUnavailable, driver.Error):
+        return None
+    return stopped_daemon_detail(daemon, settings, desired, counts, report)
+
+
 def schedules_from_master(config: str | os.PathLike[str] | None) -> list[dict[str, Any]] | None:
     """`jobd schedules`' rows as the running master has them (its entries, their last outcomes); None when the
     command must read them itself: no master, an older one, or one whose store is down."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import defaults
+from ..states import JobState
 
 #: Runs one statement with its parameters and returns every row (the statement ends there).
 Rows = Callable[[str, tuple[Any, ...]], Sequence[Mapping[str, Any]]]
@@ -75,6 +76,15 @@ class JobReads:
             sql += " FOR UPDATE"
         found = self.rows(sql, (job_id,))
         return found[0] if found else None
+
+    def queue_depth(self, daemon: str) -> tuple[int, float | None]:
+        """How many of ``daemon``'s jobs are queued (due, waiting for a worker), and since when the oldest."""
+        found = self.rows(
+            f"SELECT count(*) AS n, min(created_at) AS oldest FROM {JOBS} WHERE daemon = {self.mark} AND state = {self.mark}",
+            (daemon, str(JobState.QUEUED)),
+        )
+        oldest = found[0]["oldest"] if found else None
+        return (int(found[0]["n"]) if found else 0), (float(oldest) if oldest is not None else None)
 
     def states_of(self, job_ids: Sequence[int]) -> dict[int, str]:
         """The stored state of each of ``job_ids`` that still exists (pruned ones are left out)."""

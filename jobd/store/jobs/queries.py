@@ -73,10 +73,5 @@ class Queries(JobsTable):
 
     def queue_depth(self, daemon: str) -> tuple[int, float | None]:
         """How many of ``daemon``'s jobs are queued (due, waiting for a worker), and since when the oldest."""
-        jobs = self.table
-        query = sa.select(sa.func.count(), sa.func.min(jobs.c.created_at)).where(
-            jobs.c.daemon == daemon, jobs.c.state == str(JobState.QUEUED)
-        )
         with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            count, oldest = connection.execute(query).one()
-        return int(count), oldest
+            return self._reads(connection).queue_depth(daemon)
