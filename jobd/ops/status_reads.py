@@ -16,15 +16,21 @@ command composes the document in full
 
 from __future__ import annotations
 
-import importlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import defaults
 from ..config_digest import ConfigDigest, config_digest
 from ..errors import JobdError, MasterNotRunning, StoreUnavailable
+
+if TYPE_CHECKING:
+    from ..status.model import StatusReport
+    from ..store.job_reads_sql import Rows
+
+T = TypeVar("T")
 
 
 def quick_status(config: str | os.PathLike[str] | None, *, live_activity: bool) -> dict[str, Any] | None:
@@ -53,23 +59,19 @@ def quick_status(config: str | os.PathLike[str] | None, *, live_activity: bool) 
 def _from_store(digest: ConfigDigest, *, live_activity: bool) -> dict[str, Any] | None:
     """The document with no master running, read through the driver; None when the full path must compose it."""
     from ..status.compose import recent_batches, report_from_store, with_live_activity, with_rate_waits
-    from ..store.driver_reads import driver_status_reads
-    from ..store.driver_sql import existing_target
+    from ..store.status_reads_sql import StatusReads
 
     settings = digest.status_facts()
-    target = existing_target(digest.driver)
-    if target is None:
-        return None
-    driver = importlib.import_module(target.driver_module)
     now = time.time()
-    try:
-        with driver_status_reads(target) as reads:
-            if reads.schema_version() != defaults.STORE_SCHEMA_VERSION:
-                return None  # not initialised, or to be upgraded: the full path says so
-            report = with_rate_waits(report_from_store(settings, reads, now), settings, reads, now)
-            report = replace(report, batches=recent_batches(reads, now))
-    except (StoreUnavailable, driver.Error):
-        return None  # the full path reports the store's failure in its own words
+
+    def compose(rows: Rows, dialect: str) -> StatusReport:
+        reads = StatusReads(rows, dialect)
+        report = with_rate_waits(report_from_store(settings, reads, now), settings, reads, now)
+        return replace(report, batches=recent_batches(reads, now))
+
+    report = _read_through_driver(digest, compose)
+    if report is None:
+        return None
     if live_activity:
         report = with_live_activity(report, settings, now)
     return report.to_json()
@@ -80,30 +82,44 @@ def daemon_status_from_store(config: str | os.PathLike[str] | None, daemon: str)
     (a daemon the config does not name, whose error it words; a store missing, at another version, or failing)."""
     from ..daemons.detail import FAILED_STATES, RECENT_FAILURES, queue_report, stopped_daemon_detail
     from ..daemons.plan import default_desired
-    from ..store.driver_reads import driver_rows
-    from ..store.driver_sql import existing_target
     from ..store.job_reads_sql import JobFilter, JobReads
     from ..store.row_decoding import decode_row
     from ..store.status_reads_sql import StatusReads
 
     digest = config_digest(config)
     settings = digest.daemon_facts.get(daemon)
+    if settings is None:
+        return None
+
+    def detail(rows: Rows, dialect: str) -> dict[str, Any]:
+        status, jobs = StatusReads(rows, dialect), JobReads(rows, dialect)
+        desired = status.desired_states().get(daemon) or default_desired(settings)
+        counts = status.job_counts().get(daemon, {})
+        failed = JobFilter(tuple(str(state) for state in FAILED_STATES), daemon, limit=RECENT_FAILURES)
+        report = queue_report(jobs.queue_depth(daemon), [decode_row(row) for row in jobs.page(failed)], time.time())
+        return stopped_daemon_detail(daemon, settings, desired, counts, report)
+
+    return _read_through_driver(digest, detail)
+
+
+def _read_through_driver(digest: ConfigDigest, read: Callable[[Rows, str], T]) -> T | None:
+    """``read(rows, dialect)`` on one driver connection to the digest's store; None where the full path must answer
+    instead: no driver arguments (a SQLite file that does not exist), a store not at this version, one that fails.
+    """
+    from ..store.driver_reads import driver_rows
+    from ..store.driver_sql import existing_target
+    from ..store.status_reads_sql import StatusReads
+
     target = existing_target(digest.driver)
-    if settings is None or target is None:
+    if target is None:
         return None
-    driver = importlib.import_module(target.driver_module)
     try:
-        with driver_rows(target) as rows:
-            status, jobs = StatusReads(rows, target.dialect), JobReads(rows, target.dialect)
-            if status.schema_version() != defaults.STORE_SCHEMA_VERSION:
-                return None
-            desired = status.desired_states().get(daemon) or default_desired(settings)
-            counts = status.job_counts().get(daemon, {})
-            failed = JobFilter(tuple(str(state) for state in FAILED_STATES), daemon, limit=RECENT_FAILURES)
-            report = queue_report(jobs.queue_depth(daemon), [decode_row(row) for row in jobs.page(failed)], time.time())
-    except (StoreUnavailable, driver.Error):
-        return None
-    return stopped_daemon_detail(daemon, settings, desired, counts, report)
+        with driver_rows(target) as rows:  # a driver error is StoreUnavailable here
+            if StatusReads(rows, target.dialect).schema_version() != defaults.STORE_SCHEMA_VERSION:
+                return None  # not initialised, or to be upgraded: the full path says so
+            return read(rows, target.dialect)
+    except StoreUnavailable:
+        return None  # the full path reports the store's failure in its own words
 
 
 def schedules_from_master(config: str | os.PathLike[str] | None) -> list[dict[str, Any]] | None:
