@@ -336,3 +336,27 @@ def test_a_submit_while_the_store_refuses_connections_raises_store_unavailable(
         assert result.returncode == 3 and "unavailable" in result.stderr, result.stderr
         proxy.heal()
         assert jobd.submit("main", "o.run", {"seconds": 0}, config=config) > 0
+
+
+@pytest.mark.mysql
+def test_with_no_master_the_quick_reads_report_a_store_that_refuses_and_answer_once_it_is_back(
+    deployment_factory: Callable[[str], Deployment], mariadb_url: str, mariadb: dict[str, Any],
+) -> None:
+    """`jobd jobs`, `job`, `status`, `status DAEMON`, `batches` and `logs` read through the driver alone with no
+    master; a store that refuses connections is exit 3 with the store's reason, never a hang or a traceback."""
+    with TcpProxy(mariadb["host"], mariadb["port"]) as proxy:
+        deployment = through(proxy, mariadb_url, deployment_factory)
+        job_id = deployment.store.jobs.insert(NewJob("main", "o.run", {}))
+        commands = [("jobs",), ("job", str(job_id)), ("status", "--json"), ("status", "main"), ("batches",), ("logs", str(job_id))]
+        assert [deployment.jobd(*args).returncode for args in commands] == [0] * len(commands)  # digest made, store read
+        deployment.store.dispose()  # the test's own pooled connections would outlive the refusal
+        proxy.refuse()
+        for args in commands:
+            started = time.monotonic()
+            result = deployment.jobd(*args, timeout=60)
+            seconds = time.monotonic() - started
+            assert result.returncode == 3, (args, result.returncode, result.stdout, result.stderr)
+            assert "Traceback" not in result.stderr and ("store" in result.stderr), (args, result.stderr)
+            assert seconds < 30, f"jobd {' '.join(args)} took {seconds:.1f}s against a store that refuses"
+        proxy.heal()
+        assert str(job_id) in deployment.jobd("jobs", check=True).stdout
