@@ -677,3 +677,19 @@ def test_forked_children_never_share_the_parents_pooled_connections(store: Store
         os.waitpid(pid, 0)
     assert list(codes.values()) == [0] * len(children), f"children hung or failed: {codes}"
     assert store.jobs.get(job_id).id == job_id  # the parent's own connection still works
+
+
+def test_on_mysql_the_schema_lock_is_released_only_after_the_initialising_transaction_commits(mariadb_url: str) -> None:
+    """Released before the commit, a master starting beside this one could read no version yet and insert it twice."""
+    store = open_store(mariadb_url)
+    seen: list[str] = []
+    sa.event.listen(store.engine, "before_cursor_execute", lambda _c, _cur, statement, *_rest: seen.append(statement))
+    sa.event.listen(store.engine, "commit", lambda _connection: seen.append("COMMIT"))
+    try:
+        store.initialise()
+    finally:
+        store.dispose()
+    inserted = next(index for index, statement in enumerate(seen) if statement.startswith("INSERT INTO jobd_meta"))
+    committed = seen.index("COMMIT", inserted)
+    released = next(index for index, statement in enumerate(seen) if "RELEASE_LOCK" in statement)
+    assert inserted < committed < released

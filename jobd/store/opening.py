@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -85,10 +87,7 @@ class Store:
         """
         began = time.monotonic()
         try:
-            with self.engine.begin() as connection:
-                if self.engine.dialect.name == "mysql":
-                    # Two masters starting together must not race on CREATE TABLE.
-                    connection.exec_driver_sql("SELECT GET_LOCK('jobd_schema', 30)")
+            with self._schema_lock(), self.engine.begin() as connection:
                 version = self.found_version = self._version_on(connection)
                 if version is not None and version > SCHEMA_VERSION:
                     raise StoreUnavailable(
@@ -108,13 +107,35 @@ class Store:
                     connection.execute(
                         meta.update().where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
                     )
-                if self.engine.dialect.name == "mysql":
-                    connection.exec_driver_sql("SELECT RELEASE_LOCK('jobd_schema')")
         except sa.exc.OperationalError as error:
             raise StoreUnavailable(f"cannot reach the store at {self.url}: {error.orig}") from error
         if version is not None and version < SCHEMA_VERSION:
             log.info("store %s upgraded from schema v%s to v%s in %.1f s", self.url, version, SCHEMA_VERSION, time.monotonic() - began)
         return SCHEMA_VERSION
+
+    @contextmanager
+    def _schema_lock(self) -> Iterator[None]:
+        """MySQL: one initialiser at a time, the next one starting only after the last one committed.
+
+        Two masters starting together must not race on CREATE TABLE, nor both
+        find no version and both insert it. The named lock is held on a
+        connection of its own and released after the initialising
+        transaction has committed: released inside it, as it once was, the
+        next initialiser could read the version before that commit, find
+        none, and fail on the duplicate row. SQLite's ``BEGIN IMMEDIATE``
+        already serialises writers.
+        """
+        if self.engine.dialect.name != "mysql":
+            yield
+            return
+        with self.engine.connect() as holder:
+            holder.exec_driver_sql("SELECT GET_LOCK('jobd_schema', 30)")
+            holder.commit()
+            try:
+                yield
+            finally:
+                holder.exec_driver_sql("SELECT RELEASE_LOCK('jobd_schema')")
+                holder.commit()
 
     def version(self) -> int | None:
         """The schema version in the store, or None if it was never initialised."""
