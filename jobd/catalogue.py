@@ -29,7 +29,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from . import defaults
-from .catalogue_check import DaemonCatalogue, decode
+from .catalogue_check import CatalogueCache, DaemonCatalogue, decode
 from .config import JobdConfig
 from .errors import JobdError, StoreUnavailable
 from .inventory import Inventory
@@ -38,7 +38,7 @@ from .store.diagnosis import describe_store_error, missing_tables
 from .store.errors import describe, is_outage, raised_as_unavailable
 from .store.task_catalogue import CatalogueRow
 
-__all__ = [  # DaemonCatalogue and decode live in ``catalogue_check``: a submit through the driver alone needs no SQLAlchemy
+__all__ = [  # CatalogueCache, DaemonCatalogue and decode live in ``catalogue_check``: a submit through the driver alone needs no SQLAlchemy
     "CatalogueCache", "DaemonCatalogue", "catalogue_rows", "decode", "publish_after_reload", "publish_catalogue",
     "publish_for_check", "read_published",
 ]
@@ -127,49 +127,3 @@ def read_published(store: Store) -> list[CatalogueRow]:
                 f"the job was not submitted: the store at {store.url} is unavailable ({describe(error)}); try again later"
             ) from None
         raise
-
-
-class CatalogueCache:
-    """The published catalogue as one process holds it: read at most once per ``max_age``, or on demand.
-
-    A row that is not a catalogue (written by hand, say) is left out with a
-    warning: that daemon's intents are then checked by importing its code.
-    A store that fails while a copy is held leaves the copy in use.
-    """
-
-    def __init__(
-        self, read: Callable[[], list[CatalogueRow]], *,
-        max_age: float = defaults.CATALOGUE_MAX_AGE_SECONDS, clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._read = read
-        self._max_age = max_age
-        self._clock = clock
-        self._daemons: dict[str, DaemonCatalogue] = {}
-        self._read_at: float | None = None
-
-    def get(self, daemon: str, *, fresh: bool = False) -> DaemonCatalogue | None:
-        """``daemon``'s catalogue, None if none was published; ``fresh`` reads the store first."""
-        now = self._clock()
-        if fresh or self._read_at is None or now - self._read_at >= self._max_age:
-            self._refresh(now)
-        return self._daemons.get(daemon)
-
-    def _refresh(self, now: float) -> None:
-        try:
-            rows = self._read()
-        except StoreUnavailable:
-            if self._read_at is None:
-                raise
-            return  # keep the copy held; the next submit asks again
-        daemons = {}
-        for row in rows:
-            held = self._daemons.get(row.daemon)
-            if held is not None and held.version == row.version:
-                daemons[row.daemon] = held  # unchanged: not decoded again
-                continue
-            try:
-                daemons[row.daemon] = decode(row)
-            except (ValueError, TypeError, AttributeError) as error:
-                log.warning("the task catalogue of daemon %r is not readable (%s): its intents are checked "
-                            "by importing its task code; `jobd check` publishes it again", row.daemon, error)
-        self._daemons, self._read_at = daemons, now
