@@ -26,8 +26,8 @@ __all__ = ["task", "submit", "submit_many", "get_job", "batch", "get_batch", "ca
 
 
 def __getattr__(name: str) -> Any:
-    # The submit API pulls in SQLAlchemy; task modules that only need
-    # @jobd.task stay light to import.
+    # Loaded on first use: task modules that only need @jobd.task stay light
+    # to import, and an application loads only the API it calls.
     if name in {"submit", "get_job"}:
         from . import api
 

@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from . import defaults
-from .api import _store_for, resolve_config, validate_intent
+from .intents import store_for, resolve_config, validate_intent
 from .batch_record import Batch, BatchState, Callback
 from .config import JobdConfig
 from .errors import InvalidArgs
@@ -78,7 +78,7 @@ class BatchHandle:
 
     @property
     def _store(self) -> Store:
-        return _store_for(self._config.store)
+        return store_for(self._config.store)
 
 
 @contextmanager
@@ -90,7 +90,7 @@ def batch(
     settings = resolve_config(config)
     _check_name(name)
     callbacks = [_callback(settings, spec, key) for spec, key in ((on_complete, "on_complete"), (on_failure, "on_failure"))]
-    store = _store_for(settings.store)
+    store = store_for(settings.store)
     batch_id = store.batches.create(name, on_complete=callbacks[0], on_failure=callbacks[1], connection=connection)
     handle = BatchHandle(batch_id, name, settings, connection=connection)
     try:
@@ -110,21 +110,21 @@ def member_batch(config: JobdConfig | str | os.PathLike[str], batch_id: int, job
 
 
 def get_batch(batch_id: int, *, config: JobdConfig | str | os.PathLike[str] | None = None) -> Batch:
-    return _store_for(resolve_config(config).store).batches.get(batch_id)
+    return store_for(resolve_config(config).store).batches.get(batch_id)
 
 
 def cancel_batch(batch_id: int, *, config: JobdConfig | str | os.PathLike[str] | None = None) -> Batch:
     """Cancel a batch: its waiting members are cancelled, running ones asked to stop; no callback runs."""
-    return _store_for(resolve_config(config).store).batches.cancel(batch_id)
+    return store_for(resolve_config(config).store).batches.cancel(batch_id)
 
 
 def list_batches(*, states: Sequence[BatchState] = (), limit: int = 50, config: JobdConfig | str | os.PathLike[str] | None = None) -> list[Batch]:
-    return _store_for(resolve_config(config).store).batches.list(states=states, limit=limit)
+    return store_for(resolve_config(config).store).batches.list(states=states, limit=limit)
 
 
 def batch_report(batch_id: int, *, config: JobdConfig | str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """``jobd batch ID``: the batch's counters, and its members by state now (waiting and running too)."""
-    store = _store_for(resolve_config(config).store)
+    store = store_for(resolve_config(config).store)
     return {**store.batches.get(batch_id).to_dict(), "members": store.batches.member_states(batch_id)}
 
 

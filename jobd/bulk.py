@@ -21,10 +21,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from . import defaults
-from .api import _store_for, resolve_config, validate_intent
+from .intents import store_for, resolve_config, validate_intent
 from .config import JobdConfig
 from .errors import InvalidArgs, StoreUnavailable
 from .job import encode_args
+from .run_at import epoch_seconds
 from .store import BulkJobs
 from .store.diagnosis import describe_store_error, missing_tables
 from .store.errors import describe, is_outage
@@ -90,10 +91,10 @@ def submit_many(
     arguments = list(items)
     encoded = check_items(settings, daemon, task, arguments)
     keys = check_unique_keys(unique_keys, len(arguments))
-    run_at = _epoch(run_at)
+    run_at = epoch_seconds(run_at)
     if not arguments:
         return BulkResult([], [])
-    store = _store_for(settings.store)
+    store = store_for(settings.store)
     bulk = BulkJobs(daemon, task, encoded, keys, priority=priority, run_at=run_at, max_attempts=max_attempts)
     try:
         inserted = store.bulk_jobs.insert(bulk, time.time(), connection=connection)
@@ -160,11 +161,3 @@ def check_unique_keys(keys: Sequence[str | None] | None, count: int) -> list[str
                 f"item {index}: unique key {key!r} must be a non-empty string of at most {defaults.MAX_NAME_LENGTH} characters"
             )
     return checked if any(key is not None for key in checked) else None
-
-
-def _epoch(run_at: dt.datetime | float | None) -> float | None:
-    if isinstance(run_at, dt.datetime):
-        if run_at.tzinfo is None:
-            raise InvalidArgs("run_at must be timezone-aware (e.g. datetime.now(timezone.utc))")
-        return run_at.timestamp()
-    return run_at

@@ -1,9 +1,12 @@
-"""The application-facing API: submit an intent, look at a job.
+"""The full submit: an intent checked with the config's models and written by the store's SQLAlchemy code.
 
-``submit`` writes the job durably and returns its id; it works whether or not
-a master is running (the job waits in the store). Given ``connection=``, the
-job is inserted inside the caller's own transaction, so it exists if and only
-if the caller's transaction commits.
+``jobd.submit`` (``jobd.api``) goes through the database driver alone when
+it can (``jobd.ops.quick_submit``); it comes here for what only this path
+does — a caller's transaction (``connection=``), a unique key, a cached
+result to reuse, a daemon whose catalogue was never published (its task
+code is imported and checked here) — and to report what the driver path
+leaves to it (an unknown daemon, a store not initialised or refusing the
+row). ``jobd.submit_many`` and ``jobd.batch`` check their intents here too.
 """
 
 from __future__ import annotations
@@ -11,23 +14,22 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import socket
 import time
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from . import defaults
 from .activity.results import find_cached, unique_key_for
-from .catalogue import CatalogueCache, read_published
+from .catalogue import read_published
+from .catalogue_check import CatalogueCache, check_intent
 from .config import JobdConfig, find_config_path, load_config
-from .control.protocol import Request
 from .errors import InvalidArgs, StoreUnavailable, UnknownTask
+from .run_at import epoch_seconds
 from .handoff.submit_side import announce, hand_off, offer_for
 from .inventory import load_daemon_tasks
-from .job import Job, encode_args
+from .job import encode_args
 from .store import NewJob, Store, open_store
 from .store.diagnosis import describe_store_error, missing_tables
 from .store.errors import describe, is_outage
@@ -43,7 +45,7 @@ def _config_at(path: str) -> JobdConfig:
 
 
 @lru_cache(maxsize=8)
-def _store_for(url: str) -> Store:
+def store_for(url: str) -> Store:
     return open_store(url)
 
 
@@ -88,24 +90,14 @@ def validate_intent(config: JobdConfig, daemon: str, task: str, args: Any) -> di
     config.daemon(daemon)  # UnknownDaemon naming the known ones
     if not isinstance(args, dict):
         raise InvalidArgs("args must be a JSON object such as {\"campaign_id\": 42}")
-    catalogues = _catalogue_for(config.store)
-    published = catalogues.get(daemon)
-    if published is None:
+    if not check_intent(_catalogue_for(config.store), daemon, task, args):
         _check_by_importing(config, daemon, task, args)
-        return args
-    try:
-        published.check(task, args)
-    except (UnknownTask, InvalidArgs):
-        fresh = catalogues.get(daemon, fresh=True)  # published since we read it? A refusal is worth a look
-        if fresh is None or fresh.version == published.version:
-            raise
-        fresh.check(task, args)
     return args
 
 
 @lru_cache(maxsize=8)
 def _catalogue_for(url: str) -> CatalogueCache:
-    store = _store_for(url)
+    store = store_for(url)
     return CatalogueCache(lambda: read_published(store))
 
 
@@ -124,7 +116,7 @@ def _check_by_importing(config: JobdConfig, daemon: str, task: str, args: dict[s
     definition.check_args(args)
 
 
-def submit(
+def submit_fully(
     daemon: str,
     task: str,
     args: dict[str, Any] | None = None,
@@ -137,21 +129,8 @@ def submit(
     config: JobdConfig | str | os.PathLike[str] | None = None,
     reuse_cached: bool = False,
 ) -> int:
-    """Submit an intent: a job for ``task`` on ``daemon`` with JSON ``args``. Returns the job id.
-
-    ``run_at`` delays the job (an aware datetime or epoch seconds).
-    ``unique_key`` makes the submit idempotent while a job with that key is
-    unfinished: the existing job's id is returned. ``connection`` (a
-    SQLAlchemy Connection in an open transaction on the jobd store's
-    database) enqueues as part of the caller's transaction.
-
-    ``reuse_cached=True`` (for tasks declaring ``cache_ttl``): if a job of
-    this task with equal args succeeded within its ``cache_ttl``, nothing
-    runs and the id of *that* job is returned (its result:
-    ``get_job(id).result``); an equal request still waiting or running is
-    joined instead of started twice (its id is returned). See
-    ``jobd.activity.results``.
-    """
+    """``jobd.submit`` with the config's models and the store's SQLAlchemy code (``jobd.api.submit`` says
+    what each option does): the job id."""
     settings = resolve_config(config)
     arguments = validate_intent(settings, daemon, task, args if args is not None else {})
     if reuse_cached:
@@ -160,11 +139,8 @@ def submit(
         if cached is not None and isinstance(cached.get("job_id"), int):
             return int(cached["job_id"])
         unique_key = unique_key or unique_key_for(task, arguments)
-    if isinstance(run_at, dt.datetime):
-        if run_at.tzinfo is None:
-            raise InvalidArgs("run_at must be timezone-aware (e.g. datetime.now(timezone.utc))")
-        run_at = run_at.timestamp()
-    store = _store_for(settings.store)
+    run_at = epoch_seconds(run_at)
+    store = store_for(settings.store)
     offer = None
     if settings.handoff and connection is None and unique_key is None and (run_at is None or run_at <= time.time()):
         offer = offer_for(settings.socket, daemon)  # the local master takes the job straight (jobd.handoff)
@@ -191,26 +167,3 @@ def submit(
     elif connection is None:
         announce(settings.socket, daemon, priority)  # the master claims at once instead of at its next poll
     return job_id
-
-
-def get_job(job_id: int, *, config: JobdConfig | str | os.PathLike[str] | None = None) -> Job:
-    return _store_for(resolve_config(config).store).jobs.get(job_id)
-
-
-def wake_master(socket_path: Path) -> None:
-    """Ask a local master to look at the store now: waiting jobs of every daemon and cancel requests.
-
-    A request over the control socket, answered by the master loop (``jobd
-    cancel`` needs that: the running job is stopped on the master's side).
-    A plain submit only needs ``jobd.handoff.submit_side.announce``, which is much cheaper.
-    Fire-and-forget: no master, or a busy one, costs nothing but the poll delay.
-    """
-    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    client.settimeout(0.2)
-    try:
-        client.connect(str(socket_path))
-        client.sendall(Request("wake").encode())
-    except OSError:
-        pass
-    finally:
-        client.close()

@@ -1,31 +1,38 @@
-"""`jobd trigger DAEMON TASK` through the database driver alone, when nothing about it needs more.
+"""A submit through the database driver alone, when nothing about it needs more: `jobd trigger` and ``jobd.submit``.
 
-The full submit (``jobd.api.submit``) validates the config's models, loads
-SQLAlchemy, reads the task catalogue, inserts the job and wakes the master:
-most of the command's time goes on loading what one SELECT and one INSERT do
-not need. Here the config's validated settings come from its digest
-(``jobd.config_digest``: the store's driver arguments among them), the
-daemon's catalogue row and the INSERT go through the driver
-(``store.driver_submit``), and the same checks refuse the same intents with
-the same words: an unknown task or bad args (``catalogue_check``), args that
-are not JSON or too large (``NewJob.row``). The job is committed before its
-id is returned, then the master is woken as by the full submit. When the
-local master offers to take the daemon's jobs straight (``jobd.handoff``),
-the job is inserted claimed for it and handed to one of its idle workers,
-as the full submit does: the same row, the same datagram, and the same way
-back to the queue if nobody takes it.
+The full submit (``jobd.api.submit``'s own path) validates the config's
+models, loads SQLAlchemy, reads the task catalogue, inserts the job and wakes
+the master. An application that submits carried all of that in every
+process that ever submitted — 36 MiB and 0.3 s for its first submit — and a
+`jobd trigger` spent most of its run loading it, for one SELECT and one
+INSERT. Here the config's validated settings come from its digest
+(``jobd.config_digest``: the store's driver arguments among them), the task
+catalogue and the INSERT go through the driver (``store.driver_submit``),
+and the same checks refuse the same intents with the same words: an unknown
+task or bad args (``catalogue_check``: the catalogue held and read again as
+a full submit does), args that are not JSON or too large (``NewJob.row``).
+The job is committed before its id is returned, then the master is woken as
+by the full submit. When the local master offers to take the daemon's jobs
+straight (``jobd.handoff``), the job is inserted claimed for it and handed to
+one of its idle workers, as the full submit does: the same row, the same
+datagram, and the same way back to the queue if nobody takes it.
 
-``submit_quickly`` returns None, having written nothing, whenever the full
-submit has more to do or more to say, and the caller then takes it:
+A ``DriverSubmitter`` serves one process: each thread submits on a
+connection of its own, kept open between submits, and a forked child opens
+its own instead of touching its parent's.
+
+``DriverSubmitter.submit`` returns None, having written nothing, whenever
+the full submit has more to do or more to say, and the caller then takes it:
 
 * a daemon the config does not name (``UnknownDaemon``, named by the full path);
+* args that are not a JSON object (``InvalidArgs``, worded by the full path);
 * no catalogue published for the daemon (the full path imports its task
   code), or a row that is not a catalogue;
 * a store not reached, not initialised (a SQLite file that does not exist
   is never created here), or an INSERT refused (nothing written: the full
   path tries again and reports what the store says);
-* options the full submit alone handles (``--unique-key``, ``--reuse-cached``)
-  are never brought here (``cli.trigger_command``).
+* options the full submit alone handles (``unique_key``, ``reuse_cached``, a
+  caller's ``connection``) are never brought here.
 
 One case cannot be handed over: a MySQL connection lost during the INSERT
 may have committed it, so trying again could submit the job twice. That is
@@ -35,81 +42,135 @@ not submitted", as likely true there as here).
 
 from __future__ import annotations
 
+import importlib
+import os
+import threading
 import time
 from typing import Any
 
-from ..catalogue_check import decode
+from ..catalogue_check import CatalogueCache, check_intent
 from ..config_digest import ConfigDigest
 from ..errors import StoreUnavailable
 from ..handoff.submit_side import announce, hand_off, offer_for
+from ..store.catalogue_row import CatalogueRow
+from ..store.driver_submit import SubmitStatements
 from ..store.driver_sql import DriverTarget, existing_target
 from ..store.new_job import NewJob
 from ..workers.protocol import HandedJob
+
+#: Connections a forked child inherited from its parent: kept referenced, so that no
+#: finalizer closes them under the parent (a MySQL QUIT on its socket, a SQLite file's locks).
+_inherited: list[Any] = []
+
+
+class _FullPath(Exception):
+    """The catalogue could not be read for a reason the full submit reports better (no table, say)."""
+
+
+class DriverSubmitter:
+    """One process's submits to the store a config digest names, through the driver alone."""
+
+    def __init__(self, digest: ConfigDigest, target: DriverTarget) -> None:
+        self.digest = digest
+        self.target = target
+        self.driver: Any = importlib.import_module(target.driver_module)
+        self._catalogues = CatalogueCache(self._read_catalogue)
+        self._local = threading.local()
+        self._pid = os.getpid()
+
+    @classmethod
+    def of(cls, digest: ConfigDigest) -> DriverSubmitter | None:
+        """A submitter for ``digest``'s store; None when the driver cannot be the whole answer (``existing_target``)."""
+        target = existing_target(digest.driver)
+        return None if target is None else cls(digest, target)
+
+    def submit(
+        self, daemon: str, task: str, args: Any, *,
+        run_at: float | None = None, priority: int = 0, max_attempts: int | None = None,
+    ) -> int | None:
+        """The id of the committed job; None when the full submit must run instead (nothing was written).
+
+        ``UnknownTask`` and ``InvalidArgs`` as from ``jobd.api.submit``.
+        """
+        if daemon not in self.digest.daemons or not isinstance(args, dict):
+            return None
+        try:
+            if not check_intent(self._catalogues, daemon, task, args):
+                return None
+        except _FullPath:
+            return None
+        digest = self.digest
+        offer = offer_for(digest.socket, daemon) if digest.handoff and (run_at is None or run_at <= time.time()) else None
+        new_job = NewJob(
+            daemon=daemon, task=task, args=args, priority=priority, run_at=run_at, max_attempts=max_attempts,
+            handed_to=offer.master if offer is not None else None,
+        )
+        values = new_job.row(time.time())
+        statements = self._statements()
+        try:
+            job_id = statements.insert(values)
+        except self.driver.Error as error:
+            statements.close()  # reopened by the next statement
+            if not self._maybe_committed(error):
+                return None
+            raise _not_submitted(digest.store, error) from None
+        if offer is not None:
+            handed = HandedJob(daemon, job_id, priority, max_attempts, task, new_job.encoded_args)
+            hand_off(digest.socket, offer, handed, statements.requeue_handed, (self.driver.Error,))
+        else:
+            announce(digest.socket, daemon, priority)  # the master claims it now (past its prefetch if it is urgent)
+        return job_id
+
+    def close(self) -> None:
+        """Close this thread's connection (a one-shot command's, before it exits)."""
+        statements = getattr(self._local, "statements", None)
+        if statements is not None and self._pid == os.getpid():
+            statements.close()
+
+    def _statements(self) -> SubmitStatements:
+        """This thread's statements, on a connection of its own (opened on first use)."""
+        if self._pid != os.getpid():  # a forked child: its parent's connections are neither used nor closed here
+            _inherited.append(self._local)
+            self._local, self._pid = threading.local(), os.getpid()
+        statements: SubmitStatements | None = getattr(self._local, "statements", None)
+        if statements is None:
+            statements = self._local.statements = SubmitStatements(self.target)
+        return statements
+
+    def _read_catalogue(self) -> list[CatalogueRow]:
+        statements = self._statements()
+        try:
+            return statements.catalogue_rows()
+        except self.driver.Error as error:
+            statements.close()
+            if _out_of_reach(error):  # the full submit would wait as long again, and fail the same way
+                raise _not_submitted(self.digest.store, error) from None
+            raise _FullPath from None  # no catalogue table (an older schema): the full submit says what is wrong
+
+    def _maybe_committed(self, error: BaseException) -> bool:
+        """Whether a failed INSERT may have been committed all the same (a MySQL connection lost mid-way).
+
+        A SQLite statement that fails wrote nothing, and neither did a MySQL
+        statement the server refused (its data, its table).
+        """
+        if self.target.dialect == "sqlite":
+            return False
+        from ..store.errors import is_outage
+
+        return is_outage(error)
 
 
 def submit_quickly(
     digest: ConfigDigest, daemon: str, task: str, args: dict[str, Any], *, run_at: float | None = None, priority: int = 0,
 ) -> int | None:
-    """The id of the committed job; None when the full submit must run instead (nothing was written).
-
-    ``digest`` is the config's (``config_digest``). ``UnknownTask`` and
-    ``InvalidArgs`` as from ``jobd.api.submit``.
-    """
-    if daemon not in digest.daemons or not isinstance(args, dict):
+    """`jobd trigger`'s one submit through the driver (``DriverSubmitter.submit``); None: the full submit must run."""
+    submitter = DriverSubmitter.of(digest)
+    if submitter is None:
         return None
-    offer = offer_for(digest.socket, daemon) if digest.handoff and (run_at is None or run_at <= time.time()) else None
-    target = existing_target(digest.driver)
-    if target is None:
-        return None
-    from ..store.driver_submit import SubmitStatements
-
-    store = SubmitStatements(target)
     try:
-        try:
-            row = store.catalogue_row(daemon)
-        except store.driver.Error as error:
-            if _out_of_reach(error):  # the full submit would wait as long again, and fail the same way
-                raise _not_submitted(digest.store, error) from None
-            return None  # no catalogue table (an older schema): the full submit says what is wrong
-        if row is None:
-            return None
-        try:
-            catalogue = decode(row)
-        except (ValueError, TypeError, AttributeError):
-            return None  # the full submit warns and checks by importing the task code
-        catalogue.check(task, args)
-        new_job = NewJob(
-            daemon=daemon, task=task, args=args, priority=priority, run_at=run_at,
-            handed_to=offer.master if offer is not None else None,
-        )
-        values = new_job.row(time.time())
-        try:
-            job_id = store.insert(values)
-        except store.driver.Error as error:
-            if not _maybe_committed(target, error):
-                return None
-            raise _not_submitted(digest.store, error) from None
-        if offer is not None:
-            handed = HandedJob(daemon, job_id, priority, None, task, new_job.encoded_args)
-            hand_off(digest.socket, offer, handed, store.requeue_handed, (store.driver.Error,))
-        else:
-            announce(digest.socket, daemon, priority)  # the master claims it now (past its prefetch if it is urgent)
+        return submitter.submit(daemon, task, args, run_at=run_at, priority=priority)
     finally:
-        store.close()
-    return job_id
-
-
-def _maybe_committed(target: DriverTarget, error: BaseException) -> bool:
-    """Whether a failed INSERT may have been committed all the same (a MySQL connection lost mid-way).
-
-    A SQLite statement that fails wrote nothing, and neither did a MySQL
-    statement the server refused (its data, its table).
-    """
-    if target.dialect == "sqlite":
-        return False
-    from ..store.errors import is_outage
-
-    return is_outage(error)
+        submitter.close()
 
 
 def _out_of_reach(error: BaseException) -> bool:

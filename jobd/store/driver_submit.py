@@ -1,4 +1,4 @@
-"""A submit's statements through the database driver alone: read a daemon's catalogue row, insert a job.
+"""A submit's statements through the database driver alone: read the task catalogue, insert a job.
 
 `jobd trigger` used to load SQLAlchemy (about a third of its wall time)
 for one SELECT and one INSERT. Here they are written once in SQL with the
@@ -32,31 +32,29 @@ from .driver_sql import DriverTarget, close_quietly, open_connection
 
 
 class SubmitStatements:
-    """One connection to the store, opened on first use, for a catalogue read and job inserts."""
+    """One connection to the store, opened on first use, for catalogue reads and job inserts (one thread's)."""
 
     def __init__(self, target: DriverTarget) -> None:
         self.target = target
         self.driver: Any = importlib.import_module(target.driver_module)
         self._connection: Any = None
-        self._catalogue = (
-            f"SELECT daemon, version, tasks, published_at FROM {defaults.TABLE_PREFIX}task_catalogue "
-            f"WHERE daemon = {target.placeholder}"
-        )
+        self._cursor: Any = None
+        self._inserts: dict[tuple[str, ...], str] = {}
+        self._catalogue = f"SELECT daemon, version, tasks, published_at FROM {defaults.TABLE_PREFIX}task_catalogue"
 
-    def catalogue_row(self, daemon: str) -> CatalogueRow | None:
-        """``daemon``'s published catalogue row; None if none was published."""
+    def catalogue_rows(self) -> list[CatalogueRow]:
+        """Every daemon's published catalogue row (``catalogue.read_published``'s, through the driver)."""
         # fetchall: the statement ends here (SQLite would keep a read transaction open otherwise).
-        rows = self._execute(self._catalogue, (daemon,)).fetchall()
-        if not rows:
-            return None
-        name, version, tasks, published_at = rows[0]
-        return CatalogueRow(name, version, tasks, float(published_at))
+        rows = self._execute(self._catalogue, ()).fetchall()
+        return [CatalogueRow(daemon, version, tasks, float(published_at)) for daemon, version, tasks, published_at in rows]
 
     def insert(self, row: Mapping[str, Any]) -> int:
         """Insert ``row`` (``NewJob.row``) into the jobs table, committed; the new job's id."""
-        columns = ", ".join(row)
-        marks = ", ".join([self.target.placeholder] * len(row))
-        sql = f"INSERT INTO {defaults.TABLE_PREFIX}jobs ({columns}) VALUES ({marks})"
+        columns = tuple(row)
+        sql = self._inserts.get(columns)
+        if sql is None:  # a row's columns are one of a few sets (queued, handed): each statement is made once
+            marks = ", ".join([self.target.placeholder] * len(columns))
+            sql = self._inserts[columns] = f"INSERT INTO {defaults.TABLE_PREFIX}jobs ({', '.join(columns)}) VALUES ({marks})"
         return int(self._execute(sql, tuple(row.values())).lastrowid)
 
     def requeue_handed(self, job_id: int, master: str) -> int:
@@ -74,10 +72,10 @@ class SubmitStatements:
     def _execute(self, sql: str, parameters: tuple[Any, ...]) -> Any:
         if self._connection is None:
             self._connection = open_connection(self.target, self.driver)
-        cursor = self._connection.cursor()
-        cursor.execute(sql, parameters)
-        return cursor
+            self._cursor = self._connection.cursor()
+        self._cursor.execute(sql, parameters)
+        return self._cursor
 
     def close(self) -> None:
-        connection, self._connection = self._connection, None
+        connection, self._connection, self._cursor = self._connection, None, None
         close_quietly(connection)

@@ -8,7 +8,6 @@ the same row.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 from .. import defaults
@@ -33,10 +32,17 @@ class NewJob:
     handed_to: str | None = None  # a master this job is claimed for as it is inserted (``jobd.handoff``)
     batch_id: int | None = None  # set only by ``BatchBook.add_members``, which counts it in the batch
 
-    @cached_property
+    @property
     def encoded_args(self) -> str:
-        """The args as stored (``InvalidArgs`` if they are not JSON); encoded once per job."""
-        return encode_args(self.args)
+        """The args as stored (``InvalidArgs`` if they are not JSON); encoded once per job.
+
+        Kept in the instance's own dict rather than by ``functools.cached_property``,
+        whose lock (Python 3.11) cost a submit more than the encoding itself.
+        """
+        encoded: str | None = self.__dict__.get("_encoded_args")
+        if encoded is None:
+            encoded = self.__dict__["_encoded_args"] = encode_args(self.args)
+        return encoded
 
     def row(self, now: float) -> dict[str, Any]:
         encoded = self.encoded_args

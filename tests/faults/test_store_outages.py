@@ -311,21 +311,25 @@ def test_sqlite_held_by_another_process_exclusive_lock_gives_clear_errors_and_th
 
 
 @pytest.mark.mysql
+@pytest.mark.parametrize("catalogue", ["never published", "published"])
 def test_a_submit_while_the_store_refuses_connections_raises_store_unavailable(
-    mariadb_url: str, deployment_factory: Callable[[str], Deployment],
+    mariadb_url: str, deployment_factory: Callable[[str], Deployment], catalogue: str,
 ) -> None:
     """Every way a submit meets an outage reads the same, a refused new connection included.
 
-    The submit's held connection is opened with ``Engine.raw_connection``,
-    which lets the driver's own error through; it must still come out as
-    jobd's ``StoreUnavailable`` (exit 3 from `jobd trigger`), never a raw
-    pymysql ``OperationalError``.
+    The full submit's held connection is opened with ``Engine.raw_connection``,
+    which lets the driver's own error through, and a submit through the
+    driver alone (the catalogue published) sees nothing but the driver's
+    errors; either must still come out as jobd's ``StoreUnavailable`` (exit
+    3 from `jobd trigger`), never a raw pymysql ``OperationalError``.
     """
     import jobd
     from jobd.errors import StoreUnavailable
 
     with TcpProxy() as proxy:
         deployment = through(proxy, mariadb_url, deployment_factory)
+        if catalogue == "published":
+            deployment.jobd("check", check=True)
         config = str(deployment.config_path)
         assert jobd.submit("main", "o.run", {"seconds": 0}, config=config) > 0
         proxy.refuse()

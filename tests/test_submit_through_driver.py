@@ -1,0 +1,142 @@
+"""``jobd.submit`` from an application goes through the database driver alone.
+
+An application's processes load only the driver and jobd's submit code, write
+exactly the row the full submit writes, and keep one connection per thread,
+never sharing one with a forked child. What only the full submit does (a
+unique key, a daemon with no published catalogue) still works the same.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+import jobd
+from jobd.config import load_config
+from jobd.config_digest import config_digest
+from jobd.errors import StoreUnavailable
+from support import Deployment
+
+HEAVY = ("sqlalchemy", "pydantic", "typer", "rich")
+
+APPLICATION = """
+import json, os, sys, threading
+import jobd
+
+config, threads, per_thread = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ids = [[jobd.submit("main", "t.record", {"n": 0}, config=config), 0]]  # [job id, the n it was submitted with]
+
+def submit_some(first):
+    for n in range(first, first + per_thread):
+        ids.append([jobd.submit("main", "t.record", {"n": n}, config=config), n])
+
+workers = [threading.Thread(target=submit_some, args=(1 + 1000 * index,)) for index in range(threads)]
+for worker in workers:
+    worker.start()
+for worker in workers:
+    worker.join()
+
+reader, writer = os.pipe()
+child = os.fork()
+if child == 0:  # a forked child (a web server's worker, say) submits while its parent does, on a connection of its own
+    os.close(reader)
+    try:
+        os.write(writer, json.dumps([[jobd.submit("main", "t.record", {"n": n}, config=config), n] for n in range(-1, -51, -1)]).encode())
+        os._exit(0)
+    except BaseException as error:
+        os.write(writer, json.dumps(repr(error)).encode())
+        os._exit(1)
+os.close(writer)
+ids += [[jobd.submit("main", "t.record", {"n": n}, config=config), n] for n in range(100_000, 100_050)]
+_, status = os.waitpid(child, 0)
+from_child = json.loads(os.read(reader, 1 << 16).decode())
+heavy = sorted(name for name in sys.modules if name.split(".")[0] in {heavy!r})
+print(json.dumps({"ids": ids, "child": from_child, "child_status": status, "heavy": heavy}))
+""".replace("{heavy!r}", repr(set(HEAVY)))
+
+
+@pytest.fixture
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Config digests in a folder of this test's (the application processes inherit the environment)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def published(deployment_factory: Callable[[str], Deployment], store_url: str) -> Deployment:
+    """A deployment with its store made, daemon main's task catalogue published, and its config's digest on record.
+
+    Daemon ``other`` has no catalogue: as on a store no master has started on since it was made.
+    """
+    deployment = deployment_factory(store_url)
+    deployment.write_config({"main": {"workers": 1}, "other": {"workers": 1}})
+    deployment.jobd("init", check=True)
+    deployment.jobd("check", check=True)
+    with deployment.store.engine.begin() as connection:
+        connection.exec_driver_sql("DELETE FROM jobd_task_catalogue WHERE daemon = 'other'")
+    config_digest(deployment.config_path)
+    return deployment
+
+
+def run_application(deployment: Deployment, threads: int, per_thread: int) -> dict[str, Any]:
+    completed = subprocess.run(
+        [sys.executable, "-c", APPLICATION, str(deployment.config_path), str(threads), str(per_thread)],
+        capture_output=True, text=True, timeout=120, check=False, cwd=deployment.root,
+    )
+    assert completed.returncode == 0, completed.stderr
+    answer: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return answer
+
+
+def test_an_application_submits_from_threads_and_a_forked_child_loading_neither_sqlalchemy_nor_pydantic(
+    deployment_factory: Callable[[str], Deployment], store_url: str, own_cache: Path,
+) -> None:
+    deployment = published(deployment_factory, store_url)
+    answer = run_application(deployment, threads=4, per_thread=25)
+
+    assert answer["heavy"] == []
+    assert answer["child_status"] == 0, answer["child"]
+    submitted = answer["ids"] + answer["child"]
+    assert len(submitted) == 1 + 4 * 25 + 50 + 50 == len({job_id for job_id, _ in submitted})
+    assert sum(deployment.store.jobs.counts()["main"].values()) == len(submitted)
+    # Each id is the job its submitter wrote: no thread or process read another's answer on a shared connection.
+    assert all(deployment.store.jobs.get(job_id).args == {"n": n} for job_id, n in submitted)
+
+
+def test_the_driver_writes_the_row_the_full_submit_writes(
+    deployment_factory: Callable[[str], Deployment], store_url: str, own_cache: Path,
+) -> None:
+    deployment = published(deployment_factory, store_url)
+    intent: dict[str, Any] = {"priority": 3, "max_attempts": 7, "run_at": 4102444800.0}
+    through_driver = jobd.submit("main", "t.record", {"n": 1}, config=deployment.config_path, **intent)
+    full = jobd.submit("main", "t.record", {"n": 1}, config=load_config(deployment.config_path), **intent)  # models given: the full path
+    rows = deployment.store.jobs.get(through_driver), deployment.store.jobs.get(full)
+
+    def kept(job: Any) -> dict[str, Any]:
+        return {key: value for key, value in vars(job).items() if key not in {"id", "created_at", "updated_at"}}
+
+    assert kept(rows[0]) == kept(rows[1])
+    assert (rows[0].state, rows[0].priority, rows[0].max_attempts, rows[0].run_at) == ("scheduled", 3, 7, 4102444800.0)
+
+
+def test_what_only_the_full_submit_does_still_works(
+    deployment_factory: Callable[[str], Deployment], store_url: str, own_cache: Path,
+) -> None:
+    deployment = published(deployment_factory, store_url)
+    config = deployment.config_path
+    keyed = jobd.submit("main", "t.record", {"n": 1}, config=config, unique_key="nightly")
+    assert jobd.submit("main", "t.record", {"n": 2}, config=config, unique_key="nightly") == keyed
+
+    assert jobd.submit("other", "t.record", {"n": 3}, config=config) > 0  # its task code is imported to check the intent
+    assert sum(sum(states.values()) for states in deployment.store.jobs.counts().values()) == 2
+
+
+def test_a_store_never_initialised_is_reported_as_by_the_full_submit(deployment: Deployment, own_cache: Path) -> None:
+    deployment.write_config({"main": {"workers": 1}})
+    with pytest.raises(StoreUnavailable, match="jobd init"):
+        jobd.submit("main", "t.record", {"n": 1}, config=deployment.config_path)
+    assert not (deployment.root / "jobd.db").exists() or deployment.store.version() is None
