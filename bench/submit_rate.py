@@ -6,9 +6,12 @@ nobody) and reports submits per second and the SQL statements it sent per
 submit. Two ways of checking an intent, side by side:
 
 * ``catalogue`` — `jobd check` has published the daemon's tasks; the
-  process reads the catalogue once and imports no task module;
-* ``imports`` — no catalogue in the store yet: the process imports the
-  daemon's task code to check, as every submit did before the catalogue.
+  process reads the catalogue once and imports no task module, and each
+  submit goes through the database driver alone (``jobd.ops.quick_submit``:
+  no SQLAlchemy, no config models);
+* ``imports`` — no catalogue in the store yet: the full submit, which
+  loads the config's models and SQLAlchemy and imports the daemon's task
+  code to check, as every submit did before the catalogue.
 
 Beside them, the floor: ``driver`` inserts the same rows through the
 database driver alone (``store.driver_submit``, the statement `jobd
@@ -17,7 +20,12 @@ pragmas, each INSERT committed as it runs), with no check and no wake-up.
 No submit that is durable when it returns goes under it on this machine:
 what ``catalogue`` costs above it is jobd's own work per submit.
 
-Medians over the rounds, the ratio to ``imports``, and microseconds per submit.
+Medians over the rounds, the ratio to ``imports``, and microseconds per
+submit; and what the first submit costs the application's process: the
+wall time from ``import jobd`` to its return, and the unique memory (USS)
+it added, everything it loaded included (the config's digest already on
+record, as after any earlier `jobd` command; the floor's row loads
+SQLAlchemy only to work out the driver's arguments).
 
     python bench/submit_rate.py [--submits 2000] [--rounds 5] [--store mysql+pymysql://root@127.0.0.1:3306/DB]
 """
@@ -43,8 +51,12 @@ def noop(ctx, n: int = 0) -> None:
 '''
 
 SUBMITTER = '''
-import json, sys, time
-import sqlalchemy as sa
+import json, sqlite3, sqlite3.dbapi2, sys, time
+import psutil
+
+process = psutil.Process()
+unique_before = process.memory_full_info().uss
+began = time.perf_counter()
 import jobd
 
 statements = 0
@@ -55,11 +67,16 @@ def count(*_args):
     statements += 1
 
 
-@sa.event.listens_for(sa.engine.Engine, "connect")
-def trace(dbapi_connection, _record):  # every statement a connection runs, raw cursors' too
-    if hasattr(dbapi_connection, "set_trace_callback"):
-        dbapi_connection.set_trace_callback(count)
+_sqlite_connect = sqlite3.connect
 
+
+def traced_connect(*args, **kwargs):  # every statement a SQLite connection runs, whoever opened it
+    connection = _sqlite_connect(*args, **kwargs)
+    connection.set_trace_callback(count)
+    return connection
+
+
+sqlite3.connect = sqlite3.dbapi2.connect = traced_connect  # jobd's driver path and SQLAlchemy's
 
 try:
     import pymysql.connections
@@ -86,21 +103,21 @@ if mode == "driver":  # the floor: the same row, inserted through the driver alo
     def submit(n):
         driver_statements.insert(NewJob("bench", "bench.noop", {"n": n}).row(time.time()))
 
-    submit(-1)
-    if hasattr(driver_statements._connection, "set_trace_callback"):
-        driver_statements._connection.set_trace_callback(count)
 else:
     def submit(n):
         jobd.submit("bench", "bench.noop", {"n": n}, config=config)
 
 submit(-1)  # warm: config, engine, catalogue or imports
+first_submit = time.perf_counter() - began  # the import of jobd, and whatever the first submit loads
+first_uss = (process.memory_full_info().uss - unique_before) / 2**20
 statements = 0
 started = time.perf_counter()
 for n in range(submits):
     submit(n)
 elapsed = time.perf_counter() - started
 print(json.dumps({"rate": submits / elapsed, "statements": statements / submits,
-                  "task_module_imported": "bench_tasks" in sys.modules}))
+                  "task_module_imported": "bench_tasks" in sys.modules, "sqlalchemy_loaded": "sqlalchemy" in sys.modules,
+                  "first_submit": first_submit, "first_uss": first_uss}))
 '''
 
 
@@ -166,14 +183,17 @@ def main() -> int:
     reference = statistics.median(r["rate"] for r in results["imports"])
     print(f"jobd.submit, one process, {options.submits} submits x {options.rounds} rounds, "
           f"store {'SQLite file' if options.store is None else 'MySQL/MariaDB'}; medians\n")
-    print("| check by  | submits/s | x imports | µs/submit | statements/submit | task module imported |")
-    print("|-----------|-----------|-----------|-----------|-------------------|----------------------|")
+    print("| check by  | submits/s | x imports | µs/submit | statements/submit | first submit ms | its USS MiB | task module imported | SQLAlchemy loaded |")
+    print("|-----------|-----------|-----------|-----------|-------------------|-----------------|-------------|----------------------|-------------------|")
     for mode in modes:
         rate = statistics.median(r["rate"] for r in results[mode])
         statements = statistics.median(r["statements"] for r in results[mode])
         imported = {bool(r["task_module_imported"]) for r in results[mode]}
+        loaded = {bool(r["sqlalchemy_loaded"]) for r in results[mode]}
+        first = statistics.median(r["first_submit"] for r in results[mode]) * 1000
+        uss = statistics.median(r["first_uss"] for r in results[mode])
         print(f"| {mode:<9} | {rate:>9,.0f} | {rate / reference:>9.2f} | {1e6 / rate:>9.1f} | {statements:>17.2f} "
-              f"| {str(sorted(imported)):<20} |")
+              f"| {first:>15.0f} | {uss:>11.1f} | {str(sorted(imported)):<20} | {str(sorted(loaded)):<17} |")
     floor = statistics.median(r["rate"] for r in results["driver"])
     catalogue = statistics.median(r["rate"] for r in results["catalogue"])
     print(f"\njobd.submit (catalogue) spends {1e6 / catalogue - 1e6 / floor:.1f} µs per submit above the driver's "

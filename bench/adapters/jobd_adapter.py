@@ -5,13 +5,18 @@ its worker processes import it and serve ``bench.work``. Jobs are bulk
 enqueued with ``Store.jobs.insert_many`` and submitted one at a time with
 ``jobd.submit`` (validation, durable insert, wake-up of the master), and the
 run is done when the store counts every job ``succeeded`` — jobd's promise,
-which is stronger than "the task ran".
+which is stronger than "the task ran". The store is set up as a deployment's
+is once its master has started: tables made (``jobd init``) and the task
+catalogue published (`jobd check`; a master publishes it at start), so a
+submit checks its intent against the catalogue, as in production, even in
+the submit loop, which runs with no master.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import subprocess
 import sys
 from typing import Any
 
@@ -58,6 +63,8 @@ class JobdAdapter(Adapter):
         )
         self.store = open_store(self.url)
         self.store.initialise()
+        subprocess.run([sys.executable, "-m", "jobd.cli.app", "check", "-c", str(self.config)],
+                       check=True, capture_output=True, timeout=120)
 
     def enqueue_bulk(self, count: int, seconds: float) -> None:
         from jobd.store import NewJob
