@@ -81,6 +81,13 @@ def submit(
 
 
 def get_job(job_id: int, *, config: JobdConfig | str | os.PathLike[str] | None = None) -> Job:
+    """Job ``job_id`` as the store holds it now (``UnknownJob`` if there is none): its state, result, error."""
+    if config is None or isinstance(config, (str, os.PathLike)):
+        submitter = _driver_submitter_for(config)
+        if submitter is not None:
+            job = submitter.job(job_id)
+            if job is not None:
+                return job
     from .intents import resolve_config, store_for
 
     return store_for(resolve_config(config).store).jobs.get(job_id)

@@ -1,4 +1,4 @@
-"""``jobd.submit`` from an application goes through the database driver alone.
+"""``jobd.submit`` and ``jobd.get_job`` from an application go through the database driver alone.
 
 An application's processes load only the driver and jobd's submit code, write
 exactly the row the full submit writes, and keep one connection per thread,
@@ -19,7 +19,7 @@ import pytest
 import jobd
 from jobd.config import load_config
 from jobd.config_digest import config_digest
-from jobd.errors import StoreUnavailable
+from jobd.errors import StoreUnavailable, UnknownJob
 from support import Deployment
 
 HEAVY = ("sqlalchemy", "pydantic", "typer", "rich")
@@ -55,8 +55,9 @@ os.close(writer)
 ids += [[jobd.submit("main", "t.record", {"n": n}, config=config), n] for n in range(100_000, 100_050)]
 _, status = os.waitpid(child, 0)
 from_child = json.loads(os.read(reader, 1 << 16).decode())
+job = jobd.get_job(ids[0][0], config=config)
 heavy = sorted(name for name in sys.modules if name.split(".")[0] in {heavy!r})
-print(json.dumps({"ids": ids, "child": from_child, "child_status": status, "heavy": heavy}))
+print(json.dumps({"ids": ids, "child": from_child, "child_status": status, "heavy": heavy, "first": [job.state, job.args]}))
 """.replace("{heavy!r}", repr(set(HEAVY)))
 
 
@@ -99,6 +100,7 @@ def test_an_application_submits_from_threads_and_a_forked_child_loading_neither_
     answer = run_application(deployment, threads=4, per_thread=25)
 
     assert answer["heavy"] == []
+    assert answer["first"] == ["queued", {"n": 0}]
     assert answer["child_status"] == 0, answer["child"]
     submitted = answer["ids"] + answer["child"]
     assert len(submitted) == 1 + 4 * 25 + 50 + 50 == len({job_id for job_id, _ in submitted})
@@ -120,6 +122,11 @@ def test_the_driver_writes_the_row_the_full_submit_writes(
         return {key: value for key, value in vars(job).items() if key not in {"id", "created_at", "updated_at"}}
 
     assert kept(rows[0]) == kept(rows[1])
+    # Read back the way an application does: through the driver, and through the full path, alike.
+    assert jobd.get_job(through_driver, config=deployment.config_path) == rows[0]
+    assert jobd.get_job(through_driver, config=load_config(deployment.config_path)) == rows[0]
+    with pytest.raises(UnknownJob):
+        jobd.get_job(full + 1000, config=deployment.config_path)
     assert (rows[0].state, rows[0].priority, rows[0].max_attempts, rows[0].run_at) == ("scheduled", 3, 7, 4102444800.0)
 
 

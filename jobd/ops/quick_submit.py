@@ -52,10 +52,12 @@ from ..catalogue_check import CatalogueCache, check_intent
 from ..config_digest import ConfigDigest
 from ..errors import StoreUnavailable
 from ..handoff.submit_side import announce, hand_off, offer_for
+from ..job import Job
 from ..store.catalogue_row import CatalogueRow
 from ..store.driver_submit import SubmitStatements
 from ..store.driver_sql import DriverTarget, existing_target
 from ..store.new_job import NewJob
+from ..store.row_decoding import decode_found
 from ..workers.protocol import HandedJob
 
 #: Connections a forked child inherited from its parent: kept referenced, so that no
@@ -120,6 +122,17 @@ class DriverSubmitter:
         else:
             announce(digest.socket, daemon, priority)  # the master claims it now (past its prefetch if it is urgent)
         return job_id
+
+    def job(self, job_id: int) -> Job | None:
+        """Job ``job_id`` as ``jobd.get_job`` returns it (``UnknownJob`` if there is none); None when the
+        driver failed the read: the full path reads again and reports what the store says."""
+        statements = self._statements()
+        try:
+            row = statements.job_row(job_id)
+        except self.driver.Error:
+            statements.close()
+            return None
+        return decode_found(row, job_id)
 
     def close(self) -> None:
         """Close this thread's connection (a one-shot command's, before it exits)."""

@@ -28,7 +28,9 @@ from typing import Any
 from .. import defaults
 from ..states import JobState, transition
 from .catalogue_row import CatalogueRow
+from .driver_reads import rows_on
 from .driver_sql import DriverTarget, close_quietly, open_connection
+from .job_reads_sql import JobReads
 
 
 class SubmitStatements:
@@ -57,6 +59,10 @@ class SubmitStatements:
             sql = self._inserts[columns] = f"INSERT INTO {defaults.TABLE_PREFIX}jobs ({', '.join(columns)}) VALUES ({marks})"
         return int(self._execute(sql, tuple(row.values())).lastrowid)
 
+    def job_row(self, job_id: int) -> Mapping[str, Any] | None:
+        """Job ``job_id``'s row (``job_reads_sql.JobReads.get``, the statement a master runs), or None."""
+        return JobReads(rows_on(self._connected()), self.target.dialect).get(job_id)
+
     def requeue_handed(self, job_id: int, master: str) -> int:
         """Put job ``job_id`` back in the queue if it is still running for ``master``, attempt refunded; rows moved."""
         transition(JobState.RUNNING, JobState.QUEUED)
@@ -70,11 +76,15 @@ class SubmitStatements:
         return int(self._execute(sql, values).rowcount)
 
     def _execute(self, sql: str, parameters: tuple[Any, ...]) -> Any:
+        self._connected()
+        self._cursor.execute(sql, parameters)
+        return self._cursor
+
+    def _connected(self) -> Any:
         if self._connection is None:
             self._connection = open_connection(self.target, self.driver)
             self._cursor = self._connection.cursor()
-        self._cursor.execute(sql, parameters)
-        return self._cursor
+        return self._connection
 
     def close(self) -> None:
         connection, self._connection, self._cursor = self._connection, None, None
