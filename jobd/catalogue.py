@@ -23,12 +23,10 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from . import defaults
 from .catalogue_check import CatalogueCache, DaemonCatalogue, decode
 from .config import JobdConfig
 from .errors import JobdError, StoreUnavailable

@@ -15,7 +15,8 @@ import time
 import sqlalchemy as sa
 
 from ..daemons.plan import Desired
-from .engine import READ_ONLY, rows_of
+from .engine import READ_ONLY, rows_of, statements_on
+from .registry_sql import DesiredStateWrites
 from .status_reads_sql import StatusReads
 
 
@@ -30,14 +31,9 @@ class DesiredStates:
             return StatusReads(rows_of(connection), self.engine.dialect.name).desired_states(host)
 
     def save(self, daemon: str, desired: Desired, *, host: str | None = None, now: float | None = None) -> None:
-        """Record ``desired`` for ``daemon`` on ``host``; committed when this returns."""
-        values = {"running": desired.running, "workers": desired.workers, "updated_at": time.time() if now is None else now}
-        key = (self.table.c.host == (host or socket.gethostname())) & (self.table.c.daemon == daemon)
+        """Record ``desired`` for ``daemon`` on ``host``; committed when this returns (``registry_sql.DesiredStateWrites``)."""
         with self.engine.begin() as connection:
-            if connection.execute(self.table.update().where(key).values(**values)).rowcount:
-                return
-            try:
-                with connection.begin_nested():
-                    connection.execute(self.table.insert().values(host=host or socket.gethostname(), daemon=daemon, **values))
-            except sa.exc.IntegrityError:  # another writer inserted the row first: ours is newer
-                connection.execute(self.table.update().where(key).values(**values))
+            DesiredStateWrites(statements_on(connection)).save(
+                host or socket.gethostname(), daemon, running=desired.running, workers=desired.workers,
+                now=time.time() if now is None else now,
+            )

@@ -20,6 +20,7 @@ from ..errors import StoreUnavailable
 from .diagnosis import describe_store_error
 from .driver_sql import DriverTarget, close_quietly, open_connection
 from .job_reads_sql import JobReads, Rows
+from .sql_statements import Statements
 from .status_reads_sql import StatusReads
 
 
@@ -64,3 +65,33 @@ def rows_on(connection: Any) -> Rows:
             cursor.close()
 
     return rows
+
+
+def statements_on_driver(connection: Any, dialect: str) -> Statements:
+    """Driver SQL (``sql_statements``) on a DB-API connection, in whatever transaction it holds."""
+
+    def run(sql: str, parameters: tuple[Any, ...]) -> int:
+        cursor = connection.cursor()
+        try:
+            cursor.execute(sql, parameters)
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+    def insert(sql: str, parameters: tuple[Any, ...]) -> int:
+        cursor = connection.cursor()
+        try:
+            cursor.execute(sql, parameters)
+            return int(cursor.lastrowid)
+        finally:
+            cursor.close()
+
+    def run_many(sql: str, parameters: Sequence[tuple[Any, ...]]) -> None:
+        if parameters:
+            cursor = connection.cursor()
+            try:
+                cursor.executemany(sql, list(parameters))
+            finally:
+                cursor.close()
+
+    return Statements(dialect, rows_on(connection), run, insert, run_many)

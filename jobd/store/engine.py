@@ -22,6 +22,7 @@ from .. import defaults
 from ..errors import StoreUnavailable
 from .driver_sql import DriverTarget, prepare_sqlite_connection, sqlite_pragmas
 from .job_reads_sql import Rows
+from .sql_statements import Statements
 
 SQLITE_BUSY_TIMEOUT_MS = int(defaults.SQLITE_BUSY_TIMEOUT_SECONDS * 1000)
 MYSQL_TIMEOUTS = {
@@ -41,6 +42,22 @@ def rows_of(connection: sa.Connection) -> Rows:
         return cast(Sequence[Mapping[str, Any]], connection.exec_driver_sql(sql, parameters).mappings().all())
 
     return rows
+
+
+def statements_on(connection: sa.Connection) -> Statements:
+    """Driver SQL (``sql_statements``) on a SQLAlchemy connection, inside whatever transaction it holds."""
+
+    def run(sql: str, parameters: tuple[Any, ...]) -> int:
+        return int(connection.exec_driver_sql(sql, parameters).rowcount)
+
+    def insert(sql: str, parameters: tuple[Any, ...]) -> int:
+        return int(connection.exec_driver_sql(sql, parameters).lastrowid)
+
+    def run_many(sql: str, parameters: Sequence[tuple[Any, ...]]) -> None:
+        if parameters:
+            connection.exec_driver_sql(sql, list(parameters))
+
+    return Statements(connection.dialect.name, rows_of(connection), run, insert, run_many)
 
 
 def make_engine(url: str, *, checkpoint_on_commit: bool = True, autocommit: bool = False) -> sa.Engine:

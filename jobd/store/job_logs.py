@@ -14,8 +14,9 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from .engine import READ_ONLY, rows_of
+from .engine import READ_ONLY, rows_of, statements_on
 from .job_log_reads_sql import JobLogLine, JobLogReads
+from .job_log_writes_sql import JobLogWrites
 
 __all__ = ["JobLogLine", "JobLogTable"]  # JobLogLine lives in ``job_log_reads_sql``: `jobd logs` reads without SQLAlchemy
 
@@ -29,16 +30,15 @@ class JobLogTable:
         """Store lines in one transaction (one round trip per flush, not per record)."""
         if not lines:
             return
-        rows = [{key: value for key, value in line.to_dict().items() if key != "id"} for line in lines]
         with self.engine.begin() as connection:
-            connection.execute(self.table.insert(), rows)
+            JobLogWrites(statements_on(connection)).append(lines)
 
     def delete_for(self, job_ids: Sequence[int]) -> int:
         """Forget the log lines of jobs that were pruned."""
         if not job_ids:
             return 0
         with self.engine.begin() as connection:
-            return int(connection.execute(self.table.delete().where(self.table.c.job_id.in_(list(job_ids)))).rowcount)
+            return JobLogWrites(statements_on(connection)).delete_for(job_ids)
 
     def lines(self, job_id: int | None = None, *, after_id: int = 0, limit: int = 10_000) -> list[JobLogLine]:
         """Lines of ``job_id`` (or of every job) with an id above ``after_id``, oldest first (``JobLogReads.lines``)."""

@@ -1,10 +1,17 @@
-"""Leases in the store: "only one master does this at a time" without home-made consensus."""
+"""Leases in the store: "only one master does this at a time" without home-made consensus.
+
+The statements are driver SQL (``registry_sql.LeaseWrites``), run here in a
+transaction of the store's engine.
+"""
 
 from __future__ import annotations
 
 import time
 
 import sqlalchemy as sa
+
+from .engine import statements_on
+from .registry_sql import LeaseWrites
 
 
 class Leases:
@@ -14,19 +21,5 @@ class Leases:
 
     def acquire(self, name: str, owner: str, *, ttl: float, now: float | None = None) -> bool:
         """Take (or renew) the lease ``name`` for ``ttl`` seconds; False if another holds it."""
-        now = time.time() if now is None else now
-        locks = self.table
         with self.engine.begin() as connection:
-            taken = connection.execute(
-                locks.update()
-                .where(locks.c.name == name, sa.or_(locks.c.expires_at.is_(None), locks.c.expires_at < now, locks.c.owner == owner))
-                .values(owner=owner, expires_at=now + ttl)
-            ).rowcount
-            if taken:
-                return True
-            try:
-                with connection.begin_nested():
-                    connection.execute(locks.insert().values(name=name, owner=owner, expires_at=now + ttl))
-            except sa.exc.IntegrityError:
-                return False
-        return True
+            return LeaseWrites(statements_on(connection)).acquire(name, owner, ttl=ttl, now=time.time() if now is None else now)

@@ -1,20 +1,22 @@
 """Masters in the store: registration, heartbeats, declaring the silent ones dead.
 
+The statements are driver SQL (``registry_sql.MasterWrites``), run here in a
+transaction of the store's engine.
+
 Who is alive is the record's own question (``master_record.MasterRecord.is_alive``),
 so ``jobd status`` answers it with no SQLAlchemy loaded.
 """
 
 from __future__ import annotations
 
-import json
 import socket
 import time
-from typing import Any
 
 import sqlalchemy as sa
 
-from .engine import READ_ONLY, rows_of
+from .engine import READ_ONLY, rows_of, statements_on
 from .master_record import LIVE_STATES, MasterRecord, pid_exists
+from .registry_sql import MasterWrites
 from .status_reads_sql import StatusReads
 
 __all__ = ["LIVE_STATES", "MasterRecord", "MasterRegistry", "pid_exists"]  # the record lives in ``master_record``: no SQLAlchemy
@@ -25,50 +27,33 @@ class MasterRegistry:
         self.table = table
 
     def register(self, master_id: str, *, pid: int, version: str, daemons: list[str], control_socket: str | None, now: float | None = None) -> None:
-        now = time.time() if now is None else now
         with self.engine.begin() as connection:
-            connection.execute(
-                self.table.insert().values(
-                    id=master_id,
-                    host=socket.gethostname(),
-                    pid=pid,
-                    version=version,
-                    state="running",
-                    daemons=json.dumps(daemons),
-                    control_socket=control_socket,
-                    started_at=now,
-                    heartbeat_at=now,
-                )
+            MasterWrites(statements_on(connection)).register(
+                master_id, host=socket.gethostname(), pid=pid, version=version, daemons=daemons, control_socket=control_socket,
+                now=time.time() if now is None else now,
             )
 
     def heartbeat(self, master_id: str, *, state: str, daemons: list[str] | None = None, now: float | None = None) -> bool:
         """Renew the lease; False if this master's row is gone or marked stopped by another."""
-        now = time.time() if now is None else now
-        values: dict[str, Any] = {"heartbeat_at": now, "state": state}
-        if daemons is not None:
-            values["daemons"] = json.dumps(daemons)
         with self.engine.begin() as connection:
-            updated = connection.execute(
-                self.table.update()
-                .where(self.table.c.id == master_id, self.table.c.state.in_(LIVE_STATES))
-                .values(**values)
-            ).rowcount
-        return bool(updated)
+            return MasterWrites(statements_on(connection)).heartbeat(
+                master_id, state=state, daemons=daemons, now=time.time() if now is None else now,
+            )
 
     def declare_dead(self, record: MasterRecord, *, lease: float, now: float | None = None) -> bool:
         """Mark a silent master dead, unless it beat in the meantime. True if this call did it.
 
         The guard on the heartbeat makes this race-free against the master's
         own heartbeat: exactly one of the two UPDATEs wins the row, so a master
-        is never both alive in its own eyes and dead in another's.
+        is never both alive in its own eyes and dead in another's. A master of
+        this host whose process is gone is dead whenever it last beat.
         """
         now = time.time() if now is None else now
-        conditions = [self.table.c.id == record.id, self.table.c.state.in_(LIVE_STATES)]
-        if record.host != socket.gethostname() or pid_exists(record.pid):
-            conditions.append(self.table.c.heartbeat_at < now - lease)
+        process_gone = record.host == socket.gethostname() and not pid_exists(record.pid)
         with self.engine.begin() as connection:
-            updated = connection.execute(self.table.update().where(*conditions).values(state="dead", stopped_at=now)).rowcount
-        return bool(updated)
+            return MasterWrites(statements_on(connection)).declare_dead(
+                record.id, beat_before=None if process_gone else now - lease, now=now,
+            )
 
     def live_ids_query(self) -> sa.Select[tuple[str]]:
         """SELECT of the ids of masters that may own jobs (running or draining)."""
@@ -77,18 +62,11 @@ class MasterRegistry:
     def prune(self, *, older_than: float) -> int:
         """Forget stopped and dead masters that ended before ``older_than``."""
         with self.engine.begin() as connection:
-            return int(connection.execute(
-                self.table.delete().where(self.table.c.state.in_(["stopped", "dead"]), self.table.c.stopped_at < older_than)
-            ).rowcount)
+            return MasterWrites(statements_on(connection)).prune(older_than=older_than)
 
     def mark_stopped(self, master_id: str, *, now: float | None = None) -> None:
-        now = time.time() if now is None else now
         with self.engine.begin() as connection:
-            connection.execute(  # a master already declared dead stays dead
-                self.table.update()
-                .where(self.table.c.id == master_id, self.table.c.state.in_(LIVE_STATES))
-                .values(state="stopped", stopped_at=now)
-            )
+            MasterWrites(statements_on(connection)).mark_stopped(master_id, now=time.time() if now is None else now)
 
     def all(self) -> list[MasterRecord]:
         """Every registered master, newest first (``StatusReads.masters``: ``jobd status`` reads the same)."""
