@@ -300,7 +300,7 @@ def test_requeue_returns_running_jobs_and_keeps_the_checkpoint(store: Store) -> 
 def test_checkpoint_of_a_stale_attempt_is_refused(store: Store) -> None:
     job_id = store.jobs.insert(new())
     (job,) = store.jobs.claim("main", 1, "m1")
-    store.jobs.requeue_orphans(store.masters.live_ids_query())  # m1 is no live master
+    store.jobs.requeue_orphans()  # m1 is no live master
     store.jobs.claim("main", 1, "m2")
     assert not store.jobs.save_checkpoint(job_id, job.attempts, {"stale": True})
 
@@ -378,7 +378,7 @@ def test_masters_register_heartbeat_and_expire(store: Store) -> None:
 def test_jobs_of_a_dead_master_are_requeued_with_the_attempt_counted(store: Store) -> None:
     job_id = store.jobs.insert(new())
     store.jobs.claim("main", 1, "dead-master")
-    assert store.jobs.requeue_orphans(store.masters.live_ids_query()) == [job_id]
+    assert store.jobs.requeue_orphans() == [job_id]
     job = store.jobs.get(job_id)
     assert job.state is JobState.QUEUED and job.attempts == 1 and job.owner is None
 
@@ -520,7 +520,7 @@ def test_orphans_of_every_daemon_are_requeued_and_a_live_masters_jobs_stay(store
     store.jobs.claim("main", 5, "live")
     for daemon in ("alpha", "sms", "zeta"):
         store.jobs.claim(daemon, 5, "gone")
-    assert sorted(store.jobs.requeue_orphans(store.masters.live_ids_query())) == orphans
+    assert sorted(store.jobs.requeue_orphans()) == orphans
     assert store.jobs.get(kept).state is JobState.RUNNING
     assert {store.jobs.get(job_id).state for job_id in orphans} == {JobState.QUEUED}
 
@@ -586,7 +586,7 @@ def _sqlite_plans(store: Store, operation: Callable[[], object]) -> list[str]:
             id="return-jobs-to-the-queue",
         ),
         pytest.param(
-            lambda store, running_job: store.jobs.requeue_orphans(store.masters.live_ids_query(), now=2_000.0),
+            lambda store, running_job: store.jobs.requeue_orphans(now=2_000.0),
             ["jobd_jobs_ready (daemon=? AND state=?)", "INTEGER PRIMARY KEY (rowid=?)"],
             id="requeue-orphans",
         ),

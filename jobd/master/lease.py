@@ -180,7 +180,7 @@ class LeaseKeeper:
             self.refund_unstarted(fenced)
             if store.masters.declare_dead(record, lease=lease):
                 log.warning("master %s on %s is dead (no heartbeat for %.0fs)", record.id, record.host, time.time() - record.heartbeat_at)
-        recovered = store.jobs.requeue_orphans(store.masters.live_ids_query())
+        recovered = store.jobs.requeue_orphans()
         if recovered:
             log.warning("re-queued %s job(s) of dead master(s): %s", len(recovered), recovered[:20])
             master.dispatcher.claim_soon()

@@ -24,38 +24,18 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from ..batch_record import Batch, BatchState, Callback, batch_transition, callback_args
+from ..batch_record import Batch, BatchState, Callback, batch_transition
 from ..errors import InvalidArgs, InvalidTransition
-from ..job import encode_json
 from ..states import CLAIMABLE, JobState, transition
-from .engine import READ_ONLY, rows_of
+from .batch_counter_sql import BatchCounterSql, BatchEndings
+from .engine import READ_ONLY, rows_of, statements_on
 from .status_reads_sql import StatusReads
 
 if TYPE_CHECKING:
     from .jobs import NewJob
 
-_COLUMN = {JobState.SUCCEEDED: "succeeded", JobState.DEAD: "dead", JobState.CANCELLED: "cancelled"}
-_CLAIMING = -1  # a callback being inserted by this very transaction (never seen by another: it commits with the id)
-
-
-class BatchEndings:
-    """How one transaction changes batches' counters: members that reached a counted state (or left one, negative)."""
-
-    def __init__(self) -> None:
-        self.changes: dict[int, dict[JobState, int]] = {}
-
-    def add(self, batch_id: int | None, state: JobState, count: int = 1) -> None:
-        if batch_id is None or count == 0 or state not in _COLUMN:
-            return
-        per_state = self.changes.setdefault(batch_id, {})
-        per_state[state] = per_state.get(state, 0) + count
-
-    def __bool__(self) -> bool:
-        return bool(self.changes)
-
-
 class BatchCounters:
-    """The part of batches the jobs queue writes, inside its own transactions."""
+    """The part of batches the jobs queue writes, inside its own transactions (``batch_counter_sql``'s statements)."""
 
     def __init__(self, batches: sa.Table, jobs: sa.Table) -> None:
         self.batches = batches
@@ -63,72 +43,15 @@ class BatchCounters:
 
     def endings_of(self, connection: sa.Connection, job_ids: Sequence[int], state: JobState, sign: int = 1) -> BatchEndings:
         """The batches of ``job_ids`` (rows this transaction just moved to or out of ``state``), counted."""
-        endings = BatchEndings()
-        if not job_ids or state not in _COLUMN:
-            return endings
-        jobs = self.jobs
-        rows = connection.execute(
-            sa.select(jobs.c.batch_id, sa.func.count()).where(jobs.c.id.in_(list(job_ids)), jobs.c.batch_id.is_not(None))
-            .group_by(jobs.c.batch_id)
-        )
-        for batch_id, count in rows:
-            endings.add(int(batch_id), state, sign * int(count))
-        return endings
+        return BatchCounterSql(statements_on(connection)).endings_of(job_ids, state, sign)
 
     def record(self, connection: sa.Connection, endings: BatchEndings, now: float) -> None:
         """Apply ``endings`` to the counters, then queue the callbacks they make due (once each)."""
-        batches = self.batches
-        for batch_id in sorted(endings.changes):
-            changes = {
-                _COLUMN[state]: getattr(batches.c, _COLUMN[state]) + count for state, count in endings.changes[batch_id].items()
-            }
-            updated = connection.execute(
-                batches.update()
-                .where(batches.c.id == batch_id, batches.c.state != str(BatchState.COMPLETE))  # a complete batch's counts are final
-                .values(**changes, updated_at=now)
-            ).rowcount
-            if updated:
-                self.settle(connection, batch_id, now)
+        BatchCounterSql(statements_on(connection)).record(endings, now)
 
     def settle(self, connection: sa.Connection, batch_id: int, now: float) -> None:
         """Queue ``on_failure`` at the first dead member and ``on_complete`` once every member finished."""
-        batches = self.batches
-        open_ = batches.c.state == str(BatchState.OPEN)
-        claimed_failure = connection.execute(
-            batches.update()
-            .where(batches.c.id == batch_id, open_, batches.c.dead > 0, batches.c.failure_job_id.is_(None),
-                   batches.c.on_failure.is_not(None))
-            .values(failure_job_id=_CLAIMING)
-        ).rowcount
-        if claimed_failure:
-            batch = self._locked(connection, batch_id)
-            assert batch.on_failure is not None
-            job_id = self._queue_callback(connection, batch.on_failure, batch, now)
-            connection.execute(batches.update().where(batches.c.id == batch_id).values(failure_job_id=job_id))
-        finished = batches.c.succeeded + batches.c.dead + batches.c.cancelled
-        completed = connection.execute(
-            batches.update()
-            .where(batches.c.id == batch_id, open_, batches.c.sealed.is_(True), finished >= batches.c.total)
-            .values(state=str(batch_transition(BatchState.OPEN, BatchState.COMPLETE)), finished_at=now, updated_at=now)
-        ).rowcount
-        if completed:
-            batch = self._locked(connection, batch_id)
-            if batch.on_complete is not None:
-                job_id = self._queue_callback(connection, batch.on_complete, batch, now)
-                connection.execute(batches.update().where(batches.c.id == batch_id).values(complete_job_id=job_id))
-
-    def _locked(self, connection: sa.Connection, batch_id: int) -> Batch:
-        """The batch's latest counts, not a snapshot: locked until the transaction ends (MySQL)."""
-        return StatusReads(rows_of(connection), connection.dialect.name).batch(batch_id, lock=True)
-
-    def _queue_callback(self, connection: sa.Connection, callback: Callback, batch: Batch, now: float) -> int:
-        row = {
-            "daemon": callback.daemon, "task": callback.task, "args": encode_json(callback_args(callback, batch)),
-            "state": str(JobState.QUEUED), "priority": 0, "attempts": 0, "origin": "batch", "created_at": now, "updated_at": now,
-        }
-        primary_key = connection.execute(self.jobs.insert().values(**row)).inserted_primary_key
-        assert primary_key is not None
-        return int(primary_key[0])
+        BatchCounterSql(statements_on(connection)).settle(batch_id, now)
 
 
 class BatchBook:
@@ -238,11 +161,8 @@ class BatchBook:
 
     def prune(self, *, older_than: float) -> int:
         """Delete batches that ended before ``older_than`` (the jobs' retention); open ones stay, however old."""
-        batches = self.batches
         with self.engine.begin() as connection:
-            return int(connection.execute(
-                batches.delete().where(batches.c.state != str(BatchState.OPEN), batches.c.finished_at < older_than)
-            ).rowcount)
+            return BatchCounterSql(statements_on(connection)).prune(older_than)
 
     def get(self, batch_id: int) -> Batch:
         with self.engine.connect().execution_options(**READ_ONLY) as connection:

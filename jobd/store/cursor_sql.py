@@ -143,6 +143,10 @@ class DirectTransaction:
     def execute(self, statement: DirectStatement, values: Mapping[str, Any]) -> Any:
         """Run ``statement`` with ``values``; return the cursor (for ``lastrowid`` or ``statement.rows``)."""
         sql, params = statement.parameters(values)
+        return self.run(sql, params)
+
+    def run(self, sql: str, params: Any) -> Any:
+        """Run driver SQL (``job_claim_sql``) with the driver's parameters; return the cursor."""
         self.last_sql = sql
         try:
             self.cursor.execute(sql, params)
@@ -151,6 +155,12 @@ class DirectTransaction:
                 raise
             self.retry(lambda: self.cursor.execute(sql, params))
         return self.cursor
+
+    def rows(self, sql: str, params: Any) -> list[dict[str, Any]]:
+        """Run driver SQL; every row it returned, as a mapping of column name to the driver's value."""
+        cursor = self.run(sql, params)
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
 @contextmanager

@@ -77,6 +77,16 @@ class JobReads:
         found = self.rows(sql, (job_id,))
         return found[0] if found else None
 
+    def owned_running(self, owner: str, started_before: float) -> list[int]:
+        """Ids of ``owner``'s running jobs that started before ``started_before``."""
+        sql = f"SELECT id FROM {JOBS} WHERE owner = {self.mark} AND state = {self.mark} AND started_at < {self.mark}"
+        return [int(row["id"]) for row in self.rows(sql, (owner, str(JobState.RUNNING), started_before))]
+
+    def cancel_requests(self, owner: str) -> list[int]:
+        """Running jobs of ``owner`` that an operator asked to cancel (its master stops them)."""
+        sql = f"SELECT id FROM {JOBS} WHERE owner = {self.mark} AND state = {self.mark} AND cancel_requested = {self.mark}"
+        return [int(row["id"]) for row in self.rows(sql, (owner, str(JobState.RUNNING), True))]
+
     def queue_depth(self, daemon: str) -> tuple[int, float | None]:
         """How many of ``daemon``'s jobs are queued (due, waiting for a worker), and since when the oldest."""
         found = self.rows(

@@ -55,10 +55,6 @@ class MasterRegistry:
                 record.id, beat_before=None if process_gone else now - lease, now=now,
             )
 
-    def live_ids_query(self) -> sa.Select[tuple[str]]:
-        """SELECT of the ids of masters that may own jobs (running or draining)."""
-        return sa.select(self.table.c.id).where(self.table.c.state.in_(LIVE_STATES))
-
     def prune(self, *, older_than: float) -> int:
         """Forget stopped and dead masters that ended before ``older_than``."""
         with self.engine.begin() as connection:

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from .. import defaults
 from ..states import JobState
+from .job_claim_sql import UNDATED_WHERE
 
 SCHEMA_VERSION = defaults.STORE_SCHEMA_VERSION
 P = defaults.TABLE_PREFIX
@@ -23,7 +24,6 @@ STATE_CHECK = "state IN (" + ", ".join(f"'{state}'" for state in sorted(str(stat
 #: v4, SQLite: scheduled or retrying rows without a ``run_at`` (written by an
 #: application; jobd always sets one) are due now. This partial index holds only
 #: those rows, so the claim's promotion finds them with one probe.
-UNDATED_WHERE = "run_at IS NULL AND state IN ('retrying', 'scheduled')"
 
 
 def _now_default(dialect: str) -> sa.TextClause:

@@ -14,10 +14,11 @@ from .outcomes import Finishing
 from .queries import Queries
 from .records import NewJob, Outcome, row_to_job
 from .recovery import Recovering
-from .statements import PROMOTE_INTERVAL_SECONDS, counted_attempt, counted_attempt_of
+from ..job_claim_sql import counted_attempt_of
+from .statements import PROMOTE_INTERVAL_SECONDS
 from .submit import Submitting
 
-__all__ = ["JobQueue", "NewJob", "Outcome", "PROMOTE_INTERVAL_SECONDS", "counted_attempt", "counted_attempt_of", "row_to_job"]
+__all__ = ["JobQueue", "NewJob", "Outcome", "PROMOTE_INTERVAL_SECONDS", "counted_attempt_of", "row_to_job"]
 
 
 class JobQueue(Submitting, Claiming, Finishing, Recovering, OperatorActions, Queries):

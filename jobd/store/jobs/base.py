@@ -11,7 +11,8 @@ from ..engine import rows_of
 from ..job_reads_sql import JobReads
 from ..rate_buckets import RateBuckets
 from ..row_decoding import decode_found
-from .statements import ClaimStatements, DirectStatements
+from ..job_claim_sql import ClaimSql
+from .statements import DirectStatements
 
 
 class JobsTable:
@@ -30,7 +31,7 @@ class JobsTable:
         self.locks = locks
         self.is_mysql = engine.dialect.name == "mysql"
         self._next_promotion = float("-inf")
-        self._claim_statements = ClaimStatements(table)
+        self._claim_sql = ClaimSql(engine.dialect.name)
         # A submit in the caller's transaction: built once, executed with the row
         # as parameters (``insert().values(**row)`` spent more time building and
         # cache-keying the expression than SQLite spent writing the row).
@@ -40,12 +41,12 @@ class JobsTable:
 
     @property
     def _direct(self) -> DirectStatements:
-        """Compiled on first use: most processes that open a store never submit or claim."""
+        """Compiled on first use: most processes that open a store never submit."""
         if self._direct_statements is None:
             # The dialect learns the server (MariaDB or MySQL, its version) on the
             # first connection: compile after it, as SQLAlchemy's own cache does.
             self.engine.connect().close()
-            self._direct_statements = DirectStatements(self.engine, self.table, self._claim_statements)
+            self._direct_statements = DirectStatements(self.engine, self.table)
         return self._direct_statements
 
     def _reads(self, connection: sa.Connection) -> JobReads:

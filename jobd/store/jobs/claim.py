@@ -6,17 +6,17 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import sqlalchemy as sa
-
 from ...concurrency_caps import Budget, ConcurrencyCaps
 from ...rate_limits import RateLimits
 from ...job import Job
 from ...states import JobState
 from ..cursor_sql import direct_transaction
-from ..engine import READ_ONLY
+from ..engine import READ_ONLY, statements_on
+from ..job_claim_sql import counted_attempt_of
+from ..sql_statements import Statements, is_duplicate_key
 from .base import JobsTable
 from .records import row_to_job
-from .statements import NO_PRIORITY_BOUND, PROMOTE_INTERVAL_SECONDS, counted_attempt, counted_attempt_of
+from .statements import PROMOTE_INTERVAL_SECONDS
 
 
 class Claiming(JobsTable):
@@ -46,29 +46,26 @@ class Claiming(JobsTable):
         from_clock, now = now is None, time.time() if now is None else now
         if (caps is not None and caps.active) or (rates is not None and rates.active):
             return self._claim_capped(daemon, limit, owner, now, caps or ConcurrencyCaps(), rates or RateLimits(), from_clock)
-        params = {
-            "claim_daemon": daemon, "claim_now": now, "claim_limit": limit, "claim_owner": owner,
-            "claim_min_priority": NO_PRIORITY_BOUND if min_priority is None else min_priority,
-        }
-        statements = self._direct
+        claim = self._claim_sql
         with direct_transaction(self.engine) as transaction:
             if promote and self._promotion_due(now):
-                for promotion in statements.promotions:
-                    transaction.execute(promotion, {"claim_now": now})
+                for promotion, timed in claim.promotions:
+                    transaction.run(promotion, (now,) if timed else ())
             if self.is_mysql:
                 # Two round trips: lock the rows we take (skipping rows other
                 # masters hold), then mark them; the claimed values are known.
-                locked = statements.lock_due.rows(transaction.execute(statements.lock_due, params))
+                locked = transaction.rows(claim.lock_due, claim.lock_due_values(daemon, now, limit, min_priority))
                 if not locked:
                     return []
-                transaction.execute(statements.mark_claimed, {**params, "claim_ids": [row["id"] for row in locked]})
+                ids = [row["id"] for row in locked]
+                transaction.run(claim.mark_claimed(len(ids)), claim.mark_claimed_values(ids, owner, now))
                 rows: list[dict[str, Any]] = [
                     {**row, "state": str(JobState.RUNNING), "attempts": counted_attempt_of(row["attempts"]), "owner": owner,
                      "started_at": now, "updated_at": now, "worker_pid": None, "cancel_requested": False}
                     for row in locked
                 ]
             else:
-                rows = statements.claim_returning.rows(transaction.execute(statements.claim_returning, params))
+                rows = transaction.rows(claim.claim_returning, claim.claim_values(daemon, now, limit, owner, min_priority))
         claimed = [row_to_job(row) for row in rows]
         claimed.sort(key=lambda job: (-job.priority, job.id))
         return claimed
@@ -79,24 +76,18 @@ class Claiming(JobsTable):
         A hand-off datagram names a job; only the store says whose it is
         (``jobd.handoff``). One primary-key read per job, no write.
         """
-        statement = self._direct.handed
         rows: list[dict[str, Any]] = []
         # MySQL: on the autocommit engine, so the read costs no COMMIT round trip.
         engine = self.submit_engine or self.engine
         with direct_transaction(engine, read_only=True, autocommit=self.submit_engine is not None) as transaction:
             for job_id in job_ids:
-                rows.extend(statement.rows(transaction.execute(statement, {"handed_id": job_id, "claim_owner": owner})))
+                rows.extend(transaction.rows(self._claim_sql.handed, (job_id, owner)))
         return [row_to_job(row) for row in rows]
 
     def owned_running(self, owner: str, *, started_before: float) -> list[int]:
-        """Ids of ``owner``'s running jobs that started before ``started_before``."""
-        jobs = self.table
+        """Ids of ``owner``'s running jobs that started before ``started_before`` (``JobReads.owned_running``)."""
         with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            return [int(job_id) for job_id in connection.execute(
-                sa.select(jobs.c.id).where(
-                    jobs.c.owner == owner, jobs.c.state == str(JobState.RUNNING), jobs.c.started_at < started_before,
-                )
-            ).scalars()]
+            return self._reads(connection).owned_running(owner, started_before)
 
     def next_token_at(self, daemon: str) -> float | None:
         """When the last claim for ``daemon`` left due jobs waiting for a rate limit's next token: that time (epoch)."""
@@ -111,20 +102,15 @@ class Claiming(JobsTable):
         under one lock, so two masters can never both see "one slot free"
         (or "one token left") and both take it.
         """
-        jobs = self.table
+        claim = self._claim_sql
         with self.engine.begin() as connection:
-            self._promote_due(connection, now)
+            sql = statements_on(connection)
+            self._promote_due(sql, now)
             budget = Budget(limit)
             if caps.active:
-                self._lock_mutex(connection, f"claim:{daemon}")
-                running: dict[str, int] = dict(
-                    connection.execute(
-                        sa.select(jobs.c.task, sa.func.count())
-                        .where(jobs.c.daemon == daemon, jobs.c.state == str(JobState.RUNNING))
-                        .group_by(jobs.c.task)
-                    ).all()
-                )
-                budget = caps.slots(limit, {task: int(count) for task, count in running.items()})
+                self._lock_mutex(sql, f"claim:{daemon}")
+                running = {str(row["task"]): int(row["n"]) for row in sql.rows(claim.running_per_task(), (daemon,))}
+                budget = caps.slots(limit, running)
             buckets = self.rate_buckets.hold(connection, daemon, rates, now, reread_clock=from_clock) if rates.active else {}
             # A claimer claims at the buckets' time (its clock read again under their lock, or another host's
             # later clock): the jobs' started_at is then the time their tokens and their second were counted at.
@@ -132,19 +118,9 @@ class Claiming(JobsTable):
             budget = rates.narrow(budget, buckets)
             if budget.total <= 0 and not buckets:
                 return []
-            due = (
-                sa.select(jobs.c.id, jobs.c.task)
-                .where(
-                    jobs.c.daemon == daemon,
-                    jobs.c.state == str(JobState.QUEUED),
-                    sa.or_(jobs.c.run_at.is_(None), jobs.c.run_at <= now),
-                )
-                .order_by(jobs.c.priority.desc(), jobs.c.id)
-                .limit(max(budget.total * 4, 50))
-            )
-            if self.is_mysql:  # a claimer outside this lock (another config, a hand-off) may hold some
-                due = due.with_for_update(skip_locked=True)
-            candidates = [(int(row[0]), str(row[1])) for row in connection.execute(due).all()]
+            # MySQL: a claimer outside this lock (another config, a hand-off) may hold some; they are skipped.
+            found = sql.rows(claim.candidates(), (daemon, now, max(budget.total * 4, 50)))
+            candidates = [(int(row["id"]), str(row["task"])) for row in found]
             ids = budget.choose(candidates)
             if buckets:
                 taken = set(ids)
@@ -153,18 +129,13 @@ class Claiming(JobsTable):
                 self._next_tokens[daemon] = rates.next_token_at(spent, (task for job_id, task in candidates if job_id not in taken))
             if not ids:
                 return []
-            connection.execute(
-                jobs.update().where(jobs.c.id.in_(ids)).values(
-                    state=str(JobState.RUNNING), attempts=counted_attempt(jobs), owner=owner, started_at=now,
-                    updated_at=now, worker_pid=None, cancel_requested=False,
-                )
-            )
-            rows = connection.execute(sa.select(jobs).where(jobs.c.id.in_(ids))).mappings().all()
+            sql.run(claim.mark_claimed(len(ids)), claim.mark_claimed_values(ids, owner, now))
+            rows = sql.rows(claim.rows_of(len(ids)), tuple(ids))
         claimed = [row_to_job(row) for row in rows]
         claimed.sort(key=lambda job: (-job.priority, job.id))
         return claimed
 
-    def _promote_due(self, connection: sa.Connection, now: float) -> None:
+    def _promote_due(self, sql: Statements, now: float) -> None:
         """Move scheduled and retrying jobs whose time has come to ``queued``.
 
         Claims then read one state in index order (daemon, state, priority,
@@ -172,8 +143,8 @@ class Claiming(JobsTable):
         Done at most every ``PROMOTE_INTERVAL`` seconds of ``now`` per process.
         """
         if self._promotion_due(now):
-            for promotion in self._claim_statements.promotions:
-                connection.execute(promotion, {"claim_now": now})
+            for promotion, timed in self._claim_sql.promotions:
+                sql.run(promotion, (now,) if timed else ())
 
     def _promotion_due(self, now: float) -> bool:
         if now < self._next_promotion:
@@ -181,16 +152,13 @@ class Claiming(JobsTable):
         self._next_promotion = now + PROMOTE_INTERVAL_SECONDS
         return True
 
-    def _lock_mutex(self, connection: sa.Connection, name: str) -> None:
+    def _lock_mutex(self, sql: Statements, name: str) -> None:
         """Hold the row ``name`` of the locks table until the transaction ends."""
-        locks = self.locks
-        query = sa.select(locks.c.name).where(locks.c.name == name)
-        if self.is_mysql:
-            query = query.with_for_update()
-        if connection.execute(query).first() is None:
+        select, insert = self._claim_sql.mutex()
+        if not sql.rows(select, (name,)):
             try:
-                with connection.begin_nested():
-                    connection.execute(locks.insert().values(name=name))
-            except sa.exc.IntegrityError:
-                pass
-            connection.execute(query)
+                sql.run(insert, (name,))
+            except Exception as error:
+                if not is_duplicate_key(error):
+                    raise  # another claimer made it first: its row is locked (waited for) below
+            sql.rows(select, (name,))

@@ -116,16 +116,9 @@ class OperatorActions(JobsTable):
         return changed, left
 
     def cancel_requests(self, owner: str) -> list[int]:
-        """Running jobs of ``owner`` that an operator asked to cancel."""
-        jobs = self.table
+        """Running jobs of ``owner`` that an operator asked to cancel (``JobReads.cancel_requests``)."""
         with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            return list(
-                connection.execute(
-                    sa.select(jobs.c.id).where(
-                        jobs.c.owner == owner, jobs.c.state == str(JobState.RUNNING), jobs.c.cancel_requested.is_(True)
-                    )
-                ).scalars()
-            )
+            return self._reads(connection).cancel_requests(owner)
 
 
 def created_conditions(jobs: sa.Table, created_after: float | None, created_before: float | None) -> list[sa.ColumnElement[bool]]:

@@ -6,11 +6,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import sqlalchemy as sa
-
 from ...job import encode_json
-from ...states import FINAL, JobState, transition
-from ..batches import BatchEndings
+from ...states import JobState, transition
+from ..batch_counter_sql import BatchEndings
+from ..engine import statements_on
+from ..job_writes_sql import JobWrites
 from .base import JobsTable
 from .records import Outcome, group_key
 
@@ -27,7 +27,6 @@ class Finishing(JobsTable):
         the master writes comes through here (``jobd.outcome_writer``).
         """
         now = time.time() if now is None else now
-        jobs = self.table
         groups: dict[tuple[JobState, Any, int | None], list[Outcome]] = {}
         for outcome in outcomes:
             transition(JobState.RUNNING, outcome.state)
@@ -35,24 +34,10 @@ class Finishing(JobsTable):
         written = 0
         endings = BatchEndings()  # a group is one batch's: its rowcount is what that batch counts
         with self.engine.begin() as connection:
+            writes = JobWrites(statements_on(connection))
             for (target, _, batch_id), members in groups.items():
-                values = {**members[0].values, "state": str(target), "updated_at": now, "worker_pid": None}
-                if target in FINAL:
-                    values.update(finished_at=now, unique_key=None)
-                if target is JobState.RETRYING:
-                    values.update(owner=None)
-                count = int(connection.execute(
-                    jobs.update()
-                    .where(
-                        # The id list first: SQLite then looks rows up by rowid instead of
-                        # scanning every job this owner runs for the (id, attempt) pairs.
-                        jobs.c.id.in_([o.job_id for o in members]),
-                        sa.tuple_(jobs.c.id, jobs.c.attempts).in_([(o.job_id, o.attempt) for o in members]),
-                        jobs.c.state == str(JobState.RUNNING),
-                        jobs.c.owner == owner,
-                    )
-                    .values(**values)
-                ).rowcount)
+                attempts = [(outcome.job_id, outcome.attempt) for outcome in members]
+                count = writes.apply_outcome(owner, attempts, target, members[0].values, now)
                 written += count
                 endings.add(batch_id, target, count)
             if endings and self.batch_counters is not None:
@@ -61,24 +46,14 @@ class Finishing(JobsTable):
 
     def save_checkpoint(self, job_id: int, attempt: int, checkpoint: Any) -> bool:
         """Persist a running job's checkpoint; False if that attempt no longer runs."""
-        jobs = self.table
         with self.engine.begin() as connection:
-            updated = connection.execute(
-                jobs.update()
-                .where(jobs.c.id == job_id, jobs.c.attempts == attempt, jobs.c.state == str(JobState.RUNNING))
-                .values(checkpoint=encode_json(checkpoint), updated_at=time.time())
-            ).rowcount
-        return bool(updated)
+            return JobWrites(statements_on(connection)).save_checkpoint(job_id, attempt, encode_json(checkpoint), time.time())
 
     def save_progress(self, progress_by_job: dict[int, dict[str, Any]]) -> None:
         """Persist the latest progress of running jobs (display data; best effort)."""
         if not progress_by_job:
             return
-        jobs = self.table
         with self.engine.begin() as connection:
-            for job_id, progress in progress_by_job.items():
-                connection.execute(
-                    jobs.update()
-                    .where(jobs.c.id == job_id, jobs.c.state == str(JobState.RUNNING))
-                    .values(progress=encode_json(progress))
-                )
+            JobWrites(statements_on(connection)).save_progress(
+                {job_id: encode_json(progress) for job_id, progress in progress_by_job.items()},
+            )
