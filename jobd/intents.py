@@ -11,7 +11,6 @@ row). ``jobd.submit_many`` and ``jobd.batch`` check their intents here too.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import time
@@ -26,7 +25,6 @@ from .catalogue import read_published
 from .catalogue_check import CatalogueCache, check_intent
 from .config import JobdConfig, find_config_path, load_config
 from .errors import InvalidArgs, StoreUnavailable, UnknownTask
-from .run_at import epoch_seconds
 from .handoff.submit_side import announce, hand_off, offer_for
 from .inventory import load_daemon_tasks
 from .job import encode_args
@@ -117,29 +115,20 @@ def _check_by_importing(config: JobdConfig, daemon: str, task: str, args: dict[s
 
 
 def submit_fully(
-    daemon: str,
-    task: str,
-    args: dict[str, Any] | None = None,
-    *,
-    run_at: dt.datetime | float | None = None,
-    priority: int = 0,
-    unique_key: str | None = None,
-    max_attempts: int | None = None,
-    connection: sa.Connection | None = None,
-    config: JobdConfig | str | os.PathLike[str] | None = None,
-    reuse_cached: bool = False,
+    daemon: str, task: str, args: dict[str, Any], *, run_at: float | None, priority: int, unique_key: str | None,
+    max_attempts: int | None, connection: sa.Connection | None, config: JobdConfig | str | os.PathLike[str] | None,
+    reuse_cached: bool,
 ) -> int:
     """``jobd.submit`` with the config's models and the store's SQLAlchemy code (``jobd.api.submit`` says
     what each option does): the job id."""
     settings = resolve_config(config)
-    arguments = validate_intent(settings, daemon, task, args if args is not None else {})
+    arguments = validate_intent(settings, daemon, task, args)
     if reuse_cached:
         encode_args(arguments)  # InvalidArgs before they are made into a cache key
         cached = find_cached(settings, task, arguments)
         if cached is not None and isinstance(cached.get("job_id"), int):
             return int(cached["job_id"])
         unique_key = unique_key or unique_key_for(task, arguments)
-    run_at = epoch_seconds(run_at)
     store = store_for(settings.store)
     offer = None
     if settings.handoff and connection is None and unique_key is None and (run_at is None or run_at <= time.time()):

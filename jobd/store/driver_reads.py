@@ -70,21 +70,20 @@ def rows_on(connection: Any) -> Rows:
 def statements_on_driver(connection: Any, dialect: str) -> Statements:
     """Driver SQL (``sql_statements``) on a DB-API connection, in whatever transaction it holds."""
 
-    def run(sql: str, parameters: tuple[Any, ...]) -> int:
+    def executed(sql: str, parameters: tuple[Any, ...]) -> tuple[int, int]:
+        """Rows changed and the last inserted id (0: none) of one statement."""
         cursor = connection.cursor()
         try:
             cursor.execute(sql, parameters)
-            return int(cursor.rowcount)
+            return int(cursor.rowcount), int(cursor.lastrowid or 0)
         finally:
             cursor.close()
 
+    def run(sql: str, parameters: tuple[Any, ...]) -> int:
+        return executed(sql, parameters)[0]
+
     def insert(sql: str, parameters: tuple[Any, ...]) -> int:
-        cursor = connection.cursor()
-        try:
-            cursor.execute(sql, parameters)
-            return int(cursor.lastrowid)
-        finally:
-            cursor.close()
+        return executed(sql, parameters)[1]
 
     def run_many(sql: str, parameters: Sequence[tuple[Any, ...]]) -> None:
         if parameters:
