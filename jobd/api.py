@@ -24,8 +24,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import defaults
 from .config_digest import config_digest
+from .config_path import config_lookup
 from .ops.quick_submit import DriverSubmitter
 from .run_at import epoch_seconds
 
@@ -95,10 +95,7 @@ def get_job(job_id: int, *, config: JobdConfig | str | os.PathLike[str] | None =
 
 def _driver_submitter_for(config: str | os.PathLike[str] | None) -> DriverSubmitter | None:
     """This process's submitter through the driver for the config ``config`` names (found as ``resolve_config`` finds it)."""
-    explicit = os.fspath(config) if config else None
-    if explicit is not None and os.path.isabs(explicit):
-        return _driver_submitter(explicit, None, "")  # neither the environment nor the working folder matters
-    return _driver_submitter(explicit, os.environ.get(defaults.CONFIG_ENV_VAR), os.getcwd())
+    return _driver_submitter(*config_lookup(config))
 
 
 @lru_cache(maxsize=8)

@@ -19,11 +19,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from . import defaults
 from .activity.results import find_cached, unique_key_for
 from .catalogue import read_published
 from .catalogue_check import CatalogueCache, check_intent
 from .config import JobdConfig, find_config_path, load_config
+from .config_path import config_lookup
 from .errors import InvalidArgs, StoreUnavailable, UnknownTask
 from .handoff.submit_side import announce, hand_off, offer_for
 from .inventory import load_daemon_tasks
@@ -63,12 +63,7 @@ _task_sources: set[str] = set()  # config files whose tasks _tasks_of holds: no 
 def resolve_config(config: JobdConfig | str | os.PathLike[str] | None) -> JobdConfig:
     if isinstance(config, JobdConfig):
         return config
-    # Resolving the path asks the file system about every folder on it; an
-    # application submitting all day asks for the same config every time.
-    explicit = os.fspath(config) if config else None
-    if explicit is not None and os.path.isabs(explicit):
-        return _config_found(explicit, None, "")  # neither the environment nor the working folder matters
-    return _config_found(explicit, os.environ.get(defaults.CONFIG_ENV_VAR), os.getcwd())
+    return _config_found(*config_lookup(config))
 
 
 def validate_intent(config: JobdConfig, daemon: str, task: str, args: Any) -> dict[str, Any]:
