@@ -48,13 +48,13 @@ def trigger(
     """
     run_at = time.time() + delay if delay else None
     args: dict[str, Any] | None = None  # parsed once: --json - reads standard input
-    if from_file is None and not (unique_key or wait or reuse_cached):
+    if from_file is None and not (wait or reuse_cached):
         from jobd.config_digest import config_digest
         from jobd.ops.quick_submit import submit_quickly
 
         digest = config_digest(config)  # ConfigError first, as from load_settings below
         args = parse_trigger_args(arg or [], json_args)
-        quick_id = submit_quickly(digest, daemon, task, args, run_at=run_at, priority=priority)  # None: the full submit
+        quick_id = submit_quickly(digest, daemon, task, args, run_at=run_at, priority=priority, unique_key=unique_key)  # None: the full submit
         if quick_id is not None:
             print(quick_id, flush=True)
             return

@@ -66,10 +66,12 @@ def submit(
     """
     due = epoch_seconds(run_at)
     arguments = args if args is not None else {}
-    if connection is None and unique_key is None and not reuse_cached and (config is None or isinstance(config, (str, os.PathLike))):
+    if connection is None and not reuse_cached and (config is None or isinstance(config, (str, os.PathLike))):
         submitter = _driver_submitter_for(config)
         if submitter is not None:
-            job_id = submitter.submit(daemon, task, arguments, run_at=due, priority=priority, max_attempts=max_attempts)
+            job_id = submitter.submit(
+                daemon, task, arguments, run_at=due, priority=priority, max_attempts=max_attempts, unique_key=unique_key,
+            )
             if job_id is not None:
                 return job_id
     from .intents import submit_fully

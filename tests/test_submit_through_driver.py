@@ -130,13 +130,13 @@ def test_the_driver_writes_the_row_the_full_submit_writes(
     assert (rows[0].state, rows[0].priority, rows[0].max_attempts, rows[0].run_at) == ("scheduled", 3, 7, 4102444800.0)
 
 
-def test_what_only_the_full_submit_does_still_works(
+def test_what_the_full_submit_does_alone_still_works(
     deployment_factory: Callable[[str], Deployment], store_url: str, own_cache: Path,
 ) -> None:
     deployment = published(deployment_factory, store_url)
     config = deployment.config_path
-    keyed = jobd.submit("main", "t.record", {"n": 1}, config=config, unique_key="nightly")
-    assert jobd.submit("main", "t.record", {"n": 2}, config=config, unique_key="nightly") == keyed
+    keyed = jobd.submit("main", "t.record", {"n": 1}, config=config, unique_key="nightly", reuse_cached=False)
+    assert jobd.submit("main", "t.record", {"n": 2}, config=load_config(config), unique_key="nightly") == keyed  # the full path
 
     assert jobd.submit("other", "t.record", {"n": 3}, config=config) > 0  # its task code is imported to check the intent
     assert sum(sum(states.values()) for states in deployment.store.jobs.counts().values()) == 2
@@ -147,3 +147,46 @@ def test_a_store_never_initialised_is_reported_as_by_the_full_submit(deployment:
     with pytest.raises(StoreUnavailable, match="jobd init"):
         jobd.submit("main", "t.record", {"n": 1}, config=deployment.config_path)
     assert not (deployment.root / "jobd.db").exists() or deployment.store.version() is None
+
+
+UNIQUE_RACE = """
+import json, sys, threading
+import jobd
+
+config, key = sys.argv[1], sys.argv[2]
+ids, start = [], threading.Barrier(8)
+
+def submit():
+    start.wait()
+    ids.append(jobd.submit("main", "t.record", {"n": 1}, config=config, unique_key=key))
+
+threads = [threading.Thread(target=submit) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(json.dumps({"ids": ids, "sqlalchemy": "sqlalchemy" in sys.modules}))
+"""
+
+
+def test_submits_racing_with_one_unique_key_all_get_the_one_job_that_holds_it(
+    deployment_factory: Callable[[str], Deployment], store_url: str, own_cache: Path,
+) -> None:
+    deployment = published(deployment_factory, store_url)
+    for round_ in range(3):
+        completed = subprocess.run(
+            [sys.executable, "-c", UNIQUE_RACE, str(deployment.config_path), f"nightly-{round_}"],
+            capture_output=True, text=True, timeout=120, check=False, cwd=deployment.root,
+        )
+        assert completed.returncode == 0, completed.stderr
+        answer = json.loads(completed.stdout.strip().splitlines()[-1])
+        assert len(answer["ids"]) == 8 and len(set(answer["ids"])) == 1, answer
+        assert not answer["sqlalchemy"]
+    assert sum(deployment.store.jobs.counts()["main"].values()) == 3
+    # A finished job gives its key up: the next submit with it is a new job.
+    (first,) = deployment.store.jobs.claim("main", 1, "m1", now=None)
+    from jobd.store.jobs import Outcome
+    from jobd.states import JobState
+
+    deployment.store.jobs.apply_outcomes("m1", [Outcome(first.id, first.attempts, JobState.SUCCEEDED, {"result": None})])
+    assert jobd.submit("main", "t.record", {"n": 1}, config=deployment.config_path, unique_key=first.unique_key) != first.id

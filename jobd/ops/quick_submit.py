@@ -31,8 +31,8 @@ the full submit has more to do or more to say, and the caller then takes it:
 * a store not reached, not initialised (a SQLite file that does not exist
   is never created here), or an INSERT refused (nothing written: the full
   path tries again and reports what the store says);
-* options the full submit alone handles (``unique_key``, ``reuse_cached``, a
-  caller's ``connection``) are never brought here.
+* options the full submit alone handles (``reuse_cached``, a caller's
+  ``connection``) are never brought here.
 
 One case cannot be handed over: a MySQL connection lost during the INSERT
 may have committed it, so trying again could submit the job twice. That is
@@ -88,11 +88,13 @@ class DriverSubmitter:
 
     def submit(
         self, daemon: str, task: str, args: Any, *,
-        run_at: float | None = None, priority: int = 0, max_attempts: int | None = None,
+        run_at: float | None = None, priority: int = 0, max_attempts: int | None = None, unique_key: str | None = None,
     ) -> int | None:
         """The id of the committed job; None when the full submit must run instead (nothing was written).
 
-        ``UnknownTask`` and ``InvalidArgs`` as from ``jobd.api.submit``.
+        With ``unique_key``, the id of the unfinished job that holds the key
+        if there is one (nothing is written then). ``UnknownTask`` and
+        ``InvalidArgs`` as from ``jobd.api.submit``.
         """
         if daemon not in self.digest.daemons or not isinstance(args, dict):
             return None
@@ -102,15 +104,21 @@ class DriverSubmitter:
         except _FullPath:
             return None
         digest = self.digest
-        offer = offer_for(digest.socket, daemon) if digest.handoff and (run_at is None or run_at <= time.time()) else None
+        due_now = run_at is None or run_at <= time.time()
+        offer = offer_for(digest.socket, daemon) if digest.handoff and due_now and unique_key is None else None
         new_job = NewJob(
             daemon=daemon, task=task, args=args, priority=priority, run_at=run_at, max_attempts=max_attempts,
-            handed_to=offer.master if offer is not None else None,
+            unique_key=unique_key, handed_to=offer.master if offer is not None else None,
         )
         values = new_job.row(time.time())
         statements = self._statements()
         try:
-            job_id = statements.insert(values)
+            if unique_key is None:
+                job_id = statements.insert(values)
+            else:
+                job_id, inserted = statements.insert_unique(values)
+                if not inserted:
+                    return job_id  # an unfinished job holds the key: nothing new to wake the master for
         except self.driver.Error as error:
             statements.close()  # reopened by the next statement
             if not self._maybe_committed(error):
@@ -175,13 +183,14 @@ class DriverSubmitter:
 
 def submit_quickly(
     digest: ConfigDigest, daemon: str, task: str, args: dict[str, Any], *, run_at: float | None = None, priority: int = 0,
+    unique_key: str | None = None,
 ) -> int | None:
     """`jobd trigger`'s one submit through the driver (``DriverSubmitter.submit``); None: the full submit must run."""
     submitter = DriverSubmitter.of(digest)
     if submitter is None:
         return None
     try:
-        return submitter.submit(daemon, task, args, run_at=run_at, priority=priority)
+        return submitter.submit(daemon, task, args, run_at=run_at, priority=priority, unique_key=unique_key)
     finally:
         submitter.close()
 

@@ -59,6 +59,43 @@ class SubmitStatements:
             sql = self._inserts[columns] = f"INSERT INTO {defaults.TABLE_PREFIX}jobs ({', '.join(columns)}) VALUES ({marks})"
         return int(self._execute(sql, tuple(row.values())).lastrowid)
 
+    def insert_unique(self, row: Mapping[str, Any]) -> tuple[int, bool]:
+        """Insert ``row``, whose ``unique_key`` is set, unless an unfinished job holds that key: (job id, whether inserted).
+
+        Finished jobs give their key up, so only an unfinished one is found.
+        SQLite looks and inserts in one write transaction; on MySQL a submit
+        racing this one may insert the key between the look and the INSERT,
+        whose unique index then refuses it, and that job's id is returned.
+        """
+        find = f"SELECT id FROM {defaults.TABLE_PREFIX}jobs WHERE unique_key = {self.target.placeholder}"
+        key = (row["unique_key"],)
+        if self.target.dialect != "sqlite":
+            found = self._execute(find, key).fetchall()
+            if found:
+                return int(found[0][0]), False
+            try:
+                return self.insert(row), True
+            except self.driver.IntegrityError:
+                found = self._execute(find, key).fetchall()
+                if not found:
+                    raise
+                return int(found[0][0]), False
+        self._execute("BEGIN IMMEDIATE", ())
+        try:
+            found = self._execute(find, key).fetchall()
+            result = (int(found[0][0]), False) if found else (self.insert(row), True)
+            self._execute("COMMIT", ())
+        except BaseException:
+            self._roll_back()
+            raise
+        return result
+
+    def _roll_back(self) -> None:
+        try:
+            self._execute("ROLLBACK", ())
+        except self.driver.Error:
+            self.close()  # a connection that cannot roll back is not used again
+
     def job_row(self, job_id: int) -> Mapping[str, Any] | None:
         """Job ``job_id``'s row (``job_reads_sql.JobReads.get``, the statement a master runs), or None."""
         return JobReads(rows_on(self._connected()), self.target.dialect).get(job_id)
