@@ -190,3 +190,46 @@ def test_submits_racing_with_one_unique_key_all_get_the_one_job_that_holds_it(
 
     deployment.store.jobs.apply_outcomes("m1", [Outcome(first.id, first.attempts, JobState.SUCCEEDED, {"result": None})])
     assert jobd.submit("main", "t.record", {"n": 1}, config=deployment.config_path, unique_key=first.unique_key) != first.id
+
+
+@pytest.mark.mysql
+def test_a_kept_connection_is_opened_again_once_it_is_old_so_an_idle_application_never_meets_a_closed_one(
+    deployment_factory: Callable[[str], Deployment], mariadb_url: str, mariadb: dict[str, Any], own_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """MySQL closes a connection idle past its ``wait_timeout``; here the server kills the application's
+    connections instead of waiting hours. Kept past its recycle age, the submitter's connection is
+    opened again before the next submit, which succeeds; younger, the dead connection fails that submit
+    with jobd's ``StoreUnavailable`` (a job maybe written is never written twice)."""
+    import pymysql
+
+    from jobd.ops.quick_submit import DriverSubmitter
+    from jobd.store.driver_submit import SubmitStatements
+
+    deployment = published(deployment_factory, mariadb_url)
+    deployment.store.dispose()
+    database = mariadb_url.rsplit("/", 1)[1]
+
+    def server_closes_the_applications_connections() -> None:
+        admin = pymysql.connect(**mariadb)
+        try:
+            with admin.cursor() as cursor:
+                cursor.execute("SELECT id FROM information_schema.processlist WHERE db = %s AND id != CONNECTION_ID()", (database,))
+                for (connection_id,) in cursor.fetchall():
+                    cursor.execute(f"KILL {int(connection_id)}")
+        finally:
+            admin.close()
+
+    submitter = DriverSubmitter.of(config_digest(deployment.config_path))
+    assert submitter is not None
+    first = submitter.submit("main", "t.record", {"n": 1})
+    assert first is not None
+    server_closes_the_applications_connections()
+    with pytest.raises(StoreUnavailable, match="the job was not submitted"):
+        submitter.submit("main", "t.record", {"n": 2})
+    assert submitter.submit("main", "t.record", {"n": 3}) is not None  # the dead connection was dropped
+
+    monkeypatch.setattr(SubmitStatements, "RECYCLE_SECONDS", 0.0)  # every kept connection is old from now on
+    server_closes_the_applications_connections()
+    assert submitter.submit("main", "t.record", {"n": 4}) is not None
+    submitter.close()

@@ -36,10 +36,14 @@ from .job_reads_sql import JobReads
 class SubmitStatements:
     """One connection to the store, opened on first use, for catalogue reads and job inserts (one thread's)."""
 
+    #: A connection older than this is closed and opened again before its next statement (``_connected``).
+    RECYCLE_SECONDS = 600.0
+
     def __init__(self, target: DriverTarget) -> None:
         self.target = target
         self.driver: Any = importlib.import_module(target.driver_module)
         self._connection: Any = None
+        self._opened_at = 0.0
         self._cursor: Any = None
         self._inserts: dict[tuple[str, ...], str] = {}
         self._catalogue = f"SELECT daemon, version, tasks, published_at FROM {defaults.TABLE_PREFIX}task_catalogue"
@@ -118,9 +122,20 @@ class SubmitStatements:
         return self._cursor
 
     def _connected(self) -> Any:
+        """The connection, opened again once it is ``RECYCLE_SECONDS`` old.
+
+        An application may submit once and then nothing for hours; MySQL
+        closes a connection idle past its ``wait_timeout`` (8 hours by
+        default), and the next INSERT on it would fail with the job maybe
+        written or not. A connection is therefore given up well inside that
+        time, as the engine's pool does.
+        """
+        if self._connection is not None and time.monotonic() - self._opened_at > self.RECYCLE_SECONDS:
+            self.close()
         if self._connection is None:
             self._connection = open_connection(self.target, self.driver)
             self._cursor = self._connection.cursor()
+            self._opened_at = time.monotonic()
         return self._connection
 
     def close(self) -> None:
