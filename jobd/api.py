@@ -67,7 +67,7 @@ def submit(
     due = epoch_seconds(run_at)
     arguments = args if args is not None else {}
     if connection is None and not reuse_cached and (config is None or isinstance(config, (str, os.PathLike))):
-        submitter = _driver_submitter_for(config)
+        submitter = driver_submitter_for(config)
         if submitter is not None:
             job_id = submitter.submit(
                 daemon, task, arguments, run_at=due, priority=priority, max_attempts=max_attempts, unique_key=unique_key,
@@ -85,7 +85,7 @@ def submit(
 def get_job(job_id: int, *, config: JobdConfig | str | os.PathLike[str] | None = None) -> Job:
     """Job ``job_id`` as the store holds it now (``UnknownJob`` if there is none): its state, result, error."""
     if config is None or isinstance(config, (str, os.PathLike)):
-        submitter = _driver_submitter_for(config)
+        submitter = driver_submitter_for(config)
         if submitter is not None:
             job = submitter.job(job_id)
             if job is not None:
@@ -95,7 +95,7 @@ def get_job(job_id: int, *, config: JobdConfig | str | os.PathLike[str] | None =
     return store_for(resolve_config(config).store).jobs.get(job_id)
 
 
-def _driver_submitter_for(config: str | os.PathLike[str] | None) -> DriverSubmitter | None:
+def driver_submitter_for(config: str | os.PathLike[str] | None) -> DriverSubmitter | None:
     """This process's submitter through the driver for the config ``config`` names (found as ``resolve_config`` finds it)."""
     return _driver_submitter(*config_lookup(config))
 

@@ -13,23 +13,20 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import sqlalchemy as sa
+from typing import TYPE_CHECKING, Any
 
 from . import defaults
-from .intents import store_for, resolve_config, validate_intent
-from .config import JobdConfig
-from .errors import InvalidArgs, StoreUnavailable
+from .errors import InvalidArgs
 from .job import encode_args
 from .run_at import epoch_seconds
-from .store import BulkJobs
-from .store.diagnosis import describe_store_error, missing_tables
-from .store.errors import describe, is_outage
-from .handoff.submit_side import announce
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from .config import JobdConfig
+    from .store.bulk_sql import Inserted
 
 
 @dataclass(frozen=True)
@@ -87,27 +84,28 @@ def submit_many(
     at its next poll). Raises ``InvalidArgs`` naming the first bad item's
     index, before anything is written.
     """
-    settings = resolve_config(config)
     arguments = list(items)
-    encoded = check_items(settings, daemon, task, arguments)
-    keys = check_unique_keys(unique_keys, len(arguments))
-    run_at = epoch_seconds(run_at)
-    if not arguments:
-        return BulkResult([], [])
-    store = store_for(settings.store)
-    bulk = BulkJobs(daemon, task, encoded, keys, priority=priority, run_at=run_at, max_attempts=max_attempts)
-    try:
-        inserted = store.bulk_jobs.insert(bulk, time.time(), connection=connection)
-    except sa.exc.DBAPIError as error:
-        if missing_tables(str(error.orig)):
-            raise StoreUnavailable(describe_store_error(error)) from None
-        if connection is not None or not is_outage(error):
-            raise
-        raise StoreUnavailable(
-            f"no job was submitted: the store at {store.url} is unavailable ({describe(error)}); try again later"
-        ) from None
-    if connection is None:
-        announce(settings.socket, daemon, priority)  # once for the whole bulk: the master claims them in its own batches
+    due = epoch_seconds(run_at)
+    if connection is None and (config is None or isinstance(config, (str, os.PathLike))):
+        from .api import driver_submitter_for
+
+        submitter = driver_submitter_for(config)
+        if submitter is not None:
+            written = submitter.submit_many(
+                daemon, task, arguments, priority=priority, run_at=due, unique_keys=unique_keys, max_attempts=max_attempts,
+            )
+            if written is not None:
+                return bulk_result(*written)
+    from .intents import submit_many_fully
+
+    return bulk_result(*submit_many_fully(
+        daemon, task, arguments, priority=priority, run_at=due, unique_keys=unique_keys, max_attempts=max_attempts,
+        connection=connection, config=config,
+    ))
+
+
+def bulk_result(inserted: Inserted, keys: Sequence[str | None] | None) -> BulkResult:
+    """What ``submit_many`` answers for what was inserted with these (checked) unique keys."""
     ids: list[int] = []
     duplicates: list[Duplicate] = []
     for index, job_id in enumerate(inserted.ids):
@@ -122,20 +120,21 @@ def submit_many(
     return BulkResult(ids, duplicates)
 
 
-def check_items(config: JobdConfig, daemon: str, task: str, items: list[Any]) -> list[str]:
+def check_items(validate: Callable[[Any], object], task: str, items: list[Any]) -> list[str]:
     """Each item's args as stored; ``InvalidArgs`` naming the first bad item's index.
 
-    The task is looked up once, and each item is judged by ``validate_intent``
-    as a lone submit's args would be. What it judges is the arg names
-    against the task's signature, so items with the same names share one
-    verdict (a campaign's 500,000 items usually have one set of names).
+    Each item is judged by ``validate`` as a lone submit's args would be
+    (``intents.validate_intent``, or the catalogue's check through the
+    driver). What it judges is the arg names against the task's signature,
+    so items with the same names share one verdict (a campaign's 500,000
+    items usually have one set of names).
     """
     accepted: set[frozenset[str]] = set()
     encoded: list[str] = []
     for index, args in enumerate(items):
         try:
             if type(args) is not dict or frozenset(args) not in accepted:
-                validate_intent(config, daemon, task, args)
+                validate(args)
                 accepted.add(frozenset(args))
             text = encode_args(args)
         except InvalidArgs as error:

@@ -55,6 +55,12 @@ def decode(row: CatalogueRow) -> DaemonCatalogue:
 log = logging.getLogger("jobd.catalogue")
 
 
+def require_object(args: Any) -> None:
+    """``InvalidArgs`` unless ``args`` is a JSON object's dict (a task's keyword arguments)."""
+    if not isinstance(args, dict):
+        raise InvalidArgs("args must be a JSON object such as {\"campaign_id\": 42}")
+
+
 def check_intent(catalogues: CatalogueCache, daemon: str, task: str, args: dict[str, Any]) -> bool:
     """Check ``task`` and ``args`` against ``daemon``'s published catalogue; False if none was published.
 

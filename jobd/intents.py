@@ -14,21 +14,24 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 
 from .activity.results import find_cached, unique_key_for
+from .bulk import check_items, check_unique_keys
 from .catalogue import read_published
-from .catalogue_check import CatalogueCache, check_intent
+from .catalogue_check import CatalogueCache, check_intent, require_object
 from .config import JobdConfig, find_config_path, load_config
 from .config_path import config_lookup
-from .errors import InvalidArgs, StoreUnavailable, UnknownTask
+from .errors import StoreUnavailable, UnknownTask
 from .handoff.submit_side import announce, hand_off, offer_for
 from .inventory import load_daemon_tasks
 from .job import encode_args
 from .store import NewJob, Store, open_store
+from .store.bulk_sql import BulkJobs, Inserted
 from .store.diagnosis import describe_store_error, missing_tables
 from .store.errors import describe, is_outage
 from .tasks import TaskDefinition
@@ -81,8 +84,7 @@ def validate_intent(config: JobdConfig, daemon: str, task: str, args: Any) -> di
     the job's row is made (``NewJob.row``).
     """
     config.daemon(daemon)  # UnknownDaemon naming the known ones
-    if not isinstance(args, dict):
-        raise InvalidArgs("args must be a JSON object such as {\"campaign_id\": 42}")
+    require_object(args)
     if not check_intent(_catalogue_for(config.store), daemon, task, args):
         _check_by_importing(config, daemon, task, args)
     return args
@@ -151,3 +153,31 @@ def submit_fully(
     elif connection is None:
         announce(settings.socket, daemon, priority)  # the master claims at once instead of at its next poll
     return job_id
+
+
+def submit_many_fully(
+    daemon: str, task: str, items: list[Any], *, priority: int, run_at: float | None, unique_keys: Sequence[str | None] | None,
+    max_attempts: int | None, connection: sa.Connection | None, config: JobdConfig | str | os.PathLike[str] | None,
+) -> tuple[Inserted, list[str | None] | None]:
+    """``jobd.submit_many`` with the config's models and the store's SQLAlchemy code (``jobd.bulk.submit_many`` says
+    what each option does): what was inserted, and the checked unique keys."""
+    settings = resolve_config(config)
+    encoded = check_items(lambda args: validate_intent(settings, daemon, task, args), task, items)
+    keys = check_unique_keys(unique_keys, len(items))
+    if not items:
+        return Inserted([], {}, {}), keys
+    store = store_for(settings.store)
+    bulk = BulkJobs(daemon, task, encoded, keys, priority=priority, run_at=run_at, max_attempts=max_attempts)
+    try:
+        inserted = store.bulk_jobs.insert(bulk, time.time(), connection=connection)
+    except sa.exc.DBAPIError as error:
+        if missing_tables(str(error.orig)):
+            raise StoreUnavailable(describe_store_error(error)) from None
+        if connection is not None or not is_outage(error):
+            raise
+        raise StoreUnavailable(
+            f"no job was submitted: the store at {store.url} is unavailable ({describe(error)}); try again later"
+        ) from None
+    if connection is None:
+        announce(settings.socket, daemon, priority)  # once for the whole bulk: the master claims them in its own batches
+    return inserted, keys

@@ -19,19 +19,24 @@ import jobd
 from jobd.bulk import Duplicate
 from jobd.errors import InvalidArgs, UnknownTask
 from jobd.states import JobState
-from jobd.store.bulk_insert import MAX_ROWS_PER_STATEMENT, chunks, row_bytes
+from jobd.store.bulk_sql import MAX_ROWS_PER_STATEMENT, chunks, row_bytes
 from support import Deployment
 
 
-def prepared(made: Deployment) -> Deployment:
+def prepared(made: Deployment, *, catalogue: bool = False) -> Deployment:
+    """A store with tables; with ``catalogue``, the daemon's tasks published as a master publishes them at start."""
     made.write_config({"main": {"workers": 2}})
     made.store.initialise()
+    if catalogue:
+        made.jobd("check", check=True)
     return made
 
 
-@pytest.fixture
-def deployment(deployment_factory: Callable[[str | None], Deployment], store_url: str) -> Deployment:
-    return prepared(deployment_factory(store_url))
+@pytest.fixture(params=["through the driver", "full"])
+def deployment(request: pytest.FixtureRequest, deployment_factory: Callable[[str | None], Deployment], store_url: str) -> Deployment:
+    """Every test runs both ways: with the catalogue published an application's bulk goes through the database
+    driver alone (``jobd.ops.quick_submit``); without one, the full path imports the task code to check."""
+    return prepared(deployment_factory(store_url), catalogue=request.param == "through the driver")
 
 
 @pytest.fixture

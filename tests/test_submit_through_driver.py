@@ -233,3 +233,44 @@ def test_a_kept_connection_is_opened_again_once_it_is_old_so_an_idle_application
     server_closes_the_applications_connections()
     assert submitter.submit("main", "t.record", {"n": 4}) is not None
     submitter.close()
+
+
+BULK = """
+import json, sys
+import jobd
+
+config = sys.argv[1]
+items = [{"n": n} for n in range(1200)]
+keys = [f"k{n % 7}" if n % 10 == 0 else None for n in range(1200)]  # keys given again later in the bulk
+result = jobd.submit_many("main", "t.record", items, unique_keys=keys, config=config, priority=2)
+heavy = sorted(name for name in sys.modules if name.split(".")[0] in {"sqlalchemy", "pydantic"})
+print(json.dumps({"ids": result.ids, "duplicates": [[d.index, d.unique_key, d.job_id] for d in result.duplicates],
+                  "heavy": heavy}))
+"""
+
+
+def test_an_applications_bulk_submit_goes_through_the_driver_and_answers_as_the_full_path(
+    deployment_factory: Callable[[str], Deployment], store_url: str, own_cache: Path,
+) -> None:
+    deployment = published(deployment_factory, store_url)
+    completed = subprocess.run(
+        [sys.executable, "-c", BULK, str(deployment.config_path)],
+        capture_output=True, text=True, timeout=120, check=False, cwd=deployment.root,
+    )
+    assert completed.returncode == 0, completed.stderr
+    answer = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert answer["heavy"] == []
+    ids = answer["ids"]
+    assert len(ids) == 1200 and len(answer["duplicates"]) == 120 - 7
+    for index in range(0, 1200, 10):  # each key's first item wrote the job every later one reports
+        assert ids[index] == ids[index % 70]
+    assert all(deployment.store.jobs.get(ids[n]).args == {"n": n} for n in range(0, 1200, 37) if n % 10 or n < 70)
+
+    # The same bulk through the full path (the config's models given): every keyed item is now a duplicate
+    # of the same job, and the rest are new.
+    again = jobd.submit_many(
+        "main", "t.record", [{"n": n} for n in range(1200)], unique_keys=[f"k{n % 7}" if n % 10 == 0 else None for n in range(1200)],
+        config=load_config(deployment.config_path), priority=2,
+    )
+    assert [again.ids[index] for index in range(0, 1200, 10)] == [ids[index] for index in range(0, 1200, 10)]
+    assert sum(sum(states.values()) for states in deployment.store.jobs.counts().values()) == 2 * (1200 - 120) + 7

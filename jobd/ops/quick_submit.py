@@ -46,13 +46,17 @@ import importlib
 import os
 import threading
 import time
+from collections.abc import Sequence
+from sqlite3 import SQLITE_LIMIT_VARIABLE_NUMBER
 from typing import Any
 
-from ..catalogue_check import CatalogueCache, check_intent
+from ..bulk import check_items, check_unique_keys
+from ..catalogue_check import CatalogueCache, check_intent, require_object
 from ..config_digest import ConfigDigest
 from ..errors import StoreUnavailable
 from ..handoff.submit_side import announce, hand_off, offer_for
 from ..job import Job
+from ..store.bulk_sql import BulkInsertSql, BulkJobs, CursorExecutor, Inserted
 from ..store.catalogue_row import CatalogueRow
 from ..store.driver_submit import SubmitStatements
 from ..store.driver_sql import DriverTarget, existing_target
@@ -77,6 +81,7 @@ class DriverSubmitter:
         self.target = target
         self.driver: Any = importlib.import_module(target.driver_module)
         self._catalogues = CatalogueCache(self._read_catalogue)
+        self._bulk_sql = BulkInsertSql(target.dialect, returning=None if target.dialect == "mysql" else True)
         self._local = threading.local()
         self._pid = os.getpid()
 
@@ -130,6 +135,41 @@ class DriverSubmitter:
         else:
             announce(digest.socket, daemon, priority)  # the master claims it now (past its prefetch if it is urgent)
         return job_id
+
+    def submit_many(
+        self, daemon: str, task: str, items: list[Any], *, priority: int, run_at: float | None,
+        unique_keys: Sequence[str | None] | None, max_attempts: int | None,
+    ) -> tuple[Inserted, list[str | None] | None] | None:
+        """``jobd.submit_many`` through the driver: what was inserted and the checked keys; None when the full
+        bulk submit must run instead (nothing was written). ``InvalidArgs`` and ``UnknownTask`` as from it."""
+        if daemon not in self.digest.daemons:
+            return None
+
+        def validate(args: Any) -> None:
+            require_object(args)
+            if not check_intent(self._catalogues, daemon, task, args):
+                raise _FullPath  # no catalogue: the full path imports the task code to check
+
+        try:
+            encoded = check_items(validate, task, items)
+        except _FullPath:
+            return None
+        keys = check_unique_keys(unique_keys, len(items))
+        if not items:
+            return Inserted([], {}, {}), keys
+        bulk = BulkJobs(daemon, task, encoded, keys, priority=priority, run_at=run_at, max_attempts=max_attempts)
+        statements = self._statements()
+        try:
+            with statements.transaction() as cursor:
+                limit = statements.connection.getlimit(SQLITE_LIMIT_VARIABLE_NUMBER) if self.target.dialect == "sqlite" else None
+                inserted = self._bulk_sql.insert(bulk, time.time(), CursorExecutor(cursor), variable_limit=limit)
+        except self.driver.Error as error:
+            statements.close()
+            if not self._maybe_committed(error):
+                return None  # rolled back: the full path tries again and reports what the store says
+            raise _not_submitted(self.digest.store, error, what="no job was submitted") from None
+        announce(self.digest.socket, daemon, priority)  # once for the whole bulk: the master claims them in its own batches
+        return inserted, keys
 
     def job(self, job_id: int) -> Job | None:
         """Job ``job_id`` as ``jobd.get_job`` returns it (``UnknownJob`` if there is none); None when the
@@ -202,11 +242,11 @@ def _out_of_reach(error: BaseException) -> bool:
     return is_outage(error) and "no such table" not in str(error)
 
 
-def _not_submitted(url: str, error: BaseException) -> StoreUnavailable:
-    """The full submit's words for a store that failed the INSERT (``jobd.api.submit``)."""
+def _not_submitted(url: str, error: BaseException, *, what: str = "the job was not submitted") -> StoreUnavailable:
+    """The full submit's words for a store that failed the INSERT (``jobd.api.submit``, ``jobd.submit_many``)."""
     import sqlalchemy as sa
 
     from ..store.errors import describe
 
     shown = sa.make_url(url).render_as_string(hide_password=True)
-    return StoreUnavailable(f"the job was not submitted: the store at {shown} is unavailable ({describe(error)}); try again later")
+    return StoreUnavailable(f"{what}: the store at {shown} is unavailable ({describe(error)}); try again later")

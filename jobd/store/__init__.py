@@ -15,7 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .bulk_insert import BulkJobs
+    from .bulk_sql import BulkJobs
     from .jobs import NewJob
     from .masters import MasterRecord
     from .opening import Store, open_store
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["Store", "open_store", "NewJob", "BulkJobs", "MasterRecord", "SCHEMA_VERSION"]
 
 _HOME = {
-    "Store": "opening", "open_store": "opening", "NewJob": "jobs", "BulkJobs": "bulk_insert",
+    "Store": "opening", "open_store": "opening", "NewJob": "jobs", "BulkJobs": "bulk_sql",
     "MasterRecord": "masters", "SCHEMA_VERSION": "schema",
 }
 

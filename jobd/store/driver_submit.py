@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from .. import defaults
@@ -84,15 +85,26 @@ class SubmitStatements:
                 if not found:
                     raise
                 return int(found[0][0]), False
-        self._execute("BEGIN IMMEDIATE", ())
-        try:
+        with self.transaction():
             found = self._execute(find, key).fetchall()
-            result = (int(found[0][0]), False) if found else (self.insert(row), True)
+            return (int(found[0][0]), False) if found else (self.insert(row), True)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A write transaction on this connection (SQLite: ``BEGIN IMMEDIATE``, as every writer of the store);
+        committed if the block ends normally, else rolled back. Yields the cursor."""
+        self._execute("BEGIN IMMEDIATE" if self.target.dialect == "sqlite" else "BEGIN", ())
+        try:
+            yield self._cursor
             self._execute("COMMIT", ())
         except BaseException:
             self._roll_back()
             raise
-        return result
+
+    @property
+    def connection(self) -> Any:
+        """The DB-API connection (opened if need be)."""
+        return self._connected()
 
     def _roll_back(self) -> None:
         try:
