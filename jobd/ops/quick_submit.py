@@ -1,4 +1,5 @@
-"""A submit through the database driver alone, when nothing about it needs more: `jobd trigger` and ``jobd.submit``.
+"""A submit through the database driver alone, when nothing about it needs more: `jobd trigger`, ``jobd.submit``
+and ``jobd.submit_many``.
 
 The full submit (``jobd.api.submit``'s own path) validates the config's
 models, loads SQLAlchemy, reads the task catalogue, inserts the job and wakes
@@ -18,8 +19,10 @@ one of its idle workers, as the full submit does: the same row, the same
 datagram, and the same way back to the queue if nobody takes it.
 
 A ``DriverSubmitter`` serves one process: each thread submits on a
-connection of its own, kept open between submits, and a forked child opens
-its own instead of touching its parent's.
+connection of its own, kept open between submits (and opened again once it
+is ten minutes old), and a forked child opens its own instead of touching
+its parent's. A bulk (``submit_many``) is checked item by item against the
+catalogue and written in one transaction by ``store.bulk_sql``.
 
 ``DriverSubmitter.submit`` returns None, having written nothing, whenever
 the full submit has more to do or more to say, and the caller then takes it:
