@@ -274,3 +274,28 @@ def test_an_applications_bulk_submit_goes_through_the_driver_and_answers_as_the_
     )
     assert [again.ids[index] for index in range(0, 1200, 10)] == [ids[index] for index in range(0, 1200, 10)]
     assert sum(sum(states.values()) for states in deployment.store.jobs.counts().values()) == 2 * (1200 - 120) + 7
+
+
+def test_a_connection_past_its_recycle_age_is_kept_until_its_transaction_ends(
+    deployment_factory: Callable[[str], Deployment], store_url: str, own_cache: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bulk's statements all run in one transaction on one connection, however old it grows meanwhile."""
+    import time
+
+    from jobd.store.driver_submit import SubmitStatements
+    from jobd.store.engine import driver_target
+    from jobd.store.new_job import NewJob
+
+    deployment = published(deployment_factory, store_url)
+    monkeypatch.setattr(SubmitStatements, "RECYCLE_SECONDS", 0.0)  # every connection is old at once
+    statements = SubmitStatements(driver_target(deployment.store_url))
+    try:
+        with statements.transaction():
+            opened = statements.connection
+            for n in range(3):
+                statements.insert(NewJob("main", "t.record", {"n": n}).row(time.time()))
+            assert statements.connection is opened
+        assert statements.connection is not opened  # given up once the transaction ended
+    finally:
+        statements.close()
+    assert sum(deployment.store.jobs.counts()["main"].values()) == 3

@@ -45,6 +45,7 @@ class SubmitStatements:
         self.driver: Any = importlib.import_module(target.driver_module)
         self._connection: Any = None
         self._opened_at = 0.0
+        self._in_transaction = False
         self._cursor: Any = None
         self._inserts: dict[tuple[str, ...], str] = {}
         self._catalogue = f"SELECT daemon, version, tasks, published_at FROM {defaults.TABLE_PREFIX}task_catalogue"
@@ -94,12 +95,15 @@ class SubmitStatements:
         """A write transaction on this connection (SQLite: ``BEGIN IMMEDIATE``, as every writer of the store);
         committed if the block ends normally, else rolled back. Yields the cursor."""
         self._execute("BEGIN IMMEDIATE" if self.target.dialect == "sqlite" else "BEGIN", ())
+        self._in_transaction = True  # the connection is not recycled under an open transaction
         try:
             yield self._cursor
             self._execute("COMMIT", ())
         except BaseException:
             self._roll_back()
             raise
+        finally:
+            self._in_transaction = False
 
     @property
     def connection(self) -> Any:
@@ -140,9 +144,10 @@ class SubmitStatements:
         closes a connection idle past its ``wait_timeout`` (8 hours by
         default), and the next INSERT on it would fail with the job maybe
         written or not. A connection is therefore given up well inside that
-        time, as the engine's pool does.
+        time, as the engine's pool does; never under an open transaction,
+        whose statements must all run on one connection.
         """
-        if self._connection is not None and time.monotonic() - self._opened_at > self.RECYCLE_SECONDS:
+        if self._connection is not None and not self._in_transaction and time.monotonic() - self._opened_at > self.RECYCLE_SECONDS:
             self.close()
         if self._connection is None:
             self._connection = open_connection(self.target, self.driver)
