@@ -35,8 +35,7 @@ from typing import Any, Protocol
 
 from ..states import JobState
 from .job_reads_sql import JOBS, placeholder
-from .schedule_sql import sqlite_variable_limit
-from .sql_statements import is_duplicate_key
+from .sql_statements import is_duplicate_key, sqlite_variable_limit
 
 #: The columns every bulk row sets.
 COLUMNS = (

@@ -15,29 +15,17 @@ row, and the row that has one is left out. No savepoint is needed for that.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
 from typing import Any
 
 from .. import defaults
 from ..states import ACTIVE, JobState
 from .job_reads_sql import JOBS
-from .sql_statements import Statements, is_duplicate_key
+from .sql_statements import Statements, is_duplicate_key, sqlite_variable_limit
 
 SCHEDULES = f"{defaults.TABLE_PREFIX}schedules"
 PAUSES = f"{defaults.TABLE_PREFIX}schedule_pauses"
 MAX_ROWS_PER_INSERT = 500  # a tick's jobs are small rows: far inside MySQL's packet; SQLite's limit is checked
-
-
-@lru_cache(maxsize=1)
-def sqlite_variable_limit() -> int:
-    """How many values one SQLite statement may bind: the library's compiled limit (every connection's)."""
-    connection = sqlite3.connect(":memory:")
-    try:
-        return int(connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
-    finally:
-        connection.close()
 
 
 class ScheduleSql:

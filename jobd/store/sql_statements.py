@@ -12,8 +12,10 @@ id, many rows written by one statement.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 #: Runs one statement with its parameters; every row it returned (the statement ends there).
@@ -55,3 +57,13 @@ def is_duplicate_key(error: BaseException) -> bool:
     wrapped = getattr(error, "orig", None)  # SQLAlchemy's wrapper keeps the driver's exception here
     cause = wrapped if isinstance(wrapped, BaseException) else error
     return type(cause).__name__ == "IntegrityError"  # sqlite3's and PyMySQL's alike
+
+
+@lru_cache(maxsize=1)
+def sqlite_variable_limit() -> int:
+    """How many values one SQLite statement may bind: the library's compiled limit (every connection's)."""
+    connection = sqlite3.connect(":memory:")
+    try:
+        return int(connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+    finally:
+        connection.close()
