@@ -66,7 +66,7 @@ def submit(
     """
     due = epoch_seconds(run_at)
     arguments = args if args is not None else {}
-    if connection is None and not reuse_cached and (config is None or isinstance(config, (str, os.PathLike))):
+    if connection is None and not reuse_cached:
         submitter = driver_submitter_for(config)
         if submitter is not None:
             job_id = submitter.submit(
@@ -84,19 +84,23 @@ def submit(
 
 def get_job(job_id: int, *, config: JobdConfig | str | os.PathLike[str] | None = None) -> Job:
     """Job ``job_id`` as the store holds it now (``UnknownJob`` if there is none): its state, result, error."""
-    if config is None or isinstance(config, (str, os.PathLike)):
-        submitter = driver_submitter_for(config)
-        if submitter is not None:
-            job = submitter.job(job_id)
-            if job is not None:
-                return job
+    submitter = driver_submitter_for(config)
+    if submitter is not None:
+        job = submitter.job(job_id)
+        if job is not None:
+            return job
     from .intents import resolve_config, store_for
 
     return store_for(resolve_config(config).store).jobs.get(job_id)
 
 
-def driver_submitter_for(config: str | os.PathLike[str] | None) -> DriverSubmitter | None:
-    """This process's submitter through the driver for the config ``config`` names (found as ``resolve_config`` finds it)."""
+def driver_submitter_for(config: JobdConfig | str | os.PathLike[str] | None) -> DriverSubmitter | None:
+    """This process's submitter through the driver for the config ``config`` names (found as ``resolve_config`` finds it).
+
+    None for config models given as such: their caller has them loaded, and the full path uses them.
+    """
+    if config is not None and not isinstance(config, (str, os.PathLike)):
+        return None
     return _driver_submitter(*config_lookup(config))
 
 

@@ -86,7 +86,7 @@ def submit_many(
     """
     arguments = list(items)
     due = epoch_seconds(run_at)
-    if connection is None and (config is None or isinstance(config, (str, os.PathLike))):
+    if connection is None:
         from .api import driver_submitter_for
 
         submitter = driver_submitter_for(config)
