@@ -37,10 +37,6 @@ if TYPE_CHECKING:
 class BatchCounters:
     """The part of batches the jobs queue writes, inside its own transactions (``batch_counter_sql``'s statements)."""
 
-    def __init__(self, batches: sa.Table, jobs: sa.Table) -> None:
-        self.batches = batches
-        self.jobs = jobs
-
     def endings_of(self, connection: sa.Connection, job_ids: Sequence[int], state: JobState, sign: int = 1) -> BatchEndings:
         """The batches of ``job_ids`` (rows this transaction just moved to or out of ``state``), counted."""
         return BatchCounterSql(statements_on(connection)).endings_of(job_ids, state, sign)

@@ -21,9 +21,8 @@ __all__ = ["BulkJobInsert", "BulkJobs", "Inserted"]
 class BulkJobInsert:
     """Multi-row INSERTs into the jobs table of one store (``Store.bulk_jobs``), through its engine."""
 
-    def __init__(self, engine: sa.Engine, jobs: sa.Table) -> None:
+    def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        self.jobs = jobs
         self._statements: BulkInsertSql | None = None
 
     def insert(self, bulk: BulkJobs, now: float, *, connection: sa.Connection | None = None) -> Inserted:

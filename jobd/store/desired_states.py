@@ -21,9 +21,8 @@ from .status_reads_sql import StatusReads
 
 
 class DesiredStates:
-    def __init__(self, engine: sa.Engine, table: sa.Table) -> None:
+    def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        self.table = table
 
     def load(self, host: str | None = None) -> dict[str, Desired]:
         """Every daemon's desired state recorded for ``host`` (this host by default)."""

@@ -22,9 +22,8 @@ __all__ = ["JobLogLine", "JobLogTable"]  # JobLogLine lives in ``job_log_reads_s
 
 
 class JobLogTable:
-    def __init__(self, engine: sa.Engine, table: sa.Table) -> None:
+    def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        self.table = table
 
     def append(self, lines: Sequence[JobLogLine]) -> None:
         """Store lines in one transaction (one round trip per flush, not per record)."""

@@ -15,9 +15,8 @@ from .registry_sql import LeaseWrites
 
 
 class Leases:
-    def __init__(self, engine: sa.Engine, table: sa.Table) -> None:
+    def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        self.table = table
 
     def acquire(self, name: str, owner: str, *, ttl: float, now: float | None = None) -> bool:
         """Take (or renew) the lease ``name`` for ``ttl`` seconds; False if another holds it."""

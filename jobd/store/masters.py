@@ -22,9 +22,8 @@ from .status_reads_sql import StatusReads
 __all__ = ["LIVE_STATES", "MasterRecord", "MasterRegistry", "pid_exists"]  # the record lives in ``master_record``: no SQLAlchemy
 
 class MasterRegistry:
-    def __init__(self, engine: sa.Engine, table: sa.Table) -> None:
+    def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        self.table = table
 
     def register(self, master_id: str, *, pid: int, version: str, daemons: list[str], control_socket: str | None, now: float | None = None) -> None:
         with self.engine.begin() as connection:

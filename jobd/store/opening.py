@@ -39,18 +39,15 @@ class Store:
         self.submit_engine = submit_engine
         self.found_version: int | None = None  # the schema version ``initialise`` found (None: none yet)
         self.metadata, self.tables = build_tables(engine.dialect.name)
-        counters = BatchCounters(self.tables["batches"], self.tables["jobs"])
-        self.jobs = JobQueue(
-            engine, self.tables["jobs"], self.tables["locks"], submit_engine=submit_engine,
-            rate_buckets=self.tables["rate_buckets"], batch_counters=counters,
-        )
-        self.bulk_jobs = BulkJobInsert(engine, self.tables["jobs"])
+        counters = BatchCounters()
+        self.jobs = JobQueue(engine, self.tables["jobs"], submit_engine=submit_engine, batch_counters=counters)
+        self.bulk_jobs = BulkJobInsert(engine)
         self.batches = BatchBook(engine, self.tables["batches"], self.tables["jobs"], counters)
-        self.leases = Leases(engine, self.tables["locks"])
-        self.masters = MasterRegistry(engine, self.tables["masters"])
-        self.job_logs = JobLogTable(engine, self.tables["job_logs"])
-        self.daemon_states = DesiredStates(engine, self.tables["daemon_states"])
-        self.task_catalogue = TaskCatalogueTable(engine, self.tables["task_catalogue"])
+        self.leases = Leases(engine)
+        self.masters = MasterRegistry(engine)
+        self.job_logs = JobLogTable(engine)
+        self.daemon_states = DesiredStates(engine)
+        self.task_catalogue = TaskCatalogueTable(engine)
 
     @cached_property
     def schedules(self) -> ScheduleBook:
@@ -61,7 +58,7 @@ class Store:
         """
         from .schedules import ScheduleBook
 
-        return ScheduleBook(self.engine, self.tables["schedules"], self.tables["schedule_pauses"], self.tables["jobs"])
+        return ScheduleBook(self.engine)
 
     @property
     def jobs_per_write(self) -> int | None:

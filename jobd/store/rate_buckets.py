@@ -25,11 +25,8 @@ from .status_reads_sql import StatusReads
 class RateBuckets:
     """Read, lock and write the token buckets of one store."""
 
-    def __init__(self, engine: sa.Engine, table: sa.Table, jobs: sa.Table) -> None:
+    def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        self.table = table
-        self.jobs = jobs
-        self.is_mysql = engine.dialect.name == "mysql"
 
     def hold(self, connection: sa.Connection, daemon: str, limits: RateLimits, now: float, *, reread_clock: bool = False) -> dict[str, Bucket]:
         """Lock ``daemon``'s buckets for this transaction and return them refilled to ``now``.

@@ -89,11 +89,8 @@ def _utc(epoch: float | None) -> dt.datetime | None:
 
 
 class ScheduleBook:
-    def __init__(self, engine: sa.Engine, table: sa.Table, pauses: sa.Table, jobs: sa.Table) -> None:
+    def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        self.table = table
-        self.pauses = pauses
-        self.jobs = jobs
         self.returning = bool(engine.dialect.insert_returning)  # SQLite 3.35+, MariaDB 10.5+: an INSERT answers its ids
 
     def tick(self, entry: ScheduleEntry, now: dt.datetime, *, paused: bool = False, rng: random.Random | None = None) -> TickResult:

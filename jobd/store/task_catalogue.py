@@ -19,9 +19,8 @@ __all__ = ["CatalogueRow", "TaskCatalogueTable"]
 
 
 class TaskCatalogueTable:
-    def __init__(self, engine: sa.Engine, table: sa.Table) -> None:
+    def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        self.table = table
 
     def read(self) -> list[CatalogueRow]:
         """Every daemon's row."""

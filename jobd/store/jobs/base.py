@@ -19,16 +19,15 @@ class JobsTable:
     """The jobs table of one store (``JobQueue`` is this plus one mixin per concern)."""
 
     def __init__(
-        self, engine: sa.Engine, table: sa.Table, locks: sa.Table, *, submit_engine: sa.Engine | None = None,
-        rate_buckets: sa.Table, batch_counters: BatchCounters | None = None,
+        self, engine: sa.Engine, table: sa.Table, *, submit_engine: sa.Engine | None = None,
+        batch_counters: BatchCounters | None = None,
     ) -> None:
         self.engine = engine
         self.batch_counters = batch_counters  # every final state written here is counted in its batch, same transaction
-        self.rate_buckets = RateBuckets(engine, rate_buckets, table)
+        self.rate_buckets = RateBuckets(engine)
         self._next_tokens: dict[str, float | None] = {}  # daemon → when a rate lets its waiting jobs go (last claim)
         self.submit_engine = submit_engine  # autocommit connections for a submit's own statements (MySQL)
         self.table = table
-        self.locks = locks
         self.is_mysql = engine.dialect.name == "mysql"
         self._next_promotion = float("-inf")
         self._claim_sql = ClaimSql(engine.dialect.name)
