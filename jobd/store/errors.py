@@ -9,8 +9,10 @@ holds every job behind it. Such a write must fail the job it belongs to,
 with the store's reason, and let the others through.
 
 Pure classification of DBAPI exceptions (pymysql and sqlite3), wrapped by
-SQLAlchemy or not; and ``raised_as_unavailable``, the boundary above which
-callers see jobd's own ``StoreUnavailable`` instead.
+SQLAlchemy, by jobd's ``StoreFault`` or not at all; and
+``raised_as_unavailable``, the boundary above which callers see jobd's own
+``StoreUnavailable`` instead. Nothing here loads SQLAlchemy: the master
+reaches its store through the driver alone (``driver_runner``).
 """
 
 from __future__ import annotations
@@ -18,8 +20,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import sqlalchemy as sa
 
 from ..errors import StoreUnavailable
 from .diagnosis import describe_store_error
@@ -51,11 +51,32 @@ SQLITE_DATA_ERRORS = frozenset({
 })
 
 
+class StoreFault(Exception):
+    """A statement the store did not carry out: the driver's own exception is ``orig``.
+
+    The store's runners (``sql_runner``) raise it for every driver error,
+    through SQLAlchemy or not, so the master catches one class of jobd's
+    own; ``is_outage`` tells a store out of reach from data it refused.
+    """
+
+    def __init__(self, orig: BaseException, *, statement: str | None = None, connection_invalidated: bool = False) -> None:
+        super().__init__(f"({type(orig).__module__}.{type(orig).__name__}) {orig}")
+        self.orig = orig
+        self.statement = statement
+        self.connection_invalidated = connection_invalidated  # the connection was dropped: the next statement opens another
+
+
+def is_store_error(error: BaseException) -> bool:
+    """Whether ``error`` is a store's failure: jobd's ``StoreFault`` or SQLAlchemy's ``DBAPIError`` (loaded or not)."""
+    return isinstance(error, StoreFault) or any(
+        klass.__module__.startswith("sqlalchemy") and klass.__name__ == "DBAPIError" for klass in type(error).__mro__
+    )
+
+
 def driver_error(error: BaseException) -> BaseException:
-    """The driver's own exception behind SQLAlchemy's wrapper (or ``error`` itself)."""
-    if isinstance(error, sa.exc.StatementError) and isinstance(error.orig, BaseException):
-        return error.orig
-    return error
+    """The driver's own exception behind a wrapper (SQLAlchemy's, ``StoreFault``), or ``error`` itself."""
+    wrapped = getattr(error, "orig", None)
+    return wrapped if isinstance(wrapped, BaseException) else error
 
 
 def is_outage(error: BaseException) -> bool:
@@ -64,7 +85,7 @@ def is_outage(error: BaseException) -> bool:
     An unknown operational error counts as an outage: retrying a write that
     could have succeeded is safe, failing a job over a passing fault is not.
     """
-    if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
+    if getattr(error, "connection_invalidated", False) is True:
         return True
     cause = driver_error(error)
     if isinstance(cause, sqlite3.Error):
@@ -87,7 +108,8 @@ def is_outage(error: BaseException) -> bool:
 
 def is_data_error(error: BaseException) -> bool:
     """Whether ``error`` is a failure of a store write to refuse for good (see ``is_outage``)."""
-    if not isinstance(error, (sa.exc.StatementError, sqlite3.Error, UnicodeError, ValueError, TypeError, OverflowError)):
+    wrapped = driver_error(error) is not error
+    if not wrapped and not isinstance(error, (sqlite3.Error, UnicodeError, ValueError, TypeError, OverflowError)):
         return _is_pymysql(error, ("MySQLError",)) and not is_outage(error)
     return not is_outage(error)
 
@@ -115,7 +137,7 @@ def _is_pymysql(error: BaseException, names: tuple[str, ...]) -> bool:
 
 @contextmanager
 def raised_as_unavailable() -> Iterator[None]:
-    """Turn SQLAlchemy's errors into jobd's ``StoreUnavailable`` (the driver's reason, what to do).
+    """Turn the store's errors (``is_store_error``) into jobd's ``StoreUnavailable`` (the driver's reason, what to do).
 
     The boundary for callers above the store — the operator functions the
     CLI and ``jobd web`` call — so nothing there needs SQLAlchemy's classes:
@@ -125,5 +147,7 @@ def raised_as_unavailable() -> Iterator[None]:
     """
     try:
         yield
-    except sa.exc.DBAPIError as error:
+    except Exception as error:
+        if not is_store_error(error):
+            raise
         raise StoreUnavailable(describe_store_error(error)) from error

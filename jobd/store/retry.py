@@ -15,10 +15,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-import sqlalchemy as sa
-
 from ..errors import StoreUnavailable
-from .errors import describe, is_outage
+from .errors import describe, is_outage, is_store_error
 
 log = logging.getLogger("jobd.store")
 
@@ -29,7 +27,7 @@ def passing(error: BaseException) -> bool:
     """Whether ``error`` is an outage worth trying again (wrapped in ``StoreUnavailable`` or not)."""
     if isinstance(error, StoreUnavailable):
         return error.__cause__ is not None and passing(error.__cause__)
-    return isinstance(error, sa.exc.DBAPIError) and is_outage(error)
+    return is_store_error(error) and is_outage(error)
 
 
 def retry_outages(
@@ -42,7 +40,7 @@ def retry_outages(
     while True:
         try:
             return step()
-        except (sa.exc.DBAPIError, StoreUnavailable) as error:
+        except Exception as error:
             if not passing(error) or clock() + pause > deadline:
                 raise
             log.warning("%s: the store did not answer (%s); trying again in %.1fs", what, describe(error.__cause__ or error), pause)
