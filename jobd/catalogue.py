@@ -25,15 +25,13 @@ import logging
 import time
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from .catalogue_check import CatalogueCache, DaemonCatalogue, decode
 from .config import JobdConfig
 from .errors import JobdError, StoreUnavailable
 from .inventory import Inventory
-from .store import Store, open_store
+from .store.store_core import StoreCore
 from .store.diagnosis import describe_store_error, missing_tables
-from .store.errors import describe, is_outage, raised_as_unavailable
+from .store.errors import StoreFault, describe, is_outage, raised_as_unavailable
 from .store.task_catalogue import CatalogueRow
 
 __all__ = [  # CatalogueCache, DaemonCatalogue and decode live in ``catalogue_check``: a submit through the driver alone needs no SQLAlchemy
@@ -60,14 +58,14 @@ def catalogue_rows(config: JobdConfig, inventory: Inventory, now: float) -> list
     return rows
 
 
-def publish_catalogue(store: Store, config: JobdConfig, inventory: Inventory) -> list[str]:
+def publish_catalogue(store: StoreCore, config: JobdConfig, inventory: Inventory) -> list[str]:
     """Write the daemons' tasks to the store; returns the daemons whose entry changed.
 
     ``StoreUnavailable`` when the store fails, saying what was not done.
     """
     try:
         return store.task_catalogue.publish(catalogue_rows(config, inventory, time.time()))
-    except sa.exc.DBAPIError as error:
+    except StoreFault as error:
         raise StoreUnavailable(f"the task catalogue was not published to the store at {store.url}: {describe_store_error(error)}") from None
 
 
@@ -81,6 +79,8 @@ def publish_for_check(config: JobdConfig, inventory: Inventory) -> tuple[bool, s
     """
     if _sqlite_file_missing(config.store):
         return False, "not published: the store is not initialised (run `jobd init`)"
+    from .store import open_store
+
     store = open_store(config.store)
     try:
         with raised_as_unavailable():
@@ -95,11 +95,13 @@ def publish_for_check(config: JobdConfig, inventory: Inventory) -> tuple[bool, s
 
 def _sqlite_file_missing(url: str) -> bool:
     """Whether ``url`` is a SQLite file that does not exist (opening it would create an empty one)."""
+    import sqlalchemy as sa  # only `jobd check` asks, with SQLAlchemy loaded anyway
+
     parsed = sa.make_url(url)
     return parsed.get_backend_name() == "sqlite" and bool(parsed.database) and not Path(str(parsed.database)).exists()
 
 
-def publish_after_reload(store: Store, config: JobdConfig, inventory: Inventory) -> None:
+def publish_after_reload(store: StoreCore, config: JobdConfig, inventory: Inventory) -> None:
     """Publish for a master that just applied a config; a store that fails only delays it (logged)."""
     try:
         changed = publish_catalogue(store, config, inventory)
@@ -110,14 +112,14 @@ def publish_after_reload(store: Store, config: JobdConfig, inventory: Inventory)
         log.info("task catalogue published for %s", ", ".join(changed))
 
 
-def read_published(store: Store) -> list[CatalogueRow]:
+def read_published(store: StoreCore) -> list[CatalogueRow]:
     """Every published row; none when the store has no catalogue table yet (never initialised, or older than v5).
 
     ``StoreUnavailable`` when the store is out of reach, worded like a failed submit.
     """
     try:
         return store.task_catalogue.read()
-    except sa.exc.DBAPIError as error:
+    except StoreFault as error:
         if missing_tables(str(error.orig)):
             return []
         if is_outage(error):

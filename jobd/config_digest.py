@@ -149,11 +149,11 @@ def _driver_of(url: str) -> dict[str, Any] | None:
     arguments that are not plain data, leave it out: such a command then
     takes the full path, which reports the problem.
     """
+    from .store.driver_sql import target_as_json
     from .store.engine import driver_target
 
     try:
-        target = driver_target(url)
-        data = {"dialect": target.dialect, "args": list(target.args), "kwargs": target.kwargs, "setup": list(target.setup)}
+        data = target_as_json(driver_target(url))
         return dict(json.loads(json.dumps(data)))  # plain JSON data only (a value that is not raises here)
     except Exception:  # best effort: a digest never fails a command; the full path reports what is wrong
         return None

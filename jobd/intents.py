@@ -33,7 +33,7 @@ from .job import encode_args
 from .store import NewJob, Store, open_store
 from .store.bulk_sql import BulkJobs, Inserted
 from .store.diagnosis import describe_store_error, missing_tables
-from .store.errors import describe, is_outage
+from .store.errors import StoreFault, describe, is_outage
 from .tasks import TaskDefinition
 from .workers.protocol import HandedJob
 
@@ -148,7 +148,7 @@ def submit_fully(
     if offer is not None:
         hand_off(
             settings.socket, offer, HandedJob(daemon, job_id, priority, max_attempts, task, new_job.encoded_args),
-            lambda job_id, master: store.jobs.requeue([job_id], master, refund_attempt=True), (sa.exc.DBAPIError,),
+            lambda job_id, master: store.jobs.requeue([job_id], master, refund_attempt=True), (StoreFault,),
         )
     elif connection is None:
         announce(settings.socket, daemon, priority)  # the master claims at once instead of at its next poll

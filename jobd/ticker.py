@@ -18,7 +18,7 @@ from typing import Any
 
 from .job import Job
 from .schedules import Schedule, ScheduleEntry, next_fire_time, next_fire_times
-from .store import Store
+from .store.store_core import StoreCore
 from .store.schedules import TickClaim
 
 HandOver = Callable[[list[Job]], None]
@@ -31,7 +31,7 @@ def utc_now() -> dt.datetime:
 
 
 class Ticker:
-    def __init__(self, store: Store, schedule: Schedule, clock: Callable[[], dt.datetime] = utc_now) -> None:
+    def __init__(self, store: StoreCore, schedule: Schedule, clock: Callable[[], dt.datetime] = utc_now) -> None:
         self.store = store
         self.clock = clock
         self.schedule = schedule

@@ -13,6 +13,9 @@ import pymysql
 import pytest
 
 from jobd.store import Store, open_store
+from jobd.store.driver_runner import DriverRunner
+from jobd.store.driver_sql import for_master
+from jobd.store.engine import driver_target, make_engine, shown_url
 from support import Deployment, MemcachedServer, require
 
 MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
@@ -60,6 +63,24 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def store(store_url: str) -> Iterator[Store]:
     opened = open_store(store_url)
+    opened.initialise()
+    yield opened
+    opened.dispose()
+
+
+def store_the_masters_way(url: str) -> Store:
+    """A store whose tables a master writes run through the master's ``DriverRunner``, as in a master
+    (the submit, operator actions and the schema still through SQLAlchemy)."""
+    engine = make_engine(url)
+    submit_engine = make_engine(url, autocommit=True) if engine.dialect.name == "mysql" else None
+    runner = DriverRunner(for_master(driver_target(url)), shown_url(url))
+    return Store(engine, submit_engine=submit_engine, runner=runner)
+
+
+@pytest.fixture(params=["through SQLAlchemy", "through the driver"])
+def store_both_ways(request: pytest.FixtureRequest, store_url: str) -> Iterator[Store]:
+    """``store``, and the same store the master's way (``store_the_masters_way``)."""
+    opened = open_store(store_url) if request.param == "through SQLAlchemy" else store_the_masters_way(store_url)
     opened.initialise()
     yield opened
     opened.dispose()

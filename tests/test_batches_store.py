@@ -19,6 +19,12 @@ DONE = Callback("reports", "campaign.done", {"campaign": 42})
 ALERT = Callback("reports", "campaign.alert", {"campaign": 42})
 
 
+@pytest.fixture
+def store(store_both_ways: Store) -> Store:
+    """Every test here runs on the store through SQLAlchemy and the master's way, through the driver."""
+    return store_both_ways
+
+
 def members(store: Store, batch_id: int, count: int, **kwargs: Any) -> list[int]:
     return store.batches.add_members(batch_id, [NewJob("main", "t.record", {"n": n}, **kwargs) for n in range(count)])
 

@@ -7,7 +7,14 @@ from pathlib import Path
 from jobd import defaults
 from jobd.store import NewJob, Store, open_store
 from jobd.store.checkpoints import WalCheckpointer
+from jobd.store.driver_sql import DriverTarget, for_master
+from jobd.store.engine import driver_target
 from support import wait_until
+
+
+def masters_target(store: Store) -> DriverTarget:
+    """How a master connects to ``store`` (what ``jobd start`` hands it)."""
+    return for_master(driver_target(store.engine.url.render_as_string(hide_password=False)))
 
 
 def autocheckpoint(store: Store) -> int:
@@ -33,7 +40,7 @@ def test_a_nudge_makes_the_thread_copy_the_log_back_into_the_database_file(tmp_p
     database = tmp_path / "jobd.db"
     store = open_store(f"sqlite:///{database}", checkpoint_on_commit=False)
     store.initialise()
-    checkpointer = WalCheckpointer(store.engine, interval=3600)  # only the first nudge counts within the test
+    checkpointer = WalCheckpointer(masters_target(store), interval=3600)  # only the first nudge counts within the test
     checkpointer.start()
     try:
         store.jobs.insert_many([NewJob("main", "t.record", {"n": n, "pad": "x" * 500}) for n in range(500)])
@@ -52,7 +59,7 @@ def test_a_nudge_makes_the_thread_copy_the_log_back_into_the_database_file(tmp_p
 def test_without_nudges_the_thread_still_checkpoints_and_stops_cleanly(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'jobd.db'}", checkpoint_on_commit=False)
     store.initialise()
-    checkpointer = WalCheckpointer(store.engine, interval=0.01)
+    checkpointer = WalCheckpointer(masters_target(store), interval=0.01)
     checkpointer.start()
     try:
         wait_until(lambda: checkpointer.checkpoints >= 2, timeout=10, message="periodic checkpoints")
@@ -63,7 +70,7 @@ def test_without_nudges_the_thread_still_checkpoints_and_stops_cleanly(tmp_path:
 
 def test_a_mysql_store_needs_no_checkpointer(mariadb_url: str) -> None:
     store = open_store(mariadb_url, checkpoint_on_commit=False)
-    checkpointer = WalCheckpointer(store.engine, interval=0.01)
+    checkpointer = WalCheckpointer(masters_target(store), interval=0.01)
     checkpointer.start()  # does nothing
     checkpointer.stop()
     assert not checkpointer.needed and checkpointer.checkpoints == 0
@@ -75,7 +82,7 @@ def test_a_log_over_the_limit_or_after_a_failure_is_truncated_to_give_its_space_
     wal = Path(f"{database}-wal")
     store = open_store(f"sqlite:///{database}", checkpoint_on_commit=False)
     store.initialise()
-    checkpointer = WalCheckpointer(store.engine, interval=3600, truncate_above=1024 * 1024)
+    checkpointer = WalCheckpointer(masters_target(store), interval=3600, truncate_above=1024 * 1024)
     try:
         store.jobs.insert_many([NewJob("main", "t.record", {"n": n, "pad": "x" * 500}) for n in range(3000)])
         assert wal.stat().st_size > checkpointer.truncate_above

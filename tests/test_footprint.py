@@ -1,4 +1,4 @@
-"""A worker holds the task protocol and its task code, not the master's or the CLI's libraries; the master holds no CLI library.
+"""A worker holds the task protocol and its task code, not the master's or the CLI's libraries; the master holds no CLI library and no SQLAlchemy.
 
 jobd runs beside the application it serves; every module a worker imports
 is memory taken from that application, once per worker. A real master with
@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 
 import jobd
+from jobd.store import open_store
+from jobd.store.handover import handover_for
 
 from support import Deployment
 
@@ -80,18 +82,44 @@ def test_each_worker_holds_only_the_agreed_modules_and_none_of_the_heavy_librari
 CLI_ONLY = {"typer", "click", "rich", "pygments", "shellingham", "sqlglot", "prometheus_client"}
 
 
-def test_the_master_s_entry_point_holds_none_of_the_command_line_s_libraries(tmp_path: Path) -> None:
+def test_the_master_s_entry_point_holds_none_of_the_command_line_s_libraries_nor_sqlalchemy(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobd.db'}"
+    store = open_store(url)
+    store.initialise()  # as `jobd start` does before it becomes the master
+    store.dispose()
     shown = subprocess.run(
         [sys.executable, "-c",
-         "import sys, jobd.ops.master_main; from jobd.store import open_store; "
-         f"open_store('sqlite:///{tmp_path / 'jobd.db'}').initialise(); "
-         "print(sorted({name.partition('.')[0] for name in sys.modules}), 'jobd.cli' in sys.modules, "
-         "'sqlalchemy.dialects.mysql' in sys.modules)"],
+         "import sys, jobd.ops.master_main, jobd.master.core; "
+         "from jobd.store.handover import decode_handover; from jobd.store.store_core import open_driver_store; "
+         "handed = decode_handover(sys.argv[1]); store = open_driver_store(handed.target, handed.url); "
+         "store.require_schema(); store.jobs.claim('main', 5, 'owner'); store.masters.all(); "
+         "print(sorted({name.partition('.')[0] for name in sys.modules}), 'jobd.cli' in sys.modules)",
+         handover_for(url).encode()],
         capture_output=True, text=True, check=True, timeout=60,
     )
-    modules, cli, mysql_dialect = shown.stdout.rsplit(" ", 2)
-    assert not set(ast.literal_eval(modules.strip())) & CLI_ONLY
-    assert (cli, mysql_dialect.strip()) == ("False", "False"), "no CLI module, and no MySQL dialect for a SQLite store"
+    modules, cli = shown.stdout.rsplit(" ", 1)
+    loaded = set(ast.literal_eval(modules.strip()))
+    assert not loaded & CLI_ONLY
+    assert "sqlalchemy" not in loaded, "the master reaches its store through the driver alone"
+    assert cli.strip() == "False"
+
+
+def mapped_sqlalchemy(pid: int | str) -> list[str]:
+    """SQLAlchemy's compiled modules mapped into process ``pid`` (present once it imported SQLAlchemy)."""
+    lines = (Path("/proc") / str(pid) / "maps").read_text().splitlines()
+    return sorted({line.split()[-1] for line in lines if "/sqlalchemy/" in line})
+
+
+def test_a_running_master_never_loads_sqlalchemy(deployment: Deployment) -> None:
+    assert mapped_sqlalchemy("self"), "this check needs SQLAlchemy's compiled modules (the wheel has them)"
+    deployment.write_config({"main": {"workers": 1, "modules": ["footprint_tasks"]}})
+    process = deployment.start_master()
+    ids = [jobd.submit("main", "footprint.modules", {"pause": 0.01}, config=str(deployment.config_path)) for _ in range(3)]
+    deployment.wait_all_final(ids)
+    assert {deployment.store.jobs.get(job_id).state for job_id in ids} == {"succeeded"}
+    for command in (("status", "--json"), ("jobs", "-n", "5"), ("status", "main")):  # answered by the master
+        deployment.jobd(*command, check=True)
+    assert mapped_sqlalchemy(process.pid) == []
 
 
 def test_jobd_start_foreground_becomes_the_master_in_its_own_entry_point_keeping_its_pid(deployment: Deployment) -> None:

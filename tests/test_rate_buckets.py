@@ -17,6 +17,12 @@ T0 = 1_000_000.0
 PER_SECOND = RateLimits(daemon=Rate(per_second=5.0, burst=5.0))
 
 
+@pytest.fixture
+def store(store_both_ways: Store) -> Store:
+    """Every test here runs on the store through SQLAlchemy and the master's way, through the driver."""
+    return store_both_ways
+
+
 def submit(store: Store, count: int, task: str = "t.send") -> list[int]:
     return [store.jobs.insert(NewJob("main", task, {}), now=T0 - 10) for _ in range(count)]
 

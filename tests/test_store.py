@@ -16,11 +16,18 @@ import sqlalchemy as sa
 from jobd.errors import InvalidTransition, StoreUnavailable, UnknownJob
 from jobd.states import JobState
 from jobd.store import SCHEMA_VERSION, NewJob, Store, open_store
+from jobd.store.errors import StoreFault, is_store_error
 from jobd.store.task_catalogue import CatalogueRow
 from jobd.store import cursor_sql as direct
 from jobd.job import encode_json
 from jobd.store.jobs import Outcome
 from faults.rows_sql import downgrade_keys_to_v7
+
+
+@pytest.fixture
+def store(store_both_ways: Store) -> Store:
+    """Every test here runs on the store through SQLAlchemy and the master's way, through the driver."""
+    return store_both_ways
 
 
 def new(task: str = "t.record", **kwargs) -> NewJob:  # type: ignore[no-untyped-def]
@@ -413,16 +420,17 @@ def test_a_claimed_job_reads_exactly_as_the_store_has_it(store: Store) -> None:
     assert claimed.cancel_requested is False and claimed.run_at == 1_000.0 and claimed.started_at == 1_000.5
 
 
-def test_a_failed_submit_or_claim_raises_the_usual_error_and_leaves_the_store_usable(store: Store) -> None:
+def test_a_failed_submit_or_claim_raises_the_stores_error_and_leaves_the_store_usable(store: Store) -> None:
     store.jobs.insert(new())
     store.engine.dispose()
     with store.engine.begin() as connection:
         connection.execute(sa.text("ALTER TABLE jobd_jobs RENAME TO jobd_jobs_away"))
     try:
         with pytest.raises(sa.exc.DBAPIError):
-            store.jobs.insert(new())
-        with pytest.raises(sa.exc.DBAPIError):
-            store.jobs.claim("main", 5, "m1")
+            store.jobs.insert(new())  # the full submit: SQLAlchemy's error
+        with pytest.raises(StoreFault) as claim_failed:
+            store.jobs.claim("main", 5, "m1")  # driver SQL on a runner: jobd's, carrying the driver's
+        assert "jobd_jobs" in str(claim_failed.value.orig) and is_store_error(claim_failed.value)
     finally:
         with store.engine.begin() as connection:
             connection.execute(sa.text("ALTER TABLE jobd_jobs_away RENAME TO jobd_jobs"))

@@ -23,7 +23,7 @@ from .plan import DaemonState, Desired, WorkerView, change_daemon_state, default
 from ..errors import BadInput, UnknownDaemon
 from ..observability.procstats import ProcessSample, cpu_percent, sample
 from ..status.model import PoolStatus
-from ..store import Store
+from ..store.store_core import StoreCore
 from ..workers.memory import MB
 from ..workers.pool import Pool
 from ..workers.states import WorkerState
@@ -127,7 +127,7 @@ class DaemonControl:
 class DaemonControls:
     """All daemons of one master, and the operations on them."""
 
-    def __init__(self, store: Store, clock: Any = time.monotonic) -> None:
+    def __init__(self, store: StoreCore, clock: Any = time.monotonic) -> None:
         self.store = store
         self.clock = clock
         self.controls: dict[str, DaemonControl] = {}
@@ -243,7 +243,7 @@ class DaemonControls:
         return store_queue_report(self.store, daemon)
 
 
-def store_queue_report(store: Store, daemon: str) -> dict[str, Any]:
+def store_queue_report(store: StoreCore, daemon: str) -> dict[str, Any]:
     """``detail.queue_report`` of one daemon, read on ``store``."""
     failures = store.jobs.list(states=list(FAILED_STATES), daemon=daemon, limit=RECENT_FAILURES)
     return queue_report(store.jobs.queue_depth(daemon), failures, time.time())

@@ -37,9 +37,11 @@ from ..observability.job_logs import JobLogCapture
 from ..observability.observers import Observers
 from ..outcomes import Limits
 from ..signals import SignalReceiver, WakePipe
-from ..store import Store, open_store
 from ..store.checkpoints import WalCheckpointer
+from ..store.driver_sql import for_master
+from ..store.handover import StoreHandover, handover_for
 from ..store.health import StoreHealth, store_probe
+from ..store.store_core import StoreCore, open_driver_store
 from ..store.retry import retry_outages
 from ..ticker import Ticker
 from ..workers.pool import Pool
@@ -70,14 +72,21 @@ class Master:
         launcher: ProcessLauncher | None = None,
         clock: Callable[[], float] = time.monotonic,
         job_logs: JobLogCapture | None = None,
+        store: StoreHandover | None = None,
     ) -> None:
+        """``store``: how to reach the store, from ``jobd start``, which also created its schema.
+        Without it (a master run in-process) the master works both out itself, loading SQLAlchemy."""
         self.config = config
         self.inventory = inventory
         self.launcher = launcher or ProcessLauncher()
         self.clock = clock
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.store: Store = open_store(config.store, checkpoint_on_commit=False)  # no fsyncs inside a claim
-        self.wal_checkpoints = WalCheckpointer(self.store.engine, defaults.WAL_CHECKPOINT_INTERVAL_SECONDS)
+        self.store_handed = store is not None
+        handover = store or handover_for(config.store)
+        self.launcher.store_target = handover.target  # the workers connect as ``jobd start`` worked out
+        master_target = for_master(handover.target)  # no fsyncs inside a claim: the checkpoint thread does them
+        self.store: StoreCore = open_driver_store(master_target, handover.url)
+        self.wal_checkpoints = WalCheckpointer(master_target, defaults.WAL_CHECKPOINT_INTERVAL_SECONDS)
         self.pools: dict[str, Pool] = {}
         self.daemons = DaemonControls(self.store, clock)
         self.wake_pipe = WakePipe()
@@ -89,7 +98,7 @@ class Master:
         self.draining = False  # no new jobs: running ones finish (``drain``)
         self.finished = False  # the loop ends after this turn
         self.lease_lost = False  # another master declared this one dead (``lease``)
-        self.store_health = StoreHealth(store_probe(self.store.engine), clock=clock)
+        self.store_health = StoreHealth(store_probe(master_target), clock=clock)
         self.lease = LeaseGuard(config.heartbeat_lease, clock)
         self.ticker = Ticker(self.store, load_schedule(config))
         self.observers = Observers(config, job_logs=job_logs, clock=clock)  # systemd, metrics, job logs, alerts
@@ -132,11 +141,24 @@ class Master:
             self._shutdown()
         return int(ExitCode.LEASE_LOST) if self.lease_lost else 0
 
+    def _schema_ready(self) -> None:
+        """The store's schema at this jobd's version: ``jobd start`` created it; run in-process, create it here."""
+        if self.store_handed:
+            self.store.require_schema()
+            return
+        from ..store import open_store
+
+        full = open_store(self.config.store)
+        try:
+            full.initialise()
+        finally:
+            full.dispose()
+
     def _start(self) -> None:
         def through_outages(step: Callable[[], Any], what: str) -> Any:
             return retry_outages(step, what=what, within=defaults.START_STORE_WAIT_SECONDS)
 
-        through_outages(self.store.initialise, "initialising the store")
+        through_outages(self._schema_ready, "checking the store's schema")
         self.wal_checkpoints.start()
         through_outages(lambda: self.store.masters.register(
             self.id, pid=os.getpid(), version=__version__, daemons=sorted(self.config.daemons),

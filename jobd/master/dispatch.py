@@ -18,11 +18,8 @@ jobs takes one more that is above them all and runs it next.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
-
-import sqlalchemy as sa
 
 from .. import defaults
 from ..concurrency_caps import ConcurrencyCaps
@@ -30,6 +27,7 @@ from ..job import Job
 from ..outcomes import Ending, EndingKind
 from ..token_waits import TokenWaits
 from ..workers.pool import Pool
+from ..store.errors import StoreFault
 
 if TYPE_CHECKING:
     from .core import Master
@@ -168,7 +166,7 @@ class Dispatcher:
             return
         try:
             master.endings.end(pool.daemon, [(job, Ending(EndingKind.RETURNED)) for job in jobs])
-        except sa.exc.DBAPIError as error:
+        except StoreFault as error:
             master.store_link.failed(error)
             log.warning("could not return %s prefetched job(s); they are recovered as orphans", len(jobs))
         except Exception:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-
 from ..store.errors import describe
+from ..store.errors import StoreFault
 
 if TYPE_CHECKING:
     from .core import Master
@@ -35,7 +34,7 @@ class Drain:
         if master.store_health.available:  # a stop never waits for a store known to be down
             try:  # say so at once: `jobd status` and other masters see "draining"
                 master.store.masters.heartbeat(master.id, state="draining")
-            except sa.exc.DBAPIError as error:
+            except StoreFault as error:
                 master.store_link.failed(error)
                 log.warning("could not record the drain in the store (%s)", describe(error))
         for pool in master.pools.values():

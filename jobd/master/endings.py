@@ -16,8 +16,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-
 from .. import defaults
 from ..lease_guard import FENCED_REASON
 from ..job import Job
@@ -27,6 +25,7 @@ from ..states import JobState
 from ..store.jobs import Outcome
 from ..workers import protocol
 from ..workers.pool import Assignment, Pool, WorkerExit
+from ..store.errors import StoreFault
 
 if TYPE_CHECKING:
     from .core import Master
@@ -89,7 +88,7 @@ class Endings:
             ended, self.pending = self.pending[:size], self.pending[size:]
             try:
                 self._record_finished(ended)
-            except sa.exc.DBAPIError:
+            except StoreFault:
                 self.pending = ended + self.pending  # written on the next try
                 raise
             self.master.wal_checkpoints.nudge()  # the log grew: copy it back before a submitter's commit has to

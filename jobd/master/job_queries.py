@@ -2,7 +2,7 @@
 
 A command that asks the master saves itself opening the store (and loading
 the database layer): the queries are the operator's own
-(``jobd.ops.jobs.find_jobs`` and ``store.jobs.get``), run on the master's
+(``jobd.ops.job_reads.find_jobs`` and ``store.jobs.get``), run on the master's
 store. Arguments arrive from a socket, so each is checked for type and size
 (``ProtocolError``, exit 2, nothing read). A reply that would be larger than
 ``CONTROL_MAX_JOBS_REPLY_BYTES`` is declined with ``{"jobs": null}``: the
@@ -18,15 +18,15 @@ from .. import defaults
 from ..errors import ProtocolError
 
 if TYPE_CHECKING:
-    from ..store import Store
+    from ..store.store_core import StoreCore
 
 MAX_FILTER_CHARS = 200
 MAX_STATES = 64
 
 
-def list_jobs(store: Store, args: dict[str, Any]) -> dict[str, Any]:
+def list_jobs(store: StoreCore, args: dict[str, Any]) -> dict[str, Any]:
     """``{"jobs": [job dicts], "unknown_states": [...]}``, newest first; ``{"jobs": None}`` if too large."""
-    from ..ops.jobs import find_jobs
+    from ..ops.job_reads import find_jobs
 
     states = args.get("states", [])
     if not isinstance(states, list) or len(states) > MAX_STATES or not all(_is_filter(value) for value in states):
@@ -44,7 +44,7 @@ def list_jobs(store: Store, args: dict[str, Any]) -> dict[str, Any]:
     return {"jobs": jobs, "unknown_states": listing.unknown_states}
 
 
-def show_job(store: Store, args: dict[str, Any]) -> dict[str, Any]:
+def show_job(store: StoreCore, args: dict[str, Any]) -> dict[str, Any]:
     """One job's dict; ``UnknownJob`` (exit 2) as from the store; ``{"job": None}`` if too large."""
     job_id = args.get("id")
     if isinstance(job_id, bool) or not isinstance(job_id, int):

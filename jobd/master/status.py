@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
 from ..status.snapshot import build_master_status
 from .job_counts import BackgroundCounts
+from ..store.errors import StoreFault
 
 if TYPE_CHECKING:
     from .core import Master
@@ -35,14 +34,14 @@ class StatusReport:
             try:
                 counts = master.store.jobs.counts()
                 self.counts.store(counts)
-            except sa.exc.DBAPIError as error:  # answer from memory: the counts last read
+            except StoreFault as error:  # answer from memory: the counts last read
                 master.store_link.failed(error)
         if counts is None:
             counts = self.counts.latest[1] if self.counts.latest is not None else {}
         if master.store_health.available:
             try:
                 self.schedule_rows = master.ticker.describe()
-            except sa.exc.DBAPIError as error:
+            except StoreFault as error:
                 master.store_link.failed(error)
         return build_master_status(
             master_id=master.id, started_at=master.started_at, draining=master.draining, config_source=master.config.source,

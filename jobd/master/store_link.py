@@ -13,9 +13,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-
 from ..store.errors import describe
+from ..store.errors import StoreFault
 
 if TYPE_CHECKING:
     from .core import Master
@@ -38,7 +37,7 @@ class StoreLink:
             return
         try:
             step()
-        except sa.exc.DBAPIError as error:
+        except StoreFault as error:
             self.failed(error)
             return
         if not self.health.available:
@@ -48,7 +47,7 @@ class StoreLink:
                 log.warning("the store is back after %.1fs (%s failed attempt(s); last error: %s)",
                             self.health.last_outage_seconds or 0.0, ended.failures, ended.error)
 
-    def failed(self, error: sa.exc.DBAPIError) -> None:
+    def failed(self, error: StoreFault) -> None:
         """A store call failed for an outage: count it, reclaim the log's space, warn now and then."""
         master = self.master
         master.observers.store_error("loop")
@@ -73,7 +72,7 @@ class StoreLink:
         self.master.store.dispose()  # connections that lived through the outage may be dead: fresh ones
         try:
             alive = self.master.lease_keeper.beat()
-        except sa.exc.DBAPIError as error:
+        except StoreFault as error:
             self.failed(error)
             return False
         self.reconnected = True

@@ -18,17 +18,20 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import defaults
 from ..config_digest import ConfigDigest, config_digest
 from ..errors import JobdError, MasterNotRunning, UnknownJob
 from ..job import Job
-from ..states import STATE_NAMES
+from ..states import STATE_NAMES, JobState
 from ..store.driver_reads import driver_job_reads
 from ..store.driver_sql import existing_target
 from ..store.job_reads_sql import JobFilter
 from ..store.row_decoding import decode_found, decode_row
+
+if TYPE_CHECKING:
+    from ..store.store_core import StoreCore
 
 ConfigPath = str | os.PathLike[str] | None
 
@@ -97,3 +100,9 @@ def _ask_master(settings: ConfigDigest, op: str, args: dict[str, Any]) -> Any:
         raise
     except (MasterNotRunning, JobdError, OSError):
         return None
+
+
+def find_jobs(store: StoreCore, *, states: Sequence[str], daemon: str | None, task: str | None, limit: int) -> JobListing:
+    """``list_jobs`` on an open store: the CLI's own, or a running master's (``jobd.master.job_queries``)."""
+    wanted: list[JobState | str] = [JobState(value) if value in STATE_NAMES else value for value in states]
+    return JobListing.of(store.jobs.list(states=wanted, daemon=daemon, task=task, limit=limit), states)

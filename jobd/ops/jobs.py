@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import WaitTimedOut
 from ..job import Job
-from ..states import FINAL, STATE_NAMES, JobState  # noqa: F401  (STATE_NAMES: imported from here too)
+from ..states import FINAL, STATE_NAMES  # noqa: F401  (STATE_NAMES: imported from here too)
 from ..store import Store, open_store
 from ..store.errors import raised_as_unavailable
 from ..store.schema import upgrade_steps
-from .job_reads import JobListing
+from .job_reads import JobListing, find_jobs
 from .log_reads import JobLogs
 
 if TYPE_CHECKING:
@@ -88,12 +88,6 @@ def list_jobs(
     matches only such rows, and is reported back so a typo can be named.
     """
     return find_jobs(store_at(settings.store), states=states, daemon=daemon, task=task, limit=limit)
-
-
-def find_jobs(store: Store, *, states: Sequence[str], daemon: str | None, task: str | None, limit: int) -> JobListing:
-    """``list_jobs`` on an open store: the CLI's own, or a running master's (``jobd.master.job_queries``)."""
-    wanted: list[JobState | str] = [JobState(value) if value in STATE_NAMES else value for value in states]
-    return JobListing.of(store.jobs.list(states=wanted, daemon=daemon, task=task, limit=limit), states)
 
 
 @raised_as_unavailable()

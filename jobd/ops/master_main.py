@@ -9,9 +9,11 @@ inventory it computed through an anonymous file. The master then runs in an
 interpreter that never imported the CLI: tens of megabytes less for as long
 as the host runs.
 
-    python -m jobd.ops.master_main CONFIG [--inventory-fd N] [--ready-fd N]
+    python -m jobd.ops.master_main CONFIG [--inventory-fd N] [--store-fd N] [--ready-fd N]
 
-Without ``--inventory-fd`` it runs the preflight itself. ``--ready-fd``:
+Without ``--inventory-fd`` it runs the preflight itself. ``--store-fd``: the
+store's driver arguments (``jobd.store.handover``); without it the master
+works them out, loading SQLAlchemy to do so. ``--ready-fd``:
 the pipe a detaching ``jobd start`` waits on ("ok", or "error: …").
 Errors end the process with the CLI's exit codes and a one-line message.
 """
@@ -22,39 +24,58 @@ import argparse
 import os
 import sys
 
-import sqlalchemy as sa
-
 from ..config import load_config
 from ..errors import ExitCode, JobdError, exit_code_for
 from ..inventory import Inventory, decode_inventory
 from ..store.diagnosis import describe_store_error
+from ..store.errors import is_store_error
+from ..store.handover import StoreHandover, decode_handover
 from .runner import preflight, run_foreground
 
-def read_inventory(fd: int) -> Inventory:
-    """The inventory ``runner.exec_master`` wrote to the file ``fd`` (read from its start; closed after)."""
+def read_handed(fd: int) -> str:
+    """What ``runner.exec_master`` wrote to the file ``fd`` (read from its start; closed after)."""
     with os.fdopen(fd, "r", encoding="utf-8") as handle:
         handle.seek(0)
-        return decode_inventory(handle.read())
+        return handle.read()
+
+
+def read_inventory(fd: int) -> Inventory:
+    """The inventory ``runner.exec_master`` wrote to the file ``fd``."""
+    return decode_inventory(read_handed(fd))
+
+
+def read_store(fd: int) -> StoreHandover:
+    """The store handover ``runner.exec_master`` wrote to the file ``fd``."""
+    try:
+        return decode_handover(read_handed(fd))
+    except ValueError as error:
+        raise JobdError(str(error)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobd.ops.master_main", description="Run a jobd master in this process.")
     parser.add_argument("config", help="the jobd.toml to run")
     parser.add_argument("--inventory-fd", type=int, help="a file holding the checked inventory (from jobd start)")
+    parser.add_argument("--store-fd", type=int, help="a file holding the store's driver arguments (from jobd start)")
     parser.add_argument("--ready-fd", type=int, help="a pipe to say 'ok' or 'error: …' on once the master is up")
     options = parser.parse_args(argv)
     try:
         config = load_config(options.config)
         inventory = read_inventory(options.inventory_fd) if options.inventory_fd is not None else preflight(config)
-    except (JobdError, sa.exc.DBAPIError) as error:
+        store = read_store(options.store_fd) if options.store_fd is not None else None
+    except Exception as error:
+        if not isinstance(error, JobdError) and not is_store_error(error):
+            raise
         return _failed(error, options.ready_fd)
     try:
-        return run_foreground(config, inventory, ready_fd=options.ready_fd)  # it answers on the ready pipe itself
-    except (JobdError, sa.exc.DBAPIError) as error:
+        return run_foreground(config, inventory, ready_fd=options.ready_fd, store=store)  # it answers on the ready pipe itself
+    except Exception as error:
+        if not isinstance(error, JobdError) and not is_store_error(error):
+            raise
         return _failed(error, None)
 
 
-def _failed(error: JobdError | sa.exc.DBAPIError, ready_fd: int | None) -> int:
+def _failed(error: Exception, ready_fd: int | None) -> int:
     """Say why the master did not run where its starter looks (stderr, the ready pipe); the CLI's exit code."""
     if isinstance(error, JobdError):
         message, code = str(error), exit_code_for(error)

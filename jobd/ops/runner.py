@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ..catalogue import publish_catalogue
 from ..config import JobdConfig
 from ..control import client
 from ..errors import JobdError, MasterAlreadyRunning, MasterNotRunning
@@ -25,8 +24,8 @@ from ..observability.job_logs import JobLogCapture
 from ..observability.logs import configure_master_logging, shutdown_logging
 from ..master import Master
 from .pidfile import PidFile, running_pid
-from ..store import open_store
 from ..store.errors import raised_as_unavailable
+from ..store.handover import StoreHandover, handover_for
 
 log = logging.getLogger("jobd.runner")
 
@@ -36,6 +35,9 @@ def preflight(config: JobdConfig) -> Inventory:
     pid = running_pid(config.pid_file)
     if pid is not None:
         raise MasterAlreadyRunning(f"a master is already running (pid {pid}, pid file {config.pid_file})")
+    from ..catalogue import publish_catalogue
+    from ..store import open_store
+
     inventory = inventory_in_subprocess(config.source)
     with raised_as_unavailable():
         store = open_store(config.store)
@@ -52,13 +54,18 @@ def exec_master(config: JobdConfig, inventory: Inventory, *, ready_fd: int | Non
 
     The same pid goes on (systemd's main process, the caller's child), in an
     interpreter that never imported the CLI; the checked ``inventory`` goes
-    with it in an anonymous file, so task code is not imported again.
+    with it in an anonymous file, so task code is not imported again, and
+    the store's driver arguments in another (``store.handover``), so the
+    master never loads SQLAlchemy.
     """
-    inventory_fd = os.memfd_create("jobd-inventory", 0)  # inheritable: no MFD_CLOEXEC
-    unwritten = memoryview(encode_inventory(inventory).encode())
-    while unwritten:
-        unwritten = unwritten[os.write(inventory_fd, unwritten):]
-    arguments = [sys.executable, "-m", "jobd.ops.master_main", str(config.source), "--inventory-fd", str(inventory_fd)]
+    with raised_as_unavailable():
+        handover = handover_for(config.store)
+    inventory_fd = _anonymous_file("jobd-inventory", encode_inventory(inventory))
+    store_fd = _anonymous_file("jobd-store", handover.encode())
+    arguments = [
+        sys.executable, "-m", "jobd.ops.master_main", str(config.source),
+        "--inventory-fd", str(inventory_fd), "--store-fd", str(store_fd),
+    ]
     if ready_fd is not None:
         os.set_inheritable(ready_fd, True)
         arguments += ["--ready-fd", str(ready_fd)]
@@ -67,8 +74,23 @@ def exec_master(config: JobdConfig, inventory: Inventory, *, ready_fd: int | Non
     os.execv(sys.executable, arguments)
 
 
-def run_foreground(config: JobdConfig, inventory: Inventory, *, ready_fd: int | None = None) -> int:
-    """Run the master in this process until it stops; return its exit code."""
+def _anonymous_file(name: str, text: str) -> int:
+    """A file in memory holding ``text``, open on a descriptor the exec'd master inherits."""
+    fd = os.memfd_create(name, 0)  # inheritable: no MFD_CLOEXEC
+    unwritten = memoryview(text.encode())
+    while unwritten:
+        unwritten = unwritten[os.write(fd, unwritten):]
+    return fd
+
+
+def run_foreground(
+    config: JobdConfig, inventory: Inventory, *, ready_fd: int | None = None, store: StoreHandover | None = None,
+) -> int:
+    """Run the master in this process until it stops; return its exit code.
+
+    ``store``: how to reach the store (``jobd start`` works it out); without
+    it the master works it out itself, loading SQLAlchemy to do so.
+    """
     pid_file = PidFile(config.pid_file)
 
     def report(problem: str | None) -> None:
@@ -88,7 +110,7 @@ def run_foreground(config: JobdConfig, inventory: Inventory, *, ready_fd: int | 
     job_logs = JobLogCapture(config.job_log_max_lines, config.max_log_line_bytes)
     configure_master_logging(config, to_stderr=ready_fd is None, extra_handlers=[job_logs])
     try:
-        return Master(config, inventory, job_logs=job_logs).run(ready=report)
+        return Master(config, inventory, job_logs=job_logs, store=store).run(ready=report)
     finally:
         pid_file.release()
         shutdown_logging()

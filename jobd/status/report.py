@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import unserved
 from ..batch_record import Batch, BatchState
@@ -25,7 +25,10 @@ from ..control import client
 from ..daemons.plan import Desired
 from ..errors import MasterNotRunning, StoreUnavailable
 from ..rate_limits import RateLimits
-from ..store import Store, open_store
+from ..store.store_core import StoreCore
+
+if TYPE_CHECKING:
+    from ..store.opening import Store
 from ..store.errors import raised_as_unavailable
 from ..store.master_record import MasterRecord
 from .compose import recent_batches, registered, report_from_store, with_last_outcomes, with_live_activity, with_rate_waits
@@ -33,9 +36,9 @@ from .model import DaemonStatus, KnownMaster, MasterStatus, RegisteredMaster, St
 
 
 class StoreSource:
-    """The status reads (``compose.StatusSource``) on an open ``Store``, each on a connection of its own."""
+    """The status reads (``compose.StatusSource``) on an open store (``StoreCore``), each on a connection of its own."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: StoreCore) -> None:
         self.store = store
 
     def schema_version(self) -> int | None:
@@ -59,7 +62,7 @@ class StoreSource:
 
 
 def read_status(
-    settings: JobdConfig, store: Store | None = None, *, now: float | None = None, live_activity: bool = True,
+    settings: JobdConfig, store: StoreCore | None = None, *, now: float | None = None, live_activity: bool = True,
 ) -> StatusReport:
     """The status: from the master if it answers, else from the store.
 
@@ -73,14 +76,14 @@ def read_status(
 
 
 def compose_status(
-    settings: JobdConfig, live: MasterStatus | None, store: Store | None = None, *, now: float, live_activity: bool = True,
+    settings: JobdConfig, live: MasterStatus | None, store: StoreCore | None = None, *, now: float, live_activity: bool = True,
 ) -> StatusReport:
     """``read_status`` once the local master's own status is known (None: no master answered).
 
     A running master composes it too, for the ``status_report`` operation
     (``jobd.master.status_answer``), with the same code and its own store.
     """
-    store = store or open_store(settings.store)  # connects on first use: not at all while a master answers from memory
+    store = store or _open(settings)  # connects on first use: not at all while a master answers from memory
     report = _from_master(settings, live, store, now) if live is not None else _from_store(settings, store, now)
     report = with_rate_waits(report, settings, StoreSource(store), now)
     if live_activity:
@@ -88,7 +91,7 @@ def compose_status(
     return replace(report, batches=_recent_batches(store, now))
 
 
-def _recent_batches(store: Store, now: float) -> list[dict[str, Any]]:
+def _recent_batches(store: StoreCore, now: float) -> list[dict[str, Any]]:
     """Open batches and those that ended in the last hour; none while the store cannot be read."""
     try:
         with raised_as_unavailable():
@@ -97,7 +100,7 @@ def _recent_batches(store: Store, now: float) -> list[dict[str, Any]]:
         return []
 
 
-def full_status(settings: JobdConfig, *, store: Store | None = None, now: float | None = None) -> dict[str, Any]:
+def full_status(settings: JobdConfig, *, store: StoreCore | None = None, now: float | None = None) -> dict[str, Any]:
     """The ``status --json`` document (docs/status-json.md), for the CLI and ``jobd web`` alike."""
     return read_status(settings, store, now=now).to_json()
 
@@ -110,7 +113,7 @@ def local_master_status(settings: JobdConfig) -> MasterStatus | None:
         return None
 
 
-def _from_master(settings: JobdConfig, live: MasterStatus, store: Store, now: float) -> StatusReport:
+def _from_master(settings: JobdConfig, live: MasterStatus, store: StoreCore, now: float) -> StatusReport:
     daemons = {
         name: DaemonStatus(size=pool.size, counts=pool.counts, desired=pool.desired, state=pool.state, pool=pool)
         for name, pool in live.daemons.items()
@@ -130,21 +133,21 @@ def _from_master(settings: JobdConfig, live: MasterStatus, store: Store, now: fl
 
 
 @raised_as_unavailable()
-def _from_store(settings: JobdConfig, store: Store, now: float) -> StatusReport:
+def _from_store(settings: JobdConfig, store: StoreCore, now: float) -> StatusReport:
     return report_from_store(settings, StoreSource(store), now)
 
 
-def registered_masters(settings: JobdConfig, store: Store, now: float | None = None) -> list[RegisteredMaster]:
+def registered_masters(settings: JobdConfig, store: StoreCore, now: float | None = None) -> list[RegisteredMaster]:
     """Every master known to the store (all hosts), newest first; stopped ones for an hour."""
     if store.version() is None:
         return []
     return registered(store.masters.all(), settings.heartbeat_lease, time.time() if now is None else now)
 
 
-def masters_report(settings: JobdConfig, store: Store | None = None) -> list[dict[str, Any]]:
+def masters_report(settings: JobdConfig, store: StoreCore | None = None) -> list[dict[str, Any]]:
     """``registered_masters`` as plain data (``jobd web``'s masters panel)."""
     with raised_as_unavailable():
-        found = registered_masters(settings, store or open_store(settings.store))
+        found = registered_masters(settings, store or _open(settings))
     return [master.to_record() for master in found]
 
 
@@ -153,10 +156,17 @@ def schedule_rows(settings: JobdConfig, store: Store | None = None) -> list[dict
     """Every entry with trigger, last fire, last outcome and next ticks (master or store)."""
     from ..ticker import Ticker
 
-    store = store or open_store(settings.store)
+    store = store or _open(settings)
     try:
         rows: list[dict[str, Any]] = client.call(settings.socket, "schedules")
     except MasterNotRunning:
         store.initialise()
         rows = Ticker(store, load_schedule(settings)).describe()
     return with_last_outcomes(rows, store.jobs.states_of)
+
+
+def _open(settings: JobdConfig) -> Store:
+    """The store of ``settings``, on SQLAlchemy: a command that reads the status with no master loads it anyway."""
+    from ..store import open_store
+
+    return open_store(settings.store)

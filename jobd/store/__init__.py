@@ -2,11 +2,12 @@
 
 ``open_store(url)`` gives a ``Store`` over SQLite (embedded default) or
 MySQL/MariaDB through PyMySQL. The same operations, and the same test
-suite, hold for both.
+suite, hold for both. A master opens a ``StoreCore`` instead
+(``open_driver_store``): the tables it writes, through the driver alone.
 
 The names below are loaded on first use: a worker that only needs the
-driver-level statements of ``driver_sql`` imports this package without
-SQLAlchemy.
+driver-level statements of ``driver_sql``, and a master, import this
+package without SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ if TYPE_CHECKING:
     from .masters import MasterRecord
     from .opening import Store, open_store
     from .schema import SCHEMA_VERSION
+    from .store_core import StoreCore, open_driver_store
 
-__all__ = ["Store", "open_store", "NewJob", "BulkJobs", "MasterRecord", "SCHEMA_VERSION"]
+__all__ = ["Store", "open_store", "StoreCore", "open_driver_store", "NewJob", "BulkJobs", "MasterRecord", "SCHEMA_VERSION"]
 
 _HOME = {
-    "Store": "opening", "open_store": "opening", "NewJob": "jobs", "BulkJobs": "bulk_sql",
-    "MasterRecord": "masters", "SCHEMA_VERSION": "schema",
+    "Store": "opening", "open_store": "opening", "StoreCore": "store_core", "open_driver_store": "store_core",
+    "NewJob": "jobs", "BulkJobs": "bulk_sql", "MasterRecord": "masters", "SCHEMA_VERSION": "schema",
 }
 
 

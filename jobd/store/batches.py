@@ -1,7 +1,7 @@
 """Batches in the store: their rows, their members, and the counters kept in step with members' endings.
 
 The counters change in the same transaction as the member's own row, from
-every place a job's final state is written (``BatchCounters.record``, called
+every place a job's final state is written (``BatchCounterSql.record``, called
 once per transaction by ``JobQueue``): a crash, a retried write or two masters
 finishing members at once can neither lose nor double a count. A callback
 job is inserted by the transaction whose conditional UPDATE moved the batch
@@ -27,37 +27,22 @@ import sqlalchemy as sa
 from ..batch_record import Batch, BatchState, Callback, batch_transition
 from ..errors import InvalidArgs, InvalidTransition
 from ..states import CLAIMABLE, JobState, transition
-from .batch_counter_sql import BatchCounterSql, BatchEndings
-from .engine import READ_ONLY, rows_of, statements_on
-from .status_reads_sql import StatusReads
+from .batch_counter_sql import BatchCounterSql
+from .batch_shelf import BatchShelf
+from .engine import statements_on
+from .sql_runner import SqlRunner
 
 if TYPE_CHECKING:
     from .jobs import NewJob
 
-class BatchCounters:
-    """The part of batches the jobs queue writes, inside its own transactions (``batch_counter_sql``'s statements)."""
+class BatchBook(BatchShelf):
+    """Creating, sealing and cancelling batches (SQLAlchemy Core), as well as reading them (``BatchShelf``)."""
 
-    def endings_of(self, connection: sa.Connection, job_ids: Sequence[int], state: JobState, sign: int = 1) -> BatchEndings:
-        """The batches of ``job_ids`` (rows this transaction just moved to or out of ``state``), counted."""
-        return BatchCounterSql(statements_on(connection)).endings_of(job_ids, state, sign)
-
-    def record(self, connection: sa.Connection, endings: BatchEndings, now: float) -> None:
-        """Apply ``endings`` to the counters, then queue the callbacks they make due (once each)."""
-        BatchCounterSql(statements_on(connection)).record(endings, now)
-
-    def settle(self, connection: sa.Connection, batch_id: int, now: float) -> None:
-        """Queue ``on_failure`` at the first dead member and ``on_complete`` once every member finished."""
-        BatchCounterSql(statements_on(connection)).settle(batch_id, now)
-
-
-class BatchBook:
-    """Creating, sealing, cancelling and reading batches (members are added through ``JobQueue``)."""
-
-    def __init__(self, engine: sa.Engine, batches: sa.Table, jobs: sa.Table, counters: BatchCounters) -> None:
+    def __init__(self, runner: SqlRunner, engine: sa.Engine, batches: sa.Table, jobs: sa.Table) -> None:
+        super().__init__(runner)
         self.engine = engine
         self.batches = batches
         self.jobs = jobs
-        self.counters = counters
         self._insert_returning_ids = jobs.insert().returning(jobs.c.id, sort_by_parameter_order=True)
 
     def create(
@@ -126,7 +111,7 @@ class BatchBook:
                 self.batches.update().where(self.batches.c.id == batch_id, self.batches.c.state == str(BatchState.OPEN))
                 .values(sealed=True, updated_at=now)
             )
-            self.counters.settle(own, batch_id, now)
+            BatchCounterSql(statements_on(own)).settle(batch_id, now)
             return self._get_on(own, batch_id)
 
     def cancel(self, batch_id: int, *, connection: sa.Connection | None = None, now: float | None = None) -> Batch:
@@ -155,31 +140,8 @@ class BatchBook:
                 raise InvalidTransition(f"batch {batch_id} completed before it could be cancelled")
             return self._get_on(own, batch_id)
 
-    def prune(self, *, older_than: float) -> int:
-        """Delete batches that ended before ``older_than`` (the jobs' retention); open ones stay, however old."""
-        with self.engine.begin() as connection:
-            return BatchCounterSql(statements_on(connection)).prune(older_than)
-
-    def get(self, batch_id: int) -> Batch:
-        with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            return self._get_on(connection, batch_id)
-
-    def list(self, *, states: Sequence[BatchState] = (), limit: int = 50, before_id: int | None = None) -> list[Batch]:
-        """Most recent batches first; ``before_id`` pages on by key."""
-        with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            return self._reads(connection).batches(states=states, limit=limit, before_id=before_id)
-
-    def member_states(self, batch_id: int) -> dict[str, int]:
-        """How many members are in each state now (from the jobs themselves: includes waiting and running)."""
-        with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            return self._reads(connection).batch_member_states(batch_id)
-
     def _get_on(self, connection: sa.Connection, batch_id: int) -> Batch:
-        return self._reads(connection).batch(batch_id)
-
-    def _reads(self, connection: sa.Connection) -> StatusReads:
-        """The batch reads ``jobd batches`` also runs without SQLAlchemy (``status_reads_sql``), on ``connection``."""
-        return StatusReads(rows_of(connection), self.engine.dialect.name)
+        return self._reads(statements_on(connection)).batch(batch_id)
 
 
 class _transaction:

@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import time
 
-import sqlalchemy as sa
+from typing import Any
 
 from .. import defaults
-from .engine import sqlite_busy_timeout
+from .driver_sql import DriverTarget, close_quietly, open_connection
 
 log = logging.getLogger("jobd.store")
 
@@ -46,8 +47,10 @@ TRUNCATE_BUSY_TIMEOUT_MS = 200
 
 
 class WalCheckpointer:
-    def __init__(self, engine: sa.Engine, interval: float, truncate_above: int = defaults.WAL_TRUNCATE_ABOVE_BYTES) -> None:
-        self.engine = engine
+    def __init__(self, target: DriverTarget, interval: float, truncate_above: int = defaults.WAL_TRUNCATE_ABOVE_BYTES) -> None:
+        """``target``: the store, as the master connects to it (``driver_sql.for_master``)."""
+        self.target = target
+        self._connection: Any = None  # the thread's own, opened on first use
         self.interval = interval
         self.truncate_above = truncate_above
         self.checkpoints = 0
@@ -61,7 +64,7 @@ class WalCheckpointer:
 
     @property
     def needed(self) -> bool:
-        return self.engine.dialect.name == "sqlite"
+        return self.target.dialect == "sqlite"
 
     def start(self) -> None:
         if not self.needed or self._thread is not None:
@@ -79,6 +82,7 @@ class WalCheckpointer:
         self._thread.join(timeout=30)
         self._thread = None
         self._checkpoint_logged()
+        self.close()
 
     def nudge(self) -> None:
         """A good moment for a checkpoint (the master just handed a job over); never blocks."""
@@ -92,7 +96,7 @@ class WalCheckpointer:
             self._nudged.set()
 
     def _wal_bytes(self) -> int:
-        path = self.engine.url.database
+        path = self.target.args[0] if self.target.args else None
         try:
             return os.path.getsize(f"{path}-wal") if path else 0
         except OSError:
@@ -107,9 +111,10 @@ class WalCheckpointer:
         file keeps growing, and keeps its largest size for good.
         """
         truncate = self._reclaim.is_set() or self._wal_bytes() > self.truncate_above
-        raw = self.engine.raw_connection()  # outside any transaction: a checkpoint cannot run inside one
+        if self._connection is None:
+            self._connection = open_connection(self.target, sqlite3)  # outside any transaction: a checkpoint cannot run inside one
         try:
-            cursor = raw.cursor()
+            cursor = self._connection.cursor()
             try:
                 if truncate:
                     cursor.execute(f"PRAGMA busy_timeout={TRUNCATE_BUSY_TIMEOUT_MS}")
@@ -117,7 +122,7 @@ class WalCheckpointer:
                         cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                         busy = cursor.fetchall()[0][0]
                     finally:
-                        cursor.execute(f"PRAGMA busy_timeout={int(sqlite_busy_timeout(self.engine.url) * 1000)}")
+                        cursor.execute(f"PRAGMA busy_timeout={int(float(self.target.kwargs.get('timeout', 5.0)) * 1000)}")
                     if not busy:
                         if self._reclaim.is_set():
                             log.info("WAL checkpoint: the log was copied back and truncated (its space is free again)")
@@ -128,9 +133,14 @@ class WalCheckpointer:
                     cursor.fetchall()
             finally:
                 cursor.close()
-        finally:
-            raw.close()
+        except Exception:
+            self.close()  # opened again for the next checkpoint (a file replaced, a broken connection)
+            raise
         self.checkpoints += 1
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        close_quietly(connection)
 
     def _run(self) -> None:
         while True:

@@ -1,7 +1,8 @@
-"""Statements on the submit-to-start path, run straight on the driver's cursor.
+"""The full submit's statements, run straight on the driver's cursor.
 
-A submit's INSERT and the master's claim sit between an application asking
-for a job and the job starting. Through a SQLAlchemy ``Connection`` each
+A submit's INSERT sits between an application asking for a job and the job
+starting (the master's claim, on the other end, is driver SQL on its own
+connections: ``driver_runner``). Through a SQLAlchemy ``Connection`` it
 costs an execution context, event dispatch and result wrapping on top of
 the statement itself — on SQLite more than the database spends writing the
 row. These statements are still SQLAlchemy Core expressions, compiled once
@@ -10,7 +11,7 @@ LOCKED``), with the types' bind and result conversions applied; only the
 execution goes to the DBAPI cursor of a pooled connection directly.
 
 What callers see does not change: a driver error comes out as SQLAlchemy's
-``DBAPIError`` (so the master's store guard treats it like any other), a
+``DBAPIError`` (as from any other statement of the full submit), a
 connection the driver reports as lost is invalidated, not reused, and a
 transaction that did not commit is rolled back before its connection goes
 back to the pool.
@@ -165,7 +166,7 @@ class DirectTransaction:
 
 @contextmanager
 def direct_transaction(
-    engine: sa.Engine, *, autocommit: bool = False, read_only: bool = False,
+    engine: sa.Engine, *, autocommit: bool = False,
 ) -> Iterator[DirectTransaction]:
     """Open a writing transaction on this process's held connection; commit if the block ends normally.
 
@@ -179,8 +180,6 @@ def direct_transaction(
     transaction. Only for a block whose one write needs nothing read before
     it in the same transaction. On SQLite the write lock is waited for in
     short polls (``sqlite_write_lock``), not in SQLite's busy handler.
-    ``read_only=True``: the block only reads; on SQLite it takes no write
-    lock (each statement reads in its own implicit transaction).
 
     The connection is the one this process keeps checked out of ``engine``'s
     pool for these statements (see ``HeldConnection``); a thread that finds
@@ -190,7 +189,7 @@ def direct_transaction(
     if held.lock.acquire(blocking=False):
         try:
             raw, cursor = held.take(engine)
-            with _transaction(engine, raw, cursor, autocommit, read_only) as transaction:
+            with _transaction(engine, raw, cursor, autocommit) as transaction:
                 yield transaction
         finally:
             held.lock.release()
@@ -200,7 +199,7 @@ def direct_transaction(
     polls = False
     try:
         polls = _poll_for_locks(engine, cursor)
-        with _transaction(engine, raw, cursor, autocommit, read_only) as transaction:
+        with _transaction(engine, raw, cursor, autocommit) as transaction:
             yield transaction
     finally:
         try:
@@ -238,7 +237,7 @@ def _connect(engine: sa.Engine) -> Any:
 
 @contextmanager
 def _transaction(
-    engine: sa.Engine, raw: Any, cursor: Any, autocommit: bool, read_only: bool,
+    engine: sa.Engine, raw: Any, cursor: Any, autocommit: bool,
 ) -> Iterator[DirectTransaction]:
     dialect = engine.dialect
     driver_error: type[Exception] = dialect.loaded_dbapi.Error
@@ -247,13 +246,13 @@ def _transaction(
     if sqlite:  # the connection's busy timeout is off (_poll_for_locks): wait for the lock here
         busy_timeout = sqlite_busy_timeout(engine.url)
         retry = functools.partial(retry_while_locked, busy_timeout=busy_timeout, driver_error=driver_error)
-    transaction = DirectTransaction(cursor, retry if autocommit or read_only else None)
+    transaction = DirectTransaction(cursor, retry if autocommit else None)
     try:
-        if retry is not None and not read_only and not autocommit:
+        if retry is not None and not autocommit:
             transaction.last_sql = "BEGIN IMMEDIATE"
             retry(lambda: cursor.execute("BEGIN IMMEDIATE"))
         yield transaction
-        if not autocommit and not (read_only and sqlite):
+        if not autocommit:
             transaction.last_sql = "COMMIT"
             raw.commit()
     except driver_error as error:

@@ -12,27 +12,26 @@ from __future__ import annotations
 import socket
 import time
 
-import sqlalchemy as sa
 
 from ..daemons.plan import Desired
-from .engine import READ_ONLY, rows_of, statements_on
+from .sql_runner import SqlRunner
 from .registry_sql import DesiredStateWrites
 from .status_reads_sql import StatusReads
 
 
 class DesiredStates:
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
+    def __init__(self, runner: SqlRunner) -> None:
+        self.runner = runner
 
     def load(self, host: str | None = None) -> dict[str, Desired]:
         """Every daemon's desired state recorded for ``host`` (this host by default)."""
-        with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            return StatusReads(rows_of(connection), self.engine.dialect.name).desired_states(host)
+        with self.runner.read() as sql:
+            return StatusReads(sql.rows, self.runner.dialect).desired_states(host)
 
     def save(self, daemon: str, desired: Desired, *, host: str | None = None, now: float | None = None) -> None:
         """Record ``desired`` for ``daemon`` on ``host``; committed when this returns (``registry_sql.DesiredStateWrites``)."""
-        with self.engine.begin() as connection:
-            DesiredStateWrites(statements_on(connection)).save(
+        with self.runner.write() as sql:
+            DesiredStateWrites(sql).save(
                 host or socket.gethostname(), daemon, running=desired.running, workers=desired.workers,
                 now=time.time() if now is None else now,
             )

@@ -50,6 +50,29 @@ class DriverTarget:
         return "?" if self.dialect == "sqlite" else "%s"
 
 
+def target_as_json(target: DriverTarget) -> dict[str, Any]:
+    """``target`` as plain JSON data (a config digest's ``driver``, the store ``jobd start`` hands its master)."""
+    return {"dialect": target.dialect, "args": list(target.args), "kwargs": target.kwargs, "setup": list(target.setup)}
+
+
+def target_from_json(data: Any) -> DriverTarget:
+    """The ``DriverTarget`` ``target_as_json`` wrote; ``ValueError`` if ``data`` is not of that shape."""
+    try:
+        return DriverTarget(
+            str(data["dialect"]), tuple(data["args"]), dict(data["kwargs"]), tuple(str(line) for line in data["setup"]),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"not a store target: {error}") from None
+
+
+def for_master(target: DriverTarget) -> DriverTarget:
+    """``target`` as the master connects: SQLite commits never checkpoint the WAL (its thread does, ``checkpoints.py``)."""
+    if target.dialect != "sqlite":
+        return target
+    busy_timeout = float(target.kwargs.get("timeout", defaults.SQLITE_BUSY_TIMEOUT_SECONDS))
+    return DriverTarget(target.dialect, target.args, target.kwargs, sqlite_pragmas(busy_timeout, checkpoint_on_commit=False))
+
+
 def existing_target(driver: dict[str, Any] | None) -> DriverTarget | None:
     """A config digest's driver arguments (``jobd.config_digest``), or None where connecting is not
     the whole answer: none recorded, data not of this version's shape, a SQLite file that does not
@@ -57,10 +80,8 @@ def existing_target(driver: dict[str, Any] | None) -> DriverTarget | None:
     if driver is None:
         return None
     try:
-        target = DriverTarget(
-            str(driver["dialect"]), tuple(driver["args"]), dict(driver["kwargs"]), tuple(str(line) for line in driver["setup"]),
-        )
-    except (KeyError, TypeError, ValueError):
+        target = target_from_json(driver)
+    except ValueError:
         return None
     if target.dialect == "sqlite":
         database = target.args[0] if target.args else None

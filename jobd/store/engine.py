@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -21,6 +22,7 @@ import sqlalchemy as sa
 from .. import defaults
 from ..errors import StoreUnavailable
 from .driver_sql import DriverTarget, prepare_sqlite_connection, sqlite_pragmas
+from .errors import StoreFault
 from .job_reads_sql import Rows
 from .sql_statements import Statements
 
@@ -58,6 +60,56 @@ def statements_on(connection: sa.Connection) -> Statements:
             connection.exec_driver_sql(sql, list(parameters))
 
     return Statements(connection.dialect.name, rows_of(connection), run, insert, run_many)
+
+
+class EngineRunner:
+    """The store's driver SQL on SQLAlchemy's pooled connections (``sql_runner.SqlRunner``).
+
+    Its driver errors come out as ``StoreFault``, as ``DriverRunner``'s do.
+    """
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._returns_ids: bool | None = None
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def write(self) -> Iterator[Statements]:
+        with _as_store_fault(), self.engine.begin() as connection:
+            yield statements_on(connection)
+
+    @contextmanager
+    def read(self) -> Iterator[Statements]:
+        with _as_store_fault(), self.engine.connect().execution_options(**READ_ONLY) as connection:
+            yield statements_on(connection)
+
+    def returns_ids(self) -> bool:
+        if self._returns_ids is None:
+            with _as_store_fault():
+                self.engine.connect().close()  # the dialect learns the server (MariaDB's version) on its first connection
+            self._returns_ids = bool(self.engine.dialect.insert_returning)
+        return self._returns_ids
+
+    def dispose(self) -> None:
+        from .cursor_sql import release_held
+
+        release_held(self.engine)
+        self.engine.dispose()
+
+
+@contextmanager
+def _as_store_fault() -> Iterator[None]:
+    try:
+        yield
+    except sa.exc.DBAPIError as error:
+        raise StoreFault(error.orig or error, statement=error.statement, connection_invalidated=error.connection_invalidated) from error
 
 
 def make_engine(url: str, *, checkpoint_on_commit: bool = True, autocommit: bool = False) -> sa.Engine:
@@ -118,18 +170,28 @@ def _make_engine(url: str, checkpoint_on_commit: bool, autocommit: bool) -> sa.E
     )
 
 
-def driver_target(url: str) -> DriverTarget:
+def driver_target(url: str, *, checkpoint_on_commit: bool = True) -> DriverTarget:
     """The driver's connection arguments for ``url``, as SQLAlchemy would pass them (``driver_sql.py``).
 
-    Worked out where SQLAlchemy is loaded anyway (the master) and handed to a
-    worker, which then connects without it.
+    Worked out where SQLAlchemy is loaded anyway (``jobd start``) and handed
+    to the master and its workers, which then connect without it. See
+    ``make_engine`` for ``checkpoint_on_commit``.
     """
     engine = _make_engine(url, checkpoint_on_commit=True, autocommit=False)
     args, kwargs = engine.dialect.create_connect_args(engine.url)
     if engine.dialect.name == "sqlite":
         busy_timeout = sqlite_busy_timeout(engine.url)
-        return DriverTarget("sqlite", tuple(args), {**kwargs, "timeout": busy_timeout}, sqlite_pragmas(busy_timeout))
+        pragmas = sqlite_pragmas(busy_timeout, checkpoint_on_commit=checkpoint_on_commit)
+        return DriverTarget("sqlite", tuple(args), {**kwargs, "timeout": busy_timeout}, pragmas)
     return DriverTarget("mysql", tuple(args), {**kwargs, "charset": "utf8mb4", **mysql_timeouts(engine.url)})
+
+
+def shown_url(url: str) -> str:
+    """``url`` as operators may see it: its password hidden."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        raise StoreUnavailable(f"store URL {url!r} is not a database URL") from None
 
 
 def mysql_timeouts(url: sa.URL, *, at_most: float | None = None) -> dict[str, float]:

@@ -23,10 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
 
 from .. import defaults
-from .engine import mysql_timeouts
+from .driver_sql import DriverTarget
 from .errors import describe, is_outage
 
 __all__ = ["StoreHealth", "Outage", "store_probe", "describe", "is_outage"]
@@ -139,12 +138,11 @@ class StoreHealth:
             self._answered.set()
 
 
-def store_probe(engine: sa.Engine) -> Callable[[], None]:
-    """A quick check that ``engine``'s database accepts a writer, on a connection of its own with short timeouts."""
-    url = engine.url
+def store_probe(target: DriverTarget) -> Callable[[], None]:
+    """A quick check that ``target``'s database accepts a writer, on a connection of its own with short timeouts."""
     timeout = float(defaults.STORE_PROBE_TIMEOUT_SECONDS)
-    if engine.dialect.name == "sqlite":
-        path = url.database or ":memory:"
+    if target.dialect == "sqlite":
+        path = target.args[0] if target.args else ":memory:"
 
         def probe_sqlite() -> None:
             connection = sqlite3.connect(path, timeout=min(timeout, 0.5), isolation_level=None)
@@ -158,13 +156,13 @@ def store_probe(engine: sa.Engine) -> Callable[[], None]:
 
     import pymysql
 
+    # The store's own timeouts, each capped: a probe must answer quickly.
+    arguments = {**target.kwargs}
+    for name in ("connect_timeout", "read_timeout", "write_timeout"):
+        arguments[name] = min(float(arguments.get(name, timeout)), timeout)
+
     def probe_mysql() -> None:
-        timeouts = mysql_timeouts(url, at_most=timeout)
-        connection = pymysql.connect(
-            host=url.host or "localhost", port=url.port or 3306, user=url.username or "", password=url.password or "",
-            database=url.database, connect_timeout=timeouts["connect_timeout"], read_timeout=timeouts["read_timeout"],
-            write_timeout=timeouts["write_timeout"],
-        )
+        connection = pymysql.connect(*target.args, **arguments)
         try:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1")

@@ -1,10 +1,9 @@
 """A master's claim of due jobs, in SQL with the driver's placeholders, written once for each dialect.
 
 A claim runs many times a second on the path from a submit to a task's
-start, so its texts are made once per dialect and executed on the driver's
-cursor (``cursor_sql.direct_transaction``); the claim under caps and rate
-limits runs the same texts inside a transaction of the store's engine
-(``sql_statements``). Values are parameters, never pasted in; only jobd's own
+start, so its texts are made once per dialect and run in a write
+transaction of the store's runner (``sql_runner``): in a master, its
+``DriverRunner``'s connection, kept open, with no SQLAlchemy. Values are parameters, never pasted in; only jobd's own
 constants (table and index names, states, the attempts counter's limit) are
 part of the text.
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 
-from .engine import READ_ONLY, rows_of, statements_on
+from .sql_runner import SqlRunner
 from .job_log_reads_sql import JobLogLine, JobLogReads
 from .job_log_writes_sql import JobLogWrites
 
@@ -22,29 +21,29 @@ __all__ = ["JobLogLine", "JobLogTable"]  # JobLogLine lives in ``job_log_reads_s
 
 
 class JobLogTable:
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
+    def __init__(self, runner: SqlRunner) -> None:
+        self.runner = runner
 
     def append(self, lines: Sequence[JobLogLine]) -> None:
         """Store lines in one transaction (one round trip per flush, not per record)."""
         if not lines:
             return
-        with self.engine.begin() as connection:
-            JobLogWrites(statements_on(connection)).append(lines)
+        with self.runner.write() as sql:
+            JobLogWrites(sql).append(lines)
 
     def delete_for(self, job_ids: Sequence[int]) -> int:
         """Forget the log lines of jobs that were pruned."""
         if not job_ids:
             return 0
-        with self.engine.begin() as connection:
-            return JobLogWrites(statements_on(connection)).delete_for(job_ids)
+        with self.runner.write() as sql:
+            return JobLogWrites(sql).delete_for(job_ids)
 
     def lines(self, job_id: int | None = None, *, after_id: int = 0, limit: int = 10_000) -> list[JobLogLine]:
         """Lines of ``job_id`` (or of every job) with an id above ``after_id``, oldest first (``JobLogReads.lines``)."""
-        with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            return JobLogReads(rows_of(connection), self.engine.dialect.name).lines(job_id, after_id=after_id, limit=limit)
+        with self.runner.read() as sql:
+            return JobLogReads(sql.rows, self.runner.dialect).lines(job_id, after_id=after_id, limit=limit)
 
     def recent(self, limit: int) -> list[JobLogLine]:
         """The last ``limit`` lines of all jobs, oldest first (``JobLogReads.recent``)."""
-        with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            return JobLogReads(rows_of(connection), self.engine.dialect.name).recent(limit)
+        with self.runner.read() as sql:
+            return JobLogReads(sql.rows, self.runner.dialect).recent(limit)

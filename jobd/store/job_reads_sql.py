@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import defaults
-from ..states import JobState
+from ..states import CLAIMABLE, JobState
 
 #: Runs one statement with its parameters and returns every row (the statement ends there).
 Rows = Callable[[str, tuple[Any, ...]], Sequence[Mapping[str, Any]]]
@@ -95,6 +95,18 @@ class JobReads:
         )
         oldest = found[0]["oldest"] if found else None
         return (int(found[0]["n"]) if found else 0), (float(oldest) if oldest is not None else None)
+
+    def due_stats(self, now: float) -> dict[str, tuple[int, float | None]]:
+        """Per daemon: how many jobs are due and waiting (claimable, their time come), and since when the oldest."""
+        terms, values = self.in_states(str(state) for state in CLAIMABLE)
+        found = self.rows(
+            f"SELECT daemon, count(*) AS n, min(coalesce(run_at, created_at)) AS oldest FROM {JOBS} "
+            f"WHERE {' AND '.join(terms)} AND (run_at IS NULL OR run_at <= {self.mark}) GROUP BY daemon",
+            (*values, now),
+        )
+        return {
+            str(row["daemon"]): (int(row["n"]), float(row["oldest"]) if row["oldest"] is not None else None) for row in found
+        }
 
     def states_of(self, job_ids: Sequence[int]) -> dict[int, str]:
         """The stored state of each of ``job_ids`` that still exists (pruned ones are left out)."""

@@ -1,7 +1,7 @@
 """Masters in the store: registration, heartbeats, declaring the silent ones dead.
 
 The statements are driver SQL (``registry_sql.MasterWrites``), run here in a
-transaction of the store's engine.
+transaction of the store's runner (``sql_runner``).
 
 Who is alive is the record's own question (``master_record.MasterRecord.is_alive``),
 so ``jobd status`` answers it with no SQLAlchemy loaded.
@@ -12,9 +12,8 @@ from __future__ import annotations
 import socket
 import time
 
-import sqlalchemy as sa
 
-from .engine import READ_ONLY, rows_of, statements_on
+from .sql_runner import SqlRunner
 from .master_record import LIVE_STATES, MasterRecord, pid_exists
 from .registry_sql import MasterWrites
 from .status_reads_sql import StatusReads
@@ -22,20 +21,20 @@ from .status_reads_sql import StatusReads
 __all__ = ["LIVE_STATES", "MasterRecord", "MasterRegistry", "pid_exists"]  # the record lives in ``master_record``: no SQLAlchemy
 
 class MasterRegistry:
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
+    def __init__(self, runner: SqlRunner) -> None:
+        self.runner = runner
 
     def register(self, master_id: str, *, pid: int, version: str, daemons: list[str], control_socket: str | None, now: float | None = None) -> None:
-        with self.engine.begin() as connection:
-            MasterWrites(statements_on(connection)).register(
+        with self.runner.write() as sql:
+            MasterWrites(sql).register(
                 master_id, host=socket.gethostname(), pid=pid, version=version, daemons=daemons, control_socket=control_socket,
                 now=time.time() if now is None else now,
             )
 
     def heartbeat(self, master_id: str, *, state: str, daemons: list[str] | None = None, now: float | None = None) -> bool:
         """Renew the lease; False if this master's row is gone or marked stopped by another."""
-        with self.engine.begin() as connection:
-            return MasterWrites(statements_on(connection)).heartbeat(
+        with self.runner.write() as sql:
+            return MasterWrites(sql).heartbeat(
                 master_id, state=state, daemons=daemons, now=time.time() if now is None else now,
             )
 
@@ -49,24 +48,24 @@ class MasterRegistry:
         """
         now = time.time() if now is None else now
         process_gone = record.host == socket.gethostname() and not pid_exists(record.pid)
-        with self.engine.begin() as connection:
-            return MasterWrites(statements_on(connection)).declare_dead(
+        with self.runner.write() as sql:
+            return MasterWrites(sql).declare_dead(
                 record.id, beat_before=None if process_gone else now - lease, now=now,
             )
 
     def prune(self, *, older_than: float) -> int:
         """Forget stopped and dead masters that ended before ``older_than``."""
-        with self.engine.begin() as connection:
-            return MasterWrites(statements_on(connection)).prune(older_than=older_than)
+        with self.runner.write() as sql:
+            return MasterWrites(sql).prune(older_than=older_than)
 
     def mark_stopped(self, master_id: str, *, now: float | None = None) -> None:
-        with self.engine.begin() as connection:
-            MasterWrites(statements_on(connection)).mark_stopped(master_id, now=time.time() if now is None else now)
+        with self.runner.write() as sql:
+            MasterWrites(sql).mark_stopped(master_id, now=time.time() if now is None else now)
 
     def all(self) -> list[MasterRecord]:
         """Every registered master, newest first (``StatusReads.masters``: ``jobd status`` reads the same)."""
-        with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            return StatusReads(rows_of(connection), self.engine.dialect.name).masters()
+        with self.runner.read() as sql:
+            return StatusReads(sql.rows, self.runner.dialect).masters()
 
     def dead_ids(self, *, lease: float, now: float | None = None) -> list[str]:
         """Ids of masters that are not alive (stopped, crashed on this host, or lease expired)."""

@@ -1,4 +1,9 @@
-"""Opening a store: its engines, its tables and the objects that run its operations."""
+"""Opening a store on SQLAlchemy: its engines, its tables and the objects that run its operations.
+
+The master's tables are ``StoreCore``'s (driver SQL on a runner); a ``Store``
+adds what only SQLAlchemy does here: creating and upgrading the schema, the
+full submit, operator actions and batches' creation.
+"""
 
 from __future__ import annotations
 
@@ -6,75 +11,42 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cached_property
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from .. import defaults
 from ..errors import StoreUnavailable
 from .bulk_insert import BulkJobInsert
-from .batches import BatchBook, BatchCounters
-from .desired_states import DesiredStates
-from .cursor_sql import release_held
-from .engine import READ_ONLY, make_engine, rows_of
-from .job_logs import JobLogTable
-from .jobs import JobQueue, NewJob
-from .leases import Leases
-from .masters import MasterRecord, MasterRegistry
+from .batches import BatchBook
+from .engine import EngineRunner, make_engine, rows_of
+from .jobs.full import FullJobQueue
 from .schema import SCHEMA_VERSION, build_tables, upgrade
 from .status_reads_sql import StatusReads
-from .task_catalogue import TaskCatalogueTable
-
-if TYPE_CHECKING:
-    from .schedules import ScheduleBook
+from .sql_runner import SqlRunner
+from .store_core import StoreCore
 
 log = logging.getLogger("jobd.store")
 
-class Store:
-    """One store: its engine, tables, job queue and master registry."""
 
-    def __init__(self, engine: sa.Engine, *, submit_engine: sa.Engine | None = None) -> None:
+class Store(StoreCore):
+    """One store on SQLAlchemy: its engine and tables, and every operation on it."""
+
+    jobs: FullJobQueue
+    batches: BatchBook
+
+    def __init__(self, engine: sa.Engine, *, submit_engine: sa.Engine | None = None, runner: SqlRunner | None = None) -> None:
+        """``runner``: how the tables a master writes reach the database; by default through ``engine``
+        (a test passes the master's own ``DriverRunner`` to run the store's suite the master's way)."""
         self.engine = engine
         self.submit_engine = submit_engine
         self.found_version: int | None = None  # the schema version ``initialise`` found (None: none yet)
         self.metadata, self.tables = build_tables(engine.dialect.name)
-        counters = BatchCounters()
-        self.jobs = JobQueue(engine, self.tables["jobs"], submit_engine=submit_engine, batch_counters=counters)
+        runner = runner or EngineRunner(engine)
+        super().__init__(
+            runner,
+            jobs=FullJobQueue(runner, engine, self.tables["jobs"], submit_engine=submit_engine),
+            batches=BatchBook(runner, engine, self.tables["batches"], self.tables["jobs"]),
+        )
         self.bulk_jobs = BulkJobInsert(engine)
-        self.batches = BatchBook(engine, self.tables["batches"], self.tables["jobs"], counters)
-        self.leases = Leases(engine)
-        self.masters = MasterRegistry(engine)
-        self.job_logs = JobLogTable(engine)
-        self.daemon_states = DesiredStates(engine)
-        self.task_catalogue = TaskCatalogueTable(engine)
-
-    @cached_property
-    def schedules(self) -> ScheduleBook:
-        """Fire times and pauses of schedule entries.
-
-        Built on first use: it brings the schedule engine (APScheduler's
-        triggers), which the commands that only read or submit jobs never need.
-        """
-        from .schedules import ScheduleBook
-
-        return ScheduleBook(self.engine)
-
-    @property
-    def jobs_per_write(self) -> int | None:
-        """At most how many jobs one of the master's write transactions should touch; None: no bound.
-
-        SQLite has one write lock for the whole file: every submit, and the
-        master's claim for an urgent job, waits until the master's transaction
-        ends, and a claim or an outcome burst of 256 jobs holds it for 10-15
-        ms. On MariaDB writers lock rows, not the file, and fewer, larger
-        commits are cheaper.
-        """
-        return defaults.SQLITE_JOBS_PER_WRITE if self.engine.dialect.name == "sqlite" else None
-
-    @property
-    def url(self) -> str:
-        return self.engine.url.render_as_string(hide_password=True)
 
     def initialise(self) -> int:
         """Create or upgrade the schema to ``SCHEMA_VERSION``; idempotent. Returns the version.
@@ -134,32 +106,21 @@ class Store:
                 holder.exec_driver_sql("SELECT RELEASE_LOCK('jobd_schema')")
                 holder.commit()
 
-    def version(self) -> int | None:
-        """The schema version in the store, or None if it was never initialised."""
-        try:
-            with self.engine.connect().execution_options(**READ_ONLY) as connection:
-                return self._version_on(connection)
-        except sa.exc.OperationalError as error:
-            raise StoreUnavailable(f"cannot reach the store at {self.url}: {error.orig}") from None
-
     def _version_on(self, connection: sa.Connection) -> int | None:
         return StatusReads(rows_of(connection), self.engine.dialect.name).schema_version()
 
-    def require_schema(self) -> None:
-        """Raise ``StoreUnavailable`` unless the store is initialised at our version."""
-        version = self.version()
-        if version is None:
-            raise StoreUnavailable(f"the store at {self.url} is not initialised; run `jobd init`")
-        if version != SCHEMA_VERSION:
-            raise StoreUnavailable(
-                f"the store at {self.url} has schema v{version}, this jobd needs v{SCHEMA_VERSION}"
-            )
-
     def dispose(self) -> None:
-        for engine in (self.engine, self.submit_engine):
-            if engine is not None:
-                release_held(engine)
-                engine.dispose()
+        super().dispose()
+        if not isinstance(self.runner, EngineRunner):  # the engine is this store's own, not the runner's
+            from .cursor_sql import release_held
+
+            release_held(self.engine)
+            self.engine.dispose()
+        if self.submit_engine is not None:
+            from .cursor_sql import release_held
+
+            release_held(self.submit_engine)
+            self.submit_engine.dispose()
 
 
 def open_store(url: str, *, checkpoint_on_commit: bool = True) -> Store:

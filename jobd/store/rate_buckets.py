@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import sqlalchemy as sa
 
 from ..rate_limits import Bucket, RateLimits
-from .engine import READ_ONLY, rows_of, statements_on
+from .sql_runner import SqlRunner
+from .sql_statements import Statements
 from .rate_bucket_sql import RateBucketStatements
 from .status_reads_sql import StatusReads
 
@@ -25,10 +25,10 @@ from .status_reads_sql import StatusReads
 class RateBuckets:
     """Read, lock and write the token buckets of one store."""
 
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
+    def __init__(self, runner: SqlRunner) -> None:
+        self.runner = runner
 
-    def hold(self, connection: sa.Connection, daemon: str, limits: RateLimits, now: float, *, reread_clock: bool = False) -> dict[str, Bucket]:
+    def hold(self, sql: Statements, daemon: str, limits: RateLimits, now: float, *, reread_clock: bool = False) -> dict[str, Bucket]:
         """Lock ``daemon``'s buckets for this transaction and return them refilled to ``now``.
 
         With ``reread_clock``, ``now`` is the clock read again once the rows
@@ -43,13 +43,13 @@ class RateBuckets:
         that latest time, so every key counts the claim in the same second.
         The statements are ``rate_bucket_sql``'s.
         """
-        return RateBucketStatements(statements_on(connection)).hold(daemon, limits, now, reread_clock=reread_clock)
+        return RateBucketStatements(sql).hold(daemon, limits, now, reread_clock=reread_clock)
 
-    def save(self, connection: sa.Connection, daemon: str, after: Mapping[str, Bucket]) -> None:
+    def save(self, sql: Statements, daemon: str, after: Mapping[str, Bucket]) -> None:
         """Write a claim's buckets (refilled to its ``now``, then spent) inside its transaction."""
-        RateBucketStatements(statements_on(connection)).save(daemon, after)
+        RateBucketStatements(sql).save(daemon, after)
 
     def waits(self, daemon: str, limits: RateLimits, now: float) -> list[dict[str, Any]]:
         """What waits for ``daemon``'s limits (``StatusReads.rate_waits``: ``jobd status`` reads the same)."""
-        with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            return StatusReads(rows_of(connection), self.engine.dialect.name).rate_waits(daemon, limits, now)
+        with self.runner.read() as sql:
+            return StatusReads(sql.rows, self.runner.dialect).rate_waits(daemon, limits, now)

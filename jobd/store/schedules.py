@@ -24,12 +24,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
 
 from ..job import Job, encode_json
 from ..schedules import OverlapPolicy, ScheduleEntry, TickPlan, apply_jitter, fire_key, overlap_decision, plan_ticks
 from ..states import JobState
-from .engine import READ_ONLY, statements_on
+from .sql_runner import SqlRunner
 from .schedule_sql import ScheduleSql
 
 
@@ -89,9 +88,8 @@ def _utc(epoch: float | None) -> dt.datetime | None:
 
 
 class ScheduleBook:
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
-        self.returning = bool(engine.dialect.insert_returning)  # SQLite 3.35+, MariaDB 10.5+: an INSERT answers its ids
+    def __init__(self, runner: SqlRunner) -> None:
+        self.runner = runner
 
     def tick(self, entry: ScheduleEntry, now: dt.datetime, *, paused: bool = False, rng: random.Random | None = None) -> TickResult:
         """Decide and fire the entry's due ticks at ``now``; create their jobs."""
@@ -109,8 +107,9 @@ class ScheduleBook:
         """
         rng = rng or random.Random()
         ordered = sorted(entries, key=lambda item: item[0].name)
-        with self.engine.begin() as connection:
-            sql = ScheduleSql(statements_on(connection), returning=self.returning)
+        returning = self.runner.returns_ids()
+        with self.runner.write() as statements:
+            sql = ScheduleSql(statements, returning=returning)
             rows = sql.locked_rows([entry.name for entry, _paused in ordered], time.time())
             decided = []
             for entry, paused in ordered:
@@ -204,22 +203,22 @@ class ScheduleBook:
     # -- reading and pausing ------------------------------------------------
 
     def states(self) -> dict[str, EntryState]:
-        with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            rows = ScheduleSql(statements_on(connection), returning=self.returning).states()
+        with self.runner.read() as sql:
+            rows = ScheduleSql(sql, returning=self.runner.returns_ids()).states()
         return {
             row["entry"]: EntryState(row["entry"], row["last_fire"], row["last_job_id"], int(row["fired"]), int(row["skipped"]), row["last_skipped_at"])
             for row in rows
         }
 
     def paused_targets(self) -> set[str]:
-        with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            return ScheduleSql(statements_on(connection), returning=self.returning).paused_targets()
+        with self.runner.read() as sql:
+            return ScheduleSql(sql, returning=self.runner.returns_ids()).paused_targets()
 
     def pause(self, target: str) -> bool:
         """Pause a target ("daemon:NAME" or "entry:NAME"); False if it already was."""
-        with self.engine.begin() as connection:
-            return ScheduleSql(statements_on(connection), returning=self.returning).pause(target, time.time())
+        with self.runner.write() as sql:
+            return ScheduleSql(sql, returning=self.runner.returns_ids()).pause(target, time.time())
 
     def resume(self, target: str) -> bool:
-        with self.engine.begin() as connection:
-            return ScheduleSql(statements_on(connection), returning=self.returning).resume(target)
+        with self.runner.write() as sql:
+            return ScheduleSql(sql, returning=self.runner.returns_ids()).resume(target)

@@ -9,25 +9,24 @@ The statements are driver SQL (``registry_sql.CatalogueWrites``).
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 
 from .catalogue_row import CatalogueRow
-from .engine import READ_ONLY, statements_on
+from .sql_runner import SqlRunner
 from .registry_sql import CatalogueWrites
 
 __all__ = ["CatalogueRow", "TaskCatalogueTable"]
 
 
 class TaskCatalogueTable:
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
+    def __init__(self, runner: SqlRunner) -> None:
+        self.runner = runner
 
     def read(self) -> list[CatalogueRow]:
         """Every daemon's row."""
-        with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            return CatalogueWrites(statements_on(connection)).read()
+        with self.runner.read() as sql:
+            return CatalogueWrites(sql).read()
 
     def publish(self, rows: list[CatalogueRow]) -> list[str]:
         """Write each row whose daemon has another version in the store (or none); return those daemons."""
-        with self.engine.begin() as connection:
-            return CatalogueWrites(statements_on(connection)).publish(rows)
+        with self.runner.write() as sql:
+            return CatalogueWrites(sql).publish(rows)

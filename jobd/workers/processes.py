@@ -26,10 +26,10 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from ..store.driver_sql import DriverTarget
 from ..config import load_schedule
 from ..errors import ConfigError
 from ..observability.log_channels import open_worker_channel
-from ..store.engine import driver_target
 from . import sessions
 from ..handoff.channel import Channel
 from .fence import HostFence
@@ -86,6 +86,7 @@ class ProcessLauncher:
         self.lifeline: Lifeline | None = None  # opened with the first worker, in the process that runs the master
         self.fence: HostFence | None = None  # set by the master once the previous run on its socket is fenced
         self._settings: dict[int, tuple[WorkerSpec, WorkerSettings]] = {}  # by id(spec): one per pool and config
+        self.store_target: DriverTarget | None = None  # how workers connect to the store; set by the master
 
     def settings(self, spec: WorkerSpec) -> WorkerSettings:
         """What ``spec``'s workers are told, worked out once per spec (a pool's spec changes on reload).
@@ -97,11 +98,16 @@ class ProcessLauncher:
         if known is not None and known[0] is spec:
             return known[1]
         config = spec.config
+        if self.store_target is None:
+            from ..store.engine import driver_target  # a launcher used without a master (loads SQLAlchemy)
+
+            self.store_target = driver_target(config.store)
+        target = self.store_target
         try:
-            settings = settings_for(config, spec.daemon, spec.owner, load_schedule(config), driver_target(config.store))
+            settings = settings_for(config, spec.daemon, spec.owner, load_schedule(config), target)
         except ConfigError as error:
             settings = WorkerSettings(
-                daemon=spec.daemon, owner=spec.owner, store=driver_target(config.store), store_url=config.store,
+                daemon=spec.daemon, owner=spec.owner, store=target, store_url=config.store,
                 socket=config.socket, log_level=config.log_level, caps=config.output_caps(spec.daemon),
                 memcached=(), source=str(config.source), problem=str(error),
             )

@@ -21,7 +21,7 @@ from jobd.outcomes import Ending, EndingKind, Limits
 from jobd.output_caps import OutputCaps
 from jobd.states import JobState
 from jobd.store import NewJob, Store, open_store
-from jobd.store.errors import describe, is_outage
+from jobd.store.errors import StoreFault, describe, is_outage
 from jobd.store.jobs import Outcome
 
 from .tcp_proxy import TcpProxy
@@ -76,7 +76,7 @@ def test_mariadb_refusing_a_value_is_a_data_error_and_a_lock_timeout_or_refused_
         through_proxy = open_store(proxy.url(database))
         try:
             proxy.refuse()
-            with pytest.raises(sa.exc.DBAPIError) as unreachable:
+            with pytest.raises(StoreFault) as unreachable:
                 through_proxy.jobs.apply_outcomes(OWNER, [Outcome(job_id, 1, JobState.SUCCEEDED, {"result": "1"})])
             assert is_outage(unreachable.value)
         finally:

@@ -18,12 +18,22 @@ from jobd.config import JobdConfig
 from jobd.inventory import TaskInfo
 from jobd.master import Master
 from jobd.states import JobState
-from jobd.store import NewJob
+from jobd.store import NewJob, Store, open_store
+from jobd.store.handover import handover_for
 from jobd.tasks import TaskOptions
 from jobd.workers import protocol
 from jobd.workers.pool import Pool, Worker
 
 from .fakes import UNREACHABLE_SOCKET, FakeLauncher, ManualClock
+
+
+#: Each built master's store as an application and the CLI open it: what a master never does (the
+#: schema, submits, operator actions) is done through this one, as in production.
+APPLICATIONS: dict[int, Store] = {}
+
+
+def application(master: Master) -> Store:
+    return APPLICATIONS[id(master)]
 
 
 @contextmanager
@@ -33,13 +43,20 @@ def built_master(tmp_path: Path, launcher: FakeLauncher, clock: ManualClock, tas
         "store": f"sqlite:///{tmp_path / 'jobd.db'}", "socket": UNREACHABLE_SOCKET, "schedule_dir": None,
         "daemons": {"main": {"workers": 2, "prefetch": 3, "max_attempts": 2, "timeout": 30}},
     })
-    built = Master(config, {"main": {task: TaskInfo(task, TaskOptions())}}, launcher=launcher, clock=clock)  # type: ignore[arg-type]
-    built.store.initialise()
+    store = open_store(config.store)
+    store.initialise()  # as `jobd start` does before it becomes the master
+    built = Master(
+        config, {"main": {task: TaskInfo(task, TaskOptions())}}, launcher=launcher, clock=clock,  # type: ignore[arg-type]
+        store=handover_for(config.store),
+    )
+    APPLICATIONS[id(built)] = store
     try:
         yield built
     finally:
+        del APPLICATIONS[id(built)]
         built.activity.stop()
         built.store.dispose()
+        store.dispose()
         built.wake_pipe.close()
         built.loop.close()
 
@@ -60,7 +77,7 @@ def ready_pool(master: Master) -> tuple[Pool, list[Worker]]:
 
 
 def submit(master: Master, count: int, task: str = "t.work", priority: int = 0) -> list[int]:
-    return [master.store.jobs.insert(NewJob("main", task, {"n": n}, priority=priority)) for n in range(count)]
+    return [application(master).jobs.insert(NewJob("main", task, {"n": n}, priority=priority)) for n in range(count)]
 
 
 def report(master: Master, launcher: FakeLauncher, worker: Worker, message: protocol.Message) -> None:
@@ -208,7 +225,7 @@ def test_a_cancel_of_a_waiting_job_ends_it_cancelled_at_once(master: Master) -> 
     submit(master, 10)
     master.dispatcher.dispatch()
     waiting = sorted(pool.held_job_ids() - {w.assignment.job.id for w in pool.workers if w.assignment})[0]
-    master.store.jobs.cancel(waiting)
+    application(master).jobs.cancel(waiting)
 
     master.operations.apply_cancel_requests()
 

@@ -20,7 +20,7 @@ from jobd.store import NewJob
 from jobd.workers.fence import Fenced
 
 from .fakes import FakeLauncher, ManualClock
-from .test_master_dispatch import built_master
+from .test_master_dispatch import application, built_master
 
 VICTIM = "victim:1"
 
@@ -35,7 +35,7 @@ def a_dead_master_holding(master: Master, count: int) -> list[int]:
     """A silent master (its heartbeat a minute old) that claimed ``count`` jobs: running, attempt 1."""
     store = master.store
     store.masters.register(VICTIM, pid=2**22 + 1, version="test", daemons=["main"], control_socket=None, now=time.time() - 60)
-    ids = [store.jobs.insert(NewJob("main", "t.work", {})) for _ in range(count)]
+    ids = [application(master).jobs.insert(NewJob("main", "t.work", {})) for _ in range(count)]
     claimed = store.jobs.claim("main", count, VICTIM)
     assert sorted(job.id for job in claimed) == sorted(ids)
     return ids

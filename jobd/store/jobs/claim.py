@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ...concurrency_caps import Budget, ConcurrencyCaps
 from ...rate_limits import RateLimits
 from ...job import Job
 from ...states import JobState
-from ..cursor_sql import direct_transaction
-from ..engine import READ_ONLY, statements_on
 from ..job_claim_sql import counted_attempt_of
 from ..sql_statements import Statements, is_duplicate_key
 from .base import JobsTable
 from .records import row_to_job
-from .statements import PROMOTE_INTERVAL_SECONDS
+
+#: At most this often (seconds of a claim's ``now``), a process's claims promote scheduled and retrying jobs that came due.
+PROMOTE_INTERVAL_SECONDS = 0.1
 
 
 class Claiming(JobsTable):
@@ -47,25 +47,25 @@ class Claiming(JobsTable):
         if (caps is not None and caps.active) or (rates is not None and rates.active):
             return self._claim_capped(daemon, limit, owner, now, caps or ConcurrencyCaps(), rates or RateLimits(), from_clock)
         claim = self._claim_sql
-        with direct_transaction(self.engine) as transaction:
+        with self.runner.write() as sql:
             if promote and self._promotion_due(now):
                 for promotion, timed in claim.promotions:
-                    transaction.run(promotion, (now,) if timed else ())
+                    sql.run(promotion, (now,) if timed else ())
             if self.is_mysql:
                 # Two round trips: lock the rows we take (skipping rows other
                 # masters hold), then mark them; the claimed values are known.
-                locked = transaction.rows(claim.lock_due, claim.lock_due_values(daemon, now, limit, min_priority))
+                locked = sql.rows(claim.lock_due, claim.lock_due_values(daemon, now, limit, min_priority))
                 if not locked:
                     return []
                 ids = [row["id"] for row in locked]
-                transaction.run(claim.mark_claimed(len(ids)), claim.mark_claimed_values(ids, owner, now))
-                rows: list[dict[str, Any]] = [
+                sql.run(claim.mark_claimed(len(ids)), claim.mark_claimed_values(ids, owner, now))
+                rows: list[Mapping[str, Any]] = [
                     {**row, "state": str(JobState.RUNNING), "attempts": counted_attempt_of(row["attempts"]), "owner": owner,
                      "started_at": now, "updated_at": now, "worker_pid": None, "cancel_requested": False}
                     for row in locked
                 ]
             else:
-                rows = transaction.rows(claim.claim_returning, claim.claim_values(daemon, now, limit, owner, min_priority))
+                rows = list(sql.rows(claim.claim_returning, claim.claim_values(daemon, now, limit, owner, min_priority)))
         claimed = [row_to_job(row) for row in rows]
         claimed.sort(key=lambda job: (-job.priority, job.id))
         return claimed
@@ -76,18 +76,16 @@ class Claiming(JobsTable):
         A hand-off datagram names a job; only the store says whose it is
         (``jobd.handoff``). One primary-key read per job, no write.
         """
-        rows: list[dict[str, Any]] = []
-        # MySQL: on the autocommit engine, so the read costs no COMMIT round trip.
-        engine = self.submit_engine or self.engine
-        with direct_transaction(engine, read_only=True, autocommit=self.submit_engine is not None) as transaction:
+        rows: list[Mapping[str, Any]] = []
+        with self.runner.read() as sql:
             for job_id in job_ids:
-                rows.extend(transaction.rows(self._claim_sql.handed, (job_id, owner)))
+                rows.extend(sql.rows(self._claim_sql.handed, (job_id, owner)))
         return [row_to_job(row) for row in rows]
 
     def owned_running(self, owner: str, *, started_before: float) -> list[int]:
         """Ids of ``owner``'s running jobs that started before ``started_before`` (``JobReads.owned_running``)."""
-        with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            return self._reads(connection).owned_running(owner, started_before)
+        with self.runner.read() as sql:
+            return self._reads(sql).owned_running(owner, started_before)
 
     def next_token_at(self, daemon: str) -> float | None:
         """When the last claim for ``daemon`` left due jobs waiting for a rate limit's next token: that time (epoch)."""
@@ -103,15 +101,14 @@ class Claiming(JobsTable):
         (or "one token left") and both take it.
         """
         claim = self._claim_sql
-        with self.engine.begin() as connection:
-            sql = statements_on(connection)
+        with self.runner.write() as sql:
             self._promote_due(sql, now)
             budget = Budget(limit)
             if caps.active:
                 self._lock_mutex(sql, f"claim:{daemon}")
                 running = {str(row["task"]): int(row["n"]) for row in sql.rows(claim.running_per_task(), (daemon,))}
                 budget = caps.slots(limit, running)
-            buckets = self.rate_buckets.hold(connection, daemon, rates, now, reread_clock=from_clock) if rates.active else {}
+            buckets = self.rate_buckets.hold(sql, daemon, rates, now, reread_clock=from_clock) if rates.active else {}
             # A claimer claims at the buckets' time (its clock read again under their lock, or another host's
             # later clock): the jobs' started_at is then the time their tokens and their second were counted at.
             now = max([now, *(bucket.updated_at for bucket in buckets.values())])
@@ -125,7 +122,7 @@ class Claiming(JobsTable):
             if buckets:
                 taken = set(ids)
                 spent = rates.spend(buckets, (task for job_id, task in candidates if job_id in taken))
-                self.rate_buckets.save(connection, daemon, spent)
+                self.rate_buckets.save(sql, daemon, spent)
                 self._next_tokens[daemon] = rates.next_token_at(spent, (task for job_id, task in candidates if job_id not in taken))
             if not ids:
                 return []

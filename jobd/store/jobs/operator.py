@@ -10,11 +10,11 @@ from ... import defaults
 from ...errors import InvalidArgs, InvalidTransition
 from ...job import Job
 from ...states import FINAL, JobState, phrase, sources_of, transition
-from ..engine import READ_ONLY
-from .base import JobsTable
+from ..engine import READ_ONLY, statements_on
+from .engine_table import EngineJobsTable
 
 
-class OperatorActions(JobsTable):
+class OperatorActions(EngineJobsTable):
     """Operator actions on jobs."""
 
     def cancel(self, job_id: int, *, now: float | None = None) -> Job:
@@ -22,7 +22,7 @@ class OperatorActions(JobsTable):
         now = time.time() if now is None else now
         jobs = self.table
         with self.engine.begin() as connection:
-            job = self._get_on(connection, job_id, lock=True)
+            job = self._get_on(statements_on(connection), job_id, lock=True)
             if job.state is JobState.RUNNING:
                 connection.execute(jobs.update().where(jobs.c.id == job_id).values(cancel_requested=True, updated_at=now))
             else:
@@ -32,15 +32,15 @@ class OperatorActions(JobsTable):
                     .where(jobs.c.id == job_id, jobs.c.state == str(job.state))
                     .values(state=str(target), finished_at=now, updated_at=now, unique_key=None)
                 ).rowcount:
-                    self._count_in_batches(connection, [job_id], target, now)
-            return self._get_on(connection, job_id)
+                    self._count_in_batches(statements_on(connection), [job_id], target, now)
+            return self._get_on(statements_on(connection), job_id)
 
     def retry(self, job_id: int, *, now: float | None = None) -> Job:
         """Queue a dead or cancelled job again, with a fresh set of attempts."""
         now = time.time() if now is None else now
         jobs = self.table
         with self.engine.begin() as connection:
-            job = self._get_on(connection, job_id, lock=True)
+            job = self._get_on(statements_on(connection), job_id, lock=True)
             if job.state not in sources_of(JobState.QUEUED) - {JobState.RUNNING, JobState.RETRYING, JobState.SCHEDULED}:
                 raise InvalidTransition(f"job {job_id} {phrase(job.state)}; only dead or cancelled jobs can be retried")
             if connection.execute(
@@ -51,14 +51,14 @@ class OperatorActions(JobsTable):
                     cancel_requested=False, updated_at=now,
                 )
             ).rowcount:
-                self._count_in_batches(connection, [job_id], job.state, now, sign=-1)  # it is no longer dead or cancelled
-            return self._get_on(connection, job_id)
+                self._count_in_batches(statements_on(connection), [job_id], job.state, now, sign=-1)  # it is no longer dead or cancelled
+            return self._get_on(statements_on(connection), job_id)
 
     def delete(self, job_id: int) -> Job:
         """Delete one finished job (its log lines are the caller's: ``job_logs.delete_for``)."""
         jobs = self.table
         with self.engine.begin() as connection:
-            job = self._get_on(connection, job_id, lock=True)
+            job = self._get_on(statements_on(connection), job_id, lock=True)
             if job.state not in FINAL:
                 raise InvalidTransition(f"job {job_id} {phrase(job.state)}; only finished jobs can be deleted (cancel it first)")
             connection.execute(jobs.delete().where(jobs.c.id == job_id, jobs.c.state == str(job.state)))
@@ -82,7 +82,7 @@ class OperatorActions(JobsTable):
         jobs = self.table
         dead = str(JobState.DEAD)
         with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            window = self._reads(connection).id_range_for_created(created_after, created_before) if (
+            window = self._reads(statements_on(connection)).id_range_for_created(created_after, created_before) if (
                 created_after is not None or created_before is not None) else (0, 2**63 - 1)
         changed: list[int] = []
         if window is None:
@@ -107,18 +107,13 @@ class OperatorActions(JobsTable):
                     connection.execute(jobs.update().where(*guarded).values(
                         state=str(transition(JobState.DEAD, JobState.QUEUED)), attempts=0, run_at=None, finished_at=None,
                         cancel_requested=False, updated_at=now))
-                    self._count_in_batches(connection, ids, JobState.DEAD, now, sign=-1)
+                    self._count_in_batches(statements_on(connection), ids, JobState.DEAD, now, sign=-1)
                 else:
                     connection.execute(jobs.delete().where(*guarded))
             changed += ids
         with self.engine.connect().execution_options(**READ_ONLY) as connection:
             left = connection.execute(sa.select(jobs.c.id).where(jobs.c.id > cursor, *filters).limit(1)).first() is not None
         return changed, left
-
-    def cancel_requests(self, owner: str) -> list[int]:
-        """Running jobs of ``owner`` that an operator asked to cancel (``JobReads.cancel_requests``)."""
-        with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            return self._reads(connection).cancel_requests(owner)
 
 
 def created_conditions(jobs: sa.Table, created_after: float | None, created_before: float | None) -> list[sa.ColumnElement[bool]]:

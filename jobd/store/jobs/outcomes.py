@@ -8,8 +8,7 @@ from typing import Any
 
 from ...job import encode_json
 from ...states import JobState, transition
-from ..batch_counter_sql import BatchEndings
-from ..engine import statements_on
+from ..batch_counter_sql import BatchCounterSql, BatchEndings
 from ..job_writes_sql import JobWrites
 from .base import JobsTable
 from .records import Outcome, group_key
@@ -33,27 +32,27 @@ class Finishing(JobsTable):
             groups.setdefault((outcome.state, group_key(outcome.values), outcome.batch_id), []).append(outcome)
         written = 0
         endings = BatchEndings()  # a group is one batch's: its rowcount is what that batch counts
-        with self.engine.begin() as connection:
-            writes = JobWrites(statements_on(connection))
+        with self.runner.write() as sql:
+            writes = JobWrites(sql)
             for (target, _, batch_id), members in groups.items():
                 attempts = [(outcome.job_id, outcome.attempt) for outcome in members]
                 count = writes.apply_outcome(owner, attempts, target, members[0].values, now)
                 written += count
                 endings.add(batch_id, target, count)
-            if endings and self.batch_counters is not None:
-                self.batch_counters.record(connection, endings, now)
+            if endings:
+                BatchCounterSql(sql).record(endings, now)
         return written
 
     def save_checkpoint(self, job_id: int, attempt: int, checkpoint: Any) -> bool:
         """Persist a running job's checkpoint; False if that attempt no longer runs."""
-        with self.engine.begin() as connection:
-            return JobWrites(statements_on(connection)).save_checkpoint(job_id, attempt, encode_json(checkpoint), time.time())
+        with self.runner.write() as sql:
+            return JobWrites(sql).save_checkpoint(job_id, attempt, encode_json(checkpoint), time.time())
 
     def save_progress(self, progress_by_job: dict[int, dict[str, Any]]) -> None:
         """Persist the latest progress of running jobs (display data; best effort)."""
         if not progress_by_job:
             return
-        with self.engine.begin() as connection:
-            JobWrites(statements_on(connection)).save_progress(
+        with self.runner.write() as sql:
+            JobWrites(sql).save_progress(
                 {job_id: encode_json(progress) for job_id, progress in progress_by_job.items()},
             )

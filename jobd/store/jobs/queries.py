@@ -5,14 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 
 from ...job import Job
-from ...states import CLAIMABLE, JobState
-from ..engine import READ_ONLY, rows_of
+from ...states import JobState
 from ..job_reads_sql import JobFilter
 from ..status_reads_sql import StatusReads
-from ..state_lookup import in_states
 from .base import JobsTable
 from .records import row_to_job
 
@@ -21,8 +18,13 @@ class Queries(JobsTable):
     """Read-only questions about jobs."""
 
     def get(self, job_id: int) -> Job:
-        with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            return self._get_on(connection, job_id)
+        with self.runner.read() as sql:
+            return self._get_on(sql, job_id)
+
+    def cancel_requests(self, owner: str) -> list[int]:
+        """Running jobs of ``owner`` that an operator asked to cancel (``JobReads.cancel_requests``)."""
+        with self.runner.read() as sql:
+            return self._reads(sql).cancel_requests(owner)
 
     def list(
         self,
@@ -42,36 +44,26 @@ class Queries(JobsTable):
         wanted = JobFilter(
             tuple(str(state) for state in states), daemon, task, limit, before_id, created_after, created_before,
         )
-        with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            return [row_to_job(row) for row in self._reads(connection).page(wanted)]
+        with self.runner.read() as sql:
+            return [row_to_job(row) for row in self._reads(sql).page(wanted)]
 
     def states_of(self, job_ids: Sequence[int]) -> dict[int, str]:
         """The stored state of each of ``job_ids`` that still exists (``JobReads.states_of``)."""
-        with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            return self._reads(connection).states_of(job_ids)
+        with self.runner.read() as sql:
+            return self._reads(sql).states_of(job_ids)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Number of jobs per daemon and state: ``{daemon: {state: n}}`` (``StatusReads.job_counts``)."""
-        with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            return StatusReads(rows_of(connection), self.engine.dialect.name).job_counts()
+        with self.runner.read() as sql:
+            return StatusReads(sql.rows, self.runner.dialect).job_counts()
 
     def due_stats(self, *, now: float | None = None) -> dict[str, tuple[int, float | None]]:
         """Per daemon: how many jobs are due and waiting, and since when the oldest is due (metrics)."""
         now = time.time() if now is None else now
-        jobs = self.table
-        due_since = sa.func.coalesce(jobs.c.run_at, jobs.c.created_at)
-        query = (
-            sa.select(jobs.c.daemon, sa.func.count(), sa.func.min(due_since))
-            .where(
-                *in_states(jobs, CLAIMABLE, self.engine.dialect.name),
-                sa.or_(jobs.c.run_at.is_(None), jobs.c.run_at <= now),
-            )
-            .group_by(jobs.c.daemon)
-        )
-        with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            return {daemon: (int(count), oldest) for daemon, count, oldest in connection.execute(query)}
+        with self.runner.read() as sql:
+            return self._reads(sql).due_stats(now)
 
     def queue_depth(self, daemon: str) -> tuple[int, float | None]:
         """How many of ``daemon``'s jobs are queued (due, waiting for a worker), and since when the oldest."""
-        with self.engine.connect().execution_options(**READ_ONLY) as connection:
-            return self._reads(connection).queue_depth(daemon)
+        with self.runner.read() as sql:
+            return self._reads(sql).queue_depth(daemon)

@@ -6,7 +6,6 @@ import time
 from collections.abc import Iterable
 
 from ...states import JobState, transition
-from ..engine import statements_on
 from ..job_writes_sql import JobWrites
 from .base import JobsTable
 
@@ -25,8 +24,8 @@ class Recovering(JobsTable):
         if not ids:
             return 0
         transition(JobState.RUNNING, JobState.QUEUED)
-        with self.engine.begin() as connection:
-            return JobWrites(statements_on(connection)).requeue(
+        with self.runner.write() as sql:
+            return JobWrites(sql).requeue(
                 ids, owner=owner, orphans_only=False, refund_attempt=refund_attempt, now=time.time() if now is None else now,
             )
 
@@ -42,8 +41,8 @@ class Recovering(JobsTable):
         look-up to the UPDATE, and the UPDATE checks the owner once more.
         """
         transition(JobState.RUNNING, JobState.QUEUED)
-        with self.engine.begin() as connection:
-            writes = JobWrites(statements_on(connection))
+        with self.runner.write() as sql:
+            writes = JobWrites(sql)
             ids = writes.orphans()
             if ids:
                 writes.requeue(ids, owner=None, orphans_only=True, refund_attempt=False, now=time.time() if now is None else now)
@@ -51,8 +50,8 @@ class Recovering(JobsTable):
 
     def prune_finished(self, *, older_than: float, batch: int = 1000) -> list[int]:
         """Delete one batch of finished jobs that ended before ``older_than``; return their ids."""
-        with self.engine.begin() as connection:
-            writes = JobWrites(statements_on(connection))
+        with self.runner.write() as sql:
+            writes = JobWrites(sql)
             ids = writes.finished_before(older_than, batch)
             writes.delete(ids)
         return ids

@@ -1,4 +1,4 @@
-"""The submit's statements, compiled once for direct execution; how often a claim promotes due jobs.
+"""The submit's statements, compiled once for direct execution.
 
 The claim's own statements are driver SQL (``store.job_claim_sql``).
 """
@@ -8,9 +8,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from ..cursor_sql import DirectStatement
-
-#: At most this often (seconds of a claim's ``now``), a process's claims promote scheduled and retrying jobs that came due.
-PROMOTE_INTERVAL_SECONDS = 0.1
 
 
 class DirectStatements:

@@ -9,11 +9,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..cursor_sql import direct_transaction
-from .base import JobsTable
+from .engine_table import EngineJobsTable
 from .records import NewJob
 
 
-class Submitting(JobsTable):
+class Submitting(EngineJobsTable):
     """Inserting jobs."""
 
     def insert(self, job: NewJob, *, connection: sa.Connection | None = None, now: float | None = None) -> int:
