@@ -2,7 +2,8 @@
 
 ``DriverRunner`` stands in for the engine and its pool in the master, so it
 must do what they did where it matters: a transaction commits or rolls back
-as a whole; SQLite's write lock is waited for, then given up on; a
+as a whole; threads that come and go reuse the pool's connections; SQLite's
+write lock is waited for, then given up on; a
 connection an outage broke is replaced, one that only refused a value is
 kept; a forked child never uses its parent's connection; a MySQL connection
 is opened again before the server's idle timeout could close it.
@@ -87,6 +88,23 @@ def test_each_thread_writes_on_a_connection_of_its_own(runner: DriverRunner) -> 
         thread.join(timeout=60)
     assert errors == []
     assert len(values(runner, "t.")) == 80
+
+
+@pytest.mark.mysql
+def test_threads_that_come_and_go_reuse_the_pools_connections(mariadb_url: str) -> None:
+    store = open_store(mariadb_url)
+    store.initialise()
+    store.dispose()
+    runner = runner_for(mariadb_url)
+    seen: list[int] = []
+    try:
+        for _ in range(20):  # as the master counts jobs: a thread of its own each time
+            thread = threading.Thread(target=lambda: seen.append(connection_id(runner)))
+            thread.start()
+            thread.join(timeout=30)
+        assert len(seen) == 20 and len(set(seen)) == 1, "one connection served them all, none was left behind"
+    finally:
+        runner.dispose()
 
 
 def test_a_refused_value_fails_its_transaction_only_and_keeps_the_connection(runner: DriverRunner) -> None:

@@ -4,11 +4,13 @@ The master runs its whole life on driver SQL (``sql_statements``), so it
 needs none of SQLAlchemy's engine, pool or dialects — about 20 MB of its
 memory. What the engine did for it is done here, with the same effect:
 
-* One connection per thread, kept between transactions (the master's loop,
-  its WAL checkpoint thread and its status answers each have their own),
-  opened with the arguments SQLAlchemy would use (``driver_sql.DriverTarget``,
-  worked out by ``engine.driver_target`` where SQLAlchemy is loaded anyway:
-  ``jobd start``).
+* A small pool of connections kept open between transactions, opened with
+  the arguments SQLAlchemy would use (``driver_sql.DriverTarget``, worked
+  out by ``engine.driver_target`` where SQLAlchemy is loaded anyway: ``jobd
+  start``). A transaction takes one and gives it back; a statement a thread
+  runs inside its own transaction stays on that transaction's connection.
+  Threads that come and go (the master counts jobs on a thread of its own
+  each time) reuse the pool's connections instead of opening one each.
 * SQLite: writes begin with ``BEGIN IMMEDIATE``, waiting for the write lock in
   short polls (``sqlite_write_lock``); a read is a statement of its own,
   polled the same way. MySQL: READ COMMITTED, reads in autocommit, writes
@@ -16,8 +18,9 @@ memory. What the engine did for it is done here, with the same effect:
   half an hour old (inside the server's idle timeout), never under a
   transaction.
 * A driver error comes out as ``errors.StoreFault``. A connection the error
-  may have broken (an outage, a failed rollback) is dropped, and the next
-  transaction opens another; one that only refused data is rolled back and kept.
+  may have broken (an outage, a failed rollback) is closed, and the next
+  transaction opens another; one that only refused data is rolled back and
+  goes back to the pool.
 * A forked child never touches the connections it inherited.
 """
 
@@ -39,17 +42,20 @@ from .sqlite_write_lock import NO_WAIT, retry_while_locked
 
 #: MySQL: a connection older than this is opened again before its next transaction (the pool's ``pool_recycle``).
 MYSQL_RECYCLE_SECONDS = 1800.0
+#: Connections kept open while no transaction uses them (more are closed as they come back).
+IDLE_KEPT = 4
 READ_COMMITTED = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"
 
 
-class _Held:
-    """One thread's connection and its cursor."""
+class _Pooled:
+    """One connection, its cursor, and whether it may still be used."""
 
     def __init__(self, connection: Any, cursor: Any) -> None:
         self.connection = connection
         self.cursor = cursor
         self.opened_at = time.monotonic()
         self.pid = os.getpid()
+        self.broken = False  # closed after an error: never handed out again
 
 
 class DriverRunner:
@@ -61,9 +67,9 @@ class DriverRunner:
         self.driver: Any = importlib.import_module(target.driver_module)
         self._sqlite = target.dialect == "sqlite"
         self._busy_timeout = float(target.kwargs.get("timeout", 5.0)) if self._sqlite else 0.0
-        self._local = threading.local()
-        self._opened: list[_Held] = []  # every thread's, to close on ``dispose``
+        self._idle: list[_Pooled] = []
         self._guard = threading.Lock()
+        self._current = threading.local()  # the connection a thread's block runs on, while it runs
         self._returns_ids: bool | None = None
 
     @property
@@ -76,34 +82,30 @@ class DriverRunner:
 
     @contextmanager
     def write(self) -> Iterator[Statements]:
-        held = self._held()
-        begin = "BEGIN IMMEDIATE" if self._sqlite else "BEGIN"
-        self._local.in_transaction = True
-        try:
+        with self._checked_out() as pooled:
+            begin = "BEGIN IMMEDIATE" if self._sqlite else "BEGIN"
             try:
                 if self._sqlite:
-                    self._retrying(lambda: held.cursor.execute(begin))
+                    self._retrying(lambda: pooled.cursor.execute(begin))
                 else:
-                    held.cursor.execute(begin)
-                yield self._statements(held, retry=False)
-                held.cursor.execute("COMMIT")
+                    pooled.cursor.execute(begin)
+                yield self._statements(pooled, retry=False)
+                pooled.cursor.execute("COMMIT")
             except self.driver.Error as error:
-                self._failed(held, error)
-                raise StoreFault(error, connection_invalidated=self._held_now() is None) from error
+                self._failed(pooled, error)
+                raise StoreFault(error, connection_invalidated=pooled.broken) from error
             except BaseException:
-                self._roll_back(held)
+                self._roll_back(pooled)
                 raise
-        finally:
-            self._local.in_transaction = False
 
     @contextmanager
     def read(self) -> Iterator[Statements]:
-        held = self._held()
-        try:
-            yield self._statements(held, retry=self._sqlite)
-        except self.driver.Error as error:
-            self._failed(held, error)
-            raise StoreFault(error, connection_invalidated=self._held_now() is None) from error
+        with self._checked_out() as pooled:
+            try:
+                yield self._statements(pooled, retry=self._sqlite and not pooled.connection.in_transaction)
+            except self.driver.Error as error:
+                self._failed(pooled, error)
+                raise StoreFault(error, connection_invalidated=pooled.broken) from error
 
     def returns_ids(self) -> bool:
         if self._returns_ids is None:
@@ -116,45 +118,54 @@ class DriverRunner:
                     self._returns_ids = server_returns_ids(str(sql.rows("SELECT VERSION() AS version", ())[0]["version"]))
         return self._returns_ids
 
-    def connect(self) -> Any:
-        """A new connection of the caller's own (a WAL checkpoint's), opened as the runner's are; the caller closes it."""
-        try:
-            return open_connection(self.target, self.driver)
-        except self.driver.Error as error:
-            raise StoreFault(error, connection_invalidated=True) from error
-
     def dispose(self) -> None:
         with self._guard:
-            opened, self._opened = self._opened, []
-        for held in opened:
-            if held.pid == os.getpid():
-                close_quietly(held.connection)
-        self._local = threading.local()
+            idle, self._idle = self._idle, []
+        for pooled in idle:
+            if pooled.pid == os.getpid():
+                close_quietly(pooled.connection)
 
     # -- connections ---------------------------------------------------------
 
-    def _held_now(self) -> _Held | None:
-        held: _Held | None = getattr(self._local, "held", None)
-        return held
+    @contextmanager
+    def _checked_out(self) -> Iterator[_Pooled]:
+        """The connection of the thread's block already running (a statement inside it), else one from the pool."""
+        current: _Pooled | None = getattr(self._current, "pooled", None)
+        if current is not None:
+            yield current
+            return
+        pooled = self._take()
+        self._current.pooled = pooled
+        try:
+            yield pooled
+        finally:
+            self._current.pooled = None
+            self._give_back(pooled)
 
-    def _held(self) -> _Held:
-        """This thread's connection: opened if there is none, again if it is stale (MySQL) or a parent's."""
-        held = self._held_now()
-        if held is not None:
-            if held.pid != os.getpid():
-                _inherited.append(held.connection)  # the parent's: neither used nor closed here
-                held = None
-            elif (
-                not self._sqlite and not getattr(self._local, "in_transaction", False)
-                and time.monotonic() - held.opened_at > MYSQL_RECYCLE_SECONDS
-            ):
-                self._drop(held)
-                held = None
-        if held is None:
-            held = self._open()
-        return held
+    def _take(self) -> _Pooled:
+        """An idle connection still fit for use, else a new one."""
+        while True:
+            with self._guard:
+                pooled = self._idle.pop() if self._idle else None
+            if pooled is None:
+                return self._open()
+            if pooled.pid != os.getpid():
+                _inherited.append(pooled.connection)  # the parent's: neither used nor closed here
+            elif not self._sqlite and time.monotonic() - pooled.opened_at > MYSQL_RECYCLE_SECONDS:
+                close_quietly(pooled.connection)
+            else:
+                return pooled
 
-    def _open(self) -> _Held:
+    def _give_back(self, pooled: _Pooled) -> None:
+        if pooled.broken or pooled.pid != os.getpid():
+            return
+        with self._guard:
+            if len(self._idle) < IDLE_KEPT:
+                self._idle.append(pooled)
+                return
+        close_quietly(pooled.connection)
+
+    def _open(self) -> _Pooled:
         try:
             connection = open_connection(self.target, self.driver)
         except self.driver.Error as error:
@@ -165,45 +176,37 @@ class DriverRunner:
         except self.driver.Error as error:
             close_quietly(connection)
             raise StoreFault(error, connection_invalidated=True) from error
-        held = _Held(connection, cursor)
-        self._local.held = held
-        with self._guard:
-            self._opened.append(held)
-        return held
+        return _Pooled(connection, cursor)
 
-    def _drop(self, held: _Held) -> None:
-        """Close ``held`` and forget it: the next transaction opens another connection."""
-        if self._held_now() is held:
-            self._local.held = None
-        with self._guard:
-            if held in self._opened:
-                self._opened.remove(held)
-        close_quietly(held.connection)
+    def _break(self, pooled: _Pooled) -> None:
+        """Close ``pooled`` for good: the next transaction opens another connection."""
+        pooled.broken = True
+        close_quietly(pooled.connection)
 
-    def _failed(self, held: _Held, error: BaseException) -> None:
-        """After a driver error: roll back, and drop the connection if the error or the rollback may have broken it."""
+    def _failed(self, pooled: _Pooled, error: BaseException) -> None:
+        """After a driver error: roll back, and close the connection if the error or the rollback may have broken it."""
         if is_outage(error) and not self._sqlite:
-            self._drop(held)  # a lost or timed-out MySQL connection may answer the next statement with this one's reply
+            self._break(pooled)  # a lost or timed-out MySQL connection may answer the next statement with this one's reply
             return
-        self._roll_back(held)
+        self._roll_back(pooled)
 
-    def _roll_back(self, held: _Held) -> None:
+    def _roll_back(self, pooled: _Pooled) -> None:
         try:
             if self._sqlite:
-                if held.connection.in_transaction:
-                    held.cursor.execute("ROLLBACK")
+                if pooled.connection.in_transaction:
+                    pooled.cursor.execute("ROLLBACK")
             else:
-                held.connection.rollback()
+                pooled.connection.rollback()
         except Exception:
-            self._drop(held)  # a connection that cannot roll back is not used again
+            self._break(pooled)  # a connection that cannot roll back is not used again
 
     # -- statements ----------------------------------------------------------
 
     def _retrying(self, run: Any) -> Any:
         return retry_while_locked(run, self._busy_timeout, self.driver.Error)
 
-    def _statements(self, held: _Held, *, retry: bool) -> Statements:
-        cursor = held.cursor
+    def _statements(self, pooled: _Pooled, *, retry: bool) -> Statements:
+        cursor = pooled.cursor
         retrying = self._retrying
 
         def execute(sql: str, parameters: Any) -> Any:
