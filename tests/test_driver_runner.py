@@ -34,12 +34,24 @@ def runner_for(url: str) -> DriverRunner:
     return DriverRunner(for_master(driver_target(url)), shown_url(url))
 
 
-@pytest.fixture
-def runner(store_url: str) -> Iterator[DriverRunner]:
-    store = open_store(store_url)
+def initialise(url: str) -> str:
+    """Create the store's schema, as `jobd start` does before the master opens it; ``url``."""
+    store = open_store(url)
     store.initialise()
     store.dispose()
-    opened = runner_for(store_url)
+    return url
+
+
+@pytest.fixture
+def runner(store_url: str) -> Iterator[DriverRunner]:
+    opened = runner_for(initialise(store_url))
+    yield opened
+    opened.dispose()
+
+
+@pytest.fixture
+def mariadb_runner(mariadb_url: str) -> Iterator[DriverRunner]:
+    opened = runner_for(initialise(mariadb_url))
     yield opened
     opened.dispose()
 
@@ -91,20 +103,13 @@ def test_each_thread_writes_on_a_connection_of_its_own(runner: DriverRunner) -> 
 
 
 @pytest.mark.mysql
-def test_threads_that_come_and_go_reuse_the_pools_connections(mariadb_url: str) -> None:
-    store = open_store(mariadb_url)
-    store.initialise()
-    store.dispose()
-    runner = runner_for(mariadb_url)
+def test_threads_that_come_and_go_reuse_the_pools_connections(mariadb_runner: DriverRunner) -> None:
     seen: list[int] = []
-    try:
-        for _ in range(20):  # as the master counts jobs: a thread of its own each time
-            thread = threading.Thread(target=lambda: seen.append(connection_id(runner)))
-            thread.start()
-            thread.join(timeout=30)
-        assert len(seen) == 20 and len(set(seen)) == 1, "one connection served them all, none was left behind"
-    finally:
-        runner.dispose()
+    for _ in range(20):  # as the master counts jobs: a thread of its own each time
+        thread = threading.Thread(target=lambda: seen.append(connection_id(mariadb_runner)))
+        thread.start()
+        thread.join(timeout=30)
+    assert len(seen) == 20 and len(set(seen)) == 1, "one connection served them all, none was left behind"
 
 
 def test_a_refused_value_fails_its_transaction_only_and_keeps_the_connection(runner: DriverRunner) -> None:
@@ -117,10 +122,7 @@ def test_a_refused_value_fails_its_transaction_only_and_keeps_the_connection(run
 
 
 def test_a_sqlite_writer_waits_for_the_lock_in_short_polls_and_gives_up_after_the_busy_timeout(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'jobd.db'}"
-    store = open_store(url)
-    store.initialise()
-    store.dispose()
+    url = initialise(f"sqlite:///{tmp_path / 'jobd.db'}")
     target = for_master(driver_target(url))
     quick = DriverRunner(DriverTarget(target.dialect, target.args, {**target.kwargs, "timeout": 0.3}, target.setup), url)
     holder = sqlite3.connect(tmp_path / "jobd.db", isolation_level=None, check_same_thread=False)
@@ -142,11 +144,8 @@ def test_a_sqlite_writer_waits_for_the_lock_in_short_polls_and_gives_up_after_th
 
 
 @pytest.mark.mysql
-def test_a_connection_the_server_killed_is_replaced_after_one_failed_transaction(mariadb_url: str) -> None:
-    store = open_store(mariadb_url)
-    store.initialise()
-    store.dispose()
-    runner = runner_for(mariadb_url)
+def test_a_connection_the_server_killed_is_replaced_after_one_failed_transaction(mariadb_runner: DriverRunner) -> None:
+    runner = mariadb_runner
     admin = pymysql.connect(host="127.0.0.1", user="root")
     try:
         first = connection_id(runner)
@@ -160,14 +159,11 @@ def test_a_connection_the_server_killed_is_replaced_after_one_failed_transaction
         assert values(runner, "t.") == {"t.next": "1"}
     finally:
         admin.close()
-        runner.dispose()
 
 
 @pytest.mark.mysql
 def test_an_unreachable_server_is_an_outage_and_the_runner_reconnects_once_it_is_back(mariadb_url: str) -> None:
-    store = open_store(mariadb_url)
-    store.initialise()
-    store.dispose()
+    initialise(mariadb_url)
     database = mariadb_url.rsplit("/", 1)[1]
     with TcpProxy() as proxy:
         runner = runner_for(proxy.url(database))
@@ -185,23 +181,19 @@ def test_an_unreachable_server_is_an_outage_and_the_runner_reconnects_once_it_is
 
 
 @pytest.mark.mysql
-def test_a_mysql_connection_is_opened_again_once_old_never_under_a_transaction(mariadb_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = open_store(mariadb_url)
-    store.initialise()
-    store.dispose()
-    runner = runner_for(mariadb_url)
-    try:
-        first = connection_id(runner)
-        monkeypatch.setattr("jobd.store.driver_runner.MYSQL_RECYCLE_SECONDS", -1.0)  # every connection is old now
-        with runner.write() as sql:
-            inside = int(sql.rows("SELECT CONNECTION_ID() AS id", ())[0]["id"])
-            sql.run(f"INSERT INTO {META} (`key`, value) VALUES ({sql.marks(2)})", ("t.in", "1"))
-            with runner.read() as again:  # a read inside the transaction stays on its connection
-                assert int(again.rows("SELECT CONNECTION_ID() AS id", ())[0]["id"]) == inside
-        assert inside != first
-        assert values(runner, "t.") == {"t.in": "1"}
-    finally:
-        runner.dispose()
+def test_a_mysql_connection_is_opened_again_once_old_never_under_a_transaction(
+    mariadb_runner: DriverRunner, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runner = mariadb_runner
+    first = connection_id(runner)
+    monkeypatch.setattr("jobd.store.driver_runner.MYSQL_RECYCLE_SECONDS", -1.0)  # every connection is old now
+    with runner.write() as sql:
+        inside = int(sql.rows("SELECT CONNECTION_ID() AS id", ())[0]["id"])
+        sql.run(f"INSERT INTO {META} (`key`, value) VALUES ({sql.marks(2)})", ("t.in", "1"))
+        with runner.read() as again:  # a read inside the transaction stays on its connection
+            assert int(again.rows("SELECT CONNECTION_ID() AS id", ())[0]["id"]) == inside
+    assert inside != first
+    assert values(runner, "t.") == {"t.in": "1"}
 
 
 def test_a_forked_child_opens_its_own_connection_and_leaves_its_parents_alone(runner: DriverRunner) -> None:
