@@ -25,9 +25,9 @@ from .. import defaults
 from ..concurrency_caps import ConcurrencyCaps
 from ..job import Job
 from ..outcomes import Ending, EndingKind
+from ..store.errors import StoreFault
 from ..token_waits import TokenWaits
 from ..workers.pool import Pool
-from ..store.errors import StoreFault
 
 if TYPE_CHECKING:
     from .core import Master

@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ..store.errors import describe
-from ..store.errors import StoreFault
+from ..store.errors import StoreFault, describe
 
 if TYPE_CHECKING:
     from .core import Master

@@ -22,10 +22,10 @@ from ..job import Job
 from ..outcome_writer import EndingWriter
 from ..outcomes import Ending, EndingKind
 from ..states import JobState
+from ..store.errors import StoreFault
 from ..store.jobs import Outcome
 from ..workers import protocol
 from ..workers.pool import Assignment, Pool, WorkerExit
-from ..store.errors import StoreFault
 
 if TYPE_CHECKING:
     from .core import Master

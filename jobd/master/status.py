@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..status.snapshot import build_master_status
-from .job_counts import BackgroundCounts
 from ..store.errors import StoreFault
+from .job_counts import BackgroundCounts
 
 if TYPE_CHECKING:
     from .core import Master

@@ -13,8 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..store.errors import describe
-from ..store.errors import StoreFault
+from ..store.errors import StoreFault, describe
 
 if TYPE_CHECKING:
     from .core import Master

@@ -3,7 +3,7 @@ task catalogue — in SQL with the driver's placeholders, written once (``sql_st
 
 Each class runs on a ``Statements`` in whatever transaction its caller
 holds; the store's tables (``masters``, ``leases``, ``desired_states``,
-``task_catalogue``) open the transaction on their engine and call these.
+``task_catalogue``) open the transaction on their runner (``sql_runner``) and call these.
 Values are parameters, never pasted in; only jobd's own constants (table
 names, the live states) are part of the text.
 
