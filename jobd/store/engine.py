@@ -194,13 +194,13 @@ def shown_url(url: str) -> str:
         raise StoreUnavailable(f"store URL {url!r} is not a database URL") from None
 
 
-def mysql_timeouts(url: sa.URL, *, at_most: float | None = None) -> dict[str, float]:
+def mysql_timeouts(url: sa.URL) -> dict[str, float]:
     """PyMySQL's connect/read/write timeouts for ``url``: the URL's own, else jobd's defaults.
 
     Without a read timeout a silent partition (packets dropped, no reset)
     blocks a statement, and whoever waits for it (a submit, the master's
     loop), until the kernel gives up on the connection: many minutes.
-    ``at_most`` caps each (a health probe must answer quickly).
+    (A health probe caps each: ``health.store_probe``.)
     """
     timeouts: dict[str, float] = {}
     for name, default in MYSQL_TIMEOUTS.items():
@@ -209,7 +209,7 @@ def mysql_timeouts(url: sa.URL, *, at_most: float | None = None) -> dict[str, fl
             value = float(given) if isinstance(given, str) else float(default)
         except ValueError:
             raise StoreUnavailable(f"store URL: {name}={given!r} is not a number of seconds") from None
-        timeouts[name] = value if at_most is None else min(value, at_most)
+        timeouts[name] = value
     return timeouts
 
 
