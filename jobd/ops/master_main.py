@@ -61,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     try:
         config = load_config(options.config)
+        store = read_store(options.store_fd) if options.store_fd is not None else None  # refused before anything is done
         inventory = read_inventory(options.inventory_fd) if options.inventory_fd is not None else preflight(config)
-        store = read_store(options.store_fd) if options.store_fd is not None else None
     except Exception as error:
         if not isinstance(error, JobdError) and not is_store_error(error):
             raise
