@@ -82,7 +82,9 @@ def test_each_worker_holds_only_the_agreed_modules_and_none_of_the_heavy_librari
 CLI_ONLY = {"typer", "click", "rich", "pygments", "shellingham", "sqlglot", "prometheus_client"}
 
 
-def test_the_master_s_entry_point_holds_none_of_the_command_line_s_libraries_nor_sqlalchemy(tmp_path: Path) -> None:
+def test_the_master_s_entry_point_holds_none_of_the_command_line_s_libraries_nor_sqlalchemy_nor_the_workers_module(
+    tmp_path: Path,
+) -> None:
     url = f"sqlite:///{tmp_path / 'jobd.db'}"
     store = open_store(url)
     store.initialise()  # as `jobd start` does before it becomes the master
@@ -93,15 +95,17 @@ def test_the_master_s_entry_point_holds_none_of_the_command_line_s_libraries_nor
          "from jobd.store.handover import decode_handover; from jobd.store.store_core import open_driver_store; "
          "handed = decode_handover(sys.argv[1]); store = open_driver_store(handed.target, handed.url); "
          "store.require_schema(); store.jobs.claim('main', 5, 'owner'); store.masters.all(); "
-         "print(sorted({name.partition('.')[0] for name in sys.modules}), 'jobd.cli' in sys.modules)",
+         "print(sorted({name.partition('.')[0] for name in sys.modules}), 'jobd.cli' in sys.modules, "
+         "'jobd.workers.worker' in sys.modules)",
          handover_for(url).encode()],
         capture_output=True, text=True, check=True, timeout=60,
     )
-    modules, cli = shown.stdout.rsplit(" ", 1)
+    modules, cli, worker = shown.stdout.rsplit(" ", 2)
     loaded = set(ast.literal_eval(modules.strip()))
     assert not loaded & CLI_ONLY
     assert "sqlalchemy" not in loaded, "the master reaches its store through the driver alone"
     assert cli.strip() == "False"
+    assert worker.strip() == "False", "the worker's own module is the fork server's to import, not the master's"
 
 
 def mapped_sqlalchemy(pid: int | str) -> list[str]:

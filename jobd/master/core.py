@@ -46,7 +46,7 @@ from ..store.retry import retry_outages
 from ..ticker import Ticker
 from ..workers.pool import Pool
 from ..workers.processes import ProcessLauncher
-from ..workers.worker import WorkerSpec
+from ..workers.spec import WorkerSpec
 from .dispatch import Dispatcher
 from .drain import Drain
 from .endings import Endings

@@ -20,7 +20,7 @@ from ..control.protocol import Request
 from ..errors import JobdError
 from ..inventory import inventory_in_subprocess
 from ..outcomes import CANCELLED_BY_OPERATOR, Ending, EndingKind
-from ..workers.worker import WorkerSpec
+from ..workers.spec import WorkerSpec
 from . import job_queries
 from .status_answer import StatusAnswer
 

@@ -29,7 +29,7 @@ from .processes import ProcessLauncher
 from .restarts import RestartState, WorkerDeath, after_death
 from .states import WorkerState
 from .supervised import Assignment, Worker, WorkerExit, describe_exit, held_priority, lowest_waiting_priority, unread_bytes
-from .worker import WorkerSpec
+from .spec import WorkerSpec
 
 __all__ = ["Admit", "Assignment", "Pool", "Worker", "WorkerExit", "unread_bytes"]
 

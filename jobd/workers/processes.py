@@ -36,7 +36,7 @@ from .fence import HostFence
 from .lifeline import Lifeline
 from .memory import rss_bytes
 from .settings import WorkerSettings, settings_for
-from .worker import WorkerSpec, worker_main
+from .spec import WorkerSpec, worker_entry
 
 _context = multiprocessing.get_context("forkserver")
 #: What the fork server imports once for every worker to share: the store's driver (known at the
@@ -124,7 +124,7 @@ class ProcessLauncher:
         log_end = open_worker_channel()  # its own pipe for log records: a worker killed mid-record costs only that record
         settings = replace(settings, log_channel=log_end)
         process = _context.Process(
-            target=worker_main, args=(settings, child_end, channel, self.lifeline.reader), name=name, daemon=False,
+            target=worker_entry, args=(settings, child_end, channel, self.lifeline.reader), name=name, daemon=False,
         )
         try:
             with _main_module_hidden():

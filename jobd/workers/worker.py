@@ -22,7 +22,6 @@ import signal
 import time
 import traceback
 from collections import deque
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -44,21 +43,11 @@ from .settings import WorkerSettings, load_tasks
 
 if TYPE_CHECKING:
     from ..activity.memcached import MemcachedActivity
-    from ..config import JobdConfig
 
 log = logging.getLogger("jobd.worker")
 
 EXIT_TASK_CODE_FAILED = 3
 PR_SET_PDEATHSIG = 1
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    """The master's description of a pool's workers; the launcher turns it into ``WorkerSettings``."""
-
-    config: JobdConfig
-    daemon: str
-    owner: str = ""  # the master's id: a submit's job is run only if the store says it is this master's
 
 
 class _SignalFlag:

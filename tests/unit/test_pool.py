@@ -12,7 +12,7 @@ from jobd.workers import protocol
 from jobd.workers.memory import MB, Recycle
 from jobd.workers.pool import Pool, Worker
 from jobd.workers.states import WorkerState
-from jobd.workers.worker import WorkerSpec
+from jobd.workers.spec import WorkerSpec
 
 from .fakes import UNREACHABLE_SOCKET, FakeLauncher, ManualClock
 
