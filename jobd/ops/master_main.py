@@ -64,19 +64,20 @@ def main(argv: list[str] | None = None) -> int:
         store = read_store(options.store_fd) if options.store_fd is not None else None  # refused before anything is done
         inventory = read_inventory(options.inventory_fd) if options.inventory_fd is not None else preflight(config)
     except Exception as error:
-        if not isinstance(error, JobdError) and not is_store_error(error):
-            raise
         return _failed(error, options.ready_fd)
     try:
         return run_foreground(config, inventory, ready_fd=options.ready_fd, store=store)  # it answers on the ready pipe itself
     except Exception as error:
-        if not isinstance(error, JobdError) and not is_store_error(error):
-            raise
         return _failed(error, None)
 
 
 def _failed(error: Exception, ready_fd: int | None) -> int:
-    """Say why the master did not run where its starter looks (stderr, the ready pipe); the CLI's exit code."""
+    """Say why the master did not run where its starter looks (stderr, the ready pipe); the CLI's exit code.
+
+    Only jobd's own errors and the store's are answered so; anything else is a bug, raised as it is.
+    """
+    if not isinstance(error, JobdError) and not is_store_error(error):
+        raise error
     if isinstance(error, JobdError):
         message, code = str(error), exit_code_for(error)
     else:

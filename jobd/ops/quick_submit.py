@@ -62,15 +62,10 @@ from ..job import Job
 from ..store.bulk_sql import BulkInsertSql, BulkJobs, CursorExecutor, Inserted
 from ..store.catalogue_row import CatalogueRow
 from ..store.driver_submit import SubmitStatements
-from ..store.driver_sql import DriverTarget, existing_target
+from ..store.driver_sql import DriverTarget, existing_target, leave_to_parent
 from ..store.new_job import NewJob
 from ..store.row_decoding import decode_found
 from ..workers.protocol import HandedJob
-
-#: Connections a forked child inherited from its parent: kept referenced, so that no
-#: finalizer closes them under the parent (a MySQL QUIT on its socket, a SQLite file's locks).
-_inherited: list[Any] = []
-
 
 class _FullPath(Exception):
     """The catalogue could not be read for a reason the full submit reports better (no table, say)."""
@@ -194,7 +189,7 @@ class DriverSubmitter:
     def _statements(self) -> SubmitStatements:
         """This thread's statements, on a connection of its own (opened on first use)."""
         if self._pid != os.getpid():  # a forked child: its parent's connections are neither used nor closed here
-            _inherited.append(self._local)
+            leave_to_parent(self._local)
             self._local, self._pid = threading.local(), os.getpid()
         statements: SubmitStatements | None = getattr(self._local, "statements", None)
         if statements is None:

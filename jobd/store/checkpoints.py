@@ -39,6 +39,7 @@ from typing import Any
 
 from .. import defaults
 from .driver_sql import DriverTarget, close_quietly, open_connection
+from .sqlite_write_lock import wait_in_sqlite
 
 log = logging.getLogger("jobd.store")
 
@@ -122,7 +123,7 @@ class WalCheckpointer:
                         cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                         busy = cursor.fetchall()[0][0]
                     finally:
-                        cursor.execute(f"PRAGMA busy_timeout={int(float(self.target.kwargs.get('timeout', 5.0)) * 1000)}")
+                        cursor.execute(wait_in_sqlite(self.target.busy_timeout))
                     if not busy:
                         if self._reclaim.is_set():
                             log.info("WAL checkpoint: the log was copied back and truncated (its space is free again)")

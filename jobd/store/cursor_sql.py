@@ -31,6 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from .driver_sql import leave_to_parent
 from .engine import sqlite_busy_timeout
 from .sqlite_write_lock import NO_WAIT, is_busy, retry_while_locked, wait_in_sqlite
 
@@ -298,7 +299,7 @@ class HeldConnection:
         raw = self._raw
         if raw is not None:
             if self._pid != os.getpid():
-                _inherited.append(raw)  # the parent's: neither used nor closed here
+                leave_to_parent(raw)
                 self._raw = raw = None
             elif not raw.is_valid or time.monotonic() - self._taken_at > self.RECYCLE_SECONDS:
                 self.release()
@@ -330,7 +331,6 @@ class HeldConnection:
 
 _held: weakref.WeakKeyDictionary[sa.Engine, HeldConnection] = weakref.WeakKeyDictionary()
 _held_guard = threading.Lock()
-_inherited: list[Any] = []  # connections a forked child inherited: kept referenced so no finalizer closes them
 
 
 def _held_connection(engine: sa.Engine) -> HeldConnection:

@@ -35,7 +35,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from .driver_sql import DriverTarget, close_quietly, open_connection
+from .driver_sql import DriverTarget, close_quietly, leave_to_parent, open_connection
 from .errors import StoreFault, is_outage
 from .sql_statements import Statements
 from .sqlite_write_lock import NO_WAIT, retry_while_locked
@@ -66,7 +66,6 @@ class DriverRunner:
         self._url = url
         self.driver: Any = importlib.import_module(target.driver_module)
         self._sqlite = target.dialect == "sqlite"
-        self._busy_timeout = float(target.kwargs.get("timeout", 5.0)) if self._sqlite else 0.0
         self._idle: list[_Pooled] = []
         self._guard = threading.Lock()
         self._current = threading.local()  # the connection a thread's block runs on, while it runs
@@ -150,7 +149,7 @@ class DriverRunner:
             if pooled is None:
                 return self._open()
             if pooled.pid != os.getpid():
-                _inherited.append(pooled.connection)  # the parent's: neither used nor closed here
+                leave_to_parent(pooled.connection)
             elif not self._sqlite and time.monotonic() - pooled.opened_at > MYSQL_RECYCLE_SECONDS:
                 close_quietly(pooled.connection)
             else:
@@ -203,7 +202,7 @@ class DriverRunner:
     # -- statements ----------------------------------------------------------
 
     def _retrying(self, run: Any) -> Any:
-        return retry_while_locked(run, self._busy_timeout, self.driver.Error)
+        return retry_while_locked(run, self.target.busy_timeout, self.driver.Error)
 
     def _statements(self, pooled: _Pooled, *, retry: bool) -> Statements:
         cursor = pooled.cursor
@@ -233,5 +232,3 @@ class DriverRunner:
 
         return Statements(self.target.dialect, rows, run, insert, run_many)
 
-
-_inherited: list[Any] = []  # connections a forked child inherited: kept referenced so no finalizer closes them

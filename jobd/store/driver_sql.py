@@ -49,6 +49,21 @@ class DriverTarget:
     def placeholder(self) -> str:
         return "?" if self.dialect == "sqlite" else "%s"
 
+    @property
+    def busy_timeout(self) -> float:
+        """SQLite: seconds a writer waits for another's lock (the URL's ``?timeout=``, else jobd's default)."""
+        return float(self.kwargs.get("timeout", defaults.SQLITE_BUSY_TIMEOUT_SECONDS))
+
+
+#: Connections a forked child inherited from its parent: kept referenced, so that no
+#: finalizer closes them under the parent (a MySQL QUIT on its socket, a SQLite file's locks).
+_inherited: list[Any] = []
+
+
+def leave_to_parent(held: Any) -> None:
+    """In a forked child: never use nor close ``held`` (its parent's connection, or what holds it)."""
+    _inherited.append(held)
+
 
 def target_as_json(target: DriverTarget) -> dict[str, Any]:
     """``target`` as plain JSON data (a config digest's ``driver``, the store ``jobd start`` hands its master)."""
@@ -69,8 +84,7 @@ def for_master(target: DriverTarget) -> DriverTarget:
     """``target`` as the master connects: SQLite commits never checkpoint the WAL (its thread does, ``checkpoints.py``)."""
     if target.dialect != "sqlite":
         return target
-    busy_timeout = float(target.kwargs.get("timeout", defaults.SQLITE_BUSY_TIMEOUT_SECONDS))
-    return DriverTarget(target.dialect, target.args, target.kwargs, sqlite_pragmas(busy_timeout, checkpoint_on_commit=False))
+    return DriverTarget(target.dialect, target.args, target.kwargs, sqlite_pragmas(target.busy_timeout, checkpoint_on_commit=False))
 
 
 def existing_target(driver: dict[str, Any] | None) -> DriverTarget | None:
