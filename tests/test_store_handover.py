@@ -16,7 +16,7 @@ import pytest
 
 from jobd.store.driver_sql import for_master
 from jobd.store.engine import driver_target
-from jobd.store.handover import StoreHandover, decode_handover, handover_for
+from jobd.store.handover import decode_handover, handover_for
 from support import Deployment
 
 
@@ -68,4 +68,4 @@ def test_jobd_start_puts_no_store_url_on_the_masters_command_line(deployment: De
     process = deployment.start_master()
     command = (Path("/proc") / str(process.pid) / "cmdline").read_bytes().decode()
     assert "--store-fd" in command
-    assert "sqlite:" not in command and StoreHandover.__name__ not in command
+    assert deployment.store_url not in command and "sqlite:" not in command
