@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .catalogue_check import CatalogueCache, DaemonCatalogue, decode
 from .config import JobdConfig
+from .config_checks import as_json_data
 from .errors import JobdError, StoreUnavailable
 from .inventory import Inventory
 from .store.store_core import StoreCore
@@ -48,7 +49,7 @@ def catalogue_rows(config: JobdConfig, inventory: Inventory, now: float) -> list
     for daemon, tasks in sorted(inventory.items()):
         served = {name: {"parameters": info.parameters} for name, info in sorted(tasks.items())}
         identity = {
-            "config": config.daemons[daemon].model_dump(mode="json") if daemon in config.daemons else None,
+            "config": as_json_data(config.daemons[daemon]) if daemon in config.daemons else None,
             "python_path": [str(path) for path in config.python_path],
             "code": {name: info.code for name, info in sorted(tasks.items())},
             "tasks": served,

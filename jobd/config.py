@@ -11,156 +11,132 @@ from __future__ import annotations
 import os
 import tomllib
 import zoneinfo
+from dataclasses import dataclass, field, replace
+from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from annotated_types import Ge
 
 from . import defaults
+from .config_checks import STRICT, UNKNOWN_KEY_ERRORS, After
 from .config_path import find_config_path  # noqa: F401  (imported from here too)
 from .config_sections import (  # noqa: F401  (DaemonConfig, WebConfig and the value types are imported from here too)
-    MIN_CAP_BYTES, OUTPUT_CAP_SETTINGS, DaemonConfig, Duration, Size, Strict, WebConfig, caps_from,
+    MIN_CAP_BYTES, OUTPUT_CAP_SETTINGS, DaemonConfig, Duration, ErrorCap, OutputCap, ProgressCap, Size, WebConfig,
+    caps_from, host_port,
 )
 from .errors import ConfigError
-from .migrations.settings import MigrationsSettings
+from .migrations.settings import CheckedMigrations, MigrationsSettings  # noqa: F401  (MigrationsSettings: for type hints)
 from .names import CALLABLE_PATH_PATTERN, MODULE_PATH_PATTERN, NAME_PATTERN, TASK_NAME_PATTERN  # noqa: F401
 from .output_caps import OutputCaps
 
 if TYPE_CHECKING:
+    from pydantic import TypeAdapter, ValidationError
+
     from .schedules import Schedule
 
 
-class JobdConfig(Strict):
-    """The validated contents of a jobd.toml. Paths are absolute."""
+def _supported_store(url: str) -> str:
+    """Refuse a store jobd cannot open now (exit 2 from `jobd check`), not at `jobd start` (exit 3)."""
+    scheme, separator, _rest = url.partition("://")
+    if not separator or scheme.lower() not in defaults.SUPPORTED_STORE_SCHEMES:
+        supported = ", ".join(f"{name}://" for name in defaults.SUPPORTED_STORE_SCHEMES)
+        raise ValueError(f"{url!r} is not a supported store URL (supported: {supported})")
+    return url
 
-    store: str = defaults.DEFAULT_STORE_URL
-    memcached: list[str] = Field(default_factory=list)
+
+def _known_level(level: str) -> str:
+    level = level.upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+    return level
+
+
+def _known_timezone(name: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not an IANA time zone such as 'Europe/Warsaw'") from None
+    return name
+
+
+def _host_ports(servers: list[str]) -> list[str]:
+    for server in servers:
+        host, _, port = server.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{server!r} is not host:port")
+    return servers
+
+
+def _metrics_address(address: str | None) -> str | None:
+    return None if address is None else host_port(address, "127.0.0.1:9187")
+
+
+def _daemon_names(daemons: dict[str, DaemonConfig]) -> dict[str, DaemonConfig]:
+    for name in daemons:
+        if not NAME_PATTERN.match(name):
+            raise ValueError(f"daemon name {name!r} must be lower-case letters, digits, '-' or '_'")
+    return daemons
+
+
+@dataclass(frozen=True)
+class JobdConfig:
+    """The validated contents of a jobd.toml. Paths are absolute.
+
+    A plain frozen dataclass: only reading a file (``parse_config``) loads
+    pydantic to check it, so a process handed a checked config holds none.
+    """
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
+
+    store: Annotated[str, After(_supported_store)] = defaults.DEFAULT_STORE_URL
+    memcached: Annotated[list[str], After(_host_ports)] = field(default_factory=list)
     socket: Path = Path(defaults.DEFAULT_SOCKET_NAME)
     pid_file: Path = Path(defaults.DEFAULT_PID_FILE_NAME)
     log_file: Path | None = None
-    log_level: str = "INFO"
-    timezone: str = "UTC"
+    log_level: Annotated[str, After(_known_level)] = "INFO"
+    timezone: Annotated[str, After(_known_timezone)] = "UTC"
     drain_timeout: Duration = defaults.DEFAULT_DRAIN_TIMEOUT_SECONDS
     poll_interval: Duration = defaults.DEFAULT_POLL_INTERVAL_SECONDS
     heartbeat_interval: Duration = defaults.HEARTBEAT_INTERVAL_SECONDS
     heartbeat_lease: Duration = defaults.HEARTBEAT_LEASE_SECONDS
-    run_daemons: list[str] | None = Field(
-        default=None,
-        description="daemons whose pools run on this host (default: all); $JOBD_RUN_DAEMONS overrides",
-    )
-    retention: Duration = Field(default=7 * 86400.0, description="finished jobs older than this are pruned")
+    # daemons whose pools run on this host (default: all); $JOBD_RUN_DAEMONS overrides
+    run_daemons: list[str] | None = None
+    retention: Duration = 7 * 86400.0  # finished jobs older than this are pruned
     prune_interval: Duration = 300.0
-    handoff: bool = Field(True, description="submits hand jobs straight to idle local workers (jobd.handoff); $JOBD_HANDOFF overrides")
-    python_path: list[Path] = Field(
-        default_factory=list, description="directories added to sys.path to import task modules"
-    )
-    daemons: dict[str, DaemonConfig] = Field(default_factory=dict)
-    schedule_dir: Path | None = Field(
-        default=Path("schedules"), description="folder of schedule files (*.toml); ignored if absent"
-    )
-    schedules: dict[str, Any] = Field(default_factory=dict, description="inline [schedules.entries.NAME] tables")
-    migrations: MigrationsSettings | None = Field(default=None, description="per-tenant schema migrations")
-    web: WebConfig = Field(default_factory=WebConfig, description="`jobd web`: bind address and tokens")
+    # submits hand jobs straight to idle local workers (jobd.handoff); $JOBD_HANDOFF overrides
+    handoff: bool = True
+    # directories added to sys.path to import task modules
+    python_path: list[Path] = field(default_factory=list)
+    daemons: Annotated[dict[str, DaemonConfig], After(_daemon_names)] = field(default_factory=dict)
+    # folder of schedule files (*.toml); ignored if absent
+    schedule_dir: Path | None = Path("schedules")
+    # inline [schedules.entries.NAME] tables
+    schedules: dict[str, Any] = field(default_factory=dict)
+    migrations: CheckedMigrations | None = None  # per-tenant schema migrations
+    web: WebConfig = field(default_factory=WebConfig)  # `jobd web`: bind address and tokens
     # Production (issue 7): metrics endpoint, log format, alert hook.
-    metrics: str | None = Field(None, description="host:port of the Prometheus endpoint, e.g. 127.0.0.1:9187")
+    metrics: Annotated[str | None, After(_metrics_address)] = None  # host:port of the Prometheus endpoint
     log_format: Literal["text", "json"] = "text"
-    job_log_max_lines: int = Field(defaults.DEFAULT_JOB_LOG_MAX_LINES, ge=0, description="log lines kept per job attempt (0: none)")
-    alert_command: str | None = Field(None, description="shell command run with a JSON event on stdin")
+    job_log_max_lines: Annotated[int, Ge(0)] = defaults.DEFAULT_JOB_LOG_MAX_LINES  # per job attempt (0: none)
+    alert_command: str | None = None  # shell command run with a JSON event on stdin
     alert_timeout: Duration = defaults.DEFAULT_ALERT_TIMEOUT_SECONDS
     # Caps on what a task produces (``jobd.output_caps``; README "Limits on what a task can produce");
     # a daemon's own setting of the same name wins.
-    max_error_bytes: Size = Field(defaults.MAX_ERROR_BYTES, ge=MIN_CAP_BYTES, le=defaults.LIMIT_ERROR_BYTES)
-    max_traceback_bytes: Size = Field(defaults.MAX_TRACEBACK_BYTES, ge=MIN_CAP_BYTES, le=defaults.LIMIT_OUTPUT_BYTES)
-    max_result_bytes: Size = Field(defaults.MAX_RESULT_BYTES, ge=MIN_CAP_BYTES, le=defaults.LIMIT_OUTPUT_BYTES)
-    max_checkpoint_bytes: Size = Field(defaults.MAX_CHECKPOINT_BYTES, ge=MIN_CAP_BYTES, le=defaults.LIMIT_OUTPUT_BYTES)
-    max_progress_message_bytes: Size = Field(
-        defaults.MAX_PROGRESS_MESSAGE_BYTES, ge=MIN_CAP_BYTES, le=defaults.LIMIT_PROGRESS_MESSAGE_BYTES
-    )
-    max_log_line_bytes: Size = Field(defaults.MAX_LOG_LINE_BYTES, ge=MIN_CAP_BYTES, le=defaults.LIMIT_OUTPUT_BYTES)
+    max_error_bytes: ErrorCap = defaults.MAX_ERROR_BYTES
+    max_traceback_bytes: OutputCap = defaults.MAX_TRACEBACK_BYTES
+    max_result_bytes: OutputCap = defaults.MAX_RESULT_BYTES
+    max_checkpoint_bytes: OutputCap = defaults.MAX_CHECKPOINT_BYTES
+    max_progress_message_bytes: ProgressCap = defaults.MAX_PROGRESS_MESSAGE_BYTES
+    max_log_line_bytes: OutputCap = defaults.MAX_LOG_LINE_BYTES
 
     # Where this config came from; set by load_config, not by the file.
-    source: Path = Field(default=Path("<memory>"), exclude=True)
-
-    @field_validator("store")
-    @classmethod
-    def _supported_store(cls, url: str) -> str:
-        """Refuse a store jobd cannot open now (exit 2 from `jobd check`), not at `jobd start` (exit 3)."""
-        scheme, separator, _rest = url.partition("://")
-        if not separator or scheme.lower() not in defaults.SUPPORTED_STORE_SCHEMES:
-            supported = ", ".join(f"{name}://" for name in defaults.SUPPORTED_STORE_SCHEMES)
-            raise ValueError(f"{url!r} is not a supported store URL (supported: {supported})")
-        return url
-
-    @field_validator("log_level")
-    @classmethod
-    def _known_level(cls, level: str) -> str:
-        level = level.upper()
-        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
-        return level
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, name: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(name)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{name!r} is not an IANA time zone such as 'Europe/Warsaw'") from None
-        return name
-
-    @field_validator("memcached")
-    @classmethod
-    def _host_ports(cls, servers: list[str]) -> list[str]:
-        for server in servers:
-            host, _, port = server.rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError(f"{server!r} is not host:port")
-        return servers
-
-    @field_validator("metrics")
-    @classmethod
-    def _metrics_address(cls, address: str | None) -> str | None:
-        if address is None:
-            return None
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"{address!r} is not host:port such as '127.0.0.1:9187'")
-        return address
-
-    @field_validator("daemons")
-    @classmethod
-    def _daemon_names(cls, daemons: dict[str, DaemonConfig]) -> dict[str, DaemonConfig]:
-        for name in daemons:
-            if not NAME_PATTERN.match(name):
-                raise ValueError(
-                    f"daemon name {name!r} must be lower-case letters, digits, '-' or '_'"
-                )
-        return daemons
-
-    @model_validator(mode="after")
-    def _daemons_inherit_caps(self) -> "JobdConfig":
-        """A daemon that does not set a cap gets the global one: a daemon's settings are then all it needs."""
-        inherited = {}
-        for name, daemon in self.daemons.items():
-            unset = {key: getattr(self, key) for key in OUTPUT_CAP_SETTINGS if getattr(daemon, key) is None}
-            if unset:
-                inherited[name] = daemon.model_copy(update=unset)
-        if not inherited:
-            return self
-        return self.model_copy(update={"daemons": {**self.daemons, **inherited}})
+    source: Path = field(default=Path("<memory>"), metadata={"exclude": True})
 
     def output_caps(self, daemon: str | None = None) -> OutputCaps:
         """The caps on what ``daemon``'s tasks produce (the global settings for None or an unknown daemon)."""
         settings = self.daemons.get(daemon) if daemon is not None else None
         return caps_from(settings if settings is not None else self)
-
-    @model_validator(mode="after")
-    def _run_daemons_known(self) -> "JobdConfig":
-        for name in self.run_daemons or []:
-            if name not in self.daemons:
-                known = ", ".join(sorted(self.daemons)) or "none"
-                raise ValueError(f"run_daemons: no daemon named {name!r} is configured (known: {known})")
-        return self
 
     def daemons_here(self) -> list[str]:
         """The daemons whose worker pools run on this host (placement)."""
@@ -190,6 +166,47 @@ class JobdConfig(Strict):
         return self.drain_timeout if own is None else own
 
 
+def _daemons_inherit_caps(config: JobdConfig) -> JobdConfig:
+    """A daemon that does not set a cap gets the global one: a daemon's settings are then all it needs."""
+    inherited = {}
+    for name, daemon in config.daemons.items():
+        unset = {key: getattr(config, key) for key in OUTPUT_CAP_SETTINGS if getattr(daemon, key) is None}
+        if unset:
+            inherited[name] = replace(daemon, **unset)
+    if not inherited:
+        return config
+    return replace(config, daemons={**config.daemons, **inherited})
+
+
+def _run_daemons_known(config: JobdConfig) -> JobdConfig:
+    for name in config.run_daemons or []:
+        if name not in config.daemons:
+            known = ", ".join(sorted(config.daemons)) or "none"
+            raise ValueError(f"run_daemons: no daemon named {name!r} is configured (known: {known})")
+    return config
+
+
+#: The file as validated: its keys, then the rules that join them.
+ValidatedFile = Annotated[JobdConfig, After(_daemons_inherit_caps), After(_run_daemons_known)]
+
+
+@cache
+def _adapter() -> TypeAdapter[JobdConfig]:
+    """pydantic's validator for a whole file, built once per process (and only where a file is read)."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(ValidatedFile)
+
+
+def _validated(data: dict[str, Any], config_path: Path) -> JobdConfig:
+    from pydantic import ValidationError
+
+    try:
+        return _adapter().validate_python({**data, "source": config_path})
+    except ValidationError as error:
+        raise _config_error(config_path, error) from None
+
+
 def load_config(path: str | os.PathLike[str] | None = None, *, with_schedule: bool = True) -> JobdConfig:
     """Read and validate a jobd.toml; raise ``ConfigError`` naming file, key and reason.
 
@@ -215,11 +232,7 @@ def parse_config(text: str, config_path: Path, *, with_schedule: bool = True) ->
         data = tomllib.loads(text) | ({"handoff": switch} if (switch := os.environ.get(defaults.HANDOFF_ENV_VAR)) else {})
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(str(config_path), None, f"not valid TOML: {error}") from None
-    try:
-        config = JobdConfig.model_validate({**data, "source": config_path})
-    except ValidationError as error:
-        raise _config_error(config_path, error) from None
-    config = _check_socket_path(_resolve_paths(config))
+    config = _check_socket_path(_resolve_paths(_validated(data, config_path)))
     if with_schedule:
         load_schedule(config, text)  # an invalid schedule refuses the whole config
     return config
@@ -230,7 +243,7 @@ def _config_error(config_path: Path, error: ValidationError) -> ConfigError:
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"]) or "(top level)"
         reason = item["msg"]
-        if item["type"] == "extra_forbidden":
+        if item["type"] in UNKNOWN_KEY_ERRORS:
             reason = "unknown key"
         reason = reason.removeprefix("Value error, ")
         problems.append((key, reason))
@@ -274,20 +287,17 @@ def _resolve_paths(config: JobdConfig) -> JobdConfig:
     def absolute(path: Path) -> Path:
         return path if path.is_absolute() else (base / path).resolve()
 
-    return config.model_copy(
-        update={
-            "store": _resolve_sqlite_url(config.store, base),
-            "socket": absolute(config.socket),
-            "pid_file": absolute(config.pid_file),
-            "log_file": absolute(config.log_file) if config.log_file else None,
-            "python_path": [absolute(path) for path in config.python_path],
-            "schedule_dir": absolute(config.schedule_dir) if config.schedule_dir else None,
-            "migrations": (
-                config.migrations.model_copy(update={"folder": absolute(config.migrations.folder)})
-                if config.migrations is not None
-                else None
-            ),
-        }
+    return replace(
+        config,
+        store=_resolve_sqlite_url(config.store, base),
+        socket=absolute(config.socket),
+        pid_file=absolute(config.pid_file),
+        log_file=absolute(config.log_file) if config.log_file else None,
+        python_path=[absolute(path) for path in config.python_path],
+        schedule_dir=absolute(config.schedule_dir) if config.schedule_dir else None,
+        migrations=(
+            replace(config.migrations, folder=absolute(config.migrations.folder)) if config.migrations is not None else None
+        ),
     )
 
 
@@ -300,11 +310,7 @@ def _resolve_sqlite_url(url: str, base: Path) -> str:
 
 def config_from_dict(data: dict[str, Any], source: Path) -> JobdConfig:
     """Build a validated config from already-parsed data (used by tests and tools)."""
-    try:
-        config = JobdConfig.model_validate({**data, "source": source})
-    except ValidationError as error:
-        raise _config_error(source, error) from None
-    return _check_socket_path(_resolve_paths(config))
+    return _check_socket_path(_resolve_paths(_validated(data, source)))
 
 
 def _check_socket_path(config: JobdConfig) -> JobdConfig:

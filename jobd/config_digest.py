@@ -42,8 +42,9 @@ MAX_DIGESTS = 64
 #: The modules whose code decides what a valid config is and what it resolves to
 #: (relative to this package; ``jobd.migrations`` is the ``migrations`` folder beside it).
 VALIDATING_MODULES = (
-    "config.py", "config_sections.py", "config_path.py", "config_digest.py", "defaults.py", "names.py",
-    "durations.py", "output_caps.py", "../migrations/settings.py", "../migrations/snapshot_mode.py",
+    "config.py", "config_sections.py", "config_checks.py", "config_path.py", "config_digest.py", "defaults.py",
+    "names.py", "durations.py", "output_caps.py", "rate_limit_settings.py", "rate_limits.py", "shelltask.py",
+    "../migrations/settings.py", "../migrations/snapshot_mode.py",
 )
 
 
@@ -137,7 +138,9 @@ def settings_key(config: JobdConfig) -> str:
     the same key; a master compares it with an asker's (``status_report``) to
     answer only for the config the asker would have read itself.
     """
-    data = json.dumps(config.model_dump(mode="json"), sort_keys=True, default=str)
+    from .config_checks import as_json_data
+
+    data = json.dumps(as_json_data(config), sort_keys=True, default=str)
     return hashlib.sha256(data.encode()).hexdigest()
 
 

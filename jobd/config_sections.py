@@ -1,24 +1,33 @@
 """The sections of jobd.toml below its top level — ``[daemons.NAME]`` and ``[web]`` — and the value types they share.
 
-``jobd.config`` validates the whole file with these models; a daemon's
+``jobd.config`` validates the whole file into these dataclasses; a daemon's
 settings are all a worker or a pool needs, so they stand on their own here.
+Their checks ride on the fields (``jobd.config_checks``): holding a config
+loads no pydantic, only reading a file does.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from annotated_types import Ge, Le, MinLen
 
 from . import defaults
+from .config_checks import STRICT, After, Before
 from .durations import parse_duration
 from .names import CALLABLE_PATH_PATTERN, MODULE_PATH_PATTERN, TASK_NAME_PATTERN
 from .output_caps import OutputCaps, parse_size
 from .rate_limit_settings import RateLimitSettings
 from .shelltask import ShellTaskSpec
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Size = Annotated[int, BeforeValidator(parse_size)]  # bytes: 4096, "64 KB", "1 MB"
+Duration = Annotated[float, Before(parse_duration)]
+Size = Annotated[int, Before(parse_size)]  # bytes: 4096, "64 KB", "1 MB"
+MIN_CAP_BYTES = 256  # room for the truncation marker and a useful start
+# A cap on what a task produces, within what jobd allows for that kind of output.
+ErrorCap = Annotated[int, Before(parse_size), Ge(MIN_CAP_BYTES), Le(defaults.LIMIT_ERROR_BYTES)]
+OutputCap = Annotated[int, Before(parse_size), Ge(MIN_CAP_BYTES), Le(defaults.LIMIT_OUTPUT_BYTES)]
+ProgressCap = Annotated[int, Before(parse_size), Ge(MIN_CAP_BYTES), Le(defaults.LIMIT_PROGRESS_MESSAGE_BYTES)]
 
 # The caps on what a task controls (``jobd.output_caps``): name → (default, most allowed).
 OUTPUT_CAP_SETTINGS: dict[str, tuple[int, int]] = {
@@ -29,101 +38,97 @@ OUTPUT_CAP_SETTINGS: dict[str, tuple[int, int]] = {
     "max_progress_message_bytes": (defaults.MAX_PROGRESS_MESSAGE_BYTES, defaults.LIMIT_PROGRESS_MESSAGE_BYTES),
     "max_log_line_bytes": (defaults.MAX_LOG_LINE_BYTES, defaults.LIMIT_OUTPUT_BYTES),
 }
-MIN_CAP_BYTES = 256  # room for the truncation marker and a useful start
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+def _module_paths(modules: list[str]) -> list[str]:
+    for module in modules:
+        if not MODULE_PATH_PATTERN.match(module):
+            raise ValueError(f"{module!r} is not a module path such as 'myapp.tasks'")
+    return modules
 
 
-class DaemonConfig(Strict, RateLimitSettings):
+def _callable_paths(tasks: dict[str, str]) -> dict[str, str]:
+    for name, path in tasks.items():
+        if not TASK_NAME_PATTERN.match(name):
+            raise ValueError(f"{name!r} is not a valid task name")
+        if not CALLABLE_PATH_PATTERN.match(path):
+            raise ValueError(f"task {name!r}: {path!r} is not a callable path such as 'myapp.tasks:send'")
+    return tasks
+
+
+def host_port(address: str, example: str) -> str:
+    """``address`` if it reads as host:port, else a ``ValueError`` quoting ``example``."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{address!r} is not host:port such as {example!r}")
+    return address
+
+
+@dataclass(frozen=True)
+class DaemonConfig(RateLimitSettings):
     """One ``[daemons.NAME]`` table: a worker pool and the tasks it serves (rate limits: ``rate_limit_settings``)."""
 
-    workers: int = Field(defaults.DEFAULT_WORKERS, ge=0, le=512)
-    modules: list[str] = Field(
-        default_factory=list,
-        description="modules imported by the workers; their @jobd.task functions are served",
-    )
-    tasks: dict[str, str] = Field(
-        default_factory=dict, description="task name → 'package.module:function' of a plain callable"
-    )
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
+
+    workers: Annotated[int, Ge(0), Le(512)] = defaults.DEFAULT_WORKERS
+    # modules imported by the workers; their @jobd.task functions are served
+    modules: Annotated[list[str], After(_module_paths)] = field(default_factory=list)
+    # task name → 'package.module:function' of a plain callable
+    tasks: Annotated[dict[str, str], After(_callable_paths)] = field(default_factory=dict)
     timeout: Duration = defaults.DEFAULT_TIMEOUT_SECONDS
-    max_attempts: int = Field(defaults.DEFAULT_MAX_ATTEMPTS, ge=1, le=1000)
+    max_attempts: Annotated[int, Ge(1), Le(1000)] = defaults.DEFAULT_MAX_ATTEMPTS
     backoff_base: Duration = defaults.DEFAULT_BACKOFF_BASE_SECONDS
     backoff_max: Duration = defaults.DEFAULT_BACKOFF_MAX_SECONDS
-    max_tasks_per_worker: int = Field(defaults.DEFAULT_MAX_TASKS_PER_WORKER, ge=0)
+    max_tasks_per_worker: Annotated[int, Ge(0)] = defaults.DEFAULT_MAX_TASKS_PER_WORKER
     drain_timeout: Duration | None = None
     enabled: bool = True
-    prefetch: int | None = Field(
-        default=None, ge=0, le=1000,
-        description=(
-            "jobs claimed ahead of free workers (default: 4 per worker, more for short jobs; none under "
-            "concurrency caps); 0 also stops handing short jobs to a worker ahead of time"
-        ),
-    )
-    concurrency: int | None = Field(
-        default=None, ge=1, description="most jobs of this daemon running at once across all hosts"
-    )
-    task_concurrency: dict[str, int] = Field(
-        default_factory=dict, description="task name → most of its jobs running at once across all hosts"
-    )
-    shell: dict[str, ShellTaskSpec] = Field(
-        default_factory=dict, description="task name → a command line run as a supervised subprocess"
-    )
+    # jobs claimed ahead of free workers (default: 4 per worker, more for short jobs; none under
+    # concurrency caps); 0 also stops handing short jobs to a worker ahead of time
+    prefetch: Annotated[int, Ge(0), Le(1000)] | None = None
+    # most jobs of this daemon running at once across all hosts
+    concurrency: Annotated[int, Ge(1)] | None = None
+    # task name → most of its jobs running at once across all hosts
+    task_concurrency: dict[str, int] = field(default_factory=dict)
+    # task name → a command line run as a supervised subprocess
+    shell: dict[str, ShellTaskSpec] = field(default_factory=dict)
     # Memory recycling (jobd.workers.memory): RSS checked after each job, and during one.
-    max_memory_mb: int = Field(defaults.DEFAULT_MAX_MEMORY_MB, ge=0, description="recycle a worker whose RSS passed this after a job (0: never)")
-    max_memory_hard_mb: int = Field(defaults.DEFAULT_MAX_MEMORY_HARD_MB, ge=0, description="kill a worker whose RSS passes this during a job; the job is retried (0: never)")
+    # Recycle a worker whose RSS passed this after a job (0: never)...
+    max_memory_mb: Annotated[int, Ge(0)] = defaults.DEFAULT_MAX_MEMORY_MB
+    # ...and kill one whose RSS passes this during a job; the job is retried (0: never).
+    max_memory_hard_mb: Annotated[int, Ge(0)] = defaults.DEFAULT_MAX_MEMORY_HARD_MB
     # Caps on what its tasks produce (``jobd.output_caps``); unset: the global setting of the same name.
-    max_error_bytes: Size | None = Field(None, ge=MIN_CAP_BYTES, le=defaults.LIMIT_ERROR_BYTES)
-    max_traceback_bytes: Size | None = Field(None, ge=MIN_CAP_BYTES, le=defaults.LIMIT_OUTPUT_BYTES)
-    max_result_bytes: Size | None = Field(None, ge=MIN_CAP_BYTES, le=defaults.LIMIT_OUTPUT_BYTES)
-    max_checkpoint_bytes: Size | None = Field(None, ge=MIN_CAP_BYTES, le=defaults.LIMIT_OUTPUT_BYTES)
-    max_progress_message_bytes: Size | None = Field(None, ge=MIN_CAP_BYTES, le=defaults.LIMIT_PROGRESS_MESSAGE_BYTES)
-    max_log_line_bytes: Size | None = Field(None, ge=MIN_CAP_BYTES, le=defaults.LIMIT_OUTPUT_BYTES)
+    max_error_bytes: ErrorCap | None = None
+    max_traceback_bytes: OutputCap | None = None
+    max_result_bytes: OutputCap | None = None
+    max_checkpoint_bytes: OutputCap | None = None
+    max_progress_message_bytes: ProgressCap | None = None
+    max_log_line_bytes: OutputCap | None = None
 
     def output_caps(self) -> OutputCaps:
         """The caps on what this daemon's tasks produce (its own settings, else the defaults)."""
         return caps_from(self)
 
-    @field_validator("modules")
-    @classmethod
-    def _modules_are_module_paths(cls, modules: list[str]) -> list[str]:
-        for module in modules:
-            if not MODULE_PATH_PATTERN.match(module):
-                raise ValueError(f"{module!r} is not a module path such as 'myapp.tasks'")
-        return modules
 
-    @field_validator("tasks")
-    @classmethod
-    def _tasks_are_callable_paths(cls, tasks: dict[str, str]) -> dict[str, str]:
-        for name, path in tasks.items():
-            if not TASK_NAME_PATTERN.match(name):
-                raise ValueError(f"{name!r} is not a valid task name")
-            if not CALLABLE_PATH_PATTERN.match(path):
-                raise ValueError(
-                    f"task {name!r}: {path!r} is not a callable path such as 'myapp.tasks:send'"
-                )
-        return tasks
+def _web_bind(address: str) -> str:
+    return host_port(address, "127.0.0.1:8686")
 
 
-class WebConfig(Strict):
+WebToken = Annotated[str, MinLen(defaults.WEB_MIN_TOKEN_LENGTH)]
+
+
+@dataclass(frozen=True)
+class WebConfig:
     """The ``[web]`` table: where ``jobd web`` listens and the tokens it accepts.
 
     Tokens may come from the environment instead (``JOBD_WEB_READ_TOKEN``,
     ``JOBD_WEB_ADMIN_TOKEN``), which keeps them out of a shared file.
     """
 
-    bind: str = defaults.DEFAULT_WEB_BIND
-    read_token: str | None = Field(default=None, min_length=defaults.WEB_MIN_TOKEN_LENGTH, description="lets a client read")
-    admin_token: str | None = Field(default=None, min_length=defaults.WEB_MIN_TOKEN_LENGTH, description="lets a client read and act")
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
 
-    @field_validator("bind")
-    @classmethod
-    def _host_port(cls, address: str) -> str:
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"{address!r} is not host:port such as '127.0.0.1:8686'")
-        return address
+    bind: Annotated[str, After(_web_bind)] = defaults.DEFAULT_WEB_BIND
+    read_token: WebToken | None = None  # lets a client read
+    admin_token: WebToken | None = None  # lets a client read and act
 
 
 # Settings object id → (the object, its caps): the master asks for a job's caps at each outcome.

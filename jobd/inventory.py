@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import JobdConfig, load_config, load_schedule
+from .config_checks import as_json_data
 from .errors import ConfigError, UnknownTask
 from .migrations.task import MIGRATE_TASK, migrate_task_definition
 from .schedules import Schedule
@@ -83,7 +84,7 @@ def code_identity(definition: TaskDefinition) -> str:
     """What a task runs, as a short string that changes when its code does: module, function, source digest."""
     spec = getattr(definition.function, "__jobd_shell_spec__", None)
     if spec is not None:
-        return "shell:" + _digest(spec.model_dump_json().encode())
+        return "shell:" + _digest(json.dumps(as_json_data(spec)).encode())
     module = sys.modules.get(definition.module)
     where = f"{definition.module}:{getattr(definition.function, '__qualname__', '')}"
     path = getattr(module, "__file__", None)

@@ -37,12 +37,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import IO, Any, Protocol
+from typing import IO, Annotated, Any, ClassVar, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
+from jobd.config_checks import After, Before
 from jobd.durations import parse_duration
 from jobd.errors import PermanentFailure, TaskFailed
 
@@ -62,7 +61,37 @@ _USER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?")
 _STREAM_TAG = re.compile(r"^\[(?:stdout|stderr)\] ")
 
 
-class ShellTaskSpec(BaseModel):
+def _interpreter_is_a_path(interpreter: str | None) -> str | None:
+    if interpreter is not None and not os.path.isabs(interpreter):
+        raise ValueError("the interpreter is an absolute path, like /bin/bash")
+    return interpreter
+
+
+def _user_is_a_name(user: str | None) -> str | None:
+    if user is not None and not _USER_NAME.fullmatch(user):
+        raise ValueError("a user is a login name, like www-data")
+    return user
+
+
+def _command_not_empty(command: str | list[str]) -> str | list[str]:
+    if isinstance(command, str) and not command.strip():
+        raise ValueError("the command is empty")
+    if isinstance(command, list) and (not command or not all(command)):
+        raise ValueError("a command list needs a program and no empty arguments")
+    return command
+
+
+def _parse_timeout(value: object) -> object:
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        seconds = parse_duration(value)
+        if seconds <= 0:
+            raise ValueError(f"{value!r}: a timeout must be more than zero")
+        return timedelta(seconds=seconds)
+    return value
+
+
+@dataclass(frozen=True)
+class ShellTaskSpec:
     """A shell task declared in config (``[daemons.NAME.shell.TASK]`` or a schedule entry's ``shell``).
 
     ``command`` is a string run by ``/bin/sh -c`` (cron semantics) or a list
@@ -73,47 +102,14 @@ class ShellTaskSpec(BaseModel):
     the master must run as root, or as that user.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
 
-    command: str | list[str]
+    command: Annotated[str | list[str], After(_command_not_empty)]
     cwd: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-    timeout: timedelta | None = None
-    interpreter: str | None = None
-    user: str | None = None
-
-    @field_validator("interpreter")
-    @classmethod
-    def _interpreter_is_a_path(cls, interpreter: str | None) -> str | None:
-        if interpreter is not None and not os.path.isabs(interpreter):
-            raise ValueError("the interpreter is an absolute path, like /bin/bash")
-        return interpreter
-
-    @field_validator("user")
-    @classmethod
-    def _user_is_a_name(cls, user: str | None) -> str | None:
-        if user is not None and not _USER_NAME.fullmatch(user):
-            raise ValueError("a user is a login name, like www-data")
-        return user
-
-    @field_validator("command")
-    @classmethod
-    def _command_not_empty(cls, command: str | list[str]) -> str | list[str]:
-        if isinstance(command, str) and not command.strip():
-            raise ValueError("the command is empty")
-        if isinstance(command, list) and (not command or not all(command)):
-            raise ValueError("a command list needs a program and no empty arguments")
-        return command
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _parse_timeout(cls, value: object) -> object:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            seconds = parse_duration(value)
-            if seconds <= 0:
-                raise ValueError(f"{value!r}: a timeout must be more than zero")
-            return timedelta(seconds=seconds)
-        return value
+    env: dict[str, str] = field(default_factory=dict)
+    timeout: Annotated[timedelta | None, Before(_parse_timeout)] = None
+    interpreter: Annotated[str | None, After(_interpreter_is_a_path)] = None
+    user: Annotated[str | None, After(_user_is_a_name)] = None
 
 
 class LineLogger(Protocol):

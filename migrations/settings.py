@@ -21,12 +21,15 @@ Example::
 
 from __future__ import annotations
 
+import re
 import tomllib
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from annotated_types import Ge, Le
 
+from jobd.config_checks import After
 from jobd.errors import ConfigError
 from jobd.migrations.errors import UnsafeIdentifier
 from jobd.migrations.identifiers import validate_identifier, validate_tenant_name
@@ -39,77 +42,86 @@ DEFAULT_PARALLEL = 4
 DEFAULT_SNAPSHOT_RETENTION = 3
 DEFAULT_LOCK_WAIT_TIMEOUT = 30
 DEFAULT_DAEMON = "migrate"
+DAEMON_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
-class StaticTenant(BaseModel):
+def _safe_name(value: str) -> str:
+    try:
+        return validate_tenant_name(value)
+    except UnsafeIdentifier as error:
+        raise ValueError(str(error)) from None
+
+
+def _safe_database(value: str) -> str:
+    try:
+        return validate_identifier(value, what="database")
+    except UnsafeIdentifier as error:
+        raise ValueError(str(error)) from None
+
+
+def _parsable_url(value: str | None) -> str | None:
+    if value is not None:
+        # SQLAlchemy is imported only for a config with tenant URLs: every
+        # command reads this section, and most never touch a tenant database.
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(value)
+        except ArgumentError as error:
+            raise ValueError(f"not a database URL: {error}") from None
+    return value
+
+
+def _daemon_name(value: str) -> str:
+    if not DAEMON_NAME.match(value):
+        raise ValueError(f"{value!r} is not a daemon name: a lower-case letter, then letters, digits, '-' or '_'")
+    return value
+
+
+@dataclass(frozen=True)
+class StaticTenant:
     """A tenant listed in the config instead of a registry database."""
 
-    model_config = ConfigDict(extra="forbid")
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
 
-    name: str
-    database: str
-
-    @field_validator("name")
-    @classmethod
-    def _safe_name(cls, value: str) -> str:
-        try:
-            return validate_tenant_name(value)
-        except UnsafeIdentifier as error:
-            raise ValueError(str(error)) from None
-
-    @field_validator("database")
-    @classmethod
-    def _safe_database(cls, value: str) -> str:
-        try:
-            return validate_identifier(value, what="database")
-        except UnsafeIdentifier as error:
-            raise ValueError(str(error)) from None
+    name: Annotated[str, After(_safe_name)]
+    database: Annotated[str, After(_safe_database)]
 
 
-class MigrationsSettings(BaseModel):
-    """Where the migrations and the tenants are, and how to run across them."""
+def _one_source_of_tenants(settings: MigrationsSettings) -> MigrationsSettings:
+    if (settings.registry_url is None) == (settings.tenants is None):
+        raise ValueError("set either registry_url (with registry_query) or tenants, not both")
+    if settings.registry_url is not None and not settings.registry_query:
+        raise ValueError("registry_query is required with registry_url")
+    if settings.tenants is not None and settings.tenant_url is None:
+        raise ValueError("tenant_url is required with a static tenants list")
+    if settings.tenants is not None:
+        names = [tenant.name for tenant in settings.tenants]
+        if len(names) != len(set(names)):
+            raise ValueError("tenant names must be unique")
+    return settings
 
-    model_config = ConfigDict(extra="forbid")
+
+@dataclass(frozen=True)
+class MigrationsSettings:
+    """Where the migrations and the tenants are, and how to run across them.
+
+    Checked as a whole by ``_one_source_of_tenants`` (``CheckedMigrations``).
+    """
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
 
     folder: Path
-    registry_url: str | None = None
+    registry_url: Annotated[str | None, After(_parsable_url)] = None
     registry_query: str | None = None
     tenants: list[StaticTenant] | None = None
-    tenant_url: str | None = None
-    parallel: int = Field(default=DEFAULT_PARALLEL, ge=1, le=64)
+    tenant_url: Annotated[str | None, After(_parsable_url)] = None
+    parallel: Annotated[int, Ge(1), Le(64)] = DEFAULT_PARALLEL
     snapshot: SnapshotMode = SnapshotMode.TOUCHED
-    snapshot_retention: int = Field(default=DEFAULT_SNAPSHOT_RETENTION, ge=1)
-    lock_wait_timeout: int = Field(default=DEFAULT_LOCK_WAIT_TIMEOUT, ge=1, le=86400)
-    daemon: str = Field(default=DEFAULT_DAEMON, pattern=r"^[a-z][a-z0-9_-]{0,63}$")
-
-    @field_validator("registry_url", "tenant_url")
-    @classmethod
-    def _parsable_url(cls, value: str | None) -> str | None:
-        if value is not None:
-            # SQLAlchemy is imported only for a config with tenant URLs: every
-            # command reads this model, and most never touch a tenant database.
-            from sqlalchemy.engine import make_url
-            from sqlalchemy.exc import ArgumentError
-
-            try:
-                make_url(value)
-            except ArgumentError as error:
-                raise ValueError(f"not a database URL: {error}") from None
-        return value
-
-    @model_validator(mode="after")
-    def _one_source_of_tenants(self) -> MigrationsSettings:
-        if (self.registry_url is None) == (self.tenants is None):
-            raise ValueError("set either registry_url (with registry_query) or tenants, not both")
-        if self.registry_url is not None and not self.registry_query:
-            raise ValueError("registry_query is required with registry_url")
-        if self.tenants is not None and self.tenant_url is None:
-            raise ValueError("tenant_url is required with a static tenants list")
-        if self.tenants is not None:
-            names = [tenant.name for tenant in self.tenants]
-            if len(names) != len(set(names)):
-                raise ValueError("tenant names must be unique")
-        return self
+    snapshot_retention: Annotated[int, Ge(1)] = DEFAULT_SNAPSHOT_RETENTION
+    lock_wait_timeout: Annotated[int, Ge(1), Le(86400)] = DEFAULT_LOCK_WAIT_TIMEOUT
+    daemon: Annotated[str, After(_daemon_name)] = DEFAULT_DAEMON
 
     def server_url(self) -> URL:
         """The server the tenant databases live on, without a database selected."""
@@ -137,13 +149,19 @@ def load_migrations_settings(config_path: str | Path) -> MigrationsSettings:
     table: Any = document.get("migrations")
     if not isinstance(table, dict):
         raise ConfigError(str(path), "migrations", "missing [migrations] table")
+    from pydantic import TypeAdapter, ValidationError
+
     try:
-        settings = MigrationsSettings.model_validate(table)
+        settings = TypeAdapter(CheckedMigrations).validate_python(table)
     except ValidationError as error:
         first = error.errors()[0]
         location = ".".join(str(part) for part in first["loc"])
         key = f"migrations.{location}" if location else "migrations"
-        raise ConfigError(str(path), key, first["msg"]) from None
+        raise ConfigError(str(path), key, first["msg"].removeprefix("Value error, ")) from None
     if not settings.folder.is_absolute():
-        settings = settings.model_copy(update={"folder": (path.parent / settings.folder).resolve()})
+        settings = replace(settings, folder=(path.parent / settings.folder).resolve())
     return settings
+
+
+#: The section as validated: its fields, then the rules that join them.
+CheckedMigrations = Annotated[MigrationsSettings, After(_one_source_of_tenants)]

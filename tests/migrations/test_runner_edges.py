@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from jobd.migrations.fleet import run_migrations
@@ -15,7 +17,7 @@ pytestmark = pytest.mark.mysql
 
 
 def test_a_ddl_blocked_by_a_long_transaction_fails_clearly_instead_of_hanging(small_fleet: Fleet) -> None:
-    settings = small_fleet.settings.model_copy(update={"lock_wait_timeout": 1})
+    settings = replace(small_fleet.settings, lock_wait_timeout=1)
     database = small_fleet.database("t01")
     before = small_fleet.fingerprint("t01")
     holder = connect(database)
@@ -50,7 +52,7 @@ def test_a_failing_canary_stops_the_run_before_the_other_tenants(small_fleet: Fl
 
 
 def test_old_snapshots_are_pruned_beyond_the_retention_count(small_fleet: Fleet) -> None:
-    settings = small_fleet.settings.model_copy(update={"snapshot_retention": 1})
+    settings = replace(small_fleet.settings, snapshot_retention=1)
     tenant = Tenant("t01", small_fleet.database("t01"))
     for number in range(3):
         (small_fleet.folder / f"{5 + number:04d}_extra.sql").write_text(f"ALTER TABLE orders ADD COLUMN extra{number} INT NULL;")

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from jobd.config_checks import validated
+
 from jobd.errors import ExitCode, JobdError
 from jobd.shelltask import (
     ShellTaskCancelled,
@@ -126,7 +128,7 @@ def test_processes_left_behind_by_a_finished_command_are_terminated(tmp_path: Pa
 
 def test_a_spec_from_config_runs_with_its_own_settings(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
-    spec = ShellTaskSpec.model_validate({"command": "echo $NAME in $(pwd)", "cwd": str(tmp_path),
+    spec = validated(ShellTaskSpec, {"command": "echo $NAME in $(pwd)", "cwd": str(tmp_path),
                                          "env": {"NAME": "report"}, "timeout": "1m"})
     assert spec.timeout == timedelta(minutes=1)
     run_shell_task(spec, logger=logging.getLogger(LOGGER))
@@ -148,7 +150,7 @@ def test_a_spec_from_config_runs_with_its_own_settings(tmp_path: Path, caplog: p
 )
 def test_a_bad_spec_is_refused(raw: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
-        ShellTaskSpec.model_validate(raw)
+        validated(ShellTaskSpec, raw)
 
 
 def test_the_runner_does_not_leak_file_descriptors() -> None:
@@ -187,7 +189,7 @@ def test_a_shell_tasks_failure_reaches_the_job_without_a_python_traceback() -> N
     class Flag:
         is_set = False
 
-    spec = ShellTaskSpec.model_validate({"command": "echo 'invoice 17: no such customer' >&2; exit 2"})
+    spec = validated(ShellTaskSpec, {"command": "echo 'invoice 17: no such customer' >&2; exit 2"})
     tasks = {"shell:invoice": shell_task_definition("shell:invoice", spec)}
     message = protocol.RunJob(job_id=1, attempt=1, task="shell:invoice", args={}, checkpoint=None)
     finished = run_job(message, tasks, "cron", None, None, Flag())  # type: ignore[arg-type]

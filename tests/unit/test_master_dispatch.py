@@ -7,6 +7,7 @@ writing the messages a real one would.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import replace
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from jobd import defaults
 from jobd.config import JobdConfig
+from jobd.config_checks import validated
 from jobd.inventory import TaskInfo
 from jobd.master import Master
 from jobd.states import JobState
@@ -39,7 +41,7 @@ def application(master: Master) -> Store:
 @contextmanager
 def built_master(tmp_path: Path, launcher: FakeLauncher, clock: ManualClock, task: str) -> Iterator[Master]:
     """A real Master on a SQLite file, with the fake launcher and clock: one daemon "main" serving ``task``."""
-    config = JobdConfig.model_validate({
+    config = validated(JobdConfig, {
         "store": f"sqlite:///{tmp_path / 'jobd.db'}", "socket": UNREACHABLE_SOCKET, "schedule_dir": None,
         "daemons": {"main": {"workers": 2, "prefetch": 3, "max_attempts": 2, "timeout": 30}},
     })
@@ -154,7 +156,7 @@ def test_a_claim_larger_than_a_short_write_takes_every_job_it_wanted(master: Mas
     pool, _workers = ready_pool(master)
     master.dispatcher.urgent_claimed_at = clock()  # short writes: as just after an urgent claim
     size = defaults.SQLITE_JOBS_PER_WRITE
-    pool.settings = pool.settings.model_copy(update={"prefetch": 2 * size + 5})
+    pool.settings = replace(pool.settings, prefetch=2 * size + 5)
     submit(master, 3 * size)
     wanted = master.dispatcher.wanted(pool, limited=False)
 

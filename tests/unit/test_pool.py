@@ -6,6 +6,7 @@ import signal
 
 from jobd import defaults
 from jobd.config import DaemonConfig, JobdConfig
+from jobd.config_checks import validated
 from jobd.job import Job
 from jobd.states import JobState
 from jobd.workers import protocol
@@ -19,7 +20,7 @@ from .fakes import UNREACHABLE_SOCKET, FakeLauncher, ManualClock
 
 def make_pool(launcher: FakeLauncher, clock: ManualClock, **settings: object) -> Pool:
     daemon = DaemonConfig(**settings)  # type: ignore[arg-type]
-    config = JobdConfig.model_validate({"socket": UNREACHABLE_SOCKET, "daemons": {"main": settings}, "schedule_dir": None})
+    config = validated(JobdConfig, {"socket": UNREACHABLE_SOCKET, "daemons": {"main": settings}, "schedule_dir": None})
     return Pool("main", daemon, WorkerSpec(config=config, daemon="main"), launcher, clock)  # type: ignore[arg-type]
 
 
