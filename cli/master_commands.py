@@ -80,12 +80,12 @@ def start(
         if started is not None:
             daemon_output.print_changes(started, "started")
             return
-    inventory = runner.preflight(settings)
+    checked = runner.preflight(settings)
     if names:
         daemon_client.choose_daemons_for_start(settings, names)
     if foreground:
-        runner.exec_master(settings, inventory)  # the master runs without the CLI's libraries (jobd.ops.master_main)
-    pid = runner.start_daemon(settings, inventory)
+        runner.exec_master(checked)  # the master runs without the CLI's libraries (jobd.ops.master_main)
+    pid = runner.start_daemon(checked)
     console.print(f"jobd master started (pid {pid}); control socket {settings.socket}")
 
 

@@ -1,25 +1,23 @@
 """Which tasks each daemon serves, found by importing its task code.
 
 Workers and the CLI import task modules in-process. The master never runs
-task code, not even a module's top level, so it asks a short-lived
-subprocess for the same inventory (``python -m jobd.inventory CONFIG``),
-which also proves every task path imports before anything starts.
+task code, not even a module's top level, so it is given the inventory a
+short-lived subprocess worked out (``jobd.checked_config``), which also
+proves every task path imports before anything starts.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
-from .config import JobdConfig, load_config, load_schedule
+from .config import JobdConfig, load_schedule
 from .config_checks import as_json_data
-from .errors import ConfigError, UnknownTask
+from .errors import UnknownTask
 from .migrations.task import MIGRATE_TASK, migrate_task_definition
 from .schedules import Schedule
 from .task_code import add_python_path as add_paths, import_tasks, shell_task_definition
@@ -40,13 +38,6 @@ class TaskInfo:
     options: TaskOptions
     parameters: list[ParameterData] | None = None
     code: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"options": self.options.to_dict(), "parameters": self.parameters, "code": self.code}
-
-    @classmethod
-    def from_dict(cls, name: str, data: dict[str, Any]) -> TaskInfo:
-        return cls(name, TaskOptions(**data["options"]), data["parameters"], data["code"])
 
     @classmethod
     def of(cls, definition: TaskDefinition) -> TaskInfo:
@@ -105,43 +96,19 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def load_inventory(config: JobdConfig) -> Inventory:
+def load_inventory(config: JobdConfig, schedule: Schedule | None = None) -> Inventory:
     """The inventory of every daemon, importing task code in this process.
 
-    Also proves every schedule entry names a task its daemon serves.
+    Also proves every schedule entry names a task its daemon serves
+    (``schedule``: the config's, if already read).
     """
-    schedule = load_schedule(config)  # read the schedule files once, not once per daemon
+    schedule = load_schedule(config) if schedule is None else schedule  # read once, not once per daemon
     inventory = {
         daemon: {name: TaskInfo.of(definition) for name, definition in load_daemon_tasks(config, daemon, schedule).items()}
         for daemon in config.daemons
     }
     schedule.check_references({daemon: set(tasks) for daemon, tasks in inventory.items()})
     return inventory
-
-
-def inventory_in_subprocess(config_path: Path, timeout: float = 120.0) -> Inventory:
-    """The inventory, computed by importing task code in a throwaway interpreter."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "jobd.inventory", str(config_path)],
-        capture_output=True, text=True, timeout=timeout, check=False,
-    )
-    if completed.returncode != 0:
-        try:
-            problem = json.loads(_last_line(completed.stdout))
-        except ValueError:
-            raise ConfigError(str(config_path), None, f"task code failed to load: {completed.stderr.strip()[-2000:]}") from None
-        raise ConfigError(problem["source"], problem["key"], problem["reason"])
-    return decode_inventory(_last_line(completed.stdout))
-
-
-def encode_inventory(inventory: Inventory) -> str:
-    """The inventory as JSON text, for another process of this jobd (``decode_inventory``)."""
-    return json.dumps({daemon: {name: info.to_dict() for name, info in tasks.items()} for daemon, tasks in inventory.items()})
-
-
-def decode_inventory(text: str) -> Inventory:
-    data = json.loads(text)
-    return {daemon: {name: TaskInfo.from_dict(name, info) for name, info in tasks.items()} for daemon, tasks in data.items()}
 
 
 def require_task(inventory: Inventory, daemon: str, task: str) -> TaskInfo:
@@ -151,24 +118,3 @@ def require_task(inventory: Inventory, daemon: str, task: str) -> TaskInfo:
         known = ", ".join(sorted(tasks)) or "none"
         raise UnknownTask(f"daemon {daemon!r} has no task {task!r} (its tasks: {known})")
     return tasks[task]
-
-
-def _main(argv: list[str]) -> int:
-    try:
-        config = load_config(argv[1])
-        inventory = load_inventory(config)
-    except ConfigError as error:
-        print(json.dumps({"source": error.source, "key": error.key, "reason": error.reason}))
-        return 2
-    print(encode_inventory(inventory))
-    return 0
-
-
-def _last_line(output: str) -> str:
-    """The JSON answer is the last line: task modules may print while they import."""
-    lines = output.strip().splitlines()
-    return lines[-1] if lines else ""
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv))

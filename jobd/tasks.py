@@ -29,9 +29,6 @@ class TaskOptions:
     max_attempts: int | None = None
     cache_ttl: float | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"timeout": self.timeout, "max_attempts": self.max_attempts, "cache_ttl": self.cache_ttl}
-
 
 @dataclass(frozen=True)
 class TaskDefinition:

@@ -1,4 +1,4 @@
-"""A worker holds the task protocol and its task code, not the master's or the CLI's libraries; the master holds no CLI library and no SQLAlchemy.
+"""A worker holds the task protocol and its task code, not the master's or the CLI's libraries; the master holds no CLI library, no SQLAlchemy, no pydantic.
 
 jobd runs beside the application it serves; every module a worker imports
 is memory taken from that application, once per worker. A real master with
@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import jobd
+from jobd.checked_config import check_config, encode_checked
 from jobd.store import open_store
 from jobd.store.handover import handover_for
 
@@ -82,48 +83,88 @@ def test_each_worker_holds_only_the_agreed_modules_and_none_of_the_heavy_librari
 CLI_ONLY = {"typer", "click", "rich", "pygments", "shellingham", "sqlglot", "prometheus_client"}
 
 
-def test_the_master_s_entry_point_holds_none_of_the_command_line_s_libraries_nor_sqlalchemy_nor_the_workers_module(
+#: A config using every section a master holds: daemons with rate limits and a shell task, migrations, a schedule.
+EVERY_SECTION = """
+store = "sqlite:///jobd.db"
+[daemons.main]
+modules = ["footprint_tasks"]
+timeout = "30s"
+rate_limit = "50/s"
+[daemons.main.shell.tidy]
+command = "true"
+timeout = "1m"
+[migrations]
+folder = "migrations"
+tenants = [{ name = "acme", database = "t_acme" }]
+tenant_url = "mysql+pymysql://root@127.0.0.1:3306/"
+[schedules.entries.nightly]
+daemon = "main"
+shell = { command = "echo nightly" }
+cron = "0 3 * * *"
+"""
+
+
+def test_the_master_s_entry_point_holds_none_of_the_command_line_s_libraries_nor_sqlalchemy_nor_pydantic_nor_the_workers_module(
     tmp_path: Path,
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'jobd.db'}"
+    from support import FIXTURES
+
+    config_path = tmp_path / "jobd.toml"
+    config_path.write_text(f"python_path = [{str(FIXTURES)!r}]\n" + EVERY_SECTION)
+    checked = check_config(config_path)  # as `jobd start` does (pydantic, task code) before it becomes the master
+    assert checked.config.migrations is not None and checked.schedule and checked.inventory["main"]
+    url = checked.config.store
     store = open_store(url)
-    store.initialise()  # as `jobd start` does before it becomes the master
+    store.initialise()
     store.dispose()
     shown = subprocess.run(
         [sys.executable, "-c",
          "import sys, jobd.ops.master_main, jobd.master.core; "
+         "from jobd.checked_config import decode_checked; checked = decode_checked(sys.argv[2]); "
+         "assert checked.config.daemons['main'].rate_limits().daemon is not None; "
          "from jobd.store.handover import decode_handover; from jobd.store.store_core import open_driver_store; "
          "handed = decode_handover(sys.argv[1]); store = open_driver_store(handed.target, handed.url); "
          "store.require_schema(); store.jobs.claim('main', 5, 'owner'); store.masters.all(); "
          "print(sorted({name.partition('.')[0] for name in sys.modules}), 'jobd.cli' in sys.modules, "
          "'jobd.workers.worker' in sys.modules)",
-         handover_for(url).encode()],
+         handover_for(url).encode(), encode_checked(checked)],
         capture_output=True, text=True, check=True, timeout=60,
     )
     modules, cli, worker = shown.stdout.rsplit(" ", 2)
     loaded = set(ast.literal_eval(modules.strip()))
     assert not loaded & CLI_ONLY
     assert "sqlalchemy" not in loaded, "the master reaches its store through the driver alone"
+    assert not loaded & {"pydantic", "pydantic_core"}, "the master is handed its config checked"
     assert cli.strip() == "False"
     assert worker.strip() == "False", "the worker's own module is the fork server's to import, not the master's"
 
 
-def mapped_sqlalchemy(pid: int | str) -> list[str]:
-    """SQLAlchemy's compiled modules mapped into process ``pid`` (present once it imported SQLAlchemy)."""
+def mapped(pid: int | str, package: str) -> list[str]:
+    """``package``'s compiled modules mapped into process ``pid`` (present once it imported the package)."""
     lines = (Path("/proc") / str(pid) / "maps").read_text().splitlines()
-    return sorted({line.split()[-1] for line in lines if "/sqlalchemy/" in line})
+    return sorted({line.split()[-1] for line in lines if f"/{package}/" in line})
 
 
-def test_a_running_master_never_loads_sqlalchemy(deployment: Deployment) -> None:
-    assert mapped_sqlalchemy("self"), "this check needs SQLAlchemy's compiled modules (the wheel has them)"
+def test_a_running_master_never_loads_sqlalchemy_nor_pydantic_even_across_a_reload(deployment: Deployment) -> None:
+    import pydantic  # noqa: F401  (so that this process shows the check can see it)
+
+    for package in ("sqlalchemy", "pydantic_core"):
+        assert mapped("self", package), f"this check needs {package}'s compiled modules (the wheels have them)"
     deployment.write_config({"main": {"workers": 1, "modules": ["footprint_tasks"]}})
+    schedules = deployment.root / "schedules"
+    schedules.mkdir()
+    (schedules / "main.toml").write_text('[entries.often]\ndaemon = "main"\ntask = "footprint.modules"\nevery = "1h"\n')
     process = deployment.start_master()
     ids = [jobd.submit("main", "footprint.modules", {"pause": 0.01}, config=str(deployment.config_path)) for _ in range(3)]
     deployment.wait_all_final(ids)
     assert {deployment.store.jobs.get(job_id).state for job_id in ids} == {"succeeded"}
-    for command in (("status", "--json"), ("jobs", "-n", "5"), ("status", "main")):  # answered by the master
+    for command in (("status", "--json"), ("jobs", "-n", "5"), ("status", "main"), ("schedules",)):  # answered by the master
         deployment.jobd(*command, check=True)
-    assert mapped_sqlalchemy(process.pid) == []
+    (schedules / "main.toml").write_text('[entries.hourly]\ndaemon = "main"\ntask = "footprint.modules"\ncron = "0 * * * *"\n')
+    reloaded = deployment.jobd("reload", check=True)
+    assert "hourly" in deployment.jobd("schedules", check=True).stdout, reloaded.stdout
+    assert mapped(process.pid, "sqlalchemy") == []
+    assert mapped(process.pid, "pydantic_core") == [], "the master is handed its config checked, at start and on reload"
 
 
 def test_jobd_start_foreground_becomes_the_master_in_its_own_entry_point_keeping_its_pid(deployment: Deployment) -> None:

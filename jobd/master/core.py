@@ -35,6 +35,7 @@ from ..job import Job
 from ..lease_guard import LeaseGuard
 from ..observability.job_logs import JobLogCapture
 from ..observability.observers import Observers
+from ..schedules import Schedule
 from ..outcomes import Limits
 from ..signals import SignalReceiver, WakePipe
 from ..store.checkpoints import WalCheckpointer
@@ -69,15 +70,19 @@ class Master:
         config: JobdConfig,
         inventory: Inventory,
         *,
+        schedule: Schedule | None = None,
         launcher: ProcessLauncher | None = None,
         clock: Callable[[], float] = time.monotonic,
         job_logs: JobLogCapture | None = None,
         store: StoreHandover | None = None,
     ) -> None:
         """``store``: how to reach the store, from ``jobd start``, which also created its schema.
-        Without it (a master run in-process) the master works both out itself, loading SQLAlchemy."""
+        Without it (a master run in-process) the master works both out itself, loading SQLAlchemy.
+        ``schedule``: the config's, as ``jobd start`` checked it; without it the master reads the
+        schedule files itself, loading pydantic to do so."""
         self.config = config
         self.inventory = inventory
+        self.schedule = schedule if schedule is not None else load_schedule(config)
         self.launcher = launcher or ProcessLauncher()
         self.clock = clock
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -100,7 +105,7 @@ class Master:
         self.lease_lost = False  # another master declared this one dead (``lease``)
         self.store_health = StoreHealth(store_probe(master_target), clock=clock)
         self.lease = LeaseGuard(config.heartbeat_lease, clock)
-        self.ticker = Ticker(self.store, load_schedule(config))
+        self.ticker = Ticker(self.store, self.schedule)
         self.observers = Observers(config, job_logs=job_logs, clock=clock)  # systemd, metrics, job logs, alerts
         self.activity = ActivityRecorder(self.id, shared_activity(config))
         self.store_link = StoreLink(self)
@@ -224,7 +229,7 @@ class Master:
     # -- what the concerns share ------------------------------------------
 
     def create_pool(self, name: str, settings: DaemonConfig) -> Pool:
-        spec = WorkerSpec(config=self.config, daemon=name, owner=self.id)
+        spec = WorkerSpec(config=self.config, daemon=name, owner=self.id, schedule=self.schedule)
         pool = Pool(name, settings, spec, self.launcher, self.clock)
         self.pools[name] = pool
         return pool

@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..catalogue import publish_after_reload
 from ..status.compose import with_last_outcomes
-from ..config import load_config, load_schedule
 from ..control.protocol import Request
 from ..errors import JobdError
-from ..inventory import inventory_in_subprocess
+from ..checked_config import check_in_subprocess
 from ..outcomes import CANCELLED_BY_OPERATOR, Ending, EndingKind
 from ..workers.spec import WorkerSpec
 from . import job_queries
@@ -146,13 +145,12 @@ class Operations:
 
     def _reload(self) -> dict[str, Any]:
         master = self.master
-        config = load_config(master.config.source)
-        inventory = inventory_in_subprocess(config.source)
+        checked = check_in_subprocess(master.config.source)  # pydantic and task code stay out of the master
+        config, schedule, inventory = checked.config, checked.schedule, checked.inventory
         if config.store != master.config.store or config.socket != master.config.socket:
             raise JobdError("store and socket cannot change on reload; restart the master")
-        schedule = load_schedule(config)
         old = master.config
-        master.config, master.inventory = config, inventory
+        master.config, master.inventory, master.schedule = config, inventory, schedule
         master.ticker.set_schedule(schedule)
         here = set(config.daemons_here())
         for name, settings in config.daemons.items():
@@ -164,7 +162,7 @@ class Operations:
                 continue
             pool.settings = settings
             pool.size = settings.workers if settings.enabled else 0
-            pool.spec = WorkerSpec(config=config, daemon=name, owner=master.id)
+            pool.spec = WorkerSpec(config=config, daemon=name, owner=master.id, schedule=schedule)
             if old.daemons.get(name) != settings or old.python_path != config.python_path:
                 pool.replace_all()
         for name, pool in master.pools.items():

@@ -5,13 +5,14 @@ config, task imports, store, catalogue) with the command line's libraries
 loaded — typer, rich and what they pull in. Then it replaces itself with
 this module (``exec``: the same pid, so systemd's main pid, the pid file and
 a caller waiting on the process see no difference), handing over the
-inventory it computed through an anonymous file. The master then runs in an
-interpreter that never imported the CLI: tens of megabytes less for as long
-as the host runs.
+config as it was checked, with its schedule and task inventory, through an
+anonymous file (``jobd.checked_config``). The master then runs in an
+interpreter that never imported the CLI, nor pydantic, nor task code: tens
+of megabytes less for as long as the host runs.
 
-    python -m jobd.ops.master_main CONFIG [--inventory-fd N] [--store-fd N] [--ready-fd N]
+    python -m jobd.ops.master_main CONFIG [--checked-fd N] [--store-fd N] [--ready-fd N]
 
-Without ``--inventory-fd`` it runs the preflight itself. ``--store-fd``: the
+Without ``--checked-fd`` it reads CONFIG and runs the preflight itself. ``--store-fd``: the
 store's driver arguments (``jobd.store.handover``); without it the master
 works them out, loading SQLAlchemy to do so. ``--ready-fd``:
 the pipe a detaching ``jobd start`` waits on ("ok", or "error: …").
@@ -24,9 +25,9 @@ import argparse
 import os
 import sys
 
+from ..checked_config import CheckedConfig, decode_checked
 from ..config import load_config
 from ..errors import ExitCode, JobdError, exit_code_for
-from ..inventory import Inventory, decode_inventory
 from ..store.diagnosis import describe_store_error
 from ..store.errors import is_store_error
 from ..store.handover import StoreHandover, decode_handover
@@ -39,9 +40,9 @@ def read_handed(fd: int) -> str:
         return handle.read()
 
 
-def read_inventory(fd: int) -> Inventory:
-    """The inventory ``runner.exec_master`` wrote to the file ``fd``."""
-    return decode_inventory(read_handed(fd))
+def read_checked(fd: int) -> CheckedConfig:
+    """The checked config ``runner.exec_master`` wrote to the file ``fd``."""
+    return decode_checked(read_handed(fd))
 
 
 def read_store(fd: int) -> StoreHandover:
@@ -55,18 +56,18 @@ def read_store(fd: int) -> StoreHandover:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobd.ops.master_main", description="Run a jobd master in this process.")
     parser.add_argument("config", help="the jobd.toml to run")
-    parser.add_argument("--inventory-fd", type=int, help="a file holding the checked inventory (from jobd start)")
+    parser.add_argument("--checked-fd", type=int, help="a file holding the checked config, schedule and tasks (from jobd start)")
     parser.add_argument("--store-fd", type=int, help="a file holding the store's driver arguments (from jobd start)")
     parser.add_argument("--ready-fd", type=int, help="a pipe to say 'ok' or 'error: …' on once the master is up")
     options = parser.parse_args(argv)
     try:
-        config = load_config(options.config)
         store = read_store(options.store_fd) if options.store_fd is not None else None  # refused before anything is done
-        inventory = read_inventory(options.inventory_fd) if options.inventory_fd is not None else preflight(config)
+        handed = read_checked(options.checked_fd) if options.checked_fd is not None else None
+        checked = handed if handed is not None else preflight(load_config(options.config))
     except Exception as error:
         return _failed(error, options.ready_fd)
     try:
-        return run_foreground(config, inventory, ready_fd=options.ready_fd, store=store)  # it answers on the ready pipe itself
+        return run_foreground(checked, ready_fd=options.ready_fd, store=store)  # it answers on the ready pipe itself
     except Exception as error:
         return _failed(error, None)
 

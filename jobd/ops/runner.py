@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 from ..config import JobdConfig
 from ..control import client
 from ..errors import JobdError, MasterAlreadyRunning, MasterNotRunning
-from ..inventory import Inventory, encode_inventory, inventory_in_subprocess
+from ..checked_config import CheckedConfig, check_in_subprocess, encode_checked
 from ..observability.job_logs import JobLogCapture
 from ..observability.logs import configure_master_logging, shutdown_logging
 from ..master import Master
@@ -30,41 +30,47 @@ from ..store.handover import StoreHandover, handover_for
 log = logging.getLogger("jobd.runner")
 
 
-def preflight(config: JobdConfig) -> Inventory:
-    """Everything that must hold before a master starts; raises a JobdError naming the problem."""
+def preflight(config: JobdConfig) -> CheckedConfig:
+    """Everything that must hold before a master starts; raises a JobdError naming the problem.
+
+    Returns the config as a throwaway interpreter checked it, with its
+    schedule and the tasks each daemon serves: what the master is given.
+    """
     pid = running_pid(config.pid_file)
     if pid is not None:
         raise MasterAlreadyRunning(f"a master is already running (pid {pid}, pid file {config.pid_file})")
     from ..catalogue import publish_catalogue
     from ..store import open_store
 
-    inventory = inventory_in_subprocess(config.source)
+    checked = check_in_subprocess(config.source)
     with raised_as_unavailable():
-        store = open_store(config.store)
+        store = open_store(checked.config.store)
         try:
             store.initialise()
-            publish_catalogue(store, config, inventory)  # what submits check intents against from now on
+            publish_catalogue(store, checked.config, checked.inventory)  # what submits check intents against from now on
         finally:
             store.dispose()
-    return inventory
+    return checked
 
 
-def exec_master(config: JobdConfig, inventory: Inventory, *, ready_fd: int | None = None) -> NoReturn:
-    """Become the master: replace this process with ``jobd.ops.master_main`` for ``config``.
+def exec_master(checked: CheckedConfig, *, ready_fd: int | None = None) -> NoReturn:
+    """Become the master: replace this process with ``jobd.ops.master_main`` for ``checked``.
 
     The same pid goes on (systemd's main process, the caller's child), in an
-    interpreter that never imported the CLI; the checked ``inventory`` goes
-    with it in an anonymous file, so task code is not imported again, and
-    the store's driver arguments in another (``store.handover``), so the
-    master never loads SQLAlchemy.
+    interpreter that never imported the CLI. The checked config goes with it
+    in an anonymous file (``jobd.checked_config``), so neither the config's
+    validation (pydantic) nor task code is loaded again; the store's driver
+    arguments go in another (``store.handover``), so the master never loads
+    SQLAlchemy.
     """
+    config = checked.config
     with raised_as_unavailable():
         handover = handover_for(config.store)
-    inventory_fd = _anonymous_file("jobd-inventory", encode_inventory(inventory))
+    checked_fd = _anonymous_file("jobd-config", encode_checked(checked))
     store_fd = _anonymous_file("jobd-store", handover.encode())
     arguments = [
         sys.executable, "-m", "jobd.ops.master_main", str(config.source),
-        "--inventory-fd", str(inventory_fd), "--store-fd", str(store_fd),
+        "--checked-fd", str(checked_fd), "--store-fd", str(store_fd),
     ]
     if ready_fd is not None:
         os.set_inheritable(ready_fd, True)
@@ -83,14 +89,13 @@ def _anonymous_file(name: str, text: str) -> int:
     return fd
 
 
-def run_foreground(
-    config: JobdConfig, inventory: Inventory, *, ready_fd: int | None = None, store: StoreHandover | None = None,
-) -> int:
+def run_foreground(checked: CheckedConfig, *, ready_fd: int | None = None, store: StoreHandover | None = None) -> int:
     """Run the master in this process until it stops; return its exit code.
 
     ``store``: how to reach the store (``jobd start`` works it out); without
     it the master works it out itself, loading SQLAlchemy to do so.
     """
+    config = checked.config
     pid_file = PidFile(config.pid_file)
 
     def report(problem: str | None) -> None:
@@ -110,14 +115,16 @@ def run_foreground(
     job_logs = JobLogCapture(config.job_log_max_lines, config.max_log_line_bytes)
     configure_master_logging(config, to_stderr=ready_fd is None, extra_handlers=[job_logs])
     try:
-        return Master(config, inventory, job_logs=job_logs, store=store).run(ready=report)
+        master = Master(config, checked.inventory, schedule=checked.schedule, job_logs=job_logs, store=store)
+        return master.run(ready=report)
     finally:
         pid_file.release()
         shutdown_logging()
 
 
-def start_daemon(config: JobdConfig, inventory: Inventory, *, timeout: float = 60.0) -> int:
+def start_daemon(checked: CheckedConfig, *, timeout: float = 60.0) -> int:
     """Detach a master (double fork, new session); return its pid once it is ready."""
+    config = checked.config
     read_fd, write_fd = os.pipe()
     first = os.fork()
     if first == 0:  # pragma: no cover - runs in the detached child
@@ -127,7 +134,7 @@ def start_daemon(config: JobdConfig, inventory: Inventory, *, timeout: float = 6
             os._exit(0)
         _detach_stdio(config)
         try:
-            exec_master(config, inventory, ready_fd=write_fd)
+            exec_master(checked, ready_fd=write_fd)
         except BaseException:
             logging.getLogger("jobd").exception("master failed")
         finally:

@@ -12,9 +12,9 @@ reads the schedule files it is given). The master wires it to the store:
   ``jobd schedules import``.
 """
 
-from jobd.schedules.crontab import ImportResult, UnconvertedLine, import_crontab
+from typing import TYPE_CHECKING, Any
+
 from jobd.schedules.entry import MisfirePolicy, OverlapPolicy, Schedule, ScheduleEntry
-from jobd.schedules.files import load_schedule_files, parse_schedule_table, parse_schedule_text
 from jobd.schedules.policy import TickPlan, fire_key, overlap_decision, plan_ticks, ticks_to_fire
 from jobd.schedules.triggers import (
     apply_jitter,
@@ -23,6 +23,27 @@ from jobd.schedules.triggers import (
     next_fire_times,
     previous_fire_time,
 )
+
+if TYPE_CHECKING:
+    from jobd.schedules.crontab import ImportResult, UnconvertedLine, import_crontab
+    from jobd.schedules.files import load_schedule_files, parse_schedule_table, parse_schedule_text
+
+#: Names read from a module only when asked for: reading files and crontabs validates with
+#: pydantic, which a master, handed its schedule already read, never loads.
+_ON_DEMAND = {
+    "ImportResult": "crontab", "UnconvertedLine": "crontab", "import_crontab": "crontab",
+    "load_schedule_files": "files", "parse_schedule_table": "files", "parse_schedule_text": "files",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _ON_DEMAND.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
 
 __all__ = [
     "ImportResult",

@@ -108,6 +108,10 @@ class Schedule(Mapping[str, ScheduleEntry]):
     def __repr__(self) -> str:
         return f"Schedule({sorted(self._entries)})"
 
+    def __reduce__(self) -> tuple[type[Schedule], tuple[list[ScheduleEntry]]]:
+        """Pickled as its entries (a master is handed its schedule read: ``jobd.checked_config``)."""
+        return (Schedule, (list(self._entries.values()),))
+
     def merged_with(self, other: Schedule) -> Schedule:
         """Both schedules' entries; a name in both is a ``ConfigError``."""
         return Schedule([*self.values(), *other.values()])

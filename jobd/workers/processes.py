@@ -104,7 +104,8 @@ class ProcessLauncher:
             self.store_target = driver_target(config.store)
         target = self.store_target
         try:
-            settings = settings_for(config, spec.daemon, spec.owner, load_schedule(config), target)
+            schedule = spec.schedule if spec.schedule is not None else load_schedule(config)
+            settings = settings_for(config, spec.daemon, spec.owner, schedule, target)
         except ConfigError as error:
             settings = WorkerSettings(
                 daemon=spec.daemon, owner=spec.owner, store=target, store_url=config.store,

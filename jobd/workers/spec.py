@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..config import JobdConfig
     from ..handoff.channel import Channel
+    from ..schedules import Schedule
     from .settings import WorkerSettings
 
 
@@ -26,6 +27,7 @@ class WorkerSpec:
     config: JobdConfig
     daemon: str
     owner: str = ""  # the master's id: a submit's job is run only if the store says it is this master's
+    schedule: Schedule | None = None  # the config's, read already (None: the launcher reads the files)
 
 
 def worker_entry(
