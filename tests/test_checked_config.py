@@ -4,22 +4,21 @@
 (``python -m jobd.checked_config``) and hand the master the result
 (``jobd.checked_config``), so the master never loads pydantic or task code.
 The hand-over must carry everything the file said, report a broken file as
-``jobd check`` would, and be refused, with nothing changed, if it does not read.
+``jobd check`` would, and be refused if it does not read (a master refuses
+it before it changes anything: ``tests/test_store_handover.py``).
 """
 
 from __future__ import annotations
 
 import base64
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from jobd.checked_config import check_config, check_in_subprocess, decode_checked, encode_checked
 from jobd.errors import ConfigError, JobdError
-from support import FIXTURES, Deployment
+from support import FIXTURES
 
 CONFIG = f"""
 python_path = [{str(FIXTURES)!r}]
@@ -91,20 +90,3 @@ def test_the_checking_interpreter_names_file_and_key_of_a_broken_config(config_p
 def test_a_hand_over_that_does_not_read_is_refused_with_the_reason(text: str, named: str) -> None:
     with pytest.raises(JobdError, match=named):
         decode_checked(text)
-
-
-def test_a_master_handed_an_unreadable_config_does_not_start_says_why_and_changes_nothing(
-    deployment: Deployment, tmp_path: Path,
-) -> None:
-    deployment.write_config({"main": {"workers": 1, "modules": ["footprint_tasks"]}})
-    garbage = tmp_path / "checked.txt"
-    garbage.write_text("{not a checked config")
-    with open(garbage) as handle:
-        done = subprocess.run(
-            [sys.executable, "-m", "jobd.ops.master_main", str(deployment.config_path), "--checked-fd", str(handle.fileno())],
-            pass_fds=[handle.fileno()], capture_output=True, text=True, timeout=120, env=deployment.env(), cwd=deployment.root,
-        )
-    assert done.returncode != 0
-    assert "the handed-over config is unreadable" in done.stderr
-    assert not (deployment.root / "jobd.pid").exists() and not deployment.answers()
-    assert deployment.store.version() is None, "refused before the preflight: no schema was created"

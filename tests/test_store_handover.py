@@ -1,5 +1,8 @@
 """What `jobd start` hands its master about the store: the driver's arguments, never on the command line.
 
+(What it hands over of the config is ``tests/test_checked_config.py``'s; a master refuses either,
+unreadable, before it changes anything: below.)
+
 The master opens its store on arguments SQLAlchemy worked out in `jobd
 start` (``jobd.store.handover``). They travel in an anonymous file, since a
 MySQL password is among them; a handover that does not read is refused
@@ -46,19 +49,23 @@ def test_a_handover_that_does_not_read_is_refused_with_the_reason(text: str, nam
         decode_handover(text)
 
 
-def test_a_master_handed_an_unreadable_store_does_not_start_says_why_and_changes_nothing(
-    deployment: Deployment, tmp_path: Path,
+@pytest.mark.parametrize("option, handed, said", [
+    ("--store-fd", "{not json", "the store handed to the master is unreadable"),
+    ("--checked-fd", "{not a checked config", "the handed-over config is unreadable"),  # jobd.checked_config
+])
+def test_a_master_handed_an_unreadable_store_or_config_does_not_start_says_why_and_changes_nothing(
+    deployment: Deployment, tmp_path: Path, option: str, handed: str, said: str,
 ) -> None:
     deployment.write_config({"main": {"workers": 1, "modules": ["footprint_tasks"]}})
-    garbage = tmp_path / "store.json"
-    garbage.write_text("{not json")
+    garbage = tmp_path / "handed.txt"
+    garbage.write_text(handed)
     with open(garbage) as handle:
         done = subprocess.run(
-            [sys.executable, "-m", "jobd.ops.master_main", str(deployment.config_path), "--store-fd", str(handle.fileno())],
+            [sys.executable, "-m", "jobd.ops.master_main", str(deployment.config_path), option, str(handle.fileno())],
             pass_fds=[handle.fileno()], capture_output=True, text=True, timeout=120, env=deployment.env(), cwd=deployment.root,
         )
     assert done.returncode != 0
-    assert "the store handed to the master is unreadable" in done.stderr
+    assert said in done.stderr
     assert not (deployment.root / "jobd.pid").exists() and not deployment.answers()
     assert deployment.store.version() is None, "refused before the preflight: no schema was created"
 
