@@ -62,8 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     try:
         store = read_store(options.store_fd) if options.store_fd is not None else None  # refused before anything is done
-        handed = read_checked(options.checked_fd) if options.checked_fd is not None else None
-        checked = handed if handed is not None else preflight(load_config(options.config))
+        if options.checked_fd is not None:
+            checked = read_checked(options.checked_fd)  # checked by jobd start: no pydantic, no task code here
+        else:
+            checked = preflight(load_config(options.config))
     except Exception as error:
         return _failed(error, options.ready_fd)
     try:
