@@ -126,10 +126,13 @@ def test_the_metrics_endpoint_reports_what_ran(deployment: Deployment) -> None:
     time.sleep(0.3)
 
     def settled() -> dict:  # type: ignore[type-arg]
+        """A scrape after the gauges were refreshed with every job in place (an earlier refresh may
+        have counted main's jobs still queued, with parked's already there)."""
         samples = scrape(port)
-        return samples if value(samples, "jobd_queue_depth", daemon="parked") == 2 else {}
+        depths = (value(samples, "jobd_queue_depth", daemon="parked"), value(samples, "jobd_queue_depth", daemon="main"))
+        return samples if depths == (2, 0) else {}
 
-    samples = wait_until(settled, timeout=10, message="the queue gauge to be refreshed")
+    samples = wait_until(settled, timeout=10, message="the queue gauges to be refreshed after the jobs ran")
     finished = "jobd_jobs_finished_total"
     assert value(samples, finished, daemon="main", task="t.record", outcome="succeeded") == 3
     assert value(samples, finished, daemon="main", task="t.fail", outcome="retrying") == 1
