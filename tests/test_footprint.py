@@ -15,6 +15,9 @@ import ast
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 import jobd
 from jobd.checked_config import check_config, encode_checked
@@ -27,7 +30,8 @@ HEAVY = {"sqlalchemy", "pydantic", "pydantic_core", "rich", "typer", "click", "a
 
 #: Top-level modules a worker may hold beyond a bare interpreter's (Python 3.11): jobd, its task
 #: module, the standard library pieces of multiprocessing, logging, json, inspect (task
-#: signatures), sqlite3 (the worker's own store statements) and gc (the fork server's freeze).
+#: signatures), sqlite3 (the worker's own store statements), gc (the fork server's freeze) and pwd
+#: (a shell task's ``user``).
 AGREED = {
     "__mp_main__", "_ast", "_bisect", "_blake2", "_bz2", "_compat_pickle", "_compression", "_contextvars", "_ctypes",
     "_datetime", "_hashlib", "_heapq", "_json", "_locale", "_lzma", "_multiprocessing", "_opcode", "_pickle",
@@ -36,7 +40,7 @@ AGREED = {
     "datetime", "dis", "fcntl", "hashlib", "heapq", "inspect", "json", "linecache", "locale", "logging", "lzma",
     "math", "mmap", "multiprocessing", "opcode", "pickle", "random", "runpy", "select", "selectors", "shutil",
     "signal", "socket", "sqlite3", "string", "struct", "subprocess", "tempfile", "textwrap", "threading", "token",
-    "tokenize", "traceback", "typing", "weakref", "zlib", "gc",
+    "tokenize", "traceback", "typing", "weakref", "zlib", "gc", "pwd",
     "jobd", "footprint_tasks",
 }
 
@@ -67,8 +71,15 @@ def modules_of_each_worker(deployment: Deployment, workers: int) -> dict[int, se
     raise AssertionError(f"only {len(seen)} of {workers} workers ran a job")
 
 
-def test_each_worker_holds_only_the_agreed_modules_and_none_of_the_heavy_libraries(deployment: Deployment) -> None:
-    deployment.write_config({"main": {"workers": 2, "modules": ["footprint_tasks"]}})
+@pytest.mark.parametrize("shell", [
+    {},
+    # A worker is given its daemon's shell tasks' specs: plain dataclasses, so a cron-like daemon's workers load no pydantic.
+    {"shell": {"tidy": {"command": "true", "timeout": "1m"}}},
+], ids=["task-code-only", "with-shell-tasks"])
+def test_each_worker_holds_only_the_agreed_modules_and_none_of_the_heavy_libraries(
+    deployment: Deployment, shell: dict[str, Any],
+) -> None:
+    deployment.write_config({"main": {"workers": 2, "modules": ["footprint_tasks"], **shell}})
     deployment.start_master()
     allowed = AGREED | bare_interpreter_modules()
     for pid, modules in modules_of_each_worker(deployment, 2).items():
