@@ -2,7 +2,7 @@
 
 ``jobd jobs``, ``jobd job``, ``jobd trigger`` and ``jobd status`` need a
 handful of keys — the control socket, the store URL, the daemon names. Building
-the pydantic models for them costs a tenth of a second of every command, about
+the config's validation (pydantic) for them costs a tenth of a second of every command, about
 as long as the rest of the command. So the file is validated in full as
 before, and the keys such commands read are remembered, keyed by a
 fingerprint of everything the validation depended on: the file's path and

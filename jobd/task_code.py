@@ -54,7 +54,7 @@ def shell_task_definition(name: str, spec: ShellTaskSpec) -> TaskDefinition:
     """A built-in task that runs an operator-configured command line (never one from job args)."""
 
     def run_command(ctx: Any) -> dict[str, Any]:
-        # Imported here: only a daemon that serves shell tasks loads the runner (and pydantic with it).
+        # Imported here: only a daemon that serves shell tasks loads the runner.
         from .shelltask import ShellTaskStopped, run_shell_task
 
         try:

@@ -8,7 +8,8 @@ that no task used. ``WorkerSettings`` carries only what a worker reads —
 already validated by the master — and ``load_tasks`` imports the task code
 from it (``jobd.task_code``, the same code the inventory runs). Only a
 daemon that serves tasks needing more (shell commands, the migrations
-runner) makes its workers load it.
+runner) makes its workers load it. A shell task's spec is a plain
+dataclass too (``jobd.shelltask``): such a daemon's workers load no pydantic.
 """
 
 from __future__ import annotations
