@@ -45,12 +45,13 @@ def test_cron_benchmark_compares_a_fresh_interpreter_with_a_warm_worker() -> Non
 
 @pytest.mark.timeout(120)
 def test_footprint_benchmark_measures_every_jobd_process_and_the_goals() -> None:
-    output = run_bench("footprint.py", "--quick", "--only", "jobd-sqlite", "--jobs", "200")
-    rows = {line.split("|")[2].strip(): line for line in output.splitlines() if line.startswith("| jobd-sqlite")}
-    assert {"master", "fork server", "worker 1", "worker 2", "**total**"} <= set(rows), output
-    uss = rows["worker 1"].split("|")[4].strip()
-    assert re.fullmatch(r"\d+\.\d", uss), rows["worker 1"]
-    assert "| master USS ≤ 30 MiB |" in output
+    output = run_bench("footprint.py", "--quick", "--only", "jobd-sqlite,jobd-sqlite+schedule", "--jobs", "200")
+    for system in ("jobd-sqlite", "jobd-sqlite+schedule"):
+        rows = {line.split("|")[2].strip(): line for line in output.splitlines() if line.startswith(f"| {system} ")}
+        assert {"master", "fork server", "worker 1", "worker 2", "**total**"} <= set(rows), output
+        uss = rows["worker 1"].split("|")[4].strip()
+        assert re.fullmatch(r"\d+\.\d", uss), rows["worker 1"]
+        assert f"| {system} | master USS ≤ 30 MiB |" in output
 
 
 @pytest.mark.timeout(120)

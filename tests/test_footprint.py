@@ -150,6 +150,27 @@ def test_the_master_s_entry_point_holds_none_of_the_command_line_s_libraries_nor
     assert worker.strip() == "False", "the worker's own module is the fork server's to import, not the master's"
 
 
+@pytest.mark.parametrize("schedule, loaded", [
+    ("", False),
+    ('[schedules.entries.nightly]\ndaemon = "main"\ntask = "footprint.modules"\ncron = "0 3 * * *"\n', True),
+], ids=["no-schedule", "a-cron-entry"])
+def test_a_master_loads_apscheduler_only_for_a_schedule_that_has_entries(tmp_path: Path, schedule: str, loaded: bool) -> None:
+    """APScheduler's triggers import asyncio and ``importlib.metadata``: 4 MiB a master with no schedule has no use for."""
+    from support import FIXTURES
+
+    config_path = tmp_path / "jobd.toml"
+    config_path.write_text(f'python_path = [{str(FIXTURES)!r}]\n[daemons.main]\nmodules = ["footprint_tasks"]\n{schedule}')
+    shown = subprocess.run(
+        [sys.executable, "-c",
+         "import sys, jobd.ops.master_main, jobd.master.core; from jobd.checked_config import decode_checked; "
+         "checked = decode_checked(sys.argv[1]); print(len(checked.schedule), 'apscheduler' in sys.modules, 'asyncio' in sys.modules)",
+         encode_checked(check_config(config_path))],
+        capture_output=True, text=True, check=True, timeout=60,
+    )
+    entries, apscheduler, asyncio = shown.stdout.split()
+    assert (int(entries) > 0, apscheduler, asyncio) == (loaded, str(loaded), str(loaded))
+
+
 def mapped(pid: int | str, package: str) -> list[str]:
     """``package``'s compiled modules mapped into process ``pid`` (present once it imported the package)."""
     lines = (Path("/proc") / str(pid) / "maps").read_text().splitlines()

@@ -25,11 +25,13 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from apscheduler.triggers.cron import CronTrigger
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where an expression is compiled: a master with no cron entry never loads APScheduler
+    from apscheduler.triggers.cron import CronTrigger
 
 _WEEKDAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _WEEKDAY_ITEM = re.compile(r"(?P<first>\*|[0-7]|[a-z]{3})(?:-(?P<last>[0-7]|[a-z]{3}))?(?:/(?P<step>\d+))?")
-_HOUR_FIELD_INDEX = CronTrigger.FIELD_NAMES.index("hour")
 _ONE_MICROSECOND = timedelta(microseconds=1)
 
 
@@ -83,6 +85,8 @@ def compile_cron(expression: str) -> CronCalendar:
             f"a cron expression has 5 fields (minute hour day month weekday) "
             f"or 6 with a leading seconds field; got {len(fields)} in {expression!r}"
         )
+    from apscheduler.triggers.cron import CronTrigger
+
     scheduler_weekdays = _weekdays_for_apscheduler(weekday)
     day_restricted = not day.startswith("*")
     weekday_restricted = not weekday.startswith("*")
@@ -108,7 +112,7 @@ def compile_cron(expression: str) -> CronCalendar:
         calendars = (calendar(day, scheduler_weekdays),)
     if all(_never_matches(trigger) for trigger in calendars):
         raise ValueError(f"cron expression {expression!r} never fires (no such date)")
-    hour_field = calendars[0].fields[_HOUR_FIELD_INDEX]
+    hour_field = calendars[0].fields[CronTrigger.FIELD_NAMES.index("hour")]
     every_hour = all(
         hour_field.get_next_value(datetime(2000, 1, 1, hour)) == hour for hour in range(24)
     )

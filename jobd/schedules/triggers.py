@@ -35,9 +35,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
 
-from apscheduler.triggers.date import DateTrigger
-from apscheduler.triggers.interval import IntervalTrigger
-
 from jobd.schedules.cron import CronCalendar, compile_cron
 from jobd.schedules.localtime import (
     UTC,
@@ -49,7 +46,11 @@ from jobd.schedules.localtime import (
     wall_time,
 )
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # APScheduler is imported where a rule is built (reading a schedule), or arrives with a
+    # schedule already read (a master's): a master whose schedule is empty never loads it.
+    from apscheduler.triggers.date import DateTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
     from jobd.schedules.entry import ScheduleEntry
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -111,6 +112,8 @@ def every_rule(interval: timedelta) -> EveryRule:
     """An interval rule; ``interval`` must be a positive whole number of seconds."""
     if interval <= timedelta(0) or interval % _ONE_SECOND:
         raise ValueError(f"an interval must be a positive whole number of seconds, got {interval}")
+    from apscheduler.triggers.interval import IntervalTrigger
+
     trigger = IntervalTrigger(seconds=int(interval.total_seconds()), start_date=_EPOCH, timezone=UTC)
     return EveryRule(interval=interval, trigger=trigger)
 
@@ -121,6 +124,8 @@ def at_rule(moment: datetime, zone: ZoneInfo) -> AtRule:
     A naive time in a DST gap or overlap resolves like a cron tick does:
     first instant after the gap, first of the two occurrences.
     """
+    from apscheduler.triggers.date import DateTrigger
+
     instant = moment.astimezone(UTC) if moment.tzinfo else resolve_wall_time(zone, moment)
     return AtRule(instant=instant, trigger=DateTrigger(run_date=instant, timezone=UTC))
 
