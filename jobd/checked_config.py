@@ -66,11 +66,21 @@ def decode_checked(text: str) -> CheckedConfig:
 
 
 def check_in_subprocess(path: Path, timeout: float = CHECK_TIMEOUT_SECONDS) -> CheckedConfig:
-    """The config at ``path``, checked by a throwaway interpreter; ``ConfigError`` as it reported it."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "jobd.checked_config", str(path)],
-        capture_output=True, text=True, timeout=timeout, check=False,
-    )
+    """The config at ``path``, checked by a throwaway interpreter; ``ConfigError`` as it reported it.
+
+    An interpreter that cannot start, or takes longer than ``timeout`` (a task
+    module that hangs as it is imported), is a ``ConfigError`` too: a master
+    reloading keeps its running config, whatever went wrong.
+    """
+    try:
+        completed = subprocess.run(
+            [sys.executable, "-m", "jobd.checked_config", str(path)],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise ConfigError(str(path), None, f"checking it took longer than {timeout:g} s (does a task module hang as it is imported?)") from None
+    except OSError as error:
+        raise ConfigError(str(path), None, f"could not start an interpreter to check it: {error}") from None
     if completed.returncode != 0:
         try:
             problem = json.loads(_last_line(completed.stdout))

@@ -90,3 +90,11 @@ def test_the_checking_interpreter_names_file_and_key_of_a_broken_config(config_p
 def test_a_hand_over_that_does_not_read_is_refused_with_the_reason(text: str, named: str) -> None:
     with pytest.raises(JobdError, match=named):
         decode_checked(text)
+
+
+def test_a_check_that_hangs_is_a_config_error_so_a_reloading_master_keeps_its_config(tmp_path: Path) -> None:
+    (tmp_path / "hanging_tasks.py").write_text("import time\ntime.sleep(60)\n")
+    path = tmp_path / "jobd.toml"
+    path.write_text(f'python_path = [{str(tmp_path)!r}]\n[daemons.main]\nmodules = ["hanging_tasks"]\n')
+    with pytest.raises(ConfigError, match="took longer than 1 s"):
+        check_in_subprocess(path, timeout=1.0)
