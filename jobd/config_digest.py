@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .rate_limits import RateLimits
 
 #: Bumped when ``ConfigDigest`` changes shape: older digests are then ignored.
-DIGEST_FORMAT = 3
+DIGEST_FORMAT = 4
 #: Digests kept; past this, the least recently written go (configs edited or thrown away).
 MAX_DIGESTS = 64
 #: The modules whose code decides what a valid config is and what it resolves to
@@ -77,6 +77,36 @@ class DaemonFacts:
 
 
 @dataclass(frozen=True)
+class TaskCode:
+    """Where a daemon's Python tasks come from, for a submit to check an intent by importing them
+    when no task catalogue was published yet (``jobd.ops.quick_submit``).
+
+    ``elsewhere``: task names that code does not decide — shell tasks and the
+    migration task, which the full submit knows from the config (a schedule's
+    shell tasks are named ``shell:…``, also left to it).
+    """
+
+    modules: list[str]
+    tasks: dict[str, str]
+    elsewhere: list[str]
+
+    @classmethod
+    def of(cls, config: JobdConfig, daemon: str) -> TaskCode:
+        settings = config.daemons[daemon]
+        elsewhere = sorted(settings.shell)
+        if config.migrations is not None and config.migrations.daemon == daemon:
+            from .migrations.task import MIGRATE_TASK
+
+            elsewhere.append(MIGRATE_TASK)
+        return cls(list(settings.modules), dict(settings.tasks), elsewhere)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TaskCode:
+        return cls([str(module) for module in data["modules"]], {str(name): str(path) for name, path in data["tasks"].items()},
+                   [str(name) for name in data["elsewhere"]])
+
+
+@dataclass(frozen=True)
 class StatusFacts:
     """The settings a status is composed from, as ``JobdConfig`` has them (``jobd.status.compose.StatusSettings``)."""
 
@@ -102,6 +132,9 @@ class ConfigDigest:
     driver: dict[str, Any] | None
     daemon_facts: dict[str, DaemonFacts]
     memcached: list[str]
+    #: Directories task modules are imported from, and each daemon's task code (``TaskCode``).
+    python_path: list[str]
+    task_code: dict[str, TaskCode]
 
     @classmethod
     def of(cls, config: JobdConfig) -> ConfigDigest:
@@ -110,7 +143,8 @@ class ConfigDigest:
             daemons=tuple(config.daemons), heartbeat_lease=float(config.heartbeat_lease), handoff=bool(config.handoff),
             settings=settings_key(config), driver=_driver_of(config.store),
             daemon_facts={name: DaemonFacts.of(daemon) for name, daemon in config.daemons.items()},
-            memcached=list(config.memcached),
+            memcached=list(config.memcached), python_path=[str(path) for path in config.python_path],
+            task_code={name: TaskCode.of(config, name) for name in config.daemons},
         )
 
     def status_facts(self) -> StatusFacts:
@@ -127,7 +161,8 @@ class ConfigDigest:
             daemons=tuple(str(name) for name in data["daemons"]), heartbeat_lease=float(data["heartbeat_lease"]),
             handoff=bool(data["handoff"]), settings=str(data["settings"]), driver=dict(driver) if driver is not None else None,
             daemon_facts={str(name): DaemonFacts.from_json(facts) for name, facts in data["daemon_facts"].items()},
-            memcached=[str(server) for server in data["memcached"]],
+            memcached=[str(server) for server in data["memcached"]], python_path=[str(path) for path in data["python_path"]],
+            task_code={str(name): TaskCode.from_json(code) for name, code in data["task_code"].items()},
         )
 
 

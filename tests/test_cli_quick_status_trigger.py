@@ -3,9 +3,10 @@
 ``status`` (``--json``, the tables for people, one daemon) with a master
 running gets its document from the master (``status_report``), which
 answers only for the config the command would have read and not while its
-store is down. ``trigger`` submits through the database driver when the daemon's
-task catalogue is published (``jobd.ops.quick_submit``), and refuses an
-unknown task or bad args there with the full submit's words, writing nothing.
+store is down. ``trigger`` submits through the database driver
+(``jobd.ops.quick_submit``), checking the intent against the daemon's task
+catalogue, or its task code before one is published, and refuses an unknown
+task or bad args there with the full submit's words, writing nothing.
 With an idle worker offered it hands the job over as ``jobd.submit`` does.
 """
 
@@ -233,11 +234,44 @@ def test_the_driver_path_leaves_to_the_full_submit_what_it_cannot_decide(deploym
     assert submit_quickly(digest, "main", "t.record", {}) is None  # no store file: never created here
     assert not Path(deployment.store_url.removeprefix("sqlite:///")).exists()
     deployment.jobd("init", check=True)
-    assert submit_quickly(digest, "main", "t.record", {}) is None  # no catalogue: the full submit imports the task code
     assert submit_quickly(digest, "nope", "t.record", {}) is None  # the full submit names the known daemons
+    assert submit_quickly(digest, "main", "t.nope", {}) is None  # no catalogue, not in its code: the full submit names its tasks
     assert job_count(deployment) == 0
-    result = deployment.jobd("trigger", "main", "t.record", check=True)  # and it does submit
-    assert deployment.store.jobs.get(int(result.stdout)).task == "t.record"
+    result = deployment.jobd("trigger", "main", "t.nope")
+    assert result.returncode != 0 and "has no task 't.nope' (its tasks: " in result.stderr
+    assert job_count(deployment) == 0
+
+
+SHELL_AND_CODE = {"main": {"workers": 1, "shell": {"tidy": {"command": "true"}}}}
+
+
+def test_before_any_catalogue_trigger_checks_the_task_code_itself_and_submits_through_the_driver(
+    deployment: Deployment, tmp_path: Path, own_cache: Path,
+) -> None:
+    """No master has started on this store and `jobd check` has not run: the intent is checked by importing
+    the daemon's task code, as the full submit does, without loading SQLAlchemy or pydantic for it."""
+    deployment.write_config(SHELL_AND_CODE)
+    deployment.jobd("init", check=True)
+    config_digest(deployment.config_path)
+    assert deployment.store.task_catalogue.read() == []  # nothing published: the case under test
+    result, loaded = loaded_by(deployment, tmp_path, "trigger", "main", "t.record", "--arg", "n=4")
+    assert result.returncode == 0, result.stderr
+    assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+    assert deployment.store.jobs.get(int(result.stdout)).args == {"n": 4}
+    quick = deployment.jobd("trigger", "main", "t.record", "--arg", "m=1")
+    full = deployment.jobd("trigger", "main", "t.record", "--arg", "m=1", "--wait-without-master", "--wait", "--timeout", "0.1")
+    assert quick.returncode == full.returncode == 2 and "does not accept these args" in quick.stderr
+    assert quick.stderr == full.stderr, "refused in the full submit's words"
+    shell = deployment.jobd("trigger", "main", "tidy", check=True)  # a shell task: the config's, so the full submit's
+    assert deployment.store.jobs.get(int(shell.stdout)).task == "tidy"
+    assert job_count(deployment) == 2
+
+
+def test_a_schedules_shell_tasks_are_named_as_the_quick_submit_expects() -> None:
+    from jobd.ops.quick_submit import SCHEDULE_SHELL_PREFIX
+    from jobd.schedules.entry import SHELL_TASK_PREFIX
+
+    assert SCHEDULE_SHELL_PREFIX == SHELL_TASK_PREFIX
 
 
 def test_the_quick_trigger_gives_up_at_once_on_a_store_out_of_reach_and_falls_back_only_on_an_older_schema() -> None:

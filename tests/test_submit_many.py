@@ -32,11 +32,13 @@ def prepared(made: Deployment, *, catalogue: bool = False) -> Deployment:
     return made
 
 
-@pytest.fixture(params=["through the driver", "full"])
+@pytest.fixture(params=["catalogue published", "no catalogue yet"])
 def deployment(request: pytest.FixtureRequest, deployment_factory: Callable[[str | None], Deployment], store_url: str) -> Deployment:
-    """Every test runs both ways: with the catalogue published an application's bulk goes through the database
-    driver alone (``jobd.ops.quick_submit``); without one, the full path imports the task code to check."""
-    return prepared(deployment_factory(store_url), catalogue=request.param == "through the driver")
+    """Every test runs both ways: an application's bulk goes through the database driver alone
+    (``jobd.ops.quick_submit``), checked against the published catalogue, or, before one is, against the
+    task code imported to check. (The full path, with a caller's connection or the config's models given:
+    the tests below that pass ``connection``, and ``tests/test_submit_through_driver.py``.)"""
+    return prepared(deployment_factory(store_url), catalogue=request.param == "catalogue published")
 
 
 @pytest.fixture

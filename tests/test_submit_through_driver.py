@@ -2,8 +2,10 @@
 
 An application's processes load only the driver and jobd's submit code, write
 exactly the row the full submit writes, and keep one connection per thread,
-never sharing one with a forked child. What only the full submit does (a
-unique key, a daemon with no published catalogue) still works the same.
+never sharing one with a forked child. What only the full submit does (the
+config's models given, a caller's connection) still works the same; a daemon
+with no published catalogue has its intents checked against its task code,
+imported by the submitting process, as the full submit would.
 """
 
 from __future__ import annotations
@@ -138,7 +140,7 @@ def test_what_the_full_submit_does_alone_still_works(
     keyed = jobd.submit("main", "t.record", {"n": 1}, config=config, unique_key="nightly", reuse_cached=False)
     assert jobd.submit("main", "t.record", {"n": 2}, config=load_config(config), unique_key="nightly") == keyed  # the full path
 
-    assert jobd.submit("other", "t.record", {"n": 3}, config=config) > 0  # its task code is imported to check the intent
+    assert jobd.submit("other", "t.record", {"n": 3}, config=config) > 0  # no catalogue: its task code is imported to check
     assert sum(sum(states.values()) for states in deployment.store.jobs.counts().values()) == 2
 
 

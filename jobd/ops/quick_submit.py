@@ -12,6 +12,9 @@ catalogue and the INSERT go through the driver (``store.driver_submit``),
 and the same checks refuse the same intents with the same words: an unknown
 task or bad args (``catalogue_check``: the catalogue held and read again as
 a full submit does), args that are not JSON or too large (``NewJob.row``).
+Before any catalogue was published for the daemon (no master has started on
+the store, and `jobd check` has not run), its task code is imported here and
+checked, as the full submit would: the digest says where it is.
 The job is committed before its id is returned, then the master is woken as
 by the full submit. When the local master offers to take the daemon's jobs
 straight (``jobd.handoff``), the job is inserted claimed for it and handed to
@@ -29,8 +32,10 @@ the full submit has more to do or more to say, and the caller then takes it:
 
 * a daemon the config does not name (``UnknownDaemon``, named by the full path);
 * args that are not a JSON object (``InvalidArgs``, worded by the full path);
-* no catalogue published for the daemon (the full path imports its task
-  code), or a row that is not a catalogue;
+* no catalogue published for the daemon, and a task its code does not
+  define (a shell task, the migration task, an unknown name: the full path
+  knows them from the config, or names the known ones), or task code that
+  fails to import (the full path reports it); a row that is not a catalogue;
 * a store not reached, not initialised (a SQLite file that does not exist
   is never created here), or an INSERT refused (nothing written: the full
   path tries again and reports what the store says);
@@ -51,12 +56,12 @@ import threading
 import time
 from collections.abc import Sequence
 from sqlite3 import SQLITE_LIMIT_VARIABLE_NUMBER
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..bulk import check_items, check_unique_keys
 from ..catalogue_check import CatalogueCache, check_intent, require_object
 from ..config_digest import ConfigDigest
-from ..errors import StoreUnavailable
+from ..errors import ConfigError, StoreUnavailable
 from ..handoff.submit_side import announce, hand_off, offer_for
 from ..job import Job
 from ..store.bulk_sql import BulkInsertSql, BulkJobs, CursorExecutor, Inserted
@@ -66,6 +71,12 @@ from ..store.driver_sql import DriverTarget, existing_target, leave_to_parent
 from ..store.new_job import NewJob
 from ..store.row_decoding import decode_found
 from ..workers.protocol import HandedJob
+
+if TYPE_CHECKING:
+    from ..tasks import TaskDefinition
+
+#: How a schedule names its shell entries' tasks (``jobd.schedules.entry.SHELL_TASK_PREFIX``; a test holds them equal).
+SCHEDULE_SHELL_PREFIX = "shell:"
 
 class _FullPath(Exception):
     """The catalogue could not be read for a reason the full submit reports better (no table, say)."""
@@ -82,6 +93,7 @@ class DriverSubmitter:
         self._bulk_sql = BulkInsertSql(target.dialect, returning=None if target.dialect == "mysql" else True)
         self._local = threading.local()
         self._pid = os.getpid()
+        self._task_code: dict[str, dict[str, TaskDefinition] | None] = {}  # daemon → its imported tasks (None: failed)
 
     @classmethod
     def of(cls, digest: ConfigDigest) -> DriverSubmitter | None:
@@ -102,7 +114,7 @@ class DriverSubmitter:
         if daemon not in self.digest.daemons or not isinstance(args, dict):
             return None
         try:
-            if not check_intent(self._catalogues, daemon, task, args):
+            if not self._checked(daemon, task, args):
                 return None
         except _FullPath:
             return None
@@ -145,8 +157,8 @@ class DriverSubmitter:
 
         def validate(args: Any) -> None:
             require_object(args)
-            if not check_intent(self._catalogues, daemon, task, args):
-                raise _FullPath  # no catalogue: the full path imports the task code to check
+            if not self._checked(daemon, task, args):
+                raise _FullPath
 
         try:
             encoded = check_items(validate, task, items)
@@ -195,6 +207,35 @@ class DriverSubmitter:
         if statements is None:
             statements = self._local.statements = SubmitStatements(self.target)
         return statements
+
+    def _checked(self, daemon: str, task: str, args: dict[str, Any]) -> bool:
+        """Check an intent against the daemon's published catalogue or, before one is, against its task code
+        imported here, as the full submit does; False when only the full submit can decide."""
+        if check_intent(self._catalogues, daemon, task, args):
+            return True
+        definition = self._imported_tasks(daemon).get(task)
+        code = self.digest.task_code.get(daemon)
+        if definition is None or code is None or task in code.elsewhere or task.startswith(SCHEDULE_SHELL_PREFIX):
+            return False  # unknown here, or a task the config defines: the full submit names it, or knows it
+        definition.check_args(args)  # InvalidArgs, in the full submit's words
+        return True
+
+    def _imported_tasks(self, daemon: str) -> dict[str, TaskDefinition]:
+        """The Python tasks of ``daemon``'s modules and task paths, imported once (none if they fail to:
+        the full submit reports that)."""
+        if daemon not in self._task_code:
+            code = self.digest.task_code.get(daemon)
+            tasks = None
+            if code is not None:
+                from ..task_code import add_python_path, import_tasks  # only before a catalogue is published
+
+                add_python_path(self.digest.python_path)
+                try:
+                    tasks = import_tasks(str(self.digest.source), daemon, code.modules, code.tasks)
+                except ConfigError:
+                    tasks = None
+            self._task_code[daemon] = tasks
+        return self._task_code[daemon] or {}
 
     def _read_catalogue(self) -> list[CatalogueRow]:
         statements = self._statements()
