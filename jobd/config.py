@@ -16,10 +16,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from annotated_types import Ge
-
 from . import defaults
-from .config_checks import STRICT, UNKNOWN_KEY_ERRORS, After
+from .config_checks import STRICT, UNKNOWN_KEY_ERRORS, After, AtLeast
 from .config_path import find_config_path  # noqa: F401  (imported from here too)
 from .config_sections import (  # noqa: F401  (DaemonConfig, WebConfig and the value types are imported from here too)
     MIN_CAP_BYTES, OUTPUT_CAP_SETTINGS, DaemonConfig, Duration, ErrorCap, OutputCap, ProgressCap, Size, WebConfig,
@@ -118,7 +116,7 @@ class JobdConfig:
     # Production (issue 7): metrics endpoint, log format, alert hook.
     metrics: Annotated[str | None, After(_metrics_address)] = None  # host:port of the Prometheus endpoint
     log_format: Literal["text", "json"] = "text"
-    job_log_max_lines: Annotated[int, Ge(0)] = defaults.DEFAULT_JOB_LOG_MAX_LINES  # per job attempt (0: none)
+    job_log_max_lines: Annotated[int, AtLeast(0)] = defaults.DEFAULT_JOB_LOG_MAX_LINES  # per job attempt (0: none)
     alert_command: str | None = None  # shell command run with a JSON event on stdin
     alert_timeout: Duration = defaults.DEFAULT_ALERT_TIMEOUT_SECONDS
     # Caps on what a task produces (``jobd.output_caps``; README "Limits on what a task can produce");

@@ -11,10 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar
 
-from annotated_types import Ge, Le, MinLen
-
 from . import defaults
-from .config_checks import STRICT, After, Before
+from .config_checks import STRICT, After, AtLeast, AtMost, Before, MinLength
 from .durations import parse_duration
 from .names import CALLABLE_PATH_PATTERN, MODULE_PATH_PATTERN, TASK_NAME_PATTERN
 from .output_caps import OutputCaps, parse_size
@@ -25,9 +23,9 @@ Duration = Annotated[float, Before(parse_duration)]
 Size = Annotated[int, Before(parse_size)]  # bytes: 4096, "64 KB", "1 MB"
 MIN_CAP_BYTES = 256  # room for the truncation marker and a useful start
 # A cap on what a task produces, within what jobd allows for that kind of output.
-ErrorCap = Annotated[int, Before(parse_size), Ge(MIN_CAP_BYTES), Le(defaults.LIMIT_ERROR_BYTES)]
-OutputCap = Annotated[int, Before(parse_size), Ge(MIN_CAP_BYTES), Le(defaults.LIMIT_OUTPUT_BYTES)]
-ProgressCap = Annotated[int, Before(parse_size), Ge(MIN_CAP_BYTES), Le(defaults.LIMIT_PROGRESS_MESSAGE_BYTES)]
+ErrorCap = Annotated[int, Before(parse_size), AtLeast(MIN_CAP_BYTES), AtMost(defaults.LIMIT_ERROR_BYTES)]
+OutputCap = Annotated[int, Before(parse_size), AtLeast(MIN_CAP_BYTES), AtMost(defaults.LIMIT_OUTPUT_BYTES)]
+ProgressCap = Annotated[int, Before(parse_size), AtLeast(MIN_CAP_BYTES), AtMost(defaults.LIMIT_PROGRESS_MESSAGE_BYTES)]
 
 # The caps on what a task controls (``jobd.output_caps``): name → (default, most allowed).
 OUTPUT_CAP_SETTINGS: dict[str, tuple[int, int]] = {
@@ -70,32 +68,32 @@ class DaemonConfig(RateLimitSettings):
 
     __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
 
-    workers: Annotated[int, Ge(0), Le(512)] = defaults.DEFAULT_WORKERS
+    workers: Annotated[int, AtLeast(0), AtMost(512)] = defaults.DEFAULT_WORKERS
     # modules imported by the workers; their @jobd.task functions are served
     modules: Annotated[list[str], After(_module_paths)] = field(default_factory=list)
     # task name → 'package.module:function' of a plain callable
     tasks: Annotated[dict[str, str], After(_callable_paths)] = field(default_factory=dict)
     timeout: Duration = defaults.DEFAULT_TIMEOUT_SECONDS
-    max_attempts: Annotated[int, Ge(1), Le(1000)] = defaults.DEFAULT_MAX_ATTEMPTS
+    max_attempts: Annotated[int, AtLeast(1), AtMost(1000)] = defaults.DEFAULT_MAX_ATTEMPTS
     backoff_base: Duration = defaults.DEFAULT_BACKOFF_BASE_SECONDS
     backoff_max: Duration = defaults.DEFAULT_BACKOFF_MAX_SECONDS
-    max_tasks_per_worker: Annotated[int, Ge(0)] = defaults.DEFAULT_MAX_TASKS_PER_WORKER
+    max_tasks_per_worker: Annotated[int, AtLeast(0)] = defaults.DEFAULT_MAX_TASKS_PER_WORKER
     drain_timeout: Duration | None = None
     enabled: bool = True
     # jobs claimed ahead of free workers (default: 4 per worker, more for short jobs; none under
     # concurrency caps); 0 also stops handing short jobs to a worker ahead of time
-    prefetch: Annotated[int, Ge(0), Le(1000)] | None = None
+    prefetch: Annotated[int, AtLeast(0), AtMost(1000)] | None = None
     # most jobs of this daemon running at once across all hosts
-    concurrency: Annotated[int, Ge(1)] | None = None
+    concurrency: Annotated[int, AtLeast(1)] | None = None
     # task name → most of its jobs running at once across all hosts
     task_concurrency: dict[str, int] = field(default_factory=dict)
     # task name → a command line run as a supervised subprocess
     shell: dict[str, ShellTaskSpec] = field(default_factory=dict)
     # Memory recycling (jobd.workers.memory): RSS checked after each job, and during one.
     # Recycle a worker whose RSS passed this after a job (0: never)...
-    max_memory_mb: Annotated[int, Ge(0)] = defaults.DEFAULT_MAX_MEMORY_MB
+    max_memory_mb: Annotated[int, AtLeast(0)] = defaults.DEFAULT_MAX_MEMORY_MB
     # ...and kill one whose RSS passes this during a job; the job is retried (0: never).
-    max_memory_hard_mb: Annotated[int, Ge(0)] = defaults.DEFAULT_MAX_MEMORY_HARD_MB
+    max_memory_hard_mb: Annotated[int, AtLeast(0)] = defaults.DEFAULT_MAX_MEMORY_HARD_MB
     # Caps on what its tasks produce (``jobd.output_caps``); unset: the global setting of the same name.
     max_error_bytes: ErrorCap | None = None
     max_traceback_bytes: OutputCap | None = None
@@ -113,7 +111,7 @@ def _web_bind(address: str) -> str:
     return host_port(address, "127.0.0.1:8686")
 
 
-WebToken = Annotated[str, MinLen(defaults.WEB_MIN_TOKEN_LENGTH)]
+WebToken = Annotated[str, MinLength(defaults.WEB_MIN_TOKEN_LENGTH)]
 
 
 @dataclass(frozen=True)

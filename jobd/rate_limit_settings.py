@@ -13,9 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
-from annotated_types import Ge
-
-from .config_checks import After
+from .config_checks import After, AtLeast
 from .rate_limits import Rate, RateLimits, burst_problem, default_burst, parse_rate
 
 if TYPE_CHECKING:
@@ -73,7 +71,7 @@ class RateLimitSettings:
     # most jobs of this daemon started per second/minute/hour across all hosts, e.g. "50/s"
     rate_limit: Annotated[str | None, After(_rate_is_readable)] = None
     # most of its jobs started in any one second (default: one second's worth, at least 1)
-    rate_burst: Annotated[Annotated[int, Ge(1)] | None, After(_burst_has_a_rate)] = None
+    rate_burst: Annotated[Annotated[int, AtLeast(1)] | None, After(_burst_has_a_rate)] = None
     # task name → its rate limit, e.g. { "mail.send" = "5/s" }
     task_rate_limits: Annotated[dict[str, str], After(_task_rates_are_readable)] = field(default_factory=dict)
     # task name → its burst, as rate_burst (default: one second's worth, at least 1)

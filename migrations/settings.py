@@ -27,9 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from annotated_types import Ge, Le
-
-from jobd.config_checks import After
+from jobd.config_checks import After, AtLeast, AtMost
 from jobd.errors import ConfigError
 from jobd.migrations.errors import UnsafeIdentifier
 from jobd.migrations.identifiers import validate_identifier, validate_tenant_name
@@ -117,10 +115,10 @@ class MigrationsSettings:
     registry_query: str | None = None
     tenants: list[StaticTenant] | None = None
     tenant_url: Annotated[str | None, After(_parsable_url)] = None
-    parallel: Annotated[int, Ge(1), Le(64)] = DEFAULT_PARALLEL
+    parallel: Annotated[int, AtLeast(1), AtMost(64)] = DEFAULT_PARALLEL
     snapshot: SnapshotMode = SnapshotMode.TOUCHED
-    snapshot_retention: Annotated[int, Ge(1)] = DEFAULT_SNAPSHOT_RETENTION
-    lock_wait_timeout: Annotated[int, Ge(1), Le(86400)] = DEFAULT_LOCK_WAIT_TIMEOUT
+    snapshot_retention: Annotated[int, AtLeast(1)] = DEFAULT_SNAPSHOT_RETENTION
+    lock_wait_timeout: Annotated[int, AtLeast(1), AtMost(86400)] = DEFAULT_LOCK_WAIT_TIMEOUT
     daemon: Annotated[str, After(_daemon_name)] = DEFAULT_DAEMON
 
     def server_url(self) -> URL:
