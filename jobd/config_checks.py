@@ -20,6 +20,7 @@ typing-extensions too, half a megabyte of a master that never checks a file.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import timedelta
@@ -62,21 +63,22 @@ class After:
 
 
 @dataclass(frozen=True)
-class _Bound:
-    """A bound on a value, checked after its type: pydantic's error ``ERROR`` with ``{CONTEXT: limit}``."""
+class _Bound(ABC):
+    """A bound on a value, checked after its type: a value that breaks it is pydantic-core's error ``ERROR``."""
 
     limit: int
     ERROR: ClassVar[str]
-    CONTEXT: ClassVar[str]
+    CONTEXT: ClassVar[str]  # the key of ``limit`` in the error's context, which its message quotes
 
-    def breaks(self, value: Any) -> bool:
-        raise NotImplementedError
+    @abstractmethod
+    def holds(self, value: Any) -> bool:
+        """Whether ``value`` (already of the field's type) keeps to the bound."""
 
     def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
         from pydantic_core import PydanticKnownError, core_schema
 
         def check(value: Any) -> Any:
-            if self.breaks(value):
+            if not self.holds(value):
                 raise PydanticKnownError(self.ERROR, {self.CONTEXT: self.limit})  # type: ignore[arg-type]
             return value
 
@@ -86,22 +88,22 @@ class _Bound:
 class AtLeast(_Bound):
     ERROR, CONTEXT = "greater_than_equal", "ge"
 
-    def breaks(self, value: Any) -> bool:
-        return bool(value < self.limit)
+    def holds(self, value: Any) -> bool:
+        return bool(value >= self.limit)
 
 
 class AtMost(_Bound):
     ERROR, CONTEXT = "less_than_equal", "le"
 
-    def breaks(self, value: Any) -> bool:
-        return bool(value > self.limit)
+    def holds(self, value: Any) -> bool:
+        return bool(value <= self.limit)
 
 
 class MinLength(_Bound):
     ERROR, CONTEXT = "string_too_short", "min_length"
 
-    def breaks(self, value: Any) -> bool:
-        return len(value) < self.limit
+    def holds(self, value: Any) -> bool:
+        return len(value) >= self.limit
 
 
 def as_json_data(value: Any) -> Any:
