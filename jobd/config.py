@@ -60,9 +60,7 @@ def _known_timezone(name: str) -> str:
 
 def _host_ports(servers: list[str]) -> list[str]:
     for server in servers:
-        host, _, port = server.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"{server!r} is not host:port")
+        host_port(server)
     return servers
 
 

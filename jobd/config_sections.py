@@ -54,11 +54,11 @@ def _callable_paths(tasks: dict[str, str]) -> dict[str, str]:
     return tasks
 
 
-def host_port(address: str, example: str) -> str:
-    """``address`` if it reads as host:port, else a ``ValueError`` quoting ``example``."""
+def host_port(address: str, example: str | None = None) -> str:
+    """``address`` if it reads as host:port, else a ``ValueError`` (quoting ``example``, if given)."""
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{address!r} is not host:port such as {example!r}")
+        raise ValueError(f"{address!r} is not host:port" + (f" such as {example!r}" if example else ""))
     return address
 
 
