@@ -112,11 +112,12 @@ def test_batch_benchmark_checks_on_complete_once_across_a_killed_master(mariadb:
 
 
 @pytest.mark.timeout(120)
-def test_submit_rate_benchmark_sets_jobd_submit_beside_the_drivers_own_insert() -> None:
+def test_submit_rate_benchmark_sets_jobd_submit_beside_the_drivers_own_insert_and_the_servers() -> None:
     output = run_bench("submit_rate.py", "--submits", "50", "--rounds", "1")
-    for mode, statements in (("imports", "1.00"), ("catalogue", "1.00"), ("driver", "1.00")):
+    for mode, statements in (("imports", "1.00"), ("catalogue", "1.00"), ("driver", "1.00"), ("server", "1.00")):
         assert re.search(rf"^\| {mode} +\| +[\d,]+ \| +[\d.]+ \| +[\d.]+ \| +{statements} \|", output, re.MULTILINE), output
     assert re.search(r"^jobd.submit \(catalogue\) spends -?[\d.]+ µs per submit above the driver's own INSERT", output, re.MULTILINE), output
+    assert re.search(r"^The server alone commits [\d,]+ one-row INSERTs/s", output, re.MULTILINE), output
 
 
 @pytest.mark.timeout(120)
