@@ -27,6 +27,7 @@ from .errors import ConfigError
 from .migrations.settings import CheckedMigrations, MigrationsSettings  # noqa: F401  (MigrationsSettings: for type hints)
 from .names import CALLABLE_PATH_PATTERN, MODULE_PATH_PATTERN, NAME_PATTERN, TASK_NAME_PATTERN  # noqa: F401
 from .output_caps import OutputCaps
+from .store.url_options import check_store_options
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter, ValidationError
@@ -40,6 +41,7 @@ def _supported_store(url: str) -> str:
     if not separator or scheme.lower() not in defaults.SUPPORTED_STORE_SCHEMES:
         supported = ", ".join(f"{name}://" for name in defaults.SUPPORTED_STORE_SCHEMES)
         raise ValueError(f"{url!r} is not a supported store URL (supported: {supported})")
+    check_store_options(url)
     return url
 
 

@@ -45,6 +45,8 @@ VALIDATING_MODULES = (
     "config.py", "config_sections.py", "config_checks.py", "config_path.py", "config_digest.py", "defaults.py",
     "names.py", "durations.py", "output_caps.py", "rate_limit_settings.py", "rate_limits.py", "shelltask.py",
     "../migrations/settings.py", "../migrations/snapshot_mode.py",
+    # The store URL's options, and the driver's arguments the digest records for them:
+    "store/url_options.py", "store/engine.py", "store/driver_sql.py",
 )
 
 

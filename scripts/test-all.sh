@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install everything the test suite needs (memcached, tmux, a venv with jobd
+# Install everything the test suite needs (memcached, tmux, Chromium, strace, a venv with jobd
 # and its test extras), make sure MariaDB answers, and run the whole suite.
 # This is what `.ci/run` runs; the README documents it as the test command.
 set -euo pipefail
@@ -13,6 +13,7 @@ command -v memcached >/dev/null || missing+=(memcached)
 command -v tmux >/dev/null || missing+=(tmux)
 command -v systemd-analyze >/dev/null || missing+=(systemd)   # `systemd-analyze verify` of our units
 command -v chromium >/dev/null || missing+=(chromium)          # the `jobd web` page, tested in headless Chromium
+command -v strace >/dev/null || missing+=(strace)              # what reaches the disk: a SQLite commit's fsyncs
 if ((${#missing[@]})); then
     echo "installing ${missing[*]}"
     as_root apt-get update -qq

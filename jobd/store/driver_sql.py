@@ -54,6 +54,11 @@ class DriverTarget:
         """SQLite: seconds a writer waits for another's lock (the URL's ``?timeout=``, else jobd's default)."""
         return float(self.kwargs.get("timeout", defaults.SQLITE_BUSY_TIMEOUT_SECONDS))
 
+    @property
+    def synchronous(self) -> str:
+        """SQLite: when a commit reaches the disk (``sqlite_pragmas``), as the setup says; NORMAL if it does not."""
+        return next((line.removeprefix(_SYNCHRONOUS) for line in self.setup if line.startswith(_SYNCHRONOUS)), "NORMAL")
+
 
 #: Connections a forked child inherited from its parent: kept referenced, so that no
 #: finalizer closes them under the parent (a MySQL QUIT on its socket, a SQLite file's locks).
@@ -84,7 +89,8 @@ def for_master(target: DriverTarget) -> DriverTarget:
     """``target`` as the master connects: SQLite commits never checkpoint the WAL (its thread does, ``checkpoints.py``)."""
     if target.dialect != "sqlite":
         return target
-    return DriverTarget(target.dialect, target.args, target.kwargs, sqlite_pragmas(target.busy_timeout, checkpoint_on_commit=False))
+    pragmas = sqlite_pragmas(target.busy_timeout, checkpoint_on_commit=False, synchronous=target.synchronous)
+    return DriverTarget(target.dialect, target.args, target.kwargs, pragmas)
 
 
 def existing_target(driver: dict[str, Any] | None) -> DriverTarget | None:
@@ -106,12 +112,24 @@ def existing_target(driver: dict[str, Any] | None) -> DriverTarget | None:
     return target
 
 
-def sqlite_pragmas(busy_timeout_seconds: float, *, checkpoint_on_commit: bool = True) -> tuple[str, ...]:
-    """The pragmas of every jobd SQLite connection (the engine's and a worker's alike)."""
+_SYNCHRONOUS = "PRAGMA synchronous="
+
+
+def sqlite_pragmas(busy_timeout_seconds: float, *, checkpoint_on_commit: bool = True, synchronous: str = "NORMAL") -> tuple[str, ...]:
+    """The pragmas of every jobd SQLite connection (the engine's and a worker's alike).
+
+    ``synchronous`` (the store URL's ``?synchronous=``): with NORMAL, the
+    default, a commit is in the write-ahead log when it returns and survives
+    the crash of any process; the log reaches the disk at each checkpoint, so
+    a crash of the host (power loss, a kernel panic) may take back the last
+    commits before it. With FULL every commit is flushed to the disk before
+    it returns, and an acknowledged submit survives the host too: one fsync
+    per commit.
+    """
     pragmas = [
         "PRAGMA journal_mode=WAL",
         f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)}",
-        "PRAGMA synchronous=NORMAL",
+        f"{_SYNCHRONOUS}{synchronous}",
         "PRAGMA foreign_keys=ON",
         # The log file keeps its largest size: cut it back when it starts over (a full disk needs that space).
         f"PRAGMA journal_size_limit={defaults.WAL_TRUNCATE_ABOVE_BYTES}",

@@ -12,26 +12,20 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 
-from .. import defaults
 from ..errors import StoreUnavailable
+from . import url_options
 from .driver_sql import DriverTarget, prepare_sqlite_connection, sqlite_pragmas
 from .errors import StoreFault
 from .job_reads_sql import Rows
 from .sql_statements import Statements
 
-SQLITE_BUSY_TIMEOUT_MS = int(defaults.SQLITE_BUSY_TIMEOUT_SECONDS * 1000)
-MYSQL_TIMEOUTS = {
-    "connect_timeout": defaults.STORE_CONNECT_TIMEOUT_SECONDS,
-    "read_timeout": defaults.STORE_READ_TIMEOUT_SECONDS,
-    "write_timeout": defaults.STORE_WRITE_TIMEOUT_SECONDS,
-}
 SERVER_STATUS_IN_TRANS = 0x0001  # MySQL protocol: a transaction is open on this connection
 READ_ONLY = {"jobd_read_only": True}
 
@@ -181,7 +175,8 @@ def driver_target(url: str, *, checkpoint_on_commit: bool = True) -> DriverTarge
     args, kwargs = engine.dialect.create_connect_args(engine.url)
     if engine.dialect.name == "sqlite":
         busy_timeout = sqlite_busy_timeout(engine.url)
-        pragmas = sqlite_pragmas(busy_timeout, checkpoint_on_commit=checkpoint_on_commit)
+        synchronous = sqlite_synchronous(sa.make_url(url))  # the engine's URL no longer holds it
+        pragmas = sqlite_pragmas(busy_timeout, checkpoint_on_commit=checkpoint_on_commit, synchronous=synchronous)
         return DriverTarget("sqlite", tuple(args), {**kwargs, "timeout": busy_timeout}, pragmas)
     return DriverTarget("mysql", tuple(args), {**kwargs, "charset": "utf8mb4", **mysql_timeouts(engine.url)})
 
@@ -195,31 +190,29 @@ def shown_url(url: str) -> str:
 
 
 def mysql_timeouts(url: sa.URL) -> dict[str, float]:
-    """PyMySQL's connect/read/write timeouts for ``url``: the URL's own, else jobd's defaults.
-
-    Without a read timeout a silent partition (packets dropped, no reset)
-    blocks a statement, and whoever waits for it (a submit, the master's
-    loop), until the kernel gives up on the connection: many minutes.
-    (A health probe caps each: ``health.store_probe``.)
-    """
-    timeouts: dict[str, float] = {}
-    for name, default in MYSQL_TIMEOUTS.items():
-        given = url.query.get(name)
-        try:
-            value = float(given) if isinstance(given, str) else float(default)
-        except ValueError:
-            raise StoreUnavailable(f"store URL: {name}={given!r} is not a number of seconds") from None
-        timeouts[name] = value
-    return timeouts
+    """PyMySQL's connect/read/write timeouts for ``url`` (``url_options.mysql_timeouts``)."""
+    return _option(url_options.mysql_timeouts, url)
 
 
 def sqlite_busy_timeout(url: sa.URL) -> float:
-    """Seconds a SQLite writer waits for another's lock: the URL's ``?timeout=``, else jobd's default."""
-    given = url.query.get("timeout")
+    """Seconds a SQLite writer waits for another's lock (``url_options.sqlite_busy_timeout``)."""
+    return _option(url_options.sqlite_busy_timeout, url)
+
+
+def sqlite_synchronous(url: sa.URL) -> str:
+    """When a SQLite commit reaches the disk (``url_options.sqlite_synchronous``)."""
+    return _option(url_options.sqlite_synchronous, url)
+
+
+_Read = TypeVar("_Read")
+
+
+def _option(read: Callable[[url_options.Query], _Read], url: sa.URL) -> _Read:
+    """An option of ``url``'s query, read by ``read``; a value it cannot use is a store that cannot be opened."""
     try:
-        return float(given) if isinstance(given, str) else SQLITE_BUSY_TIMEOUT_MS / 1000
-    except ValueError:
-        raise StoreUnavailable(f"store URL: timeout={given!r} is not a number of seconds") from None
+        return read(url.query)
+    except ValueError as error:
+        raise StoreUnavailable(f"store URL: {error}") from None
 
 
 def _roll_back_if_in_transaction(dbapi_connection: Any, _record: Any, reset_state: Any) -> None:
@@ -247,9 +240,9 @@ def _sqlite_engine(url: sa.URL, checkpoint_on_commit: bool) -> sa.Engine:
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     busy_timeout = sqlite_busy_timeout(url)
-    engine = sa.create_engine(url, connect_args={"timeout": busy_timeout})
-
-    pragmas = sqlite_pragmas(busy_timeout, checkpoint_on_commit=checkpoint_on_commit)
+    pragmas = sqlite_pragmas(busy_timeout, checkpoint_on_commit=checkpoint_on_commit, synchronous=sqlite_synchronous(url))
+    # ?synchronous= is jobd's (a pragma above), not an argument of the sqlite3 module's connect.
+    engine = sa.create_engine(url.difference_update_query(["synchronous"]), connect_args={"timeout": busy_timeout})
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
