@@ -52,27 +52,6 @@ def test_every_connection_jobd_opens_on_the_store_runs_at_the_urls_level(tmp_pat
         assert synchronous_of(open_connection(kept, sqlite3)) == level
 
 
-@pytest.mark.parametrize(
-    "query, complaint",
-    [
-        ("?synchronous=off", "synchronous='off' is not one of normal, full"),
-        ("?synchronous=full&synchronous=normal", "synchronous=('full', 'normal') is not one of normal, full"),
-        ("?timeout=soon", "timeout='soon' is not a number of seconds"),
-    ],
-)
-def test_an_option_jobd_cannot_use_is_refused_where_the_config_is_read_and_nothing_is_made(
-    deployment_factory: Callable[[str], Deployment], tmp_path: Path, query: str, complaint: str,
-) -> None:
-    store = tmp_path / "jobd.db"
-    deployment = deployment_factory(f"sqlite:///{store}{query}")
-    deployment.write_config({"main": {"workers": 1}})
-    for command in ("check", "init", "start"):
-        completed = deployment.jobd(command)
-        assert completed.returncode == 2, (command, completed.stderr)
-        assert f"{deployment.config_path}: store: {complaint}" in completed.stderr, (command, completed.stderr)
-    assert not store.exists()
-
-
 SUBMITTER = """
 import os, sys
 import jobd

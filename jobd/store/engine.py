@@ -147,7 +147,8 @@ def _make_engine(url: str, checkpoint_on_commit: bool, autocommit: bool) -> sa.E
         if parsed.get_driver_name() not in {"pymysql"}:
             raise StoreUnavailable(f"store URL {url!r}: use the mysql+pymysql:// driver")
         engine = sa.create_engine(
-            parsed,
+            # jobd's timeouts go in as numbers of seconds below: SQLAlchemy would read them from the URL as integers.
+            parsed.difference_update_query(url_options.MYSQL_TIMEOUTS),
             isolation_level="AUTOCOMMIT" if autocommit else "READ COMMITTED",
             # No ping before every checkout (a round trip per transaction on the
             # hot path): connections are recycled well inside the server's
@@ -173,12 +174,12 @@ def driver_target(url: str, *, checkpoint_on_commit: bool = True) -> DriverTarge
     """
     engine = _make_engine(url, checkpoint_on_commit=True, autocommit=False)
     args, kwargs = engine.dialect.create_connect_args(engine.url)
+    given = sa.make_url(url)  # jobd's own options, which the engine's URL no longer holds
     if engine.dialect.name == "sqlite":
-        busy_timeout = sqlite_busy_timeout(engine.url)
-        synchronous = sqlite_synchronous(sa.make_url(url))  # the engine's URL no longer holds it
-        pragmas = sqlite_pragmas(busy_timeout, checkpoint_on_commit=checkpoint_on_commit, synchronous=synchronous)
+        busy_timeout = sqlite_busy_timeout(given)
+        pragmas = sqlite_pragmas(busy_timeout, checkpoint_on_commit=checkpoint_on_commit, synchronous=sqlite_synchronous(given))
         return DriverTarget("sqlite", tuple(args), {**kwargs, "timeout": busy_timeout}, pragmas)
-    return DriverTarget("mysql", tuple(args), {**kwargs, "charset": "utf8mb4", **mysql_timeouts(engine.url)})
+    return DriverTarget("mysql", tuple(args), {**kwargs, "charset": "utf8mb4", **mysql_timeouts(given)})
 
 
 def shown_url(url: str) -> str:

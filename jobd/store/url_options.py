@@ -66,12 +66,47 @@ def mysql_timeouts(query: Query) -> dict[str, float]:
     return timeouts
 
 
+#: What a SQLite URL may say: jobd's options, and those SQLAlchemy hands to the sqlite3 module.
+SQLITE_URL_OPTIONS = frozenset(
+    {"timeout", "synchronous", "uri", "check_same_thread", "cached_statements", "detect_types", "isolation_level"}
+)
+#: A MySQL URL's TLS options, which SQLAlchemy gathers into PyMySQL's ``ssl`` argument.
+SQLALCHEMY_SSL_OPTIONS = frozenset({"ssl_ca", "ssl_key", "ssl_cert", "ssl_capath", "ssl_cipher", "ssl_check_hostname"})
+#: PyMySQL arguments a URL cannot give (they take objects, or jobd sets them).
+_NOT_FROM_A_URL = frozenset({"self", "conv", "cursorclass", "auth_plugin_map", "ssl", "autocommit", "defer_connect"})
+
+
+def mysql_unknown_options(query: Query) -> list[str]:
+    """Options of a MySQL URL's query that neither jobd nor PyMySQL takes, sorted.
+
+    SQLAlchemy hands every option it does not know to ``pymysql.connect``,
+    which would fail on an unknown one with a ``TypeError`` at the first
+    connection; PyMySQL's own signature says which it takes.
+    """
+    names = set(query) - set(MYSQL_TIMEOUTS)
+    if not names:
+        return []
+    import inspect
+
+    from pymysql.connections import Connection  # only for a URL with options of its own
+
+    accepted = set(inspect.signature(Connection.__init__).parameters) - _NOT_FROM_A_URL
+    return sorted(names - accepted - SQLALCHEMY_SSL_OPTIONS)
+
+
 def check_store_options(url: str) -> None:
-    """Raise ``ValueError`` naming the first option of ``url``'s query that jobd reads and cannot use."""
+    """Raise ``ValueError`` naming the first option of ``url``'s query that cannot be used."""
     values = parse_qs(urlsplit(url).query, keep_blank_values=True)
     query = {name: given[0] if len(given) == 1 else tuple(given) for name, given in values.items()}
     if url.partition("://")[0].lower() == "sqlite":
+        # With uri=true the other options are SQLite's own URI parameters (mode, cache, vfs…).
+        unknown = [] if "uri" in query else sorted(set(query) - SQLITE_URL_OPTIONS)
+        if unknown:
+            raise ValueError(f"{unknown[0]} is not an option of a SQLite store URL (jobd's are timeout and synchronous)")
         sqlite_busy_timeout(query)
         sqlite_synchronous(query)
-    else:
-        mysql_timeouts(query)
+        return
+    unknown = mysql_unknown_options(query)
+    if unknown:
+        raise ValueError(f"{unknown[0]} is not an option of a MySQL store URL (neither jobd's nor PyMySQL's connect())")
+    mysql_timeouts(query)
