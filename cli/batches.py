@@ -11,6 +11,7 @@ import time
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 
 from .options import ConfigOption, JsonOption, load_settings
 from .output import ago, console, print_json, reports_errors, when
@@ -84,8 +85,8 @@ def batch_detail(
         return
     if cancel:
         console.print(f"batch {batch_id} cancelled ({report['cancelled']} members cancelled)")
-    console.print(f"[bold]batch {report['id']}[/] {report['name']}: {report['state']}"
-                  + ("" if report["sealed"] else " (still taking members)"), highlight=False)
+    console.print(f"[bold]batch {report['id']}[/] {escape(str(report['name']))}: {report['state']}"
+                  + ("" if report["sealed"] else " (still taking members)"), highlight=False, markup=True)
     console.print(f"progress: {progress_text(report)} finished, {report['pending']} pending", highlight=False)
     console.print(f"succeeded {report['succeeded']}, dead {report['dead']}, cancelled {report['cancelled']}", highlight=False)
     members = ", ".join(f"{state} {count}" for state, count in sorted(report["members"].items())) or "none"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from .output import ago, console, counted, duration
@@ -71,10 +72,10 @@ def print_daemon_detail(report: dict[str, Any]) -> None:
     daemon, master = report["daemon"], report["master"]
     now = time.time()
     name = daemon["daemon"]
-    console.print(f"[bold]{name}[/]: desired {desired_text(daemon)}, actual {actual_text(daemon)}"
-                  + ("" if master.get("running") else " (master not running)"), highlight=False)
+    console.print(f"[bold]{escape(name)}[/]: desired {desired_text(daemon)}, actual {actual_text(daemon)}"
+                  + ("" if master.get("running") else " (master not running)"), highlight=False, markup=True)
     if daemon.get("error"):
-        console.print(f"[red]last worker error:[/] {daemon['error']}", highlight=False)
+        console.print(f"[red]last worker error:[/] {escape(str(daemon['error']))}", highlight=False, markup=True)
     table = workers_table({name: daemon})
     console.print(table if table else "workers: none")
     running = [w for w in daemon.get("workers") or [] if w.get("job_id")]

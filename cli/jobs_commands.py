@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 
 from jobd.defaults import JOBS_LIST_MAX
 
@@ -74,10 +75,11 @@ def job_detail(job_id: int, config: ConfigOption = None, as_json: JsonOption = F
         data[key] = when(data[key])
     for key, value in data.items():
         if value is not None and value != "-":
-            console.print(f"[bold]{key}[/]: {json.dumps(value) if isinstance(value, (dict, list)) else value}", highlight=False)
+            shown = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+            console.print(f"[bold]{key}[/]: {escape(shown)}", highlight=False, markup=True)
     if traceback:
-        console.print(f"[bold]{traceback_label}[/]:")
-        console.print(traceback, highlight=False, markup=False)
+        console.print(f"[bold]{traceback_label}[/]:", markup=True)
+        console.print(traceback, highlight=False)
 
 
 def job_fields_for_people(job: Job) -> dict[str, Any]:

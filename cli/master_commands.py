@@ -33,12 +33,12 @@ def check(config: ConfigOption = None) -> None:
 
     settings = load_settings(config)
     inventory = load_inventory(settings)
-    console.print(f"[green]ok[/] {settings.source}")
+    console.print(f"[green]ok[/] {escape(str(settings.source))}", markup=True)
     for daemon, tasks in inventory.items():
-        names = ", ".join(sorted(tasks)) or "[yellow]no tasks[/]"
-        console.print(f"  {daemon} ({counted(settings.daemons[daemon].workers, 'worker')}): {names}")
+        names = escape(", ".join(sorted(tasks))) or "[yellow]no tasks[/]"
+        console.print(f"  {daemon} ({counted(settings.daemons[daemon].workers, 'worker')}): {names}", markup=True)
     published, note = catalogue.publish_for_check(settings, inventory)
-    console.print(f"  task catalogue {'' if published else '[yellow]'}{escape(note)}")
+    console.print(f"  task catalogue {'' if published else '[yellow]'}{escape(note)}", markup=True)
 
 
 @reports_errors

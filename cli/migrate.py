@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from jobd.errors import ExitCode, JobdError, exit_code_for
 from jobd.migrations.outcome import OutcomeStatus, TenantOutcome
@@ -88,12 +90,12 @@ def _guard(action: Callable[[], T]) -> T:
     try:
         return action()
     except JobdError as error:
-        errors.print(f"[bold red]error:[/] {error}", highlight=False)
+        errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, markup=True)
         raise typer.Exit(int(exit_code_for(error))) from None
 
 
 def _refuse(message: str) -> None:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
     raise typer.Exit(int(ExitCode.BAD_INPUT))
 
 
@@ -179,14 +181,16 @@ def _run_with_display(
             if outcome.tenant in rows:
                 progress.remove_task(rows.pop(outcome.tenant))
             style = _STYLE[outcome.status]
-            progress.console.print(f"[{style}]{outcome.status.value:<10}[/] {outcome.tenant}  {outcome.seconds:.1f}s", highlight=False)
+            progress.console.print(
+                f"[{style}]{outcome.status.value:<10}[/] {escape(outcome.tenant)}  {outcome.seconds:.1f}s", highlight=False, markup=True,
+            )
 
         return run_migrations(settings, tenant_names=names, parallel=parallel, canary=canary, snapshot_mode=mode,
                               lock_wait=lock_wait, on_progress=on_progress, on_outcome=on_outcome)
 
 
 def _note(message: str) -> None:
-    errors.print(f"[dim]note: {message}[/]", highlight=False)
+    errors.print(f"[dim]note: {escape(message)}[/]", highlight=False, markup=True)
 
 
 def _run_jobs_with_display(
@@ -211,7 +215,7 @@ def _run_jobs_with_display(
         finished.add(tenant.name)
         if not as_json:
             style = "green" if job.state is JobState.SUCCEEDED else "bold red"
-            printer.print(f"[{style}]{job.state:<10}[/] {tenant.name}  job #{job.id}", highlight=False)
+            printer.print(f"[{style}]{job.state:<10}[/] {escape(tenant.name)}  job #{job.id}", highlight=False, markup=True)
         return True
 
     if not live:
@@ -243,14 +247,14 @@ def _run_jobs_with_display(
 def _render_summary(summary: FleetSummary) -> None:
     counts = ", ".join(f"{status.value}: {summary.count(status)}" for status in OutcomeStatus if summary.count(status))
     if summary.ok:
-        console.print(f"[green]all {len(summary.outcomes)} tenant(s) ok[/] ({counts}) in {summary.seconds:.1f}s")
+        console.print(f"[green]all {len(summary.outcomes)} tenant(s) ok[/] ({counts}) in {summary.seconds:.1f}s", markup=True)
         return
     table = Table(title=f"jobd migrate — {counts} — {summary.seconds:.1f}s", show_lines=False)
     for column in ("tenant", "status", "at step", "applied", "failed step", "what to do"):
         table.add_column(column, overflow="fold")
     for outcome in sorted(summary.outcomes, key=lambda item: (item.ok, item.tenant)):
         table.add_row(
-            outcome.tenant, f"[{_STYLE[outcome.status]}]{outcome.status.value}[/]", outcome.current or "-",
+            outcome.tenant, Text(outcome.status.value, style=_STYLE[outcome.status]), outcome.current or "-",
             str(len(outcome.applied)), outcome.failed_step or "", outcome.error or "",
         )
     if summary.stopped_by_canary:
@@ -262,16 +266,16 @@ def _render_preview(preview: FleetStatus) -> None:
     from rich.syntax import Syntax
 
     for status in preview.tenants:
-        header = f"[bold]{status.tenant}[/] ({status.database}) — {status.state}, at {status.current or '(none)'}"
-        console.print(header, highlight=False)
+        header = f"[bold]{escape(status.tenant)}[/] " + escape(f"({status.database}) — {status.state}, at {status.current or '(none)'}")
+        console.print(header, highlight=False, markup=True)
         for problem in status.problems:
-            console.print(f"  [yellow]! {problem}[/]", highlight=False)
+            console.print(f"  [yellow]! {escape(problem)}[/]", highlight=False, markup=True)
         if status.pending:
             console.print(f"  snapshot: {', '.join(status.snapshot_tables) or 'none'} ({status.snapshot_reason})", highlight=False)
         for label, statements in status.sql.items():
-            console.print(f"  [cyan]{label}[/]", highlight=False)
+            console.print(f"  [cyan]{escape(label)}[/]", highlight=False, markup=True)
             console.print(Syntax(";\n".join(statements) + ";", "sql", word_wrap=True, padding=(0, 4)))
-    console.print("[dim]dry run: nothing was changed[/]")
+    console.print("[dim]dry run: nothing was changed[/]", markup=True)
 
 
 @migrate_app.command()
@@ -287,7 +291,7 @@ def status(ctx: typer.Context, config: ConfigOption = None, tenants: TenantsOpti
     steps.add_column("step")
     steps.add_column("tenants", justify="right")
     for step, count in sorted(report.at_each_step().items()):
-        steps.add_row(step if step != report.latest else f"[green]{step}[/]", str(count))
+        steps.add_row(Text(step, style="green" if step == report.latest else ""), str(count))
     console.print(steps)
     attention = [item for item in report.tenants if item.state != "up_to_date"]
     if attention:

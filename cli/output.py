@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from jobd.errors import JobdError, exit_code_for
 
@@ -19,11 +20,19 @@ PIPED_WIDTH = 512
 
 
 def make_console(*, stderr: bool = False) -> Console:
-    """A console for people on a terminal; unwrapped, full-width lines when piped (`jobd jobs | grep`)."""
+    """A console for people on a terminal; unwrapped, full-width lines when piped (`jobd jobs | grep`).
+
+    What it prints is shown as it is, never read as rich markup: a job's
+    error, args and result, a batch's name, a store's message are data, and
+    a task's error may well hold ``[/x]``, which markup would refuse with an
+    exception (every `jobd jobs` would fail on that one job). A line that
+    styles itself passes ``markup=True`` and ``escape``s the data it holds;
+    table cells style themselves with ``rich.text.Text``.
+    """
     stream = sys.stderr if stderr else sys.stdout
     if stream.isatty():
-        return Console(stderr=stderr)
-    return Console(stderr=stderr, width=PIPED_WIDTH, soft_wrap=True)
+        return Console(stderr=stderr, markup=False)
+    return Console(stderr=stderr, width=PIPED_WIDTH, soft_wrap=True, markup=False)
 
 
 console = make_console()
@@ -51,7 +60,7 @@ def reports_errors(function: F) -> F:
 
 
 def _print_error(message: str) -> None:
-    error_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    error_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
 
 
 def counted(count: int, noun: str) -> str:

@@ -84,15 +84,18 @@ def print_status(document: dict[str, Any]) -> None:
 
     master = document["master"]
     if master.get("running"):
-        console.print(f"master [green]running[/] pid {master['pid']} on {master['host']}, up {duration(master.get('uptime'))}")
+        console.print(
+            f"master [green]running[/] pid {master['pid']} on {escape(str(master['host']))}, up {duration(master.get('uptime'))}",
+            markup=True,
+        )
     else:
-        console.print("master [red]not running[/] (counts below come from the store)")
+        console.print("master [red]not running[/] (counts below come from the store)", markup=True)
     store_health = document.get("store") or {}
     if store_health.get("available") is False:
         console.print(
-            f"store [red]unavailable[/] since {when(store_health.get('since'))} ({store_health.get('error')}); "
+            f"store [red]unavailable[/] since {when(store_health.get('since'))} ({escape(str(store_health.get('error')))}); "
             "counts below are the last read, workers keep running",
-            highlight=False,
+            highlight=False, markup=True,
         )
     registered = [record for record in document.get("masters") or [] if "heartbeat_age" in record]  # the store's registry
     if len(registered) > 1 or any(not record["alive"] for record in registered):
@@ -122,7 +125,7 @@ def print_status(document: dict[str, Any]) -> None:
 
     unseen = [entry["note"] for key in ("unserved", "unknown_states") for entry in document.get(key) or []]
     for note in unseen + rate_status.notes(document):  # jobs nobody runs, unknown states, rate waits
-        console.print(f"[yellow]{escape(note)}[/]", highlight=False)
+        console.print(f"[yellow]{escape(note)}[/]", highlight=False, markup=True)
     workers = daemon_output.workers_table(rows)
     if workers is not None:
         console.print(workers)
