@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.markup import escape
 
-from .options import ConfigOption, JsonOption, load_settings
+from .options import ConfigOption, JsonOption, RowId, load_settings
 from .output import ago, console, print_json, reports_errors, when
 
 _STATES = "open, complete, cancelled"
@@ -63,7 +63,7 @@ def batches(
 
 @reports_errors
 def batch_detail(
-    batch_id: int,
+    batch_id: RowId,
     config: ConfigOption = None,
     cancel: Annotated[bool, typer.Option("--cancel", help="Cancel it: waiting members now, running ones asked to stop; no callback runs.")] = False,
     as_json: JsonOption = False,

@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from jobd.defaults import JOBS_LIST_MAX
 
-from .options import ConfigOption, JsonOption, load_settings
+from .options import ConfigOption, JsonOption, RowId, load_settings
 from .output import ago, console, error_console, print_json, reports_errors, when
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def jobs(
 
 
 @reports_errors
-def job_detail(job_id: int, config: ConfigOption = None, as_json: JsonOption = False) -> None:
+def job_detail(job_id: RowId, config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Everything about one job: args, state, attempts, progress, checkpoint, error and traceback.
 
     Example: jobd job 42
@@ -111,7 +111,7 @@ def job_fields_for_people(job: Job) -> dict[str, Any]:
 
 
 @reports_errors
-def cancel(job_id: int, config: ConfigOption = None) -> None:
+def cancel(job_id: RowId, config: ConfigOption = None) -> None:
     """Cancel a job: a waiting one at once; a running one is asked to stop (ctx.cancelled).
 
     Example: jobd cancel 42
@@ -127,7 +127,7 @@ def cancel(job_id: int, config: ConfigOption = None) -> None:
 
 
 @reports_errors
-def retry(job_id: int, config: ConfigOption = None) -> None:
+def retry(job_id: RowId, config: ConfigOption = None) -> None:
     """Queue a dead or cancelled job again with a fresh set of attempts.
 
     Example: jobd retry 42

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from jobd.defaults import MAX_ROW_ID
+
 from .output import reports_errors
 
 if TYPE_CHECKING:
@@ -21,7 +23,7 @@ FINAL_LINES_WAIT_SECONDS = 1.5  # > the master's log flush interval (0.5 s) plus
 
 @reports_errors
 def logs(
-    job_id: Annotated[Optional[int], typer.Argument(help="Job id; without it, the latest lines of all jobs.")] = None,
+    job_id: Annotated[Optional[int], typer.Argument(min=1, max=MAX_ROW_ID, help="Job id; without it, the latest lines of all jobs.")] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines (until the job ends).")] = False,
     lines: Annotated[int, typer.Option("--lines", "-n", min=1, help="Without JOB_ID: how many recent lines.")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from jobd.defaults import MAX_ROW_ID
+
 if TYPE_CHECKING:
     from jobd.config import JobdConfig
 
@@ -15,6 +17,8 @@ ConfigOption = Annotated[
     typer.Option("--config", "-c", help="Path to jobd.toml (default: $JOBD_CONFIG, then ./jobd.toml)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for programs instead of a table.")]
+#: A job's or a batch's id: what the store can hold (SQLite refuses a larger integer with an OverflowError).
+RowId = Annotated[int, typer.Argument(min=1, max=MAX_ROW_ID)]
 
 
 def load_settings(path: Path | None, *, with_schedule: bool = True) -> "JobdConfig":

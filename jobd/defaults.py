@@ -135,6 +135,7 @@ MAX_ATTEMPTS_COUNTER = 2**31 - 1
 # (meanwhile submits' jobs reach it through the master, which checks them).
 HANDOFF_GUARD_RETRY_SECONDS = 5.0
 MAX_NAME_LENGTH = 190  # fits a MySQL utf8mb4 unique index
+MAX_ROW_ID = 2**63 - 1  # the largest job or batch id: the stores' ids are signed 64-bit integers
 
 # Production: systemd, metrics, job logs, alerts
 DEFAULT_JOB_LOG_MAX_LINES = 500  # per job attempt; a chatty task cannot fill the store

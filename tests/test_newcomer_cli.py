@@ -11,7 +11,7 @@ import time
 import pytest
 
 from jobd import api
-from jobd.errors import InvalidArgs, StoreUnavailable
+from jobd.errors import InvalidArgs, StoreUnavailable, UnknownJob
 from jobd.job import Job
 from jobd.states import JobState, phrase
 from jobd.store import NewJob
@@ -32,6 +32,18 @@ def test_check_refuses_a_store_url_jobd_cannot_open_with_exit_2(deployment: Depl
     assert result.returncode == 2, result.stderr
     message = " ".join(result.stderr.split())
     assert "store" in message and "postgresql://db/jobs" in message and "mysql+pymysql://" in message
+
+
+@pytest.mark.parametrize("command", ["job", "cancel", "retry", "logs", "batch"])
+def test_an_id_no_store_can_hold_is_refused_as_bad_input_not_a_traceback(deployment: Deployment, command: str) -> None:
+    deployment.write_config({"main": {"workers": 1}})
+    deployment.jobd("init", check=True)
+    result = deployment.jobd(command, str(2**64))  # SQLite cannot even bind it
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "is not in the range 1<=x<=9223372036854775807" in " ".join(result.stderr.replace("│", " ").split())
+    with pytest.raises(UnknownJob):
+        api.get_job(2**64, config=str(deployment.config_path))
 
 
 def test_migrate_validates_the_whole_config_before_contacting_any_tenant(deployment: Deployment) -> None:

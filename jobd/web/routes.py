@@ -329,6 +329,6 @@ def _job_id(request: Request) -> int:
         job_id = int(raw)
     except (TypeError, ValueError):
         raise ApiError(404, f"no job with id {raw!r}") from None
-    if not 0 < job_id < 2**63:
+    if not 0 < job_id <= defaults.MAX_ROW_ID:
         raise ApiError(404, f"no job with id {raw!r}")
     return job_id
