@@ -8,6 +8,7 @@ arguments become the job's args (``--arg k=v``, ``--json``, ``@FILE``,
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from jobd.defaults import PRIORITY_RANGE
 from jobd.errors import ExitCode, InvalidArgs, MasterNotRunning
 
 from .options import ConfigOption, load_settings
@@ -27,8 +29,8 @@ def trigger(
     task: Annotated[str, typer.Argument(help="Registered task name, e.g. mailing.send_campaign.")],
     arg: Annotated[Optional[list[str]], typer.Option("--arg", "-a", help="k=v argument (v parsed as JSON if it can be). Repeatable.")] = None,
     json_args: Annotated[Optional[str], typer.Option("--json", help="All args as one JSON object; @FILE reads it from a file, - from stdin.")] = None,
-    priority: Annotated[int, typer.Option(help="Higher runs first.")] = 0,
-    delay: Annotated[Optional[float], typer.Option(help="Run no earlier than this many seconds from now.")] = None,
+    priority: Annotated[int, typer.Option(min=PRIORITY_RANGE[0], max=PRIORITY_RANGE[1], help="Higher runs first.")] = 0,
+    delay: Annotated[Optional[float], typer.Option(min=0, help="Run no earlier than this many seconds from now.")] = None,
     unique_key: Annotated[Optional[str], typer.Option(help="Do nothing if an unfinished job has this key.")] = None,
     wait: Annotated[bool, typer.Option("--wait", "-w", help="Wait for the job and exit with its outcome.")] = False,
     wait_without_master: Annotated[bool, typer.Option("--wait-without-master", help="With --wait: wait even if no live master runs DAEMON now.")] = False,
@@ -46,6 +48,8 @@ def trigger(
     (the job stays queued; --wait-without-master waits anyway).
     With --from-file jobs.jsonl, one job per line; prints how many and their ids.
     """
+    if delay is not None and not math.isfinite(delay):
+        raise InvalidArgs(f"--delay must be a finite number of seconds, not {delay}")
     run_at = time.time() + delay if delay else None
     args: dict[str, Any] | None = None  # parsed once: --json - reads standard input
     if from_file is None and not (wait or reuse_cached):

@@ -74,7 +74,7 @@ class DaemonConfig(RateLimitSettings):
     # task name → 'package.module:function' of a plain callable
     tasks: Annotated[dict[str, str], After(_callable_paths)] = field(default_factory=dict)
     timeout: Duration = defaults.DEFAULT_TIMEOUT_SECONDS
-    max_attempts: Annotated[int, AtLeast(1), AtMost(1000)] = defaults.DEFAULT_MAX_ATTEMPTS
+    max_attempts: Annotated[int, AtLeast(1), AtMost(defaults.MOST_ATTEMPTS)] = defaults.DEFAULT_MAX_ATTEMPTS
     backoff_base: Duration = defaults.DEFAULT_BACKOFF_BASE_SECONDS
     backoff_max: Duration = defaults.DEFAULT_BACKOFF_MAX_SECONDS
     max_tasks_per_worker: Annotated[int, AtLeast(0)] = defaults.DEFAULT_MAX_TASKS_PER_WORKER

@@ -46,6 +46,26 @@ def test_an_id_no_store_can_hold_is_refused_as_bad_input_not_a_traceback(deploym
         api.get_job(2**64, config=str(deployment.config_path))
 
 
+@pytest.mark.parametrize(
+    "option, complaint",
+    [
+        (["--delay", "nan"], "--delay must be a finite number of seconds, not nan"),
+        (["--delay", "inf"], "--delay must be a finite number of seconds, not inf"),
+        (["--delay", "-5"], "Invalid value for '--delay': -5.0 is not in the range x>=0."),
+        (["--priority", str(2**64)], "is not in the range -2147483648<=x<=2147483647."),
+    ],
+)
+def test_trigger_refuses_a_delay_or_priority_no_job_can_keep_and_writes_nothing(
+    deployment: Deployment, option: list[str], complaint: str,
+) -> None:
+    deployment.write_config({"main": {"workers": 1}})
+    deployment.jobd("init", check=True)
+    result = deployment.jobd("trigger", "main", "t.noop", *option)
+    assert result.returncode == 2, result.stderr
+    assert complaint in " ".join(result.stderr.replace("│", " ").split())
+    assert sum(sum(states.values()) for states in deployment.store.jobs.counts().values()) == 0
+
+
 def test_migrate_validates_the_whole_config_before_contacting_any_tenant(deployment: Deployment) -> None:
     deployment.write_config({"main": {"workers": 1}})
     with deployment.config_path.open("a") as config:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,42 @@ def test_an_unknown_task_daemon_or_argument_is_refused_and_nothing_is_written(de
         jobd.submit("nosuch", "t.record", {}, config=deployment.config_path)
     with pytest.raises(InvalidArgs, match="does not accept these args"):
         jobd.submit("main", "t.record", {"nope": 1}, config=deployment.config_path)
+    assert written(deployment) == 0
+
+
+BAD_OPTIONS = [
+    ({"priority": "high"}, "priority must be a whole number from -2147483648 to 2147483647, not 'high'"),
+    ({"priority": 2**63}, "priority must be a whole number"),
+    ({"priority": 1.5}, "priority must be a whole number"),
+    ({"max_attempts": 0}, "max_attempts must be a whole number from 1 to 1000"),
+    ({"max_attempts": "x"}, "max_attempts must be a whole number"),
+    ({"run_at": float("nan")}, "run_at must be a finite time"),
+    ({"run_at": float("inf")}, "run_at must be a finite time"),
+    ({"run_at": "tomorrow"}, "run_at must be a finite time"),
+]
+
+
+@pytest.mark.parametrize("way", ["submit", "submit_many", "batch", "in a transaction"])
+def test_a_priority_run_at_or_max_attempts_the_store_cannot_keep_as_meant_is_refused_and_nothing_is_written(
+    deployment: Deployment, way: str,
+) -> None:
+    """SQLite keeps whatever it is given: "high" as a priority, NaN as a run_at (then NULL: due at once)."""
+    deployment.write_config({"main": {"workers": 1}})
+    deployment.jobd("init", check=True)
+    deployment.jobd("check", check=True)  # the catalogue: a plain submit goes through the driver
+    config = str(deployment.config_path)
+    for options, complaint in BAD_OPTIONS:
+        with pytest.raises(InvalidArgs, match=re.escape(complaint)):
+            if way == "submit":
+                jobd.submit("main", "t.noop", {}, config=config, **options)
+            elif way == "submit_many":
+                jobd.submit_many("main", "t.noop", [{}, {}], config=config, **options)
+            elif way == "batch":
+                with jobd.batch("nightly", config=config) as batch:
+                    batch.submit("main", "t.noop", {}, **options)
+            else:
+                with deployment.store.engine.begin() as connection:
+                    jobd.submit("main", "t.noop", {}, connection=connection, config=config, **options)
     assert written(deployment) == 0
 
 

@@ -34,6 +34,7 @@ from itertools import chain
 from typing import Any, Protocol
 
 from ..states import JobState
+from ..submit_options import check_submit_options
 from .job_reads_sql import JOBS, placeholder
 from .sql_statements import is_duplicate_key, sqlite_variable_limit
 
@@ -60,6 +61,9 @@ class BulkJobs:
     run_at: float | None = None
     max_attempts: int | None = None
     origin: str = "intent"
+
+    def __post_init__(self) -> None:
+        check_submit_options(priority=self.priority, run_at=self.run_at, max_attempts=self.max_attempts)
 
     @property
     def own_columns(self) -> tuple[str, ...]:

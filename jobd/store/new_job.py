@@ -14,6 +14,7 @@ from .. import defaults
 from ..errors import InvalidArgs
 from ..job import encode_args
 from ..states import JobState
+from ..submit_options import check_submit_options
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class NewJob:
     max_attempts: int | None = None
     handed_to: str | None = None  # a master this job is claimed for as it is inserted (``jobd.handoff``)
     batch_id: int | None = None  # set only by ``BatchBook.add_members``, which counts it in the batch
+
+    def __post_init__(self) -> None:
+        check_submit_options(priority=self.priority, run_at=self.run_at, max_attempts=self.max_attempts)
 
     @property
     def encoded_args(self) -> str:
