@@ -82,7 +82,10 @@ def publish_for_check(config: JobdConfig, inventory: Inventory) -> tuple[bool, s
         return False, "not published: the store is not initialised (run `jobd init`)"
     from .store import open_store
 
-    store = open_store(config.store)
+    try:
+        store = open_store(config.store)  # a TLS file the URL names may be missing here
+    except StoreUnavailable as error:
+        return False, f"not published: {error}"
     try:
         with raised_as_unavailable():
             store.require_schema()

@@ -53,3 +53,19 @@ def test_mysql_timeouts_in_the_url_are_seconds_and_may_have_fractions(mariadb_ur
             assert connection.connection.dbapi_connection._read_timeout == 2.5  # type: ignore[union-attr]
     finally:
         engine.dispose()
+
+
+def test_a_tls_file_the_url_names_that_is_missing_is_named_where_the_store_is_opened(
+    deployment_factory: Callable[[str], Deployment],
+) -> None:
+    """Not by the config's check, which passes where the store is out of reach (and its certificates may be)."""
+    deployment = deployment_factory(f"{MARIADB}?ssl_ca=/nonexistent/ca.pem")
+    deployment.write_config({"main": {"workers": 1}})
+    complaint = "store URL: ssl_ca='/nonexistent/ca.pem': no such file"
+    checked = deployment.jobd("check")
+    assert checked.returncode == 0, checked.stderr
+    assert f"task catalogue not published: {complaint}" in checked.stdout
+    for command in (("init",), ("trigger", "main", "t.noop"), ("jobs",)):
+        completed = deployment.jobd(*command)
+        assert completed.returncode == 3, (command, completed.stderr)
+        assert f"error: {complaint}" in completed.stderr and "Traceback" not in completed.stderr, (command, completed.stderr)

@@ -191,7 +191,9 @@ def shown_url(url: str) -> str:
 
 
 def mysql_timeouts(url: sa.URL) -> dict[str, float]:
-    """PyMySQL's connect/read/write timeouts for ``url`` (``url_options.mysql_timeouts``)."""
+    """PyMySQL's connect/read/write timeouts for ``url`` (``url_options.mysql_timeouts``), once the TLS files
+    it names are known to exist (``url_options.mysql_tls_files``)."""
+    _option(url_options.mysql_tls_files, url)
     return _option(url_options.mysql_timeouts, url)
 
 

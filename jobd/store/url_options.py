@@ -9,6 +9,7 @@ options are left to the driver: PyMySQL takes several of its own.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from urllib.parse import parse_qs, urlsplit
 
@@ -92,6 +93,19 @@ def mysql_unknown_options(query: Query) -> list[str]:
 
     accepted = set(inspect.signature(Connection.__init__).parameters) - _NOT_FROM_A_URL
     return sorted(names - accepted - SQLALCHEMY_SSL_OPTIONS)
+
+
+def mysql_tls_files(query: Query) -> None:
+    """The files a MySQL URL's TLS options name exist: a missing one is a ``ValueError`` naming it, where
+    PyMySQL's TLS set-up would fail every connection with a bare ``FileNotFoundError``.
+
+    Checked where the store is opened, not with the config: `jobd check` passes on a machine that
+    cannot reach the store (a CI job, a laptop), which need not hold the store's certificates either.
+    """
+    for name in ("ssl_ca", "ssl_cert", "ssl_key", "ssl_capath"):
+        given = query.get(name)
+        if isinstance(given, str) and not os.path.exists(given):
+            raise ValueError(f"{name}={given!r}: no such file")
 
 
 def check_store_options(url: str) -> None:
