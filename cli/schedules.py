@@ -100,9 +100,16 @@ def register(app: typer.Typer) -> None:
         Exits 1 if some lines could not be converted (they are listed on stderr).
         """
         try:
-            text = crontab.read_text(encoding="utf-8")
+            data = crontab.read_bytes()
         except OSError as error:
             raise BadInput(f"{crontab}: cannot read: {error.strerror}") from None
+        from jobd.text_files import NotUtf8, decode_utf8
+
+        try:
+            text = decode_utf8(data)
+        except NotUtf8 as error:  # an old crontab in Latin-1, say: its commands cannot be guessed
+            raise BadInput(f"{crontab}:{error.line}: not UTF-8 text (byte 0x{error.byte:02x}); "
+                           f"convert it first, e.g. iconv -f latin1 -t utf-8 {crontab} > crontab.utf8") from None
         from jobd.schedules import import_crontab
 
         result = import_crontab(text, daemon=daemon, source=str(crontab), system=system, retries=retries)

@@ -28,6 +28,7 @@ from .migrations.settings import CheckedMigrations, MigrationsSettings  # noqa: 
 from .names import CALLABLE_PATH_PATTERN, MODULE_PATH_PATTERN, NAME_PATTERN, TASK_NAME_PATTERN  # noqa: F401
 from .output_caps import OutputCaps
 from .store.url_options import check_store_options
+from .text_files import NotUtf8, read_utf8
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter, ValidationError
@@ -214,7 +215,9 @@ def load_config(path: str | os.PathLike[str] | None = None, *, with_schedule: bo
     """
     config_path = find_config_path(path)
     try:
-        text = config_path.read_text(encoding="utf-8")
+        text = read_utf8(config_path)
+    except NotUtf8 as error:
+        raise ConfigError(str(config_path), None, str(error)) from None
     except FileNotFoundError:
         raise ConfigError(
             str(config_path), None, "no such file (pass --config or set JOBD_CONFIG)"
@@ -265,7 +268,7 @@ def load_schedule(config: JobdConfig, text: str | None = None) -> "Schedule":
     schedule = Schedule()
     if config.schedules:
         if text is None and config.source.exists():
-            text = config.source.read_text(encoding="utf-8")
+            text = read_utf8(config.source)  # read (and found UTF-8) already by load_config
         schedule = parse_schedule_table(
             config.schedules, str(config.source), default_timezone=config.timezone, text=text, table_path="schedules"
         )

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from jobd.config_checks import After, AtLeast, AtMost
 from jobd.errors import ConfigError
+from jobd.text_files import NotUtf8, read_utf8
 from jobd.migrations.errors import UnsafeIdentifier
 from jobd.migrations.identifiers import validate_identifier, validate_tenant_name
 from jobd.migrations.snapshot_mode import SnapshotMode
@@ -138,8 +139,9 @@ def load_migrations_settings(config_path: str | Path) -> MigrationsSettings:
     """
     path = Path(config_path)
     try:
-        with path.open("rb") as file:
-            document = tomllib.load(file)
+        document = tomllib.loads(read_utf8(path))
+    except NotUtf8 as error:
+        raise ConfigError(str(path), None, str(error)) from None
     except FileNotFoundError:
         raise ConfigError(str(path), None, "file not found") from None
     except tomllib.TOMLDecodeError as error:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobd.migrations.errors import MigrationFolderError
+from jobd.text_files import NotUtf8, read_utf8
 
 FILE_PATTERN = re.compile(r"^(?P<version>[0-9]{4,})_(?P<name>[a-z0-9_]+)\.sql$")
 MARKER_PATTERN = re.compile(r"^--\s*jobd:step\b(?P<rest>.*)$")
@@ -156,11 +157,18 @@ def order_steps(files: dict[str, str]) -> list[Step]:
     return sorted(steps, key=lambda step: (step.version, step.index))
 
 
+def _sql_text(path: Path) -> str:
+    try:
+        return read_utf8(path)
+    except NotUtf8 as error:
+        raise MigrationFolderError(f"{path.name}: {error}") from None
+
+
 def load_steps(folder: Path) -> list[Step]:
     """Read every ``*.sql`` file of ``folder`` (other files are ignored) and order their steps."""
     if not folder.is_dir():
         raise MigrationFolderError(f"{folder}: migrations folder not found")
-    files = {path.name: path.read_text(encoding="utf-8") for path in folder.glob("*.sql")}
+    files = {path.name: _sql_text(path) for path in folder.glob("*.sql")}
     if not files:
         raise MigrationFolderError(f"{folder}: no *.sql migration files")
     return order_steps(files)

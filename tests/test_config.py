@@ -55,6 +55,18 @@ def test_a_missing_config_file_says_how_to_point_at_one(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.toml")
 
 
+def test_a_config_or_schedule_file_that_is_not_utf8_names_the_line_of_its_first_bad_byte(tmp_path: Path) -> None:
+    config = tmp_path / "jobd.toml"
+    config.write_bytes(b'store = "sqlite:///jobd.db"\n# r\xe9sum\xe9 of the nightly jobs\n')
+    with pytest.raises(ConfigError, match=r"jobd.toml: line 2: not UTF-8 text \(byte 0xe9\); save the file as UTF-8"):
+        load_config(config)
+    config.write_text('store = "sqlite:///jobd.db"\nschedule_dir = "schedules"\n[daemons.main]\nmodules = []\n')
+    (tmp_path / "schedules").mkdir()
+    (tmp_path / "schedules" / "nightly.toml").write_bytes(b"# \xff\n")
+    with pytest.raises(ConfigError, match=r"nightly.toml: line 1: not UTF-8 text \(byte 0xff\)"):
+        load_config(config)
+
+
 def test_config_is_found_through_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "custom.toml"
     path.write_text("[daemons.a]\n")

@@ -146,6 +146,16 @@ def test_import_crontab_writes_a_schedule_file_jobd_accepts(deployment: Deployme
     assert len(listing) == 2 and all(row["daemon"] == "cron" for row in listing)
 
 
+def test_import_crontab_names_the_first_line_that_is_not_utf8_and_writes_nothing(deployment: Deployment) -> None:
+    crontab = deployment.root / "old.cron"
+    crontab.write_bytes(b"# nightly\n30 2 * * * /srv/app/report.sh --title caf\xe9\n")
+    target = deployment.root / "cron.toml"
+    result = deployment.jobd("import-crontab", str(crontab), "--daemon", "cron", "-o", str(target))
+    assert result.returncode == 2, result.stderr
+    assert f"error: {crontab}:2: not UTF-8 text (byte 0xe9); convert it first, e.g. iconv" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr and not target.exists()
+
+
 def test_jobd_schedules_with_a_master_running_shows_its_entries_and_last_outcomes_and_loads_nothing_heavy(
     deployment: Deployment, tmp_path: Path, own_cache: Path,
 ) -> None:

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jobd.errors import ConfigError
+from jobd.text_files import NotUtf8, read_utf8
 from jobd.durations import parse_whole_seconds
 from jobd.schedules.entry import (
     SHELL_TASK_PREFIX,
@@ -86,7 +87,9 @@ def load_schedule_files(
     schedule = Schedule()
     for path in _schedule_paths(paths_or_dir):
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_utf8(path)
+        except NotUtf8 as error:
+            raise ConfigError(str(path), None, str(error)) from None
         except OSError as error:
             raise ConfigError(str(path), None, f"cannot read the schedule file: {error.strerror}") from None
         schedule = schedule.merged_with(parse_schedule_text(text, str(path), default_timezone))

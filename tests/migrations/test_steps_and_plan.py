@@ -176,3 +176,12 @@ def test_settings_resolve_the_folder_and_report_bad_keys(tmp_path: Path) -> None
     config.write_text('[migrations]\nfolder = "m"\n')
     with pytest.raises(ConfigError, match="registry_url"):
         load_migrations_settings(config)
+
+
+def test_a_migration_file_that_is_not_utf8_is_named_with_its_line(tmp_path: Path) -> None:
+    from jobd.migrations.steps import load_steps
+
+    (tmp_path / "0001_init.sql").write_text("CREATE TABLE t (id INT);\n")
+    (tmp_path / "0002_comment.sql").write_bytes(b"-- caf\xe9\nALTER TABLE t ADD x INT;\n")
+    with pytest.raises(MigrationFolderError, match=r"0002_comment.sql: line 1: not UTF-8 text \(byte 0xe9\)"):
+        load_steps(tmp_path)
