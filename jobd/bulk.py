@@ -21,6 +21,7 @@ from . import defaults
 from .errors import InvalidArgs
 from .job import encode_args
 from .run_at import epoch_seconds
+from .submit_options import check_unique_key
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -155,8 +156,8 @@ def check_unique_keys(keys: Sequence[str | None] | None, count: int) -> list[str
     if len(checked) != count:
         raise InvalidArgs(f"unique_keys has {len(checked)} entries for {count} items: give one key (or None) per item")
     for index, key in enumerate(checked):
-        if key is not None and (not isinstance(key, str) or not key or len(key) > defaults.MAX_NAME_LENGTH):
-            raise InvalidArgs(
-                f"item {index}: unique key {key!r} must be a non-empty string of at most {defaults.MAX_NAME_LENGTH} characters"
-            )
+        try:
+            check_unique_key(key)
+        except InvalidArgs as error:
+            raise InvalidArgs(f"item {index}: {error}") from None
     return checked if any(key is not None for key in checked) else None

@@ -1,4 +1,4 @@
-"""What a submit takes besides its args — priority, run_at, max_attempts — checked before anything is written.
+"""What a submit takes besides its args — priority, run_at, max_attempts, a unique key — checked before anything is written.
 
 A submit writes them straight into the jobs table, and SQLite keeps
 whatever it is given: a priority of ``"high"``, a ``max_attempts`` of 1.5, a
@@ -38,6 +38,12 @@ def check_run_at(run_at: Any) -> None:
     """``run_at`` is None (due now) or a finite time in epoch seconds (one in the past is due now)."""
     if run_at is not None and (isinstance(run_at, bool) or not isinstance(run_at, (int, float)) or not math.isfinite(run_at)):
         raise InvalidArgs(f"run_at must be a finite time (epoch seconds, or an aware datetime), not {run_at!r}")
+
+
+def check_unique_key(unique_key: Any) -> None:
+    """``unique_key`` is None or a non-empty string the jobs table's unique index holds."""
+    if unique_key is not None and (not isinstance(unique_key, str) or not unique_key or len(unique_key) > defaults.MAX_NAME_LENGTH):
+        raise InvalidArgs(f"unique key {unique_key!r} must be a non-empty string of at most {defaults.MAX_NAME_LENGTH} characters")
 
 
 def check_submit_options(*, priority: Any, run_at: Any, max_attempts: Any) -> None:

@@ -73,6 +73,19 @@ def test_a_priority_run_at_or_max_attempts_the_store_cannot_keep_as_meant_is_ref
     assert written(deployment) == 0
 
 
+@pytest.mark.parametrize("unique_key", [5, "", "k" * 191])
+def test_a_unique_key_the_index_cannot_hold_is_refused_as_submit_many_refuses_it(deployment: Deployment, unique_key: object) -> None:
+    deployment.write_config({"main": {"workers": 1}})
+    deployment.jobd("init", check=True)
+    deployment.jobd("check", check=True)
+    complaint = f"unique key {unique_key!r} must be a non-empty string of at most 190 characters"
+    with pytest.raises(InvalidArgs, match=re.escape(complaint)):
+        jobd.submit("main", "t.noop", {}, unique_key=unique_key, config=str(deployment.config_path))  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgs, match=re.escape(f"item 0: {complaint}")):
+        jobd.submit_many("main", "t.noop", [{}], unique_keys=[unique_key], config=str(deployment.config_path))  # type: ignore[list-item]
+    assert written(deployment) == 0
+
+
 def test_the_config_is_found_the_same_way_however_it_is_named(
     deployment: Deployment, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

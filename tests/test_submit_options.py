@@ -9,7 +9,7 @@ import pytest
 from jobd.errors import InvalidArgs
 from jobd.store.bulk_sql import BulkJobs
 from jobd.store.new_job import NewJob
-from jobd.submit_options import check_max_attempts, check_priority, check_run_at
+from jobd.submit_options import check_max_attempts, check_priority, check_run_at, check_unique_key
 
 
 @pytest.mark.parametrize("priority", [0, -5, 2**31 - 1, -(2**31)])
@@ -52,3 +52,14 @@ def test_no_row_is_made_with_an_option_the_store_could_not_keep_as_meant() -> No
         BulkJobs("main", "t.noop", ["{}"], run_at=math.nan)
     with pytest.raises(InvalidArgs, match="max_attempts"):
         BulkJobs("main", "t.noop", ["{}"], max_attempts=0)
+
+
+@pytest.mark.parametrize("unique_key", [None, "k", "k" * 190])
+def test_a_unique_key_is_none_or_a_string_the_unique_index_holds(unique_key: str | None) -> None:
+    check_unique_key(unique_key)
+
+
+@pytest.mark.parametrize("unique_key", ["", "k" * 191, 5, b"k"])
+def test_any_other_unique_key_is_refused(unique_key: object) -> None:
+    with pytest.raises(InvalidArgs, match=r"must be a non-empty string of at most 190 characters"):
+        check_unique_key(unique_key)

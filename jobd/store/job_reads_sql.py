@@ -71,8 +71,8 @@ class JobReads:
 
     def get(self, job_id: int, *, lock: bool = False) -> Mapping[str, Any] | None:
         """The row of job ``job_id``, or None. ``lock``: MySQL locks it until the transaction ends."""
-        if not 0 < job_id <= defaults.MAX_ROW_ID:
-            return None  # no job has such an id (and SQLite refuses to bind it)
+        if isinstance(job_id, bool) or not isinstance(job_id, int) or not 0 < job_id <= defaults.MAX_ROW_ID:
+            return None  # no job has such an id (and SQLite refuses to bind a larger one)
         sql = f"SELECT * FROM {JOBS} WHERE id = {self.mark}"
         if lock and self.dialect == "mysql":
             sql += " FOR UPDATE"

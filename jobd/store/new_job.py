@@ -14,7 +14,7 @@ from .. import defaults
 from ..errors import InvalidArgs
 from ..job import encode_args
 from ..states import JobState
-from ..submit_options import check_submit_options
+from ..submit_options import check_submit_options, check_unique_key
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class NewJob:
 
     def __post_init__(self) -> None:
         check_submit_options(priority=self.priority, run_at=self.run_at, max_attempts=self.max_attempts)
+        check_unique_key(self.unique_key)
 
     @property
     def encoded_args(self) -> str:
