@@ -15,6 +15,7 @@ instead of running it (``Job.unrunnable``).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -101,12 +102,21 @@ def _decode_args(text: Any) -> tuple[dict[str, Any], str | None]:
     return args, None
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+#: Python's JSON decoder reads NaN and Infinity, which JSON does not have: a row holding them (written by
+#: another application; jobd refuses them) would make every JSON answer that shows the job fail.
+_STRICT_JSON = json.JSONDecoder(parse_constant=_not_json)
+
+
 def _loads(text: Any) -> Any:
     if text is None or text == "":
         return None
     if isinstance(text, bytes):
         text = text.decode("utf-8")
-    return json.loads(text)
+    return _STRICT_JSON.decode(text)
 
 
 def _decode_or_text(text: Any) -> Any:
@@ -150,10 +160,14 @@ def _optional_integer(value: Any, name: str, problems: list[str]) -> int | None:
 
 
 def _number(value: Any, name: str, problems: list[str]) -> float | None:
-    if value is None or isinstance(value, float):
-        return value
+    if value is None:
+        return None
     try:
-        return float(value)
+        number = value if isinstance(value, float) else float(value)
     except (TypeError, ValueError):
         problems.append(f"{name} is {_readable(value)!r}, not a number")
         return None
+    if not math.isfinite(number):  # SQLite keeps 9e999 as infinity: never due, and not JSON when shown
+        problems.append(f"{name} is {number}, not a finite time")
+        return None
+    return number

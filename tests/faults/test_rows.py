@@ -73,8 +73,9 @@ def _bad_rows(store: Store) -> dict[str, int]:
     rows = {
         "deep args": insert_job(store, "main", "t.record", DEEP_ARGS_SQL),
         "attempts at the limit": insert_job(store, "main", "t.record", "'{\"n\": 7}'", attempts=2147483647),
+        "NaN in args": insert_job(store, "main", "t.record", "'{\"n\": NaN}'"),
     }
-    if store.engine.dialect.name == "sqlite":  # MariaDB refuses both on INSERT
+    if store.engine.dialect.name == "sqlite":  # MariaDB refuses these on INSERT
         rows["args not UTF-8"] = insert_job(store, "main", "t.record", NOT_UTF8_ARGS_SQL)
         rows["text in a number column"] = insert_job(store, "main", "t.record", "'{}'", priority="high")
     return rows
@@ -93,6 +94,7 @@ REASONS = {
     "attempts at the limit": "at the counter's limit",
     "text in a number column": "priority is 'high', not an integer",
     "args not UTF-8": "not valid UTF-8",
+    "NaN in args": "args are not valid JSON (NaN is not JSON)",
 }
 
 
@@ -193,3 +195,27 @@ def test_a_daemon_no_master_runs_shows_its_waiting_jobs_in_status_and_top(deploy
     assert top.returncode == 0 and expected in " ".join(top.stdout.split()), top.stdout + top.stderr
     assert "main" not in {entry["daemon"] for entry in report["unserved"]}
     _stop(master)
+
+
+def _refuse(constant: str) -> None:
+    raise AssertionError(f"{constant} in a JSON answer")
+
+
+def test_a_row_holding_infinity_or_nan_is_shown_as_strict_json(deployment: Deployment) -> None:
+    """SQLite keeps 9e999 as infinity (such a job is never due), and a row's JSON may hold NaN or Infinity,
+    which Python reads and JSON has not: no JSON answer may hold them."""
+    deployment.write_config({"main": {"workers": 1}})
+    assert deployment.jobd("init").returncode == 0
+    store = deployment.store
+    waiting = insert_job(store, "main", "t.record", "'{\"n\": NaN}'", state="scheduled", run_at=float("inf"))
+    ended = insert_job(store, "main", "t.record", "'{}'", state="succeeded", result='{"x": Infinity}')
+    for job_id in (waiting, ended):
+        shown = deployment.jobd("job", str(job_id), "--json")
+        assert shown.returncode == 0, shown.stderr
+        job = json.loads(shown.stdout, parse_constant=_refuse)
+        assert job["id"] == job_id
+    listing = deployment.jobd("jobs", "--json")
+    assert listing.returncode == 0, listing.stderr
+    json.loads(listing.stdout, parse_constant=_refuse)
+    shown = json.loads(deployment.jobd("job", str(waiting), "--json").stdout)
+    assert shown["run_at"] is None and "run_at is inf, not a finite time" in shown["row_problem"]
