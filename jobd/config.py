@@ -27,7 +27,6 @@ from .errors import ConfigError
 from .migrations.settings import CheckedMigrations, MigrationsSettings  # noqa: F401  (MigrationsSettings: for type hints)
 from .names import CALLABLE_PATH_PATTERN, MODULE_PATH_PATTERN, NAME_PATTERN, TASK_NAME_PATTERN  # noqa: F401
 from .output_caps import OutputCaps
-from .store.url_options import check_store_options
 from .text_files import NotUtf8, read_utf8
 
 if TYPE_CHECKING:
@@ -42,6 +41,8 @@ def _supported_store(url: str) -> str:
     if not separator or scheme.lower() not in defaults.SUPPORTED_STORE_SCHEMES:
         supported = ", ".join(f"{name}://" for name in defaults.SUPPORTED_STORE_SCHEMES)
         raise ValueError(f"{url!r} is not a supported store URL (supported: {supported})")
+    from .store.url_options import check_store_options  # where a file is checked, not in a master handed its config
+
     check_store_options(url)
     return url
 
