@@ -74,7 +74,8 @@ def log_fsyncs_of_three_submits(deployment: Deployment) -> int:
     )
     assert completed.returncode == 0, completed.stderr
     lines = trace.read_text().splitlines()
-    first, last = [index for index, line in enumerate(lines) if re.search(r"\bkill\(\d+, 0\)", line)]
+    marks = [index for index, line in enumerate(lines) if re.match(r"(\d+)\s+kill\(\1, 0\)", line)]  # its own pid
+    first, last = marks[0], marks[-1]
     return sum(1 for line in lines[first:last] if "sync(" in line and "jobd.db-wal>" in line)
 
 
