@@ -272,3 +272,28 @@ def _all_jobs(deployment: Deployment) -> list[dict[str, object]]:
     jobs = deployment.store.jobs.table
     with deployment.store.engine.connect() as connection:
         return [dict(row) for row in connection.execute(jobs.select()).mappings()]
+
+
+def test_a_jobs_error_holding_html_is_shown_as_text_and_runs_nothing(
+    browser: Browser, deployment_factory: Callable[[str | None], Deployment],
+) -> None:
+    """A task's error is whatever the task raised: the page shows it as text, in the overview and on the job's page."""
+    deployment = deployment_factory(None)
+    deployment.write_config({"main": {"workers": 1, "modules": ["web_tasks"]}})
+    deployment.start_master()
+    hostile = '<img src=x onerror="window.pwned = 1"><b id="injected">[/x] bold</b>'
+    dead = deployment.store.jobs.insert(NewJob("main", "w.fails_until", {"flag": hostile}, max_attempts=1))
+    wait_until(lambda: deployment.store.jobs.get(dead).state is JobState.DEAD, timeout=30, message="the job to die")
+    error = f"RuntimeError: the flag {hostile} is not there yet"
+    server = WebProcess(deployment).start()  # a loopback bind: no token
+    try:
+        browser.open(server.url + "/")
+        wait_until(lambda: error in browser.evaluate("(document.getElementById('failures') || {innerText: ''}).innerText"),
+                   timeout=20, interval=0.1, message="the failure in the overview")
+        browser.evaluate(f"location.hash = '#/job/{dead}'")
+        wait_until(lambda: browser.evaluate("(document.getElementById('job-error') || {}).textContent") == error,
+                   timeout=20, interval=0.1, message="the error on the job's page")
+        assert browser.evaluate("document.querySelectorAll('#main img, #injected').length") == 0
+        assert browser.evaluate("window.pwned === undefined")
+    finally:
+        server.stop()
