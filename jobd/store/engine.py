@@ -146,6 +146,7 @@ def _make_engine(url: str, checkpoint_on_commit: bool, autocommit: bool) -> sa.E
     if parsed.get_backend_name() in {"mysql", "mariadb"}:
         if parsed.get_driver_name() not in {"pymysql"}:
             raise StoreUnavailable(f"store URL {url!r}: use the mysql+pymysql:// driver")
+        _option(url_options.mysql_tls_files, parsed)  # named here, not by PyMySQL's FileNotFoundError at each connect
         engine = sa.create_engine(
             # jobd's timeouts go in as numbers of seconds below: SQLAlchemy would read them from the URL as integers.
             parsed.difference_update_query(url_options.MYSQL_TIMEOUTS),
@@ -191,9 +192,7 @@ def shown_url(url: str) -> str:
 
 
 def mysql_timeouts(url: sa.URL) -> dict[str, float]:
-    """PyMySQL's connect/read/write timeouts for ``url`` (``url_options.mysql_timeouts``), once the TLS files
-    it names are known to exist (``url_options.mysql_tls_files``)."""
-    _option(url_options.mysql_tls_files, url)
+    """PyMySQL's connect/read/write timeouts for ``url`` (``url_options.mysql_timeouts``)."""
     return _option(url_options.mysql_timeouts, url)
 
 
