@@ -26,7 +26,7 @@ DESCRIBED_PREFIX = b"run/2 "
 MAX_DATAGRAM_BYTES = 128  # a wake-up or a run/1: a daemon name (at most 64 characters) and a job id fit
 MAX_HANDED_JOB_BYTES = 8192  # a run/2; a job whose args are longer is handed over as a run/1
 MAX_JOB_ID = defaults.MAX_ROW_ID
-MIN_PRIORITY, MAX_PRIORITY = -(2**31), 2**31 - 1  # the store's INTEGER column
+MIN_PRIORITY, MAX_PRIORITY = defaults.PRIORITY_RANGE  # the store's INTEGER column
 
 
 def encode(daemon: str, priority: int = 0) -> bytes:

@@ -2,9 +2,10 @@
 
 ``engine.py`` reads these values from the URL SQLAlchemy parsed, and the
 config reads the same ones from the text of the file (``check_store_options``),
-so a bad option is refused by `jobd check` with the file's line (exit 2)
-instead of by the first command that opens the store (exit 3). Unknown
-options are left to the driver: PyMySQL takes several of its own.
+so a bad option is refused by `jobd check` with the file and key (exit 2)
+instead of by the first command that opens the store (exit 3). So is an
+option nobody takes: SQLAlchemy hands a MySQL URL's unknown options to
+PyMySQL, whose signature says which it takes.
 """
 
 from __future__ import annotations
