@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ..config import JobdConfig
+from ..cpu_policy import master_yields_on_wakeup
 from ..control import client
 from ..errors import JobdError, MasterAlreadyRunning, MasterNotRunning
 from ..checked_config import CheckedConfig, check_in_subprocess, encode_checked
@@ -112,8 +113,11 @@ def run_foreground(checked: CheckedConfig, *, ready_fd: int | None = None, store
     except JobdError as error:
         report(str(error))
         raise
+    cpu_policy_refused = master_yields_on_wakeup()  # before its threads and the fork server start: they inherit it
     job_logs = JobLogCapture(config.job_log_max_lines, config.max_log_line_bytes)
     configure_master_logging(config, to_stderr=ready_fd is None, extra_handlers=[job_logs])
+    if cpu_policy_refused:
+        log.info("the master keeps the normal CPU policy (%s); it may preempt workers when it wakes", cpu_policy_refused)
     try:
         master = Master(config, checked.inventory, schedule=checked.schedule, job_logs=job_logs, store=store)
         return master.run(ready=report)

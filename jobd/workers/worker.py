@@ -29,6 +29,7 @@ from ..activity.progress import JobProgress
 from ..batch_member import MemberBatch
 from ..output_caps import DEFAULT_CAPS, OutputCaps, OutputRejected, cap_error, cap_traceback, encode_checkpoint, encode_result
 from ..context import Cancelled, StopEarly, TaskContext
+from ..cpu_policy import worker_runs_normally
 from ..errors import ConfigError, InvalidArgs, PermanentFailure, TaskFailed
 from ..job import encode_json
 from ..observability.logs import JobLogContext, configure_worker_logging, job_logging_context
@@ -110,6 +111,7 @@ def worker_main(
     settings: WorkerSettings, connection: Connection, channel: Channel | None = None, lifeline: Connection | None = None,
 ) -> None:
     """Entry point of a worker process (runs in the child)."""
+    worker_runs_normally()  # not the master's SCHED_BATCH, which the fork server passed on
     os.setsid()  # its own session and process group: everything its tasks start can be found and killed with it
     if lifeline is not None:
         lifelines.watch(lifeline)

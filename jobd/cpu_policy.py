@@ -1,0 +1,60 @@
+"""The master never preempts a running process when it wakes; workers run their tasks under the normal policy.
+
+Why: a worker that takes a submit's job writes ``took`` to the master's
+pipe just before it calls the task. Linux treats a pipe write as a
+*synchronous* wake-up (the writer is expected to sleep soon), so it often
+puts the woken master on the worker's own CPU, and under the default policy
+the master then preempts the worker for its whole loop turn, with the other
+CPU idle: on a 2-vCPU VM the task started 0.5-1.2 ms later for about one
+submit in three, which was the p99 of submit → start (2.1 ms against 1.1
+once the master stopped preempting; ``python bench/peers.py --workloads latency``).
+
+``SCHED_BATCH`` changes only that. A batch thread keeps its nice value, its
+share of the CPU and its placement on an idle CPU, but when it wakes it
+waits for the CPU's next scheduling point (the running thread blocks, or
+the next scheduler tick) instead of preempting it. The master only keeps
+books around the jobs, so such a wait delays nothing a job waits on, and
+it no longer preempts the application's own processes on the host either.
+
+The policy is set per thread and inherited by the threads and processes
+started later, the fork server included; so a worker sets the normal
+policy back before it runs anything, and the application's task code runs
+as it would anywhere else. Where the system has no such policy, or refuses
+it (a sandbox's seccomp profile), the master runs as before.
+"""
+
+from __future__ import annotations
+
+import os
+
+_THREADS = "/proc/self/task"  # Linux: one entry per thread of this process
+
+
+def master_yields_on_wakeup() -> str | None:
+    """Put every thread of this process under ``SCHED_BATCH``; None if done, else why not (to be logged).
+
+    Called before logging is set up (its threads must inherit the policy), so it logs nothing itself.
+    """
+    if not hasattr(os, "SCHED_BATCH"):
+        return "this system has no SCHED_BATCH"
+    try:
+        thread_ids = [int(name) for name in os.listdir(_THREADS)]
+    except OSError:
+        thread_ids = [0]  # the calling thread: the master's loop
+    try:
+        for thread_id in thread_ids:
+            os.sched_setscheduler(thread_id, os.SCHED_BATCH, os.sched_param(0))
+    except OSError as error:
+        return f"SCHED_BATCH refused: {error}"
+    return None
+
+
+def worker_runs_normally() -> None:
+    """Give this process (a worker, single-threaded here) the normal policy if it inherited another."""
+    if not hasattr(os, "SCHED_OTHER"):
+        return
+    try:
+        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except OSError:
+        pass  # a batch worker runs its tasks all the same
