@@ -11,7 +11,11 @@ database of their own). Workloads:
   2 workers the ideal is 200 jobs/s, so the efficiency is shown);
 * submit loop — jobs submitted one at a time, as an application does
   (``jobd.submit``; the peers' own enqueue call), with no worker running:
-  what one submit costs the application;
+  what one submit costs the application. With jobd-mariadb in the run, each
+  round also times MariaDB alone committing one-row INSERTs in a loop, and
+  the table is followed by that floor and every submit loop's ratio to it:
+  no loop of submits that are durable when they return goes faster on
+  that server;
 * latency — jobs submitted one at a time at a steady rate on an idle
   system; submit→start and submit→finish p50/p99 from timestamps the task
   records;
@@ -283,6 +287,15 @@ def machine() -> dict[str, str]:
             "kernel": platform.release(), "load average": " ".join(f"{x:.2f}" for x in os.getloadavg())}
 
 
+def commit_floor_line(floor: float, results: dict[str, Measured]) -> str:
+    """MariaDB's own commit rate beside the submit loops: what no durable one-at-a-time loop on it can pass."""
+    compared = ", ".join(
+        f"{name} {result.submit_rate / floor:.2f}×" for name, result in results.items() if result.submit_rate is not None
+    )
+    return (f"MariaDB alone, same run: {floor:,.0f} one-row autocommit INSERTs/s ({1e6 / floor:.0f} µs each), the most a loop "
+            f"of submits durable on return can reach on this server; submit loops against it: {compared}")
+
+
 def median_of(rounds: list[Measured]) -> Measured:
     merged = Measured()
     for name in Measured.__dataclass_fields__:
@@ -392,6 +405,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     root = Path(tempfile.mkdtemp(prefix="jobd-peers-", dir="/tmp"))
     per_round: dict[str, list[Measured]] = {name: [] for name in systems}
+    floor_rates: list[float] = []  # MariaDB's own one-row commit loop, once a round
     started = time.monotonic()
     try:
         order = list(systems)
@@ -404,6 +418,8 @@ def main() -> int:
                 per_round[name].append(result)
                 for error in result.errors:
                     print(f"  {name}: {error}", file=sys.stderr)
+            if "submit" in workloads and "jobd-mariadb" in systems:
+                floor_rates.append(systems["jobd-mariadb"].commit_floor(sizes.submit_jobs))  # type: ignore[attr-defined]
             order = order[1:] + order[:1]  # nobody always runs first (or last) on a noisy machine
     finally:
         if not any(r.errors for rs in per_round.values() for r in rs):
@@ -419,6 +435,9 @@ def main() -> int:
     print()
     print(table(results))
     print()
+    if floor_rates:
+        print(commit_floor_line(statistics.median(floor_rates), results))
+        print()
     print("machine: " + ", ".join(f"{k} {v}" for k, v in machine().items()))
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions(systems, redis_url).items()))
     for name, result in results.items():

@@ -128,3 +128,11 @@ def test_schedule_latency_benchmark_reports_every_job_and_the_first_and_last_of_
         assert row is not None, output
         count, *milliseconds = row.strip()[len(label):].split()
         assert int(count) > 0 and len(milliseconds) == 5 and all(re.fullmatch(r"-?\d+\.\d", value) for value in milliseconds), row
+
+
+@pytest.mark.timeout(120)
+def test_peer_benchmark_puts_mariadbs_own_commit_rate_beside_the_submit_loops(mariadb: dict[str, Any]) -> None:
+    output = run_bench("peers.py", "--quick", "--only", "jobd-mariadb", "--workloads", "submit")
+    floor = next(line for line in output.splitlines() if line.startswith("MariaDB alone, same run: "))
+    assert re.search(r"INSERTs/s \(\d+ µs each\)", floor), floor
+    assert re.search(r"jobd-mariadb \d+\.\d\d×", floor), floor
