@@ -303,8 +303,8 @@ def run_job(
             log.error("job %s failed: %s", message.job_id, error)
             return finished("failed", error=str(error))
         except BaseException as error:  # a task's failure, whatever it is, is the job's failure
-            if isinstance(error, KeyboardInterrupt):
-                raise
+            # KeyboardInterrupt and SystemExit included: a worker ignores SIGINT and leads its own
+            # session, so only the task's own code raises them, and the worker serves the next job.
             error_line = cap_error(traceback.format_exception_only(error)[-1].strip(), caps)
             log.error("job %s failed: %s", message.job_id, error_line, exc_info=True)
             return finished("failed", error=error_line, traceback=traceback.format_exc())

@@ -45,6 +45,7 @@ POISONS = {
     "os_exit_0": Poison("pp.exit0", JobState.DEAD, "worker exited with code 0 while running the job"),
     "segfault": Poison("pp.segfault", JobState.DEAD, "worker killed by SIGSEGV"),
     "grandchild": Poison("pp.grandchild", JobState.SUCCEEDED, ""),
+    "raises_keyboard_interrupt": Poison("pp.keyboard_interrupt", JobState.DEAD, "KeyboardInterrupt: stop everything"),
     "ignores_sigterm": Poison("pp.ignore_term", JobState.DEAD, "timed out after 2s"),
     "logs_in_a_tight_loop": Poison("pp.chatty", JobState.DEAD, "timed out after 2s"),
 }
@@ -156,6 +157,20 @@ def check_every_poison_at_once(deployment: Deployment) -> None:
 
     stop_and_measure(deployment, master)
     assert log_text(deployment).rstrip().splitlines()[-1].endswith("stopped")
+
+
+def test_a_task_raising_keyboard_interrupt_fails_its_job_and_its_worker_serves_the_next(deployment: Deployment) -> None:
+    start(deployment, workers=1)
+    (worker,) = wait_until(lambda: deployment.worker_pids("main", "idle") or None, message="the worker to be idle")
+    (poison_id,) = submit(deployment, "pp.keyboard_interrupt")
+    (next_id,) = submit(deployment, "t.record", n=1)
+    wait_until(lambda: all_final(deployment, [poison_id, next_id]), timeout=20, interval=0.1, message="both jobs to end")
+
+    poison = deployment.store.jobs.get(poison_id)
+    assert (poison.state, poison.error) == (JobState.DEAD, "KeyboardInterrupt: stop everything")
+    assert deployment.store.jobs.get(next_id).state is JobState.SUCCEEDED
+    assert deployment.lines("started.log") == [f"{poison_id} keyboard_interrupt {worker}"]
+    assert deployment.worker_pids("main") == [worker]  # the same process, not a replacement
 
 
 @pytest.mark.parametrize("task", ["pp.ignore_term_long", "pp.chatty_long"])
