@@ -54,11 +54,11 @@ class Intent(BaseModel):
     daemon: str = Field(min_length=1, max_length=defaults.MAX_NAME_LENGTH)
     task: str = Field(min_length=1, max_length=defaults.MAX_NAME_LENGTH)
     args: dict[str, Any] = Field(default_factory=dict)
-    priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
+    priority: int = Field(default=0, ge=defaults.PRIORITY_RANGE[0], le=defaults.PRIORITY_RANGE[1])  # as jobd.submit's
     delay: float | None = Field(default=None, ge=0, description="run no earlier than this many seconds from now")
     run_at: float | None = Field(default=None, description="epoch seconds")
     unique_key: str | None = Field(default=None, max_length=defaults.MAX_NAME_LENGTH)
-    max_attempts: int | None = Field(default=None, ge=1, le=1000)
+    max_attempts: int | None = Field(default=None, ge=1, le=defaults.MOST_ATTEMPTS)
 
 
 class DeadJobsFilter(BaseModel):

@@ -71,6 +71,8 @@ def test_bad_requests_get_a_json_4xx_and_change_nothing_in_the_store(web: tuple[
         ("args that the task does not take", "POST", "/api/v1/jobs", {"token": ADMIN, "json_body": {**intent, "args": {"surprise": 1}}}, 400),
         ("args that are not an object", "POST", "/api/v1/jobs", {"token": ADMIN, "json_body": {**intent, "args": [1]}}, 400),
         ("an unknown key", "POST", "/api/v1/jobs", {"token": ADMIN, "json_body": {**intent, "sudo": True}}, 400),
+        ("a priority past the store's INTEGER", "POST", "/api/v1/jobs", {"token": ADMIN, "json_body": {**intent, "priority": 2**31}}, 400),
+        ("more attempts than a daemon may ask", "POST", "/api/v1/jobs", {"token": ADMIN, "json_body": {**intent, "max_attempts": 1001}}, 400),
         ("a bad page size", "GET", "/api/v1/jobs?limit=0", {"token": READ}, 400),
         ("an unknown state", "GET", "/api/v1/jobs?state=happy", {"token": READ}, 400),
         ("retry of a job that is not dead", "POST", f"/api/v1/jobs/{dead + 0}/cancel", {"token": ADMIN, "json_body": {}}, 409),
@@ -99,6 +101,11 @@ def test_the_admin_token_submits_retries_and_pages_through_jobs(web: tuple[Deplo
     wait_until(lambda: server.request("GET", f"/api/v1/jobs/{job_id}", token=READ).data["state"] == "succeeded",
                timeout=30, message="the submitted job to succeed")
     assert server.request("GET", f"/api/v1/jobs/{job_id}", token=READ).data["args"] == {"n": 7}
+    for priority in (2**31 - 1, -(2**31)):  # the same range as jobd.submit and jobd trigger
+        urgent = server.request("POST", "/api/v1/jobs", token=ADMIN,
+                                json_body={"daemon": "main", "task": "t.noop", "priority": priority})
+        assert urgent.status == 201, urgent.body
+        assert deployment.store.jobs.get(urgent.data["job_id"]).priority == priority
 
     retried = server.request("POST", f"/api/v1/jobs/{dead}/retry", token=ADMIN, json_body={})
     assert retried.status == 200 and retried.data["state"] == "queued"
