@@ -22,6 +22,9 @@ MARIADB = "mysql+pymysql://root@127.0.0.1:3306/test"
         ("sqlite:///{store}?synchronous=full&synchronous=normal", "synchronous=('full', 'normal') is not one of normal, full"),
         ("sqlite:///{store}?timeout=soon", "timeout='soon' is not a number of seconds"),
         ("sqlite:///{store}?timout=3", "timout is not an option of a SQLite store URL (jobd's are timeout and synchronous)"),
+        # A URI filename made a folder named "file:" beside the config, and each master's probe a file of that name.
+        ("sqlite:///file:{store}?uri=true&mode=rwc",
+         "uri=true is not taken: give the database file's path (sqlite:///PATH), not a SQLite file: URI"),
         (f"{MARIADB}?read_timeout=soon", "read_timeout='soon' is not a number of seconds"),
         (f"{MARIADB}?charset=utf8mb4&bogus=1", "bogus is not an option of a MySQL store URL (neither jobd's nor PyMySQL's connect())"),
         (f"{MARIADB}?autocommit=1", "autocommit is not an option of a MySQL store URL"),

@@ -69,9 +69,10 @@ def mysql_timeouts(query: Query) -> dict[str, float]:
 
 
 #: What a SQLite URL may say: jobd's options, and those SQLAlchemy hands to the sqlite3 module.
-SQLITE_URL_OPTIONS = frozenset(
-    {"timeout", "synchronous", "uri", "check_same_thread", "cached_statements", "detect_types", "isolation_level"}
-)
+#: Not ``uri``: a SQLite URI filename (``file:PATH?mode=…``) is not a path, and jobd reads the
+#: store's path in several places (the config's folder, the WAL's size, its own probes); none of
+#: SQLite's URI parameters (``mode``, ``cache``, ``nolock``, ``immutable``…) suits a shared store.
+SQLITE_URL_OPTIONS = frozenset({"timeout", "synchronous", "check_same_thread", "cached_statements", "detect_types", "isolation_level"})
 #: A MySQL URL's TLS options, which SQLAlchemy gathers into PyMySQL's ``ssl`` argument.
 SQLALCHEMY_SSL_OPTIONS = frozenset({"ssl_ca", "ssl_key", "ssl_cert", "ssl_capath", "ssl_cipher", "ssl_check_hostname"})
 #: PyMySQL arguments a URL cannot give (they take objects, or jobd sets them).
@@ -114,8 +115,9 @@ def check_store_options(url: str) -> None:
     values = parse_qs(urlsplit(url).query, keep_blank_values=True)
     query = {name: given[0] if len(given) == 1 else tuple(given) for name, given in values.items()}
     if url.partition("://")[0].lower() == "sqlite":
-        # With uri=true the other options are SQLite's own URI parameters (mode, cache, vfs…).
-        unknown = [] if "uri" in query else sorted(set(query) - SQLITE_URL_OPTIONS)
+        if "uri" in query:
+            raise ValueError("uri=true is not taken: give the database file's path (sqlite:///PATH), not a SQLite file: URI")
+        unknown = sorted(set(query) - SQLITE_URL_OPTIONS)
         if unknown:
             raise ValueError(f"{unknown[0]} is not an option of a SQLite store URL (jobd's are timeout and synchronous)")
         sqlite_busy_timeout(query)
