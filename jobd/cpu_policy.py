@@ -1,4 +1,4 @@
-"""The master never preempts a running process when it wakes; workers run their tasks under the normal policy.
+"""The master does not preempt a running process when it wakes; workers run their tasks under the normal policy.
 
 Why: a worker that takes a submit's job writes ``took`` to the master's
 pipe just before it calls the task. Linux treats a pipe write as a
@@ -20,7 +20,9 @@ The policy is set per thread and inherited by the threads and processes
 started later, the fork server included; so a worker sets the normal
 policy back before it runs anything, and the application's task code runs
 as it would anywhere else. Where the system has no such policy, or refuses
-it (a sandbox's seccomp profile), the master runs as before.
+it (a sandbox's seccomp profile), the master runs as before; a master
+started under another policy than the default (an operator's ``chrt``,
+systemd's ``CPUSchedulingPolicy=``) keeps it, and its workers keep it too.
 """
 
 from __future__ import annotations
@@ -29,14 +31,23 @@ import os
 
 _THREADS = "/proc/self/task"  # Linux: one entry per thread of this process
 
+_switched = False  # this process is a master that put itself under SCHED_BATCH
+
 
 def master_yields_on_wakeup() -> str | None:
     """Put every thread of this process under ``SCHED_BATCH``; None if done, else why not (to be logged).
 
-    Called before logging is set up (its threads must inherit the policy), so it logs nothing itself.
+    Only from the default policy: a master started under another one (an
+    operator's ``chrt`` or systemd's ``CPUSchedulingPolicy=``) keeps it, and
+    so do its workers. Called before logging is set up (its threads must
+    inherit the policy), so it logs nothing itself.
     """
+    global _switched
     if not hasattr(os, "SCHED_BATCH"):
         return "this system has no SCHED_BATCH"
+    started_under = os.sched_getscheduler(0)
+    if started_under != os.SCHED_OTHER:
+        return f"it keeps the policy it was started under ({_POLICY_NAMES.get(started_under, started_under)}), and so do its workers"
     try:
         thread_ids = [int(name) for name in os.listdir(_THREADS)]
     except OSError:
@@ -46,15 +57,24 @@ def master_yields_on_wakeup() -> str | None:
             os.sched_setscheduler(thread_id, os.SCHED_BATCH, os.sched_param(0))
     except OSError as error:
         return f"SCHED_BATCH refused: {error}"
+    _switched = True
     return None
 
 
+def workers_set_normal_policy() -> bool:
+    """Whether this master's workers must set the normal policy back: it put itself under SCHED_BATCH."""
+    return _switched
+
+
 def worker_runs_normally() -> None:
-    """Give this process (a worker, single-threaded here) the normal policy if it inherited another."""
-    if not hasattr(os, "SCHED_OTHER"):
-        return
+    """Set the normal policy back in this process (a worker, single-threaded here), inherited as SCHED_BATCH."""
     try:
-        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+        if os.sched_getscheduler(0) == os.SCHED_BATCH:
             os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     except OSError:
         pass  # a batch worker runs its tasks all the same
+
+
+_POLICY_NAMES = {
+    getattr(os, name): name for name in ("SCHED_BATCH", "SCHED_IDLE", "SCHED_FIFO", "SCHED_RR") if hasattr(os, name)
+}

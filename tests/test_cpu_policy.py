@@ -49,3 +49,17 @@ def test_every_thread_of_the_master_runs_batch_and_every_worker_runs_normally(de
     for pid in workers:
         assert set(thread_policies(pid).values()) == {os.SCHED_OTHER}, (pid, thread_policies(pid))
 
+
+
+def test_a_master_started_under_another_policy_keeps_it_and_so_do_its_workers(deployment: Deployment) -> None:
+    deployment.write_config({"main": {"workers": 1}})
+    os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))  # as `chrt -b 0 jobd start` would: the master inherits it
+    try:
+        master = deployment.start_master()
+    finally:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    (worker,) = wait_until(lambda: deployment.worker_pids("main", "idle") or None, message="the worker to be idle")
+
+    assert set(thread_policies(master.pid).values()) == {os.SCHED_BATCH}
+    assert set(thread_policies(worker).values()) == {os.SCHED_BATCH}  # the operator's choice, not set back
+    assert any("keeps the policy it was started under (SCHED_BATCH)" in line for line in deployment.lines("jobd.log"))

@@ -19,6 +19,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..cpu_policy import workers_set_normal_policy
 from ..output_caps import OutputCaps
 from ..store.driver_sql import DriverTarget
 from ..task_code import add_python_path, import_tasks, shell_task_definition
@@ -48,6 +49,7 @@ class WorkerSettings:
     shell_tasks: dict[str, Any] = field(default_factory=dict)  # task name → ShellTaskSpec
     migrations_config: JobdConfig | None = None  # only for the daemon that runs tenant migrations
     problem: str | None = None  # the config could not be turned into settings: the worker reports it and exits
+    normal_cpu_policy: bool = False  # the master put itself under SCHED_BATCH: the worker sets the normal policy back
     log_channel: Connection | None = None  # this worker's own pipe for log records; set by the launcher
 
 
@@ -66,7 +68,7 @@ def settings_for(
         log_level=config.log_level, caps=config.output_caps(daemon), memcached=tuple(config.memcached),
         source=str(config.source), python_path=tuple(str(path) for path in config.python_path),
         modules=tuple(settings.modules), task_paths=dict(settings.tasks), shell_tasks=shell,
-        migrations_config=config if migrations else None,
+        migrations_config=config if migrations else None, normal_cpu_policy=workers_set_normal_policy(),
     )
 
 

@@ -111,7 +111,8 @@ def worker_main(
     settings: WorkerSettings, connection: Connection, channel: Channel | None = None, lifeline: Connection | None = None,
 ) -> None:
     """Entry point of a worker process (runs in the child)."""
-    worker_runs_normally()  # not the master's SCHED_BATCH, which the fork server passed on
+    if settings.normal_cpu_policy:
+        worker_runs_normally()  # not the master's SCHED_BATCH, which the fork server passed on
     os.setsid()  # its own session and process group: everything its tasks start can be found and killed with it
     if lifeline is not None:
         lifelines.watch(lifeline)
