@@ -32,10 +32,11 @@ import os
 _THREADS = "/proc/self/task"  # Linux: one entry per thread of this process
 
 _switched = False  # this process is a master that put itself under SCHED_BATCH
+_MAY_PREEMPT = ": it may preempt a worker that has just taken a submit's job"
 
 
 def master_yields_on_wakeup() -> str | None:
-    """Put every thread of this process under ``SCHED_BATCH``; None if done, else why not (to be logged).
+    """Put every thread of this process under ``SCHED_BATCH``; None if done, else a line for the log saying why not.
 
     Only from the default policy: a master started under another one (an
     operator's ``chrt`` or systemd's ``CPUSchedulingPolicy=``) keeps it, and
@@ -44,10 +45,11 @@ def master_yields_on_wakeup() -> str | None:
     """
     global _switched
     if not hasattr(os, "SCHED_BATCH"):
-        return "this system has no SCHED_BATCH"
+        return f"the master keeps the normal CPU policy (this system has no SCHED_BATCH){_MAY_PREEMPT}"
     started_under = os.sched_getscheduler(0)
     if started_under != os.SCHED_OTHER:
-        return f"it keeps the policy it was started under ({_POLICY_NAMES.get(started_under, started_under)}), and so do its workers"
+        name = _POLICY_NAMES.get(started_under, str(started_under))
+        return f"the master keeps the CPU policy it was started under ({name}), and so do its workers"
     try:
         thread_ids = [int(name) for name in os.listdir(_THREADS)]
     except OSError:
@@ -56,7 +58,7 @@ def master_yields_on_wakeup() -> str | None:
         for thread_id in thread_ids:
             os.sched_setscheduler(thread_id, os.SCHED_BATCH, os.sched_param(0))
     except OSError as error:
-        return f"SCHED_BATCH refused: {error}"
+        return f"the master keeps the normal CPU policy (SCHED_BATCH refused: {error}){_MAY_PREEMPT}"
     _switched = True
     return None
 

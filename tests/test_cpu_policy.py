@@ -62,4 +62,4 @@ def test_a_master_started_under_another_policy_keeps_it_and_so_do_its_workers(de
 
     assert set(thread_policies(master.pid).values()) == {os.SCHED_BATCH}
     assert set(thread_policies(worker).values()) == {os.SCHED_BATCH}  # the operator's choice, not set back
-    assert any("keeps the policy it was started under (SCHED_BATCH)" in line for line in deployment.lines("jobd.log"))
+    assert any("the master keeps the CPU policy it was started under (SCHED_BATCH), and so do its workers" in line for line in deployment.lines("jobd.log"))

@@ -113,11 +113,11 @@ def run_foreground(checked: CheckedConfig, *, ready_fd: int | None = None, store
     except JobdError as error:
         report(str(error))
         raise
-    cpu_policy_refused = master_yields_on_wakeup()  # before its threads and the fork server start: they inherit it
+    cpu_policy_kept = master_yields_on_wakeup()  # before its threads and the fork server start: they inherit it
     job_logs = JobLogCapture(config.job_log_max_lines, config.max_log_line_bytes)
     configure_master_logging(config, to_stderr=ready_fd is None, extra_handlers=[job_logs])
-    if cpu_policy_refused:
-        log.info("the master keeps the normal CPU policy (%s); it may preempt workers when it wakes", cpu_policy_refused)
+    if cpu_policy_kept:
+        log.info("%s", cpu_policy_kept)
     try:
         master = Master(config, checked.inventory, schedule=checked.schedule, job_logs=job_logs, store=store)
         return master.run(ready=report)
