@@ -33,6 +33,9 @@ _THREADS = "/proc/self/task"  # Linux: one entry per thread of this process
 
 _switched = False  # this process is a master that put itself under SCHED_BATCH
 _MAY_PREEMPT = ": it may preempt a worker that has just taken a submit's job"
+_POLICY_NAMES = {  # for the log line of a master started under another policy
+    getattr(os, name): name for name in ("SCHED_BATCH", "SCHED_IDLE", "SCHED_FIFO", "SCHED_RR") if hasattr(os, name)
+}
 
 
 def master_yields_on_wakeup() -> str | None:
@@ -75,8 +78,3 @@ def worker_runs_normally() -> None:
             os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     except OSError:
         pass  # a batch worker runs its tasks all the same
-
-
-_POLICY_NAMES = {
-    getattr(os, name): name for name in ("SCHED_BATCH", "SCHED_IDLE", "SCHED_FIFO", "SCHED_RR") if hasattr(os, name)
-}
